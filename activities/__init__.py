@@ -1,0 +1,1 @@
+"""Temporal activities, one module and one class per domain."""

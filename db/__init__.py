@@ -1,0 +1,1 @@
+"""Schema management: one Alembic environment per domain database."""

@@ -1,0 +1,1 @@
+"""Shopping carts: items with a price snapshot, locked while a checkout runs."""

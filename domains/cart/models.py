@@ -1,0 +1,91 @@
+"""Tables of the `cart` database (seed: cart_db)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kit.db import (
+    TYPE_ANNOTATION_MAP,
+    created_at_column,
+    new_metadata,
+    one_of,
+    updated_at_column,
+    uuid_pk,
+)
+from kit.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the cart database."""
+
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class CartStatus(StrEnum):
+    """Lifecycle of a cart: editable, held by one checkout, turned into an order, or dropped."""
+
+    ACTIVE = "active"
+    LOCKED = "locked"
+    CONVERTED = "converted"
+    ABANDONED = "abandoned"
+
+
+class Cart(Base):
+    """A user's cart.
+
+    Added: `currency` (a cart is priced in one currency); `checkout_id`, the checkout holding the
+    lock, so that locking is idempotent for that checkout and refused for any other; a check that a
+    locked cart names its checkout; `updated_at`.
+    """
+
+    __tablename__ = "carts"
+    __table_args__ = (
+        one_of("status", [s.value for s in CartStatus]),
+        CheckConstraint(
+            "status <> 'locked' OR checkout_id IS NOT NULL", name="locked_has_checkout"
+        ),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(16), server_default=CartStatus.ACTIVE.value)
+    expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = created_at_column()
+    currency: Mapped[str] = mapped_column(String(3))
+    checkout_id: Mapped[uuid.UUID | None]
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class CartItem(Base):
+    """One line of a cart.
+
+    `price_snapshot` holds what the shopper saw when adding the line: `{sku, unit_price, currency,
+    price_id, priced_at}`; the checkout's price step compares it with the current price.
+    Added: one line per variant (adding again merges), quantity 1..99, `created_at`.
+    """
+
+    __tablename__ = "cart_items"
+    __table_args__ = (
+        UniqueConstraint("cart_id", "variant_id"),
+        CheckConstraint("quantity BETWEEN 1 AND 99", name="quantity_range"),
+        Index("ix_cart_items_cart_id", "cart_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    cart_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("carts.id", ondelete="CASCADE"))
+    product_id: Mapped[uuid.UUID]
+    variant_id: Mapped[uuid.UUID]
+    quantity: Mapped[int] = mapped_column(Integer)
+    price_snapshot: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    created_at: Mapped[datetime] = created_at_column()
+
+
+domain_outbox_events = outbox_table(Base.metadata)

@@ -1,0 +1,1 @@
+"""Checkout sessions and their steps: the durable record of each saga run."""

@@ -1,0 +1,133 @@
+"""Tables of the `checkout` database (seed: checkout_db)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kit.db import (
+    TYPE_ANNOTATION_MAP,
+    created_at_column,
+    new_metadata,
+    one_of,
+    updated_at_column,
+    uuid_pk,
+)
+from kit.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the checkout database."""
+
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class CheckoutStatus(StrEnum):
+    """Checkout status (CONTRACT.md section 4)."""
+
+    PROCESSING = "processing"
+    REQUIRES_ACTION = "requires_action"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+class StepName(StrEnum):
+    """Saga step names (CONTRACT.md section 5), in logical order."""
+
+    LOCK_CART = "lock_cart"
+    PRICE_CART = "price_cart"
+    RESERVE_COUPON = "reserve_coupon"
+    RESERVE_INVENTORY = "reserve_inventory"
+    CREATE_ORDER = "create_order"
+    AUTHORIZE_PAYMENT = "authorize_payment"
+    AWAITING_PAYMENT = "awaiting_payment"
+    CAPTURE_PAYMENT = "capture_payment"
+    COMMIT_INVENTORY = "commit_inventory"
+    CONFIRM_COUPON = "confirm_coupon"
+    CONFIRM_ORDER = "confirm_order"
+    CREATE_SHIPMENT = "create_shipment"
+    COMPLETE = "complete"
+    COMPENSATING = "compensating"
+
+
+class StepStatus(StrEnum):
+    """Progress of one step of one checkout."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPENSATED = "compensated"
+
+
+class CheckoutSession(Base):
+    """One checkout.
+
+    Added: `idempotency_key` and `request_hash` (unique per user and key: a retried
+    `POST /v1/checkouts` finds this row, another body under the same key is refused);
+    `step`, `payment_status`, `next_action`, `failure_code`, `failure_message`, and the order's
+    `order_id`, `order_number`, `total_amount`, `currency`: the status body survives the workflow's
+    retention in Temporal; `updated_at`, `completed_at`.
+    """
+
+    __tablename__ = "checkout_sessions"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        one_of("status", [s.value for s in CheckoutStatus]),
+        one_of("step", [s.value for s in StepName], name="step_valid"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    cart_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = created_at_column()
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(32), server_default=StepName.LOCK_CART.value)
+    payment_status: Mapped[str | None] = mapped_column(String(24))
+    next_action: Mapped[dict[str, Any] | None]
+    failure_code: Mapped[str | None] = mapped_column(String(64))
+    failure_message: Mapped[str | None] = mapped_column(String(500))
+    order_id: Mapped[uuid.UUID | None]
+    order_number: Mapped[str | None] = mapped_column(String(32))
+    total_amount: Mapped[Decimal | None]
+    currency: Mapped[str | None] = mapped_column(String(3))
+    updated_at: Mapped[datetime] = updated_at_column()
+    completed_at: Mapped[datetime | None]
+
+
+class CheckoutStep(Base):
+    """One step of one checkout, upserted as it starts, ends, fails or is compensated.
+
+    Added: one row per session and step name, `started_at`, `attempt`, `error_code`.
+    """
+
+    __tablename__ = "checkout_steps"
+    __table_args__ = (
+        UniqueConstraint("session_id", "step_name"),
+        one_of("step_name", [s.value for s in StepName]),
+        one_of("status", [s.value for s in StepStatus]),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("checkout_sessions.id", ondelete="CASCADE")
+    )
+    step_name: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[datetime] = updated_at_column()
+    started_at: Mapped[datetime] = created_at_column()
+    attempt: Mapped[int] = mapped_column(Integer, server_default="1")
+    error_code: Mapped[str | None] = mapped_column(String(64))
+
+
+domain_outbox_events = outbox_table(Base.metadata)

@@ -1,0 +1,1 @@
+"""Coupons and the redemptions checkouts hold, confirm or release."""

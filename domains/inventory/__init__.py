@@ -1,0 +1,1 @@
+"""Stock per variant and reservations held by checkouts."""

@@ -1,0 +1,1 @@
+"""Messages to users, produced from other domains' events."""

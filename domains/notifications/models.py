@@ -1,0 +1,49 @@
+"""Tables of the `notifications` database (seed: notifications_db)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kit.db import TYPE_ANNOTATION_MAP, created_at_column, new_metadata, one_of, uuid_pk
+from kit.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the notifications database."""
+
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class NotificationStatus(StrEnum):
+    """Delivery state of a notification."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Notification(Base):
+    """A message to a user. Added: `attempts`, `last_error`, `sent_at` for the retrying sender."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (one_of("status", [s.value for s in NotificationStatus]),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = created_at_column()
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    sent_at: Mapped[datetime | None]
+
+
+domain_outbox_events = outbox_table(Base.metadata)

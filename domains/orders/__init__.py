@@ -1,0 +1,1 @@
+"""Orders: one per completed-or-attempted checkout, with items, addresses and a state history."""

@@ -1,0 +1,151 @@
+"""Tables of the `orders` database (seed: orders_db)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    Sequence,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kit.db import (
+    TYPE_ANNOTATION_MAP,
+    created_at_column,
+    new_metadata,
+    one_of,
+    updated_at_column,
+    uuid_pk,
+)
+from kit.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the orders database."""
+
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class OrderStatus(StrEnum):
+    """Order lifecycle (CONTRACT.md section 4)."""
+
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    FULFILLING = "fulfilling"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class AddressType(StrEnum):
+    """Which address of an order a row holds."""
+
+    SHIPPING = "shipping"
+    BILLING = "billing"
+
+
+# Source of the human-readable order number; gaps are harmless, reuse is impossible.
+order_number_seq = Sequence("order_number_seq", start=100001, metadata=Base.metadata)
+
+
+class Order(Base):
+    """An order.
+
+    Added: `checkout_id` (unique: creating the order is idempotent per checkout, the seed only knows
+    `order_id` downstream), `subtotal_amount`, `discount_amount` and `coupon_code` (the total's
+    breakdown), `updated_at`; non-negative amounts with total = subtotal - discount.
+    """
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        one_of("status", [s.value for s in OrderStatus]),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        CheckConstraint(
+            "subtotal_amount >= 0 AND discount_amount >= 0 AND total_amount >= 0",
+            name="amounts_non_negative",
+        ),
+        CheckConstraint(
+            "total_amount = subtotal_amount - discount_amount",
+            name="total_is_subtotal_less_discount",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    user_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    order_number: Mapped[str] = mapped_column(String(32), unique=True)
+    status: Mapped[str] = mapped_column(String(24))
+    total_amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = created_at_column()
+    checkout_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    subtotal_amount: Mapped[Decimal]
+    discount_amount: Mapped[Decimal]
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class OrderItem(Base):
+    """A line of an order at the price the buyer pays. Added: `sku`; one line per variant."""
+
+    __tablename__ = "order_items"
+    __table_args__ = (
+        UniqueConstraint("order_id", "variant_id"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint("unit_price >= 0 AND total_price >= 0", name="prices_non_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    product_id: Mapped[uuid.UUID]
+    variant_id: Mapped[uuid.UUID]
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_price: Mapped[Decimal]
+    total_price: Mapped[Decimal]
+    sku: Mapped[str] = mapped_column(String(64))
+
+
+class OrderAddress(Base):
+    """The shipping or billing address of an order. Added: one of each type per order."""
+
+    __tablename__ = "order_addresses"
+    __table_args__ = (
+        UniqueConstraint("order_id", "type"),
+        one_of("type", [t.value for t in AddressType]),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(16))
+    address: Mapped[dict[str, Any]]
+
+
+class OrderStateTransition(Base):
+    """Every status change of an order. Added: `reason` (a failure code or actor)."""
+
+    __tablename__ = "order_state_transitions"
+    __table_args__ = (
+        one_of("to_state", [s.value for s in OrderStatus], name="to_state_valid"),
+        Index("ix_order_state_transitions_order", "order_id", "changed_at"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    changed_at: Mapped[datetime] = created_at_column()
+    reason: Mapped[str | None] = mapped_column(String(64))
+
+
+domain_outbox_events = outbox_table(Base.metadata)

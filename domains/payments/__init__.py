@@ -1,0 +1,1 @@
+"""Payments against the provider: intents, captures, voids, refunds, idempotency keys."""

@@ -1,0 +1,140 @@
+"""Tables of the `payments` database (seed: payments_db)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kit.db import (
+    TYPE_ANNOTATION_MAP,
+    created_at_column,
+    new_metadata,
+    one_of,
+    updated_at_column,
+    uuid_pk,
+)
+from kit.outbox import outbox_table
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the payments database."""
+
+    metadata = new_metadata()
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+class PaymentStatus(StrEnum):
+    """Where a payment stands with the provider."""
+
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    PROCESSING = "processing"
+    AUTHORIZED = "authorized"
+    CAPTURED = "captured"
+    FAILED = "failed"
+    VOIDED = "voided"
+    REFUNDED = "refunded"
+
+
+class TransactionType(StrEnum):
+    """A single call against the provider."""
+
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+
+
+class TransactionStatus(StrEnum):
+    """Outcome of one provider call."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class Payment(Base):
+    """One checkout's payment.
+
+    Added: `checkout_id` (unique: one payment per checkout, the idempotency anchor of the saga),
+    `provider_payment_id` (the provider's intent id), `captured_amount` and `refunded_amount`
+    (compared with the provider's ledger), `last_error_code`, `updated_at`; amounts bounded by
+    what was authorized and captured.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (
+        one_of("status", [s.value for s in PaymentStatus]),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        CheckConstraint(
+            "amount >= 0 AND captured_amount >= 0 AND captured_amount <= amount "
+            "AND refunded_amount >= 0 AND refunded_amount <= captured_amount",
+            name="amounts_bounded",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    order_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(24))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    provider: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = created_at_column()
+    checkout_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    provider_payment_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    captured_amount: Mapped[Decimal] = mapped_column(server_default="0")
+    refunded_amount: Mapped[Decimal] = mapped_column(server_default="0")
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class PaymentTransaction(Base):
+    """One authorize, capture, void or refund call.
+
+    Added: `idempotency_key` (unique, e.g. `<checkout_id>:capture`: a retried step finds its row
+    instead of writing a second one) and `error_code`.
+    """
+
+    __tablename__ = "payment_transactions"
+    __table_args__ = (
+        one_of("type", [t.value for t in TransactionType]),
+        one_of("status", [s.value for s in TransactionStatus]),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        Index("ix_payment_transactions_payment", "payment_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
+    provider_txn_id: Mapped[str | None] = mapped_column(String(128))
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal]
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = created_at_column()
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+
+
+class PaymentIdempotencyKey(Base):
+    """A key sent to the provider with the hash of its request.
+
+    The same key with another request hash is refused before anything reaches the provider.
+    Added: `response` (the provider's last answer, replayed on retry) and `completed_at`.
+    """
+
+    __tablename__ = "payment_idempotency_keys"
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    key: Mapped[str] = mapped_column(String(255), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = created_at_column()
+    response: Mapped[dict[str, Any] | None]
+    completed_at: Mapped[datetime | None]
+
+
+domain_outbox_events = outbox_table(Base.metadata)

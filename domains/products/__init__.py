@@ -1,0 +1,1 @@
+"""Catalog: products, variants, time-ranged prices, images."""

@@ -1,0 +1,1 @@
+"""Shipments booked with a carrier and their tracking events."""

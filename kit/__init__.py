@@ -1,0 +1,1 @@
+"""Shared, domain-free infrastructure: settings, logging, databases, outbox, money, errors."""

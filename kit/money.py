@@ -1,0 +1,150 @@
+"""Money as `Decimal` plus an ISO 4217 currency, always quantized to the currency's minor unit.
+
+Minor units come from CLDR (via Babel), which is what card networks and Stripe use in practice
+(e.g. ISK and UGX have no minor unit). Integers of minor units exist only at the payment-provider
+boundary: `to_minor_units` and `from_minor_units`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import lru_cache
+
+from babel.numbers import get_currency_precision, list_currencies
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be money."""
+
+
+@lru_cache(maxsize=1)
+def _known_currencies() -> frozenset[str]:
+    return frozenset(list_currencies())
+
+
+def normalize_currency(code: str) -> str:
+    """The upper-case ISO 4217 code, or MoneyError if the code is unknown."""
+    upper = code.strip().upper()
+    if len(upper) != 3 or upper not in _known_currencies():
+        raise MoneyError(f"unknown currency {code!r}")
+    return upper
+
+
+@lru_cache(maxsize=512)
+def minor_unit_exponent(currency: str) -> int:
+    """Digits after the decimal point in `currency` (2 for USD, 0 for JPY, 3 for KWD)."""
+    return int(get_currency_precision(normalize_currency(currency)))
+
+
+def _quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-minor_unit_exponent(currency))
+
+
+def _to_decimal(value: Decimal | int | str) -> Decimal:
+    if isinstance(value, float):
+        raise MoneyError("money is never a float")
+    try:
+        result = Decimal(value)
+    except (InvalidOperation, TypeError) as exc:
+        raise MoneyError(f"not an amount: {value!r}") from exc
+    if not result.is_finite():
+        raise MoneyError(f"not a finite amount: {value!r}")
+    return result
+
+
+@dataclass(frozen=True, slots=True, order=False)
+class Money:
+    """An exact amount of one currency, quantized to that currency's minor unit."""
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        currency = normalize_currency(self.currency)
+        amount = _to_decimal(self.amount)
+        quantized = amount.quantize(_quantum(currency))
+        if quantized != amount:
+            raise MoneyError(
+                f"{amount} has more precision than {currency} allows "
+                f"({minor_unit_exponent(currency)} decimals)"
+            )
+        object.__setattr__(self, "currency", currency)
+        object.__setattr__(self, "amount", quantized)
+
+    @classmethod
+    def of(cls, amount: Decimal | int | str, currency: str) -> Money:
+        """Exact money; raises MoneyError if `amount` has more decimals than the currency."""
+        return cls(_to_decimal(amount), currency)
+
+    @classmethod
+    def rounded(cls, amount: Decimal | int | str, currency: str) -> Money:
+        """Money rounded half-up to the currency's minor unit."""
+        value = _to_decimal(amount).quantize(_quantum(currency), rounding=ROUND_HALF_UP)
+        return cls(value, currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        """Nothing, in `currency`."""
+        return cls(Decimal(0), currency)
+
+    @classmethod
+    def from_minor_units(cls, units: int, currency: str) -> Money:
+        """Money from the provider's integer of minor units."""
+        if isinstance(units, bool) or not isinstance(units, int):
+            raise MoneyError(f"minor units must be an integer, got {units!r}")
+        return cls(Decimal(units).scaleb(-minor_unit_exponent(currency)), currency)
+
+    def to_minor_units(self) -> int:
+        """The integer of minor units the payment provider expects."""
+        return int(self.amount.scaleb(minor_unit_exponent(self.currency)))
+
+    def _same_currency(self, other: Money) -> None:
+        if self.currency != other.currency:
+            raise MoneyError(f"cannot combine {self.currency} with {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __mul__(self, quantity: int) -> Money:
+        if isinstance(quantity, bool) or not isinstance(quantity, int):
+            raise MoneyError("money is multiplied by whole quantities only")
+        return Money(self.amount * quantity, self.currency)
+
+    __rmul__ = __mul__
+
+    def __lt__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount < other.amount
+
+    def __le__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount <= other.amount
+
+    def __gt__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount > other.amount
+
+    def __ge__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount >= other.amount
+
+    def percentage(self, percent: Decimal) -> Money:
+        """`percent` % of this amount, rounded half-up to the minor unit."""
+        return Money.rounded(self.amount * _to_decimal(percent) / Decimal(100), self.currency)
+
+    def min(self, other: Money) -> Money:
+        """The smaller of two amounts of the same currency."""
+        return self if self <= other else other
+
+    def is_zero(self) -> bool:
+        """Whether the amount is exactly nothing."""
+        return self.amount == 0
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency}"

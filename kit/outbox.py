@@ -1,0 +1,103 @@
+"""Transactional outbox: every database has its own `domain_outbox_events`, written in the caller's
+transaction so that a state change and the event announcing it commit or vanish together."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Identity,
+    Index,
+    MetaData,
+    String,
+    Table,
+    false,
+    func,
+    insert,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kit.db import TIMESTAMP
+
+OUTBOX_TABLE = "domain_outbox_events"
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """Declare `domain_outbox_events` in one domain's metadata.
+
+    Beyond the seed's columns:
+    - `seq`: a monotonically allocated number; the relay publishes each aggregate's events in `seq`
+      order (`created_at` ties inside one transaction).
+    - `processed_at`: when the relay marked the row; cleanup deletes processed rows older than the
+      consumers' dedup window, and never an unprocessed one.
+    - `headers`: correlation data (checkout id, trace context) carried to the broker untouched.
+    """
+    return Table(
+        OUTBOX_TABLE,
+        metadata,
+        Column("id", UUID(as_uuid=True), primary_key=True),
+        Column("seq", BigInteger, Identity(always=True), nullable=False, unique=True),
+        Column("aggregate_type", String(64), nullable=False),
+        Column("aggregate_id", UUID(as_uuid=True), nullable=False),
+        Column("event_type", String(128), nullable=False),
+        Column("payload", JSONB, nullable=False),
+        Column("headers", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+        Column("created_at", TIMESTAMP, nullable=False, server_default=func.now()),
+        Column("processed", Boolean, nullable=False, server_default=false()),
+        Column("processed_at", TIMESTAMP, nullable=True),
+        # The relay's work queue: only unprocessed rows, in publication order.
+        Index(
+            "ix_domain_outbox_events_unprocessed",
+            "seq",
+            postgresql_where=text("NOT processed"),
+        ),
+        # Per-aggregate order lookups.
+        Index("ix_domain_outbox_events_aggregate", "aggregate_type", "aggregate_id", "seq"),
+        # Cleanup of processed rows by age.
+        Index(
+            "ix_domain_outbox_events_processed_at",
+            "processed_at",
+            postgresql_where=text("processed"),
+        ),
+    )
+
+
+# The table shape for DML; the name and columns are the same in every domain database.
+_OUTBOX = outbox_table(MetaData())
+
+
+async def append_event(
+    session: AsyncSession,
+    aggregate_type: str,
+    aggregate_id: uuid.UUID,
+    event_type: str,
+    payload: BaseModel,
+    *,
+    headers: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """Write one event in the session's current transaction and return its id.
+
+    Nothing is published here: the relay reads committed rows, so a rolled-back transaction
+    leaves no trace.
+    """
+    if not session.in_transaction():
+        raise RuntimeError("append_event needs the caller's open transaction")
+    event_id = uuid.uuid4()
+    await session.execute(
+        insert(_OUTBOX).values(
+            id=event_id,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            event_type=event_type,
+            payload=payload.model_dump(mode="json"),
+            headers=headers or {},
+        )
+    )
+    return event_id

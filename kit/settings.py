@@ -1,0 +1,123 @@
+"""The one place the environment is read (house rule 8)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DOMAINS: tuple[str, ...] = (
+    "products",
+    "cart",
+    "orders",
+    "payments",
+    "inventory",
+    "checkout",
+    "shipping",
+    "coupons",
+    "accounts",
+    "notifications",
+)
+
+# Documented development defaults (README, "Configuration"). They are public on purpose and
+# refused when ENV=production, so a forgotten variable can never ship a known secret.
+DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
+DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
+DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
+DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+
+
+class ConfigurationError(RuntimeError):
+    """The environment describes a configuration the platform refuses to run with."""
+
+
+def database_url_for(server_url: str, database: str) -> str:
+    """The URL of `database` on the server of `server_url` (its path, if any, replaced)."""
+    parts = urlsplit(server_url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{database}", parts.query, parts.fragment))
+
+
+def async_driver_url(url: str) -> str:
+    """The SQLAlchemy asyncpg form of a libpq-style `postgresql://` URL."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigurationError(f"not a database URL: {scheme!r}")
+    base = scheme.split("+", 1)[0]
+    if base not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"only PostgreSQL is supported, got scheme {scheme!r}")
+    return f"postgresql+asyncpg://{rest}"
+
+
+class Settings(BaseSettings):
+    """Platform configuration; every field maps to the upper-case environment variable."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    env: Literal["dev", "test", "production"] = "dev"
+
+    database_url: str = DEFAULT_DATABASE_URL
+    products_database_url: str | None = None
+    cart_database_url: str | None = None
+    orders_database_url: str | None = None
+    payments_database_url: str | None = None
+    inventory_database_url: str | None = None
+    checkout_database_url: str | None = None
+    shipping_database_url: str | None = None
+    coupons_database_url: str | None = None
+    accounts_database_url: str | None = None
+    notifications_database_url: str | None = None
+    db_pool_size: int = Field(default=5, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
+
+    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
+    temporal_namespace: str = "default"
+    temporal_ui_url: str = "http://127.0.0.1:8233"
+
+    nats_url: str = DEFAULT_NATS_URL
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    psp_url: str = "http://127.0.0.1:8100"
+
+    data_dir: Path = Path(".data")
+
+    auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    payment_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+
+    log_format: Literal["console", "json"] = "console"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    checkout_payment_timeout: timedelta = timedelta(minutes=15)
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> Settings:
+        if self.env == "production":
+            if self.auth_jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ConfigurationError("AUTH_JWT_SECRET must be set when ENV=production")
+            if self.payment_webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+                raise ConfigurationError("PAYMENT_WEBHOOK_SECRET must be set when ENV=production")
+        return self
+
+    def domain_database_url(self, domain: str) -> str:
+        """libpq URL of a domain's database: `<DOMAIN>_DATABASE_URL` or `DATABASE_URL/<domain>`."""
+        if domain not in DOMAINS:
+            raise ConfigurationError(f"unknown domain {domain!r}")
+        override: str | None = getattr(self, f"{domain}_database_url")
+        return override or database_url_for(self.database_url, domain)
+
+    def is_explicit(self, field: str) -> bool:
+        """Whether `field` came from the environment rather than its default."""
+        return field in self.model_fields_set
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return Settings()

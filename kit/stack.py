@@ -1,0 +1,198 @@
+"""`just up`: the whole platform on one machine, from PyPI wheels, stopped cleanly on a signal.
+
+Each service is started only when its URL is not set in the environment; what this process
+starts, it stops (reverse order, by pid) on Ctrl-C or SIGTERM, and it exits if a child dies.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import IO
+from urllib.parse import urlsplit
+
+from db.migrate import migrate
+from kit.logging import configure_logging, get_logger
+from kit.services.nats import nats_process
+from kit.services.postgres import postgres_process
+from kit.services.process import ManagedProcess, ServiceError
+from kit.services.temporal import DevServerConfig, temporal_process
+from kit.settings import DOMAINS, Settings, get_settings
+
+log = get_logger(__name__)
+
+# The NATS monitoring endpoint sits 4000 above the client port (4222 -> 8222), NATS's convention.
+NATS_MONITOR_OFFSET = 4000
+
+
+class Shutdown(BaseException):
+    """Raised from the signal handler to unwind whatever is running into the cleanup path."""
+
+
+class AlreadyRunning(RuntimeError):
+    """Another `just up` holds this data directory."""
+
+
+def acquire_lock(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on DATA_DIR/up.lock for the life of this process."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "up.lock", "a+")  # noqa: SIM115 - held until the process exits
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise AlreadyRunning(
+            f"`just up` is already running (pid {holder}) with data in {data_dir}; "
+            "stop it (Ctrl-C or kill -TERM) before starting another"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+class Stack:
+    """The children of one `just up`, started in order and stopped in reverse."""
+
+    def __init__(self, settings: Settings, data_dir: Path) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.log_dir = data_dir / "logs"
+        self.children: list[ManagedProcess] = []
+        self.urls: list[tuple[str, str]] = []
+
+    def _start(self, process: ManagedProcess) -> None:
+        self.children.append(process)
+        process.start()
+
+    def start(self) -> None:
+        """Start every service whose URL the environment does not provide, and migrate."""
+        settings = self.settings
+        if settings.is_explicit("database_url"):
+            log.info("stack.external", service="postgres")
+        else:
+            parts = urlsplit(settings.database_url)
+            self._start(
+                postgres_process(
+                    self.data_dir / "postgres",
+                    host=parts.hostname or "127.0.0.1",
+                    port=parts.port or 5432,
+                    log_dir=self.log_dir,
+                )
+            )
+        self.urls.append(("PostgreSQL", f"{settings.database_url}  ({', '.join(DOMAINS)})"))
+        migrate(settings)
+
+        config = DevServerConfig.load()
+        if settings.is_explicit("temporal_address"):
+            log.info("stack.external", service="temporal")
+        else:
+            if config.address != settings.temporal_address:
+                raise ServiceError(
+                    f"temporal/dev-server.yml serves {config.address} but TEMPORAL_ADDRESS "
+                    f"defaults to {settings.temporal_address}"
+                )
+            self._start(
+                temporal_process(config, data_dir=self.data_dir / "temporal", log_dir=self.log_dir)
+            )
+            self.urls.append(("Temporal web UI", config.ui_url))
+        self.urls.append(
+            ("Temporal", f"{settings.temporal_address}  (namespace {settings.temporal_namespace})")
+        )
+
+        if settings.is_explicit("nats_url"):
+            log.info("stack.external", service="nats")
+        else:
+            parts = urlsplit(settings.nats_url)
+            host, port = parts.hostname or "127.0.0.1", parts.port or 4222
+            monitor = port + NATS_MONITOR_OFFSET
+            self._start(
+                nats_process(
+                    self.data_dir / "nats",
+                    host=host,
+                    port=port,
+                    monitor_port=monitor,
+                    log_dir=self.log_dir,
+                )
+            )
+            self.urls.append(("NATS monitoring", f"http://{host}:{monitor}"))
+        self.urls.append(("NATS JetStream", settings.nats_url))
+        self.urls.append(("Logs", str(self.log_dir)))
+
+    def banner(self) -> str:
+        """What a person needs to use the platform: every URL."""
+        width = max(len(name) for name, _ in self.urls)
+        lines = [f"  {name.ljust(width)}  {url}" for name, url in self.urls]
+        return "\nThe platform is up:\n" + "\n".join(lines) + "\nCtrl-C stops everything.\n"
+
+    def watch(self) -> int:
+        """Block until a child dies (exit 1) or a signal arrives (Shutdown)."""
+        while True:
+            for child in self.children:
+                if not child.running():
+                    log.error("stack.child_died", service=child.name, returncode=child.returncode())
+                    return 1
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop every child, newest first, each by its pid."""
+        for child in reversed(self.children):
+            try:
+                child.stop()
+            except Exception:
+                log.exception("stack.stop_failed", service=child.name)
+
+
+def main() -> int:
+    """Run the stack until Ctrl-C or SIGTERM; the exit code says whether it ended cleanly."""
+    settings = get_settings()
+    configure_logging(settings)
+    data_dir = settings.data_dir.resolve()
+    try:
+        lock = acquire_lock(data_dir)
+    except AlreadyRunning as exc:
+        log.error("stack.already_running", reason=str(exc))
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if stopping:
+            return  # a second Ctrl-C must not interrupt the cleanup itself
+        stopping = True
+        raise Shutdown(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack = Stack(settings, data_dir)
+    code = 0
+    try:
+        stack.start()
+        sys.stdout.write(stack.banner())
+        sys.stdout.flush()
+        code = stack.watch()
+    except Shutdown as exc:
+        log.info("stack.shutdown", signal=str(exc))
+    except (ServiceError, OSError) as exc:
+        log.error("stack.failed", error=str(exc))
+        code = 1
+    finally:
+        stopping = True
+        stack.stop()
+        lock.close()
+    log.info("stack.stopped", code=code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Simulators of outside systems (payment provider, carrier) as real HTTP services."""

@@ -1,0 +1,1 @@
+"""Worker processes: `python -m workers <domain> [...]`, one task queue per domain."""
