@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DOMAINS: tuple[str, ...] = (
     "products",
@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     psp_url: str = "http://127.0.0.1:8100"
 
     data_dir: Path = Path(".data")
+    # `just up` starts the local PostgreSQL, Temporal and NATS whose URL the environment leaves
+    # unset. EMBEDDED_SERVICES names the ones to start regardless, at the URL given (tests use
+    # this to run a whole stack on free ports).
+    embedded_services: Annotated[
+        frozenset[Literal["postgres", "temporal", "nats"]] | None, NoDecode
+    ] = None
 
     auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     payment_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
@@ -95,6 +101,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     checkout_payment_timeout: timedelta = timedelta(minutes=15)
+
+    @field_validator("embedded_services", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
@@ -115,6 +128,13 @@ class Settings(BaseSettings):
     def is_explicit(self, field: str) -> bool:
         """Whether `field` came from the environment rather than its default."""
         return field in self.model_fields_set
+
+    def starts_embedded(self, service: Literal["postgres", "temporal", "nats"]) -> bool:
+        """Whether `just up` runs this service itself (see `embedded_services`)."""
+        if self.embedded_services is not None:
+            return service in self.embedded_services
+        url_field = {"postgres": "database_url", "temporal": "temporal_address", "nats": "nats_url"}
+        return not self.is_explicit(url_field[service])
 
 
 @lru_cache(maxsize=1)

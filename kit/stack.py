@@ -41,7 +41,7 @@ class AlreadyRunning(RuntimeError):
 def acquire_lock(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on DATA_DIR/up.lock for the life of this process."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / "up.lock", "a+")  # noqa: SIM115 - held until the process exits
+    handle = open(data_dir / "up.lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -76,7 +76,7 @@ class Stack:
     def start(self) -> None:
         """Start every service whose URL the environment does not provide, and migrate."""
         settings = self.settings
-        if settings.is_explicit("database_url"):
+        if not settings.starts_embedded("postgres"):
             log.info("stack.external", service="postgres")
         else:
             parts = urlsplit(settings.database_url)
@@ -91,15 +91,10 @@ class Stack:
         self.urls.append(("PostgreSQL", f"{settings.database_url}  ({', '.join(DOMAINS)})"))
         migrate(settings)
 
-        config = DevServerConfig.load()
-        if settings.is_explicit("temporal_address"):
+        if not settings.starts_embedded("temporal"):
             log.info("stack.external", service="temporal")
         else:
-            if config.address != settings.temporal_address:
-                raise ServiceError(
-                    f"temporal/dev-server.yml serves {config.address} but TEMPORAL_ADDRESS "
-                    f"defaults to {settings.temporal_address}"
-                )
+            config = DevServerConfig.load().serving(settings.temporal_address)
             self._start(
                 temporal_process(config, data_dir=self.data_dir / "temporal", log_dir=self.log_dir)
             )
@@ -108,7 +103,7 @@ class Stack:
             ("Temporal", f"{settings.temporal_address}  (namespace {settings.temporal_namespace})")
         )
 
-        if settings.is_explicit("nats_url"):
+        if not settings.starts_embedded("nats"):
             log.info("stack.external", service="nats")
         else:
             parts = urlsplit(settings.nats_url)
@@ -159,7 +154,6 @@ def main() -> int:
     try:
         lock = acquire_lock(data_dir)
     except AlreadyRunning as exc:
-        log.error("stack.already_running", reason=str(exc))
         sys.stderr.write(f"error: {exc}\n")
         return 2
 

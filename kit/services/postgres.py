@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from kit.services.process import ManagedProcess, ServiceError
 
@@ -47,6 +48,18 @@ def _service_user() -> str | None:
     return SERVICE_USER
 
 
+def drop_privileges(user: str | None) -> dict[str, Any]:
+    """Popen arguments that run a child as `user` with only that user's own group.
+
+    Setting the user alone would keep root's group, and with it the group bits of directories
+    such as pytest's 0701 temporary root, which deny what the "other" bits allow.
+    """
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def _hand_over(path: Path, user: str) -> None:
     """Let `user` own `path` and traverse every directory above it."""
     entry = pwd.getpwnam(user)
@@ -61,7 +74,9 @@ def _hand_over(path: Path, user: str) -> None:
 
 
 def _run_as(argv: list[str], user: str | None) -> None:
-    result = subprocess.run(argv, user=user, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        argv, capture_output=True, text=True, check=False, **drop_privileges(user)
+    )
     if result.returncode != 0:
         raise ServiceError(f"{Path(argv[0]).name} failed: {result.stderr.strip()}")
 
@@ -124,7 +139,7 @@ def postgres_process(
         log_path=log_dir / "postgres.log",
         ready=ready,
         ports=[(host, port)],
-        user=user,
+        popen_kwargs=drop_privileges(user),
         # SIGINT is PostgreSQL's "fast" shutdown: roll back open sessions and stop now.
         stop_signal=signal.SIGINT,
     )

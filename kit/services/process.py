@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kit.logging import get_logger
 
@@ -73,7 +74,8 @@ class ManagedProcess:
     ports: Sequence[tuple[str, int]] = ()
     env: dict[str, str] | None = None
     cwd: Path | None = None
-    user: str | None = None
+    # Extra Popen arguments, e.g. postgres.drop_privileges(...) to run as another user.
+    popen_kwargs: dict[str, Any] = field(default_factory=dict)
     stop_signal: signal.Signals = signal.SIGTERM
     ready_timeout: float = 60.0
     stop_timeout: float = 20.0
@@ -101,7 +103,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.cwd,
-                user=self.user,
+                **self.popen_kwargs,
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )

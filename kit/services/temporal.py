@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,14 @@ class DevServerConfig:
         if unknown:
             raise ServiceError(f"{path}: unknown keys {sorted(unknown)}")
         return cls(**raw)
+
+    def serving(self, address: str) -> DevServerConfig:
+        """This config moved to `host:port`, the web UI keeping its offset from the frontend."""
+        host, _, port = address.rpartition(":")
+        new_port = int(port)
+        return replace(
+            self, ip=host or self.ip, port=new_port, ui_port=self.ui_port + new_port - self.port
+        )
 
     @property
     def address(self) -> str:

@@ -1,0 +1,133 @@
+"""`just up` (python -m kit.stack): starts everything, refuses a twin, leaves nothing on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from kit.services.process import free_port, port_is_open
+from kit.services.temporal import temporal_cli
+
+REPO = Path(__file__).resolve().parents[2]
+BANNER_END = "Ctrl-C stops everything."
+
+
+def _reader(stream: object, lines: queue.Queue[str]) -> None:
+    for line in stream:  # type: ignore[attr-defined]
+        lines.put(line)
+
+
+def _wait_for_line(
+    lines: queue.Queue[str], needle: str, timeout: float, process: subprocess.Popen[str]
+) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (process.poll() is None or not lines.empty()):
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"no {needle!r} within {timeout}s:\n{''.join(seen)}")
+
+
+@pytest.fixture
+def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    tmp_path.chmod(0o755)
+    env = {
+        **os.environ,
+        "DATA_DIR": str(data_dir),
+        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+        "NATS_URL": f"nats://127.0.0.1:{free_port()}",
+        "EMBEDDED_SERVICES": "postgres,temporal,nats",
+        "LOG_FORMAT": "json",
+    }
+    yield env
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _ports(env: dict[str, str]) -> list[int]:
+    return [
+        int(env["DATABASE_URL"].rsplit(":", 1)[1]),
+        int(env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1]),
+        int(env["NATS_URL"].rsplit(":", 1)[1]),
+    ]
+
+
+@pytest.mark.slow
+def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str, str]) -> None:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "kit.stack"],
+        cwd=REPO,
+        env=stack_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=_reader, args=(up.stdout, lines), daemon=True).start()
+    try:
+        output = "".join(_wait_for_line(lines, BANNER_END, timeout=120, process=up))
+        for url_part in (
+            stack_env["DATABASE_URL"],
+            stack_env["TEMPORAL_ADDRESS"],
+            stack_env["NATS_URL"],
+        ):
+            assert url_part in output
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert {c.name() for c in children} >= {"postgres", "temporal", "nats-server"}
+        assert all(port_is_open("127.0.0.1", port) for port in _ports(stack_env))
+
+        listed = subprocess.run(
+            [
+                temporal_cli(),
+                "operator",
+                "search-attribute",
+                "list",
+                "--address",
+                stack_env["TEMPORAL_ADDRESS"],
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for attribute in ("CheckoutStatus", "CheckoutStep", "OrderNumber", "CustomerId"):
+            assert attribute in listed
+
+        twin = subprocess.run(
+            [sys.executable, "-m", "kit.stack"],
+            cwd=REPO,
+            env=stack_env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert twin.returncode == 2
+        assert "already running" in twin.stderr
+        assert up.poll() is None, "the twin must not disturb the running stack"
+
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], f"orphans left behind: {alive}"
+    assert not any(port_is_open("127.0.0.1", port) for port in _ports(stack_env))
