@@ -85,6 +85,16 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
     psp_url: str = "http://127.0.0.1:8100"
+    # Client side of the payment provider: a call slower than this is treated as lost and retried
+    # under the same idempotency key.
+    psp_timeout_s: float = Field(default=10.0, gt=0)
+
+    # The payment-provider sandbox (sandbox/): it listens on PSP_URL's port.
+    sandbox_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/sandbox"
+    sandbox_db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
+    sandbox_async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
+    sandbox_flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
+    sandbox_webhook_max_attempts: int = Field(default=12, ge=1)
 
     data_dir: Path = Path(".data")
     # `just up` starts the local PostgreSQL, Temporal and NATS whose URL the environment leaves
