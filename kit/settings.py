@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # under the same idempotency key.
     psp_timeout_s: float = Field(default=10.0, gt=0)
 
+    # The carrier's booking API; the sandbox serves it beside the payment provider.
+    carrier_url: str = "http://127.0.0.1:8100"
+
     # The payment-provider sandbox (sandbox/): it listens on PSP_URL's port.
     sandbox_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/sandbox"
     sandbox_db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
@@ -106,6 +109,15 @@ class Settings(BaseSettings):
 
     auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     payment_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+
+    # Workers: how much each domain worker process takes on at once, and how long SIGTERM waits
+    # for in-flight activities before cancelling them.
+    worker_max_concurrent_activities: int = Field(default=200, ge=1)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
+    worker_shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # The inventory sweeper releases reservations past their expiry whose checkout has ended.
+    inventory_sweep_interval_s: float = Field(default=60.0, gt=0)
 
     log_format: Literal["console", "json"] = "console"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

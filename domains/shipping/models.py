@@ -42,8 +42,9 @@ class Shipment(Base):
     """The shipment of one order.
 
     Added: one shipment per order (unique `order_id`, the step's idempotency key), `checkout_id`,
-    `label_url`, `ship_to` (the address handed to the carrier), `created_at`, `updated_at`, and a
-    unique (carrier, tracking_number).
+    `carrier_shipment_id` (the carrier's id, to cancel the booking), `label_url`, `ship_to` (the
+    address handed to the carrier), `created_at`, `updated_at`, and a unique (carrier,
+    tracking_number).
     """
 
     __tablename__ = "shipments"
@@ -60,6 +61,7 @@ class Shipment(Base):
     shipped_at: Mapped[datetime | None]
     checkout_id: Mapped[uuid.UUID] = mapped_column(index=True)
     label_url: Mapped[str | None] = mapped_column(String(2048))
+    carrier_shipment_id: Mapped[str | None] = mapped_column(String(64))
     ship_to: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()

@@ -1,0 +1,42 @@
+"""The checkout's own record, written by local activities on the checkout worker."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from domains.checkout import service
+from domains.checkout.models import StepStatus
+from kit.db import DomainDatabase
+from workflows.models import OpenSessionInput, ProgressInput
+
+
+class CheckoutActivities:
+    """Local activities of the `checkout` worker, holding only the checkout database."""
+
+    def __init__(self, db: DomainDatabase) -> None:
+        self.db = db
+
+    @activity.defn(name="checkout.open_session")
+    async def open_session(self, input: OpenSessionInput) -> None:
+        """Record the session (a retry or the API's earlier insert finds it)."""
+        async with self.db.begin() as session:
+            await service.open_session(
+                session,
+                checkout_id=input.checkout_id,
+                user_id=input.user_id,
+                cart_id=input.cart_id,
+                idempotency_key=input.idempotency_key,
+                request_hash=input.request_hash,
+            )
+
+    @activity.defn(name="checkout.record_progress")
+    async def record_progress(self, input: ProgressInput) -> None:
+        """Upsert the step's row and the session's status body."""
+        async with self.db.begin() as session:
+            await service.record_progress(
+                session,
+                checkout_id=input.checkout_id,
+                steps={name: StepStatus(status) for name, status in input.steps.items()},
+                error_code=input.error_code,
+                details=input.details(),
+            )

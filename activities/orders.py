@@ -1,0 +1,90 @@
+"""Order steps of the checkout: create (compensated by cancel), mark paid, mark fulfilling."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.errors import business_failures
+from domains.orders import service
+from domains.orders.models import Order, OrderStatus
+from kit.db import DomainDatabase
+from kit.money import Money
+from workflows.models import (
+    CancelOrderInput,
+    CreateOrderInput,
+    MoneyValue,
+    OrderInfo,
+    OrderTransitionInput,
+)
+
+
+def _info(order: Order) -> OrderInfo:
+    return OrderInfo(
+        order_id=order.id,
+        order_number=order.order_number,
+        status=order.status,
+        total=MoneyValue.of(Money.of(order.total_amount, order.currency)),
+    )
+
+
+class OrdersActivities:
+    """Activities on the `orders` task queue, holding only the orders database."""
+
+    def __init__(self, db: DomainDatabase) -> None:
+        self.db = db
+
+    @activity.defn(name="orders.create")
+    async def create_order(self, input: CreateOrderInput) -> OrderInfo:
+        """The checkout's one order, `pending_payment`."""
+        currency = input.currency
+        spec = service.NewOrder(
+            checkout_id=input.checkout_id,
+            user_id=input.user_id,
+            lines=[
+                service.NewOrderLine(
+                    product_id=line.product_id,
+                    variant_id=line.variant_id,
+                    sku=line.sku,
+                    quantity=line.quantity,
+                    unit_price=Money.of(line.unit_price, currency),
+                )
+                for line in input.lines
+            ],
+            subtotal=input.subtotal.money(),
+            discount=input.discount.money(),
+            total=input.total.money(),
+            coupon_code=input.coupon_code,
+            shipping_address=input.shipping_address.model_dump(mode="json"),
+            billing_address=(
+                input.billing_address.model_dump(mode="json") if input.billing_address else None
+            ),
+        )
+        with business_failures():
+            async with self.db.begin() as session:
+                return _info(await service.create_order(session, spec))
+
+    @activity.defn(name="orders.cancel")
+    async def cancel_order(self, input: CancelOrderInput) -> bool:
+        """Compensation of create: the order is cancelled (or refunded); no-op if it has none."""
+        async with self.db.begin() as session:
+            return await service.cancel_for_checkout(
+                session, input.checkout_id, input.reason, refunded=input.refunded
+            )
+
+    @activity.defn(name="orders.mark_paid")
+    async def mark_paid(self, input: OrderTransitionInput) -> OrderInfo:
+        """The payment is captured."""
+        return await self._move(input, OrderStatus.PAID)
+
+    @activity.defn(name="orders.mark_fulfilling")
+    async def mark_fulfilling(self, input: OrderTransitionInput) -> OrderInfo:
+        """A shipment is booked."""
+        return await self._move(input, OrderStatus.FULFILLING)
+
+    async def _move(self, input: OrderTransitionInput, to: OrderStatus) -> OrderInfo:
+        with business_failures():
+            async with self.db.begin() as session:
+                order = await service.transition_checkout_order(
+                    session, input.checkout_id, to, input.reason
+                )
+                return _info(order)

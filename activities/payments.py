@@ -1,0 +1,227 @@
+"""Payment steps of the checkout: authorize (compensated by void), re-read, capture.
+
+Each provider call runs between two short transactions and carries an idempotency key derived
+from the checkout, so a retry after a timeout replays the provider's answer instead of charging
+again. Provider outages raise ProviderUnavailable and are retried by Temporal.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import business_failures
+from domains.payments import service
+from domains.payments.errors import PaymentDeclined, ProviderUnavailable
+from domains.payments.models import Payment, TransactionType
+from domains.payments.provider import Intent, PaymentProvider, ProviderRejected
+from kit.db import DomainDatabase
+from kit.logging import get_logger
+from kit.money import Money
+from workflows.models import (
+    AuthorizeInput,
+    CheckoutRef,
+    MoneyValue,
+    NextAction,
+    PaymentResult,
+    VoidResult,
+)
+
+log = get_logger(__name__)
+
+# Intents that still hold (or may still come to hold) money and are released by a cancel.
+CANCELLABLE = frozenset({"requires_action", "processing", "requires_capture"})
+
+
+def _result(payment: Payment, intent: Intent) -> PaymentResult:
+    action = intent.next_action
+    next_action = None
+    if action and action.get("url"):
+        next_action = NextAction(
+            type=str(action.get("type") or "redirect_to_url"), url=action["url"]
+        )
+    return PaymentResult(
+        status=payment.status,
+        intent_id=intent.id,
+        next_action=next_action,
+        error_code=payment.last_error_code,
+    )
+
+
+def _metadata(input: AuthorizeInput) -> dict[str, str]:
+    return {"checkout_id": str(input.checkout_id), "order_id": str(input.order_id)}
+
+
+def _authorize_request(input: AuthorizeInput) -> dict[str, object]:
+    amount = input.amount.money()
+    return {
+        "amount": amount.to_minor_units(),
+        "currency": amount.currency,
+        "token": input.token,
+        "metadata": _metadata(input),
+    }
+
+
+class PaymentsActivities:
+    """Activities on the `payments` task queue: the payments database and the provider."""
+
+    def __init__(self, db: DomainDatabase, provider: PaymentProvider) -> None:
+        self.db = db
+        self.provider = provider
+
+    async def _create_intent(self, input: AuthorizeInput) -> Intent:
+        amount = input.amount.money()
+        try:
+            return await self.provider.create_intent(
+                amount=amount.to_minor_units(),
+                currency=amount.currency,
+                token=input.token,
+                metadata=_metadata(input),
+                key=service.idempotency_key(input.checkout_id, "authorize"),
+            )
+        except ProviderRejected as exc:
+            raise ApplicationError(
+                f"the provider refused the payment: {exc.code}",
+                {"code": PaymentDeclined.code, "provider_code": exc.code},
+                type=PaymentDeclined.code,
+                non_retryable=True,
+            ) from exc
+
+    async def _open(self, input: AuthorizeInput, operation: str, intent_id: str) -> str:
+        key = service.idempotency_key(input.checkout_id, operation)
+        with business_failures():
+            async with self.db.begin() as session:
+                await service.open_call(session, key, {"intent": intent_id})
+        return key
+
+    @activity.defn(name="payments.authorize")
+    async def authorize_payment(self, input: AuthorizeInput) -> PaymentResult:
+        """Authorize the total: authorized, requires_action, processing or failed."""
+        key = service.idempotency_key(input.checkout_id, "authorize")
+        amount = input.amount.money()
+        with business_failures():
+            async with self.db.begin() as session:
+                await service.open_call(session, key, _authorize_request(input))
+                await service.ensure_payment(
+                    session,
+                    checkout_id=input.checkout_id,
+                    order_id=input.order_id,
+                    amount=amount,
+                    provider=input.provider,
+                )
+        intent = await self._create_intent(input)
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+            await service.apply_intent(
+                session,
+                payment,
+                intent,
+                key=key,
+                kind=TransactionType.AUTHORIZE,
+                succeeded=intent.status != "failed",
+            )
+            return _result(payment, intent)
+
+    @activity.defn(name="payments.refresh")
+    async def refresh_payment(self, input: CheckoutRef) -> PaymentResult:
+        """Re-read the intent from the provider (after a webhook) and record what it says."""
+        with business_failures():
+            async with self.db.begin() as session:
+                payment = await service.payment_for_checkout(session, input.checkout_id)
+                intent_id = payment.provider_payment_id
+        if intent_id is None:
+            raise ApplicationError("the payment has no intent yet", type="payment_not_authorized")
+        intent = await self.provider.get_intent(intent_id)
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+            await service.mirror_intent(session, payment, intent)
+            return _result(payment, intent)
+
+    @activity.defn(name="payments.capture")
+    async def capture_payment(self, input: CheckoutRef) -> PaymentResult:
+        """Capture the authorized amount; `payment_declined` when the provider refuses."""
+        key = service.idempotency_key(input.checkout_id, "capture")
+        with business_failures():
+            async with self.db.begin() as session:
+                payment = await service.payment_for_checkout(session, input.checkout_id)
+                intent_id = payment.provider_payment_id
+                await service.open_call(
+                    session, key, {"intent": intent_id, "amount": str(payment.amount)}
+                )
+        assert intent_id is not None, "capture runs only after an authorization"
+        declined: ProviderRejected | None = None
+        try:
+            intent = await self.provider.capture(intent_id, key=key)
+        except ProviderRejected as exc:
+            declined = exc
+            intent = exc.intent or await self.provider.get_intent(intent_id)
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+            captured = intent.status == "succeeded"
+            await service.apply_intent(
+                session,
+                payment,
+                intent,
+                key=key,
+                kind=TransactionType.CAPTURE,
+                succeeded=captured,
+                error_code=declined.code if declined and not captured else None,
+            )
+            result = _result(payment, intent)
+        if not captured:
+            code = declined.code if declined else intent.status
+            log.warning("payments.capture.declined", checkout_id=str(input.checkout_id), code=code)
+            raise ApplicationError(
+                "the provider declined the capture",
+                {"code": PaymentDeclined.code, "provider_code": code},
+                type=PaymentDeclined.code,
+                non_retryable=True,
+            )
+        return result
+
+    @activity.defn(name="payments.void")
+    async def void_payment(self, input: AuthorizeInput) -> VoidResult:
+        """Compensation of authorize: release the authorization, or refund what was captured.
+
+        Reads the provider's current state first: a success that raced the compensation (a late
+        webhook, an async authorization) is refunded, not kept. Nothing to undo is success.
+        """
+        async with self.db.begin() as session:
+            payment = await service.find_payment(session, input.checkout_id)
+            intent_id = payment.provider_payment_id if payment else None
+        if payment is None:
+            return VoidResult(action="nothing")
+        if intent_id is None:
+            # The authorization may have reached the provider with its answer lost: the same key
+            # and request replay it (or create it, to be cancelled right away).
+            intent = await self._create_intent(input)
+        else:
+            intent = await self.provider.get_intent(intent_id)
+
+        if intent.status in CANCELLABLE:
+            key = await self._open(input, "void", intent.id)
+            try:
+                intent = await self.provider.cancel(intent.id, key=key)
+            except ProviderRejected as exc:
+                # It moved under us (e.g. captured meanwhile): look again on the next attempt.
+                raise ProviderUnavailable(f"cancel refused: {exc.code}") from exc
+            kind, action, refunded = TransactionType.VOID, "canceled", None
+        elif intent.status == "succeeded" and intent.amount_received > intent.amount_refunded:
+            key = await self._open(input, "refund", intent.id)
+            remaining = intent.amount_received - intent.amount_refunded
+            # No amount: "whatever is left", so a retry sends the very same request.
+            await self.provider.refund(intent.id, amount=None, key=key)
+            intent = await self.provider.get_intent(intent.id)
+            kind, action = TransactionType.REFUND, "refunded"
+            refunded = Money.from_minor_units(remaining, intent.currency)
+        else:
+            async with self.db.begin() as session:
+                locked = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+                await service.mirror_intent(session, locked, intent)
+            return VoidResult(action="nothing")
+
+        async with self.db.begin() as session:
+            locked = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+            await service.apply_intent(session, locked, intent, key=key, kind=kind, amount=refunded)
+        log.info("payments.compensated", checkout_id=str(input.checkout_id), action=action)
+        return VoidResult(action=action, refunded=MoneyValue.of(refunded) if refunded else None)

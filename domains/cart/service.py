@@ -1,0 +1,218 @@
+"""Cart operations. Each takes the caller's session and never commits (house rule 2)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.cart.errors import (
+    CartCurrencyMismatch,
+    CartEmpty,
+    CartLocked,
+    CartNotFound,
+    QuantityOutOfRange,
+)
+from domains.cart.events import AGGREGATE, CartCheckoutEvent
+from domains.cart.models import Cart, CartItem, CartStatus
+from kit.money import Money, normalize_currency
+from kit.outbox import append_event
+
+MAX_QUANTITY = 99
+
+
+@dataclass(frozen=True)
+class LockedLine:
+    """A line of a locked cart with the price snapshot the shopper saw."""
+
+    product_id: uuid.UUID
+    variant_id: uuid.UUID
+    sku: str
+    quantity: int
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class LockedCart:
+    """A cart held by one checkout."""
+
+    cart_id: uuid.UUID
+    currency: str
+    lines: list[LockedLine]
+
+
+async def _cart_for_update(session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID) -> Cart:
+    cart = await session.scalar(
+        select(Cart).where(Cart.id == cart_id, Cart.user_id == user_id).with_for_update()
+    )
+    if cart is None:
+        raise CartNotFound("no such cart", cart_id=str(cart_id))
+    return cart
+
+
+async def lock_for_checkout(
+    session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID, checkout_id: uuid.UUID
+) -> LockedCart:
+    """Hold the cart for `checkout_id`; again for the same checkout is a no-op, another is refused.
+
+    The row lock (FOR UPDATE) serialises concurrent checkouts of one cart: exactly one wins.
+    """
+    cart = await _cart_for_update(session, cart_id, user_id)
+    if cart.checkout_id == checkout_id and cart.status in (CartStatus.LOCKED, CartStatus.CONVERTED):
+        pass  # a retry of our own step
+    elif cart.status != CartStatus.ACTIVE:
+        raise CartLocked("the cart is held by another checkout", cart_id=str(cart_id))
+    else:
+        items = await _items(session, cart_id)
+        if not items:
+            raise CartEmpty("the cart has no items", cart_id=str(cart_id))
+        cart.status = CartStatus.LOCKED
+        cart.checkout_id = checkout_id
+        await append_event(
+            session,
+            AGGREGATE,
+            cart.id,
+            "cart.locked",
+            CartCheckoutEvent(cart_id=cart.id, user_id=user_id, checkout_id=checkout_id),
+        )
+    items = await _items(session, cart_id)
+    return LockedCart(
+        cart_id=cart.id,
+        currency=cart.currency,
+        lines=[
+            LockedLine(
+                product_id=item.product_id,
+                variant_id=item.variant_id,
+                sku=str(item.price_snapshot["sku"]),
+                quantity=item.quantity,
+                unit_price=Decimal(str(item.price_snapshot["unit_price"])),
+            )
+            for item in items
+        ],
+    )
+
+
+async def _items(session: AsyncSession, cart_id: uuid.UUID) -> list[CartItem]:
+    rows = await session.scalars(
+        select(CartItem).where(CartItem.cart_id == cart_id).order_by(CartItem.variant_id)
+    )
+    return list(rows)
+
+
+async def _held_by(
+    session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID
+) -> Cart | None:
+    return await session.scalar(
+        select(Cart).where(Cart.id == cart_id, Cart.checkout_id == checkout_id).with_for_update()
+    )
+
+
+async def unlock(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID) -> bool:
+    """Make the cart editable again if `checkout_id` holds it; False if there was nothing to do."""
+    cart = await _held_by(session, cart_id, checkout_id)
+    if cart is None or cart.status == CartStatus.ACTIVE:
+        return False
+    cart.status = CartStatus.ACTIVE
+    cart.checkout_id = None
+    await append_event(
+        session,
+        AGGREGATE,
+        cart.id,
+        "cart.unlocked",
+        CartCheckoutEvent(cart_id=cart.id, user_id=cart.user_id, checkout_id=checkout_id),
+    )
+    return True
+
+
+async def mark_converted(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID) -> None:
+    """The checkout holding the cart produced a paid order: the cart is done."""
+    cart = await _held_by(session, cart_id, checkout_id)
+    if cart is None:
+        raise CartLocked("the cart is not held by this checkout", cart_id=str(cart_id))
+    if cart.status == CartStatus.CONVERTED:
+        return
+    cart.status = CartStatus.CONVERTED
+    await append_event(
+        session,
+        AGGREGATE,
+        cart.id,
+        "cart.converted",
+        CartCheckoutEvent(cart_id=cart.id, user_id=cart.user_id, checkout_id=checkout_id),
+    )
+
+
+async def create_cart(
+    session: AsyncSession, user_id: uuid.UUID, currency: str, *, expires_at: datetime | None = None
+) -> Cart:
+    """A new, empty, active cart priced in `currency`."""
+    cart = Cart(
+        user_id=user_id,
+        currency=normalize_currency(currency),
+        status=CartStatus.ACTIVE,
+        expires_at=expires_at,
+    )
+    session.add(cart)
+    await session.flush()
+    return cart
+
+
+async def add_item(
+    session: AsyncSession,
+    cart_id: uuid.UUID,
+    user_id: uuid.UUID,
+    *,
+    product_id: uuid.UUID,
+    variant_id: uuid.UUID,
+    sku: str,
+    quantity: int,
+    unit_price: Money,
+    price_id: uuid.UUID,
+) -> CartItem:
+    """Add a line (or add to the quantity of the variant's line) with a fresh price snapshot."""
+    cart = await _cart_for_update(session, cart_id, user_id)
+    if cart.status != CartStatus.ACTIVE:
+        raise CartLocked("the cart is held by a checkout", cart_id=str(cart_id))
+    if unit_price.currency != cart.currency:
+        raise CartCurrencyMismatch(
+            f"the cart is in {cart.currency}, the price in {unit_price.currency}"
+        )
+    # The cart row lock above serialises edits of this cart, so reading the line is race-free.
+    existing = await session.scalar(
+        select(CartItem.quantity).where(
+            CartItem.cart_id == cart_id, CartItem.variant_id == variant_id
+        )
+    )
+    if not 1 <= quantity + (existing or 0) <= MAX_QUANTITY:
+        raise QuantityOutOfRange(f"a line holds 1 to {MAX_QUANTITY} units")
+    snapshot = {
+        "sku": sku,
+        "unit_price": str(unit_price.amount),
+        "currency": unit_price.currency,
+        "price_id": str(price_id),
+        "priced_at": datetime.now(UTC).isoformat(),
+    }
+    statement = (
+        insert(CartItem)
+        .values(
+            id=uuid.uuid4(),
+            cart_id=cart_id,
+            product_id=product_id,
+            variant_id=variant_id,
+            quantity=quantity,
+            price_snapshot=snapshot,
+        )
+        .on_conflict_do_update(
+            index_elements=[CartItem.cart_id, CartItem.variant_id],
+            set_={
+                "quantity": CartItem.quantity + quantity,
+                "price_snapshot": snapshot,
+            },
+        )
+        .returning(CartItem)
+    )
+    return (await session.scalars(statement)).one()

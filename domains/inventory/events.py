@@ -1,0 +1,27 @@
+"""Events the inventory domain publishes through its outbox."""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel
+
+AGGREGATE = "inventory_item"
+
+
+class StockLevel(BaseModel):
+    """`inventory.stock_set`: an operator set the total stock of a variant."""
+
+    variant_id: uuid.UUID
+    total_stock: int
+    reserved: int
+
+
+class ReservationChanged(BaseModel):
+    """`inventory.reserved`, `.released`, `.committed`, `.expired` for one checkout and variant."""
+
+    checkout_id: uuid.UUID
+    variant_id: uuid.UUID
+    quantity: int
+    status: str
+    order_id: uuid.UUID | None = None

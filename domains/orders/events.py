@@ -1,0 +1,32 @@
+"""Events the orders domain publishes through its outbox."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+AGGREGATE = "order"
+
+
+class OrderCreated(BaseModel):
+    """`order.created`."""
+
+    order_id: uuid.UUID
+    order_number: str
+    checkout_id: uuid.UUID
+    user_id: uuid.UUID
+    total_amount: Decimal
+    currency: str
+
+
+class OrderStatusChanged(BaseModel):
+    """`order.<status>`: paid, fulfilling, shipped, delivered, cancelled, refunded."""
+
+    order_id: uuid.UUID
+    order_number: str
+    user_id: uuid.UUID
+    from_state: str | None
+    to_state: str
+    reason: str | None = None

@@ -1,0 +1,219 @@
+"""Orders: one per checkout, every status change recorded as a transition."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.orders.errors import InvalidTransition, OrderNotFound
+from domains.orders.events import AGGREGATE, OrderCreated, OrderStatusChanged
+from domains.orders.models import (
+    AddressType,
+    Order,
+    OrderAddress,
+    OrderItem,
+    OrderStateTransition,
+    OrderStatus,
+    order_number_seq,
+)
+from kit.money import Money
+from kit.outbox import append_event
+
+S = OrderStatus
+# Which status may follow which. Anything else is a bug or a race, refused loudly.
+ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.PENDING_PAYMENT: frozenset({S.PAID, S.CANCELLED}),
+    S.PAID: frozenset({S.FULFILLING, S.SHIPPED, S.CANCELLED, S.REFUNDED}),
+    S.FULFILLING: frozenset({S.SHIPPED, S.DELIVERED, S.CANCELLED, S.REFUNDED}),
+    S.SHIPPED: frozenset({S.DELIVERED, S.REFUNDED}),
+    S.DELIVERED: frozenset({S.REFUNDED}),
+    S.CANCELLED: frozenset(),
+    S.REFUNDED: frozenset(),
+}
+
+
+def format_order_number(sequence_value: int) -> str:
+    """A short number a buyer can read out on the phone: `ORD-100042`."""
+    return f"ORD-{sequence_value}"
+
+
+@dataclass(frozen=True)
+class NewOrderLine:
+    """One line of the order to create."""
+
+    product_id: uuid.UUID
+    variant_id: uuid.UUID
+    sku: str
+    quantity: int
+    unit_price: Money
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    """Everything an order is created from."""
+
+    checkout_id: uuid.UUID
+    user_id: uuid.UUID
+    lines: Sequence[NewOrderLine]
+    subtotal: Money
+    discount: Money
+    total: Money
+    coupon_code: str | None
+    shipping_address: dict[str, Any]
+    billing_address: dict[str, Any] | None
+
+
+async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
+    """The checkout's order, created once: a retry finds the first one (unique `checkout_id`)."""
+    number = await session.scalar(select(order_number_seq.next_value()))
+    assert number is not None
+    order: Order | None = await session.scalar(
+        insert(Order)
+        .values(
+            id=uuid.uuid4(),
+            checkout_id=spec.checkout_id,
+            user_id=spec.user_id,
+            order_number=format_order_number(number),
+            status=OrderStatus.PENDING_PAYMENT.value,
+            currency=spec.total.currency,
+            subtotal_amount=spec.subtotal.amount,
+            discount_amount=spec.discount.amount,
+            total_amount=spec.total.amount,
+            coupon_code=spec.coupon_code,
+        )
+        .on_conflict_do_nothing(index_elements=[Order.checkout_id])
+        .returning(Order)
+    )
+    if order is None:
+        return await order_for_checkout(session, spec.checkout_id)
+    for line in spec.lines:
+        session.add(
+            OrderItem(
+                order_id=order.id,
+                product_id=line.product_id,
+                variant_id=line.variant_id,
+                sku=line.sku,
+                quantity=line.quantity,
+                unit_price=line.unit_price.amount,
+                total_price=(line.unit_price * line.quantity).amount,
+            )
+        )
+    session.add(
+        OrderAddress(
+            order_id=order.id, type=AddressType.SHIPPING.value, address=spec.shipping_address
+        )
+    )
+    session.add(
+        OrderAddress(
+            order_id=order.id,
+            type=AddressType.BILLING.value,
+            address=spec.billing_address or spec.shipping_address,
+        )
+    )
+    session.add(
+        OrderStateTransition(
+            order_id=order.id, from_state=None, to_state=order.status, reason="checkout"
+        )
+    )
+    await session.flush()
+    await append_event(
+        session,
+        AGGREGATE,
+        order.id,
+        "order.created",
+        OrderCreated(
+            order_id=order.id,
+            order_number=order.order_number,
+            checkout_id=spec.checkout_id,
+            user_id=spec.user_id,
+            total_amount=Decimal(order.total_amount),
+            currency=order.currency,
+        ),
+    )
+    return order
+
+
+async def order_for_checkout(
+    session: AsyncSession, checkout_id: uuid.UUID, *, lock: bool = False
+) -> Order:
+    """The order a checkout created."""
+    query = select(Order).where(Order.checkout_id == checkout_id)
+    order: Order | None = await session.scalar(query.with_for_update() if lock else query)
+    if order is None:
+        raise OrderNotFound("no order for this checkout", checkout_id=str(checkout_id))
+    return order
+
+
+async def transition(
+    session: AsyncSession, order: Order, to: OrderStatus, reason: str | None
+) -> bool:
+    """Move `order` (locked by the caller) to `to`; False when it is there already."""
+    current = OrderStatus(order.status)
+    if current == to:
+        return False
+    if to not in ALLOWED[current]:
+        raise InvalidTransition(
+            f"an order cannot go from {current} to {to}", order_id=str(order.id)
+        )
+    order.status = to.value
+    session.add(
+        OrderStateTransition(
+            order_id=order.id, from_state=current.value, to_state=to.value, reason=reason
+        )
+    )
+    await append_event(
+        session,
+        AGGREGATE,
+        order.id,
+        f"order.{to.value}",
+        OrderStatusChanged(
+            order_id=order.id,
+            order_number=order.order_number,
+            user_id=order.user_id,
+            from_state=current.value,
+            to_state=to.value,
+            reason=reason,
+        ),
+    )
+    return True
+
+
+async def transition_checkout_order(
+    session: AsyncSession, checkout_id: uuid.UUID, to: OrderStatus, reason: str | None = None
+) -> Order:
+    """Move the checkout's order to `to` (idempotent)."""
+    order = await order_for_checkout(session, checkout_id, lock=True)
+    await transition(session, order, to, reason)
+    return order
+
+
+async def cancel_for_checkout(
+    session: AsyncSession, checkout_id: uuid.UUID, reason: str, *, refunded: bool
+) -> bool:
+    """Cancel the checkout's order (as `refunded` when money went back); False if there is none."""
+    order = await session.scalar(
+        select(Order).where(Order.checkout_id == checkout_id).with_for_update()
+    )
+    if order is None:
+        return False
+    if order.status in (OrderStatus.CANCELLED, OrderStatus.REFUNDED):
+        return False
+    target = OrderStatus.REFUNDED if refunded else OrderStatus.CANCELLED
+    if target not in ALLOWED[OrderStatus(order.status)]:
+        target = OrderStatus.CANCELLED
+    return await transition(session, order, target, reason)
+
+
+async def count_for_checkout(session: AsyncSession, checkout_id: uuid.UUID) -> int:
+    """How many orders a checkout has (the invariant says at most one)."""
+    count = await session.scalar(
+        select(func.count()).select_from(Order).where(Order.checkout_id == checkout_id)
+    )
+    return int(count or 0)

@@ -1,0 +1,31 @@
+"""Payment failures with stable codes."""
+
+from __future__ import annotations
+
+from kit.errors import Conflict, DomainError, NotFound
+
+
+class PaymentNotFound(NotFound):
+    """The checkout has no payment."""
+
+    code = "payment_not_found"
+
+
+class PaymentDeclined(DomainError):
+    """The provider refused the authorization or the capture."""
+
+    code = "payment_declined"
+    http_status = 402
+
+
+class IdempotencyKeyReused(Conflict):
+    """The same idempotency key was used for a different request; nothing was sent."""
+
+    code = "idempotency_key_reused"
+
+
+class ProviderUnavailable(Exception):
+    """The provider failed or did not answer in time: retry with the same idempotency key.
+
+    Deliberately not a DomainError: it is transient, and activities leave it to Temporal's retry.
+    """

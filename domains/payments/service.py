@@ -1,0 +1,198 @@
+"""Payments as the platform records them, next to what the provider says.
+
+A provider call is bracketed by two short transactions, never one held across the network:
+`open_call` records the idempotency key (refusing a key reused for another request) and
+`record_*` stores the answer with its transaction row and outbox event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.payments.errors import IdempotencyKeyReused, PaymentNotFound
+from domains.payments.events import AGGREGATE, PaymentChanged
+from domains.payments.models import (
+    Payment,
+    PaymentIdempotencyKey,
+    PaymentStatus,
+    PaymentTransaction,
+    TransactionStatus,
+    TransactionType,
+)
+from domains.payments.provider import Intent
+from kit.money import Money
+from kit.outbox import append_event
+
+INTENT_TO_PAYMENT = {
+    "requires_action": PaymentStatus.REQUIRES_ACTION,
+    "processing": PaymentStatus.PROCESSING,
+    "requires_capture": PaymentStatus.AUTHORIZED,
+    "succeeded": PaymentStatus.CAPTURED,
+    "canceled": PaymentStatus.VOIDED,
+    "failed": PaymentStatus.FAILED,
+}
+
+
+def idempotency_key(checkout_id: uuid.UUID, operation: str) -> str:
+    """The provider key of one operation of one checkout: `<checkout_id>:<operation>`."""
+    return f"{checkout_id}:{operation}"
+
+
+def request_hash(request: dict[str, Any]) -> str:
+    """A stable fingerprint of a request body."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def open_call(session: AsyncSession, key: str, request: dict[str, Any]) -> None:
+    """Record `key` for `request`; IdempotencyKeyReused if it was used for another request."""
+    fingerprint = request_hash(request)
+    await session.execute(
+        insert(PaymentIdempotencyKey)
+        .values(id=uuid.uuid4(), key=key, request_hash=fingerprint)
+        .on_conflict_do_nothing(index_elements=[PaymentIdempotencyKey.key])
+    )
+    stored = await session.scalar(
+        select(PaymentIdempotencyKey.request_hash).where(PaymentIdempotencyKey.key == key)
+    )
+    if stored != fingerprint:
+        raise IdempotencyKeyReused("this idempotency key was used for another request", key=key)
+
+
+async def ensure_payment(
+    session: AsyncSession,
+    *,
+    checkout_id: uuid.UUID,
+    order_id: uuid.UUID,
+    amount: Money,
+    provider: str,
+) -> Payment:
+    """The checkout's payment row, created `pending` on first use (unique `checkout_id`)."""
+    await session.execute(
+        insert(Payment)
+        .values(
+            id=uuid.uuid4(),
+            checkout_id=checkout_id,
+            order_id=order_id,
+            status=PaymentStatus.PENDING.value,
+            amount=amount.amount,
+            currency=amount.currency,
+            provider=provider,
+        )
+        .on_conflict_do_nothing(index_elements=[Payment.checkout_id])
+    )
+    return await payment_for_checkout(session, checkout_id, lock=True)
+
+
+async def payment_for_checkout(
+    session: AsyncSession, checkout_id: uuid.UUID, *, lock: bool = False
+) -> Payment:
+    """The checkout's payment."""
+    query = select(Payment).where(Payment.checkout_id == checkout_id)
+    payment = await session.scalar(query.with_for_update() if lock else query)
+    if payment is None:
+        raise PaymentNotFound("no payment for this checkout", checkout_id=str(checkout_id))
+    return payment
+
+
+async def find_payment(session: AsyncSession, checkout_id: uuid.UUID) -> Payment | None:
+    """The checkout's payment, locked, or None if it never got one."""
+    return await session.scalar(
+        select(Payment).where(Payment.checkout_id == checkout_id).with_for_update()
+    )
+
+
+async def apply_intent(
+    session: AsyncSession,
+    payment: Payment,
+    intent: Intent,
+    *,
+    key: str,
+    kind: TransactionType,
+    amount: Money | None = None,
+    succeeded: bool = True,
+    error_code: str | None = None,
+) -> Payment:
+    """Mirror the provider's intent on `payment` and record the call as a transaction."""
+    await mirror_intent(session, payment, intent, error_code=error_code)
+    txn_amount = amount.amount if amount is not None else payment.amount
+    txn_status = (TransactionStatus.SUCCEEDED if succeeded else TransactionStatus.FAILED).value
+    await session.execute(
+        insert(PaymentTransaction)
+        .values(
+            id=uuid.uuid4(),
+            payment_id=payment.id,
+            provider_txn_id=intent.id,
+            type=kind.value,
+            amount=txn_amount,
+            status=txn_status,
+            idempotency_key=key,
+            error_code=payment.last_error_code if not succeeded else None,
+        )
+        .on_conflict_do_update(
+            index_elements=[PaymentTransaction.idempotency_key],
+            set_={"status": txn_status, "provider_txn_id": intent.id},
+        )
+    )
+    await _complete_key(session, key, intent)
+    return payment
+
+
+async def mirror_intent(
+    session: AsyncSession, payment: Payment, intent: Intent, *, error_code: str | None = None
+) -> Payment:
+    """Make `payment` say what the provider's intent says (status, captured, refunded)."""
+    previous = payment.status
+    status = INTENT_TO_PAYMENT.get(intent.status, PaymentStatus.PENDING)
+    if intent.amount_refunded and intent.amount_refunded >= intent.amount_received > 0:
+        status = PaymentStatus.REFUNDED
+    payment.status = status.value
+    payment.provider_payment_id = intent.id
+    payment.captured_amount = Money.from_minor_units(
+        intent.amount_received, payment.currency
+    ).amount
+    payment.refunded_amount = Money.from_minor_units(
+        intent.amount_refunded, payment.currency
+    ).amount
+    payment.last_error_code = error_code or intent.last_error_code
+    if previous != payment.status:
+        await _event(session, payment)
+    return payment
+
+
+async def _complete_key(session: AsyncSession, key: str, intent: Intent) -> None:
+    row = await session.scalar(
+        select(PaymentIdempotencyKey).where(PaymentIdempotencyKey.key == key)
+    )
+    if row is not None:
+        row.response = {"id": intent.id, "status": intent.status}
+        row.completed_at = datetime.now(UTC)
+
+
+async def _event(session: AsyncSession, payment: Payment) -> None:
+    await append_event(
+        session,
+        AGGREGATE,
+        payment.id,
+        f"payment.{payment.status}",
+        PaymentChanged(
+            payment_id=payment.id,
+            checkout_id=payment.checkout_id,
+            order_id=payment.order_id,
+            status=payment.status,
+            amount=payment.amount,
+            captured_amount=payment.captured_amount,
+            refunded_amount=payment.refunded_amount,
+            currency=payment.currency,
+            provider_payment_id=payment.provider_payment_id,
+            error_code=payment.last_error_code,
+        ),
+    )

@@ -1,0 +1,82 @@
+"""Shipments: one per order, booked with a carrier."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.shipping.carrier import Booking
+from domains.shipping.events import AGGREGATE, ShipmentChanged
+from domains.shipping.models import Shipment, ShipmentStatus
+from kit.outbox import append_event
+
+
+async def record_booking(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    checkout_id: uuid.UUID,
+    ship_to: dict[str, Any],
+    booking: Booking,
+) -> Shipment:
+    """Store the carrier's booking as the order's shipment (a retry finds the first one)."""
+    shipment: Shipment | None = await session.scalar(
+        insert(Shipment)
+        .values(
+            id=uuid.uuid4(),
+            order_id=order_id,
+            checkout_id=checkout_id,
+            carrier=booking.carrier,
+            tracking_number=booking.tracking_number,
+            label_url=booking.label_url,
+            carrier_shipment_id=booking.id,
+            status=ShipmentStatus.LABEL_CREATED.value,
+            ship_to=ship_to,
+        )
+        .on_conflict_do_nothing(index_elements=[Shipment.order_id])
+        .returning(Shipment)
+    )
+    if shipment is None:
+        existing = await shipment_for_order(session, order_id)
+        assert existing is not None
+        return existing
+    await _event(session, "created", shipment)
+    return shipment
+
+
+async def shipment_for_order(
+    session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False
+) -> Shipment | None:
+    """The order's shipment, if any."""
+    query = select(Shipment).where(Shipment.order_id == order_id)
+    return await session.scalar(query.with_for_update() if lock else query)
+
+
+async def mark_cancelled(session: AsyncSession, shipment: Shipment) -> bool:
+    """Record that the carrier cancelled the shipment; False if it already was."""
+    if shipment.status == ShipmentStatus.CANCELLED:
+        return False
+    shipment.status = ShipmentStatus.CANCELLED.value
+    await _event(session, "cancelled", shipment)
+    return True
+
+
+async def _event(session: AsyncSession, kind: str, shipment: Shipment) -> None:
+    await append_event(
+        session,
+        AGGREGATE,
+        shipment.id,
+        f"shipment.{kind}",
+        ShipmentChanged(
+            shipment_id=shipment.id,
+            order_id=shipment.order_id,
+            checkout_id=shipment.checkout_id,
+            carrier=shipment.carrier,
+            tracking_number=shipment.tracking_number,
+            status=shipment.status,
+        ),
+    )

@@ -1,0 +1,143 @@
+"""The one place where worker processes are wired: clients, databases, activities, workflows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.cart import CartActivities
+from activities.checkout import CheckoutActivities
+from activities.coupons import CouponsActivities
+from activities.inventory import InventoryActivities
+from activities.orders import OrdersActivities
+from activities.payments import PaymentsActivities
+from activities.products import ProductsActivities
+from activities.shipping import ShippingActivities
+from domains.payments.provider import PaymentProvider
+from domains.shipping.carrier import CarrierClient
+from kit.db import DomainDatabase
+from kit.logging import get_logger
+from kit.settings import Settings
+from workers.sweeper import sweep_expired_reservations
+from workflows.checkout import CheckoutWorkflow
+
+log = get_logger(__name__)
+
+# Domains with a task queue in the checkout saga (accounts and notifications have none yet).
+WORKER_DOMAINS: tuple[str, ...] = (
+    "checkout",
+    "cart",
+    "products",
+    "coupons",
+    "inventory",
+    "orders",
+    "payments",
+    "shipping",
+)
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    """A Temporal client speaking pydantic payloads."""
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def _activities(
+    domain: str, db: DomainDatabase, settings: Settings, stack: AsyncExitStack
+) -> list[Callable[..., Any]]:
+    """The activity callables of one domain, built around its database and clients."""
+    if domain == "cart":
+        cart = CartActivities(db)
+        return [cart.lock_cart, cart.unlock_cart, cart.mark_converted]
+    if domain == "products":
+        return [ProductsActivities(db).price_cart]
+    if domain == "coupons":
+        coupons = CouponsActivities(db)
+        return [coupons.reserve_coupon, coupons.release_coupon, coupons.confirm_coupon]
+    if domain == "inventory":
+        inventory = InventoryActivities(db)
+        return [
+            inventory.reserve_inventory,
+            inventory.release_inventory,
+            inventory.commit_inventory,
+        ]
+    if domain == "orders":
+        orders = OrdersActivities(db)
+        return [orders.create_order, orders.cancel_order, orders.mark_paid, orders.mark_fulfilling]
+    if domain == "payments":
+        provider = PaymentProvider(settings.psp_url, timeout_s=settings.psp_timeout_s)
+        stack.push_async_callback(provider.aclose)
+        payments = PaymentsActivities(db, provider)
+        return [
+            payments.authorize_payment,
+            payments.refresh_payment,
+            payments.capture_payment,
+            payments.void_payment,
+        ]
+    if domain == "shipping":
+        carrier = CarrierClient(settings.carrier_url, timeout_s=settings.psp_timeout_s)
+        stack.push_async_callback(carrier.aclose)
+        shipping = ShippingActivities(db, carrier)
+        return [shipping.create_shipment, shipping.cancel_shipment]
+    if domain == "checkout":
+        checkout = CheckoutActivities(db)
+        return [checkout.open_session, checkout.record_progress]
+    raise ValueError(f"no worker for domain {domain!r}")
+
+
+async def build_worker(
+    domain: str, client: Client, settings: Settings, stack: AsyncExitStack
+) -> Worker:
+    """The worker of one domain's task queue, holding only that domain's database."""
+    db = DomainDatabase.from_settings(domain, settings)
+    stack.push_async_callback(db.dispose)
+    return Worker(
+        client,
+        task_queue=domain,
+        workflows=[CheckoutWorkflow] if domain == "checkout" else [],
+        activities=_activities(domain, db, settings, stack),
+        max_concurrent_activities=settings.worker_max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
+    )
+
+
+async def run_workers(
+    domains: Sequence[str], settings: Settings, stop: asyncio.Event, client: Client | None = None
+) -> None:
+    """Run the workers of `domains` until `stop` is set, then drain them within the grace period."""
+    async with AsyncExitStack() as stack:
+        client = client or await connect_temporal(settings)
+        workers = [await build_worker(d, client, settings, stack) for d in domains]
+        background: list[asyncio.Task[None]] = []
+        if "inventory" in domains:
+            inventory_db = DomainDatabase.from_settings("inventory", settings)
+            stack.push_async_callback(inventory_db.dispose)
+            background.append(
+                asyncio.create_task(
+                    sweep_expired_reservations(inventory_db, client, settings, stop)
+                )
+            )
+        runs = [asyncio.create_task(worker.run()) for worker in workers]
+        log.info("workers.started", domains=list(domains), task_queues=list(domains))
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
+        if stopped not in done:
+            for task in done:
+                task.result()  # a worker died: surface its error
+        log.info("workers.draining", grace_s=settings.worker_shutdown_grace_s)
+        await asyncio.gather(*(worker.shutdown() for worker in workers))
+        stop.set()
+        await asyncio.gather(*background, return_exceptions=True)
+        log.info("workers.stopped", domains=list(domains))
