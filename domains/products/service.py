@@ -68,30 +68,30 @@ async def create_product(
         status=status.value,
     )
     session.add(product)
-    variant_rows = []
-    for spec in variants:
-        variant = ProductVariant(
+    variant_rows = [
+        ProductVariant(
             id=uuid.uuid4(), product_id=product.id, sku=spec.sku, attributes=spec.attributes
         )
-        variant_rows.append(variant)
-        session.add(variant)
-        for price in spec.prices:
-            session.add(
-                ProductPrice(
-                    variant_id=variant.id,
-                    currency=price.currency,
-                    amount=price.amount,
-                    valid_from=at,
-                )
-            )
-    for url, sort_order in images:
-        session.add(ProductImage(product_id=product.id, url=url, sort_order=sort_order))
+        for spec in variants
+    ]
     try:
+        # Parents first: the models declare foreign keys but no relationships to order inserts by.
+        await session.flush()
+        session.add_all(variant_rows)
         await session.flush()
     except IntegrityError as exc:
         if "uq_product_variants_sku" in str(exc.orig):
             raise SkuTaken("a variant with this SKU exists") from exc
         raise
+    for variant, spec in zip(variant_rows, variants, strict=True):
+        session.add_all(
+            ProductPrice(variant_id=variant.id, currency=p.currency, amount=p.amount, valid_from=at)
+            for p in spec.prices
+        )
+    session.add_all(
+        ProductImage(product_id=product.id, url=url, sort_order=order) for url, order in images
+    )
+    await session.flush()
     await append_event(
         session,
         "product",

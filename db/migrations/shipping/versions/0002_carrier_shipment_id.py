@@ -17,7 +17,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("shipments", sa.Column("carrier_shipment_id", sa.String(length=64), nullable=True))
+    op.add_column(
+        "shipments", sa.Column("carrier_shipment_id", sa.String(length=64), nullable=True)
+    )
 
 
 def downgrade() -> None:

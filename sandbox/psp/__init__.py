@@ -1,0 +1,5 @@
+"""The payment-provider sandbox: a Stripe-shaped HTTP service backed by SQLite (CONTRACT.md §6)."""
+
+from sandbox.psp.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,127 @@
+"""The sandbox's FastAPI application: routes, Stripe-shaped errors, and its background loops."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from kit.logging import get_logger
+from kit.settings import Settings
+from sandbox.psp.errors import ApiError, invalid_request
+from sandbox.psp.idempotency import Idempotency, json_response
+from sandbox.psp.routes import Sandbox, carrier_router, payments_router
+from sandbox.psp.scheduler import AsyncAuthorizations
+from sandbox.psp.store import Store
+from sandbox.psp.webhooks import WebhookDelivery
+
+log = get_logger(__name__)
+
+
+def db_path(settings: Settings) -> Path:
+    """Where the sandbox keeps its state: SANDBOX_DB_PATH or DATA_DIR/sandbox/psp.sqlite."""
+    return settings.sandbox_db_path or settings.data_dir / "sandbox" / "psp.sqlite"
+
+
+async def _api_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return json_response(exc.status, exc.body())
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = "resource_missing" if exc.status_code == 404 else "invalid_request"
+    return json_response(
+        exc.status_code,
+        {"error": {"type": "invalid_request_error", "code": code, "message": str(exc.detail)}},
+    )
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0]
+    param = str(first["loc"][-1]) if first.get("loc") else None
+    error = invalid_request("parameter_invalid", f"{param}: {first['msg']}", param=param)
+    return json_response(error.status, error.body())
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises after this answer, so uvicorn logs the traceback; this adds the path.
+    log.error("sandbox.request.error", path=request.url.path, error=repr(exc))
+    return json_response(
+        500, {"error": {"type": "api_error", "message": "Unexpected error in the sandbox."}}
+    )
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sandbox.loop.crashed", loop=task.get_name(), exc_info=task.exception())
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The sandbox application; its lifespan opens the store and runs the background loops."""
+    store = Store(db_path(settings))
+    delivery = (
+        WebhookDelivery(
+            store,
+            url=settings.sandbox_webhook_url,
+            secret=settings.payment_webhook_secret.get_secret_value(),
+            max_attempts=settings.sandbox_webhook_max_attempts,
+        )
+        if settings.sandbox_webhook_url
+        else None
+    )
+
+    def changed() -> None:
+        if delivery is not None:
+            delivery.notify()
+        scheduler.notify()
+
+    scheduler = AsyncAuthorizations(store, on_commit=changed)
+    idempotency = Idempotency(store, flaky_hang_s=settings.sandbox_flaky_hang_s, on_commit=changed)
+    sandbox = Sandbox(settings=settings, store=store, idempotency=idempotency, changed=changed)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        loops: list[tuple[str, Coroutine[Any, Any, None]]] = [("async", scheduler.run())]
+        if delivery is not None:
+            loops.append(("webhooks", delivery.run()))
+        else:
+            log.warning("sandbox.webhooks.disabled", reason="SANDBOX_WEBHOOK_URL is empty")
+        tasks = []
+        for name, coroutine in loops:
+            task = asyncio.create_task(coroutine, name=f"sandbox.{name}")
+            task.add_done_callback(_report_crash)
+            tasks.append(task)
+        log.info("sandbox.ready", psp_url=settings.psp_url, db=str(store.path))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await store.close()
+            log.info("sandbox.stopped")
+
+    app = FastAPI(title="Payment-provider sandbox", lifespan=lifespan)
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process serves requests."""
+        return {"status": "ok"}
+
+    app.include_router(payments_router(sandbox))
+    app.include_router(carrier_router(sandbox))
+    return app

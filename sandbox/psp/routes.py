@@ -1,0 +1,237 @@
+"""HTTP endpoints of the sandbox: payment intents, refunds, test helpers, carrier bookings."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, TypeVar
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ValidationError
+from starlette.responses import HTMLResponse, Response
+
+from kit.settings import Settings
+from sandbox.psp import carrier, payments
+from sandbox.psp.errors import invalid_request, resource_missing
+from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
+from sandbox.psp.models import (
+    CancelRequest,
+    CaptureRequest,
+    CreateIntentRequest,
+    EmptyRequest,
+    RefundRequest,
+    ShipmentRequest,
+)
+from sandbox.psp.store import Store
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What the endpoints share: settings, the store, the idempotency runner, change hook."""
+
+    settings: Settings
+    store: Store
+    idempotency: Idempotency
+    changed: Callable[[], None]
+
+    @property
+    def psp_url(self) -> str:
+        """The sandbox's own base URL, as clients reach it."""
+        return self.settings.psp_url.rstrip("/")
+
+
+async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
+    """The validated JSON body and the hash of its canonical form (an empty body is `{}`)."""
+    raw = await request.body()
+    data: object = {}
+    if raw.strip():
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise invalid_request(
+                "parameter_invalid",
+                "The request body must be JSON (content-type: application/json).",
+            ) from None
+    if not isinstance(data, dict):
+        raise invalid_request("parameter_invalid", "The request body must be a JSON object.")
+    try:
+        parsed = model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        message = first["msg"] if param is None else f"{param}: {first['msg']}"
+        raise invalid_request("parameter_invalid", message, param=param) from None
+    return parsed, canonical_hash(data)
+
+
+def _key(request: Request) -> str | None:
+    return request.headers.get("idempotency-key")
+
+
+def payments_router(sandbox: Sandbox) -> APIRouter:
+    """Payment intents, refunds, the 3DS test helper, the ledger and the event log."""
+    router = APIRouter()
+    store = sandbox.store
+    settings = sandbox.settings
+
+    async def flaky_scope(kind: str, intent_id: str) -> str | None:
+        # The token never changes after creation, so reading it outside the transaction is safe.
+        token = await store.read(lambda conn: payments.token_of(conn, intent_id))
+        return f"{kind}:{intent_id}" if token == payments.TOK_FLAKY else None
+
+    @router.post("/v1/payment_intents")
+    async def create_intent(request: Request) -> Response:
+        """Create and authorize a payment intent."""
+        body, digest = await parse_body(request, CreateIntentRequest)
+        key = _key(request)
+        scope = None
+        if body.token == payments.TOK_FLAKY:
+            # "Per intent" for a create means per key, or per identical body without one.
+            scope = f"create:key:{key}" if key is not None else f"create:body:{digest}"
+        return await sandbox.idempotency.execute(
+            key=key,
+            endpoint="POST /v1/payment_intents",
+            request_hash=digest,
+            operation=functools.partial(
+                payments.create_intent,
+                req=body,
+                psp_url=sandbox.psp_url,
+                async_delay_s=settings.sandbox_async_delay_s,
+            ),
+            flaky_scope=scope,
+        )
+
+    @router.get("/v1/payment_intents/{intent_id}")
+    async def get_intent(intent_id: str) -> Response:
+        """One payment intent."""
+        intent = await store.read(lambda conn: payments.require(conn, intent_id))
+        return json_response(200, intent.to_json())
+
+    @router.post("/v1/payment_intents/{intent_id}/capture")
+    async def capture_intent(intent_id: str, request: Request) -> Response:
+        """Capture an authorized intent."""
+        body, digest = await parse_body(request, CaptureRequest)
+        return await sandbox.idempotency.execute(
+            key=_key(request),
+            endpoint=f"POST /v1/payment_intents/{intent_id}/capture",
+            request_hash=digest,
+            operation=lambda conn: payments.capture_intent(conn, intent_id, body),
+            flaky_scope=await flaky_scope("capture", intent_id),
+        )
+
+    @router.post("/v1/payment_intents/{intent_id}/cancel")
+    async def cancel_intent(intent_id: str, request: Request) -> Response:
+        """Cancel an intent that has not been captured."""
+        _, digest = await parse_body(request, CancelRequest)
+        return await sandbox.idempotency.execute(
+            key=_key(request),
+            endpoint=f"POST /v1/payment_intents/{intent_id}/cancel",
+            request_hash=digest,
+            operation=lambda conn: payments.cancel_intent(conn, intent_id),
+            flaky_scope=await flaky_scope("cancel", intent_id),
+        )
+
+    @router.post("/v1/refunds")
+    async def create_refund(request: Request) -> Response:
+        """Refund a captured intent, in part or in full."""
+        body, digest = await parse_body(request, RefundRequest)
+        return await sandbox.idempotency.execute(
+            key=_key(request),
+            endpoint="POST /v1/refunds",
+            request_hash=digest,
+            operation=lambda conn: payments.create_refund(conn, body),
+            flaky_scope=await flaky_scope("refund", body.payment_intent),
+        )
+
+    @router.get("/v1/test_helpers/3ds/{intent_id}/authenticate")
+    async def authenticate(intent_id: str, request: Request) -> Response:
+        """The page behind next_action.url: visiting it completes the 3DS challenge."""
+        intent = await store.transaction(lambda conn: payments.authenticate(conn, intent_id))
+        sandbox.changed()
+        accept = request.headers.get("accept", "")
+        if "text/html" in accept and "application/json" not in accept:
+            outcome = {
+                "requires_capture": "approved",
+                "failed": "failed",
+            }.get(intent.status, f"unchanged ({intent.status})")
+            return HTMLResponse(
+                "<!doctype html><title>Sandbox 3-D Secure</title>"
+                f"<h1>3-D Secure {outcome}</h1><p>PaymentIntent {intent.id}</p>"
+            )
+        return json_response(200, intent.to_json())
+
+    @router.get("/v1/ledger")
+    async def ledger(checkout_id: str | None = None) -> Response:
+        """Every intent with its authorized, captured and refunded amounts."""
+        return json_response(200, await store.read(lambda conn: payments.ledger(conn, checkout_id)))
+
+    @router.get("/v1/events")
+    async def events(
+        payment_intent: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> Response:
+        """Webhook events, newest first, with their delivery state."""
+        return json_response(
+            200,
+            await store.read(lambda conn: payments.list_events(conn, payment_intent, limit)),
+        )
+
+    return router
+
+
+def carrier_router(sandbox: Sandbox) -> APIRouter:
+    """Carrier bookings: a label and a tracking number per shipment."""
+    router = APIRouter()
+    store = sandbox.store
+
+    @router.post("/v1/carrier/shipments")
+    async def create_shipment(request: Request) -> Response:
+        """Book a shipment."""
+        body, digest = await parse_body(request, ShipmentRequest)
+        return await sandbox.idempotency.execute(
+            key=_key(request),
+            endpoint="POST /v1/carrier/shipments",
+            request_hash=digest,
+            operation=lambda conn: carrier.create_shipment(conn, body, psp_url=sandbox.psp_url),
+        )
+
+    @router.post("/v1/carrier/shipments/{shipment_id}/cancel")
+    async def cancel_shipment(shipment_id: str, request: Request) -> Response:
+        """Cancel a booked shipment."""
+        _, digest = await parse_body(request, EmptyRequest)
+        return await sandbox.idempotency.execute(
+            key=_key(request),
+            endpoint=f"POST /v1/carrier/shipments/{shipment_id}/cancel",
+            request_hash=digest,
+            operation=lambda conn: carrier.cancel_shipment(
+                conn, shipment_id, psp_url=sandbox.psp_url
+            ),
+        )
+
+    @router.get("/v1/carrier/shipments/{shipment_id}")
+    async def get_shipment(shipment_id: str) -> Response:
+        """One shipment."""
+        shipment = await store.read(
+            lambda conn: carrier.get_shipment(conn, shipment_id, psp_url=sandbox.psp_url)
+        )
+        return json_response(200, shipment)
+
+    @router.get("/v1/carrier/labels/{filename}")
+    async def label(filename: str) -> Response:
+        """The shipment's label as a PDF."""
+        shipment_id = filename.removesuffix(".pdf")
+        if shipment_id == filename:
+            raise resource_missing("label", filename)
+        shipment = await store.read(
+            lambda conn: carrier.get_shipment(conn, shipment_id, psp_url=sandbox.psp_url)
+        )
+        return Response(
+            carrier.label_pdf(shipment["id"], shipment["tracking_number"]),
+            media_type="application/pdf",
+        )
+
+    return router

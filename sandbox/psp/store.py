@@ -1,0 +1,163 @@
+"""SQLite state of the sandbox: one connection, one thread, writes serialized, WAL journal."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from kit.logging import get_logger
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS payment_intents (
+    id TEXT PRIMARY KEY,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    token TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN (
+        'requires_action', 'processing', 'requires_capture', 'succeeded', 'canceled', 'failed'
+    )),
+    amount_capturable INTEGER NOT NULL DEFAULT 0,
+    amount_received INTEGER NOT NULL DEFAULT 0,
+    amount_refunded INTEGER NOT NULL DEFAULT 0 CHECK (amount_refunded <= amount_received),
+    metadata TEXT NOT NULL,
+    checkout_id TEXT,
+    next_action_url TEXT,
+    last_error_code TEXT,
+    last_error_message TEXT,
+    authorized INTEGER NOT NULL DEFAULT 0,
+    due_at REAL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS payment_intents_checkout_id ON payment_intents (checkout_id);
+CREATE INDEX IF NOT EXISTS payment_intents_due_at
+    ON payment_intents (due_at) WHERE due_at IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS refunds (
+    id TEXT PRIMARY KEY,
+    payment_intent TEXT NOT NULL REFERENCES payment_intents (id),
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    reason TEXT,
+    metadata TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY,
+    endpoint TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    status_code INTEGER NOT NULL,
+    response_body TEXT NOT NULL,
+    created REAL NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS flaky_calls (
+    scope TEXT PRIMARY KEY,
+    calls INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    payment_intent TEXT,
+    created INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT,
+    delivered_at REAL
+);
+CREATE INDEX IF NOT EXISTS events_pending ON events (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS events_payment_intent ON events (payment_intent);
+
+CREATE TABLE IF NOT EXISTS shipments (
+    id TEXT PRIMARY KEY,
+    reference TEXT NOT NULL,
+    ship_to TEXT NOT NULL,
+    tracking_number TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL CHECK (status IN ('label_created', 'cancelled')),
+    created INTEGER NOT NULL
+);
+"""
+
+
+class Store:
+    """The sandbox's SQLite database.
+
+    Every statement runs on one dedicated thread, so the event loop never waits on the disk and the
+    single connection is never used by two threads, even when an awaiting request is cancelled
+    halfway (the job then finishes on its own and the next one queues behind it). Write
+    transactions additionally take an asyncio.Lock so that at most one is queued at a time.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="psp-sqlite")
+        self._write_lock = asyncio.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        """Create the file and schema if needed."""
+        await self._submit(self._connect)
+        log.info("sandbox.store.opened", path=str(self.path))
+
+    async def close(self) -> None:
+        """Close the connection after every queued job has run."""
+        await self._submit(self._disconnect)
+        self._executor.shutdown(wait=True)
+
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one IMMEDIATE transaction: all of its writes commit, or none do."""
+        async with self._write_lock:
+            return await self._submit(lambda: self._in_transaction(fn))
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read-only `fn` on the connection."""
+        return await self._submit(lambda: fn(self._connection()))
+
+    async def _submit(self, job: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("the sandbox store is not open")
+        return self._conn
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE ... COMMIT) below.
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a committed effect (an authorization, a refund) must survive a crash of the host,
+        # because its idempotency record promises the client it happened.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    def _disconnect(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _in_transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result

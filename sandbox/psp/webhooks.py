@@ -1,0 +1,179 @@
+"""Delivery of recorded webhook events: signed (Standard Webhooks), concurrent, retried.
+
+Events are rows written with the state change that caused them; this loop only sends them. An
+event is marked delivered after a 2xx, so a crash between the POST and the mark sends it again:
+delivery is at least once, and receivers deduplicate on `webhook-id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from kit.logging import get_logger
+from kit.webhooks import headers_for
+from sandbox.psp.store import Store
+
+log = get_logger(__name__)
+
+TIMEOUT_S = 5.0
+FIRST_BACKOFF_S = 0.25
+MAX_BACKOFF_S = 30.0
+CONCURRENCY = 16
+
+
+def backoff_s(attempts: int) -> float:
+    """Wait before the next attempt after `attempts` failures: doubling, capped, jittered."""
+    ceiling = min(MAX_BACKOFF_S, FIRST_BACKOFF_S * 2 ** (attempts - 1))
+    # "Equal jitter": at least half the ceiling, so retries of many events spread out without
+    # ever collapsing to an immediate retry.
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+@dataclass(frozen=True)
+class _Pending:
+    id: str
+    type: str
+    next_attempt_at: float
+
+
+def _pending(conn: sqlite3.Connection) -> list[_Pending]:
+    rows = conn.execute(
+        "SELECT id, type, next_attempt_at FROM events WHERE state = 'pending'"
+        " ORDER BY next_attempt_at"
+    ).fetchall()
+    return [_Pending(row["id"], row["type"], row["next_attempt_at"]) for row in rows]
+
+
+def _body(conn: sqlite3.Connection, event_id: str) -> str:
+    row = conn.execute("SELECT body FROM events WHERE id = ?", (event_id,)).fetchone()
+    return str(row["body"])
+
+
+def _record_attempt(
+    conn: sqlite3.Connection, event_id: str, error: str | None, max_attempts: int
+) -> tuple[str, int]:
+    row = conn.execute("SELECT attempts FROM events WHERE id = ?", (event_id,)).fetchone()
+    attempts = int(row["attempts"]) + 1
+    now = time.time()
+    if error is None:
+        state = "delivered"
+        conn.execute(
+            "UPDATE events SET state = ?, attempts = ?, last_error = NULL, delivered_at = ?"
+            " WHERE id = ?",
+            (state, attempts, now, event_id),
+        )
+    else:
+        state = "failed" if attempts >= max_attempts else "pending"
+        conn.execute(
+            "UPDATE events SET state = ?, attempts = ?, last_error = ?, next_attempt_at = ?"
+            " WHERE id = ?",
+            (state, attempts, error, now + backoff_s(attempts), event_id),
+        )
+    return state, attempts
+
+
+class WebhookDelivery:
+    """The background loop that sends pending events to the platform's webhook endpoint."""
+
+    def __init__(self, store: Store, *, url: str, secret: str, max_attempts: int) -> None:
+        self._store = store
+        self._url = url
+        self._secret = secret
+        self._max_attempts = max_attempts
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+
+    def notify(self) -> None:
+        """New events may be pending: look now instead of at the next scheduled retry."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Deliver until cancelled; in-flight attempts are abandoned and retried after restart."""
+        log.info("sandbox.webhooks.started", url=self._url, max_attempts=self._max_attempts)
+        # trust_env=False: a proxy configured for the outside world must not intercept a POST
+        # to the platform on this machine.
+        async with httpx.AsyncClient(timeout=TIMEOUT_S, trust_env=False) as client:
+            try:
+                while True:
+                    self._wake.clear()
+                    wait_s = await self._dispatch_due(client)
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=wait_s)
+                    except TimeoutError:
+                        pass
+            finally:
+                tasks = list(self._in_flight.values())
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                log.info("sandbox.webhooks.stopped", abandoned=len(tasks))
+
+    async def _dispatch_due(self, client: httpx.AsyncClient) -> float | None:
+        """Start an attempt for every due event; seconds until the next one is due."""
+        now = time.time()
+        next_at: float | None = None
+        for event in await self._store.read(_pending):
+            if event.id in self._in_flight:
+                continue
+            if event.next_attempt_at <= now:
+                task = asyncio.create_task(self._attempt(client, event))
+                self._in_flight[event.id] = task
+            elif next_at is None or event.next_attempt_at < next_at:
+                next_at = event.next_attempt_at
+        return None if next_at is None else max(0.0, next_at - now)
+
+    async def _attempt(self, client: httpx.AsyncClient, event: _Pending) -> None:
+        try:
+            async with self._slots:
+                body = (await self._store.read(lambda conn: _body(conn, event.id))).encode()
+                # Signed at each attempt: the timestamp must be fresh for the receiver's
+                # +/- 300 s window, however late the retry.
+                headers = headers_for(self._secret, event.id, body)
+                headers["content-type"] = "application/json"
+                error: str | None
+                try:
+                    response = await client.post(self._url, content=body, headers=headers)
+                    error = None if response.is_success else f"HTTP {response.status_code}"
+                except httpx.HTTPError as exc:
+                    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                state, attempts = await self._store.transaction(
+                    lambda conn: _record_attempt(conn, event.id, error, self._max_attempts)
+                )
+            if state == "delivered":
+                log.info(
+                    "sandbox.webhook.delivered",
+                    event_id=event.id,
+                    type=event.type,
+                    attempt=attempts,
+                )
+            elif state == "failed":
+                log.error(
+                    "sandbox.webhook.failed",
+                    event_id=event.id,
+                    type=event.type,
+                    attempts=attempts,
+                    error=error,
+                )
+            else:
+                log.warning(
+                    "sandbox.webhook.retry",
+                    event_id=event.id,
+                    type=event.type,
+                    attempt=attempts,
+                    error=error,
+                )
+        except Exception:
+            # Left pending and due: pause so that a broken store cannot turn into a busy loop.
+            log.exception("sandbox.webhook.error", event_id=event.id)
+            await asyncio.sleep(1.0)
+        finally:
+            self._in_flight.pop(event.id, None)
+            # The loop may be sleeping until a later event; this one's retry time is new.
+            self.notify()

@@ -1,0 +1,196 @@
+"""The payment-provider sandbox as a real process, and a webhook receiver that checks signatures."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from kit.services.process import ManagedProcess, free_port
+from kit.webhooks import WebhookVerificationError, verify
+from sandbox.process import sandbox_process
+
+# Not the dev default: proves the sandbox signs with PAYMENT_WEBHOOK_SECRET from its environment.
+WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"sandbox-tests-webhook-secret-32b").decode()
+ASYNC_DELAY_S = 0.5
+FLAKY_HANG_S = 0.5
+MAX_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One webhook POST the receiver accepted as genuine, and what it answered."""
+
+    webhook_id: str
+    event: dict[str, Any]
+    content_type: str
+    answered: int
+
+    @property
+    def type(self) -> str:
+        """The event type."""
+        return str(self.event["type"])
+
+    @property
+    def intent(self) -> dict[str, Any]:
+        """The payment intent the event carries."""
+        obj: dict[str, Any] = self.event["data"]["object"]
+        return obj
+
+
+@dataclass
+class WebhookReceiver:
+    """The platform's side of the webhook, in a thread: verify, record, fail when told to."""
+
+    secret: str
+    deliveries: list[Delivery] = field(default_factory=list)
+    rejected: int = 0
+    _failures: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, checkout_id: str, times: int) -> None:
+        """Answer 500 to the next `times` deliveries about this checkout."""
+        with self._lock:
+            self._failures[checkout_id] = times
+
+    def receive(self, headers: dict[str, str], body: bytes) -> int:
+        """Handle one POST; the HTTP status to answer."""
+        try:
+            webhook_id = verify([self.secret], headers, body)
+        except WebhookVerificationError:
+            with self._lock:
+                self.rejected += 1
+            return 400
+        event = json.loads(body)
+        checkout_id = event["data"]["object"]["metadata"].get("checkout_id", "")
+        with self._lock:
+            remaining = self._failures.get(checkout_id, 0)
+            if remaining:
+                self._failures[checkout_id] = remaining - 1
+            status = 500 if remaining else 200
+            self.deliveries.append(
+                Delivery(webhook_id, event, headers.get("content-type", ""), status)
+            )
+        return status
+
+    def about(self, checkout_id: str) -> list[Delivery]:
+        """Every delivery (accepted or answered 500) about one checkout."""
+        with self._lock:
+            return [
+                d for d in self.deliveries if d.intent["metadata"].get("checkout_id") == checkout_id
+            ]
+
+    async def wait_for(
+        self, checkout_id: str, event_type: str, *, count: int = 1, wait_s: float = 10.0
+    ) -> list[Delivery]:
+        """The 2xx-answered deliveries of `event_type` about a checkout, once there are `count`."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = [
+                d for d in self.about(checkout_id) if d.type == event_type and d.answered == 200
+            ]
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, (
+                    f"{event_type} for {checkout_id}: {self.about(checkout_id)}"
+                )
+                return found
+            await asyncio.sleep(0.05)
+
+
+def _serve(receiver: WebhookReceiver) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            status = receiver.receive({k: v for k, v in self.headers.items()}, body)
+            self.send_response(status)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the test output is not the place for an access log
+
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True).start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def webhook_receiver() -> Iterator[tuple[WebhookReceiver, str]]:
+    """A receiver and the URL the sandbox should POST to."""
+    receiver = WebhookReceiver(WEBHOOK_SECRET)
+    server = _serve(receiver)
+    host, port = server.server_address[:2]
+    yield receiver, f"http://{host!s}:{port}/v1/webhooks/payments/sandbox"
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass(frozen=True)
+class Psp:
+    """A running sandbox."""
+
+    url: str
+    db_path: Path
+    process: ManagedProcess
+
+
+SandboxFactory = Callable[..., Psp]
+
+
+@pytest.fixture(scope="module")
+def start_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxFactory]:
+    """Start sandboxes (stopped at the end of the module); keyword arguments override defaults."""
+    started: list[ManagedProcess] = []
+
+    def start(*, webhook_url: str, db_path: Path | None = None, **env: str) -> Psp:
+        port = free_port()
+        path = db_path or tmp_path_factory.mktemp("sandbox") / "psp.sqlite"
+        process = sandbox_process(
+            port=port,
+            db_path=path,
+            webhook_url=webhook_url,
+            log_dir=tmp_path_factory.mktemp("sandbox-logs"),
+            extra_env={
+                "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "SANDBOX_ASYNC_DELAY_S": str(ASYNC_DELAY_S),
+                "SANDBOX_FLAKY_HANG_S": str(FLAKY_HANG_S),
+                "SANDBOX_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+                **env,
+            },
+        )
+        started.append(process)
+        process.start()
+        return Psp(f"http://127.0.0.1:{port}", path, process)
+
+    yield start
+    for process in reversed(started):
+        process.stop()
+
+
+@pytest.fixture(scope="module")
+def psp(start_sandbox: SandboxFactory, webhook_receiver: tuple[WebhookReceiver, str]) -> Psp:
+    """The sandbox most tests share (they keep apart by checkout id)."""
+    return start_sandbox(webhook_url=webhook_receiver[1])
+
+
+@pytest.fixture
+def receiver(webhook_receiver: tuple[WebhookReceiver, str]) -> WebhookReceiver:
+    """The shared webhook receiver."""
+    return webhook_receiver[0]
+
+
+@pytest.fixture
+async def client(psp: Psp) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the shared sandbox."""
+    async with httpx.AsyncClient(base_url=psp.url, timeout=10.0, trust_env=False) as http:
+        yield http

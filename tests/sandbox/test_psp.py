@@ -1,0 +1,689 @@
+"""The payment-provider sandbox, over real HTTP against a real process (CONTRACT.md §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from kit.services.process import free_port
+from tests.sandbox.conftest import (
+    ASYNC_DELAY_S,
+    FLAKY_HANG_S,
+    MAX_ATTEMPTS,
+    Psp,
+    SandboxFactory,
+    WebhookReceiver,
+)
+
+INTENT_ID = re.compile(r"^pi_[0-9a-f]{24}$")
+INTENT_KEYS = {
+    "id",
+    "object",
+    "amount",
+    "currency",
+    "status",
+    "capture_method",
+    "amount_capturable",
+    "amount_received",
+    "amount_refunded",
+    "metadata",
+    "next_action",
+    "last_error",
+    "created",
+    "livemode",
+}
+
+
+def new_checkout() -> str:
+    """A checkout id no other test uses, to tell this test's intents and webhooks apart."""
+    return f"co_{uuid.uuid4().hex}"
+
+
+async def create(
+    client: httpx.AsyncClient,
+    token: str,
+    checkout_id: str,
+    *,
+    amount: int = 1000,
+    key: str | None = None,
+    client_timeout: float | None = None,
+) -> httpx.Response:
+    """POST /v1/payment_intents."""
+    return await client.post(
+        "/v1/payment_intents",
+        json={
+            "amount": amount,
+            "currency": "EUR",
+            "token": token,
+            "capture_method": "manual",
+            "metadata": {"checkout_id": checkout_id},
+        },
+        headers={"Idempotency-Key": key} if key else {},
+        timeout=client.timeout if client_timeout is None else client_timeout,
+    )
+
+
+async def post(
+    client: httpx.AsyncClient,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    client_timeout: float | None = None,
+) -> httpx.Response:
+    """A POST with an optional Idempotency-Key."""
+    return await client.post(
+        path,
+        json=body or {},
+        headers={"Idempotency-Key": key} if key else {},
+        timeout=client.timeout if client_timeout is None else client_timeout,
+    )
+
+
+async def ledger(client: httpx.AsyncClient, checkout_id: str) -> list[dict[str, Any]]:
+    """The ledger entries of one checkout."""
+    response = await client.get("/v1/ledger", params={"checkout_id": checkout_id})
+    assert response.status_code == 200
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+async def events(client: httpx.AsyncClient, intent_id: str) -> list[dict[str, Any]]:
+    """The sandbox's events about one intent, with their delivery state."""
+    response = await client.get("/v1/events", params={"payment_intent": intent_id})
+    assert response.status_code == 200
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+async def intent(client: httpx.AsyncClient, intent_id: str) -> dict[str, Any]:
+    """GET the intent."""
+    response = await client.get(f"/v1/payment_intents/{intent_id}")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def error_code(response: httpx.Response) -> str:
+    """`error.code` of an error answer."""
+    return str(response.json()["error"]["code"])
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_visa_authorizes_and_captures_with_a_signed_webhook(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    created = await create(client, "tok_visa", checkout, amount=1250)
+    assert created.status_code == 200
+    body = created.json()
+    assert set(body) == INTENT_KEYS
+    assert INTENT_ID.match(body["id"])
+    assert body["object"] == "payment_intent"
+    assert body["currency"] == "eur"
+    assert body["status"] == "requires_capture"
+    assert body["capture_method"] == "manual"
+    assert (body["amount"], body["amount_capturable"], body["amount_received"]) == (1250, 1250, 0)
+    assert body["next_action"] is None
+    assert body["last_error"] is None
+    assert body["livemode"] is False
+    assert abs(body["created"] - time.time()) < 60
+    assert body["metadata"] == {"checkout_id": checkout}
+
+    captured = await post(client, f"/v1/payment_intents/{body['id']}/capture")
+    assert captured.status_code == 200
+    assert captured.json()["status"] == "succeeded"
+    assert captured.json()["amount_received"] == 1250
+    assert captured.json()["amount_capturable"] == 0
+
+    [delivery] = await receiver.wait_for(checkout, "payment_intent.succeeded")
+    assert delivery.content_type == "application/json"
+    assert delivery.intent["id"] == body["id"]
+    assert delivery.intent["status"] == "succeeded"
+    assert re.match(r"^evt_[0-9a-f]{24}$", delivery.webhook_id)
+    assert delivery.event["id"] == delivery.webhook_id
+    assert isinstance(delivery.event["created"], int)
+    assert receiver.rejected == 0
+    assert await ledger(client, checkout) == [
+        {
+            "payment_intent": body["id"],
+            "status": "succeeded",
+            "currency": "eur",
+            "amount": 1250,
+            "authorized": 1250,
+            "captured": 1250,
+            "refunded": 0,
+            "metadata": {"checkout_id": checkout},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [("tok_declined", "card_declined"), ("tok_insufficient_funds", "insufficient_funds")],
+)
+async def test_declines_fail_at_authorization(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, token: str, code: str
+) -> None:
+    checkout = new_checkout()
+    response = await create(client, token, checkout)
+    assert response.status_code == 402
+    body = response.json()
+    assert body["status"] == "failed"
+    assert body["last_error"]["code"] == code
+    assert body["last_error"]["message"]
+    [delivery] = await receiver.wait_for(checkout, "payment_intent.payment_failed")
+    assert delivery.intent["last_error"]["code"] == code
+    [entry] = await ledger(client, checkout)
+    assert (entry["status"], entry["authorized"], entry["captured"]) == ("failed", 0, 0)
+
+
+async def test_3ds_is_approved_by_visiting_next_action_url(
+    client: httpx.AsyncClient, receiver: WebhookReceiver, psp: Psp
+) -> None:
+    checkout = new_checkout()
+    body = (await create(client, "tok_3ds", checkout)).json()
+    assert body["status"] == "requires_action"
+    url = body["next_action"]["url"]
+    assert body["next_action"]["type"] == "redirect_to_url"
+    assert url == f"{psp.url}/v1/test_helpers/3ds/{body['id']}/authenticate"
+    assert (await ledger(client, checkout))[0]["authorized"] == 0
+
+    page = await client.get(url, headers={"accept": "text/html"})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert "approved" in page.text
+    [delivery] = await receiver.wait_for(checkout, "payment_intent.amount_capturable_updated")
+    assert delivery.intent["status"] == "requires_capture"
+    current = await intent(client, body["id"])
+    assert current["status"] == "requires_capture"
+    assert current["next_action"] is None
+    assert current["amount_capturable"] == 1000
+
+    again = await client.get(url)
+    assert again.status_code == 200
+    assert again.json()["status"] == "requires_capture"
+    assert [e["type"] for e in await events(client, body["id"])] == [
+        "payment_intent.amount_capturable_updated"
+    ]
+    assert (await post(client, f"/v1/payment_intents/{body['id']}/capture")).status_code == 200
+
+
+async def test_3ds_fail_fails_authentication(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    body = (await create(client, "tok_3ds_fail", checkout)).json()
+    assert body["status"] == "requires_action"
+    answer = await client.get(body["next_action"]["url"])
+    assert answer.status_code == 200
+    assert answer.json()["status"] == "failed"
+    assert answer.json()["last_error"]["code"] == "authentication_failed"
+    [delivery] = await receiver.wait_for(checkout, "payment_intent.payment_failed")
+    assert delivery.intent["last_error"]["code"] == "authentication_failed"
+    [entry] = await ledger(client, checkout)
+    assert (entry["status"], entry["authorized"]) == ("failed", 0)
+
+
+async def test_async_becomes_capturable_after_the_delay(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    started = time.monotonic()
+    body = (await create(client, "tok_async", checkout)).json()
+    assert body["status"] == "processing"
+    assert body["amount_capturable"] == 0
+    [delivery] = await receiver.wait_for(checkout, "payment_intent.amount_capturable_updated")
+    assert time.monotonic() - started >= ASYNC_DELAY_S * 0.9
+    assert delivery.intent["status"] == "requires_capture"
+    assert (await intent(client, body["id"]))["status"] == "requires_capture"
+    assert (await ledger(client, checkout))[0]["authorized"] == 1000
+
+
+async def test_canceled_async_intent_never_becomes_capturable(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    body = (await create(client, "tok_async", checkout)).json()
+    canceled = await post(client, f"/v1/payment_intents/{body['id']}/cancel")
+    assert canceled.status_code == 200
+    assert canceled.json()["status"] == "canceled"
+    await receiver.wait_for(checkout, "payment_intent.canceled")
+    await asyncio.sleep(ASYNC_DELAY_S + 0.3)
+    assert (await intent(client, body["id"]))["status"] == "canceled"
+    assert [e["type"] for e in await events(client, body["id"])] == ["payment_intent.canceled"]
+    assert (await ledger(client, checkout))[0]["authorized"] == 0
+
+
+async def test_no_webhook_token_never_completes(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    body = (await create(client, "tok_no_webhook", checkout)).json()
+    assert body["status"] == "requires_action"
+    visited = await client.get(body["next_action"]["url"])
+    assert visited.status_code == 200
+    await asyncio.sleep(0.3)
+    assert (await intent(client, body["id"]))["status"] == "requires_action"
+    assert await events(client, body["id"]) == []
+    assert receiver.about(checkout) == []
+
+
+async def test_unknown_token_and_invalid_parameters_are_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    checkout = new_checkout()
+    unknown = await create(client, "tok_nonsense", checkout, key=f"{checkout}-1")
+    assert unknown.status_code == 400
+    assert unknown.json()["error"]["type"] == "invalid_request_error"
+    assert error_code(unknown) == "token_invalid"
+
+    valid = {"amount": 1000, "currency": "eur", "token": "tok_visa", "capture_method": "manual"}
+    invalid_bodies: list[dict[str, Any]] = [
+        {**valid, "amount": -5},
+        {**valid, "amount": 0},
+        {**valid, "amount": "1000"},
+        {**valid, "amount": 10.5},
+        {**valid, "currency": "euro"},
+        {**valid, "capture_method": "automatic"},
+        {**valid, "metadata": {"checkout_id": 7}},
+        {**valid, "surprise": True},
+        {key: value for key, value in valid.items() if key != "token"},
+    ]
+    for body in invalid_bodies:
+        response = await post(client, "/v1/payment_intents", body, key=f"{checkout}-1")
+        assert response.status_code == 400, body
+        assert error_code(response) == "parameter_invalid", body
+    not_json = await client.post(
+        "/v1/payment_intents", content=b"amount=1000&currency=eur", headers={"content-type": "x"}
+    )
+    assert not_json.status_code == 400
+    assert error_code(not_json) == "parameter_invalid"
+
+    # Validation errors are not stored: the same key still works with a valid body.
+    accepted = await post(
+        client, "/v1/payment_intents", {**valid, "currency": "EUR"}, key=f"{checkout}-1"
+    )
+    assert accepted.status_code == 200
+    assert accepted.json()["currency"] == "eur"
+
+
+async def test_unknown_intent_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/v1/payment_intents/pi_000000000000000000000000")
+    assert response.status_code == 404
+    assert error_code(response) == "resource_missing"
+    capture = await post(client, "/v1/payment_intents/pi_000000000000000000000000/capture")
+    assert capture.status_code == 404
+
+
+# --- idempotency ----------------------------------------------------------------------------
+
+
+async def test_same_key_same_body_replays(client: httpx.AsyncClient) -> None:
+    checkout = new_checkout()
+    key = f"{checkout}:authorize"
+    first = await create(client, "tok_visa", checkout, key=key)
+    second = await create(client, "tok_visa", checkout, key=key)
+    assert first.status_code == second.status_code == 200
+    assert second.json() == first.json()
+    assert second.headers["idempotent-replayed"] == "true"
+    assert "idempotent-replayed" not in first.headers
+    assert len(await ledger(client, checkout)) == 1
+
+
+async def test_same_key_other_body_or_endpoint_is_refused(client: httpx.AsyncClient) -> None:
+    checkout = new_checkout()
+    key = f"{checkout}:authorize"
+    first = await create(client, "tok_visa", checkout, key=key)
+    assert first.status_code == 200
+    other_body = await create(client, "tok_visa", checkout, key=key, amount=999)
+    assert other_body.status_code == 400
+    assert other_body.json()["error"]["type"] == "idempotency_error"
+    assert error_code(other_body) == "idempotency_key_in_use"
+    other_endpoint = await post(
+        client, f"/v1/payment_intents/{first.json()['id']}/capture", key=key
+    )
+    assert other_endpoint.status_code == 400
+    assert error_code(other_endpoint) == "idempotency_key_in_use"
+    assert (await intent(client, first.json()["id"]))["status"] == "requires_capture"
+    assert len(await ledger(client, checkout)) == 1
+
+
+async def test_concurrent_requests_with_one_key_create_one_intent(
+    client: httpx.AsyncClient,
+) -> None:
+    checkout = new_checkout()
+    key = f"{checkout}:authorize"
+    responses = await asyncio.gather(
+        *(create(client, "tok_visa", checkout, key=key) for _ in range(8))
+    )
+    assert {r.status_code for r in responses} <= {200, 409}
+    ok = [r for r in responses if r.status_code == 200]
+    assert ok
+    assert len({r.json()["id"] for r in ok}) == 1
+    for conflict in (r for r in responses if r.status_code == 409):
+        assert conflict.json()["error"]["type"] == "idempotency_error"
+    assert len(await ledger(client, checkout)) == 1
+
+
+async def test_flaky_create_with_one_key_authorizes_once(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    key = f"{checkout}:authorize"
+    first = await create(client, "tok_flaky", checkout, key=key)
+    assert first.status_code == 500
+    assert first.json()["error"]["type"] == "api_error"
+    with pytest.raises(httpx.ReadTimeout):
+        await create(client, "tok_flaky", checkout, key=key, client_timeout=FLAKY_HANG_S / 3)
+    third = await create(client, "tok_flaky", checkout, key=key)
+    assert third.status_code == 200
+    assert third.headers["idempotent-replayed"] == "true"
+    assert third.json()["status"] == "requires_capture"
+    [entry] = await ledger(client, checkout)
+    assert entry["payment_intent"] == third.json()["id"]
+    assert entry["authorized"] == 1000
+
+
+async def test_flaky_create_without_key_authorizes_twice(client: httpx.AsyncClient) -> None:
+    checkout = new_checkout()
+    first = await create(client, "tok_flaky", checkout)
+    assert first.status_code == 500
+    with pytest.raises(httpx.ReadTimeout):
+        await create(client, "tok_flaky", checkout, client_timeout=FLAKY_HANG_S / 3)
+    entries = await ledger(client, checkout)
+    assert len(entries) == 2
+    assert [e["authorized"] for e in entries] == [1000, 1000]
+
+
+async def test_flaky_capture_commits_then_errors_then_hangs(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    key = f"{checkout}:authorize"
+    assert (await create(client, "tok_flaky", checkout, key=key)).status_code == 500
+    intent_id = (await create(client, "tok_flaky", checkout, key=key)).json()["id"]
+    path = f"/v1/payment_intents/{intent_id}/capture"
+
+    failed = await post(client, path, key=f"{checkout}:capture")
+    assert failed.status_code == 500
+    assert (await intent(client, intent_id))["status"] == "succeeded"  # committed all the same
+    started = time.monotonic()
+    slow = await post(client, path, key=f"{checkout}:capture")
+    assert time.monotonic() - started >= FLAKY_HANG_S * 0.9
+    assert slow.status_code == 200
+    assert slow.headers["idempotent-replayed"] == "true"
+    started = time.monotonic()
+    normal = await post(client, path, key=f"{checkout}:capture")
+    assert time.monotonic() - started < FLAKY_HANG_S
+    assert normal.json() == slow.json()
+    assert normal.json()["status"] == "succeeded"
+
+    [entry] = await ledger(client, checkout)
+    assert (entry["authorized"], entry["captured"]) == (1000, 1000)
+    await receiver.wait_for(checkout, "payment_intent.succeeded")
+    kinds = [e["type"] for e in await events(client, intent_id)]
+    assert kinds == ["payment_intent.succeeded"]
+
+
+# --- capture, cancel, refund ----------------------------------------------------------------
+
+
+async def test_capture_state_rules(client: httpx.AsyncClient) -> None:
+    checkout = new_checkout()
+    pending = (await create(client, "tok_3ds", checkout)).json()
+    early = await post(client, f"/v1/payment_intents/{pending['id']}/capture")
+    assert early.status_code == 400
+    assert error_code(early) == "payment_intent_unexpected_state"
+    assert early.json()["error"]["payment_intent"]["status"] == "requires_action"
+
+    authorized = (await create(client, "tok_visa", checkout, amount=1000)).json()
+    path = f"/v1/payment_intents/{authorized['id']}/capture"
+    too_much = await post(client, path, {"amount_to_capture": 1001})
+    assert too_much.status_code == 400
+    assert error_code(too_much) == "amount_too_large"
+    partial = await post(client, path, {"amount_to_capture": 600}, key=f"{checkout}:capture")
+    assert partial.status_code == 200
+    assert (partial.json()["status"], partial.json()["amount_received"]) == ("succeeded", 600)
+
+    replay = await post(client, path, {"amount_to_capture": 600}, key=f"{checkout}:capture")
+    assert replay.status_code == 200
+    assert replay.json() == partial.json()
+    for key in (f"{checkout}:capture-again", None):
+        again = await post(client, path, {"amount_to_capture": 600}, key=key)
+        assert again.status_code == 400
+        assert error_code(again) == "payment_intent_unexpected_state"
+        assert again.json()["error"]["payment_intent"]["status"] == "succeeded"
+
+    entry = next(
+        e for e in await ledger(client, checkout) if e["payment_intent"] == authorized["id"]
+    )
+    assert (entry["authorized"], entry["captured"]) == (1000, 600)
+
+
+async def test_cancel_state_rules(client: httpx.AsyncClient, receiver: WebhookReceiver) -> None:
+    checkout = new_checkout()
+    authorized = (await create(client, "tok_visa", checkout)).json()
+    cancel = f"/v1/payment_intents/{authorized['id']}/cancel"
+    first = await post(client, cancel, {"cancellation_reason": "abandoned"})
+    assert first.status_code == 200
+    assert (first.json()["status"], first.json()["amount_capturable"]) == ("canceled", 0)
+    [delivery] = await receiver.wait_for(checkout, "payment_intent.canceled")
+    assert delivery.intent["id"] == authorized["id"]
+    again = await post(client, cancel)
+    assert again.status_code == 200
+    assert again.json()["status"] == "canceled"
+    capture = await post(client, f"/v1/payment_intents/{authorized['id']}/capture")
+    assert capture.status_code == 400
+    assert error_code(capture) == "payment_intent_unexpected_state"
+    assert [e["type"] for e in await events(client, authorized["id"])] == [
+        "payment_intent.canceled"
+    ]
+
+    three_ds = (await create(client, "tok_3ds", checkout)).json()
+    assert (await post(client, f"/v1/payment_intents/{three_ds['id']}/cancel")).status_code == 200
+    # A canceled challenge cannot be approved afterwards.
+    assert (await client.get(three_ds["next_action"]["url"])).json()["status"] == "canceled"
+
+    captured = (await create(client, "tok_visa", checkout)).json()
+    await post(client, f"/v1/payment_intents/{captured['id']}/capture")
+    declined = (await create(client, "tok_declined", checkout)).json()
+    for done in (captured, declined):
+        refused = await post(client, f"/v1/payment_intents/{done['id']}/cancel")
+        assert refused.status_code == 400
+        assert error_code(refused) == "payment_intent_unexpected_state"
+        assert refused.json()["error"]["payment_intent"]["id"] == done["id"]
+
+
+async def test_capture_fails_token_is_declined_at_capture(client: httpx.AsyncClient) -> None:
+    checkout = new_checkout()
+    authorized = (await create(client, "tok_capture_fails", checkout)).json()
+    assert authorized["status"] == "requires_capture"
+    capture = await post(client, f"/v1/payment_intents/{authorized['id']}/capture")
+    assert capture.status_code == 402
+    error = capture.json()["error"]
+    assert (error["type"], error["code"]) == ("card_error", "capture_declined")
+    assert error["payment_intent"]["status"] == "requires_capture"
+    assert (await intent(client, authorized["id"]))["status"] == "requires_capture"
+    canceled = await post(client, f"/v1/payment_intents/{authorized['id']}/cancel")
+    assert canceled.json()["status"] == "canceled"
+    [entry] = await ledger(client, checkout)
+    assert (entry["authorized"], entry["captured"], entry["status"]) == (1000, 0, "canceled")
+
+
+async def test_refund_rules(client: httpx.AsyncClient, receiver: WebhookReceiver) -> None:
+    checkout = new_checkout()
+    body = (await create(client, "tok_visa", checkout, amount=1000)).json()
+    not_captured = await post(client, "/v1/refunds", {"payment_intent": body["id"]})
+    assert not_captured.status_code == 400
+    assert error_code(not_captured) == "payment_intent_unexpected_state"
+    await post(client, f"/v1/payment_intents/{body['id']}/capture")
+
+    partial = await post(client, "/v1/refunds", {"payment_intent": body["id"], "amount": 300})
+    assert partial.status_code == 200
+    refund = partial.json()
+    assert re.match(r"^re_[0-9a-f]{24}$", refund["id"])
+    assert {k: refund[k] for k in ("object", "amount", "currency", "payment_intent", "status")} == {
+        "object": "refund",
+        "amount": 300,
+        "currency": "eur",
+        "payment_intent": body["id"],
+        "status": "succeeded",
+    }
+    too_large = await post(client, "/v1/refunds", {"payment_intent": body["id"], "amount": 701})
+    assert too_large.status_code == 400
+    assert error_code(too_large) == "amount_too_large"
+    rest = await post(client, "/v1/refunds", {"payment_intent": body["id"]})
+    assert rest.json()["amount"] == 700
+    assert (await intent(client, body["id"]))["amount_refunded"] == 1000
+
+    deliveries = await receiver.wait_for(checkout, "charge.refunded", count=2)
+    assert sorted(d.intent["amount_refunded"] for d in deliveries) == [300, 1000]
+    [entry] = await ledger(client, checkout)
+    assert (entry["captured"], entry["refunded"]) == (1000, 1000)
+    unknown = await post(client, "/v1/refunds", {"payment_intent": "pi_000000000000000000000000"})
+    assert error_code(unknown) == "resource_missing"
+
+
+async def test_ledger_lists_every_intent_and_filters_by_checkout(
+    client: httpx.AsyncClient,
+) -> None:
+    mine, other = new_checkout(), new_checkout()
+    a = (await create(client, "tok_visa", mine)).json()["id"]
+    b = (await create(client, "tok_visa", other)).json()["id"]
+    everything = (await client.get("/v1/ledger")).json()
+    assert everything["object"] == "list"
+    assert {a, b} <= {e["payment_intent"] for e in everything["data"]}
+    assert [e["payment_intent"] for e in await ledger(client, mine)] == [a]
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+
+async def test_webhook_is_retried_after_a_500(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    receiver.fail_next(checkout, 1)
+    body = (await create(client, "tok_declined", checkout)).json()
+    [delivered] = await receiver.wait_for(checkout, "payment_intent.payment_failed")
+    attempts = receiver.about(checkout)
+    assert [d.answered for d in attempts] == [500, 200]
+    assert attempts[0].webhook_id == attempts[1].webhook_id == delivered.webhook_id
+    [event] = await events(client, body["id"])
+    assert event["id"] == delivered.webhook_id
+    assert event["delivery"]["state"] == "delivered"
+    assert event["delivery"]["attempts"] == 2
+
+
+async def test_webhook_gives_up_after_max_attempts(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    receiver.fail_next(checkout, 1000)
+    body = (await create(client, "tok_declined", checkout)).json()
+    deadline = time.monotonic() + 10
+    while (event := (await events(client, body["id"]))[0])["delivery"]["state"] == "pending":
+        assert time.monotonic() < deadline, event
+        await asyncio.sleep(0.1)
+    assert event["delivery"]["state"] == "failed"
+    assert event["delivery"]["attempts"] == MAX_ATTEMPTS
+    assert event["delivery"]["last_error"] == "HTTP 500"
+    assert len(receiver.about(checkout)) == MAX_ATTEMPTS
+
+
+# --- durability -----------------------------------------------------------------------------
+
+
+async def test_restart_keeps_intents_and_delivers_what_was_pending(
+    start_sandbox: SandboxFactory, webhook_receiver: tuple[WebhookReceiver, str]
+) -> None:
+    receiver, receiver_url = webhook_receiver
+    checkout = new_checkout()
+    # First life: nobody listens at the webhook URL, and tok_async is not due before the stop.
+    first = start_sandbox(
+        webhook_url=f"http://127.0.0.1:{free_port()}/hook",
+        SANDBOX_ASYNC_DELAY_S="3",
+        SANDBOX_WEBHOOK_MAX_ATTEMPTS="50",
+    )
+    async with httpx.AsyncClient(base_url=first.url, timeout=10, trust_env=False) as http:
+        visa = (await create(http, "tok_visa", checkout, key=f"{checkout}:a")).json()
+        await post(http, f"/v1/payment_intents/{visa['id']}/capture")
+        slow = (await create(http, "tok_async", checkout)).json()
+        before = await ledger(http, checkout)
+        [pending] = await events(http, visa["id"])
+    assert pending["delivery"]["state"] == "pending"
+    first.process.stop()
+    # uvicorn drains and runs the lifespan's shutdown on SIGTERM, then re-raises the signal.
+    assert first.process.returncode() in (0, -signal.SIGTERM)
+    assert "sandbox.stopped" in first.process.log_path.read_text()
+
+    second = start_sandbox(webhook_url=receiver_url, db_path=first.db_path)
+    async with httpx.AsyncClient(base_url=second.url, timeout=10, trust_env=False) as http:
+        assert await ledger(http, checkout) == before
+        assert (await intent(http, visa["id"]))["status"] == "succeeded"
+        replay = await create(http, "tok_visa", checkout, key=f"{checkout}:a")
+        assert replay.headers["idempotent-replayed"] == "true"
+        assert replay.json()["id"] == visa["id"]
+
+        [succeeded] = await receiver.wait_for(checkout, "payment_intent.succeeded")
+        assert succeeded.webhook_id == pending["id"]
+        [capturable] = await receiver.wait_for(
+            checkout, "payment_intent.amount_capturable_updated", wait_s=10
+        )
+        assert capturable.intent["id"] == slow["id"]
+        assert (await intent(http, slow["id"]))["status"] == "requires_capture"
+    second.process.stop()
+
+
+# --- carrier --------------------------------------------------------------------------------
+
+
+async def test_carrier_booking_is_idempotent(client: httpx.AsyncClient, psp: Psp) -> None:
+    reference = new_checkout()
+    request = {"reference": reference, "ship_to": {"name": "Ada", "country": "DE"}}
+    key = f"{reference}:ship"
+    booked = await post(client, "/v1/carrier/shipments", request, key=key)
+    assert booked.status_code == 201
+    shipment = booked.json()
+    assert re.match(r"^shp_[0-9a-f]{24}$", shipment["id"])
+    assert re.match(r"^SBX\d{12}$", shipment["tracking_number"])
+    assert shipment["carrier"] == "sandbox"
+    assert shipment["status"] == "label_created"
+    assert shipment["reference"] == reference
+    assert shipment["label_url"] == f"{psp.url}/v1/carrier/labels/{shipment['id']}.pdf"
+
+    replay = await post(client, "/v1/carrier/shipments", request, key=key)
+    assert replay.status_code == 201
+    assert replay.json() == shipment
+    assert replay.headers["idempotent-replayed"] == "true"
+    reused = await post(client, "/v1/carrier/shipments", {**request, "reference": "x"}, key=key)
+    assert reused.status_code == 400
+    assert error_code(reused) == "idempotency_key_in_use"
+
+    label = await client.get(shipment["label_url"])
+    assert label.status_code == 200
+    assert label.headers["content-type"] == "application/pdf"
+    assert label.content.startswith(b"%PDF-")
+
+    cancel = f"/v1/carrier/shipments/{shipment['id']}/cancel"
+    for _ in range(2):
+        cancelled = await post(client, cancel)
+        assert cancelled.status_code == 200
+        assert cancelled.json()["status"] == "cancelled"
+    fetched = await client.get(f"/v1/carrier/shipments/{shipment['id']}")
+    assert fetched.json() == {**shipment, "status": "cancelled"}
+    assert (await client.get("/v1/carrier/shipments/shp_nope")).status_code == 404

@@ -1,0 +1,190 @@
+"""The platform for saga tests: real Temporal, PostgreSQL and sandbox, in-process domain workers,
+and a small webhook receiver that verifies the sandbox's signatures and signals the workflow (the
+HTTP API's real endpoint replaces it in the API tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from kit.db import DomainDatabase
+from kit.services.process import free_port
+from kit.settings import Settings
+from kit.webhooks import WebhookVerificationError, verify
+from sandbox.process import sandbox_process
+from tests.conftest import Service
+from tools.checkouts import new_input, start_checkout, workflow_id
+from tools.invariants import check_invariants
+from tools.seed import Seeder
+from workers.bootstrap import WORKER_DOMAINS, run_workers
+from workflows.checkout import CheckoutWorkflow
+from workflows.models import CheckoutInput, CheckoutStatusBody, PaymentEvent
+
+# Small provider timeouts so tok_flaky's hang (3 s) outlasts the client (2 s) in a test's time.
+PSP_TIMEOUT_S = 2.0
+SANDBOX_ENV = {"SANDBOX_ASYNC_DELAY_S": "0.5", "SANDBOX_FLAKY_HANG_S": "3"}
+
+
+@dataclass
+class Platform:
+    """Everything a saga test talks to."""
+
+    client: Client
+    settings: Settings
+    databases: dict[str, DomainDatabase]
+    seed: Seeder
+    psp_url: str
+    histories: list[WorkflowHandle[Any, Any]]
+
+    async def start(
+        self, checkout: CheckoutInput
+    ) -> WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]:
+        """Start a checkout and remember it for the replay test."""
+        handle = await start_checkout(self.client, checkout)
+        self.histories.append(handle)
+        return handle
+
+    async def checkout(
+        self,
+        *,
+        token: str = "tok_visa",
+        coupon_code: str | None = None,
+        quantity: int = 1,
+        price: str = "19.99",
+        stock: int = 100,
+    ) -> tuple[CheckoutInput, WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]]:
+        """A fresh user, variant and cart, and a started checkout."""
+        variant = await self.seed.variant(price=price, stock=stock)
+        user_id = uuid.uuid4()
+        cart_id = await self.seed.cart(user_id, [(variant, quantity)])
+        checkout = new_input(user_id=user_id, cart_id=cart_id, token=token, coupon_code=coupon_code)
+        return checkout, await self.start(checkout)
+
+    async def invariants(self, *checkout_ids: uuid.UUID) -> list[str]:
+        """Violations of the contract's invariants (empty when all hold)."""
+        report = await check_invariants(self.databases, self.psp_url, checkout_ids or None)
+        return report.violations
+
+    async def ledger(self, checkout_id: uuid.UUID) -> list[dict[str, Any]]:
+        """The provider's ledger rows of one checkout."""
+        async with httpx.AsyncClient(base_url=self.psp_url) as http:
+            rows = (await http.get("/v1/ledger")).json()["data"]
+        return [r for r in rows if (r.get("metadata") or {}).get("checkout_id") == str(checkout_id)]
+
+    async def wait_status(
+        self, handle: WorkflowHandle[Any, Any], status: str, within_s: float = 30
+    ) -> CheckoutStatusBody:
+        """Poll the `status` query until the checkout reaches `status`."""
+        deadline = asyncio.get_running_loop().time() + within_s
+        while True:
+            body: CheckoutStatusBody = await handle.query(CheckoutWorkflow.status)
+            if body.status == status:
+                return body
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"still {body.status} at {body.step} after {within_s}s")
+            await asyncio.sleep(0.1)
+
+
+def _relay_app(client: Client, secret: str) -> Starlette:
+    async def receive(request: Request) -> Response:
+        body = await request.body()
+        try:
+            event_id = verify([secret], dict(request.headers), body)
+        except WebhookVerificationError:
+            return Response(status_code=400)
+        event = json.loads(body)
+        intent = event["data"]["object"]
+        checkout_id = (intent.get("metadata") or {}).get("checkout_id")
+        if checkout_id:
+            handle = client.get_workflow_handle(workflow_id(uuid.UUID(checkout_id)))
+            try:
+                await handle.signal(
+                    CheckoutWorkflow.payment_event,
+                    PaymentEvent(id=event_id, type=event["type"], intent=intent["id"]),
+                )
+            except RPCError:
+                pass  # the checkout has ended; nothing to tell it
+        return Response(status_code=204)
+
+    return Starlette(routes=[Route("/webhooks", receive, methods=["POST"])])
+
+
+@pytest.fixture(scope="session")
+async def temporal_client(temporal: Service) -> Client:
+    """A client of the session's Temporal speaking pydantic payloads."""
+    return await Client.connect(temporal.url, data_converter=pydantic_data_converter)
+
+
+@pytest.fixture(scope="session")
+async def platform(
+    migrated: Settings,
+    temporal: Service,
+    temporal_client: Client,
+    databases: dict[str, DomainDatabase],
+    work_dir: Path,
+) -> AsyncIterator[Platform]:
+    """Sandbox, webhook relay and every domain worker, for the whole session."""
+    relay_port, psp_port = free_port(), free_port()
+    psp_url = f"http://127.0.0.1:{psp_port}"
+    psp = sandbox_process(
+        port=psp_port,
+        db_path=work_dir / "sandbox" / "psp.sqlite",
+        webhook_url=f"http://127.0.0.1:{relay_port}/webhooks",
+        log_dir=work_dir / "logs",
+        extra_env=SANDBOX_ENV,
+    )
+    settings = migrated.model_copy(
+        update={
+            "temporal_address": temporal.url,
+            "psp_url": psp_url,
+            "carrier_url": psp_url,
+            "psp_timeout_s": PSP_TIMEOUT_S,
+            "worker_shutdown_grace_s": 2.0,
+        }
+    )
+    relay = uvicorn.Server(
+        uvicorn.Config(
+            _relay_app(temporal_client, settings.payment_webhook_secret.get_secret_value()),
+            host="127.0.0.1",
+            port=relay_port,
+            log_level="warning",
+            lifespan="off",
+        )
+    )
+    stop = asyncio.Event()
+    psp.start()
+    relay_task = asyncio.create_task(relay.serve())
+    workers = asyncio.create_task(
+        run_workers(WORKER_DOMAINS, settings, stop, client=temporal_client)
+    )
+    try:
+        yield Platform(
+            client=temporal_client,
+            settings=settings,
+            databases=databases,
+            seed=Seeder(databases),
+            psp_url=psp_url,
+            histories=[],
+        )
+    finally:
+        stop.set()
+        await workers
+        relay.should_exit = True
+        await relay_task
+        psp.stop()

@@ -1,0 +1,1 @@
+"""Operator and developer tools: seeding, invariant checks, the benchmark."""

@@ -1,0 +1,233 @@
+"""The contract's invariants (CONTRACT.md section 7), checked from the databases and the ledger.
+
+Meant for moments when nothing is in flight: after a test, after the benchmark, by an operator.
+Returns human-readable violations; an empty list means every invariant holds.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+from sqlalchemy import text
+
+from kit.db import DomainDatabase
+from kit.money import Money
+
+ENDED = ("completed", "failed", "cancelled", "expired")
+
+
+@dataclass
+class LedgerEntry:
+    """The provider's view of one intent."""
+
+    status: str
+    currency: str
+    authorized: int
+    captured: int
+    refunded: int
+
+
+@dataclass
+class Report:
+    """What was checked and what was wrong."""
+
+    checkouts: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        """Record one violation."""
+        self.violations.append(message)
+
+
+async def _rows(db: DomainDatabase, sql: str, **params: Any) -> list[Mapping[str, Any]]:
+    async with db.begin() as session:
+        result = await session.execute(text(sql), params)
+        return [dict(row._mapping) for row in result]
+
+
+async def fetch_ledger(psp_url: str) -> dict[str, list[LedgerEntry]]:
+    """The provider's ledger, grouped by `metadata.checkout_id`."""
+    async with httpx.AsyncClient(base_url=psp_url, timeout=30) as client:
+        response = await client.get("/v1/ledger")
+        response.raise_for_status()
+    grouped: dict[str, list[LedgerEntry]] = defaultdict(list)
+    for item in response.json()["data"]:
+        checkout_id = (item.get("metadata") or {}).get("checkout_id")
+        if checkout_id:
+            grouped[checkout_id].append(
+                LedgerEntry(
+                    status=item["status"],
+                    currency=str(item["currency"]).upper(),
+                    authorized=int(item["authorized"]),
+                    captured=int(item["captured"]),
+                    refunded=int(item["refunded"]),
+                )
+            )
+    return grouped
+
+
+async def check_invariants(
+    databases: Mapping[str, DomainDatabase],
+    psp_url: str,
+    checkout_ids: Iterable[uuid.UUID] | None = None,
+) -> Report:
+    """Check every invariant; per-checkout ones for `checkout_ids` (default: every ended one)."""
+    report = Report()
+    await _check_stock(databases["inventory"], report)
+    await _check_coupon_limits(databases["coupons"], report)
+
+    wanted = [str(c) for c in checkout_ids] if checkout_ids is not None else None
+    sessions = await _rows(
+        databases["checkout"],
+        "SELECT id::text AS id, status, cart_id, total_amount, currency FROM checkout_sessions "
+        "WHERE status = ANY(:ended)",
+        ended=list(ENDED),
+    )
+    by_id = {row["id"]: row for row in sessions}
+    if wanted is not None:
+        missing = [c for c in wanted if c not in by_id]
+        for checkout_id in missing:
+            report.fail(f"checkout {checkout_id} has not ended")
+        sessions = [by_id[c] for c in wanted if c in by_id]
+    ledger = await fetch_ledger(psp_url)
+    for row in sessions:
+        report.checkouts += 1
+        await _check_checkout(databases, ledger.get(row["id"], []), row, report)
+    return report
+
+
+async def _check_stock(db: DomainDatabase, report: Report) -> None:
+    rows = await _rows(
+        db,
+        """
+        SELECT i.variant_id::text AS variant_id, i.total_stock, i.reserved,
+               COALESCE(SUM(r.quantity) FILTER (WHERE r.status = 'active'), 0) AS active
+        FROM inventory_items i
+        LEFT JOIN inventory_reservations r ON r.variant_id = i.variant_id
+        GROUP BY i.variant_id, i.total_stock, i.reserved
+        """,
+    )
+    for row in rows:
+        if not 0 <= row["active"] <= row["total_stock"]:
+            report.fail(f"oversold {row['variant_id']}: {row['active']} > {row['total_stock']}")
+        if row["active"] != row["reserved"]:
+            report.fail(
+                f"variant {row['variant_id']}: reserved={row['reserved']}, active={row['active']}"
+            )
+
+
+async def _check_coupon_limits(db: DomainDatabase, report: Report) -> None:
+    rows = await _rows(
+        db,
+        """
+        SELECT c.code, c.max_redemptions, c.max_per_user, r.user_id::text AS user_id,
+               COUNT(*) OVER (PARTITION BY c.id) AS total,
+               COUNT(*) OVER (PARTITION BY c.id, r.user_id) AS mine
+        FROM coupons c JOIN coupon_redemptions r ON r.coupon_id = c.id
+        WHERE r.status IN ('held', 'confirmed')
+        """,
+    )
+    for row in rows:
+        if row["max_redemptions"] is not None and row["total"] > row["max_redemptions"]:
+            report.fail(f"coupon {row['code']}: {row['total']} > {row['max_redemptions']}")
+        if row["max_per_user"] is not None and row["mine"] > row["max_per_user"]:
+            report.fail(f"coupon {row['code']}: user {row['user_id']} used it {row['mine']} times")
+
+
+async def _check_checkout(
+    databases: Mapping[str, DomainDatabase],
+    intents: list[LedgerEntry],
+    session: Mapping[str, Any],
+    report: Report,
+) -> None:
+    checkout_id, status = session["id"], session["status"]
+    tag = f"checkout {checkout_id} ({status})"
+    active = await _rows(
+        databases["inventory"],
+        "SELECT variant_id FROM inventory_reservations "
+        "WHERE checkout_id = :c AND status = 'active'",
+        c=checkout_id,
+    )
+    if active:
+        report.fail(f"{tag}: {len(active)} reservations still active")
+    orders = await _rows(
+        databases["orders"],
+        "SELECT id::text AS id, status, total_amount, currency FROM orders WHERE checkout_id = :c",
+        c=checkout_id,
+    )
+    payments = await _rows(
+        databases["payments"],
+        "SELECT status, captured_amount, refunded_amount, currency FROM payments "
+        "WHERE checkout_id = :c",
+        c=checkout_id,
+    )
+    redemptions = await _rows(
+        databases["coupons"],
+        "SELECT status FROM coupon_redemptions WHERE checkout_id = :c",
+        c=checkout_id,
+    )
+    carts = await _rows(
+        databases["cart"],
+        "SELECT status, checkout_id::text AS checkout_id FROM carts WHERE id = :cart",
+        cart=session["cart_id"],
+    )
+    captured = sum(i.captured for i in intents)
+    refunded = sum(i.refunded for i in intents)
+
+    # 3. Nobody charged twice, and the payments database agrees with the ledger.
+    if len(orders) > 1:
+        report.fail(f"{tag}: {len(orders)} orders")
+    if orders:
+        total = Money.of(orders[0]["total_amount"], orders[0]["currency"]).to_minor_units()
+        if captured > total:
+            report.fail(f"{tag}: captured {captured} > order total {total}")
+    if sum(1 for i in intents if i.captured) > 1:
+        report.fail(f"{tag}: captured on {sum(1 for i in intents if i.captured)} intents")
+    if payments:
+        payment = payments[0]
+        mine = (
+            Money.of(Decimal(payment["captured_amount"]), payment["currency"]).to_minor_units(),
+            Money.of(Decimal(payment["refunded_amount"]), payment["currency"]).to_minor_units(),
+        )
+        if mine != (captured, refunded):
+            report.fail(f"{tag}: payments db says {mine}, ledger says {(captured, refunded)}")
+    elif intents:
+        report.fail(f"{tag}: the ledger has intents the payments db does not know")
+
+    if status == "completed":
+        # 4. Exactly one order, paid or later, one capture, one shipment, coupon used, cart done.
+        if len(orders) != 1 or orders[0]["status"] in ("pending_payment", "cancelled", "refunded"):
+            report.fail(f"{tag}: order {[o['status'] for o in orders]}")
+        if not payments or payments[0]["status"] != "captured" or captured == 0 or refunded:
+            report.fail(f"{tag}: payment not captured exactly ({captured=}, {refunded=})")
+        if orders:
+            shipments = await _rows(
+                databases["shipping"],
+                "SELECT status FROM shipments WHERE order_id = :o",
+                o=orders[0]["id"],
+            )
+            if len(shipments) != 1:
+                report.fail(f"{tag}: {len(shipments)} shipments")
+        if any(r["status"] != "confirmed" for r in redemptions):
+            report.fail(f"{tag}: redemption {[r['status'] for r in redemptions]}")
+        if not carts or carts[0]["status"] != "converted":
+            report.fail(f"{tag}: cart {[c['status'] for c in carts]}")
+    else:
+        # 5. Nothing held, nobody paying, order cancelled, cart editable again.
+        if captured != refunded:
+            report.fail(f"{tag}: captured {captured} but refunded {refunded}")
+        if any(i.status in ("requires_capture", "requires_action", "processing") for i in intents):
+            report.fail(f"{tag}: an authorization is still live: {[i.status for i in intents]}")
+        if any(r["status"] == "held" for r in redemptions):
+            report.fail(f"{tag}: a coupon redemption is still held")
+        if any(o["status"] not in ("cancelled", "refunded") for o in orders):
+            report.fail(f"{tag}: order {[o['status'] for o in orders]}")
+        # The cart may be held by another checkout (that is why this one failed), never by this one.
+        if carts and carts[0]["checkout_id"] == checkout_id and carts[0]["status"] != "active":
+            report.fail(f"{tag}: cart is still {carts[0]['status']}")
