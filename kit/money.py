@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from functools import lru_cache
 
 from babel.numbers import get_currency_precision, list_currencies
 
@@ -18,23 +17,22 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be money."""
 
 
-@lru_cache(maxsize=1)
-def _known_currencies() -> frozenset[str]:
-    return frozenset(list_currencies())
+# Read once, at import. Babel loads its CLDR data from files lazily; doing that here keeps file I/O
+# out of workflow code, where Temporal's sandbox forbids it (and where it would not be replay-safe).
+_EXPONENTS: dict[str, int] = {code: int(get_currency_precision(code)) for code in list_currencies()}
 
 
 def normalize_currency(code: str) -> str:
     """The upper-case ISO 4217 code, or MoneyError if the code is unknown."""
     upper = code.strip().upper()
-    if len(upper) != 3 or upper not in _known_currencies():
+    if len(upper) != 3 or upper not in _EXPONENTS:
         raise MoneyError(f"unknown currency {code!r}")
     return upper
 
 
-@lru_cache(maxsize=512)
 def minor_unit_exponent(currency: str) -> int:
     """Digits after the decimal point in `currency` (2 for USD, 0 for JPY, 3 for KWD)."""
-    return int(get_currency_precision(normalize_currency(currency)))
+    return _EXPONENTS[normalize_currency(currency)]
 
 
 def _quantum(currency: str) -> Decimal:

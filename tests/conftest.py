@@ -24,6 +24,8 @@ from kit.services.temporal import DevServerConfig, temporal_process
 from kit.settings import DOMAINS, Settings, get_settings
 
 HOST = "127.0.0.1"
+# A second namespace for tests that run their own worker processes beside the in-process ones.
+ISOLATED_NAMESPACE = "isolated"
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,9 @@ def temporal(work_dir: Path, request: pytest.FixtureRequest) -> Service:
     """An in-memory Temporal dev server with the platform's search attributes."""
     address = f"{HOST}:{free_port()}"
     config = DevServerConfig.load().serving(address)
-    process = temporal_process(config, data_dir=None, log_dir=work_dir / "logs")
+    process = temporal_process(
+        config, data_dir=None, log_dir=work_dir / "logs", extra_namespaces=[ISOLATED_NAMESPACE]
+    )
     _run(process, request)
     os.environ["TEMPORAL_ADDRESS"] = address
     get_settings.cache_clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ class DevServerConfig:
         """The web UI."""
         return f"http://{self.ip}:{self.ui_port}"
 
-    def argv(self, data_dir: Path | None) -> list[str]:
+    def argv(self, data_dir: Path | None, extra_namespaces: Sequence[str] = ()) -> list[str]:
         """The `temporal server start-dev` command line; no persistence when data_dir is None."""
         argv = [
             temporal_cli(),
@@ -82,6 +83,8 @@ class DevServerConfig:
             "--log-level",
             self.log_level,
         ]
+        for namespace in extra_namespaces:
+            argv += ["--namespace", namespace]
         if data_dir is not None and self.db_filename:
             argv += ["--db-filename", str(data_dir / self.db_filename)]
         for name, kind in self.search_attributes.items():
@@ -92,7 +95,11 @@ class DevServerConfig:
 
 
 def temporal_process(
-    config: DevServerConfig, *, data_dir: Path | None, log_dir: Path
+    config: DevServerConfig,
+    *,
+    data_dir: Path | None,
+    log_dir: Path,
+    extra_namespaces: Sequence[str] = (),
 ) -> ManagedProcess:
     """The dev server, ready once its frontend answers a health check."""
     cli = temporal_cli()
@@ -113,7 +120,7 @@ def temporal_process(
         data_dir.mkdir(parents=True, exist_ok=True)
     return ManagedProcess(
         name="temporal",
-        argv=config.argv(data_dir),
+        argv=config.argv(data_dir, extra_namespaces),
         log_path=log_dir / "temporal.log",
         ready=ready,
         ports=[(config.ip, config.port), (config.ip, config.ui_port)],
