@@ -34,6 +34,9 @@ DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 
 
+EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
+
+
 class ConfigurationError(RuntimeError):
     """The environment describes a configuration the platform refuses to run with."""
 
@@ -100,12 +103,10 @@ class Settings(BaseSettings):
     sandbox_webhook_max_attempts: int = Field(default=12, ge=1)
 
     data_dir: Path = Path(".data")
-    # `just up` starts the local PostgreSQL, Temporal and NATS whose URL the environment leaves
-    # unset. EMBEDDED_SERVICES names the ones to start regardless, at the URL given (tests use
-    # this to run a whole stack on free ports).
-    embedded_services: Annotated[
-        frozenset[Literal["postgres", "temporal", "nats"]] | None, NoDecode
-    ] = None
+    # `just up` starts the local PostgreSQL, Temporal, NATS and payment sandbox whose URL the
+    # environment leaves unset. EMBEDDED_SERVICES names the ones to start regardless, at the URL
+    # given (tests use this to run a whole stack on free ports).
+    embedded_services: Annotated[frozenset[EmbeddedService] | None, NoDecode] = None
 
     auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     payment_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
@@ -151,11 +152,16 @@ class Settings(BaseSettings):
         """Whether `field` came from the environment rather than its default."""
         return field in self.model_fields_set
 
-    def starts_embedded(self, service: Literal["postgres", "temporal", "nats"]) -> bool:
+    def starts_embedded(self, service: EmbeddedService) -> bool:
         """Whether `just up` runs this service itself (see `embedded_services`)."""
         if self.embedded_services is not None:
             return service in self.embedded_services
-        url_field = {"postgres": "database_url", "temporal": "temporal_address", "nats": "nats_url"}
+        url_field = {
+            "postgres": "database_url",
+            "temporal": "temporal_address",
+            "nats": "nats_url",
+            "sandbox": "psp_url",
+        }
         return not self.is_explicit(url_field[service])
 
 

@@ -23,6 +23,9 @@ from kit.services.postgres import postgres_process
 from kit.services.process import ManagedProcess, ServiceError
 from kit.services.temporal import DevServerConfig, temporal_process
 from kit.settings import DOMAINS, Settings, get_settings
+from sandbox.process import sandbox_process
+from workers.bootstrap import WORKER_DOMAINS
+from workers.process import worker_process
 
 log = get_logger(__name__)
 
@@ -120,6 +123,28 @@ class Stack:
             )
             self.urls.append(("NATS monitoring", f"http://{host}:{monitor}"))
         self.urls.append(("NATS JetStream", settings.nats_url))
+
+        if settings.starts_embedded("sandbox"):
+            port = urlsplit(settings.psp_url).port or 8100
+            self._start(
+                sandbox_process(
+                    port=port,
+                    db_path=settings.sandbox_db_path or self.data_dir / "sandbox" / "psp.sqlite",
+                    webhook_url=settings.sandbox_webhook_url,
+                    log_dir=self.log_dir,
+                )
+            )
+        self.urls.append(("Payment provider sandbox", f"{settings.psp_url}/v1/ledger"))
+
+        # One process per domain, each holding only its own database's URL; started together,
+        # then awaited (each is ready when Temporal sees it polling its queue).
+        workers = [worker_process(d, settings, self.log_dir) for d in WORKER_DOMAINS]
+        for worker in workers:
+            self.children.append(worker)
+            worker.spawn()
+        for worker in workers:
+            worker.wait_ready()
+        self.urls.append(("Workers", ", ".join(f"{d}" for d in WORKER_DOMAINS)))
         self.urls.append(("Logs", str(self.log_dir)))
 
     def banner(self) -> str:

@@ -88,6 +88,11 @@ class ManagedProcess:
 
     def start(self) -> None:
         """Start the child and block until it is ready; stop it again if it never gets there."""
+        self.spawn()
+        self.wait_ready()
+
+    def spawn(self) -> None:
+        """Start the child without waiting for it to be ready."""
         for host, port in self.ports:
             if port_is_open(host, port):
                 raise ServiceError(
@@ -108,6 +113,10 @@ class ManagedProcess:
                 preexec_fn=_die_with_parent,
             )
         log.info("service.starting", service=self.name, pid=self._proc.pid, log=str(self.log_path))
+
+    def wait_ready(self) -> None:
+        """Block until the spawned child is ready; stop it if it dies or never gets there."""
+        assert self._proc is not None, "spawn() first"
         try:
             wait_until(self._ready_or_dead, what=self.name, timeout=self.ready_timeout)
         except BaseException:

@@ -18,6 +18,7 @@ import pytest
 
 from kit.services.process import free_port, port_is_open
 from kit.services.temporal import temporal_cli
+from workers.bootstrap import WORKER_DOMAINS
 
 REPO = Path(__file__).resolve().parents[2]
 BANNER_END = "Ctrl-C stops everything."
@@ -55,7 +56,8 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}",
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "NATS_URL": f"nats://127.0.0.1:{free_port()}",
-        "EMBEDDED_SERVICES": "postgres,temporal,nats",
+        "PSP_URL": f"http://127.0.0.1:{free_port()}",
+        "EMBEDDED_SERVICES": "postgres,temporal,nats,sandbox",
         "LOG_FORMAT": "json",
     }
     yield env
@@ -67,6 +69,7 @@ def _ports(env: dict[str, str]) -> list[int]:
         int(env["DATABASE_URL"].rsplit(":", 1)[1]),
         int(env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1]),
         int(env["NATS_URL"].rsplit(":", 1)[1]),
+        int(env["PSP_URL"].rsplit(":", 1)[1]),
     ]
 
 
@@ -92,6 +95,17 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
             assert url_part in output
         children = psutil.Process(up.pid).children(recursive=True)
         assert {c.name() for c in children} >= {"postgres", "temporal", "nats-server"}
+        commands = [" ".join(c.cmdline()) for c in children]
+        for domain in WORKER_DOMAINS:
+            assert any(cmd.endswith(f"-m workers {domain}") for cmd in commands), domain
+        assert any(cmd.endswith("-m sandbox") for cmd in commands)
+        # Each domain worker holds its own database's URL and no other.
+        for child in children:
+            cmd = " ".join(child.cmdline())
+            if "-m workers " in cmd:
+                domain = cmd.rsplit(" ", 1)[1]
+                urls = {k for k in child.environ() if k.endswith("DATABASE_URL")}
+                assert urls == {f"{domain.upper()}_DATABASE_URL"}, (domain, urls)
         assert all(port_is_open("127.0.0.1", port) for port in _ports(stack_env))
 
         listed = subprocess.run(

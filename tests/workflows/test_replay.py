@@ -8,6 +8,7 @@ workflow type. Set RECORD_HISTORIES=1 to refresh them deliberately.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -68,7 +69,8 @@ async def test_this_sessions_histories_replay(platform: Platform) -> None:
 
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_recorded_histories_replay(path: Path) -> None:
-    history = WorkflowHistory.from_json(f"checkout-{path.stem}", path.read_text())
+    text = await asyncio.to_thread(path.read_text)
+    history = WorkflowHistory.from_json(f"checkout-{path.stem}", text)
     await _replayer().replay_workflow(history)
 
 
