@@ -29,3 +29,7 @@ lint:
 fmt:
     ruff format .
     ruff check --fix .
+
+# Benchmark: checkouts/s through the saga vs. a no-op workflow of the same shape (last line: JSON).
+bench *ARGS:
+    {{python}} -m tools.bench {{ARGS}}

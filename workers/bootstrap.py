@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -95,17 +96,31 @@ def _activities(
     raise ValueError(f"no worker for domain {domain!r}")
 
 
+@dataclass(frozen=True)
+class Extras:
+    """Additional workflows and activities per queue (the benchmark's no-op baseline)."""
+
+    workflows: Sequence[type] = ()
+    activities: Callable[[str], list[Callable[..., Any]]] = lambda _queue: []
+
+
 async def build_worker(
-    domain: str, client: Client, settings: Settings, stack: AsyncExitStack
+    domain: str,
+    client: Client,
+    settings: Settings,
+    stack: AsyncExitStack,
+    extras: Extras | None = None,
 ) -> Worker:
     """The worker of one domain's task queue, holding only that domain's database."""
     db = DomainDatabase.from_settings(domain, settings)
     stack.push_async_callback(db.dispose)
+    extras = extras or Extras()
+    workflows: list[type] = [CheckoutWorkflow] if domain == "checkout" else []
     return Worker(
         client,
         task_queue=domain,
-        workflows=[CheckoutWorkflow] if domain == "checkout" else [],
-        activities=_activities(domain, db, settings, stack),
+        workflows=[*workflows, *(extras.workflows if domain == "checkout" else ())],
+        activities=[*_activities(domain, db, settings, stack), *extras.activities(domain)],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
@@ -114,12 +129,16 @@ async def build_worker(
 
 
 async def run_workers(
-    domains: Sequence[str], settings: Settings, stop: asyncio.Event, client: Client | None = None
+    domains: Sequence[str],
+    settings: Settings,
+    stop: asyncio.Event,
+    client: Client | None = None,
+    extras: Extras | None = None,
 ) -> None:
     """Run the workers of `domains` until `stop` is set, then drain them within the grace period."""
     async with AsyncExitStack() as stack:
         client = client or await connect_temporal(settings)
-        workers = [await build_worker(d, client, settings, stack) for d in domains]
+        workers = [await build_worker(d, client, settings, stack, extras) for d in domains]
         background: list[asyncio.Task[None]] = []
         if "inventory" in domains:
             inventory_db = DomainDatabase.from_settings("inventory", settings)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -70,49 +70,62 @@ async def record_progress(
     error_code: str | None,
     details: dict[str, Any],
 ) -> None:
-    """Upsert the rows of the steps that moved and mirror the status body on the session."""
+    """Upsert the rows of the steps that moved and mirror the status body on the session.
+
+    Two statements, no ORM round trips: this runs at every step of every checkout. The
+    `checkout.<status>` event is written once, by the update that first sets `completed_at`.
+    """
     now = datetime.now(UTC)
-    for step, step_status in steps.items():
-        failed = step_status == StepStatus.FAILED
+    if steps:
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "session_id": checkout_id,
+                "step_name": step,
+                "status": status.value,
+                "error_code": error_code if status == StepStatus.FAILED else None,
+            }
+            for step, status in steps.items()
+        ]
+        statement = insert(CheckoutStep).values(rows)
         await session.execute(
-            insert(CheckoutStep)
-            .values(
-                id=uuid.uuid4(),
-                session_id=checkout_id,
-                step_name=step,
-                status=step_status.value,
-                error_code=error_code if failed else None,
-            )
-            .on_conflict_do_update(
+            statement.on_conflict_do_update(
                 index_elements=[CheckoutStep.session_id, CheckoutStep.step_name],
                 set_={
-                    "status": step_status.value,
-                    "error_code": error_code if failed else CheckoutStep.error_code,
+                    "status": statement.excluded.status,
+                    "error_code": func.coalesce(
+                        statement.excluded.error_code, CheckoutStep.error_code
+                    ),
                     "updated_at": now,
                 },
             )
         )
-    row = await session.scalar(
-        select(CheckoutSession).where(CheckoutSession.id == checkout_id).with_for_update()
-    )
-    if row is None:
+    update_session = update(CheckoutSession).where(CheckoutSession.id == checkout_id)
+    if CheckoutStatus(details["status"]) not in FINAL:
+        await session.execute(update_session.values(**details, updated_at=now))
         return
-    was_final = CheckoutStatus(row.status) in FINAL
-    for name, value in details.items():
-        setattr(row, name, value)
-    if CheckoutStatus(row.status) in FINAL and not was_final:
-        row.completed_at = now
-        await append_event(
-            session,
-            "checkout",
-            checkout_id,
-            f"checkout.{row.status}",
-            CheckoutEnded(
-                checkout_id=checkout_id,
-                user_id=row.user_id,
-                status=row.status,
-                order_id=row.order_id,
-                order_number=row.order_number,
-                failure_code=row.failure_code,
-            ),
+    ended = (
+        await session.execute(
+            update_session.where(CheckoutSession.completed_at.is_(None))
+            .values(**details, updated_at=now, completed_at=now)
+            .returning(CheckoutSession.user_id)
         )
+    ).one_or_none()
+    if ended is None:
+        # Already final (a retried record): keep the body current, announce nothing twice.
+        await session.execute(update_session.values(**details, updated_at=now))
+        return
+    await append_event(
+        session,
+        "checkout",
+        checkout_id,
+        f"checkout.{details['status']}",
+        CheckoutEnded(
+            checkout_id=checkout_id,
+            user_id=ended.user_id,
+            status=details["status"],
+            order_id=details["order_id"],
+            order_number=details["order_number"],
+            failure_code=details["failure_code"],
+        ),
+    )
