@@ -24,6 +24,8 @@ from kit.services.temporal import DevServerConfig, temporal_process
 from kit.settings import DOMAINS, Settings, get_settings
 
 HOST = "127.0.0.1"
+# The saga platform (sandbox, workers, webhook relay) as fixtures for every test package.
+pytest_plugins = ["tests.platform"]
 # A second namespace for tests that run their own worker processes beside the in-process ones.
 ISOLATED_NAMESPACE = "isolated"
 

@@ -56,6 +56,7 @@ class FailureCode(StrEnum):
     CART_LOCKED = "cart_locked"
     CART_EMPTY = "cart_empty"
     CART_NOT_FOUND = "cart_not_found"
+    SHIPPING_UNAVAILABLE = "shipping_unavailable"
     CANCELLED = "cancelled"
     INTERNAL_ERROR = "internal_error"
 

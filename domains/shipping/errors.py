@@ -14,7 +14,7 @@ class ShipmentNotFound(NotFound):
 class CarrierRejected(DomainError):
     """The carrier refused the booking (e.g. an address it cannot serve)."""
 
-    code = "carrier_rejected"
+    code = "shipping_unavailable"
 
 
 class CarrierUnavailable(Exception):

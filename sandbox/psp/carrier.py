@@ -12,6 +12,9 @@ from sandbox.psp.errors import invalid_request, resource_missing
 from sandbox.psp.models import Outcome, ShipmentRequest, new_id
 
 CARRIER = "sandbox"
+# A postal code the sandbox carrier cannot serve: books nothing and answers 400, the way to test
+# a checkout whose last step fails for good after the payment was captured.
+UNDELIVERABLE_POSTAL_CODE = "00000"
 
 
 def label_url(psp_url: str, shipment_id: str) -> str:
@@ -55,6 +58,12 @@ def _tracking_number(conn: sqlite3.Connection) -> str:
 
 def create_shipment(conn: sqlite3.Connection, req: ShipmentRequest, *, psp_url: str) -> Outcome:
     """Book a shipment: a label and a tracking number, at once."""
+    if str(req.ship_to.get("postal_code", "")).strip() == UNDELIVERABLE_POSTAL_CODE:
+        raise invalid_request(
+            "address_undeliverable",
+            "The carrier does not deliver to this address.",
+            param="ship_to",
+        )
     shipment_id = new_id("shp")
     conn.execute(
         "INSERT INTO shipments (id, reference, ship_to, tracking_number, status, created)"

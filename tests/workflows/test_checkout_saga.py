@@ -14,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.workflows.conftest import Platform
+from tests.platform import Platform
 from tools.checkouts import new_input
 from workflows.checkout import CheckoutWorkflow
 from workflows.models import CheckoutStatusBody, PaymentEvent
@@ -395,3 +395,48 @@ async def test_twenty_checkouts_on_a_five_use_coupon(platform: Platform) -> None
     )
     assert confirmed.n == 5
     assert await platform.invariants(*(c.checkout_id for c in checkouts)) == []
+
+
+async def test_a_step_failing_for_good_after_capture_refunds_and_cancels(
+    platform: Platform,
+) -> None:
+    code = await platform.seed.coupon(percent="10")
+    variant = await platform.seed.variant(price="30.00", stock=5)
+    user_id = uuid.uuid4()
+    cart_id = await platform.seed.cart(user_id, [(variant, 2)])
+    checkout = new_input(user_id=user_id, cart_id=cart_id, coupon_code=code)
+    # The sandbox carrier cannot deliver to this postal code: create_shipment fails for good.
+    checkout = checkout.model_copy(
+        update={
+            "shipping_address": checkout.shipping_address.model_copy(
+                update={"postal_code": "00000"}
+            )
+        }
+    )
+
+    handle = await platform.start(checkout)
+    body = await handle.result()
+
+    assert body.status == "failed"
+    assert body.failure is not None
+    assert body.failure.code == "shipping_unavailable"
+    assert await _compensations(handle) == [
+        "cancel_shipment",
+        "void_payment",
+        "cancel_order",
+        "release_inventory",
+        "release_coupon",
+        "unlock_cart",
+    ]
+    ledger = await platform.ledger(checkout.checkout_id)
+    assert [(r["captured"], r["refunded"]) for r in ledger] == [(5400, 5400)]
+    order = await _one(
+        platform,
+        "orders",
+        "SELECT status FROM orders WHERE checkout_id = :c",
+        c=checkout.checkout_id,
+    )
+    assert order.status == "refunded"
+    # The units taken at capture are back on the shelf.
+    assert await _stock(platform, variant.variant_id) == (5, 0)
+    assert await platform.invariants(checkout.checkout_id) == []

@@ -16,7 +16,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from tests.workflows.conftest import Platform
+from tests.platform import Platform
 from tools.checkouts import new_input, start_checkout
 from workers.bootstrap import WORKER_DOMAINS, run_workers
 from workflows.checkout import CheckoutWorkflow

@@ -18,7 +18,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from tests.workflows.conftest import Platform
+from tests.platform import Platform
 from workflows.checkout import CheckoutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"

@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.conftest import ISOLATED_NAMESPACE, Service
-from tests.workflows.conftest import PSP_TIMEOUT_S, Platform
+from tests.platform import PSP_TIMEOUT_S, Platform
 from tools.checkouts import new_input, start_checkout
 from workflows.checkout import CheckoutWorkflow
 

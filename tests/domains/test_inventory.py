@@ -1,0 +1,108 @@
+"""Inventory reservations: all or nothing, idempotent per checkout, never oversold."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domains.inventory import service
+from domains.inventory.errors import OutOfStock, StockBelowReserved
+from kit.db import DomainDatabase
+
+LATER = datetime.now(UTC) + timedelta(hours=1)
+
+
+async def _item(db: DomainDatabase, stock: int) -> uuid.UUID:
+    variant_id = uuid.uuid4()
+    async with db.begin() as session:
+        await service.set_stock(session, variant_id, uuid.uuid4(), stock)
+    return variant_id
+
+
+async def _reserve(
+    db: DomainDatabase, checkout_id: uuid.UUID, *lines: tuple[uuid.UUID, int]
+) -> None:
+    async with db.begin() as session:
+        await service.reserve(
+            session, checkout_id, [service.Line(uuid.uuid4(), v, q) for v, q in lines], LATER
+        )
+
+
+async def _levels(db: DomainDatabase, variant_id: uuid.UUID) -> tuple[int, int]:
+    async with db.begin() as session:
+        item = await service.get_stock(session, variant_id)
+        return item.total_stock, item.reserved
+
+
+async def test_a_short_line_reserves_nothing(databases: dict[str, DomainDatabase]) -> None:
+    db = databases["inventory"]
+    plenty, scarce = await _item(db, 10), await _item(db, 1)
+
+    with pytest.raises(OutOfStock):
+        await _reserve(db, uuid.uuid4(), (plenty, 3), (scarce, 2))
+
+    assert await _levels(db, plenty) == (10, 0)
+    assert await _levels(db, scarce) == (1, 0)
+
+
+async def test_reserving_again_for_the_same_checkout_changes_nothing(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    db = databases["inventory"]
+    variant = await _item(db, 5)
+    checkout_id = uuid.uuid4()
+
+    await _reserve(db, checkout_id, (variant, 2))
+    await _reserve(db, checkout_id, (variant, 2))
+    # Two attempts of one step at once (a retry racing a slow first attempt).
+    await asyncio.gather(
+        _reserve(db, checkout_id, (variant, 2)), _reserve(db, checkout_id, (variant, 2))
+    )
+
+    assert await _levels(db, variant) == (5, 2)
+
+
+async def test_concurrent_checkouts_never_oversell(databases: dict[str, DomainDatabase]) -> None:
+    db = databases["inventory"]
+    variant = await _item(db, 7)
+
+    results = await asyncio.gather(
+        *(_reserve(db, uuid.uuid4(), (variant, 1)) for _ in range(25)), return_exceptions=True
+    )
+
+    assert sum(1 for r in results if r is None) == 7
+    assert all(isinstance(r, OutOfStock) for r in results if r is not None)
+    assert await _levels(db, variant) == (7, 7)
+
+
+async def test_release_and_commit(databases: dict[str, DomainDatabase]) -> None:
+    db = databases["inventory"]
+    variant = await _item(db, 10)
+    sold, dropped = uuid.uuid4(), uuid.uuid4()
+    await _reserve(db, sold, (variant, 3))
+    await _reserve(db, dropped, (variant, 4))
+
+    async with db.begin() as session:
+        assert await service.commit(session, sold, uuid.uuid4()) == 1
+        assert await service.release(session, dropped) == 1
+        assert await service.release(session, dropped) == 0  # nothing left to undo
+
+    assert await _levels(db, variant) == (7, 0)
+    async with db.begin() as session:
+        assert await service.release(session, sold, restock=True) == 1
+    assert await _levels(db, variant) == (10, 0)
+
+
+async def test_stock_cannot_drop_below_what_is_held(databases: dict[str, DomainDatabase]) -> None:
+    db = databases["inventory"]
+    variant = await _item(db, 5)
+    await _reserve(db, uuid.uuid4(), (variant, 4))
+
+    with pytest.raises(StockBelowReserved):
+        async with db.begin() as session:
+            await service.set_stock(session, variant, uuid.uuid4(), 3)
+
+    assert await _levels(db, variant) == (5, 4)
