@@ -109,7 +109,15 @@ class Settings(BaseSettings):
     embedded_services: Annotated[frozenset[EmbeddedService] | None, NoDecode] = None
 
     auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    auth_token_ttl_s: int = Field(default=3600, gt=0)
     payment_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+    # During a rotation: the previous secret, still accepted until the provider stops using it.
+    payment_webhook_secret_previous: SecretStr | None = None
+
+    # HTTP API limits.
+    api_max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    # Checkout starts per user and minute (a token bucket per API process; burst = the rate).
+    checkout_rate_per_minute: int = Field(default=30, gt=0)
 
     # Workers: how much each domain worker process takes on at once, and how long SIGTERM waits
     # for in-flight activities before cancelling them.

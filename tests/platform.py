@@ -1,11 +1,9 @@
-"""The platform for saga tests: real Temporal, PostgreSQL and sandbox, in-process domain workers,
-and a small webhook receiver that verifies the sandbox's signatures and signals the workflow (the
-HTTP API's real endpoint replaces it in the API tests)."""
+"""The platform for saga and API tests: real Temporal, PostgreSQL and sandbox, in-process domain
+workers, and the real HTTP API served on a port (the sandbox delivers its webhooks there)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,26 +13,21 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
 
+from api.app import create_app
 from kit.db import DomainDatabase
 from kit.services.process import free_port
 from kit.settings import Settings
-from kit.webhooks import WebhookVerificationError, verify
 from sandbox.process import sandbox_process
 from tests.conftest import Service
-from tools.checkouts import new_input, start_checkout, workflow_id
+from tools.checkouts import new_input, start_checkout
 from tools.invariants import check_invariants
 from tools.seed import Seeder
 from workers.bootstrap import WORKER_DOMAINS, run_workers
 from workflows.checkout import CheckoutWorkflow
-from workflows.models import CheckoutInput, CheckoutStatusBody, PaymentEvent
+from workflows.models import CheckoutInput, CheckoutStatusBody
 
 # Small provider timeouts so tok_flaky's hang (3 s) outlasts the client (2 s) in a test's time.
 PSP_TIMEOUT_S = 2.0
@@ -50,6 +43,7 @@ class Platform:
     databases: dict[str, DomainDatabase]
     seed: Seeder
     psp_url: str
+    api_url: str
     histories: list[WorkflowHandle[Any, Any]]
 
     async def start(
@@ -101,30 +95,6 @@ class Platform:
             await asyncio.sleep(0.1)
 
 
-def _relay_app(client: Client, secret: str) -> Starlette:
-    async def receive(request: Request) -> Response:
-        body = await request.body()
-        try:
-            event_id = verify([secret], dict(request.headers), body)
-        except WebhookVerificationError:
-            return Response(status_code=400)
-        event = json.loads(body)
-        intent = event["data"]["object"]
-        checkout_id = (intent.get("metadata") or {}).get("checkout_id")
-        if checkout_id:
-            handle = client.get_workflow_handle(workflow_id(uuid.UUID(checkout_id)))
-            try:
-                await handle.signal(
-                    CheckoutWorkflow.payment_event,
-                    PaymentEvent(id=event_id, type=event["type"], intent=intent["id"]),
-                )
-            except RPCError:
-                pass  # the checkout has ended; nothing to tell it
-        return Response(status_code=204)
-
-    return Starlette(routes=[Route("/webhooks", receive, methods=["POST"])])
-
-
 @pytest.fixture(scope="session")
 async def temporal_client(temporal: Service) -> Client:
     """A client of the session's Temporal speaking pydantic payloads."""
@@ -140,12 +110,12 @@ async def platform(
     work_dir: Path,
 ) -> AsyncIterator[Platform]:
     """Sandbox, webhook relay and every domain worker, for the whole session."""
-    relay_port, psp_port = free_port(), free_port()
+    api_port, psp_port = free_port(), free_port()
     psp_url = f"http://127.0.0.1:{psp_port}"
     psp = sandbox_process(
         port=psp_port,
         db_path=work_dir / "sandbox" / "psp.sqlite",
-        webhook_url=f"http://127.0.0.1:{relay_port}/webhooks",
+        webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/payments/sandbox",
         log_dir=work_dir / "logs",
         extra_env=SANDBOX_ENV,
     )
@@ -158,18 +128,19 @@ async def platform(
             "worker_shutdown_grace_s": 2.0,
         }
     )
-    relay = uvicorn.Server(
+    # The real HTTP API, in this event loop: it receives the sandbox's webhooks too.
+    api = uvicorn.Server(
         uvicorn.Config(
-            _relay_app(temporal_client, settings.payment_webhook_secret.get_secret_value()),
+            create_app(settings, temporal=temporal_client),
             host="127.0.0.1",
-            port=relay_port,
+            port=api_port,
             log_level="warning",
-            lifespan="off",
+            log_config=None,
         )
     )
     stop = asyncio.Event()
     psp.start()
-    relay_task = asyncio.create_task(relay.serve())
+    api_task = asyncio.create_task(api.serve())
     workers = asyncio.create_task(
         run_workers(WORKER_DOMAINS, settings, stop, client=temporal_client)
     )
@@ -180,11 +151,12 @@ async def platform(
             databases=databases,
             seed=Seeder(databases),
             psp_url=psp_url,
+            api_url=f"http://127.0.0.1:{api_port}",
             histories=[],
         )
     finally:
         stop.set()
         await workers
-        relay.should_exit = True
-        await relay_task
+        api.should_exit = True
+        await api_task
         psp.stop()

@@ -149,6 +149,17 @@ class CheckoutWorkflow:
         if not self._captured:
             self._cancel_requested = True
 
+    @workflow.update(name="request_cancel")
+    def request_cancel(self) -> bool:
+        """Like the `cancel` signal, but answers whether it was honoured (False once captured)."""
+        if self._captured or self._status not in (
+            CheckoutStatus.PROCESSING,
+            CheckoutStatus.REQUIRES_ACTION,
+        ):
+            return False
+        self._cancel_requested = True
+        return True
+
     @workflow.query(name="status")
     def status(self) -> CheckoutStatusBody:
         """The contract's checkout body."""

@@ -33,3 +33,15 @@ class QuantityOutOfRange(DomainError):
     """A line holds 1 to 99 units."""
 
     code = "quantity_out_of_range"
+
+
+class ItemNotFound(NotFound):
+    """No such line in this cart."""
+
+    code = "item_not_found"
+
+
+class TooManyLines(DomainError):
+    """A cart holds at most 100 lines."""
+
+    code = "too_many_lines"

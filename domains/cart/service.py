@@ -16,7 +16,9 @@ from domains.cart.errors import (
     CartEmpty,
     CartLocked,
     CartNotFound,
+    ItemNotFound,
     QuantityOutOfRange,
+    TooManyLines,
 )
 from domains.cart.events import AGGREGATE, CartCheckoutEvent
 from domains.cart.models import Cart, CartItem, CartStatus
@@ -24,6 +26,7 @@ from kit.money import Money, normalize_currency
 from kit.outbox import append_event
 
 MAX_QUANTITY = 99
+MAX_LINES = 100
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,8 @@ async def add_item(
     )
     if not 1 <= quantity + (existing or 0) <= MAX_QUANTITY:
         raise QuantityOutOfRange(f"a line holds 1 to {MAX_QUANTITY} units")
+    if existing is None and len(await _items(session, cart_id)) >= MAX_LINES:
+        raise TooManyLines(f"a cart holds at most {MAX_LINES} lines")
     snapshot = {
         "sku": sku,
         "unit_price": str(unit_price.amount),
@@ -216,3 +221,45 @@ async def add_item(
         .returning(CartItem)
     )
     return (await session.scalars(statement)).one()
+
+
+async def get_cart(
+    session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[Cart, list[CartItem]]:
+    """The user's cart and its lines (CartNotFound for anybody else's)."""
+    cart = await session.scalar(select(Cart).where(Cart.id == cart_id, Cart.user_id == user_id))
+    if cart is None:
+        raise CartNotFound("no such cart", cart_id=str(cart_id))
+    return cart, await _items(session, cart_id)
+
+
+async def _editable_item(
+    session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID, item_id: uuid.UUID
+) -> CartItem:
+    cart = await _cart_for_update(session, cart_id, user_id)
+    if cart.status != CartStatus.ACTIVE:
+        raise CartLocked("the cart is held by a checkout", cart_id=str(cart_id))
+    item = await session.scalar(
+        select(CartItem).where(CartItem.id == item_id, CartItem.cart_id == cart_id)
+    )
+    if item is None:
+        raise ItemNotFound("no such item in this cart", item_id=str(item_id))
+    return item
+
+
+async def set_quantity(
+    session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID, item_id: uuid.UUID, quantity: int
+) -> None:
+    """Change a line's quantity (1..99)."""
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise QuantityOutOfRange(f"a line holds 1 to {MAX_QUANTITY} units")
+    item = await _editable_item(session, cart_id, user_id, item_id)
+    item.quantity = quantity
+
+
+async def remove_item(
+    session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID, item_id: uuid.UUID
+) -> None:
+    """Remove a line."""
+    item = await _editable_item(session, cart_id, user_id, item_id)
+    await session.delete(item)

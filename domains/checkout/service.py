@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.checkout.errors import CheckoutNotFound, IdempotencyKeyMismatch
 from domains.checkout.models import CheckoutSession, CheckoutStatus, CheckoutStep, StepStatus
 from kit.outbox import append_event
 
@@ -128,4 +129,70 @@ async def record_progress(
             order_number=details["order_number"],
             failure_code=details["failure_code"],
         ),
+    )
+
+
+async def begin(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    cart_id: uuid.UUID,
+    idempotency_key: str,
+    request_hash: str,
+) -> tuple[CheckoutSession, bool]:
+    """The session for (user, key): created now (True) or found (False).
+
+    The unique (user_id, idempotency_key) makes this safe under any number of concurrent
+    requests: exactly one insert wins, every other one finds its row. The same key with another
+    request body is refused.
+    """
+    inserted = await session.scalar(
+        insert(CheckoutSession)
+        .values(
+            id=uuid.uuid4(),
+            user_id=user_id,
+            cart_id=cart_id,
+            status=CheckoutStatus.PROCESSING.value,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[CheckoutSession.user_id, CheckoutSession.idempotency_key]
+        )
+        .returning(CheckoutSession)
+    )
+    if inserted is not None:
+        return inserted, True
+    existing = await session.scalar(
+        select(CheckoutSession).where(
+            CheckoutSession.user_id == user_id, CheckoutSession.idempotency_key == idempotency_key
+        )
+    )
+    assert existing is not None
+    if existing.request_hash != request_hash:
+        raise IdempotencyKeyMismatch("this Idempotency-Key was used with another request body")
+    return existing, False
+
+
+async def get_session(
+    session: AsyncSession, checkout_id: uuid.UUID, user_id: uuid.UUID | None
+) -> CheckoutSession:
+    """A checkout's session; `user_id` restricts it to its buyer (None: operator)."""
+    query = select(CheckoutSession).where(CheckoutSession.id == checkout_id)
+    if user_id is not None:
+        query = query.where(CheckoutSession.user_id == user_id)
+    row = await session.scalar(query)
+    if row is None:
+        raise CheckoutNotFound("no such checkout", checkout_id=str(checkout_id))
+    return row
+
+
+async def find_by_key(
+    session: AsyncSession, user_id: uuid.UUID, idempotency_key: str
+) -> CheckoutSession | None:
+    """The session a user started under an Idempotency-Key, if any."""
+    return await session.scalar(
+        select(CheckoutSession).where(
+            CheckoutSession.user_id == user_id, CheckoutSession.idempotency_key == idempotency_key
+        )
     )

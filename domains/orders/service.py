@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -217,3 +218,57 @@ async def count_for_checkout(session: AsyncSession, checkout_id: uuid.UUID) -> i
         select(func.count()).select_from(Order).where(Order.checkout_id == checkout_id)
     )
     return int(count or 0)
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """An order with everything the buyer sees of it."""
+
+    order: Order
+    items: list[OrderItem]
+    addresses: list[OrderAddress]
+    transitions: list[OrderStateTransition]
+
+
+async def _view(session: AsyncSession, order: Order) -> OrderView:
+    items = await session.scalars(
+        select(OrderItem).where(OrderItem.order_id == order.id).order_by(OrderItem.sku)
+    )
+    addresses = await session.scalars(
+        select(OrderAddress).where(OrderAddress.order_id == order.id).order_by(OrderAddress.type)
+    )
+    transitions = await session.scalars(
+        select(OrderStateTransition)
+        .where(OrderStateTransition.order_id == order.id)
+        .order_by(OrderStateTransition.changed_at, OrderStateTransition.id)
+    )
+    return OrderView(order, list(items), list(addresses), list(transitions))
+
+
+async def get_order(
+    session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID | None
+) -> OrderView:
+    """One order; `user_id` restricts it to that buyer (None: an operator sees every order)."""
+    query = select(Order).where(Order.id == order_id)
+    if user_id is not None:
+        query = query.where(Order.user_id == user_id)
+    order = await session.scalar(query)
+    if order is None:
+        raise OrderNotFound("no such order", order_id=str(order_id))
+    return await _view(session, order)
+
+
+async def list_orders(
+    session: AsyncSession,
+    user_id: uuid.UUID | None,
+    *,
+    limit: int = 50,
+    before: datetime | None = None,
+) -> list[OrderView]:
+    """Newest first; `user_id` restricts to one buyer, `before` pages by creation time."""
+    query = select(Order).order_by(Order.created_at.desc(), Order.id.desc()).limit(limit)
+    if user_id is not None:
+        query = query.where(Order.user_id == user_id)
+    if before is not None:
+        query = query.where(Order.created_at < before)
+    return [await _view(session, order) for order in await session.scalars(query)]

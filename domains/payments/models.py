@@ -8,7 +8,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kit.db import (
@@ -135,6 +135,28 @@ class PaymentIdempotencyKey(Base):
     created_at: Mapped[datetime] = created_at_column()
     response: Mapped[dict[str, Any] | None]
     completed_at: Mapped[datetime | None]
+
+
+class PaymentWebhookEvent(Base):
+    """The inbox of provider webhooks: one row per `webhook-id`, so redeliveries change nothing.
+
+    Not in the seed: deduplicating at-least-once webhooks needs a durable record of what arrived.
+    """
+
+    __tablename__ = "payment_webhook_events"
+    __table_args__ = (
+        UniqueConstraint("provider", "webhook_id"),
+        Index("ix_payment_webhook_events_intent", "intent_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    provider: Mapped[str] = mapped_column(String(32))
+    webhook_id: Mapped[str] = mapped_column(String(128))
+    event_type: Mapped[str] = mapped_column(String(64))
+    intent_id: Mapped[str | None] = mapped_column(String(128))
+    checkout_id: Mapped[uuid.UUID | None]
+    payload: Mapped[dict[str, Any]]
+    received_at: Mapped[datetime] = created_at_column()
 
 
 domain_outbox_events = outbox_table(Base.metadata)

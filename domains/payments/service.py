@@ -24,6 +24,7 @@ from domains.payments.models import (
     PaymentIdempotencyKey,
     PaymentStatus,
     PaymentTransaction,
+    PaymentWebhookEvent,
     TransactionStatus,
     TransactionType,
 )
@@ -196,3 +197,33 @@ async def _event(session: AsyncSession, payment: Payment) -> None:
             error_code=payment.last_error_code,
         ),
     )
+
+
+async def record_webhook(
+    session: AsyncSession,
+    *,
+    provider: str,
+    webhook_id: str,
+    event_type: str,
+    intent_id: str | None,
+    checkout_id: uuid.UUID | None,
+    payload: dict[str, Any],
+) -> bool:
+    """Put a verified webhook in the inbox; False if this `webhook-id` arrived before."""
+    inserted = await session.scalar(
+        insert(PaymentWebhookEvent)
+        .values(
+            id=uuid.uuid4(),
+            provider=provider,
+            webhook_id=webhook_id,
+            event_type=event_type,
+            intent_id=intent_id,
+            checkout_id=checkout_id,
+            payload=payload,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[PaymentWebhookEvent.provider, PaymentWebhookEvent.webhook_id]
+        )
+        .returning(PaymentWebhookEvent.id)
+    )
+    return inserted is not None

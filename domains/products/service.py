@@ -214,3 +214,60 @@ async def check_prices(
     for line in lines:
         total = total + line.unit_price * line.quantity
     return total
+
+
+@dataclass(frozen=True)
+class ProductView:
+    """A product with its variants, their prices open at an instant, and its images."""
+
+    product: Product
+    variants: list[ProductVariant]
+    prices: dict[uuid.UUID, list[ProductPrice]]
+    images: list[ProductImage]
+
+
+async def get_product(
+    session: AsyncSession, product_id: uuid.UUID, at: datetime | None = None
+) -> ProductView:
+    """The product as a shopper sees it at `at` (default now)."""
+    when = at or datetime.now(UTC)
+    product = await session.get(Product, product_id)
+    if product is None:
+        raise ProductNotFound("no such product", product_id=str(product_id))
+    variants = list(
+        await session.scalars(
+            select(ProductVariant)
+            .where(ProductVariant.product_id == product_id)
+            .order_by(ProductVariant.sku)
+        )
+    )
+    prices: dict[uuid.UUID, list[ProductPrice]] = {v.id: [] for v in variants}
+    rows = await session.scalars(
+        select(ProductPrice)
+        .where(
+            ProductPrice.variant_id.in_(list(prices)),
+            ProductPrice.valid_from <= when,
+            or_(ProductPrice.valid_to.is_(None), ProductPrice.valid_to > when),
+        )
+        .order_by(ProductPrice.currency)
+    )
+    for price in rows:
+        prices[price.variant_id].append(price)
+    images = list(
+        await session.scalars(
+            select(ProductImage)
+            .where(ProductImage.product_id == product_id)
+            .order_by(ProductImage.sort_order)
+        )
+    )
+    return ProductView(product, variants, prices, images)
+
+
+async def variant_product(session: AsyncSession, variant_id: uuid.UUID) -> uuid.UUID:
+    """The product a variant belongs to."""
+    product_id = await session.scalar(
+        select(ProductVariant.product_id).where(ProductVariant.id == variant_id)
+    )
+    if product_id is None:
+        raise ProductNotFound("no such variant", variant_id=str(variant_id))
+    return product_id

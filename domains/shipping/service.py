@@ -80,3 +80,13 @@ async def _event(session: AsyncSession, kind: str, shipment: Shipment) -> None:
             status=shipment.status,
         ),
     )
+
+
+async def shipments_for_orders(
+    session: AsyncSession, order_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[Shipment]]:
+    """Each order's shipments."""
+    found: dict[uuid.UUID, list[Shipment]] = {order_id: [] for order_id in order_ids}
+    for shipment in await session.scalars(select(Shipment).where(Shipment.order_id.in_(order_ids))):
+        found[shipment.order_id].append(shipment)
+    return found

@@ -1,0 +1,101 @@
+"""The FastAPI application and its lifespan: the one place the API is wired."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from api import errors
+from api.deps import Platform, RateLimiter
+from api.routers import carts, catalog, checkouts, health, orders, users, webhooks
+from kit.db import DomainDatabase
+from kit.settings import Settings, get_settings
+
+# The API reads and writes through these domains' services.
+API_DOMAINS = (
+    "accounts",
+    "products",
+    "inventory",
+    "coupons",
+    "cart",
+    "checkout",
+    "orders",
+    "payments",
+    "shipping",
+)
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, counted as they stream in."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await errors.problem(413, "body_too_large", f"at most {self.limit} bytes")(
+                scope, receive, send
+            )
+            return
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise errors.ApiError(413, "body_too_large", f"at most {self.limit} bytes")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+    """The API; `temporal` may be handed in (tests), else it is connected in the lifespan."""
+    config = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        databases = {d: DomainDatabase.from_settings(d, config) for d in API_DOMAINS}
+        client = temporal or await Client.connect(
+            config.temporal_address,
+            namespace=config.temporal_namespace,
+            data_converter=pydantic_data_converter,
+            lazy=True,
+        )
+        app.state.platform = Platform(
+            settings=config,
+            databases=databases,
+            temporal=client,
+            checkout_limiter=RateLimiter(config.checkout_rate_per_minute),
+        )
+        try:
+            yield
+        finally:
+            for db in databases.values():
+                await db.dispose()
+
+    app = FastAPI(
+        title="Checkout platform",
+        version="1.0.0",
+        description=(
+            "Carts to paid, reserved, shippable orders. Errors are application/problem+json "
+            "with a stable `code`. Money is a decimal string plus an ISO 4217 code."
+        ),
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (users, catalog, carts, checkouts, orders, webhooks, health):
+        app.include_router(module.router)
+    app.add_middleware(BodyLimit, limit=config.api_max_body_bytes)
+    return app

@@ -1,0 +1,93 @@
+"""Request-scoped dependencies: the platform's resources, the caller, their scope."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from temporalio.client import Client
+
+from api.auth import InvalidToken, Principal, decode_token
+from api.errors import ApiError
+from kit.db import DomainDatabase
+from kit.settings import Settings
+
+
+class RateLimiter:
+    """A token bucket per key, in this process (checkout starts per user)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, key: str) -> float:
+        """0 if a token was taken, else the seconds until one is available."""
+        now = time.monotonic()
+        tokens, at = self._buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - at) * self.rate)
+        if tokens >= 1:
+            self._buckets[key] = (tokens - 1, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1 - tokens) / self.rate
+
+
+@dataclass
+class Platform:
+    """What the API was wired with in its lifespan (api/app.py)."""
+
+    settings: Settings
+    databases: dict[str, DomainDatabase]
+    temporal: Client
+    checkout_limiter: RateLimiter
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def platform(request: Request) -> Platform:
+    """The wired platform."""
+    wired: Platform = request.app.state.platform
+    return wired
+
+
+PlatformDep = Annotated[Platform, Depends(platform)]
+
+_bearer = HTTPBearer(auto_error=False, description="A JWT from POST /v1/dev/tokens (dev)")
+
+
+def unauthorized(detail: str) -> ApiError:
+    """401 with the challenge RFC 6750 asks for."""
+    return ApiError(401, "unauthorized", detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+async def principal(
+    wired: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The caller, from a valid bearer token (401 otherwise)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized("a bearer token is required")
+    try:
+        return decode_token(wired.settings, credentials.credentials)
+    except InvalidToken:
+        raise unauthorized("the bearer token is not valid") from None
+
+
+def require(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:
+    """A dependency admitting callers with `scope` (403 otherwise)."""
+
+    async def check(caller: Annotated[Principal, Depends(principal)]) -> Principal:
+        if scope not in caller.scopes:
+            raise ApiError(403, "forbidden", f"the {scope!r} scope is required")
+        return caller
+
+    return check
+
+
+Customer = Annotated[Principal, Depends(require("customer"))]
+Operator = Annotated[Principal, Depends(require("operator"))]
+Anyone = Annotated[Principal, Depends(principal)]

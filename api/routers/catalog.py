@@ -1,0 +1,193 @@
+"""Products and prices, stock, coupons (operators write; anyone reads products)."""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+
+from fastapi import APIRouter, status
+
+from api.deps import Operator, PlatformDep
+from api.schemas import (
+    CouponIn,
+    CouponOut,
+    ImageOut,
+    PriceIn,
+    PriceOut,
+    ProductIn,
+    ProductOut,
+    StockIn,
+    StockOut,
+    VariantOut,
+)
+from domains.coupons import service as coupons
+from domains.coupons.models import Coupon, DiscountType
+from domains.inventory import service as inventory
+from domains.inventory.models import InventoryItem
+from domains.products import service as products
+from domains.products.models import ProductStatus
+from kit.money import Money
+
+router = APIRouter(tags=["catalog"])
+
+
+def _money_text(amount: Decimal, currency: str) -> str:
+    return str(Money.of(amount, currency).amount)
+
+
+def _product_out(view: products.ProductView) -> ProductOut:
+    return ProductOut(
+        id=view.product.id,
+        seller_id=view.product.seller_id,
+        title=view.product.title,
+        description=view.product.description,
+        category_id=view.product.category_id,
+        status=view.product.status,
+        variants=[
+            VariantOut(
+                id=v.id,
+                sku=v.sku,
+                attributes=v.attributes,
+                prices=[
+                    PriceOut(
+                        id=p.id,
+                        currency=p.currency,
+                        amount=_money_text(p.amount, p.currency),
+                        valid_from=p.valid_from,
+                        valid_to=p.valid_to,
+                    )
+                    for p in view.prices[v.id]
+                ],
+            )
+            for v in view.variants
+        ],
+        images=[ImageOut.model_validate(i) for i in view.images],
+    )
+
+
+@router.post("/v1/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
+async def create_product(body: ProductIn, wired: PlatformDep, _: Operator) -> ProductOut:
+    """Create a product with variants, opening prices and images; 409 `sku_taken`."""
+    async with wired.databases["products"].begin() as session:
+        product = await products.create_product(
+            session,
+            seller_id=body.seller_id,
+            title=body.title,
+            description=body.description,
+            category_id=body.category_id,
+            status=ProductStatus(body.status),
+            variants=[
+                products.NewVariant(
+                    sku=v.sku,
+                    attributes=dict(v.attributes),
+                    prices=[Money.of(p.amount, p.currency) for p in v.prices],
+                )
+                for v in body.variants
+            ],
+            images=[(i.url, i.sort_order) for i in body.images],
+        )
+        return _product_out(await products.get_product(session, product.id))
+
+
+@router.get("/v1/products/{product_id}", response_model=ProductOut)
+async def get_product(product_id: uuid.UUID, wired: PlatformDep) -> ProductOut:
+    """A product with its variants, current prices and images."""
+    async with wired.databases["products"].begin() as session:
+        return _product_out(await products.get_product(session, product_id))
+
+
+@router.put("/v1/products/{product_id}/variants/{variant_id}/prices", response_model=PriceOut)
+async def set_price(
+    product_id: uuid.UUID, variant_id: uuid.UUID, body: PriceIn, wired: PlatformDep, _: Operator
+) -> PriceOut:
+    """Close the open price in that currency (`valid_to`) and open a new one."""
+    async with wired.databases["products"].begin() as session:
+        price = await products.set_price(
+            session, product_id, variant_id, Money.of(body.amount, body.currency)
+        )
+        return PriceOut(
+            id=price.id,
+            currency=price.currency,
+            amount=_money_text(price.amount, price.currency),
+            valid_from=price.valid_from,
+            valid_to=price.valid_to,
+        )
+
+
+def _stock_out(item: InventoryItem) -> StockOut:
+    return StockOut(
+        variant_id=item.variant_id,
+        total_stock=item.total_stock,
+        reserved=item.reserved,
+        available=item.total_stock - item.reserved,
+    )
+
+
+@router.put("/v1/inventory/{variant_id}", response_model=StockOut)
+async def set_stock(
+    variant_id: uuid.UUID, body: StockIn, wired: PlatformDep, _: Operator
+) -> StockOut:
+    """Set a variant's total stock; 409 `stock_below_reserved` under what checkouts hold."""
+    async with wired.databases["products"].begin() as session:
+        product_id = await products.variant_product(session, variant_id)
+    async with wired.databases["inventory"].begin() as session:
+        return _stock_out(
+            await inventory.set_stock(session, variant_id, product_id, body.total_stock)
+        )
+
+
+@router.get("/v1/inventory/{variant_id}", response_model=StockOut)
+async def get_stock(variant_id: uuid.UUID, wired: PlatformDep, _: Operator) -> StockOut:
+    """A variant's stock, reserved units and what is available."""
+    async with wired.databases["inventory"].begin() as session:
+        return _stock_out(await inventory.get_stock(session, variant_id))
+
+
+def _coupon_out(coupon: Coupon, redeemed: int) -> CouponOut:
+    currency = coupon.currency
+    return CouponOut(
+        id=coupon.id,
+        code=coupon.code,
+        discount_type=coupon.discount_type,
+        discount_value=str(Decimal(coupon.discount_value).normalize()),
+        currency=currency,
+        valid_from=coupon.valid_from,
+        valid_to=coupon.valid_to,
+        max_redemptions=coupon.max_redemptions,
+        max_per_user=coupon.max_per_user,
+        min_subtotal=(
+            _money_text(coupon.min_subtotal, currency)
+            if coupon.min_subtotal is not None and currency
+            else None
+        ),
+        redeemed=redeemed,
+    )
+
+
+@router.post("/v1/coupons", status_code=status.HTTP_201_CREATED, response_model=CouponOut)
+async def create_coupon(body: CouponIn, wired: PlatformDep, _: Operator) -> CouponOut:
+    """Create a coupon; 409 `coupon_code_taken`."""
+    async with wired.databases["coupons"].begin() as session:
+        coupon = await coupons.create_coupon(
+            session,
+            coupons.NewCoupon(
+                code=body.code,
+                discount_type=DiscountType(body.discount_type),
+                discount_value=body.discount_value,
+                valid_from=body.valid_from,
+                valid_to=body.valid_to,
+                currency=body.currency,
+                max_redemptions=body.max_redemptions,
+                max_per_user=body.max_per_user,
+                min_subtotal=body.min_subtotal,
+            ),
+        )
+        return _coupon_out(coupon, 0)
+
+
+@router.get("/v1/coupons/{code}", response_model=CouponOut)
+async def get_coupon(code: str, wired: PlatformDep, _: Operator) -> CouponOut:
+    """A coupon with its `redeemed` count (held and confirmed redemptions)."""
+    async with wired.databases["coupons"].begin() as session:
+        coupon = await coupons.get_coupon(session, code)
+        return _coupon_out(coupon, await coupons.redeemed_count(session, coupon.id))

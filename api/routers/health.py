@@ -1,0 +1,66 @@
+"""`GET /healthz`: 200 only when every dependency and every domain queue's poller is up."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import nats
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from api.deps import PlatformDep
+from api.errors import problem
+from kit.temporal import queues_without_pollers
+from workers.bootstrap import WORKER_DOMAINS
+
+router = APIRouter(tags=["health"])
+TIMEOUT_S = 2.0
+
+
+async def _postgres(wired: PlatformDep) -> None:
+    async def ping(domain: str) -> None:
+        async with wired.databases[domain].engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    await asyncio.gather(*(ping(d) for d in wired.databases))
+
+
+async def _nats(wired: PlatformDep) -> None:
+    connection = await nats.connect(
+        wired.settings.nats_url, connect_timeout=TIMEOUT_S, max_reconnect_attempts=0
+    )
+    await connection.close()
+
+
+@router.get("/healthz", responses={503: {"description": "something is missing"}})
+async def healthz(wired: PlatformDep) -> JSONResponse:
+    """Check PostgreSQL, Temporal, NATS and a poller on every domain task queue."""
+    checks: dict[str, str] = {}
+    missing: list[str] = []
+
+    async def check(name: str, probe: Any) -> None:
+        try:
+            await asyncio.wait_for(probe, TIMEOUT_S)
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"down: {type(exc).__name__}"
+            missing.append(name)
+
+    await check("postgres", _postgres(wired))
+    await check("nats", _nats(wired))
+    try:
+        idle = await asyncio.wait_for(
+            queues_without_pollers(wired.temporal, WORKER_DOMAINS), TIMEOUT_S
+        )
+        checks["temporal"] = "ok"
+        for queue in WORKER_DOMAINS:
+            checks[f"queue:{queue}"] = "no poller" if queue in idle else "ok"
+        missing += [f"queue:{queue}" for queue in idle]
+    except Exception as exc:
+        checks["temporal"] = f"down: {type(exc).__name__}"
+        missing.append("temporal")
+    if missing:
+        return problem(503, "unhealthy", f"missing: {', '.join(missing)}", checks=checks)
+    return JSONResponse({"status": "ok", "checks": checks})

@@ -1,0 +1,93 @@
+"""Payment-provider webhooks: verified, deduplicated, turned into workflow signals."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import PlatformDep
+from api.errors import ApiError
+from domains.payments import service as payments
+from kit.logging import get_logger
+from kit.webhooks import WebhookVerificationError, verify
+from tools.checkouts import workflow_id
+from workflows.checkout import CheckoutWorkflow
+from workflows.models import PaymentEvent
+
+log = get_logger(__name__)
+router = APIRouter(tags=["webhooks"])
+
+PROVIDERS = frozenset({"sandbox"})
+
+
+def _checkout_of(intent: dict[str, Any]) -> uuid.UUID | None:
+    raw = (intent.get("metadata") or {}).get("checkout_id")
+    try:
+        return uuid.UUID(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+@router.post(
+    "/v1/webhooks/payments/{provider}",
+    responses={400: {"description": "bad signature or body"}},
+)
+async def receive(provider: str, request: Request, wired: PlatformDep) -> JSONResponse:
+    """Verify the Standard Webhooks signature over the raw body, record, signal the checkout.
+
+    Duplicates (same `webhook-id`) and events for unknown intents answer 200 without a signal;
+    a bad or stale signature answers 400 and records nothing.
+    """
+    if provider not in PROVIDERS:
+        raise ApiError(404, "unknown_provider", f"no payment provider {provider!r}")
+    body = await request.body()
+    settings = wired.settings
+    secrets = [settings.payment_webhook_secret.get_secret_value()]
+    if settings.payment_webhook_secret_previous is not None:
+        secrets.append(settings.payment_webhook_secret_previous.get_secret_value())
+    try:
+        webhook_id = verify(secrets, dict(request.headers), body)
+    except WebhookVerificationError as exc:
+        log.warning("webhooks.rejected", provider=provider, reason=str(exc))
+        raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
+    try:
+        event = json.loads(body)
+        event_type = str(event["type"])
+        intent = dict(event["data"]["object"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(400, "invalid_event", "the webhook body is not an event") from exc
+
+    checkout_id = _checkout_of(intent)
+    async with wired.databases["payments"].begin() as session:
+        new = await payments.record_webhook(
+            session,
+            provider=provider,
+            webhook_id=webhook_id,
+            event_type=event_type,
+            intent_id=str(intent.get("id")) if intent.get("id") else None,
+            checkout_id=checkout_id,
+            payload=event,
+        )
+    if not new:
+        return JSONResponse({"received": True, "duplicate": True})
+    if checkout_id is None:
+        log.warning("webhooks.unknown_intent", provider=provider, event_type=event_type)
+        return JSONResponse({"received": True, "duplicate": False})
+    handle = wired.temporal.get_workflow_handle(workflow_id(checkout_id))
+    try:
+        await handle.signal(
+            CheckoutWorkflow.payment_event,
+            PaymentEvent(id=webhook_id, type=event_type, intent=str(intent.get("id"))),
+        )
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise  # Temporal unreachable: a 5xx makes the provider redeliver
+        # The checkout has ended; its compensation already settled the payment with the
+        # provider, so a late event changes nothing here. Kept in the inbox for audit.
+        log.warning("webhooks.checkout_ended", checkout_id=str(checkout_id), event_type=event_type)
+    return JSONResponse({"received": True, "duplicate": False})

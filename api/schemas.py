@@ -1,0 +1,431 @@
+"""Request and response bodies of the HTTP API.
+
+Requests forbid unknown fields. Money is a decimal string plus an ISO 4217 code, quantized to
+the currency's minor unit; ids are UUIDs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from babel import Locale
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kit.money import MoneyError, normalize_currency
+
+
+class Request(BaseModel):
+    """A request body: unknown fields are an error, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Response(BaseModel):
+    """A response body."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+def _currency(value: str) -> str:
+    try:
+        return normalize_currency(value)
+    except MoneyError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+@lru_cache(maxsize=1)
+def _countries() -> frozenset[str]:
+    territories: dict[str, str] = dict(Locale("en").territories)
+    return frozenset(code for code in territories if len(code) == 2 and code.isalpha())
+
+
+def _country(value: str) -> str:
+    upper = value.upper()
+    if upper not in _countries():
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code")
+    return upper
+
+
+Currency = Annotated[
+    str, Field(min_length=3, max_length=3, examples=["USD"]), AfterValidator(_currency)
+]
+Country = Annotated[
+    str, Field(min_length=2, max_length=2, examples=["GB"]), AfterValidator(_country)
+]
+Amount = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=4, examples=["19.99"])]
+
+
+# -- users ---------------------------------------------------------------------------------------
+
+
+class UserIn(Request):
+    """Register a user."""
+
+    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 ()-]{4,31}$")
+
+
+class UserOut(Response):
+    """A registered user."""
+
+    id: uuid.UUID
+    email: str
+    status: str
+
+
+class TokenIn(Request):
+    """Mint a development token."""
+
+    user_id: uuid.UUID
+    scopes: list[Literal["customer", "operator"]] = Field(min_length=1, max_length=2)
+
+
+class TokenOut(Response):
+    """A bearer token."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int
+
+
+# -- catalog -------------------------------------------------------------------------------------
+
+
+class PriceIn(Request):
+    """A price of a variant in one currency."""
+
+    currency: Currency
+    amount: Amount
+
+
+class VariantIn(Request):
+    """A variant to create."""
+
+    sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    attributes: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
+    prices: list[PriceIn] = Field(min_length=1, max_length=20)
+
+    @field_validator("prices")
+    @classmethod
+    def _one_per_currency(cls, prices: list[PriceIn]) -> list[PriceIn]:
+        if len({p.currency for p in prices}) != len(prices):
+            raise ValueError("one price per currency")
+        return prices
+
+
+class ImageIn(Request):
+    """An image of a product."""
+
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^https?://\S+$")
+    sort_order: int = Field(default=0, ge=0, le=10_000)
+
+
+class ProductIn(Request):
+    """A product to create."""
+
+    seller_id: uuid.UUID
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    category_id: uuid.UUID | None = None
+    status: Literal["draft", "active", "archived"] = "active"
+    variants: list[VariantIn] = Field(min_length=1, max_length=100)
+    images: list[ImageIn] = Field(default_factory=list, max_length=50)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_skus(cls, variants: list[VariantIn]) -> list[VariantIn]:
+        if len({v.sku for v in variants}) != len(variants):
+            raise ValueError("SKUs repeat")
+        return variants
+
+
+class PriceOut(Response):
+    """A current price."""
+
+    id: uuid.UUID
+    currency: str
+    amount: str
+    valid_from: datetime
+    valid_to: datetime | None = None
+
+
+class VariantOut(Response):
+    """A variant with its current prices."""
+
+    id: uuid.UUID
+    sku: str
+    attributes: dict[str, Any]
+    prices: list[PriceOut]
+
+
+class ImageOut(Response):
+    """An image."""
+
+    id: uuid.UUID
+    url: str
+    sort_order: int
+
+
+class ProductOut(Response):
+    """A product as shoppers see it now."""
+
+    id: uuid.UUID
+    seller_id: uuid.UUID
+    title: str
+    description: str
+    category_id: uuid.UUID | None
+    status: str
+    variants: list[VariantOut]
+    images: list[ImageOut]
+
+
+# -- inventory -----------------------------------------------------------------------------------
+
+
+class StockIn(Request):
+    """Set a variant's total stock."""
+
+    total_stock: int = Field(ge=0, le=10_000_000)
+
+
+class StockOut(Response):
+    """Stock of a variant."""
+
+    variant_id: uuid.UUID
+    total_stock: int
+    reserved: int
+    available: int
+
+
+# -- coupons -------------------------------------------------------------------------------------
+
+
+class CouponIn(Request):
+    """A coupon to create."""
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    discount_type: Literal["percentage", "fixed"]
+    discount_value: Decimal = Field(gt=0, max_digits=15, decimal_places=4)
+    currency: Currency | None = None
+    valid_from: datetime
+    valid_to: datetime
+    max_redemptions: int | None = Field(default=None, ge=1, le=100_000_000)
+    max_per_user: int | None = Field(default=None, ge=1, le=1_000_000)
+    min_subtotal: Amount | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CouponIn:
+        if self.valid_from.tzinfo is None or self.valid_to.tzinfo is None:
+            raise ValueError("valid_from and valid_to need a time zone")
+        if self.valid_to <= self.valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        if self.discount_type == "percentage" and self.discount_value > 100:
+            raise ValueError("a percentage is at most 100")
+        if (self.discount_type == "fixed" or self.min_subtotal is not None) and not self.currency:
+            raise ValueError("fixed discounts and minimum subtotals need a currency")
+        return self
+
+
+class CouponOut(Response):
+    """A coupon and how often it is used (held and confirmed)."""
+
+    id: uuid.UUID
+    code: str
+    discount_type: str
+    discount_value: str
+    currency: str | None
+    valid_from: datetime
+    valid_to: datetime
+    max_redemptions: int | None
+    max_per_user: int | None
+    min_subtotal: str | None
+    redeemed: int
+
+
+# -- carts ---------------------------------------------------------------------------------------
+
+
+class CartIn(Request):
+    """Open a cart."""
+
+    currency: Currency
+
+
+class ItemIn(Request):
+    """Add units of a variant."""
+
+    variant_id: uuid.UUID
+    quantity: int = Field(ge=1, le=99)
+
+
+class QuantityIn(Request):
+    """Change a line's quantity."""
+
+    quantity: int = Field(ge=1, le=99)
+
+
+class CartItemOut(Response):
+    """A cart line."""
+
+    id: uuid.UUID
+    product_id: uuid.UUID
+    variant_id: uuid.UUID
+    sku: str
+    quantity: int
+    unit_price: str
+    line_total: str
+
+
+class CartOut(Response):
+    """A cart."""
+
+    id: uuid.UUID
+    status: str
+    currency: str
+    items: list[CartItemOut]
+    subtotal: str
+    expires_at: datetime | None = None
+
+
+# -- checkouts -----------------------------------------------------------------------------------
+
+
+class AddressIn(Request):
+    """A postal address."""
+
+    name: str = Field(min_length=1, max_length=200)
+    line1: str = Field(min_length=1, max_length=200)
+    line2: str | None = Field(default=None, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    postal_code: str = Field(min_length=1, max_length=20)
+    country: Country
+    phone: str | None = Field(default=None, max_length=32)
+
+
+class PaymentIn(Request):
+    """How the buyer pays."""
+
+    provider: Literal["sandbox"]
+    token: str = Field(min_length=1, max_length=255)
+
+
+class CheckoutIn(Request):
+    """Start a checkout of a cart."""
+
+    cart_id: uuid.UUID
+    coupon_code: str | None = Field(default=None, min_length=1, max_length=64)
+    shipping_address: AddressIn
+    billing_address: AddressIn | None = None
+    payment: PaymentIn
+
+
+class CheckoutAccepted(Response):
+    """The answer to starting a checkout."""
+
+    checkout_id: uuid.UUID
+    status: str
+
+
+class OrderSummaryOut(Response):
+    """The order of a checkout."""
+
+    id: uuid.UUID
+    order_number: str
+    total_amount: str
+    currency: str
+
+
+class NextActionOut(Response):
+    """What the buyer must do."""
+
+    type: str
+    url: str
+
+
+class PaymentOut(Response):
+    """Where the payment stands."""
+
+    status: str
+    next_action: NextActionOut | None = None
+
+
+class FailureOut(Response):
+    """Why the checkout ended without an order."""
+
+    code: str
+    message: str
+
+
+class CheckoutOut(Response):
+    """A checkout's status."""
+
+    checkout_id: uuid.UUID
+    status: str
+    step: str
+    order: OrderSummaryOut | None = None
+    payment: PaymentOut | None = None
+    failure: FailureOut | None = None
+
+
+# -- orders --------------------------------------------------------------------------------------
+
+
+class OrderItemOut(Response):
+    """An order line."""
+
+    product_id: uuid.UUID
+    variant_id: uuid.UUID
+    sku: str
+    quantity: int
+    unit_price: str
+    total_price: str
+
+
+class TransitionOut(Response):
+    """A status change."""
+
+    from_state: str | None
+    to_state: str
+    changed_at: datetime
+    reason: str | None
+
+
+class ShipmentOut(Response):
+    """A shipment."""
+
+    id: uuid.UUID
+    carrier: str
+    tracking_number: str
+    status: str
+    label_url: str | None
+
+
+class OrderOut(Response):
+    """An order with its lines, addresses, history and shipments."""
+
+    id: uuid.UUID
+    order_number: str
+    checkout_id: uuid.UUID
+    user_id: uuid.UUID
+    status: str
+    currency: str
+    subtotal_amount: str
+    discount_amount: str
+    total_amount: str
+    coupon_code: str | None
+    created_at: datetime
+    items: list[OrderItemOut]
+    addresses: dict[str, dict[str, Any]]
+    transitions: list[TransitionOut]
+    shipments: list[ShipmentOut]
+
+
+class OrderList(Response):
+    """A page of orders, newest first."""
+
+    data: list[OrderOut]
+    next_before: datetime | None
