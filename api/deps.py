@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -18,20 +19,29 @@ from kit.settings import Settings
 
 
 class RateLimiter:
-    """A token bucket per key, in this process (checkout starts per user)."""
+    """A token bucket per user, in this process; a request repeating an idempotency key that
+    was already admitted (a retry, a racing twin) is free."""
 
-    def __init__(self, per_minute: int) -> None:
+    def __init__(self, per_minute: int, remembered: int = 10_000) -> None:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._buckets: dict[str, tuple[float, float]] = {}
+        self._admitted: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._remembered = remembered
 
-    def take(self, key: str) -> float:
-        """0 if a token was taken, else the seconds until one is available."""
+    def take(self, key: str, request_key: str = "") -> float:
+        """0 if admitted, else the seconds until a token is available."""
+        if request_key and (key, request_key) in self._admitted:
+            return 0.0
         now = time.monotonic()
         tokens, at = self._buckets.get(key, (self.capacity, now))
         tokens = min(self.capacity, tokens + (now - at) * self.rate)
         if tokens >= 1:
             self._buckets[key] = (tokens - 1, now)
+            if request_key:
+                self._admitted[(key, request_key)] = None
+                while len(self._admitted) > self._remembered:
+                    self._admitted.popitem(last=False)
             return 0.0
         self._buckets[key] = (tokens, now)
         return (1 - tokens) / self.rate

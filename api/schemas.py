@@ -40,7 +40,13 @@ def _currency(value: str) -> str:
 @lru_cache(maxsize=1)
 def _countries() -> frozenset[str]:
     territories: dict[str, str] = dict(Locale("en").territories)
-    return frozenset(code for code in territories if len(code) == 2 and code.isalpha())
+    # CLDR also names groupings and placeholders that are not ISO 3166-1 countries.
+    not_countries = {"ZZ", "EU", "EZ", "UN", "QO", "XA", "XB"}
+    return frozenset(
+        code
+        for code in territories
+        if len(code) == 2 and code.isalpha() and code not in not_countries
+    )
 
 
 def _country(value: str) -> str:

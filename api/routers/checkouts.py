@@ -48,7 +48,7 @@ ENDED = frozenset(
 )
 IdempotencyKey = Annotated[
     str | None,
-    Header(alias="Idempotency-Key", description="1-255 characters; required", max_length=255),
+    Header(alias="Idempotency-Key", description="1-255 characters; required (else 400)"),
 ]
 
 
@@ -124,9 +124,13 @@ async def start(
     The same key and body again answer the same checkout (its current status); the same key with
     another body is 422. However many identical requests race, one checkout and one workflow.
     """
-    if not idempotency_key or not idempotency_key.strip():
-        raise ApiError(400, "idempotency_key_required", "the Idempotency-Key header is required")
-    wait = wired.checkout_limiter.take(str(caller.user_id))
+    if not idempotency_key or not idempotency_key.strip() or len(idempotency_key) > 255:
+        raise ApiError(
+            400,
+            "idempotency_key_required",
+            "an Idempotency-Key header of 1-255 characters is required",
+        )
+    wait = wired.checkout_limiter.take(str(caller.user_id), idempotency_key)
     if wait:
         raise ApiError(
             429,
