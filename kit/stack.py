@@ -16,6 +16,7 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit
 
+from api.process import api_process
 from db.migrate import migrate
 from kit.logging import configure_logging, get_logger
 from kit.services.nats import nats_process
@@ -126,11 +127,15 @@ class Stack:
 
         if settings.starts_embedded("sandbox"):
             port = urlsplit(settings.psp_url).port or 8100
+            webhook_url = settings.sandbox_webhook_url
+            if not settings.is_explicit("sandbox_webhook_url"):
+                # The provider delivers to this stack's API, wherever API_PORT put it.
+                webhook_url = f"http://127.0.0.1:{settings.api_port}/v1/webhooks/payments/sandbox"
             self._start(
                 sandbox_process(
                     port=port,
                     db_path=settings.sandbox_db_path or self.data_dir / "sandbox" / "psp.sqlite",
-                    webhook_url=settings.sandbox_webhook_url,
+                    webhook_url=webhook_url,
                     log_dir=self.log_dir,
                 )
             )
@@ -145,6 +150,10 @@ class Stack:
         for worker in workers:
             worker.wait_ready()
         self.urls.append(("Workers", ", ".join(f"{d}" for d in WORKER_DOMAINS)))
+
+        self._start(api_process(settings, self.log_dir))
+        api = f"http://{settings.api_host}:{settings.api_port}"
+        self.urls.insert(0, ("HTTP API", f"{api}  (docs {api}/docs, health {api}/healthz)"))
         self.urls.append(("Logs", str(self.log_dir)))
 
     def banner(self) -> str:

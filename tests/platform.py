@@ -108,6 +108,7 @@ async def platform(
     temporal_client: Client,
     databases: dict[str, DomainDatabase],
     work_dir: Path,
+    nats: Service,
 ) -> AsyncIterator[Platform]:
     """Sandbox, webhook relay and every domain worker, for the whole session."""
     api_port, psp_port = free_port(), free_port()
@@ -122,6 +123,7 @@ async def platform(
     settings = migrated.model_copy(
         update={
             "temporal_address": temporal.url,
+            "nats_url": nats.url,
             "psp_url": psp_url,
             "carrier_url": psp_url,
             "psp_timeout_s": PSP_TIMEOUT_S,

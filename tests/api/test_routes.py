@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import AsyncExitStack
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 
+from api.app import create_app
+from kit.services.process import free_port
 from tests.api.conftest import Caller
 from tests.platform import Platform
 
@@ -416,3 +419,21 @@ async def test_orders_belong_to_their_buyer(
         409,
         "already_captured",
     )
+
+
+async def test_healthz(http: httpx.AsyncClient, platform: Platform) -> None:
+    healthy = await http.get("/healthz")
+    assert healthy.status_code == 200, healthy.text
+    assert set(healthy.json()["checks"]) >= {"postgres", "nats", "temporal", "queue:checkout"}
+
+    broken = platform.settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{free_port()}"})
+    app = create_app(broken, temporal=platform.client)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+        )
+        sick = await client.get("/healthz")
+    body = assert_problem(sick, 503, "unhealthy")
+    assert "nats" in body["detail"]
+    assert body["checks"]["postgres"] == "ok"

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -57,6 +58,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
         "NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "PSP_URL": f"http://127.0.0.1:{free_port()}",
+        "API_PORT": str(free_port()),
         "EMBEDDED_SERVICES": "postgres,temporal,nats,sandbox",
         "LOG_FORMAT": "json",
     }
@@ -70,6 +72,7 @@ def _ports(env: dict[str, str]) -> list[int]:
         int(env["TEMPORAL_ADDRESS"].rsplit(":", 1)[1]),
         int(env["NATS_URL"].rsplit(":", 1)[1]),
         int(env["PSP_URL"].rsplit(":", 1)[1]),
+        int(env["API_PORT"]),
     ]
 
 
@@ -99,6 +102,10 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
         for domain in WORKER_DOMAINS:
             assert any(cmd.endswith(f"-m workers {domain}") for cmd in commands), domain
         assert any(cmd.endswith("-m sandbox") for cmd in commands)
+        assert any(cmd.endswith("-m api") for cmd in commands)
+        health = httpx.get(f"http://127.0.0.1:{stack_env['API_PORT']}/healthz", timeout=10)
+        assert health.status_code == 200, health.text
+        assert health.json()["checks"]["queue:payments"] == "ok"
         # Each domain worker holds its own database's URL and no other.
         for child in children:
             cmd = " ".join(child.cmdline())
