@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -92,8 +92,9 @@ class Settings(BaseSettings):
     # under the same idempotency key.
     psp_timeout_s: float = Field(default=10.0, gt=0)
 
-    # The carrier's booking API; the sandbox serves it beside the payment provider.
-    carrier_url: str = "http://127.0.0.1:8100"
+    # The carrier's booking API; the sandbox serves it beside the payment provider, so it
+    # defaults to PSP_URL.
+    carrier_url: str = ""
 
     # The payment-provider sandbox (sandbox/): it listens on PSP_URL's port.
     sandbox_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/sandbox"
@@ -139,6 +140,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _carrier_beside_provider(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("carrier_url"):
+            data = {**data, "carrier_url": data.get("psp_url") or "http://127.0.0.1:8100"}
+        return data
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

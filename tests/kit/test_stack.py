@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import shutil
@@ -106,6 +107,22 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
         health = httpx.get(f"http://127.0.0.1:{stack_env['API_PORT']}/healthz", timeout=10)
         assert health.status_code == 200, health.text
         assert health.json()["checks"]["queue:payments"] == "ok"
+
+        # The README's curl walkthrough, pasted into a shell, ends with a completed checkout.
+        readme = (REPO / "README.md").read_text()
+        script = readme.split("<!-- walkthrough:start -->")[1].split("<!-- walkthrough:end -->")[0]
+        script = script.strip().removeprefix("```bash").removesuffix("```")
+        walked = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            env={**stack_env, "API": f"http://127.0.0.1:{stack_env['API_PORT']}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert walked.returncode == 0, walked.stderr + walked.stdout
+        last = json.loads(walked.stdout.strip().splitlines()[-1])
+        assert last["status"] == "completed", last
+        assert last["order"]["total_amount"] == "59.80"
         # Each domain worker holds its own database's URL and no other.
         for child in children:
             cmd = " ".join(child.cmdline())
