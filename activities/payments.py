@@ -7,6 +7,8 @@ again. Provider outages raise ProviderUnavailable and are retried by Temporal.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -24,6 +26,7 @@ from workflows.models import (
     MoneyValue,
     NextAction,
     PaymentResult,
+    SettleInput,
     VoidResult,
 )
 
@@ -224,4 +227,40 @@ class PaymentsActivities:
             locked = await service.payment_for_checkout(session, input.checkout_id, lock=True)
             await service.apply_intent(session, locked, intent, key=key, kind=kind, amount=refunded)
         log.info("payments.compensated", checkout_id=str(input.checkout_id), action=action)
+        return VoidResult(action=action, refunded=MoneyValue.of(refunded) if refunded else None)
+
+    @activity.defn(name="payments.settle_ended")
+    async def settle_ended(self, input: SettleInput) -> VoidResult:
+        """An event about a checkout that already ended: release or refund what the intent holds.
+
+        A late authorization is cancelled and a late capture refunded, never kept: the checkout
+        that would have used the money is gone. The intent is re-read, and only touched if it
+        names this checkout.
+        """
+        intent = await self.provider.get_intent(input.intent_id)
+        if intent.metadata.get("checkout_id") != str(input.checkout_id):
+            log.warning("payments.settle.foreign_intent", checkout_id=str(input.checkout_id))
+            return VoidResult(action="nothing")
+        refunded: Money | None = None
+        if intent.status in CANCELLABLE:
+            intent = await self.provider.cancel(intent.id, key=f"{intent.id}:late-void")
+            action: Literal["canceled", "refunded"] = "canceled"
+        elif (
+            input.refund_captured
+            and intent.status == "succeeded"
+            and intent.amount_received > intent.amount_refunded
+        ):
+            refunded = Money.from_minor_units(
+                intent.amount_received - intent.amount_refunded, intent.currency
+            )
+            await self.provider.refund(intent.id, amount=None, key=f"{intent.id}:late-refund")
+            intent = await self.provider.get_intent(intent.id)
+            action = "refunded"
+        else:
+            return VoidResult(action="nothing")
+        async with self.db.begin() as session:
+            payment = await service.find_payment(session, input.checkout_id)
+            if payment is not None and payment.provider_payment_id == intent.id:
+                await service.mirror_intent(session, payment, intent)
+        log.warning("payments.settled_late", checkout_id=str(input.checkout_id), action=action)
         return VoidResult(action=action, refunded=MoneyValue.of(refunded) if refunded else None)

@@ -28,6 +28,7 @@ from kit.logging import get_logger
 from kit.settings import Settings
 from workers.sweeper import sweep_expired_reservations
 from workflows.checkout import CheckoutWorkflow
+from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
 
@@ -84,6 +85,7 @@ def _activities(
             payments.refresh_payment,
             payments.capture_payment,
             payments.void_payment,
+            payments.settle_ended,
         ]
     if domain == "shipping":
         carrier = CarrierClient(settings.carrier_url, timeout_s=settings.psp_timeout_s)
@@ -115,7 +117,9 @@ async def build_worker(
     db = DomainDatabase.from_settings(domain, settings)
     stack.push_async_callback(db.dispose)
     extras = extras or Extras()
-    workflows: list[type] = [CheckoutWorkflow] if domain == "checkout" else []
+    workflows: list[type] = (
+        [CheckoutWorkflow, ReconcilePaymentWorkflow] if domain == "checkout" else []
+    )
     return Worker(
         client,
         task_queue=domain,

@@ -336,6 +336,15 @@ class VoidResult(Model):
     refunded: MoneyValue | None = None
 
 
+class SettleInput(Model):
+    """A provider intent of a checkout that has ended, to be left holding nothing."""
+
+    checkout_id: uuid.UUID
+    intent_id: str
+    # False when the checkout completed: its own captured payment pays its order and stays.
+    refund_captured: bool = True
+
+
 class CreateShipmentInput(Model):
     """Book one shipment for an order."""
 

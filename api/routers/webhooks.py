@@ -8,16 +8,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import PlatformDep
 from api.errors import ApiError
+from domains.checkout import service as checkouts
+from domains.checkout.errors import CheckoutNotFound
+from domains.checkout.models import CheckoutStatus
 from domains.payments import service as payments
 from kit.logging import get_logger
 from kit.webhooks import WebhookVerificationError, verify
 from tools.checkouts import workflow_id
-from workflows.checkout import CheckoutWorkflow
-from workflows.models import PaymentEvent
+from workflows.checkout import TASK_QUEUE, CheckoutWorkflow
+from workflows.models import PaymentEvent, SettleInput
+from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
@@ -87,7 +93,34 @@ async def receive(provider: str, request: Request, wired: PlatformDep) -> JSONRe
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise  # Temporal unreachable: a 5xx makes the provider redeliver
-        # The checkout has ended; its compensation already settled the payment with the
-        # provider, so a late event changes nothing here. Kept in the inbox for audit.
-        log.warning("webhooks.checkout_ended", checkout_id=str(checkout_id), event_type=event_type)
+        await _after_the_end(wired, checkout_id, str(intent.get("id") or ""), event_type)
     return JSONResponse({"received": True, "duplicate": False})
+
+
+async def _after_the_end(
+    wired: PlatformDep, checkout_id: uuid.UUID, intent_id: str, event_type: str
+) -> None:
+    """An event for a checkout whose workflow has ended: release what the intent still holds."""
+    async with wired.databases["checkout"].begin() as session:
+        try:
+            row = await checkouts.get_session(session, checkout_id, None)
+        except CheckoutNotFound:
+            log.warning("webhooks.unknown_checkout", checkout_id=str(checkout_id))
+            return
+        completed = row.status == CheckoutStatus.COMPLETED
+    if not intent_id:
+        return
+    log.warning("webhooks.after_checkout_end", checkout_id=str(checkout_id), event_type=event_type)
+    try:
+        await wired.temporal.start_workflow(
+            ReconcilePaymentWorkflow.run,
+            # A completed checkout's capture pays its order: only dangling holds are released.
+            SettleInput(
+                checkout_id=checkout_id, intent_id=intent_id, refund_captured=not completed
+            ),
+            id=f"reconcile-{intent_id}",
+            task_queue=TASK_QUEUE,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    except WorkflowAlreadyStartedError:
+        pass

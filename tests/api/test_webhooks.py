@@ -16,6 +16,7 @@ from kit.webhooks import headers_for, sign
 from tests.api.conftest import Caller
 from tests.api.test_routes import assert_problem, checkout_body, new_cart, new_variant
 from tests.platform import Platform
+from workflows.reconcile import ReconcilePaymentWorkflow
 
 pytestmark = pytest.mark.timeout(120)
 URL = "/v1/webhooks/payments/sandbox"
@@ -144,3 +145,43 @@ async def test_unknown_intents_and_providers(http: httpx.AsyncClient, platform: 
         "/v1/webhooks/payments/acme", content=body, headers=headers_for(secret, event["id"], body)
     )
     assert_problem(other, 404, "unknown_provider")
+
+
+async def test_a_late_authorization_after_the_checkout_ended_is_released(
+    http: httpx.AsyncClient, platform: Platform, operator: Caller, alice: Caller
+) -> None:
+    checkout_id, _ = await _waiting_checkout(http, platform, operator, alice)
+    handle = platform.client.get_workflow_handle(f"checkout-{checkout_id}")
+    await handle.signal("cancel")
+    await handle.result()
+    # A second, stray authorization for the ended checkout shows up at the provider (a client
+    # retried without its idempotency key), and its webhook arrives.
+    async with httpx.AsyncClient(base_url=platform.psp_url) as psp:
+        stray = (
+            await psp.post(
+                "/v1/payment_intents",
+                json={
+                    "amount": 1250,
+                    "currency": "usd",
+                    "token": "tok_visa",
+                    "capture_method": "manual",
+                    "metadata": {"checkout_id": checkout_id},
+                },
+            )
+        ).json()
+    assert stray["status"] == "requires_capture"
+    event = _event(checkout_id, stray["id"])
+    body = json.dumps(event).encode()
+    secret = platform.settings.payment_webhook_secret.get_secret_value()
+    delivered = await http.post(URL, content=body, headers=headers_for(secret, event["id"], body))
+    assert delivered.status_code == 200
+
+    reconcile = platform.client.get_workflow_handle_for(
+        ReconcilePaymentWorkflow.run, f"reconcile-{stray['id']}"
+    )
+    settled = await reconcile.result()
+
+    assert settled.action == "canceled"
+    ledger = await platform.ledger(uuid.UUID(checkout_id))
+    assert sorted(r["status"] for r in ledger) == ["canceled", "canceled"]
+    assert await platform.invariants(uuid.UUID(checkout_id)) == []
