@@ -29,6 +29,14 @@ log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 PROVIDERS = frozenset({"sandbox"})
+ENDED = frozenset(
+    {
+        CheckoutStatus.COMPLETED,
+        CheckoutStatus.FAILED,
+        CheckoutStatus.CANCELLED,
+        CheckoutStatus.EXPIRED,
+    }
+)
 
 
 def _checkout_of(intent: dict[str, Any]) -> uuid.UUID | None:
@@ -107,7 +115,13 @@ async def _after_the_end(
         except CheckoutNotFound:
             log.warning("webhooks.unknown_checkout", checkout_id=str(checkout_id))
             return
-        completed = row.status == CheckoutStatus.COMPLETED
+        status = CheckoutStatus(row.status)
+    if status not in ENDED:
+        # Recorded as running, yet no workflow: never settle money on a guess. The event stays in
+        # the inbox; the checkout's own steps re-read the intent anyway.
+        log.warning("webhooks.checkout_not_running", checkout_id=str(checkout_id))
+        return
+    completed = status == CheckoutStatus.COMPLETED
     if not intent_id:
         return
     log.warning("webhooks.after_checkout_end", checkout_id=str(checkout_id), event_type=event_type)
