@@ -38,14 +38,8 @@ from workflows.models import (
 log = get_logger(__name__)
 router = APIRouter(tags=["checkouts"])
 
-ENDED = frozenset(
-    {
-        CheckoutStatus.COMPLETED,
-        CheckoutStatus.FAILED,
-        CheckoutStatus.CANCELLED,
-        CheckoutStatus.EXPIRED,
-    }
-)
+# The statuses a checkout ends in.
+ENDED = checkouts.FINAL
 IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="1-255 characters; required (else 400)"),

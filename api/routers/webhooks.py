@@ -29,14 +29,8 @@ log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 
 PROVIDERS = frozenset({"sandbox"})
-ENDED = frozenset(
-    {
-        CheckoutStatus.COMPLETED,
-        CheckoutStatus.FAILED,
-        CheckoutStatus.CANCELLED,
-        CheckoutStatus.EXPIRED,
-    }
-)
+# The statuses a checkout ends in.
+ENDED = checkouts.FINAL
 
 
 def _checkout_of(intent: dict[str, Any]) -> uuid.UUID | None:
