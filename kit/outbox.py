@@ -27,6 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kit.db import TIMESTAMP
 
 OUTBOX_TABLE = "domain_outbox_events"
+# The relay LISTENs on this channel; a NOTIFY sent in the writing transaction is delivered when
+# (and only if) it commits. Several in one transaction collapse into one.
+NOTIFY_CHANNEL = "domain_outbox_events"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -100,4 +103,5 @@ async def append_event(
             headers=headers or {},
         )
     )
+    await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
     return event_id

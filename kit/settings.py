@@ -126,6 +126,11 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
     worker_shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # Outbox relays run inside each domain's worker process (and `python -m workers relay <d>`).
+    relay_enabled: bool = True
+    relay_partitions: int = Field(default=32, ge=1, le=4096)
+    relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    relay_retention: timedelta = timedelta(hours=24)
     # The inventory sweeper releases reservations past their expiry whose checkout has ended.
     inventory_sweep_interval_s: float = Field(default=60.0, gt=0)
 

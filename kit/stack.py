@@ -26,7 +26,7 @@ from kit.services.temporal import DevServerConfig, temporal_process
 from kit.settings import DOMAINS, Settings, get_settings
 from sandbox.process import sandbox_process
 from workers.bootstrap import WORKER_DOMAINS
-from workers.process import worker_process
+from workers.process import relay_process, worker_process
 
 log = get_logger(__name__)
 
@@ -150,6 +150,8 @@ class Stack:
         for worker in workers:
             worker.wait_ready()
         self.urls.append(("Workers", ", ".join(f"{d}" for d in WORKER_DOMAINS)))
+        # Domains with no task queue still have an outbox to relay.
+        self._start(relay_process(["accounts", "notifications"], settings, self.log_dir))
 
         self._start(api_process(settings, self.log_dir))
         api = f"http://{settings.api_host}:{settings.api_port}"

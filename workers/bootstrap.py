@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import nats
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
@@ -25,6 +26,7 @@ from domains.payments.provider import PaymentProvider
 from domains.shipping.carrier import CarrierClient
 from kit.db import DomainDatabase
 from kit.logging import get_logger
+from kit.relay import OutboxRelay
 from kit.settings import Settings
 from workers.sweeper import sweep_expired_reservations
 from workflows.checkout import CheckoutWorkflow
@@ -132,6 +134,38 @@ async def build_worker(
     )
 
 
+async def start_relays(
+    domains: Sequence[str], settings: Settings, stop: asyncio.Event, stack: AsyncExitStack
+) -> list[asyncio.Task[None]]:
+    """One outbox relay per domain, publishing to NATS JetStream until `stop`."""
+    connection = await nats.connect(settings.nats_url, name="outbox-relay")
+    stack.push_async_callback(connection.close)
+    js = connection.jetstream()
+    tasks = []
+    for domain in domains:
+        db = DomainDatabase.from_settings(domain, settings)
+        stack.push_async_callback(db.dispose)
+        relay = OutboxRelay(
+            domain,
+            db,
+            js,
+            listen_dsn=settings.domain_database_url(domain),
+            partitions=settings.relay_partitions,
+            poll_interval_s=settings.relay_poll_interval_s,
+            retention=settings.relay_retention,
+        )
+        tasks.append(asyncio.create_task(relay.run(stop)))
+    return tasks
+
+
+async def run_relays(domains: Sequence[str], settings: Settings, stop: asyncio.Event) -> None:
+    """Only the relays of `domains` (`python -m workers relay <domain> ...`)."""
+    async with AsyncExitStack() as stack:
+        tasks = await start_relays(domains, settings, stop, stack)
+        await stop.wait()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def run_workers(
     domains: Sequence[str],
     settings: Settings,
@@ -152,6 +186,8 @@ async def run_workers(
                     sweep_expired_reservations(inventory_db, client, settings, stop)
                 )
             )
+        if settings.relay_enabled:
+            background += await start_relays(domains, settings, stop, stack)
         runs = [asyncio.create_task(worker.run()) for worker in workers]
         log.info("workers.started", domains=list(domains), task_queues=list(domains))
         stopped = asyncio.create_task(stop.wait())

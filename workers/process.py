@@ -25,6 +25,7 @@ def worker_env(domain: str, settings: Settings) -> dict[str, str]:
     env["TEMPORAL_NAMESPACE"] = settings.temporal_namespace
     env["PSP_URL"] = settings.psp_url
     env["CARRIER_URL"] = settings.carrier_url
+    env["NATS_URL"] = settings.nats_url
     return env
 
 
@@ -50,4 +51,19 @@ def worker_process(domain: str, settings: Settings, log_dir: Path) -> ManagedPro
         ready=lambda: _polled(settings, domain),
         env=worker_env(domain, settings),
         stop_timeout=settings.worker_shutdown_grace_s + 10,
+    )
+
+
+def relay_process(domains: list[str], settings: Settings, log_dir: Path) -> ManagedProcess:
+    """Outbox relays of domains without a worker (accounts, notifications) in one process."""
+    env = {k: v for k, v in os.environ.items() if k not in _DATABASE_VARIABLES}
+    for domain in domains:
+        env[f"{domain.upper()}_DATABASE_URL"] = settings.domain_database_url(domain)
+    env["NATS_URL"] = settings.nats_url
+    return ManagedProcess(
+        name="relays",
+        argv=[sys.executable, "-m", "workers", "relay", *domains],
+        log_path=log_dir / "relays.log",
+        ready=lambda: True,
+        env=env,
     )

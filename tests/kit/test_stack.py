@@ -127,9 +127,9 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
         for child in children:
             cmd = " ".join(child.cmdline())
             if "-m workers " in cmd:
-                domain = cmd.rsplit(" ", 1)[1]
+                domains = cmd.split("-m workers ", 1)[1].removeprefix("relay ").split()
                 urls = {k for k in child.environ() if k.endswith("DATABASE_URL")}
-                assert urls == {f"{domain.upper()}_DATABASE_URL"}, (domain, urls)
+                assert urls == {f"{d.upper()}_DATABASE_URL" for d in domains}, (domains, urls)
         assert all(port_is_open("127.0.0.1", port) for port in _ports(stack_env))
 
         listed = subprocess.run(
