@@ -25,7 +25,7 @@ from tests.conftest import Service
 from tools.checkouts import new_input, start_checkout
 from tools.invariants import check_invariants
 from tools.seed import Seeder
-from workers.bootstrap import WORKER_DOMAINS, run_workers
+from workers.bootstrap import WORKER_DOMAINS, run_relays, run_workers
 from workflows.checkout import CheckoutWorkflow
 from workflows.models import CheckoutInput, CheckoutStatusBody
 
@@ -128,6 +128,7 @@ async def platform(
             "carrier_url": psp_url,
             "psp_timeout_s": PSP_TIMEOUT_S,
             "worker_shutdown_grace_s": 2.0,
+            "data_dir": work_dir,
         }
     )
     # The real HTTP API, in this event loop: it receives the sandbox's webhooks too.
@@ -146,6 +147,8 @@ async def platform(
     workers = asyncio.create_task(
         run_workers(WORKER_DOMAINS, settings, stop, client=temporal_client)
     )
+    # Notifications has no task queue: its relay, consumer and sender run on their own.
+    notifications = asyncio.create_task(run_relays(["notifications"], settings, stop))
     try:
         yield Platform(
             client=temporal_client,
@@ -159,6 +162,7 @@ async def platform(
     finally:
         stop.set()
         await workers
+        await notifications
         api.should_exit = True
         await api_task
         psp.stop()

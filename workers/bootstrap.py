@@ -28,6 +28,7 @@ from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.relay import OutboxRelay
 from kit.settings import Settings
+from workers.consumers import DevSender, consumers_for, run_sender
 from workers.sweeper import sweep_expired_reservations
 from workflows.checkout import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
@@ -137,7 +138,7 @@ async def build_worker(
 async def start_relays(
     domains: Sequence[str], settings: Settings, stop: asyncio.Event, stack: AsyncExitStack
 ) -> list[asyncio.Task[None]]:
-    """One outbox relay per domain, publishing to NATS JetStream until `stop`."""
+    """Per domain: its outbox relay and its event consumers (the notifications sender too)."""
     connection = await nats.connect(settings.nats_url, name="outbox-relay")
     stack.push_async_callback(connection.close)
     js = connection.jetstream()
@@ -145,6 +146,11 @@ async def start_relays(
     for domain in domains:
         db = DomainDatabase.from_settings(domain, settings)
         stack.push_async_callback(db.dispose)
+        for consumer in await consumers_for(domain, db, js, settings):
+            tasks.append(asyncio.create_task(consumer.run(stop)))
+        if domain == "notifications":
+            sender = DevSender(settings.data_dir / "outbox-mail")
+            tasks.append(asyncio.create_task(run_sender(db, sender, stop)))
         relay = OutboxRelay(
             domain,
             db,

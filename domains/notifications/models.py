@@ -11,6 +11,7 @@ from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kit.db import TYPE_ANNOTATION_MAP, created_at_column, new_metadata, one_of, uuid_pk
+from kit.inbox import inbox_table
 from kit.outbox import outbox_table
 
 
@@ -30,7 +31,8 @@ class NotificationStatus(StrEnum):
 
 
 class Notification(Base):
-    """A message to a user. Added: `attempts`, `last_error`, `sent_at` for the retrying sender."""
+    """A message to a user. Added: `attempts`, `last_error`, `sent_at`, `next_attempt_at` for the
+    retrying sender."""
 
     __tablename__ = "notifications"
     __table_args__ = (one_of("status", [s.value for s in NotificationStatus]),)
@@ -44,6 +46,23 @@ class Notification(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     last_error: Mapped[str | None] = mapped_column(String(500))
     sent_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime] = created_at_column()
+
+
+class OrderRecipient(Base):
+    """Who an order belongs to, learned from `order.created`.
+
+    Not in the seed: payment and shipment events name the order, not the buyer; the
+    notifications domain keeps this projection rather than asking another domain's database.
+    """
+
+    __tablename__ = "order_recipients"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    user_id: Mapped[uuid.UUID]
+    created_at: Mapped[datetime] = created_at_column()
 
 
 domain_outbox_events = outbox_table(Base.metadata)
+# Events this domain consumes, deduplicated (not in the seed: exactly-once application needs it).
+consumer_inbox = inbox_table(Base.metadata)

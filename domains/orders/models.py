@@ -27,6 +27,7 @@ from kit.db import (
     updated_at_column,
     uuid_pk,
 )
+from kit.inbox import inbox_table
 from kit.outbox import outbox_table
 
 
@@ -149,3 +150,5 @@ class OrderStateTransition(Base):
 
 
 domain_outbox_events = outbox_table(Base.metadata)
+# Events this domain consumes, deduplicated (not in the seed: exactly-once application needs it).
+consumer_inbox = inbox_table(Base.metadata)

@@ -115,7 +115,16 @@ async def test_fifty_identical_requests_start_one_workflow(
     assert {a.status_code for a in answers} == {202}
     ids = {a.json()["checkout_id"] for a in answers}
     assert len(ids) == 1
-    runs = [w async for w in platform.client.list_workflows(f"WorkflowId = 'checkout-{ids.pop()}'")]
+    checkout_id = ids.pop()
+    # Visibility is eventually consistent: wait for the run to show, then there must be one.
+    for _ in range(100):
+        runs = [
+            w
+            async for w in platform.client.list_workflows(f"WorkflowId = 'checkout-{checkout_id}'")
+        ]
+        if runs:
+            break
+        await asyncio.sleep(0.1)
     assert len(runs) == 1
     assert runs[0].status in (WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED)
 

@@ -1,0 +1,74 @@
+"""After a checkout: every outbox drains, and the buyer is told, exactly once per event."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from kit.settings import DOMAINS
+from tests.platform import Platform
+
+pytestmark = pytest.mark.timeout(120)
+
+
+async def _backlog(platform: Platform) -> dict[str, int]:
+    counts = {}
+    for domain in DOMAINS:
+        if domain == "accounts":
+            continue  # relayed by `just up`'s relay process, not by the test platform
+        async with platform.databases[domain].begin() as session:
+            counts[domain] = int(
+                await session.scalar(
+                    text("SELECT count(*) FROM domain_outbox_events WHERE NOT processed")
+                )
+                or 0
+            )
+    return counts
+
+
+async def _notifications(platform: Platform, user_id: uuid.UUID) -> list[tuple[str, str]]:
+    async with platform.databases["notifications"].begin() as session:
+        rows = await session.execute(
+            text("SELECT type, status FROM notifications WHERE user_id = :u ORDER BY type"),
+            {"u": user_id},
+        )
+        return [(r.type, r.status) for r in rows]
+
+
+async def test_a_completed_checkout_drains_every_outbox_and_notifies_the_buyer(
+    platform: Platform,
+) -> None:
+    checkout, handle = await platform.checkout()
+    assert (await handle.result()).status == "completed"
+
+    expected = [
+        ("order_confirmed", "sent"),
+        ("payment_captured", "sent"),
+        ("shipment_created", "sent"),
+    ]
+    for _ in range(100):
+        backlog = await _backlog(platform)
+        if (
+            not any(backlog.values())
+            and await _notifications(platform, checkout.user_id) == expected
+        ):
+            break
+        await asyncio.sleep(0.1)
+    assert await _backlog(platform) == dict.fromkeys(backlog, 0)
+    assert await _notifications(platform, checkout.user_id) == expected
+    mail = list((platform.settings.data_dir / "outbox-mail").glob("*.json"))
+    assert len(mail) >= 3
+
+
+async def test_a_failed_checkout_tells_the_buyer(platform: Platform) -> None:
+    checkout, handle = await platform.checkout(token="tok_declined")
+    assert (await handle.result()).status == "failed"
+    expected = [("checkout_failed", "sent")]
+    for _ in range(100):
+        if await _notifications(platform, checkout.user_id) == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert await _notifications(platform, checkout.user_id) == expected
