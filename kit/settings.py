@@ -28,6 +28,7 @@ DOMAINS: tuple[str, ...] = (
 # refused when ENV=production, so a forgotten variable can never ship a known secret.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"
+DEV_CARRIER_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktY2Fycmllci1zZWNyZXQtY2hhbmdlLW1l"
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
@@ -102,6 +103,10 @@ class Settings(BaseSettings):
     sandbox_async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
     sandbox_flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
     sandbox_webhook_max_attempts: int = Field(default=12, ge=1)
+    # The sandbox carrier's tracking webhooks and how fast a parcel moves (seconds per status:
+    # in_transit, out_for_delivery, delivered).
+    sandbox_carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
+    sandbox_carrier_step_s: float = Field(default=5.0, gt=0)
 
     data_dir: Path = Path(".data")
     # `just up` starts the local PostgreSQL, Temporal, NATS and payment sandbox whose URL the
@@ -114,6 +119,8 @@ class Settings(BaseSettings):
     payment_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
     # During a rotation: the previous secret, still accepted until the provider stops using it.
     payment_webhook_secret_previous: SecretStr | None = None
+    # Carrier tracking webhooks are signed the same way, with their own secret.
+    carrier_webhook_secret: SecretStr = SecretStr(DEV_CARRIER_WEBHOOK_SECRET)
 
     # HTTP API limits.
     api_max_body_bytes: int = Field(default=64 * 1024, gt=0)
@@ -160,6 +167,8 @@ class Settings(BaseSettings):
                 raise ConfigurationError("AUTH_JWT_SECRET must be set when ENV=production")
             if self.payment_webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
                 raise ConfigurationError("PAYMENT_WEBHOOK_SECRET must be set when ENV=production")
+            if self.carrier_webhook_secret.get_secret_value() == DEV_CARRIER_WEBHOOK_SECRET:
+                raise ConfigurationError("CARRIER_WEBHOOK_SECRET must be set when ENV=production")
         return self
 
     def domain_database_url(self, domain: str) -> str:

@@ -64,6 +64,9 @@ def test_production_refuses_the_development_secrets(monkeypatch: pytest.MonkeyPa
     with pytest.raises(ConfigurationError, match="PAYMENT_WEBHOOK_SECRET"):
         Settings()
     monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET", "whsec_cmVhbC1zZWNyZXQ=")
+    with pytest.raises(ConfigurationError, match="CARRIER_WEBHOOK_SECRET"):
+        Settings()
+    monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
     assert Settings().auth_jwt_secret.get_secret_value() != DEV_JWT_SECRET
 
 
