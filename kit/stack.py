@@ -128,15 +128,20 @@ class Stack:
         if settings.starts_embedded("sandbox"):
             port = urlsplit(settings.psp_url).port or 8100
             webhook_url = settings.sandbox_webhook_url
+            carrier_url = settings.sandbox_carrier_webhook_url
+            # The provider and the carrier deliver to this stack's API, wherever API_PORT put it.
+            api = f"http://127.0.0.1:{settings.api_port}"
             if not settings.is_explicit("sandbox_webhook_url"):
-                # The provider delivers to this stack's API, wherever API_PORT put it.
-                webhook_url = f"http://127.0.0.1:{settings.api_port}/v1/webhooks/payments/sandbox"
+                webhook_url = f"{api}/v1/webhooks/payments/sandbox"
+            if not settings.is_explicit("sandbox_carrier_webhook_url"):
+                carrier_url = f"{api}/v1/webhooks/carriers/sandbox"
             self._start(
                 sandbox_process(
                     port=port,
                     db_path=settings.sandbox_db_path or self.data_dir / "sandbox" / "psp.sqlite",
                     webhook_url=webhook_url,
                     log_dir=self.log_dir,
+                    extra_env={"SANDBOX_CARRIER_WEBHOOK_URL": carrier_url},
                 )
             )
         self.urls.append(("Payment provider sandbox", f"{settings.psp_url}/v1/ledger"))

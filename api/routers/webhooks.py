@@ -1,9 +1,11 @@
-"""Payment-provider webhooks: verified, deduplicated, turned into workflow signals."""
+"""Provider webhooks: payments (verified, deduplicated, turned into workflow signals) and
+carrier tracking (verified, recorded once, announced through the shipping outbox)."""
 
 from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,6 +20,9 @@ from domains.checkout import service as checkouts
 from domains.checkout.errors import CheckoutNotFound
 from domains.checkout.models import CheckoutStatus
 from domains.payments import service as payments
+from domains.shipping import service as shipping
+from domains.shipping.errors import ShipmentNotFound
+from domains.shipping.models import ShipmentStatus
 from kit.logging import get_logger
 from kit.webhooks import WebhookVerificationError, verify
 from tools.checkouts import workflow_id
@@ -132,3 +137,49 @@ async def _after_the_end(
         )
     except WorkflowAlreadyStartedError:
         pass
+
+
+CARRIERS = frozenset({"sandbox"})
+
+
+@router.post(
+    "/v1/webhooks/carriers/{carrier}",
+    responses={400: {"description": "bad signature or body"}},
+)
+async def receive_tracking(carrier: str, request: Request, wired: PlatformDep) -> JSONResponse:
+    """A carrier's tracking event: verified like payment webhooks, recorded once per event id.
+
+    The shipment moves forward and its outbox announces it (`shipment.in_transit`, ...,
+    `shipment.delivered`); the order follows through the order-tracking consumer.
+    """
+    if carrier not in CARRIERS:
+        raise ApiError(404, "unknown_carrier", f"no carrier {carrier!r}")
+    body = await request.body()
+    try:
+        event_id = verify(
+            [wired.settings.carrier_webhook_secret.get_secret_value()], dict(request.headers), body
+        )
+    except WebhookVerificationError as exc:
+        log.warning("webhooks.carrier_rejected", carrier=carrier, reason=str(exc))
+        raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
+    try:
+        event = json.loads(body)
+        status = ShipmentStatus(event["data"]["status"])
+        shipment_id = str(event["data"]["object"]["id"])
+        occurred_at = datetime.fromisoformat(str(event["data"]["occurred_at"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(400, "invalid_event", "the webhook body is not a tracking event") from exc
+    try:
+        async with wired.databases["shipping"].begin() as session:
+            new = await shipping.record_tracking(
+                session,
+                carrier=carrier,
+                carrier_shipment_id=shipment_id,
+                provider_event_id=event_id,
+                status=status,
+                occurred_at=occurred_at,
+            )
+    except ShipmentNotFound:
+        log.warning("webhooks.unknown_shipment", carrier=carrier)
+        return JSONResponse({"received": True, "duplicate": False})
+    return JSONResponse({"received": True, "duplicate": not new})

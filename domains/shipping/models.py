@@ -51,6 +51,7 @@ class Shipment(Base):
     __table_args__ = (
         UniqueConstraint("carrier", "tracking_number"),
         one_of("status", [s.value for s in ShipmentStatus]),
+        Index("ix_shipments_carrier_shipment", "carrier", "carrier_shipment_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

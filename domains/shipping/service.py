@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -10,8 +11,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.shipping.carrier import Booking
+from domains.shipping.errors import ShipmentNotFound
 from domains.shipping.events import AGGREGATE, ShipmentChanged
-from domains.shipping.models import Shipment, ShipmentStatus
+from domains.shipping.models import Shipment, ShipmentEvent, ShipmentStatus
 from kit.outbox import append_event
 
 
@@ -90,3 +92,60 @@ async def shipments_for_orders(
     for shipment in await session.scalars(select(Shipment).where(Shipment.order_id.in_(order_ids))):
         found[shipment.order_id].append(shipment)
     return found
+
+
+# How far along a parcel is; tracking only ever moves a shipment forward.
+PROGRESS = {
+    ShipmentStatus.LABEL_CREATED: 0,
+    ShipmentStatus.IN_TRANSIT: 1,
+    ShipmentStatus.OUT_FOR_DELIVERY: 2,
+    ShipmentStatus.DELIVERED: 3,
+}
+
+
+async def record_tracking(
+    session: AsyncSession,
+    *,
+    carrier: str,
+    carrier_shipment_id: str,
+    provider_event_id: str,
+    status: ShipmentStatus,
+    occurred_at: datetime,
+) -> bool:
+    """Record a carrier's tracking event once; False for a redelivery.
+
+    Events may arrive out of order: each is kept in `shipment_events`, and the shipment's status
+    only moves forward (a late `in_transit` after `delivered` changes nothing but the history).
+    """
+    shipment = await session.scalar(
+        select(Shipment)
+        .where(Shipment.carrier == carrier, Shipment.carrier_shipment_id == carrier_shipment_id)
+        .with_for_update()
+    )
+    if shipment is None:
+        raise ShipmentNotFound(
+            "no shipment with this carrier id", carrier_shipment_id=carrier_shipment_id
+        )
+    recorded = await session.scalar(
+        insert(ShipmentEvent)
+        .values(
+            id=uuid.uuid4(),
+            shipment_id=shipment.id,
+            status=status.value,
+            occurred_at=occurred_at,
+            provider_event_id=provider_event_id,
+        )
+        .on_conflict_do_nothing(
+            index_elements=[ShipmentEvent.shipment_id, ShipmentEvent.provider_event_id]
+        )
+        .returning(ShipmentEvent.id)
+    )
+    if recorded is None:
+        return False
+    current = ShipmentStatus(shipment.status)
+    if current != ShipmentStatus.CANCELLED and PROGRESS.get(status, -1) > PROGRESS.get(current, -1):
+        shipment.status = status.value
+        if status == ShipmentStatus.IN_TRANSIT and shipment.shipped_at is None:
+            shipment.shipped_at = occurred_at
+        await _event(session, status.value, shipment)
+    return True

@@ -1,0 +1,112 @@
+"""Carrier tracking: signed events recorded once, the shipment and then the order move forward."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from kit.webhooks import headers_for
+from tests.api.test_routes import assert_problem
+from tests.platform import Platform
+
+pytestmark = pytest.mark.timeout(120)
+URL = "/v1/webhooks/carriers/sandbox"
+
+
+def _tracking(shipment_id: str, status: str) -> dict[str, Any]:
+    return {
+        "id": f"cev_{uuid.uuid4().hex[:24]}",
+        "object": "event",
+        "type": "shipment.tracking",
+        "created": int(time.time()),
+        "data": {
+            "status": status,
+            "occurred_at": datetime.now(UTC).isoformat(),
+            "object": {"id": shipment_id, "object": "shipment", "status": status},
+        },
+    }
+
+
+async def _send(
+    http: httpx.AsyncClient, platform: Platform, event: dict[str, Any]
+) -> httpx.Response:
+    body = json.dumps(event).encode()
+    secret = platform.settings.carrier_webhook_secret.get_secret_value()
+    return await http.post(URL, content=body, headers=headers_for(secret, event["id"], body))
+
+
+async def _order_status(platform: Platform, checkout_id: uuid.UUID) -> str:
+    async with platform.databases["orders"].begin() as session:
+        status: str = await session.scalar(
+            text("SELECT status FROM orders WHERE checkout_id = :c"), {"c": checkout_id}
+        )
+        return status
+
+
+async def test_tracking_moves_the_shipment_and_the_order(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    checkout, handle = await platform.checkout()
+    assert (await handle.result()).status == "completed"
+    async with platform.databases["shipping"].begin() as session:
+        carrier_id = await session.scalar(
+            text("SELECT carrier_shipment_id FROM shipments WHERE checkout_id = :c"),
+            {"c": checkout.checkout_id},
+        )
+
+    delivered = _tracking(carrier_id, "delivered")
+    in_transit = _tracking(carrier_id, "in_transit")
+    # Out of order: delivered first; the late in_transit only adds to the history.
+    for event in (delivered, delivered, in_transit):
+        assert (await _send(http, platform, event)).status_code == 200
+
+    async with platform.databases["shipping"].begin() as session:
+        row = (
+            await session.execute(
+                text("SELECT id, status, shipped_at FROM shipments WHERE carrier_shipment_id = :s"),
+                {"s": carrier_id},
+            )
+        ).one()
+        events = await session.scalar(
+            text("SELECT count(*) FROM shipment_events WHERE shipment_id = :id"), {"id": row.id}
+        )
+    assert row.status == "delivered"
+    assert events == 2
+    for _ in range(100):
+        if await _order_status(platform, checkout.checkout_id) == "delivered":
+            break
+        await asyncio.sleep(0.1)
+    assert await _order_status(platform, checkout.checkout_id) == "delivered"
+    async with platform.databases["orders"].begin() as session:
+        states = list(
+            await session.scalars(
+                text(
+                    "SELECT t.to_state FROM order_state_transitions t JOIN orders o "
+                    "ON o.id = t.order_id WHERE o.checkout_id = :c ORDER BY t.changed_at"
+                ),
+                {"c": checkout.checkout_id},
+            )
+        )
+    assert states == ["pending_payment", "paid", "fulfilling", "shipped", "delivered"]
+
+
+async def test_bad_carrier_signatures_are_refused(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    event = _tracking("shp_x", "in_transit")
+    body = json.dumps(event).encode()
+    # Signed with the payment secret instead of the carrier's.
+    wrong = headers_for(
+        platform.settings.payment_webhook_secret.get_secret_value(), event["id"], body
+    )
+    assert_problem(await http.post(URL, content=body, headers=wrong), 400, "invalid_signature")
+    unknown = await _send(http, platform, event)  # a valid event for a shipment we never booked
+    assert unknown.status_code == 200
