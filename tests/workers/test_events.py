@@ -72,3 +72,40 @@ async def test_a_failed_checkout_tells_the_buyer(platform: Platform) -> None:
             break
         await asyncio.sleep(0.1)
     assert await _notifications(platform, checkout.user_id) == expected
+
+
+async def test_a_redelivered_event_is_applied_once(platform: Platform) -> None:
+    from datetime import UTC, datetime
+
+    from kit.consumer import Envelope, EventConsumer
+    from workers.consumers import NOTIFICATION_SUBSCRIPTIONS, _notify
+
+    consumer = EventConsumer(
+        "notifications",
+        platform.databases["notifications"],
+        None,
+        NOTIFICATION_SUBSCRIPTIONS,
+        _notify,  # type: ignore[arg-type]
+    )
+    user_id = uuid.uuid4()
+    event = Envelope(
+        id=uuid.uuid4(),
+        domain="checkout",
+        aggregate_type="checkout",
+        aggregate_id=uuid.uuid4(),
+        event_type="checkout.expired",
+        seq=1,
+        occurred_at=datetime.now(UTC),
+        payload={
+            "checkout_id": str(uuid.uuid4()),
+            "user_id": str(user_id),
+            "failure_code": "payment_timeout",
+        },
+    )
+
+    # The relay crashed after publishing: the same event arrives twice.
+    assert await consumer.apply(event) is True
+    assert await consumer.apply(event) is False
+
+    rows = await _notifications(platform, user_id)
+    assert [kind for kind, _ in rows] == ["checkout_expired"]
