@@ -240,7 +240,16 @@ class OutboxRelay:
                 if loop.time() >= next_cleanup:
                     next_cleanup = loop.time() + self.cleanup_interval_s
                     try:
-                        await self.cleanup()
+                        deleted = await self.cleanup()
+                        backlog = await self.backlog()
+                        # The relay's health in the logs until metrics are scraped (issue 6).
+                        log.info(
+                            "relay.backlog",
+                            domain=self.domain,
+                            unprocessed=backlog.count,
+                            oldest_age_s=round(backlog.oldest_age_s, 1),
+                            cleaned=deleted,
+                        )
                     except Exception:
                         log.exception("relay.cleanup_failed", domain=self.domain)
                 if published:

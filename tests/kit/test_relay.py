@@ -244,3 +244,27 @@ async def test_cleanup_never_deletes_an_unprocessed_row(
             assert event_id not in left
         elif age_s < 24 * 3600 - 60:
             assert event_id in left
+
+
+async def test_backlog_reports_count_and_age(
+    databases: dict[str, DomainDatabase], js: JetStreamContext, migrated: Settings
+) -> None:
+    db = databases[DOMAIN]
+    worker = relay(db, js, migrated)
+    while await worker.pass_once():
+        pass
+    assert (await worker.backlog()).count == 0
+    async with db.begin() as session:
+        await session.execute(
+            text(
+                "INSERT INTO domain_outbox_events (id, aggregate_type, aggregate_id, event_type, "
+                "payload, created_at) VALUES (:id, 'bk', :agg, 'x', '{}', now() - interval '90 s')"
+            ),
+            {"id": uuid.uuid4(), "agg": uuid.uuid4()},
+        )
+    backlog = await worker.backlog()
+    assert backlog.count == 1
+    assert 89 <= backlog.oldest_age_s < 120
+    while await worker.pass_once():
+        pass
+    assert (await worker.backlog()).count == 0
