@@ -18,6 +18,7 @@ def sandbox_process(
     port: int,
     db_path: Path,
     webhook_url: str,
+    carrier_webhook_url: str = "",
     log_dir: Path,
     extra_env: dict[str, str] | None = None,
 ) -> ManagedProcess:
@@ -37,6 +38,8 @@ def sandbox_process(
         "PSP_URL": f"http://{HOST}:{port}",
         "SANDBOX_DB_PATH": str(db_path),
         "SANDBOX_WEBHOOK_URL": webhook_url,
+        # Empty: the carrier's tracking events are recorded but not sent.
+        "SANDBOX_CARRIER_WEBHOOK_URL": carrier_webhook_url,
         **(extra_env or {}),
     }
     return ManagedProcess(

@@ -31,7 +31,13 @@ from workflows.models import CheckoutInput, CheckoutStatusBody
 
 # Small provider timeouts so tok_flaky's hang (3 s) outlasts the client (2 s) in a test's time.
 PSP_TIMEOUT_S = 2.0
-SANDBOX_ENV = {"SANDBOX_ASYNC_DELAY_S": "0.5", "SANDBOX_FLAKY_HANG_S": "3"}
+# Parcels do not travel on their own in tests (an hour a step): tests move them with the
+# sandbox's `advance` helper, so no order changes status behind another test's back.
+SANDBOX_ENV = {
+    "SANDBOX_ASYNC_DELAY_S": "0.5",
+    "SANDBOX_FLAKY_HANG_S": "3",
+    "SANDBOX_CARRIER_STEP_S": "3600",
+}
 
 
 @dataclass
@@ -119,6 +125,7 @@ async def platform(
         webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/payments/sandbox",
         log_dir=work_dir / "logs",
         extra_env=SANDBOX_ENV,
+        carrier_webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/carriers/sandbox",
     )
     settings = migrated.model_copy(
         update={

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,12 +16,13 @@ from starlette.responses import Response
 
 from kit.logging import get_logger
 from kit.settings import Settings
+from sandbox.psp import carrier, payments
 from sandbox.psp.errors import ApiError, invalid_request
 from sandbox.psp.idempotency import Idempotency, json_response
 from sandbox.psp.routes import Sandbox, carrier_router, payments_router
-from sandbox.psp.scheduler import AsyncAuthorizations
+from sandbox.psp.scheduler import Scheduler, Timer
 from sandbox.psp.store import Store
-from sandbox.psp.webhooks import WebhookDelivery
+from sandbox.psp.webhooks import CARRIER_TARGET, PAYMENTS_TARGET, Target, WebhookDelivery
 
 log = get_logger(__name__)
 
@@ -68,34 +70,63 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 def create_app(settings: Settings) -> FastAPI:
     """The sandbox application; its lifespan opens the store and runs the background loops."""
     store = Store(db_path(settings))
-    delivery = (
-        WebhookDelivery(
+    # Each target's events go to its own URL, signed with its own secret. An empty URL records
+    # them without sending: they stay pending, listed with their delivery state.
+    endpoints: dict[Target, tuple[str, str]] = {
+        PAYMENTS_TARGET: (
+            settings.sandbox_webhook_url,
+            settings.payment_webhook_secret.get_secret_value(),
+        ),
+        CARRIER_TARGET: (
+            settings.sandbox_carrier_webhook_url,
+            settings.carrier_webhook_secret.get_secret_value(),
+        ),
+    }
+    deliveries = {
+        target: WebhookDelivery(
             store,
-            url=settings.sandbox_webhook_url,
-            secret=settings.payment_webhook_secret.get_secret_value(),
+            target=target,
+            url=url,
+            secret=secret,
             max_attempts=settings.sandbox_webhook_max_attempts,
         )
-        if settings.sandbox_webhook_url
-        else None
-    )
+        for target, (url, secret) in endpoints.items()
+        if url
+    }
 
     def changed() -> None:
-        if delivery is not None:
+        for delivery in deliveries.values():
             delivery.notify()
         scheduler.notify()
 
-    scheduler = AsyncAuthorizations(store, on_commit=changed)
     idempotency = Idempotency(store, flaky_hang_s=settings.sandbox_flaky_hang_s, on_commit=changed)
     sandbox = Sandbox(settings=settings, store=store, idempotency=idempotency, changed=changed)
+    scheduler = Scheduler(
+        store,
+        [
+            Timer("tok_async", payments.next_due, payments.settle_due),
+            Timer(
+                "tracking",
+                carrier.next_due,
+                functools.partial(
+                    carrier.advance_due,
+                    psp_url=sandbox.psp_url,
+                    step_s=settings.sandbox_carrier_step_s,
+                ),
+            ),
+        ],
+        on_commit=changed,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.open()
-        loops: list[tuple[str, Coroutine[Any, Any, None]]] = [("async", scheduler.run())]
-        if delivery is not None:
-            loops.append(("webhooks", delivery.run()))
-        else:
-            log.warning("sandbox.webhooks.disabled", reason="SANDBOX_WEBHOOK_URL is empty")
+        loops: list[tuple[str, Coroutine[Any, Any, None]]] = [("timers", scheduler.run())]
+        for target in endpoints:
+            if target in deliveries:
+                loops.append((f"webhooks.{target}", deliveries[target].run()))
+            else:
+                log.warning("sandbox.webhooks.disabled", target=target, reason="empty URL")
         tasks = []
         for name, coroutine in loops:
             task = asyncio.create_task(coroutine, name=f"sandbox.{name}")

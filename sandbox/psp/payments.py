@@ -20,6 +20,7 @@ from sandbox.psp.models import (
     RefundRequest,
     new_id,
 )
+from sandbox.psp.webhooks import PAYMENTS_TARGET, delivery_state
 
 TOK_VISA = "tok_visa"
 TOK_3DS = "tok_3ds"
@@ -181,9 +182,9 @@ def emit(conn: sqlite3.Connection, event_type: str, intent: Intent) -> str:
         "data": {"object": intent.to_json()},
     }
     conn.execute(
-        "INSERT INTO events (id, type, payment_intent, created, body, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (event_id, event_type, intent.id, int(now), json.dumps(body), now),
+        "INSERT INTO events (id, type, target, payment_intent, created, body, next_attempt_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (event_id, event_type, PAYMENTS_TARGET, intent.id, int(now), json.dumps(body), now),
     )
     return event_id
 
@@ -406,9 +407,12 @@ def ledger(conn: sqlite3.Connection, checkout_id: str | None) -> dict[str, Any]:
 
 
 def list_events(conn: sqlite3.Connection, payment_intent: str | None, limit: int) -> dict[str, Any]:
-    """Webhook events, newest first, each with its delivery state."""
+    """Payment webhook events, newest first, each with its delivery state."""
     if payment_intent is None:
-        rows = conn.execute("SELECT * FROM events ORDER BY rowid DESC LIMIT ?", (limit,)).fetchall()
+        rows = conn.execute(
+            "SELECT * FROM events WHERE target = ? ORDER BY rowid DESC LIMIT ?",
+            (PAYMENTS_TARGET, limit),
+        ).fetchall()
     else:
         rows = conn.execute(
             "SELECT * FROM events WHERE payment_intent = ? ORDER BY rowid DESC LIMIT ?",
@@ -418,12 +422,6 @@ def list_events(conn: sqlite3.Connection, payment_intent: str | None, limit: int
     for row in rows:
         event = json.loads(row["body"])
         event["payment_intent"] = row["payment_intent"]
-        event["delivery"] = {
-            "state": row["state"],
-            "attempts": row["attempts"],
-            "last_error": row["last_error"],
-            "next_attempt_at": row["next_attempt_at"] if row["state"] == "pending" else None,
-            "delivered_at": row["delivered_at"],
-        }
+        event["delivery"] = delivery_state(row)
         data.append(event)
     return {"object": "list", "data": data}

@@ -184,9 +184,10 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
 
 
 def carrier_router(sandbox: Sandbox) -> APIRouter:
-    """Carrier bookings: a label and a tracking number per shipment."""
+    """Carrier bookings (a label and a tracking number per shipment) and their tracking events."""
     router = APIRouter()
     store = sandbox.store
+    step_s = sandbox.settings.sandbox_carrier_step_s
 
     @router.post("/v1/carrier/shipments")
     async def create_shipment(request: Request) -> Response:
@@ -196,7 +197,9 @@ def carrier_router(sandbox: Sandbox) -> APIRouter:
             key=_key(request),
             endpoint="POST /v1/carrier/shipments",
             request_hash=digest,
-            operation=lambda conn: carrier.create_shipment(conn, body, psp_url=sandbox.psp_url),
+            operation=lambda conn: carrier.create_shipment(
+                conn, body, psp_url=sandbox.psp_url, step_s=step_s
+            ),
         )
 
     @router.post("/v1/carrier/shipments/{shipment_id}/cancel")
@@ -209,6 +212,19 @@ def carrier_router(sandbox: Sandbox) -> APIRouter:
             request_hash=digest,
             operation=lambda conn: carrier.cancel_shipment(
                 conn, shipment_id, psp_url=sandbox.psp_url
+            ),
+        )
+
+    @router.post("/v1/test_helpers/carrier/shipments/{shipment_id}/advance")
+    async def advance_shipment(shipment_id: str, request: Request) -> Response:
+        """Move a shipment to its next tracking status now."""
+        _, digest = await parse_body(request, EmptyRequest)
+        return await sandbox.idempotency.execute(
+            key=_key(request),
+            endpoint=f"POST /v1/test_helpers/carrier/shipments/{shipment_id}/advance",
+            request_hash=digest,
+            operation=lambda conn: carrier.advance_shipment(
+                conn, shipment_id, psp_url=sandbox.psp_url, step_s=step_s
             ),
         )
 
@@ -232,6 +248,16 @@ def carrier_router(sandbox: Sandbox) -> APIRouter:
         return Response(
             carrier.label_pdf(shipment["id"], shipment["tracking_number"]),
             media_type="application/pdf",
+        )
+
+    @router.get("/v1/carrier/events")
+    async def events(
+        shipment: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    ) -> Response:
+        """Tracking events, newest first, with their delivery state."""
+        return json_response(
+            200, await store.read(lambda conn: carrier.list_events(conn, shipment, limit))
         )
 
     return router

@@ -2,7 +2,8 @@
 
 Events are rows written with the state change that caused them; this loop only sends them. An
 event is marked delivered after a 2xx, so a crash between the POST and the mark sends it again:
-delivery is at least once, and receivers deduplicate on `webhook-id`.
+delivery is at least once, and receivers deduplicate on `webhook-id`. Each row names its target
+(the payment provider's or the carrier's endpoint); one loop per target sends with its own secret.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 
@@ -25,6 +27,10 @@ TIMEOUT_S = 5.0
 FIRST_BACKOFF_S = 0.25
 MAX_BACKOFF_S = 30.0
 CONCURRENCY = 16
+
+Target = Literal["payments", "carrier"]
+PAYMENTS_TARGET: Target = "payments"
+CARRIER_TARGET: Target = "carrier"
 
 
 def backoff_s(attempts: int) -> float:
@@ -42,10 +48,22 @@ class _Pending:
     next_attempt_at: float
 
 
-def _pending(conn: sqlite3.Connection) -> list[_Pending]:
+def delivery_state(row: sqlite3.Row) -> dict[str, Any]:
+    """How far the delivery of an `events` row has got, as the event listings show it."""
+    return {
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+        "next_attempt_at": row["next_attempt_at"] if row["state"] == "pending" else None,
+        "delivered_at": row["delivered_at"],
+    }
+
+
+def _pending(conn: sqlite3.Connection, target: Target) -> list[_Pending]:
     rows = conn.execute(
-        "SELECT id, type, next_attempt_at FROM events WHERE state = 'pending'"
-        " ORDER BY next_attempt_at"
+        "SELECT id, type, next_attempt_at FROM events WHERE state = 'pending' AND target = ?"
+        " ORDER BY next_attempt_at",
+        (target,),
     ).fetchall()
     return [_Pending(row["id"], row["type"], row["next_attempt_at"]) for row in rows]
 
@@ -79,10 +97,13 @@ def _record_attempt(
 
 
 class WebhookDelivery:
-    """The background loop that sends pending events to the platform's webhook endpoint."""
+    """The background loop that sends one target's pending events to its webhook endpoint."""
 
-    def __init__(self, store: Store, *, url: str, secret: str, max_attempts: int) -> None:
+    def __init__(
+        self, store: Store, *, target: Target, url: str, secret: str, max_attempts: int
+    ) -> None:
         self._store = store
+        self._target = target
         self._url = url
         self._secret = secret
         self._max_attempts = max_attempts
@@ -96,7 +117,12 @@ class WebhookDelivery:
 
     async def run(self) -> None:
         """Deliver until cancelled; in-flight attempts are abandoned and retried after restart."""
-        log.info("sandbox.webhooks.started", url=self._url, max_attempts=self._max_attempts)
+        log.info(
+            "sandbox.webhooks.started",
+            target=self._target,
+            url=self._url,
+            max_attempts=self._max_attempts,
+        )
         # trust_env=False: a proxy configured for the outside world must not intercept a POST
         # to the platform on this machine.
         async with httpx.AsyncClient(timeout=TIMEOUT_S, trust_env=False) as client:
@@ -113,13 +139,13 @@ class WebhookDelivery:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                log.info("sandbox.webhooks.stopped", abandoned=len(tasks))
+                log.info("sandbox.webhooks.stopped", target=self._target, abandoned=len(tasks))
 
     async def _dispatch_due(self, client: httpx.AsyncClient) -> float | None:
         """Start an attempt for every due event; seconds until the next one is due."""
         now = time.time()
         next_at: float | None = None
-        for event in await self._store.read(_pending):
+        for event in await self._store.read(lambda conn: _pending(conn, self._target)):
             if event.id in self._in_flight:
                 continue
             if event.next_attempt_at <= now:

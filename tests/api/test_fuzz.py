@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ from tests.platform import Platform
 pytestmark = pytest.mark.timeout(300)
 
 
-async def test_no_server_errors(platform: Platform) -> None:
+async def test_no_server_errors(platform: Platform, work_dir: Path) -> None:
     st = shutil.which("st")
     assert st, "schemathesis is in the dev extra"
     token = issue_token(platform.settings, uuid.uuid4(), ["customer", "operator"])
@@ -40,6 +41,8 @@ async def test_no_server_errors(platform: Platform) -> None:
         "/healthz",
         "--header",
         f"Authorization: Bearer {token}",
+        # Its cache of found crashes goes to a throw-away directory, not the repository.
+        cwd=str(work_dir),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

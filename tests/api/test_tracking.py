@@ -110,3 +110,42 @@ async def test_bad_carrier_signatures_are_refused(
     assert_problem(await http.post(URL, content=body, headers=wrong), 400, "invalid_signature")
     unknown = await _send(http, platform, event)  # a valid event for a shipment we never booked
     assert unknown.status_code == 200
+
+
+async def test_the_sandbox_carrier_delivers_and_the_buyer_is_told(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    checkout, handle = await platform.checkout()
+    assert (await handle.result()).status == "completed"
+    async with platform.databases["shipping"].begin() as session:
+        carrier_id = await session.scalar(
+            text("SELECT carrier_shipment_id FROM shipments WHERE checkout_id = :c"),
+            {"c": checkout.checkout_id},
+        )
+    async with httpx.AsyncClient(base_url=platform.psp_url) as carrier:
+        for expected in ("in_transit", "out_for_delivery", "delivered"):
+            moved = await carrier.post(f"/v1/test_helpers/carrier/shipments/{carrier_id}/advance")
+            assert moved.json()["status"] == expected
+
+    for _ in range(150):
+        if await _order_status(platform, checkout.checkout_id) == "delivered":
+            break
+        await asyncio.sleep(0.1)
+    assert await _order_status(platform, checkout.checkout_id) == "delivered"
+    for _ in range(100):
+        async with platform.databases["notifications"].begin() as session:
+            kinds = set(
+                await session.scalars(
+                    text("SELECT type FROM notifications WHERE user_id = :u AND status = 'sent'"),
+                    {"u": checkout.user_id},
+                )
+            )
+        if "shipment_delivered" in kinds:
+            break
+        await asyncio.sleep(0.1)
+    assert kinds >= {
+        "order_confirmed",
+        "payment_captured",
+        "shipment_created",
+        "shipment_delivered",
+    }

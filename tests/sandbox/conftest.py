@@ -1,4 +1,4 @@
-"""The payment-provider sandbox as a real process, and a webhook receiver that checks signatures."""
+"""The payment-provider sandbox as a real process, and webhook receivers that check signatures."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sandbox.process import sandbox_process
 
 # Not the dev default: proves the sandbox signs with PAYMENT_WEBHOOK_SECRET from its environment.
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"sandbox-tests-webhook-secret-32b").decode()
+CARRIER_SECRET = "whsec_" + base64.b64encode(b"sandbox-tests-carrier-secret-32b").decode()
 ASYNC_DELAY_S = 0.5
 FLAKY_HANG_S = 0.5
 MAX_ATTEMPTS = 3
@@ -107,11 +109,94 @@ class WebhookReceiver:
             await asyncio.sleep(0.05)
 
 
-def _serve(receiver: WebhookReceiver) -> ThreadingHTTPServer:
+@dataclass(frozen=True)
+class Tracking:
+    """One carrier webhook POST the receiver accepted as genuine, and what it answered."""
+
+    webhook_id: str
+    event: dict[str, Any]
+    headers: dict[str, str]
+    body: bytes
+    answered: int
+    received_at: float
+
+    @property
+    def status(self) -> str:
+        """The tracking status the event announces."""
+        return str(self.event["data"]["status"])
+
+    @property
+    def occurred_at(self) -> datetime:
+        """When the shipment reached that status."""
+        return datetime.fromisoformat(self.event["data"]["occurred_at"])
+
+    @property
+    def shipment(self) -> dict[str, Any]:
+        """The shipment the event carries."""
+        obj: dict[str, Any] = self.event["data"]["object"]
+        return obj
+
+
+@dataclass
+class CarrierReceiver:
+    """The platform's side of the carrier webhook, in a thread: verify, record, fail when told."""
+
+    secret: str
+    deliveries: list[Tracking] = field(default_factory=list)
+    rejected: int = 0
+    _failures: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fail_next(self, shipment_id: str, times: int) -> None:
+        """Answer 500 to the next `times` deliveries about this shipment."""
+        with self._lock:
+            self._failures[shipment_id] = times
+
+    def receive(self, headers: dict[str, str], body: bytes) -> int:
+        """Handle one POST; the HTTP status to answer."""
+        try:
+            webhook_id = verify([self.secret], headers, body)
+        except WebhookVerificationError:
+            with self._lock:
+                self.rejected += 1
+            return 400
+        event = json.loads(body)
+        shipment_id = event["data"]["object"]["id"]
+        with self._lock:
+            remaining = self._failures.get(shipment_id, 0)
+            if remaining:
+                self._failures[shipment_id] = remaining - 1
+            status = 500 if remaining else 200
+            self.deliveries.append(Tracking(webhook_id, event, headers, body, status, time.time()))
+        return status
+
+    def about(self, shipment_id: str) -> list[Tracking]:
+        """Every delivery (accepted or answered 500) about one shipment, in arrival order."""
+        with self._lock:
+            return [d for d in self.deliveries if d.shipment["id"] == shipment_id]
+
+    async def wait_for(
+        self, shipment_id: str, *, count: int, wait_s: float = 10.0
+    ) -> list[Tracking]:
+        """The 2xx-answered deliveries about a shipment, one per event, once there are `count`."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            found: dict[str, Tracking] = {}
+            for delivery in self.about(shipment_id):
+                # Delivery is at least once: a restart may send an event again.
+                if delivery.answered == 200:
+                    found.setdefault(delivery.webhook_id, delivery)
+            if len(found) >= count or time.monotonic() > deadline:
+                assert len(found) >= count, f"{shipment_id}: {self.about(shipment_id)}"
+                return list(found.values())
+            await asyncio.sleep(0.05)
+
+
+def _serve(receive: Callable[[dict[str, str], bytes], int]) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
-            status = receiver.receive({k: v for k, v in self.headers.items()}, body)
+            status = receive({k: v for k, v in self.headers.items()}, body)
             self.send_response(status)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -128,9 +213,20 @@ def _serve(receiver: WebhookReceiver) -> ThreadingHTTPServer:
 def webhook_receiver() -> Iterator[tuple[WebhookReceiver, str]]:
     """A receiver and the URL the sandbox should POST to."""
     receiver = WebhookReceiver(WEBHOOK_SECRET)
-    server = _serve(receiver)
+    server = _serve(receiver.receive)
     host, port = server.server_address[:2]
     yield receiver, f"http://{host!s}:{port}/v1/webhooks/payments/sandbox"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def carrier_receiver() -> Iterator[tuple[CarrierReceiver, str]]:
+    """A receiver of tracking webhooks and the URL the sandbox should POST them to."""
+    receiver = CarrierReceiver(CARRIER_SECRET)
+    server = _serve(receiver.receive)
+    host, port = server.server_address[:2]
+    yield receiver, f"http://{host!s}:{port}/v1/webhooks/carriers/sandbox"
     server.shutdown()
     server.server_close()
 
@@ -152,16 +248,20 @@ def start_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxF
     """Start sandboxes (stopped at the end of the module); keyword arguments override defaults."""
     started: list[ManagedProcess] = []
 
-    def start(*, webhook_url: str, db_path: Path | None = None, **env: str) -> Psp:
+    def start(
+        *, webhook_url: str, carrier_webhook_url: str = "", db_path: Path | None = None, **env: str
+    ) -> Psp:
         port = free_port()
         path = db_path or tmp_path_factory.mktemp("sandbox") / "psp.sqlite"
         process = sandbox_process(
             port=port,
             db_path=path,
             webhook_url=webhook_url,
+            carrier_webhook_url=carrier_webhook_url,
             log_dir=tmp_path_factory.mktemp("sandbox-logs"),
             extra_env={
                 "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "CARRIER_WEBHOOK_SECRET": CARRIER_SECRET,
                 "SANDBOX_ASYNC_DELAY_S": str(ASYNC_DELAY_S),
                 "SANDBOX_FLAKY_HANG_S": str(FLAKY_HANG_S),
                 "SANDBOX_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
