@@ -12,7 +12,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
 from api.deps import Platform, RateLimiter
-from api.routers import carts, catalog, checkouts, health, orders, users, webhooks
+from api.routers import carts, catalog, checkouts, health, ops, orders, users, webhooks
 from kit.db import DomainDatabase
 from kit.settings import Settings, get_settings
 
@@ -95,7 +95,7 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (users, catalog, carts, checkouts, orders, webhooks, health):
+    for module in (users, catalog, carts, checkouts, orders, webhooks, ops, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=config.api_max_body_bytes)
     return app

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
     worker_shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # Operators: how long a checkout may sit in one step before /v1/ops/checkouts/stuck lists it
+    # (seconds; steps not named use the default). Waiting for the buyer is bounded by
+    # CHECKOUT_PAYMENT_TIMEOUT instead.
+    ops_step_deadlines_s: dict[str, float] = Field(
+        default_factory=lambda: {"authorize_payment": 120.0, "capture_payment": 120.0}
+    )
+    ops_default_step_deadline_s: float = Field(default=60.0, gt=0)
+    # An activity on its Nth attempt or later counts as stuck.
+    ops_stuck_attempt: int = Field(default=4, ge=2)
+
     # Outbox relays run inside each domain's worker process (and `python -m workers relay <d>`).
     relay_enabled: bool = True
     relay_partitions: int = Field(default=32, ge=1, le=4096)

@@ -196,3 +196,15 @@ async def find_by_key(
             CheckoutSession.user_id == user_id, CheckoutSession.idempotency_key == idempotency_key
         )
     )
+
+
+async def last_moved(
+    session: AsyncSession, checkout_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """When each checkout last recorded progress (its current step's age)."""
+    rows = await session.execute(
+        select(CheckoutSession.id, CheckoutSession.updated_at).where(
+            CheckoutSession.id.in_(checkout_ids)
+        )
+    )
+    return {checkout_id: updated for checkout_id, updated in rows}
