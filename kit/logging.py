@@ -4,11 +4,61 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import re
 from typing import Any
 
 import structlog
 
 from kit.settings import Settings
+
+# Keys whose values are personal data or secrets, wherever they appear in an event.
+SENSITIVE_KEYS = frozenset(
+    {
+        "email",
+        "phone",
+        "name",
+        "address",
+        "line1",
+        "line2",
+        "postal_code",
+        "shipping_address",
+        "billing_address",
+        "ship_to",
+        "token",
+        "payment_token",
+        "access_token",
+        "authorization",
+        "password",
+        "secret",
+        "card",
+    }
+)
+REDACTED = "[redacted]"
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_BEARER = re.compile(r"(?i)bearer\s+[\w.-]+")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _BEARER.sub(f"Bearer {REDACTED}", _EMAIL.sub(REDACTED, value))
+    if isinstance(value, dict):
+        return {
+            k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub(v) for v in value)
+    return value
+
+
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Replace personal data and secrets (by key; e-mail addresses anywhere) before rendering."""
+    return {
+        key: REDACTED if key.lower() in SENSITIVE_KEYS else _scrub(value)
+        for key, value in event_dict.items()
+    }
+
 
 _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.contextvars.merge_contextvars,
@@ -16,6 +66,7 @@ _SHARED_PROCESSORS: list[structlog.types.Processor] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.stdlib.ExtraAdder(),
+    redact_personal_data,
 ]
 
 # Libraries whose own handlers would bypass ours; they propagate to the root instead.

@@ -29,6 +29,7 @@ from kit.logging import get_logger
 from kit.relay import OutboxRelay
 from kit.settings import Settings
 from workers.consumers import DevSender, consumers_for, run_sender
+from workers.context import LogContextInterceptor
 from workers.sweeper import sweep_expired_reservations
 from workflows.checkout import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
@@ -132,6 +133,7 @@ async def build_worker(
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
         graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
+        interceptors=[LogContextInterceptor()],
     )
 
 

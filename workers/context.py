@@ -1,0 +1,36 @@
+"""Every log line an activity writes carries its checkout, workflow, activity and attempt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
+
+
+class _BindActivityContext(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        info = activity.info()
+        workflow_id = info.workflow_id or ""
+        context = {
+            "workflow_id": workflow_id,
+            "activity": info.activity_type,
+            "attempt": info.attempt,
+        }
+        if workflow_id.startswith("checkout-"):
+            context["checkout_id"] = workflow_id.removeprefix("checkout-")
+        with structlog.contextvars.bound_contextvars(**context):
+            return await super().execute_activity(input)
+
+
+class LogContextInterceptor(Interceptor):
+    """Binds structlog context around each activity execution."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap the activity's inbound calls."""
+        return _BindActivityContext(next)
