@@ -9,13 +9,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
+from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError
 
 from api.deps import Operator, PlatformDep
 from api.errors import ApiError
-from api.schemas import CheckoutAccepted
+from api.routers.checkouts import checkout_out, current_status
+from api.schemas import CheckoutAccepted, CheckoutOut
 from domains.checkout import service as checkouts
 from domains.checkout.models import CheckoutStatus, StepName
 from tools.checkouts import workflow_id
@@ -211,3 +213,84 @@ async def force_cancel(checkout_id: uuid.UUID, wired: PlatformDep, _: Operator) 
     except RPCError as exc:
         raise ApiError(503, "temporal_unavailable", "try again") from exc
     return CheckoutAccepted(checkout_id=checkout_id, status=row.status)
+
+
+class StepOut(BaseModel):
+    """One step of a checkout as recorded."""
+
+    step: str
+    status: str
+    started_at: datetime
+    updated_at: datetime
+    error_code: str | None
+
+
+class PendingActivity(BaseModel):
+    """An activity Temporal has scheduled and not finished."""
+
+    activity_type: str
+    state: str
+    attempt: int
+    last_failure: str | None
+
+
+class OpsCheckoutDetail(BaseModel):
+    """Everything an operator needs about one checkout."""
+
+    checkout: CheckoutOut
+    run_status: str | None
+    steps: list[StepOut]
+    pending_activities: list[PendingActivity]
+    compensations: list[str]
+    ui_url: str
+
+
+@router.get("/v1/ops/checkouts/{checkout_id}", response_model=OpsCheckoutDetail)
+async def show_checkout(
+    checkout_id: uuid.UUID, wired: PlatformDep, _: Operator
+) -> OpsCheckoutDetail:
+    """A checkout's status, recorded steps, pending activities with their last failure, links."""
+    async with wired.databases["checkout"].begin() as session:
+        row = await checkouts.get_session(session, checkout_id, None)
+        steps = await checkouts.steps_of(session, checkout_id)
+    workflow = workflow_id(checkout_id)
+    handle = wired.temporal.get_workflow_handle(workflow)
+    run_status: str | None = None
+    pending: list[PendingActivity] = []
+    ran: list[str] = []
+    try:
+        description = await handle.describe()
+        run_status = description.status.name.lower() if description.status else None
+        for activity in description.raw_description.pending_activities:
+            pending.append(
+                PendingActivity(
+                    activity_type=activity.activity_type.name,
+                    state=PendingActivityState.Name(activity.state)
+                    .removeprefix("PENDING_ACTIVITY_STATE_")
+                    .lower(),
+                    attempt=activity.attempt,
+                    last_failure=(
+                        activity.last_failure.message if activity.HasField("last_failure") else None
+                    ),
+                )
+            )
+        ran = await handle.query(CheckoutWorkflow.compensations)
+    except RPCError:
+        pass  # past Temporal's retention: the database still tells the story
+    return OpsCheckoutDetail(
+        checkout=checkout_out(await current_status(wired, row)),
+        run_status=run_status,
+        steps=[
+            StepOut(
+                step=s.step_name,
+                status=s.status,
+                started_at=s.started_at,
+                updated_at=s.updated_at,
+                error_code=s.error_code,
+            )
+            for s in steps
+        ],
+        pending_activities=pending,
+        compensations=ran,
+        ui_url=_ui(wired, workflow),
+    )

@@ -208,3 +208,13 @@ async def last_moved(
         )
     )
     return {checkout_id: updated for checkout_id, updated in rows}
+
+
+async def steps_of(session: AsyncSession, checkout_id: uuid.UUID) -> list[CheckoutStep]:
+    """A checkout's recorded steps, in the order they started."""
+    rows = await session.scalars(
+        select(CheckoutStep)
+        .where(CheckoutStep.session_id == checkout_id)
+        .order_by(CheckoutStep.started_at, CheckoutStep.step_name)
+    )
+    return list(rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -115,3 +116,29 @@ async def test_the_temporal_cli_finds_checkouts_by_status(
     assert workflow in listed
     await handle.signal(CheckoutWorkflow.cancel)
     assert (await handle.result()).status == "cancelled"
+
+
+async def test_shopctl_shows_and_cancels(
+    platform: Platform, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.ops import run
+
+    checkout, handle = await platform.checkout(token="tok_no_webhook")
+    await platform.wait_status(handle, "requires_action")
+    checkout_id = str(checkout.checkout_id)
+
+    async def cli(*argv: str) -> int:
+        # The CLI is synchronous; run it off the loop that serves the API.
+        return await asyncio.to_thread(run, ["--api", platform.api_url, *argv])
+
+    assert await cli("--json", "show", checkout_id) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["checkout"]["status"] == "requires_action"
+    assert [s["step"] for s in shown["steps"]][:2] == ["lock_cart", "price_cart"]
+    assert await cli("show", checkout_id) == 0
+    assert "awaiting_payment" in capsys.readouterr().out
+    assert await cli("cancel", checkout_id) == 0
+    assert "cancel requested" in capsys.readouterr().out
+    assert (await handle.result()).status == "cancelled"
+    assert await cli("--json", "cancel", checkout_id) == 1
+    assert json.loads(capsys.readouterr().out)["code"] == "checkout_ended"
