@@ -7,6 +7,7 @@ import json
 import uuid
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -131,8 +132,13 @@ async def test_shopctl_shows_and_cancels(
         # The CLI is synchronous; run it off the loop that serves the API.
         return await asyncio.to_thread(run, ["--api", platform.api_url, *argv])
 
+    def printed_json() -> dict[str, Any]:
+        out = capsys.readouterr().out  # log lines of the in-process platform may precede it
+        document: dict[str, Any] = json.loads(out[out.index("{\n") :])
+        return document
+
     assert await cli("--json", "show", checkout_id) == 0
-    shown = json.loads(capsys.readouterr().out)
+    shown = printed_json()
     assert shown["checkout"]["status"] == "requires_action"
     assert [s["step"] for s in shown["steps"]][:2] == ["lock_cart", "price_cart"]
     assert await cli("show", checkout_id) == 0
@@ -141,4 +147,4 @@ async def test_shopctl_shows_and_cancels(
     assert "cancel requested" in capsys.readouterr().out
     assert (await handle.result()).status == "cancelled"
     assert await cli("--json", "cancel", checkout_id) == 1
-    assert json.loads(capsys.readouterr().out)["code"] == "checkout_ended"
+    assert printed_json()["code"] == "checkout_ended"
