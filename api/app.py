@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from prometheus_client import make_asgi_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -98,4 +99,6 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     for module in (users, catalog, carts, checkouts, orders, webhooks, ops, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=config.api_max_body_bytes)
+    # Prometheus text format; not part of the OpenAPI document.
+    app.mount("/metrics", make_asgi_app())
     return app

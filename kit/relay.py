@@ -26,6 +26,7 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 from sqlalchemy import text
+from temporalio.common import MetricMeter
 
 from kit.db import DomainDatabase
 from kit.logging import get_logger
@@ -36,6 +37,8 @@ log = get_logger(__name__)
 # Advisory-lock key space of the relay (the first key of the two-int form).
 LOCK_CLASS = 0x6F75  # "ou"
 DUPLICATE_WINDOW = timedelta(minutes=10)
+# How often the backlog gauges are refreshed.
+GAUGE_INTERVAL_S = 10.0
 
 _CLAIM = text(
     """
@@ -113,6 +116,7 @@ class OutboxRelay:
         retention: timedelta = timedelta(hours=24),
         cleanup_interval_s: float = 60.0,
         before_mark: Callable[[Sequence[Any]], None] | None = None,
+        meter: MetricMeter | None = None,
     ) -> None:
         self.domain, self.db, self.js = domain, db, js
         self.listen_dsn = listen_dsn
@@ -123,6 +127,28 @@ class OutboxRelay:
         self.before_mark = before_mark
         self._wake = asyncio.Event()
         self.listening = False
+        attributes = {"domain": domain}
+        self._published = (
+            meter.create_counter("outbox_published", "events published").with_additional_attributes(
+                attributes
+            )
+            if meter
+            else None
+        )
+        self._backlog_gauge = (
+            meter.create_gauge("outbox_backlog", "unprocessed events").with_additional_attributes(
+                attributes
+            )
+            if meter
+            else None
+        )
+        self._age_gauge = (
+            meter.create_gauge_float(
+                "outbox_oldest_age", "age of the oldest unprocessed event", "s"
+            ).with_additional_attributes(attributes)
+            if meter
+            else None
+        )
 
     async def drain_partition(self, partition: int) -> int:
         """Publish and mark the oldest unprocessed rows of a partition (0: another relay has it)."""
@@ -146,7 +172,9 @@ class OutboxRelay:
             if self.before_mark is not None:
                 self.before_mark(rows)
             await session.execute(_MARK, {"ids": [row.id for row in rows]})
-            return len(rows)
+        if self._published is not None:
+            self._published.add(len(rows))
+        return len(rows)
 
     def _message(self, row: Any) -> dict[str, Any]:
         envelope = {
@@ -195,7 +223,11 @@ class OutboxRelay:
         """How many events wait and how old the oldest is (the relay's health)."""
         async with self.db.begin() as session:
             count, age = (await session.execute(_BACKLOG)).one()
-        return Backlog(int(count), float(age or 0.0))
+        backlog = Backlog(int(count), float(age or 0.0))
+        if self._backlog_gauge is not None and self._age_gauge is not None:
+            self._backlog_gauge.set(backlog.count)
+            self._age_gauge.set(backlog.oldest_age_s)
+        return backlog
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """Wake the relay on NOTIFY; reconnect when the connection drops (polling covers gaps)."""
@@ -228,6 +260,7 @@ class OutboxRelay:
         listener = asyncio.create_task(self._listen(stop))
         loop = asyncio.get_running_loop()
         next_cleanup = loop.time() + self.cleanup_interval_s
+        next_gauge = loop.time()
         log.info("relay.started", domain=self.domain, partitions=self.partitions)
         try:
             while not stop.is_set():
@@ -252,6 +285,12 @@ class OutboxRelay:
                         )
                     except Exception:
                         log.exception("relay.cleanup_failed", domain=self.domain)
+                if loop.time() >= next_gauge:
+                    next_gauge = loop.time() + GAUGE_INTERVAL_S
+                    try:
+                        await self.backlog()  # refreshes the backlog gauges
+                    except Exception:
+                        log.exception("relay.backlog_failed", domain=self.domain)
                 if published:
                     continue
                 waits = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]

@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     # An activity on its Nth attempt or later counts as stuck.
     ops_stuck_attempt: int = Field(default=4, ge=2)
 
+    # Prometheus: a worker process serves Temporal's runtime metrics (and the platform's own,
+    # recorded through the same meter) on this port when it is set; `just up` gives each worker
+    # process its own, counting up from WORKER_METRICS_BASE_PORT (9101). The API serves /metrics.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
+
     # Outbox relays run inside each domain's worker process (and `python -m workers relay <d>`).
     relay_enabled: bool = True
     relay_partitions: int = Field(default=32, ge=1, le=4096)

@@ -148,19 +148,33 @@ class Stack:
 
         # One process per domain, each holding only its own database's URL; started together,
         # then awaited (each is ready when Temporal sees it polling its queue).
-        workers = [worker_process(d, settings, self.log_dir) for d in WORKER_DOMAINS]
+        base = settings.worker_metrics_base_port
+        workers = [
+            worker_process(d, settings, self.log_dir, metrics_port=base + i if base else None)
+            for i, d in enumerate(WORKER_DOMAINS)
+        ]
         for worker in workers:
             self.children.append(worker)
             worker.spawn()
         for worker in workers:
             worker.wait_ready()
         self.urls.append(("Workers", ", ".join(f"{d}" for d in WORKER_DOMAINS)))
+        if base:
+            self.urls.append(
+                (
+                    "Worker metrics",
+                    f"http://127.0.0.1:{base}/metrics (checkout) .. "
+                    f":{base + len(WORKER_DOMAINS) - 1}/metrics",
+                )
+            )
         # Domains with no task queue still have an outbox to relay.
         self._start(relay_process(["accounts", "notifications"], settings, self.log_dir))
 
         self._start(api_process(settings, self.log_dir))
         api = f"http://{settings.api_host}:{settings.api_port}"
-        self.urls.insert(0, ("HTTP API", f"{api}  (docs {api}/docs, health {api}/healthz)"))
+        self.urls.insert(
+            0, ("HTTP API", f"{api}  (docs {api}/docs, health {api}/healthz, {api}/metrics)")
+        )
         self.urls.append(("Logs", str(self.log_dir)))
 
     def banner(self) -> str:

@@ -11,7 +11,9 @@ from typing import Any
 
 import nats
 from temporalio.client import Client
+from temporalio.common import MetricMeter
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.cart import CartActivities
@@ -49,12 +51,24 @@ WORKER_DOMAINS: tuple[str, ...] = (
 )
 
 
-async def connect_temporal(settings: Settings) -> Client:
+def metrics_runtime(settings: Settings) -> Runtime | None:
+    """A Temporal runtime exporting Prometheus metrics on WORKER_METRICS_PORT, if set."""
+    if settings.worker_metrics_port is None:
+        return None
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker_metrics_port}")
+        )
+    )
+
+
+async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
     """A Temporal client speaking pydantic payloads."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime or Runtime.default(),
     )
 
 
@@ -138,12 +152,17 @@ async def build_worker(
 
 
 async def start_relays(
-    domains: Sequence[str], settings: Settings, stop: asyncio.Event, stack: AsyncExitStack
+    domains: Sequence[str],
+    settings: Settings,
+    stop: asyncio.Event,
+    stack: AsyncExitStack,
+    meter: MetricMeter | None = None,
 ) -> list[asyncio.Task[None]]:
     """Per domain: its outbox relay and its event consumers (the notifications sender too)."""
     connection = await nats.connect(settings.nats_url, name="outbox-relay")
     stack.push_async_callback(connection.close)
     js = connection.jetstream()
+    meter = meter or Runtime.default().metric_meter
     tasks = []
     for domain in domains:
         db = DomainDatabase.from_settings(domain, settings)
@@ -157,6 +176,7 @@ async def start_relays(
             domain,
             db,
             js,
+            meter=meter,
             listen_dsn=settings.domain_database_url(domain),
             partitions=settings.relay_partitions,
             poll_interval_s=settings.relay_poll_interval_s,
@@ -169,7 +189,8 @@ async def start_relays(
 async def run_relays(domains: Sequence[str], settings: Settings, stop: asyncio.Event) -> None:
     """Only the relays of `domains` (`python -m workers relay <domain> ...`)."""
     async with AsyncExitStack() as stack:
-        tasks = await start_relays(domains, settings, stop, stack)
+        runtime = metrics_runtime(settings) or Runtime.default()
+        tasks = await start_relays(domains, settings, stop, stack, runtime.metric_meter)
         await stop.wait()
         await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -183,7 +204,7 @@ async def run_workers(
 ) -> None:
     """Run the workers of `domains` until `stop` is set, then drain them within the grace period."""
     async with AsyncExitStack() as stack:
-        client = client or await connect_temporal(settings)
+        client = client or await connect_temporal(settings, metrics_runtime(settings))
         workers = [await build_worker(d, client, settings, stack, extras) for d in domains]
         background: list[asyncio.Task[None]] = []
         if "inventory" in domains:
@@ -195,7 +216,8 @@ async def run_workers(
                 )
             )
         if settings.relay_enabled:
-            background += await start_relays(domains, settings, stop, stack)
+            runtime = client.service_client.config.runtime or Runtime.default()
+            background += await start_relays(domains, settings, stop, stack, runtime.metric_meter)
         runs = [asyncio.create_task(worker.run()) for worker in workers]
         log.info("workers.started", domains=list(domains), task_queues=list(domains))
         stopped = asyncio.create_task(stop.wait())

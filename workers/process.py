@@ -42,14 +42,19 @@ def _polled(settings: Settings, queue: str) -> bool:
         return False
 
 
-def worker_process(domain: str, settings: Settings, log_dir: Path) -> ManagedProcess:
+def worker_process(
+    domain: str, settings: Settings, log_dir: Path, metrics_port: int | None = None
+) -> ManagedProcess:
     """`python -m workers <domain>`, ready once Temporal sees it polling its task queue."""
+    env = worker_env(domain, settings)
+    if metrics_port is not None:
+        env["WORKER_METRICS_PORT"] = str(metrics_port)
     return ManagedProcess(
         name=f"worker-{domain}",
         argv=[sys.executable, "-m", "workers", domain],
         log_path=log_dir / f"worker-{domain}.log",
         ready=lambda: _polled(settings, domain),
-        env=worker_env(domain, settings),
+        env=env,
         stop_timeout=settings.worker_shutdown_grace_s + 10,
     )
 

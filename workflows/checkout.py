@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from temporalio import workflow
@@ -132,6 +132,7 @@ class CheckoutWorkflow:
         self._captured = False
         self._intent_id: str | None = None
         self._saga = Saga()
+        self._step_started: datetime | None = None
 
     # -- signals and queries -------------------------------------------------------------------
 
@@ -189,6 +190,9 @@ class CheckoutWorkflow:
     async def run(self, input: CheckoutInput) -> CheckoutStatusBody:
         """Drive the checkout to completed, failed, cancelled or expired."""
         self._input = input
+        self._step_started = workflow.now()
+        # Metrics go through the worker's runtime (Prometheus); they are not emitted on replay.
+        workflow.metric_meter().create_counter("checkouts_started", "checkouts started").add(1)
         workflow.upsert_search_attributes(
             [
                 CUSTOMER_ID.value_set(str(input.user_id)),
@@ -216,8 +220,16 @@ class CheckoutWorkflow:
         except asyncio.CancelledError:
             # Temporal cancellation (an operator): undo everything, refunding if captured.
             await self._unwind(CheckoutStatus.CANCELLED, FailureCode.CANCELLED, "cancelled")
+            self._count_end()
             raise
+        self._count_end()
         return self.status()
+
+    def _count_end(self) -> None:
+        code = self._failure.code.value if self._failure else "none"
+        workflow.metric_meter().create_counter(
+            "checkouts_ended", "checkouts ended, by status and failure code"
+        ).with_additional_attributes({"status": self._status.value, "code": code}).add(1)
 
     async def _forward(self, input: CheckoutInput) -> None:
         checkout_id = input.checkout_id
@@ -488,6 +500,14 @@ class CheckoutWorkflow:
         moved: dict[StepName, StepStatus] = {}
         if self._step not in steps:
             moved[self._step] = StepStatus.COMPLETED
+            now = workflow.now()
+            if self._step_started is not None:
+                workflow.metric_meter().create_histogram_timedelta(
+                    "checkout_step_duration", "time spent in a checkout step"
+                ).with_additional_attributes({"step": self._step.value}).record(
+                    now - self._step_started
+                )
+            self._step_started = now
         for step in steps:
             moved[step] = StepStatus.STARTED
         self._step = steps[-1]

@@ -14,6 +14,7 @@ from temporalio.service import RPCError
 
 from api.deps import Anyone, Customer, PlatformDep
 from api.errors import ApiError
+from api.metrics import CHECKOUT_STARTS
 from api.schemas import CheckoutAccepted, CheckoutIn, CheckoutOut
 from domains.cart import service as carts
 from domains.cart.errors import CartEmpty
@@ -126,6 +127,7 @@ async def start(
         )
     wait = wired.checkout_limiter.take(str(caller.user_id), idempotency_key)
     if wait:
+        CHECKOUT_STARTS.labels("rate_limited").inc()
         raise ApiError(
             429,
             "rate_limited",
@@ -175,6 +177,7 @@ async def start(
         raise ApiError(
             503, "temporal_unavailable", "try again with the same Idempotency-Key"
         ) from exc
+    CHECKOUT_STARTS.labels("started" if _created else "replayed").inc()
     response.headers["Location"] = f"/v1/checkouts/{row.id}"
     current = await current_status(wired, row)
     return CheckoutAccepted(checkout_id=row.id, status=current.status)

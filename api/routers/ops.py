@@ -119,7 +119,7 @@ async def list_checkouts(
     _: Operator,
     status: Annotated[CheckoutStatus | None, Query()] = None,
     step: Annotated[StepName | None, Query()] = None,
-    older_than_s: Annotated[float | None, Query(ge=0)] = None,
+    older_than_s: Annotated[float | None, Query(ge=0, le=315_360_000)] = None,  # ten years
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> OpsCheckoutList:
     """Checkouts from Temporal visibility (search attributes), each with its web-UI link."""

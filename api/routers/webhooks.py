@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import PlatformDep
 from api.errors import ApiError
+from api.metrics import WEBHOOK_VERIFICATIONS
 from domains.checkout import service as checkouts
 from domains.checkout.errors import CheckoutNotFound
 from domains.checkout.models import CheckoutStatus
@@ -66,8 +67,10 @@ async def receive(provider: str, request: Request, wired: PlatformDep) -> JSONRe
     try:
         webhook_id = verify(secrets, dict(request.headers), body)
     except WebhookVerificationError as exc:
+        WEBHOOK_VERIFICATIONS.labels(f"payments:{provider}", "rejected").inc()
         log.warning("webhooks.rejected", provider=provider, reason=str(exc))
         raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
+    WEBHOOK_VERIFICATIONS.labels(f"payments:{provider}", "verified").inc()
     try:
         event = json.loads(body)
         event_type = str(event["type"])
@@ -160,8 +163,10 @@ async def receive_tracking(carrier: str, request: Request, wired: PlatformDep) -
             [wired.settings.carrier_webhook_secret.get_secret_value()], dict(request.headers), body
         )
     except WebhookVerificationError as exc:
+        WEBHOOK_VERIFICATIONS.labels(f"carriers:{carrier}", "rejected").inc()
         log.warning("webhooks.carrier_rejected", carrier=carrier, reason=str(exc))
         raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
+    WEBHOOK_VERIFICATIONS.labels(f"carriers:{carrier}", "verified").inc()
     try:
         event = json.loads(body)
         status = ShipmentStatus(event["data"]["status"])

@@ -47,6 +47,17 @@ def _wait_for_line(
     raise AssertionError(f"no {needle!r} within {timeout}s:\n{''.join(seen)}")
 
 
+def _free_run(length: int) -> int:
+    """The first of `length` consecutive free ports."""
+    for _ in range(50):
+        start = free_port()
+        if start + length < 65000 and not any(
+            port_is_open("127.0.0.1", start + i) for i in range(length)
+        ):
+            return start
+    raise RuntimeError("no run of free ports")
+
+
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     data_dir = tmp_path / "data"
@@ -60,6 +71,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "PSP_URL": f"http://127.0.0.1:{free_port()}",
         "API_PORT": str(free_port()),
+        "WORKER_METRICS_BASE_PORT": str(_free_run(len(WORKER_DOMAINS))),
         "EMBEDDED_SERVICES": "postgres,temporal,nats,sandbox",
         "LOG_FORMAT": "json",
     }
@@ -123,6 +135,16 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
         last = json.loads(walked.stdout.strip().splitlines()[-1])
         assert last["status"] == "completed", last
         assert last["order"]["total_amount"] == "59.80"
+
+        # Metrics: the API's own counters, and the checkout worker's (Temporal runtime + ours).
+        api_metrics = httpx.get(f"http://127.0.0.1:{stack_env['API_PORT']}/metrics/").text
+        assert 'checkout_starts_total{outcome="started"} 1.0' in api_metrics
+        worker_metrics = httpx.get(
+            f"http://127.0.0.1:{stack_env['WORKER_METRICS_BASE_PORT']}/metrics"
+        ).text
+        assert "checkouts_started" in worker_metrics
+        assert 'status="completed"' in worker_metrics
+        assert "checkout_step_duration" in worker_metrics
         # Each domain worker holds its own database's URL and no other.
         for child in children:
             cmd = " ".join(child.cmdline())
