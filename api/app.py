@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import make_asgi_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
@@ -16,6 +19,7 @@ from api.deps import Platform, RateLimiter
 from api.routers import carts, catalog, checkouts, health, ops, orders, users, webhooks
 from kit.db import DomainDatabase
 from kit.settings import Settings, get_settings
+from kit.tracing import tracer_provider
 
 # The API reads and writes through these domains' services.
 API_DOMAINS = (
@@ -61,9 +65,14 @@ class BodyLimit:
         await self.app(scope, counted, send)
 
 
-def create_app(settings: Settings | None = None, temporal: Client | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    temporal: Client | None = None,
+    tracing: TracerProvider | None = None,
+) -> FastAPI:
     """The API; `temporal` may be handed in (tests), else it is connected in the lifespan."""
     config = settings or get_settings()
+    provider = tracing or tracer_provider(config, "api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +82,10 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
             namespace=config.temporal_namespace,
             data_converter=pydantic_data_converter,
             lazy=True,
+            # The trace of a request continues into the workflow it starts or signals.
+            interceptors=(
+                [TracingInterceptor(provider.get_tracer("temporal"))] if provider else []
+            ),
         )
         app.state.platform = Platform(
             settings=config,
@@ -101,4 +114,6 @@ def create_app(settings: Settings | None = None, temporal: Client | None = None)
     app.add_middleware(BodyLimit, limit=config.api_max_body_bytes)
     # Prometheus text format; not part of the OpenAPI document.
     app.mount("/metrics", make_asgi_app())
+    if provider is not None:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     return app

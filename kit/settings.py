@@ -149,6 +149,11 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     worker_metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
 
+    # Tracing (OpenTelemetry): off by default; on, the API and workers export spans over OTLP/HTTP,
+    # Temporal's interceptor carrying the trace from the HTTP request into workflows and activities.
+    tracing_enabled: bool = False
+    tracing_otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+
     # Outbox relays run inside each domain's worker process (and `python -m workers relay <d>`).
     relay_enabled: bool = True
     relay_partitions: int = Field(default=32, ge=1, le=4096)

@@ -12,6 +12,7 @@ from typing import Any
 import nats
 from temporalio.client import Client
 from temporalio.common import MetricMeter
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
@@ -30,6 +31,7 @@ from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.relay import OutboxRelay
 from kit.settings import Settings
+from kit.tracing import tracer_provider
 from workers.consumers import DevSender, consumers_for, run_sender
 from workers.context import LogContextInterceptor
 from workers.sweeper import sweep_expired_reservations
@@ -63,12 +65,16 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
 
 
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
-    """A Temporal client speaking pydantic payloads."""
+    """A Temporal client speaking pydantic payloads (and tracing, when TRACING_ENABLED)."""
+    provider = tracer_provider(settings, "workers")
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime or Runtime.default(),
+        # A client interceptor that is also a worker interceptor: workers built on this client
+        # continue the trace through workflows and activities.
+        interceptors=[TracingInterceptor(provider.get_tracer("temporal"))] if provider else [],
     )
 
 
