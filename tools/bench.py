@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -130,17 +131,20 @@ def services(settings: Settings) -> Iterator[Settings]:
         configured = settings.model_copy(update=updates)
         migrate(configured)
         # The deployment shape of `just up`: one worker process per domain queue.
+        # Each worker process serves Prometheus metrics; the checkout worker's come first.
+        metrics_ports = [free_port() for _ in WORKER_DOMAINS]
         workers = [
             ManagedProcess(
                 name=f"bench-worker-{domain}",
                 argv=[sys.executable, "-m", "tools.bench", "worker", "--domain", domain],
                 log_path=logs / f"bench-worker-{domain}.log",
                 ready=lambda: True,
-                env=_env(configured),
+                env={**_env(configured), "WORKER_METRICS_PORT": str(port)},
                 cwd=REPO,
             )
-            for domain in WORKER_DOMAINS
+            for domain, port in zip(WORKER_DOMAINS, metrics_ports, strict=True)
         ]
+        configured = configured.model_copy(update={"worker_metrics_port": metrics_ports[0]})
         for worker in workers:
             stack.callback(worker.stop)
             worker.spawn()
@@ -209,7 +213,9 @@ async def measure(settings: Settings, n: int, concurrency: int, warmup: int) -> 
         await run_phase("warm-up ceiling", warmup, concurrency, ceiling)
         warm = await run_phase("warm-up checkout", warmup, concurrency, lambda i: checkout(n + i))
         base = await run_phase("ceiling", n, concurrency, ceiling)
+        started_before = await _counter(settings, "checkouts_started")
         real = await run_phase("checkout", n, concurrency, checkout)
+        started_after = await _counter(settings, "checkouts_started")
         report = await check_invariants(
             databases, settings.psp_url, [c.checkout_id for c in inputs[: n + warmup]]
         )
@@ -221,7 +227,19 @@ async def measure(settings: Settings, n: int, concurrency: int, warmup: int) -> 
         "warmup_errors": warm.errors,
         "violations": report.violations,
         "checked": report.checkouts,
+        "metrics": (settings.worker_metrics_port, started_before, started_after),
     }
+
+
+async def _counter(settings: Settings, name: str) -> float:
+    """A counter's total on the checkout worker's /metrics (summed over its labels)."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        text = (await http.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and not line.startswith("#")
+    )
 
 
 def _print(result: dict[str, Any], n: int, concurrency: int) -> dict[str, Any]:
@@ -246,6 +264,11 @@ def _print(result: dict[str, Any], n: int, concurrency: int) -> dict[str, Any]:
     sys.stdout.write(
         f"activities per workflow: {REMOTE_ACTIVITIES} remote; invariants checked on "
         f"{result['checked']} checkouts: {len(result['violations'])} violations\n"
+    )
+    port, before, after = result["metrics"]
+    sys.stdout.write(
+        f"checkout worker metrics http://127.0.0.1:{port}/metrics: "
+        f"checkouts_started {before:.0f} -> {after:.0f} during the checkout phase\n"
     )
     for violation in result["violations"][:20]:
         sys.stdout.write(f"  violation: {violation}\n")
