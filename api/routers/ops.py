@@ -55,11 +55,14 @@ class RetryingActivity(BaseModel):
 
 
 class StuckCheckout(OpsCheckout):
-    """A running checkout that needs a look, and why."""
+    """A running checkout that needs a look, and why: `retrying` are the activities at or past
+    the retry threshold, `pending` every activity Temporal is waiting on (a stopped worker shows
+    as a pending activity that never starts)."""
 
     reasons: list[str]
     step_age_s: float | None
     retrying: list[RetryingActivity]
+    pending: list[RetryingActivity]
 
 
 class OpsCheckoutList(BaseModel):
@@ -133,7 +136,7 @@ async def list_checkouts(
     return OpsCheckoutList(data=rows)
 
 
-async def _retrying(wired: PlatformDep, workflow: str) -> list[RetryingActivity]:
+async def _pending(wired: PlatformDep, workflow: str) -> list[RetryingActivity]:
     description = await wired.temporal.get_workflow_handle(workflow).describe()
     return [
         RetryingActivity(
@@ -142,7 +145,6 @@ async def _retrying(wired: PlatformDep, workflow: str) -> list[RetryingActivity]
             last_failure=pending.last_failure.message if pending.HasField("last_failure") else None,
         )
         for pending in description.raw_description.pending_activities
-        if pending.attempt >= wired.settings.ops_stuck_attempt
     ]
 
 
@@ -160,9 +162,10 @@ async def stuck_checkouts(wired: PlatformDep, _: Operator) -> StuckList:
     async with wired.databases["checkout"].begin() as session:
         moved = await checkouts.last_moved(session, ids)
     now = datetime.now(UTC)
-    retrying = await asyncio.gather(*(_retrying(wired, row.workflow_id) for row in running))
+    pending = await asyncio.gather(*(_pending(wired, row.workflow_id) for row in running))
     stuck = []
-    for row, activities in zip(running, retrying, strict=True):
+    for row, waiting in zip(running, pending, strict=True):
+        activities = [a for a in waiting if a.attempt >= settings.ops_stuck_attempt]
         reasons = []
         last = moved.get(row.checkout_id)
         step_age = (now - last).total_seconds() if last else None
@@ -181,7 +184,11 @@ async def stuck_checkouts(wired: PlatformDep, _: Operator) -> StuckList:
         if reasons:
             stuck.append(
                 StuckCheckout(
-                    **row.model_dump(), reasons=reasons, step_age_s=step_age, retrying=activities
+                    **row.model_dump(),
+                    reasons=reasons,
+                    step_age_s=step_age,
+                    retrying=activities,
+                    pending=waiting,
                 )
             )
     return StuckList(data=stuck)

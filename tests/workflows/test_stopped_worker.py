@@ -78,6 +78,7 @@ async def test_stopped_inventory_worker_is_found_and_recovered(
             assert mine is not None, "the checkout never showed as stuck"
             assert mine["step"] == "reserve_inventory"
             assert mine["reasons"] == ["step_deadline_passed"]
+            assert [a["activity_type"] for a in mine["pending"]] == ["inventory.reserve"]
             shown = (
                 await http.get(f"/v1/ops/checkouts/{checkout.checkout_id}", headers=operator)
             ).json()
