@@ -117,7 +117,7 @@ async def test_fifty_identical_requests_start_one_workflow(
     assert len(ids) == 1
     checkout_id = ids.pop()
     # Visibility is eventually consistent: wait for the run to show, then there must be one.
-    for _ in range(100):
+    for _ in range(300):
         runs = [
             w
             async for w in platform.client.list_workflows(f"WorkflowId = 'checkout-{checkout_id}'")

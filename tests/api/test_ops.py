@@ -49,7 +49,7 @@ async def test_find_a_waiting_checkout_see_it_stuck_and_end_it(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
         )
         listed: list[dict[str, object]] = []
-        for _ in range(100):  # visibility is eventually consistent
+        for _ in range(300):  # visibility is eventually consistent
             listed = (
                 await http.get(
                     "/v1/ops/checkouts",

@@ -34,7 +34,7 @@ async def _waiting_checkout(
     )
     checkout_id = started.json()["checkout_id"]
     handle = platform.client.get_workflow_handle(f"checkout-{checkout_id}")
-    await platform.wait_status(handle, "requires_action")
+    await platform.wait_status(handle, "requires_action", within_s=60)
     intent = (await platform.ledger(uuid.UUID(checkout_id)))[0]["payment_intent"]
     return checkout_id, intent
 

@@ -49,7 +49,7 @@ async def test_a_completed_checkout_drains_every_outbox_and_notifies_the_buyer(
         ("payment_captured", "sent"),
         ("shipment_created", "sent"),
     ]
-    for _ in range(100):
+    for _ in range(300):
         backlog = await _backlog(platform)
         if (
             not any(backlog.values())
@@ -67,7 +67,7 @@ async def test_a_failed_checkout_tells_the_buyer(platform: Platform) -> None:
     checkout, handle = await platform.checkout(token="tok_declined")
     assert (await handle.result()).status == "failed"
     expected = [("checkout_failed", "sent")]
-    for _ in range(100):
+    for _ in range(300):
         if await _notifications(platform, checkout.user_id) == expected:
             break
         await asyncio.sleep(0.1)
