@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -55,7 +55,6 @@ class Platform:
     databases: dict[str, DomainDatabase]
     temporal: Client
     checkout_limiter: RateLimiter
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 def platform(request: Request) -> Platform:

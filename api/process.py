@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from kit.services.process import ManagedProcess
+from kit.services.process import ManagedProcess, http_ok
 from kit.settings import Settings
 
 
 def api_process(settings: Settings, log_dir: Path) -> ManagedProcess:
     """`python -m api`, ready once /healthz answers 200 (every dependency and poller is up)."""
     health = f"http://{settings.api_host}:{settings.api_port}/healthz"
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(health, timeout=3) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
 
     env = {
         **os.environ,
@@ -34,7 +25,7 @@ def api_process(settings: Settings, log_dir: Path) -> ManagedProcess:
         name="api",
         argv=[sys.executable, "-m", "api"],
         log_path=log_dir / "api.log",
-        ready=ready,
+        ready=lambda: http_ok(health, timeout=3),
         ports=[(settings.api_host, settings.api_port)],
         env=env,
     )

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from kit.services.process import ManagedProcess
+from kit.services.process import ManagedProcess, http_ok
 
 HOST = "127.0.0.1"
 
@@ -25,13 +23,6 @@ def sandbox_process(
     """`python -m sandbox` on HOST:port, ready when /healthz answers 200."""
     health = f"http://{HOST}:{port}/healthz"
 
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(health, timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
     # The child reads its configuration through Settings; this only hands the environment on.
     env = {
         **os.environ,
@@ -46,7 +37,7 @@ def sandbox_process(
         name="sandbox",
         argv=[sys.executable, "-m", "sandbox"],
         log_path=log_dir / "sandbox.log",
-        ready=ready,
+        ready=lambda: http_ok(health),
         ports=[(HOST, port)],
         env=env,
     )

@@ -8,18 +8,14 @@ from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
 
-from workflows.checkout import TASK_QUEUE, CheckoutWorkflow
+from workflows.checkout import CHECKOUT_STATUS, CUSTOMER_ID, TASK_QUEUE, CheckoutWorkflow
 from workflows.models import Address, CheckoutInput, CheckoutStatusBody
-
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-CHECKOUT_STATUS = SearchAttributeKey.for_keyword("CheckoutStatus")
 
 
 def workflow_id(checkout_id: uuid.UUID) -> str:

@@ -17,10 +17,11 @@ from kit.temporal import has_pollers
 _DATABASE_VARIABLES = {"DATABASE_URL", *(f"{d.upper()}_DATABASE_URL" for d in DOMAINS)}
 
 
-def worker_env(domain: str, settings: Settings) -> dict[str, str]:
-    """The child's environment: the parent's, less every database URL but its own domain's."""
+def worker_env(settings: Settings, *domains: str) -> dict[str, str]:
+    """The child's environment: the parent's, less every database URL but its own domains'."""
     env = {k: v for k, v in os.environ.items() if k not in _DATABASE_VARIABLES}
-    env[f"{domain.upper()}_DATABASE_URL"] = settings.domain_database_url(domain)
+    for domain in domains:
+        env[f"{domain.upper()}_DATABASE_URL"] = settings.domain_database_url(domain)
     env["TEMPORAL_ADDRESS"] = settings.temporal_address
     env["TEMPORAL_NAMESPACE"] = settings.temporal_namespace
     env["PSP_URL"] = settings.psp_url
@@ -46,7 +47,7 @@ def worker_process(
     domain: str, settings: Settings, log_dir: Path, metrics_port: int | None = None
 ) -> ManagedProcess:
     """`python -m workers <domain>`, ready once Temporal sees it polling its task queue."""
-    env = worker_env(domain, settings)
+    env = worker_env(settings, domain)
     if metrics_port is not None:
         env["WORKER_METRICS_PORT"] = str(metrics_port)
     return ManagedProcess(
@@ -61,14 +62,10 @@ def worker_process(
 
 def relay_process(domains: list[str], settings: Settings, log_dir: Path) -> ManagedProcess:
     """Outbox relays of domains without a worker (accounts, notifications) in one process."""
-    env = {k: v for k, v in os.environ.items() if k not in _DATABASE_VARIABLES}
-    for domain in domains:
-        env[f"{domain.upper()}_DATABASE_URL"] = settings.domain_database_url(domain)
-    env["NATS_URL"] = settings.nats_url
     return ManagedProcess(
         name="relays",
         argv=[sys.executable, "-m", "workers", "relay", *domains],
         log_path=log_dir / "relays.log",
         ready=lambda: True,
-        env=env,
+        env=worker_env(settings, *domains),
     )

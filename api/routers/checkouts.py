@@ -143,7 +143,7 @@ async def start(
         if not items:
             raise CartEmpty("the cart has no items")
     async with wired.databases["checkout"].begin() as session:
-        row, _created = await checkouts.begin(
+        row, created = await checkouts.begin(
             session,
             user_id=caller.user_id,
             cart_id=body.cart_id,
@@ -177,8 +177,11 @@ async def start(
         raise ApiError(
             503, "temporal_unavailable", "try again with the same Idempotency-Key"
         ) from exc
-    CHECKOUT_STARTS.labels("started" if _created else "replayed").inc()
+    CHECKOUT_STARTS.labels("started" if created else "replayed").inc()
     response.headers["Location"] = f"/v1/checkouts/{row.id}"
+    if created:
+        # Just started: querying would cost a workflow task on the worker to learn "processing".
+        return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)
     current = await current_status(wired, row)
     return CheckoutAccepted(checkout_id=row.id, status=current.status)
 

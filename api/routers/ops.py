@@ -11,7 +11,6 @@ from fastapi import APIRouter, Query, status
 from pydantic import BaseModel
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
-from temporalio.common import SearchAttributeKey
 from temporalio.service import RPCError
 
 from api.deps import Operator, PlatformDep
@@ -21,14 +20,15 @@ from api.schemas import CheckoutAccepted, CheckoutOut
 from domains.checkout import service as checkouts
 from domains.checkout.models import CheckoutStatus, StepName
 from tools.checkouts import workflow_id
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout import (
+    CHECKOUT_STATUS,
+    CHECKOUT_STEP,
+    CUSTOMER_ID,
+    ORDER_NUMBER,
+    CheckoutWorkflow,
+)
 
 router = APIRouter(tags=["operations"])
-
-STATUS = SearchAttributeKey.for_keyword("CheckoutStatus")
-STEP = SearchAttributeKey.for_keyword("CheckoutStep")
-ORDER_NUMBER = SearchAttributeKey.for_keyword("OrderNumber")
-CUSTOMER = SearchAttributeKey.for_keyword("CustomerId")
 
 
 class OpsCheckout(BaseModel):
@@ -89,9 +89,9 @@ def _row(wired: PlatformDep, execution: WorkflowExecution) -> OpsCheckout:
         checkout_id=uuid.UUID(execution.id.removeprefix("checkout-")),
         workflow_id=execution.id,
         run_status=execution.status.name.lower() if execution.status else "unknown",
-        status=attributes.get(STATUS),
-        step=attributes.get(STEP),
-        customer_id=attributes.get(CUSTOMER),
+        status=attributes.get(CHECKOUT_STATUS),
+        step=attributes.get(CHECKOUT_STEP),
+        customer_id=attributes.get(CUSTOMER_ID),
         order_number=attributes.get(ORDER_NUMBER),
         started_at=started,
         age_s=(datetime.now(UTC) - started).total_seconds() if started else 0.0,

@@ -39,6 +39,18 @@ PROVIDERS = frozenset({"sandbox"})
 ENDED = checkouts.FINAL
 
 
+def _verified(source: str, secrets: list[str], request: Request, body: bytes) -> str:
+    """The webhook id of a genuine, fresh delivery; 400 `invalid_signature` otherwise (counted)."""
+    try:
+        webhook_id = verify(secrets, dict(request.headers), body)
+    except WebhookVerificationError as exc:
+        WEBHOOK_VERIFICATIONS.labels(source, "rejected").inc()
+        log.warning("webhooks.rejected", source=source, reason=str(exc))
+        raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
+    WEBHOOK_VERIFICATIONS.labels(source, "verified").inc()
+    return webhook_id
+
+
 def _checkout_of(intent: dict[str, Any]) -> uuid.UUID | None:
     raw = (intent.get("metadata") or {}).get("checkout_id")
     try:
@@ -64,13 +76,7 @@ async def receive(provider: str, request: Request, wired: PlatformDep) -> JSONRe
     secrets = [settings.payment_webhook_secret.get_secret_value()]
     if settings.payment_webhook_secret_previous is not None:
         secrets.append(settings.payment_webhook_secret_previous.get_secret_value())
-    try:
-        webhook_id = verify(secrets, dict(request.headers), body)
-    except WebhookVerificationError as exc:
-        WEBHOOK_VERIFICATIONS.labels(f"payments:{provider}", "rejected").inc()
-        log.warning("webhooks.rejected", provider=provider, reason=str(exc))
-        raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
-    WEBHOOK_VERIFICATIONS.labels(f"payments:{provider}", "verified").inc()
+    webhook_id = _verified(f"payments:{provider}", secrets, request, body)
     try:
         event = json.loads(body)
         event_type = str(event["type"])
@@ -158,15 +164,8 @@ async def receive_tracking(carrier: str, request: Request, wired: PlatformDep) -
     if carrier not in CARRIERS:
         raise ApiError(404, "unknown_carrier", f"no carrier {carrier!r}")
     body = await request.body()
-    try:
-        event_id = verify(
-            [wired.settings.carrier_webhook_secret.get_secret_value()], dict(request.headers), body
-        )
-    except WebhookVerificationError as exc:
-        WEBHOOK_VERIFICATIONS.labels(f"carriers:{carrier}", "rejected").inc()
-        log.warning("webhooks.carrier_rejected", carrier=carrier, reason=str(exc))
-        raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
-    WEBHOOK_VERIFICATIONS.labels(f"carriers:{carrier}", "verified").inc()
+    secret = wired.settings.carrier_webhook_secret.get_secret_value()
+    event_id = _verified(f"carriers:{carrier}", [secret], request, body)
     try:
         event = json.loads(body)
         status = ShipmentStatus(event["data"]["status"])

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import shutil
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from kit.services.process import ManagedProcess, ServiceError
+from kit.services.process import ManagedProcess, ServiceError, http_ok
 
 
 def nats_server() -> str:
@@ -25,13 +23,6 @@ def nats_process(
     store_dir.mkdir(parents=True, exist_ok=True)
     health = f"http://{host}:{monitor_port}/healthz?js-enabled-only=true"
 
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(health, timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
     return ManagedProcess(
         name="nats",
         argv=[
@@ -47,6 +38,6 @@ def nats_process(
             str(store_dir),
         ],
         log_path=log_dir / "nats.log",
-        ready=ready,
+        ready=lambda: http_ok(health),
         ports=[(host, port), (host, monitor_port)],
     )
