@@ -9,7 +9,7 @@ default:
 
 # Run the whole platform locally until Ctrl-C / SIGTERM.
 up:
-    exec {{python}} -m kit.stack
+    exec {{python}} -m devstack
 
 # Run the whole test suite against real PostgreSQL, Temporal and NATS.
 test *ARGS:

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from db.migrate import migrate
+from devstack.services.nats import nats_process
+from devstack.services.postgres import postgres_process
+from devstack.services.process import ManagedProcess, free_port
+from devstack.services.temporal import DevServerConfig, temporal_process
 from kit.db import DomainDatabase
-from kit.services.nats import nats_process
-from kit.services.postgres import postgres_process
-from kit.services.process import ManagedProcess, free_port
-from kit.services.temporal import DevServerConfig, temporal_process
 from kit.settings import DOMAINS, Settings, get_settings
 
 HOST = "127.0.0.1"

@@ -12,7 +12,7 @@ import jwt
 import pytest
 
 from api.app import create_app
-from kit.services.process import free_port
+from devstack.services.process import free_port
 from tests.api.conftest import Caller
 from tests.platform import Platform
 

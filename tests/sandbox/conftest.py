@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from kit.services.process import ManagedProcess, free_port
+from devstack.processes import sandbox_process
+from devstack.services.process import ManagedProcess, free_port
 from kit.webhooks import WebhookVerificationError, verify
-from sandbox.process import sandbox_process
 
 # Not the dev default: proves the sandbox signs with PAYMENT_WEBHOOK_SECRET from its environment.
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"sandbox-tests-webhook-secret-32b").decode()

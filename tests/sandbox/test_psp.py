@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kit.services.process import free_port
+from devstack.services.process import free_port
 from tests.sandbox.conftest import (
     ASYNC_DELAY_S,
     FLAKY_HANG_S,

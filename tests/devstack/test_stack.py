@@ -1,4 +1,4 @@
-"""`just up` (python -m kit.stack): starts everything, refuses a twin, leaves nothing on SIGTERM."""
+"""`just up` (python -m devstack): starts everything, refuses a twin, leaves nothing on SIGTERM."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import httpx
 import psutil
 import pytest
 
-from kit.services.process import free_port, port_is_open
-from kit.services.temporal import temporal_cli
+from devstack.services.process import free_port, port_is_open
+from devstack.services.temporal import temporal_cli
 from workers.bootstrap import WORKER_DOMAINS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -92,7 +92,7 @@ def _ports(env: dict[str, str]) -> list[int]:
 @pytest.mark.slow
 def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str, str]) -> None:
     up = subprocess.Popen(
-        [sys.executable, "-m", "kit.stack"],
+        [sys.executable, "-m", "devstack"],
         cwd=REPO,
         env=stack_env,
         stdout=subprocess.PIPE,
@@ -171,7 +171,7 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
             assert attribute in listed
 
         twin = subprocess.run(
-            [sys.executable, "-m", "kit.stack"],
+            [sys.executable, "-m", "devstack"],
             cwd=REPO,
             env=stack_env,
             capture_output=True,

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from kit.services.process import ManagedProcess, ServiceError
+from devstack.services.process import ManagedProcess, ServiceError
 
 # PostgreSQL refuses to run as root; as root we run it as this unprivileged user.
 SERVICE_USER = "embedded_postgres"

@@ -1,4 +1,4 @@
-"""`just up`: the whole platform on one machine, from PyPI wheels, stopped cleanly on a signal.
+"""`just up` (`python -m devstack`): the whole platform on one machine, from PyPI wheels.
 
 Each service is started only when its URL is not set in the environment; what this process
 starts, it stops (reverse order, by pid) on Ctrl-C or SIGTERM, and it exits if a child dies.
@@ -16,22 +16,24 @@ from types import FrameType
 from typing import IO
 from urllib.parse import urlsplit
 
-from api.process import api_process
 from db.migrate import migrate
+from devstack.processes import api_process, relay_process, sandbox_process, worker_process
+from devstack.services.nats import nats_process
+from devstack.services.postgres import postgres_process
+from devstack.services.process import ManagedProcess, ServiceError
+from devstack.services.temporal import DevServerConfig, temporal_process
 from kit.logging import configure_logging, get_logger
-from kit.services.nats import nats_process
-from kit.services.postgres import postgres_process
-from kit.services.process import ManagedProcess, ServiceError
-from kit.services.temporal import DevServerConfig, temporal_process
 from kit.settings import DOMAINS, Settings, get_settings
-from sandbox.process import sandbox_process
-from workers.bootstrap import WORKER_DOMAINS
-from workers.process import relay_process, worker_process
+from workflows.checkout.contract import TaskQueue
+
+WORKER_DOMAINS = [queue.value for queue in TaskQueue]
 
 log = get_logger(__name__)
 
 # The NATS monitoring endpoint sits 4000 above the client port (4222 -> 8222), NATS's convention.
 NATS_MONITOR_OFFSET = 4000
+# Domains with no task queue still have an outbox to relay.
+RELAY_ONLY_DOMAINS = ["accounts", "notifications"]
 
 
 class Shutdown(BaseException):
@@ -79,6 +81,17 @@ class Stack:
 
     def start(self) -> None:
         """Start every service whose URL the environment does not provide, and migrate."""
+        self._start_postgres()
+        migrate(self.settings)
+        self._start_temporal()
+        self._start_nats()
+        self._start_sandbox()
+        self._start_workers()
+        self._start(relay_process(RELAY_ONLY_DOMAINS, self.settings, self.log_dir))
+        self._start_api()
+        self.urls.append(("Logs", str(self.log_dir)))
+
+    def _start_postgres(self) -> None:
         settings = self.settings
         if not settings.starts_embedded("postgres"):
             log.info("stack.external", service="postgres")
@@ -93,8 +106,9 @@ class Stack:
                 )
             )
         self.urls.append(("PostgreSQL", f"{settings.database_url}  ({', '.join(DOMAINS)})"))
-        migrate(settings)
 
+    def _start_temporal(self) -> None:
+        settings = self.settings
         if not settings.starts_embedded("temporal"):
             log.info("stack.external", service="temporal")
         else:
@@ -107,6 +121,8 @@ class Stack:
             ("Temporal", f"{settings.temporal_address}  (namespace {settings.temporal_namespace})")
         )
 
+    def _start_nats(self) -> None:
+        settings = self.settings
         if not settings.starts_embedded("nats"):
             log.info("stack.external", service="nats")
         else:
@@ -125,6 +141,8 @@ class Stack:
             self.urls.append(("NATS monitoring", f"http://{host}:{monitor}"))
         self.urls.append(("NATS JetStream", settings.nats_url))
 
+    def _start_sandbox(self) -> None:
+        settings = self.settings
         if settings.starts_embedded("sandbox"):
             port = urlsplit(settings.psp_url).port or 8100
             webhook_url = settings.sandbox_webhook_url
@@ -146,11 +164,14 @@ class Stack:
             )
         self.urls.append(("Payment provider sandbox", f"{settings.psp_url}/v1/ledger"))
 
-        # One process per domain, each holding only its own database's URL; started together,
-        # then awaited (each is ready when Temporal sees it polling its queue).
-        base = settings.worker_metrics_base_port
+    def _start_workers(self) -> None:
+        """One process per domain, each holding only its own database's URL.
+
+        Started together, then awaited (each is ready when Temporal sees it polling its queue).
+        """
+        base = self.settings.worker_metrics_base_port
         workers = [
-            worker_process(d, settings, self.log_dir, metrics_port=base + i if base else None)
+            worker_process(d, self.settings, self.log_dir, metrics_port=base + i if base else None)
             for i, d in enumerate(WORKER_DOMAINS)
         ]
         for worker in workers:
@@ -167,15 +188,14 @@ class Stack:
                     f":{base + len(WORKER_DOMAINS) - 1}/metrics",
                 )
             )
-        # Domains with no task queue still have an outbox to relay.
-        self._start(relay_process(["accounts", "notifications"], settings, self.log_dir))
 
+    def _start_api(self) -> None:
+        settings = self.settings
         self._start(api_process(settings, self.log_dir))
         api = f"http://{settings.api_host}:{settings.api_port}"
         self.urls.insert(
             0, ("HTTP API", f"{api}  (docs {api}/docs, health {api}/healthz, {api}/metrics)")
         )
-        self.urls.append(("Logs", str(self.log_dir)))
 
     def banner(self) -> str:
         """What a person needs to use the platform: every URL."""
@@ -241,7 +261,3 @@ def main() -> int:
         lock.close()
     log.info("stack.stopped", code=code)
     return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from kit.services.process import ManagedProcess, ServiceError, http_ok
+from devstack.services.process import ManagedProcess, ServiceError, http_ok
 
 
 def nats_server() -> str:

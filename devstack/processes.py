@@ -1,4 +1,8 @@
-"""A domain worker as a child process of `just up`, holding only its own database's URL."""
+"""The platform's own processes as children of `just up` (and of the tests and the benchmark).
+
+The API, the sandbox, one worker per domain and the relays: how each is launched, what
+environment it gets and when it counts as ready. Third-party services are in `services/`.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,67 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from kit.services.process import ManagedProcess
+from devstack.services.process import ManagedProcess, http_ok
 from kit.settings import DOMAINS, Settings
 from kit.temporal import has_pollers
 
+SANDBOX_HOST = "127.0.0.1"
+
 # Database variables a worker of another domain must not inherit.
 _DATABASE_VARIABLES = {"DATABASE_URL", *(f"{d.upper()}_DATABASE_URL" for d in DOMAINS)}
+
+
+def api_process(settings: Settings, log_dir: Path) -> ManagedProcess:
+    """`python -m api`, ready once /healthz answers 200 (every dependency and poller is up)."""
+    health = f"http://{settings.api_host}:{settings.api_port}/healthz"
+
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "NATS_URL": settings.nats_url,
+        "PSP_URL": settings.psp_url,
+        "DATABASE_URL": settings.database_url,
+    }
+    return ManagedProcess(
+        name="api",
+        argv=[sys.executable, "-m", "api"],
+        log_path=log_dir / "api.log",
+        ready=lambda: http_ok(health, timeout=3),
+        ports=[(settings.api_host, settings.api_port)],
+        env=env,
+    )
+
+
+def sandbox_process(
+    *,
+    port: int,
+    db_path: Path,
+    webhook_url: str,
+    carrier_webhook_url: str = "",
+    log_dir: Path,
+    extra_env: dict[str, str] | None = None,
+) -> ManagedProcess:
+    """`python -m sandbox` on SANDBOX_HOST:port, ready when /healthz answers 200."""
+    health = f"http://{SANDBOX_HOST}:{port}/healthz"
+
+    # The child reads its configuration through Settings; this only hands the environment on.
+    env = {
+        **os.environ,
+        "PSP_URL": f"http://{SANDBOX_HOST}:{port}",
+        "SANDBOX_DB_PATH": str(db_path),
+        "SANDBOX_WEBHOOK_URL": webhook_url,
+        # Empty: the carrier's tracking events are recorded but not sent.
+        "SANDBOX_CARRIER_WEBHOOK_URL": carrier_webhook_url,
+        **(extra_env or {}),
+    }
+    return ManagedProcess(
+        name="sandbox",
+        argv=[sys.executable, "-m", "sandbox"],
+        log_path=log_dir / "sandbox.log",
+        ready=lambda: http_ok(health),
+        ports=[(SANDBOX_HOST, port)],
+        env=env,
+    )
 
 
 def worker_env(settings: Settings, *domains: str) -> dict[str, str]:

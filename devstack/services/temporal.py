@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from kit.services.process import ManagedProcess, ServiceError, port_is_open
+from devstack.services.process import ManagedProcess, ServiceError, port_is_open
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "temporal" / "dev-server.yml"
