@@ -1,23 +1,24 @@
-"""Per-domain database access: declarative bases with a naming convention, engines and sessions."""
+"""Per-domain database access: declarative vocabulary with a naming convention, engines, sessions
+and the idempotent insert every service writes through."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, Numeric, func
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import CheckConstraint, DateTime, MetaData, Numeric, func, select
+from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import MappedColumn, mapped_column
+from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, MappedColumn, mapped_column
 
 from kit.settings import Settings, async_driver_url
 
@@ -112,3 +113,53 @@ class DomainDatabase:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+
+
+async def insert_if_absent(
+    session: AsyncSession,
+    model: type[ModelT],
+    values: Mapping[str, Any],
+    key: Sequence[InstrumentedAttribute[Any]],
+) -> ModelT | None:
+    """Insert one row unless a row with the same business `key` exists; the new row, or None.
+
+    One `INSERT ... ON CONFLICT (key) DO NOTHING RETURNING` statement: concurrent callers with one
+    key never both insert and never fail on the unique constraint (a loser waits for the winner's
+    transaction, then gets None). `key` must be the columns of a unique constraint or index.
+    """
+    statement = (
+        insert(model)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(key))
+        .returning(model)
+    )
+    return await session.scalar(statement)
+
+
+async def insert_or_get(
+    session: AsyncSession,
+    model: type[ModelT],
+    values: Mapping[str, Any],
+    key: Sequence[InstrumentedAttribute[Any]],
+    *,
+    lock: bool = False,
+) -> tuple[ModelT, bool]:
+    """The row with `values`' business `key`: inserted now (True) or found (False).
+
+    Idempotent by construction (house rule 4): insert first, and on a conflict select the row
+    that holds the key. Never check-then-insert: two concurrent attempts would both see nothing
+    and one would fail on the unique constraint. Only the caller that gets True should append the
+    row's "created" event or apply its side effects. `lock` takes a found row FOR UPDATE (a row
+    this transaction inserted is its own already).
+    """
+    inserted = await insert_if_absent(session, model, values, key)
+    if inserted is not None:
+        return inserted, True
+    query = select(model).where(*(column == values[column.key] for column in key))
+    existing = await session.scalar(query.with_for_update() if lock else query)
+    if existing is None:  # only if the conflicting row was deleted since: not a business case
+        raise LookupError(f"{model.__name__} with this key conflicted but cannot be read")
+    return existing, False

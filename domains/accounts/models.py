@@ -10,15 +10,14 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import TYPE_ANNOTATION_MAP, created_at_column, new_metadata, one_of, uuid_pk
-from kit.outbox import outbox_table
+from kit.db import created_at_column, one_of, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the accounts database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+    registry = domain_registry()
 
 
 class UserStatus(StrEnum):
@@ -56,6 +55,3 @@ class UserAddress(Base):
     )
     address: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = created_at_column()
-
-
-domain_outbox_events = outbox_table(Base.metadata)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 
 from pydantic import BaseModel
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.accounts.errors import EmailTaken
 from domains.accounts.models import User, UserStatus
+from kit.db import insert_if_absent
 from kit.outbox import append_event
 
 
@@ -21,16 +21,16 @@ class UserRegistered(BaseModel):
 
 async def create_user(session: AsyncSession, email: str, phone: str | None) -> User:
     """A new active user; EmailTaken if the address (in any case) is registered."""
-    user: User | None = await session.scalar(
-        insert(User)
-        .values(
-            id=uuid.uuid4(),
-            email=email.strip().lower(),
-            phone=phone,
-            status=UserStatus.ACTIVE.value,
-        )
-        .on_conflict_do_nothing(index_elements=[User.email])
-        .returning(User)
+    user = await insert_if_absent(
+        session,
+        User,
+        {
+            "id": uuid.uuid4(),
+            "email": email.strip().lower(),
+            "phone": phone,
+            "status": UserStatus.ACTIVE.value,
+        },
+        key=[User.email],
     )
     if user is None:
         raise EmailTaken("a user with this e-mail exists")

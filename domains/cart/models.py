@@ -10,22 +10,14 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import (
-    TYPE_ANNOTATION_MAP,
-    created_at_column,
-    new_metadata,
-    one_of,
-    updated_at_column,
-    uuid_pk,
-)
-from kit.outbox import outbox_table
+from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the cart database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+    registry = domain_registry()
 
 
 class CartStatus(StrEnum):
@@ -86,6 +78,3 @@ class CartItem(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     price_snapshot: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = created_at_column()
-
-
-domain_outbox_events = outbox_table(Base.metadata)

@@ -58,6 +58,16 @@ async def _cart_for_update(session: AsyncSession, cart_id: uuid.UUID, user_id: u
     return cart
 
 
+async def _event(session: AsyncSession, kind: str, cart: Cart, checkout_id: uuid.UUID) -> None:
+    await append_event(
+        session,
+        AGGREGATE,
+        cart.id,
+        f"cart.{kind}",
+        CartCheckoutEvent(cart_id=cart.id, user_id=cart.user_id, checkout_id=checkout_id),
+    )
+
+
 async def lock_for_checkout(
     session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID, checkout_id: uuid.UUID
 ) -> LockedCart:
@@ -76,13 +86,7 @@ async def lock_for_checkout(
             raise CartEmpty("the cart has no items", cart_id=str(cart_id))
         cart.status = CartStatus.LOCKED
         cart.checkout_id = checkout_id
-        await append_event(
-            session,
-            AGGREGATE,
-            cart.id,
-            "cart.locked",
-            CartCheckoutEvent(cart_id=cart.id, user_id=user_id, checkout_id=checkout_id),
-        )
+        await _event(session, "locked", cart, checkout_id)
     items = await _items(session, cart_id)
     return LockedCart(
         cart_id=cart.id,
@@ -122,13 +126,7 @@ async def unlock(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UU
         return False
     cart.status = CartStatus.ACTIVE
     cart.checkout_id = None
-    await append_event(
-        session,
-        AGGREGATE,
-        cart.id,
-        "cart.unlocked",
-        CartCheckoutEvent(cart_id=cart.id, user_id=cart.user_id, checkout_id=checkout_id),
-    )
+    await _event(session, "unlocked", cart, checkout_id)
     return True
 
 
@@ -140,13 +138,7 @@ async def mark_converted(session: AsyncSession, cart_id: uuid.UUID, checkout_id:
     if cart.status == CartStatus.CONVERTED:
         return
     cart.status = CartStatus.CONVERTED
-    await append_event(
-        session,
-        AGGREGATE,
-        cart.id,
-        "cart.converted",
-        CartCheckoutEvent(cart_id=cart.id, user_id=cart.user_id, checkout_id=checkout_id),
-    )
+    await _event(session, "converted", cart, checkout_id)
 
 
 async def create_cart(

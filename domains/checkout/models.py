@@ -5,67 +5,20 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import (
-    TYPE_ANNOTATION_MAP,
-    created_at_column,
-    new_metadata,
-    one_of,
-    updated_at_column,
-    uuid_pk,
-)
-from kit.outbox import outbox_table
+from domains.checkout.statuses import CheckoutStatus, StepName, StepStatus
+from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the checkout database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
-
-
-class CheckoutStatus(StrEnum):
-    """Checkout status (CONTRACT.md section 4)."""
-
-    PROCESSING = "processing"
-    REQUIRES_ACTION = "requires_action"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-
-
-class StepName(StrEnum):
-    """Saga step names (CONTRACT.md section 5), in logical order."""
-
-    LOCK_CART = "lock_cart"
-    PRICE_CART = "price_cart"
-    RESERVE_COUPON = "reserve_coupon"
-    RESERVE_INVENTORY = "reserve_inventory"
-    CREATE_ORDER = "create_order"
-    AUTHORIZE_PAYMENT = "authorize_payment"
-    AWAITING_PAYMENT = "awaiting_payment"
-    CAPTURE_PAYMENT = "capture_payment"
-    COMMIT_INVENTORY = "commit_inventory"
-    CONFIRM_COUPON = "confirm_coupon"
-    CONFIRM_ORDER = "confirm_order"
-    CREATE_SHIPMENT = "create_shipment"
-    COMPLETE = "complete"
-    COMPENSATING = "compensating"
-
-
-class StepStatus(StrEnum):
-    """Progress of one step of one checkout."""
-
-    STARTED = "started"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    COMPENSATED = "compensated"
+    registry = domain_registry()
 
 
 class CheckoutSession(Base):
@@ -128,6 +81,3 @@ class CheckoutStep(Base):
     started_at: Mapped[datetime] = created_at_column()
     attempt: Mapped[int] = mapped_column(Integer, server_default="1")
     error_code: Mapped[str | None] = mapped_column(String(64))
-
-
-domain_outbox_events = outbox_table(Base.metadata)

@@ -12,17 +12,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.checkout.errors import CheckoutNotFound, IdempotencyKeyMismatch
-from domains.checkout.models import CheckoutSession, CheckoutStatus, CheckoutStep, StepStatus
+from domains.checkout.models import CheckoutSession, CheckoutStep
+from domains.checkout.statuses import FINAL, CheckoutStatus, StepStatus
+from kit.db import insert_or_get
 from kit.outbox import append_event
-
-FINAL = frozenset(
-    {
-        CheckoutStatus.COMPLETED,
-        CheckoutStatus.FAILED,
-        CheckoutStatus.CANCELLED,
-        CheckoutStatus.EXPIRED,
-    }
-)
 
 
 class CheckoutEnded(BaseModel):
@@ -46,20 +39,21 @@ async def open_session(
     request_hash: str,
 ) -> CheckoutSession:
     """The checkout's session, created once (unique id, and unique key per user)."""
-    await session.execute(
-        insert(CheckoutSession)
-        .values(
-            id=checkout_id,
-            user_id=user_id,
-            cart_id=cart_id,
-            status=CheckoutStatus.PROCESSING.value,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-        )
-        .on_conflict_do_nothing()
+    # The API's `begin` usually inserted it already. The (user, key) pair of another checkout
+    # fails on its unique constraint: a bug upstream, never a row to share.
+    row, _ = await insert_or_get(
+        session,
+        CheckoutSession,
+        {
+            "id": checkout_id,
+            "user_id": user_id,
+            "cart_id": cart_id,
+            "status": CheckoutStatus.PROCESSING.value,
+            "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+        },
+        key=[CheckoutSession.id],
     )
-    row = await session.get(CheckoutSession, checkout_id)
-    assert row is not None, "the idempotency key of this checkout belongs to another one"
     return row
 
 
@@ -146,32 +140,22 @@ async def begin(
     requests: exactly one insert wins, every other one finds its row. The same key with another
     request body is refused.
     """
-    inserted = await session.scalar(
-        insert(CheckoutSession)
-        .values(
-            id=uuid.uuid4(),
-            user_id=user_id,
-            cart_id=cart_id,
-            status=CheckoutStatus.PROCESSING.value,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-        )
-        .on_conflict_do_nothing(
-            index_elements=[CheckoutSession.user_id, CheckoutSession.idempotency_key]
-        )
-        .returning(CheckoutSession)
+    row, created = await insert_or_get(
+        session,
+        CheckoutSession,
+        {
+            "id": uuid.uuid4(),
+            "user_id": user_id,
+            "cart_id": cart_id,
+            "status": CheckoutStatus.PROCESSING.value,
+            "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+        },
+        key=[CheckoutSession.user_id, CheckoutSession.idempotency_key],
     )
-    if inserted is not None:
-        return inserted, True
-    existing = await session.scalar(
-        select(CheckoutSession).where(
-            CheckoutSession.user_id == user_id, CheckoutSession.idempotency_key == idempotency_key
-        )
-    )
-    assert existing is not None
-    if existing.request_hash != request_hash:
+    if not created and row.request_hash != request_hash:
         raise IdempotencyKeyMismatch("this Idempotency-Key was used with another request body")
-    return existing, False
+    return row, created
 
 
 async def get_session(

@@ -10,22 +10,14 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import (
-    TYPE_ANNOTATION_MAP,
-    created_at_column,
-    new_metadata,
-    one_of,
-    updated_at_column,
-    uuid_pk,
-)
-from kit.outbox import outbox_table
+from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the coupons database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+    registry = domain_registry()
 
 
 class DiscountType(StrEnum):
@@ -112,6 +104,3 @@ class CouponRedemption(Base):
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
-
-
-domain_outbox_events = outbox_table(Base.metadata)

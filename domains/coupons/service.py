@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.coupons.errors import CouponCodeTaken, CouponExhausted, CouponInvalid, CouponNotFound
 from domains.coupons.events import AGGREGATE, RedemptionEvent
 from domains.coupons.models import Coupon, CouponRedemption, DiscountType, RedemptionStatus
+from kit.db import insert_or_get
 from kit.money import Money, normalize_currency
 from kit.outbox import append_event
 
@@ -163,28 +163,23 @@ async def reserve(
         if int(mine or 0) >= coupon.max_per_user:
             raise CouponExhausted("you have used this coupon as often as allowed")
     discount = discount_for(coupon, subtotal)
-    inserted = await session.scalar(
-        insert(CouponRedemption)
-        .values(
-            id=uuid.uuid4(),
-            coupon_id=coupon.id,
-            user_id=user_id,
-            checkout_id=checkout_id,
-            status=RedemptionStatus.HELD.value,
-            discount_amount=discount.amount,
-            currency=discount.currency,
-        )
-        .on_conflict_do_nothing(index_elements=[CouponRedemption.checkout_id])
-        .returning(CouponRedemption)
+    redemption, created = await insert_or_get(
+        session,
+        CouponRedemption,
+        {
+            "id": uuid.uuid4(),
+            "coupon_id": coupon.id,
+            "user_id": user_id,
+            "checkout_id": checkout_id,
+            "status": RedemptionStatus.HELD.value,
+            "discount_amount": discount.amount,
+            "currency": discount.currency,
+        },
+        key=[CouponRedemption.checkout_id],
     )
-    if inserted is None:  # a concurrent attempt of the same checkout won
-        winner = await session.scalar(
-            select(CouponRedemption).where(CouponRedemption.checkout_id == checkout_id)
-        )
-        assert winner is not None
-        return coupon, winner
-    await _event(session, "held", coupon, inserted)
-    return coupon, inserted
+    if created:  # else a concurrent attempt of the same checkout won
+        await _event(session, "held", coupon, redemption)
+    return coupon, redemption
 
 
 async def _redemption(session: AsyncSession, checkout_id: uuid.UUID) -> CouponRedemption | None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domains.inventory.errors import InventoryNotFound, OutOfStock, StockBelowReserved
 from domains.inventory.events import AGGREGATE, ReservationChanged, StockLevel
 from domains.inventory.models import InventoryItem, InventoryReservation, ReservationStatus
+from kit.db import insert_or_get
 from kit.outbox import append_event
 
 
@@ -99,30 +100,21 @@ async def reserve(
         merged[line.variant_id] = Line(line.product_id, line.variant_id, quantity)
     result = []
     for line in sorted(merged.values(), key=lambda item: item.variant_id):
-        inserted = await session.scalar(
-            insert(InventoryReservation)
-            .values(
-                id=uuid.uuid4(),
-                checkout_id=checkout_id,
-                variant_id=line.variant_id,
-                quantity=line.quantity,
-                status=ReservationStatus.ACTIVE.value,
-                expires_at=expires_at,
-            )
-            .on_conflict_do_nothing(
-                index_elements=[InventoryReservation.checkout_id, InventoryReservation.variant_id]
-            )
-            .returning(InventoryReservation)
+        reservation, created = await insert_or_get(
+            session,
+            InventoryReservation,
+            {
+                "id": uuid.uuid4(),
+                "checkout_id": checkout_id,
+                "variant_id": line.variant_id,
+                "quantity": line.quantity,
+                "status": ReservationStatus.ACTIVE.value,
+                "expires_at": expires_at,
+            },
+            key=[InventoryReservation.checkout_id, InventoryReservation.variant_id],
         )
-        if inserted is None:
-            existing = await session.scalar(
-                select(InventoryReservation).where(
-                    InventoryReservation.checkout_id == checkout_id,
-                    InventoryReservation.variant_id == line.variant_id,
-                )
-            )
-            assert existing is not None
-            result.append(existing)
+        if not created:
+            result.append(reservation)
             continue
         taken = await session.scalar(
             update(InventoryItem)
@@ -137,8 +129,8 @@ async def reserve(
             raise OutOfStock(
                 "not enough stock", variant_id=str(line.variant_id), quantity=line.quantity
             )
-        await _event(session, "reserved", inserted)
-        result.append(inserted)
+        await _event(session, "reserved", reservation)
+        result.append(reservation)
     return result
 
 

@@ -10,16 +10,16 @@ from typing import Any
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import TYPE_ANNOTATION_MAP, created_at_column, new_metadata, one_of, uuid_pk
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.db import created_at_column, one_of, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the notifications database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+    # Events this domain consumes are deduplicated in its `consumer_inbox` (not in the seed:
+    # exactly-once application needs it).
+    registry = domain_registry(inbox=True)
 
 
 class NotificationStatus(StrEnum):
@@ -61,8 +61,3 @@ class OrderRecipient(Base):
     order_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     user_id: Mapped[uuid.UUID]
     created_at: Mapped[datetime] = created_at_column()
-
-
-domain_outbox_events = outbox_table(Base.metadata)
-# Events this domain consumes, deduplicated (not in the seed: exactly-once application needs it).
-consumer_inbox = inbox_table(Base.metadata)

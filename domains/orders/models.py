@@ -19,23 +19,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import (
-    TYPE_ANNOTATION_MAP,
-    created_at_column,
-    new_metadata,
-    one_of,
-    updated_at_column,
-    uuid_pk,
-)
-from kit.inbox import inbox_table
-from kit.outbox import outbox_table
+from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the orders database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+    # The inbox dedups the events this domain consumes (not in the seed: exactly-once application
+    # needs it).
+    registry = domain_registry(inbox=True)
 
 
 class OrderStatus(StrEnum):
@@ -147,8 +140,3 @@ class OrderStateTransition(Base):
     to_state: Mapped[str] = mapped_column(String(24))
     changed_at: Mapped[datetime] = created_at_column()
     reason: Mapped[str | None] = mapped_column(String(64))
-
-
-domain_outbox_events = outbox_table(Base.metadata)
-# Events this domain consumes, deduplicated (not in the seed: exactly-once application needs it).
-consumer_inbox = inbox_table(Base.metadata)

@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.orders.errors import InvalidTransition, OrderNotFound
@@ -24,6 +23,7 @@ from domains.orders.models import (
     OrderStatus,
     order_number_seq,
 )
+from kit.db import insert_or_get
 from kit.money import Money
 from kit.outbox import append_event
 
@@ -75,25 +75,25 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
     """The checkout's order, created once: a retry finds the first one (unique `checkout_id`)."""
     number = await session.scalar(select(order_number_seq.next_value()))
     assert number is not None
-    order: Order | None = await session.scalar(
-        insert(Order)
-        .values(
-            id=uuid.uuid4(),
-            checkout_id=spec.checkout_id,
-            user_id=spec.user_id,
-            order_number=format_order_number(number),
-            status=OrderStatus.PENDING_PAYMENT.value,
-            currency=spec.total.currency,
-            subtotal_amount=spec.subtotal.amount,
-            discount_amount=spec.discount.amount,
-            total_amount=spec.total.amount,
-            coupon_code=spec.coupon_code,
-        )
-        .on_conflict_do_nothing(index_elements=[Order.checkout_id])
-        .returning(Order)
+    order, created = await insert_or_get(
+        session,
+        Order,
+        {
+            "id": uuid.uuid4(),
+            "checkout_id": spec.checkout_id,
+            "user_id": spec.user_id,
+            "order_number": format_order_number(number),
+            "status": OrderStatus.PENDING_PAYMENT.value,
+            "currency": spec.total.currency,
+            "subtotal_amount": spec.subtotal.amount,
+            "discount_amount": spec.discount.amount,
+            "total_amount": spec.total.amount,
+            "coupon_code": spec.coupon_code,
+        },
+        key=[Order.checkout_id],
     )
-    if order is None:
-        return await order_for_checkout(session, spec.checkout_id)
+    if not created:
+        return order
     for line in spec.lines:
         session.add(
             OrderItem(

@@ -11,35 +11,15 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import (
-    TYPE_ANNOTATION_MAP,
-    created_at_column,
-    new_metadata,
-    one_of,
-    updated_at_column,
-    uuid_pk,
-)
-from kit.outbox import outbox_table
+from domains.payments.statuses import PaymentStatus
+from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the payments database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
-
-
-class PaymentStatus(StrEnum):
-    """Where a payment stands with the provider."""
-
-    PENDING = "pending"
-    REQUIRES_ACTION = "requires_action"
-    PROCESSING = "processing"
-    AUTHORIZED = "authorized"
-    CAPTURED = "captured"
-    FAILED = "failed"
-    VOIDED = "voided"
-    REFUNDED = "refunded"
+    registry = domain_registry()
 
 
 class TransactionType(StrEnum):
@@ -157,6 +137,3 @@ class PaymentWebhookEvent(Base):
     checkout_id: Mapped[uuid.UUID | None]
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = created_at_column()
-
-
-domain_outbox_events = outbox_table(Base.metadata)

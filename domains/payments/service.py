@@ -22,13 +22,14 @@ from domains.payments.events import AGGREGATE, PaymentChanged
 from domains.payments.models import (
     Payment,
     PaymentIdempotencyKey,
-    PaymentStatus,
     PaymentTransaction,
     PaymentWebhookEvent,
     TransactionStatus,
     TransactionType,
 )
 from domains.payments.provider import Intent
+from domains.payments.statuses import PaymentStatus
+from kit.db import insert_if_absent, insert_or_get
 from kit.money import Money
 from kit.outbox import append_event
 
@@ -56,15 +57,13 @@ def request_hash(request: dict[str, Any]) -> str:
 async def open_call(session: AsyncSession, key: str, request: dict[str, Any]) -> None:
     """Record `key` for `request`; IdempotencyKeyReused if it was used for another request."""
     fingerprint = request_hash(request)
-    await session.execute(
-        insert(PaymentIdempotencyKey)
-        .values(id=uuid.uuid4(), key=key, request_hash=fingerprint)
-        .on_conflict_do_nothing(index_elements=[PaymentIdempotencyKey.key])
+    stored, _ = await insert_or_get(
+        session,
+        PaymentIdempotencyKey,
+        {"id": uuid.uuid4(), "key": key, "request_hash": fingerprint},
+        key=[PaymentIdempotencyKey.key],
     )
-    stored = await session.scalar(
-        select(PaymentIdempotencyKey.request_hash).where(PaymentIdempotencyKey.key == key)
-    )
-    if stored != fingerprint:
+    if stored.request_hash != fingerprint:
         raise IdempotencyKeyReused("this idempotency key was used for another request", key=key)
 
 
@@ -77,20 +76,22 @@ async def ensure_payment(
     provider: str,
 ) -> Payment:
     """The checkout's payment row, created `pending` on first use (unique `checkout_id`)."""
-    await session.execute(
-        insert(Payment)
-        .values(
-            id=uuid.uuid4(),
-            checkout_id=checkout_id,
-            order_id=order_id,
-            status=PaymentStatus.PENDING.value,
-            amount=amount.amount,
-            currency=amount.currency,
-            provider=provider,
-        )
-        .on_conflict_do_nothing(index_elements=[Payment.checkout_id])
+    payment, _ = await insert_or_get(
+        session,
+        Payment,
+        {
+            "id": uuid.uuid4(),
+            "checkout_id": checkout_id,
+            "order_id": order_id,
+            "status": PaymentStatus.PENDING.value,
+            "amount": amount.amount,
+            "currency": amount.currency,
+            "provider": provider,
+        },
+        key=[Payment.checkout_id],
+        lock=True,
     )
-    return await payment_for_checkout(session, checkout_id, lock=True)
+    return payment
 
 
 async def payment_for_checkout(
@@ -210,20 +211,18 @@ async def record_webhook(
     payload: dict[str, Any],
 ) -> bool:
     """Put a verified webhook in the inbox; False if this `webhook-id` arrived before."""
-    inserted = await session.scalar(
-        insert(PaymentWebhookEvent)
-        .values(
-            id=uuid.uuid4(),
-            provider=provider,
-            webhook_id=webhook_id,
-            event_type=event_type,
-            intent_id=intent_id,
-            checkout_id=checkout_id,
-            payload=payload,
-        )
-        .on_conflict_do_nothing(
-            index_elements=[PaymentWebhookEvent.provider, PaymentWebhookEvent.webhook_id]
-        )
-        .returning(PaymentWebhookEvent.id)
+    inserted = await insert_if_absent(
+        session,
+        PaymentWebhookEvent,
+        {
+            "id": uuid.uuid4(),
+            "provider": provider,
+            "webhook_id": webhook_id,
+            "event_type": event_type,
+            "intent_id": intent_id,
+            "checkout_id": checkout_id,
+            "payload": payload,
+        },
+        key=[PaymentWebhookEvent.provider, PaymentWebhookEvent.webhook_id],
     )
     return inserted is not None

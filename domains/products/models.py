@@ -11,22 +11,14 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import (
-    TYPE_ANNOTATION_MAP,
-    created_at_column,
-    new_metadata,
-    one_of,
-    updated_at_column,
-    uuid_pk,
-)
-from kit.outbox import outbox_table
+from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the products database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+    registry = domain_registry()
 
 
 class ProductStatus(StrEnum):
@@ -103,6 +95,3 @@ class ProductImage(Base):
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), index=True)
     url: Mapped[str] = mapped_column(String(2048))
     sort_order: Mapped[int] = mapped_column(Integer, server_default="0")
-
-
-domain_outbox_events = outbox_table(Base.metadata)

@@ -10,22 +10,14 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from kit.db import (
-    TYPE_ANNOTATION_MAP,
-    created_at_column,
-    new_metadata,
-    one_of,
-    updated_at_column,
-    uuid_pk,
-)
-from kit.outbox import outbox_table
+from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
+from kit.orm import domain_registry
 
 
 class Base(DeclarativeBase):
     """Declarative base of the shipping database."""
 
-    metadata = new_metadata()
-    type_annotation_map = TYPE_ANNOTATION_MAP
+    registry = domain_registry()
 
 
 class ShipmentStatus(StrEnum):
@@ -83,6 +75,3 @@ class ShipmentEvent(Base):
     status: Mapped[str] = mapped_column(String(24))
     occurred_at: Mapped[datetime]
     provider_event_id: Mapped[str] = mapped_column(String(128))
-
-
-domain_outbox_events = outbox_table(Base.metadata)

@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.shipping.carrier import Booking
 from domains.shipping.errors import ShipmentNotFound
 from domains.shipping.events import AGGREGATE, ShipmentChanged
 from domains.shipping.models import Shipment, ShipmentEvent, ShipmentStatus
+from kit.db import insert_if_absent, insert_or_get
 from kit.outbox import append_event
 
 
@@ -26,27 +26,24 @@ async def record_booking(
     booking: Booking,
 ) -> Shipment:
     """Store the carrier's booking as the order's shipment (a retry finds the first one)."""
-    shipment: Shipment | None = await session.scalar(
-        insert(Shipment)
-        .values(
-            id=uuid.uuid4(),
-            order_id=order_id,
-            checkout_id=checkout_id,
-            carrier=booking.carrier,
-            tracking_number=booking.tracking_number,
-            label_url=booking.label_url,
-            carrier_shipment_id=booking.id,
-            status=ShipmentStatus.LABEL_CREATED.value,
-            ship_to=ship_to,
-        )
-        .on_conflict_do_nothing(index_elements=[Shipment.order_id])
-        .returning(Shipment)
+    shipment, created = await insert_or_get(
+        session,
+        Shipment,
+        {
+            "id": uuid.uuid4(),
+            "order_id": order_id,
+            "checkout_id": checkout_id,
+            "carrier": booking.carrier,
+            "tracking_number": booking.tracking_number,
+            "label_url": booking.label_url,
+            "carrier_shipment_id": booking.id,
+            "status": ShipmentStatus.LABEL_CREATED.value,
+            "ship_to": ship_to,
+        },
+        key=[Shipment.order_id],
     )
-    if shipment is None:
-        existing = await shipment_for_order(session, order_id)
-        assert existing is not None
-        return existing
-    await _event(session, "created", shipment)
+    if created:
+        await _event(session, "created", shipment)
     return shipment
 
 
@@ -126,19 +123,17 @@ async def record_tracking(
         raise ShipmentNotFound(
             "no shipment with this carrier id", carrier_shipment_id=carrier_shipment_id
         )
-    recorded = await session.scalar(
-        insert(ShipmentEvent)
-        .values(
-            id=uuid.uuid4(),
-            shipment_id=shipment.id,
-            status=status.value,
-            occurred_at=occurred_at,
-            provider_event_id=provider_event_id,
-        )
-        .on_conflict_do_nothing(
-            index_elements=[ShipmentEvent.shipment_id, ShipmentEvent.provider_event_id]
-        )
-        .returning(ShipmentEvent.id)
+    recorded = await insert_if_absent(
+        session,
+        ShipmentEvent,
+        {
+            "id": uuid.uuid4(),
+            "shipment_id": shipment.id,
+            "status": status.value,
+            "occurred_at": occurred_at,
+            "provider_event_id": provider_event_id,
+        },
+        key=[ShipmentEvent.shipment_id, ShipmentEvent.provider_event_id],
     )
     if recorded is None:
         return False
