@@ -1,9 +1,14 @@
 """Exactly-once application of domain events: durable JetStream pull consumers whose state change
 and inbox row commit in one transaction, acknowledged only after the commit.
 
+A consumer's `Reactions` name the events it takes, the pydantic model each payload is read into
+(the consumer's own view of the producer's event: it cannot import another domain) and the
+function that applies it; the streams and subjects it subscribes to follow from them.
+
 A crash after the commit and before the ack redelivers the event; the inbox makes that redelivery
 a no-op. Events of one stream are handled one at a time in stream order, which keeps every
-aggregate's events in order for a consumer process.
+aggregate's events in order for a consumer process. An event whose payload its model refuses can
+never apply (events are immutable): it is logged, counted and terminated, not redelivered forever.
 """
 
 from __future__ import annotations
@@ -11,25 +16,33 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.common import MetricMeter
 
 from kit.db import DomainDatabase
 from kit.inbox import first_delivery
 from kit.logging import get_logger
+from kit.subjects import EventName, stream_name
 
 log = get_logger(__name__)
 
 
 class NotYet(Exception):
     """The event depends on another one not applied yet (another stream): redeliver later."""
+
+
+class InvalidEvent(Exception):
+    """An event this consumer cannot read: redelivering it would never help."""
 
 
 @dataclass(frozen=True)
@@ -45,58 +58,165 @@ class Envelope:
     occurred_at: datetime
     payload: dict[str, Any]
 
+    @property
+    def name(self) -> EventName:
+        """Which kind of event this is (its stream and subject)."""
+        return EventName(self.domain, self.aggregate_type, self.event_type)
+
     @classmethod
     def parse(cls, data: bytes) -> Envelope:
-        """From the relay's JSON."""
-        raw = json.loads(data)
-        return cls(
-            id=uuid.UUID(raw["id"]),
-            domain=raw["domain"],
-            aggregate_type=raw["aggregate_type"],
-            aggregate_id=uuid.UUID(raw["aggregate_id"]),
-            event_type=raw["event_type"],
-            seq=int(raw["seq"]),
-            occurred_at=datetime.fromisoformat(raw["occurred_at"]),
-            payload=dict(raw["payload"]),
-        )
+        """From the relay's JSON; `InvalidEvent` if it is not an envelope."""
+        try:
+            raw = json.loads(data)
+            return cls(
+                id=uuid.UUID(raw["id"]),
+                domain=raw["domain"],
+                aggregate_type=raw["aggregate_type"],
+                aggregate_id=uuid.UUID(raw["aggregate_id"]),
+                event_type=raw["event_type"],
+                seq=int(raw["seq"]),
+                occurred_at=datetime.fromisoformat(raw["occurred_at"]),
+                payload=dict(raw["payload"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidEvent(f"not an event envelope: {type(exc).__name__}: {exc}") from exc
 
 
-Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+EventT = TypeVar("EventT", bound=BaseModel)
+# A domain's reaction to one kind of event: applied in the caller's transaction, never commits.
+Reaction = Callable[[AsyncSession, EventT], Awaitable[None]]
+# A reaction with its event read, waiting for the transaction.
+Bound = Callable[[AsyncSession], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _Registered(Generic[EventT]):
+    model: type[EventT]
+    react: Reaction[EventT]
+
+    def bind(self, envelope: Envelope) -> Bound:
+        try:
+            event = self.model.model_validate(envelope.payload)
+        except ValidationError as exc:
+            raise InvalidEvent(
+                f"{envelope.name} {envelope.id} does not fit {self.model.__name__}: {exc}"
+            ) from exc
+        return lambda session: self.react(session, event)
 
 
 @dataclass(frozen=True)
 class Subscription:
-    """Which events of which stream a consumer takes."""
+    """Which events of one producing domain's stream a consumer takes."""
 
-    stream: str
-    subjects: Sequence[str]
+    domain: str
+    subjects: tuple[str, ...]
+
+    @property
+    def stream(self) -> str:
+        """The stream the subjects are in."""
+        return stream_name(self.domain)
+
+
+class Reactions:
+    """What a consumer does with which events: per event, the model it is read into and the
+    reaction that applies it."""
+
+    def __init__(self) -> None:
+        self._registered: dict[EventName, _Registered[Any]] = {}
+
+    def on(
+        self, event: EventName, model: type[EventT]
+    ) -> Callable[[Reaction[EventT]], Reaction[EventT]]:
+        """Decorator: the function reacts to `event`, its payload read into `model`."""
+
+        def register(react: Reaction[EventT]) -> Reaction[EventT]:
+            if event in self._registered:
+                raise ValueError(f"a second reaction to {event}")
+            self._registered[event] = _Registered(model, react)
+            return react
+
+        return register
+
+    @property
+    def events(self) -> list[EventName]:
+        """The events reacted to, in the order they were registered."""
+        return list(self._registered)
+
+    def subscriptions(self) -> list[Subscription]:
+        """One subscription per producing domain, subjects in the order they were registered."""
+        subjects: dict[str, list[str]] = {}
+        for event in self._registered:
+            subjects.setdefault(event.domain, []).append(event.subject)
+        return [Subscription(domain, tuple(names)) for domain, names in subjects.items()]
+
+    def bind(self, envelope: Envelope) -> Bound | None:
+        """The reaction to `envelope` with its payload read (None: nothing here reacts to it).
+
+        Raises `InvalidEvent` when the payload does not fit the event's model.
+        """
+        registered = self._registered.get(envelope.name)
+        return None if registered is None else registered.bind(envelope)
 
 
 class EventConsumer:
-    """One named consumer: its durable JetStream consumers, its database, its handler."""
+    """One named consumer: its durable JetStream consumers, its database, its reactions."""
 
     def __init__(
         self,
         name: str,
         db: DomainDatabase,
         js: JetStreamContext,
-        subscriptions: Sequence[Subscription],
-        handler: Handler,
+        reactions: Reactions,
         *,
         batch: int = 50,
         retry_delay_s: float = 1.0,
+        meter: MetricMeter | None = None,
     ) -> None:
         self.name, self.db, self.js = name, db, js
-        self.subscriptions, self.handler = subscriptions, handler
+        self.reactions, self.subscriptions = reactions, reactions.subscriptions()
         self.batch, self.retry_delay_s = batch, retry_delay_s
+        # Events that could not be read (logged and terminated): a producer and its reader drifted.
+        self.rejected = 0
+        self._rejected = (
+            (meter or MetricMeter.noop)
+            .create_counter("consumer_rejected", "events a consumer could not read")
+            .with_additional_attributes({"consumer": name})
+        )
 
     async def apply(self, envelope: Envelope) -> bool:
-        """Apply one event exactly once; False if it had been applied before."""
+        """Apply one event exactly once; False if applied before or nothing here reacts to it.
+
+        The payload is read before the transaction: `InvalidEvent` leaves the database untouched.
+        """
+        react = self.reactions.bind(envelope)
+        if react is None:
+            return False
         async with self.db.begin() as session:
             if not await first_delivery(session, self.name, envelope.id):
                 return False
-            await self.handler(session, envelope)
+            await react(session)
             return True
+
+    async def handle(self, message: Msg) -> None:
+        """Apply one JetStream message, then ack, nak for later, or terminate it."""
+        try:
+            await self.apply(Envelope.parse(message.data))
+        except InvalidEvent as exc:
+            self.rejected += 1
+            self._rejected.add(1)
+            log.error(
+                "consumer.rejected", consumer=self.name, subject=message.subject, error=str(exc)
+            )
+            await message.term()
+            return
+        except NotYet:
+            await message.nak(delay=self.retry_delay_s)
+            return
+        except Exception:
+            log.exception("consumer.failed", consumer=self.name, subject=message.subject)
+            await message.nak(delay=self.retry_delay_s * 5)
+            return
+        await message.ack()
 
     async def _consume(self, subscription: Subscription, stop: asyncio.Event) -> None:
         durable = f"{self.name}-{subscription.stream}".replace(".", "_")
@@ -120,16 +240,7 @@ class EventConsumer:
             except (NatsTimeout, TimeoutError):
                 continue  # nothing new within a second (nats-py raises either kind)
             for message in messages:
-                try:
-                    await self.apply(Envelope.parse(message.data))
-                except NotYet:
-                    await message.nak(delay=self.retry_delay_s)
-                    continue
-                except Exception:
-                    log.exception("consumer.failed", consumer=self.name, subject=message.subject)
-                    await message.nak(delay=self.retry_delay_s * 5)
-                    continue
-                await message.ack()
+                await self.handle(message)
 
     async def _supervised(self, subscription: Subscription, stop: asyncio.Event) -> None:
         # A broken subscription (NATS restarting, a stream not there yet) is retried, not lost.

@@ -31,6 +31,7 @@ from temporalio.common import MetricMeter
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.outbox import NOTIFY_CHANNEL
+from kit.subjects import stream_name, stream_subjects, subject
 
 log = get_logger(__name__)
 
@@ -68,21 +69,11 @@ _BACKLOG = text(
 )
 
 
-def stream_name(domain: str) -> str:
-    """The JetStream stream of one domain's events."""
-    return f"DOMAIN_{domain.upper()}"
-
-
-def subject(domain: str, aggregate_type: str, event_type: str) -> str:
-    """`<domain>.<aggregate_type>.<event_type>`."""
-    return f"{domain}.{aggregate_type}.{event_type}"
-
-
 async def ensure_stream(js: JetStreamContext, domain: str) -> None:
     """Declare the domain's stream (idempotent: created, or updated to this configuration)."""
     config = StreamConfig(
         name=stream_name(domain),
-        subjects=[f"{domain}.>"],
+        subjects=stream_subjects(domain),
         duplicate_window=DUPLICATE_WINDOW.total_seconds(),
     )
     try:

@@ -78,14 +78,13 @@ async def test_a_redelivered_event_is_applied_once(platform: Platform) -> None:
     from datetime import UTC, datetime
 
     from kit.consumer import Envelope, EventConsumer
-    from workers.consumers import NOTIFICATION_SUBSCRIPTIONS, _notify
+    from workers.consumers import CONSUMERS
 
     consumer = EventConsumer(
         "notifications",
         platform.databases["notifications"],
-        None,
-        NOTIFICATION_SUBSCRIPTIONS,
-        _notify,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]  # apply() never touches NATS
+        CONSUMERS["notifications"]["notifications"],
     )
     user_id = uuid.uuid4()
     event = Envelope(
@@ -109,3 +108,38 @@ async def test_a_redelivered_event_is_applied_once(platform: Platform) -> None:
 
     rows = await _notifications(platform, user_id)
     assert [kind for kind, _ in rows] == ["checkout_expired"]
+
+
+async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
+    """Existing durable consumers resume only if their names and filters stay what they were."""
+    from workers.consumers import CONSUMERS
+
+    wiring = {
+        name: [(s.stream, list(s.subjects)) for s in reactions.subscriptions()]
+        for consumers in CONSUMERS.values()
+        for name, reactions in consumers.items()
+    }
+    assert wiring == {
+        "notifications": [
+            ("DOMAIN_ORDERS", ["orders.order.order.created", "orders.order.order.paid"]),
+            ("DOMAIN_PAYMENTS", ["payments.payment.payment.captured"]),
+            (
+                "DOMAIN_SHIPPING",
+                ["shipping.shipment.shipment.created", "shipping.shipment.shipment.delivered"],
+            ),
+            (
+                "DOMAIN_CHECKOUT",
+                ["checkout.checkout.checkout.failed", "checkout.checkout.checkout.expired"],
+            ),
+        ],
+        "order-tracking": [
+            (
+                "DOMAIN_SHIPPING",
+                ["shipping.shipment.shipment.in_transit", "shipping.shipment.shipment.delivered"],
+            )
+        ],
+    }
+    assert {domain: list(consumers) for domain, consumers in CONSUMERS.items()} == {
+        "notifications": ["notifications"],
+        "orders": ["order-tracking"],
+    }

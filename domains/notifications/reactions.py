@@ -1,0 +1,161 @@
+"""What the buyer is told, and when: the notifications domain's reactions to other domains' events.
+
+Each event is read into this domain's own model of it: the fields used here, anything else the
+producer sends ignored. The producers' models stay theirs (a domain imports no other domain);
+`tests/domains/test_event_contracts.py` holds the two sides together.
+
+Payment and shipment events name the order, not the buyer: `order.created` teaches who an order
+belongs to, and an event about an order not learned yet waits (`NotYet`: redelivered later).
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.notifications import service
+from kit.consumer import NotYet, Reactions
+from kit.subjects import EventName
+
+
+class NotificationKind(StrEnum):
+    """What a notification tells the buyer (its `type`)."""
+
+    ORDER_CONFIRMED = "order_confirmed"
+    PAYMENT_CAPTURED = "payment_captured"
+    SHIPMENT_CREATED = "shipment_created"
+    SHIPMENT_DELIVERED = "shipment_delivered"
+    CHECKOUT_FAILED = "checkout_failed"
+    CHECKOUT_EXPIRED = "checkout_expired"
+
+
+ORDER_CREATED = EventName("orders", "order", "order.created")
+ORDER_PAID = EventName("orders", "order", "order.paid")
+PAYMENT_CAPTURED = EventName("payments", "payment", "payment.captured")
+SHIPMENT_CREATED = EventName("shipping", "shipment", "shipment.created")
+SHIPMENT_DELIVERED = EventName("shipping", "shipment", "shipment.delivered")
+CHECKOUT_FAILED = EventName("checkout", "checkout", "checkout.failed")
+CHECKOUT_EXPIRED = EventName("checkout", "checkout", "checkout.expired")
+
+
+class _Read(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class OrderCreated(_Read):
+    """`order.created`, as far as notifications reads it."""
+
+    order_id: uuid.UUID
+    user_id: uuid.UUID
+
+
+class OrderPaid(_Read):
+    """`order.paid`."""
+
+    order_id: uuid.UUID
+    order_number: str
+    user_id: uuid.UUID
+
+
+class PaymentCaptured(_Read):
+    """`payment.captured`."""
+
+    order_id: uuid.UUID
+    captured_amount: Decimal
+    currency: str
+
+
+class ShipmentChanged(_Read):
+    """`shipment.created`, `shipment.delivered`."""
+
+    order_id: uuid.UUID
+    carrier: str
+    tracking_number: str
+
+
+class CheckoutEnded(_Read):
+    """`checkout.failed`, `checkout.expired`."""
+
+    checkout_id: uuid.UUID
+    user_id: uuid.UUID
+    failure_code: str | None
+
+
+# Registration order is subscription order: it fixes each durable consumer's subject filter.
+reactions = Reactions()
+
+
+@reactions.on(ORDER_CREATED, OrderCreated)
+async def learn_buyer(session: AsyncSession, event: OrderCreated) -> None:
+    """Remember who the order belongs to."""
+    await service.remember_recipient(session, event.order_id, event.user_id)
+
+
+@reactions.on(ORDER_PAID, OrderPaid)
+async def order_confirmed(session: AsyncSession, event: OrderPaid) -> None:
+    """The order is paid: confirm it."""
+    body = {"order_id": str(event.order_id), "order_number": event.order_number}
+    await service.notify(session, event.user_id, NotificationKind.ORDER_CONFIRMED, body)
+
+
+async def _buyer(session: AsyncSession, order_id: uuid.UUID) -> uuid.UUID:
+    user_id = await service.recipient(session, order_id)
+    if user_id is None:
+        raise NotYet(f"order {order_id} not known yet")
+    return user_id
+
+
+@reactions.on(PAYMENT_CAPTURED, PaymentCaptured)
+async def payment_captured(session: AsyncSession, event: PaymentCaptured) -> None:
+    """The money was taken: say how much."""
+    body = {
+        "order_id": str(event.order_id),
+        "amount": str(event.captured_amount),
+        "currency": event.currency,
+    }
+    user_id = await _buyer(session, event.order_id)
+    await service.notify(session, user_id, NotificationKind.PAYMENT_CAPTURED, body)
+
+
+async def _shipment(session: AsyncSession, kind: NotificationKind, event: ShipmentChanged) -> None:
+    body = {
+        "order_id": str(event.order_id),
+        "carrier": event.carrier,
+        "tracking_number": event.tracking_number,
+    }
+    await service.notify(session, await _buyer(session, event.order_id), kind, body)
+
+
+@reactions.on(SHIPMENT_CREATED, ShipmentChanged)
+async def shipment_created(session: AsyncSession, event: ShipmentChanged) -> None:
+    """A parcel is on its way: the carrier and tracking number."""
+    await _shipment(session, NotificationKind.SHIPMENT_CREATED, event)
+
+
+@reactions.on(SHIPMENT_DELIVERED, ShipmentChanged)
+async def shipment_delivered(session: AsyncSession, event: ShipmentChanged) -> None:
+    """The parcel arrived."""
+    await _shipment(session, NotificationKind.SHIPMENT_DELIVERED, event)
+
+
+async def _checkout_ended(
+    session: AsyncSession, kind: NotificationKind, event: CheckoutEnded
+) -> None:
+    body = {"checkout_id": str(event.checkout_id), "failure_code": event.failure_code}
+    await service.notify(session, event.user_id, kind, body)
+
+
+@reactions.on(CHECKOUT_FAILED, CheckoutEnded)
+async def checkout_failed(session: AsyncSession, event: CheckoutEnded) -> None:
+    """The checkout failed: why."""
+    await _checkout_ended(session, NotificationKind.CHECKOUT_FAILED, event)
+
+
+@reactions.on(CHECKOUT_EXPIRED, CheckoutEnded)
+async def checkout_expired(session: AsyncSession, event: CheckoutEnded) -> None:
+    """The checkout ran out of time."""
+    await _checkout_ended(session, NotificationKind.CHECKOUT_EXPIRED, event)

@@ -1,0 +1,57 @@
+"""The orders domain's reactions to other domains' events: the carrier's tracking moves the order.
+
+A shipment in transit makes the order `shipped`, a delivered one `delivered`. Each event is read
+into this domain's own model of it (only the fields used here; a domain imports no other domain).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.orders import service
+from domains.orders.models import OrderStatus
+from kit.consumer import Reactions
+from kit.subjects import EventName
+
+SHIPMENT_IN_TRANSIT = EventName("shipping", "shipment", "shipment.in_transit")
+SHIPMENT_DELIVERED = EventName("shipping", "shipment", "shipment.delivered")
+
+# Who moves the order, in its transition history.
+REASON = "carrier"
+
+
+class ShipmentTracked(BaseModel):
+    """`shipment.in_transit`, `shipment.delivered`, as far as orders reads them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    checkout_id: uuid.UUID
+
+
+async def follow_parcel(session: AsyncSession, checkout_id: uuid.UUID, to: OrderStatus) -> None:
+    """Move the checkout's order to `to` (shipped or delivered); a finished order stays put."""
+    order = await service.order_for_checkout(session, checkout_id, lock=True)
+    if to == OrderStatus.DELIVERED and order.status == OrderStatus.FULFILLING:
+        # Tracking may skip in_transit; the history still shows the order was shipped first.
+        await service.transition(session, order, OrderStatus.SHIPPED, REASON)
+    if OrderStatus(order.status) not in (OrderStatus.DELIVERED, OrderStatus.REFUNDED):
+        await service.transition(session, order, to, REASON)
+
+
+# Registration order is subscription order: it fixes the durable consumer's subject filter.
+reactions = Reactions()
+
+
+@reactions.on(SHIPMENT_IN_TRANSIT, ShipmentTracked)
+async def shipped(session: AsyncSession, event: ShipmentTracked) -> None:
+    """The parcel left: the order is shipped."""
+    await follow_parcel(session, event.checkout_id, OrderStatus.SHIPPED)
+
+
+@reactions.on(SHIPMENT_DELIVERED, ShipmentTracked)
+async def delivered(session: AsyncSession, event: ShipmentTracked) -> None:
+    """The parcel arrived: the order is delivered."""
+    await follow_parcel(session, event.checkout_id, OrderStatus.DELIVERED)
