@@ -17,17 +17,17 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import create_app
+from devstack.processes import sandbox_process
+from devstack.services.process import free_port
 from kit.db import DomainDatabase
-from kit.services.process import free_port
 from kit.settings import Settings
-from sandbox.process import sandbox_process
 from tests.conftest import Service
-from tools.checkouts import new_input, start_checkout
 from tools.invariants import check_invariants
-from tools.seed import Seeder
+from tools.seed import Seeder, new_input
 from workers.bootstrap import WORKER_DOMAINS, run_relays, run_workers
-from workflows.checkout import CheckoutWorkflow
-from workflows.models import CheckoutInput, CheckoutStatusBody
+from workflows.checkout.client import CheckoutClient
+from workflows.checkout.models import CheckoutInput, CheckoutStatusBody
+from workflows.checkout.workflow import CheckoutWorkflow
 
 # Small provider timeouts so tok_flaky's hang (3 s) outlasts the client (2 s) in a test's time.
 PSP_TIMEOUT_S = 2.0
@@ -56,7 +56,7 @@ class Platform:
         self, checkout: CheckoutInput
     ) -> WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]:
         """Start a checkout and remember it for the replay test."""
-        handle = await start_checkout(self.client, checkout)
+        handle = await CheckoutClient(self.client).start(checkout)
         self.histories.append(handle)
         return handle
 

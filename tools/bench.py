@@ -31,19 +31,19 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from db.migrate import migrate
+from devstack.processes import sandbox_process
+from devstack.services.postgres import postgres_process
+from devstack.services.process import ManagedProcess, free_port, wait_until
+from devstack.services.temporal import DevServerConfig, temporal_process
 from kit.db import DomainDatabase
 from kit.logging import configure_logging
-from kit.services.postgres import postgres_process
-from kit.services.process import ManagedProcess, free_port, wait_until
-from kit.services.temporal import DevServerConfig, temporal_process
 from kit.settings import DOMAINS, Settings, get_settings
 from kit.temporal import queues_without_pollers
-from sandbox.process import sandbox_process
 from tools.bench_workflow import REMOTE_ACTIVITIES, CeilingWorkflow, local_noop, noop
-from tools.checkouts import new_input, start_checkout
 from tools.invariants import check_invariants
-from tools.seed import Seeder
+from tools.seed import Seeder, new_input
 from workers.bootstrap import WORKER_DOMAINS, Extras, run_workers
+from workflows.checkout.client import CheckoutClient
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ async def measure(settings: Settings, n: int, concurrency: int, warmup: int) -> 
         inputs = [new_input(user_id=u, cart_id=c, token="tok_visa") for u, c in carts]
 
         async def checkout(i: int) -> bool:
-            body = await (await start_checkout(client, inputs[i])).result()
+            body = await (await CheckoutClient(client).start(inputs[i])).result()
             return body.status == "completed"
 
         async def ceiling(i: int) -> bool:

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from kit.settings import get_settings
+from workflows.checkout.contract import WORKFLOW_TYPE
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "img"
 OPERATOR = "00000000-0000-4000-8000-0000000000ff"
@@ -121,7 +122,7 @@ def main() -> int:
     namespace = settings.temporal_namespace
     views = {
         "ui-requires-action.png": "CheckoutStatus='requires_action'",
-        "ui-running.png": "WorkflowType='CheckoutWorkflow' AND ExecutionStatus='Running'",
+        "ui-running.png": f"WorkflowType='{WORKFLOW_TYPE}' AND ExecutionStatus='Running'",
         "ui-failed.png": "CheckoutStatus='failed'",
     }
     for name, query in views.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from domains.products import service as product_service
 from domains.products.models import ProductStatus, ProductVariant
 from kit.db import DomainDatabase
 from kit.money import Money
+from workflows.checkout.models import Address, CheckoutInput
 
 
 @dataclass(frozen=True)
@@ -128,3 +130,39 @@ class Seeder:
                 variant.variant_id,
                 Money.of(price, variant.price.currency),
             )
+
+
+def demo_address() -> Address:
+    """A valid shipping address for tests and demos."""
+    return Address(
+        name="Ada Lovelace",
+        line1="12 St James's Square",
+        city="London",
+        postal_code="SW1Y 4JH",
+        country="GB",
+    )
+
+
+def new_input(
+    *,
+    user_id: uuid.UUID,
+    cart_id: uuid.UUID,
+    token: str = "tok_visa",
+    coupon_code: str | None = None,
+    payment_timeout: timedelta = timedelta(minutes=15),
+    checkout_id: uuid.UUID | None = None,
+    idempotency_key: str | None = None,
+) -> CheckoutInput:
+    """A checkout input with fresh ids, as the API would build it (tests, benchmark)."""
+    key = idempotency_key or uuid.uuid4().hex
+    return CheckoutInput(
+        checkout_id=checkout_id or uuid.uuid4(),
+        user_id=user_id,
+        cart_id=cart_id,
+        idempotency_key=key,
+        request_hash=hashlib.sha256(key.encode()).hexdigest(),
+        coupon_code=coupon_code,
+        shipping_address=demo_address(),
+        payment_token=token,
+        payment_timeout_s=int(payment_timeout.total_seconds()),
+    )

@@ -17,14 +17,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.cart import CartActivities
-from activities.checkout import CheckoutActivities
-from activities.coupons import CouponsActivities
-from activities.inventory import InventoryActivities
-from activities.orders import OrdersActivities
-from activities.payments import PaymentsActivities
-from activities.products import ProductsActivities
-from activities.shipping import ShippingActivities
+from activities.cart.activities import CartActivities
+from activities.checkout.activities import CheckoutActivities
+from activities.coupons.activities import CouponsActivities
+from activities.inventory.activities import InventoryActivities
+from activities.orders.activities import OrdersActivities
+from activities.payments.activities import PaymentsActivities
+from activities.products.activities import ProductsActivities
+from activities.shipping.activities import ShippingActivities
+from domains.notifications.sender import DevSender, run_sender
 from domains.payments.provider import PaymentProvider
 from domains.shipping.carrier import CarrierClient
 from kit.db import DomainDatabase
@@ -32,25 +33,17 @@ from kit.logging import get_logger
 from kit.relay import OutboxRelay
 from kit.settings import Settings
 from kit.tracing import tracer_provider
-from workers.consumers import DevSender, consumers_for, run_sender
+from workers.consumers import consumers_for
 from workers.context import LogContextInterceptor
 from workers.sweeper import sweep_expired_reservations
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout.contract import TaskQueue
+from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
 
 # Domains with a task queue in the checkout saga (accounts and notifications have none yet).
-WORKER_DOMAINS: tuple[str, ...] = (
-    "checkout",
-    "cart",
-    "products",
-    "coupons",
-    "inventory",
-    "orders",
-    "payments",
-    "shipping",
-)
+WORKER_DOMAINS: tuple[str, ...] = tuple(queue.value for queue in TaskQueue)
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
@@ -142,12 +135,12 @@ async def build_worker(
     stack.push_async_callback(db.dispose)
     extras = extras or Extras()
     workflows: list[type] = (
-        [CheckoutWorkflow, ReconcilePaymentWorkflow] if domain == "checkout" else []
+        [CheckoutWorkflow, ReconcilePaymentWorkflow] if domain == TaskQueue.CHECKOUT else []
     )
     return Worker(
         client,
         task_queue=domain,
-        workflows=[*workflows, *(extras.workflows if domain == "checkout" else ())],
+        workflows=[*workflows, *(extras.workflows if domain == TaskQueue.CHECKOUT else ())],
         activities=[*_activities(domain, db, settings, stack), *extras.activities(domain)],
         max_concurrent_activities=settings.worker_max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
@@ -173,7 +166,7 @@ async def start_relays(
     for domain in domains:
         db = DomainDatabase.from_settings(domain, settings)
         stack.push_async_callback(db.dispose)
-        for consumer in await consumers_for(domain, db, js, settings):
+        for consumer in await consumers_for(domain, db, js, meter=meter):
             tasks.append(asyncio.create_task(consumer.run(stop)))
         if domain == "notifications":
             sender = DevSender(settings.data_dir / "outbox-mail")

@@ -12,6 +12,8 @@ from temporalio.worker import (
     Interceptor,
 )
 
+from workflows.checkout.contract import checkout_id_of
+
 
 class _BindActivityContext(ActivityInboundInterceptor):
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
@@ -22,8 +24,9 @@ class _BindActivityContext(ActivityInboundInterceptor):
             "activity": info.activity_type,
             "attempt": info.attempt,
         }
-        if workflow_id.startswith("checkout-"):
-            context["checkout_id"] = workflow_id.removeprefix("checkout-")
+        checkout_id = checkout_id_of(workflow_id)
+        if checkout_id is not None:
+            context["checkout_id"] = str(checkout_id)
         with structlog.contextvars.bound_contextvars(**context):
             return await super().execute_activity(input)
 

@@ -6,26 +6,16 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import Client
 
 from domains.inventory import service
 from domains.inventory.models import ReservationStatus
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.settings import Settings
+from workflows.checkout.client import CheckoutClient
 
 log = get_logger(__name__)
-
-
-async def _checkout_running(client: Client, checkout_id: str) -> bool:
-    try:
-        description = await client.get_workflow_handle(f"checkout-{checkout_id}").describe()
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return description.status == WorkflowExecutionStatus.RUNNING
 
 
 async def sweep_once(db: DomainDatabase, client: Client, now: datetime | None = None) -> int:
@@ -34,7 +24,7 @@ async def sweep_once(db: DomainDatabase, client: Client, now: datetime | None = 
         candidates = await service.expired_checkouts(session, now or datetime.now(UTC))
     expired = 0
     for checkout_id in candidates:
-        if await _checkout_running(client, str(checkout_id)):
+        if await CheckoutClient(client).is_running(checkout_id):
             continue
         async with db.begin() as session:
             released = await service.release(session, checkout_id, status=ReservationStatus.EXPIRED)

@@ -13,8 +13,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.payments import PaymentsActivities
-    from workflows.models import SettleInput, VoidResult
+    from activities.payments.contract import SETTLE_ENDED, SettleInput, VoidResult
+    from workflows.checkout.contract import TaskQueue
 
 
 @workflow.defn(name="ReconcilePaymentWorkflow")
@@ -24,12 +24,14 @@ class ReconcilePaymentWorkflow:
     @workflow.run
     async def run(self, input: SettleInput) -> VoidResult:
         """Settle the intent through the payments queue."""
-        return await workflow.execute_activity_method(
-            PaymentsActivities.settle_ended,
+        settled: VoidResult = await workflow.execute_activity(
+            SETTLE_ENDED.name,
             input,
-            task_queue="payments",
+            task_queue=TaskQueue.PAYMENTS.value,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RetryPolicy(
                 initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
             ),
+            result_type=VoidResult,
         )
+        return settled

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.cart.contract import CONVERT, LOCK, UNLOCK, CartRef, CartSnapshot, LockCartInput
 from activities.errors import business_failures
+from activities.shared import Line
 from domains.cart import service
 from kit.db import DomainDatabase
-from workflows.models import CartLine, CartRef, CartSnapshot, LockCartInput
 
 
 class CartActivities:
@@ -16,7 +17,7 @@ class CartActivities:
     def __init__(self, db: DomainDatabase) -> None:
         self.db = db
 
-    @activity.defn(name="cart.lock")
+    @activity.defn(name=LOCK.name)
     async def lock_cart(self, input: LockCartInput) -> CartSnapshot:
         """Hold the cart for the checkout and return its lines with their price snapshots."""
         with business_failures():
@@ -27,25 +28,16 @@ class CartActivities:
         return CartSnapshot(
             cart_id=cart.cart_id,
             currency=cart.currency,
-            lines=[
-                CartLine(
-                    product_id=line.product_id,
-                    variant_id=line.variant_id,
-                    sku=line.sku,
-                    quantity=line.quantity,
-                    unit_price=line.unit_price,
-                )
-                for line in cart.lines
-            ],
+            lines=[Line.model_validate(line, from_attributes=True) for line in cart.lines],
         )
 
-    @activity.defn(name="cart.unlock")
+    @activity.defn(name=UNLOCK.name)
     async def unlock_cart(self, input: CartRef) -> bool:
         """Compensation of lock: the cart is editable again (no-op if it was not held)."""
         async with self.db.begin() as session:
             return await service.unlock(session, input.cart_id, input.checkout_id)
 
-    @activity.defn(name="cart.convert")
+    @activity.defn(name=CONVERT.name)
     async def mark_converted(self, input: CartRef) -> None:
         """The checkout completed: the cart is done."""
         with business_failures():

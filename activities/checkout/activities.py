@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.checkout.contract import (
+    OPEN_SESSION,
+    RECORD_PROGRESS,
+    OpenSessionInput,
+    ProgressInput,
+)
 from domains.checkout import service
-from domains.checkout.models import StepStatus
+from domains.checkout.statuses import StepStatus
 from kit.db import DomainDatabase
-from workflows.models import OpenSessionInput, ProgressInput
 
 
 class CheckoutActivities:
@@ -16,7 +21,7 @@ class CheckoutActivities:
     def __init__(self, db: DomainDatabase) -> None:
         self.db = db
 
-    @activity.defn(name="checkout.open_session")
+    @activity.defn(name=OPEN_SESSION.name)
     async def open_session(self, input: OpenSessionInput) -> None:
         """Record the session (a retry or the API's earlier insert finds it)."""
         async with self.db.begin() as session:
@@ -29,7 +34,7 @@ class CheckoutActivities:
                 request_hash=input.request_hash,
             )
 
-    @activity.defn(name="checkout.record_progress")
+    @activity.defn(name=RECORD_PROGRESS.name)
     async def record_progress(self, input: ProgressInput) -> None:
         """Upsert the step's row and the session's status body."""
         async with self.db.begin() as session:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.coupons.contract import (
+    CONFIRM,
+    RELEASE,
+    RESERVE,
+    CouponReservation,
+    ReserveCouponInput,
+)
 from activities.errors import business_failures
+from activities.shared import MoneyValue, OrderRef, ReleaseInput
 from domains.coupons import service
 from kit.db import DomainDatabase
 from kit.money import Money
-from workflows.models import (
-    CouponReservation,
-    MoneyValue,
-    OrderRef,
-    ReleaseInput,
-    ReserveCouponInput,
-)
 
 
 class CouponsActivities:
@@ -23,7 +24,7 @@ class CouponsActivities:
     def __init__(self, db: DomainDatabase) -> None:
         self.db = db
 
-    @activity.defn(name="coupons.reserve")
+    @activity.defn(name=RESERVE.name)
     async def reserve_coupon(self, input: ReserveCouponInput) -> CouponReservation:
         """Hold a redemption; `coupon_invalid` or `coupon_exhausted` when it cannot be had."""
         with business_failures():
@@ -42,13 +43,13 @@ class CouponsActivities:
             discount=MoneyValue.of(Money.of(redemption.discount_amount, redemption.currency)),
         )
 
-    @activity.defn(name="coupons.release")
+    @activity.defn(name=RELEASE.name)
     async def release_coupon(self, input: ReleaseInput) -> bool:
         """Compensation of reserve: give the redemption back (no-op if there is none)."""
         async with self.db.begin() as session:
             return await service.release(session, input.checkout_id)
 
-    @activity.defn(name="coupons.confirm")
+    @activity.defn(name=CONFIRM.name)
     async def confirm_coupon(self, input: OrderRef) -> bool:
         """The payment is captured: the redemption is used by the order."""
         with business_failures():

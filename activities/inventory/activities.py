@@ -5,9 +5,16 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.errors import business_failures
+from activities.inventory.contract import (
+    COMMIT,
+    RELEASE,
+    RESERVE,
+    InventoryReservation,
+    ReserveInventoryInput,
+)
+from activities.shared import OrderRef, ReleaseInput
 from domains.inventory import service
 from kit.db import DomainDatabase
-from workflows.models import InventoryReservation, OrderRef, ReleaseInput, ReserveInventoryInput
 
 
 class InventoryActivities:
@@ -16,7 +23,7 @@ class InventoryActivities:
     def __init__(self, db: DomainDatabase) -> None:
         self.db = db
 
-    @activity.defn(name="inventory.reserve")
+    @activity.defn(name=RESERVE.name)
     async def reserve_inventory(self, input: ReserveInventoryInput) -> InventoryReservation:
         """Reserve every line or none; `out_of_stock` when a line is short."""
         lines = [service.Line(x.product_id, x.variant_id, x.quantity) for x in input.lines]
@@ -25,13 +32,13 @@ class InventoryActivities:
                 rows = await service.reserve(session, input.checkout_id, lines, input.expires_at)
         return InventoryReservation(reservation_ids=[row.id for row in rows])
 
-    @activity.defn(name="inventory.release")
+    @activity.defn(name=RELEASE.name)
     async def release_inventory(self, input: ReleaseInput) -> int:
         """Compensation of reserve: release what the checkout holds (and restock if asked)."""
         async with self.db.begin() as session:
             return await service.release(session, input.checkout_id, restock=input.restock)
 
-    @activity.defn(name="inventory.commit")
+    @activity.defn(name=COMMIT.name)
     async def commit_inventory(self, input: OrderRef) -> int:
         """The payment is captured: reserved units become sold units."""
         async with self.db.begin() as session:

@@ -5,17 +5,21 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.errors import business_failures
+from activities.orders.contract import (
+    CANCEL,
+    CREATE,
+    MARK_FULFILLING,
+    MARK_PAID,
+    CancelOrderInput,
+    CreateOrderInput,
+    OrderInfo,
+    OrderTransitionInput,
+)
+from activities.shared import MoneyValue
 from domains.orders import service
 from domains.orders.models import Order, OrderStatus
 from kit.db import DomainDatabase
 from kit.money import Money
-from workflows.models import (
-    CancelOrderInput,
-    CreateOrderInput,
-    MoneyValue,
-    OrderInfo,
-    OrderTransitionInput,
-)
 
 
 def _info(order: Order) -> OrderInfo:
@@ -33,7 +37,7 @@ class OrdersActivities:
     def __init__(self, db: DomainDatabase) -> None:
         self.db = db
 
-    @activity.defn(name="orders.create")
+    @activity.defn(name=CREATE.name)
     async def create_order(self, input: CreateOrderInput) -> OrderInfo:
         """The checkout's one order, `pending_payment`."""
         currency = input.currency
@@ -63,7 +67,7 @@ class OrdersActivities:
             async with self.db.begin() as session:
                 return _info(await service.create_order(session, spec))
 
-    @activity.defn(name="orders.cancel")
+    @activity.defn(name=CANCEL.name)
     async def cancel_order(self, input: CancelOrderInput) -> bool:
         """Compensation of create: the order is cancelled (or refunded); no-op if it has none."""
         async with self.db.begin() as session:
@@ -71,12 +75,12 @@ class OrdersActivities:
                 session, input.checkout_id, input.reason, refunded=input.refunded
             )
 
-    @activity.defn(name="orders.mark_paid")
+    @activity.defn(name=MARK_PAID.name)
     async def mark_paid(self, input: OrderTransitionInput) -> OrderInfo:
         """The payment is captured."""
         return await self._move(input, OrderStatus.PAID)
 
-    @activity.defn(name="orders.mark_fulfilling")
+    @activity.defn(name=MARK_FULFILLING.name)
     async def mark_fulfilling(self, input: OrderTransitionInput) -> OrderInfo:
         """A shipment is booked."""
         return await self._move(input, OrderStatus.FULFILLING)

@@ -13,6 +13,18 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.errors import business_failures
+from activities.payments.contract import (
+    AUTHORIZE,
+    CAPTURE,
+    REFRESH,
+    SETTLE_ENDED,
+    VOID,
+    AuthorizeInput,
+    PaymentResult,
+    SettleInput,
+    VoidResult,
+)
+from activities.shared import CheckoutRef, MoneyValue, NextAction
 from domains.payments import service
 from domains.payments.errors import PaymentDeclined, ProviderUnavailable
 from domains.payments.models import Payment, TransactionType
@@ -20,15 +32,6 @@ from domains.payments.provider import Intent, PaymentProvider, ProviderRejected
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.money import Money
-from workflows.models import (
-    AuthorizeInput,
-    CheckoutRef,
-    MoneyValue,
-    NextAction,
-    PaymentResult,
-    SettleInput,
-    VoidResult,
-)
 
 log = get_logger(__name__)
 
@@ -97,7 +100,7 @@ class PaymentsActivities:
                 await service.open_call(session, key, {"intent": intent_id})
         return key
 
-    @activity.defn(name="payments.authorize")
+    @activity.defn(name=AUTHORIZE.name)
     async def authorize_payment(self, input: AuthorizeInput) -> PaymentResult:
         """Authorize the total: authorized, requires_action, processing or failed."""
         key = service.idempotency_key(input.checkout_id, "authorize")
@@ -125,7 +128,7 @@ class PaymentsActivities:
             )
             return _result(payment, intent)
 
-    @activity.defn(name="payments.refresh")
+    @activity.defn(name=REFRESH.name)
     async def refresh_payment(self, input: CheckoutRef) -> PaymentResult:
         """Re-read the intent from the provider (after a webhook) and record what it says."""
         with business_failures():
@@ -140,7 +143,7 @@ class PaymentsActivities:
             await service.mirror_intent(session, payment, intent)
             return _result(payment, intent)
 
-    @activity.defn(name="payments.capture")
+    @activity.defn(name=CAPTURE.name)
     async def capture_payment(self, input: CheckoutRef) -> PaymentResult:
         """Capture the authorized amount; `payment_declined` when the provider refuses."""
         key = service.idempotency_key(input.checkout_id, "capture")
@@ -182,7 +185,7 @@ class PaymentsActivities:
             )
         return result
 
-    @activity.defn(name="payments.void")
+    @activity.defn(name=VOID.name)
     async def void_payment(self, input: AuthorizeInput) -> VoidResult:
         """Compensation of authorize: release the authorization, or refund what was captured.
 
@@ -229,7 +232,7 @@ class PaymentsActivities:
         log.info("payments.compensated", checkout_id=str(input.checkout_id), action=action)
         return VoidResult(action=action, refunded=MoneyValue.of(refunded) if refunded else None)
 
-    @activity.defn(name="payments.settle_ended")
+    @activity.defn(name=SETTLE_ENDED.name)
     async def settle_ended(self, input: SettleInput) -> VoidResult:
         """An event about a checkout that already ended: release or refund what the intent holds.
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.errors import business_failures
+from activities.products.contract import PRICE_CART, PriceCartInput, PricedCart
+from activities.shared import MoneyValue
 from domains.products import service
 from kit.db import DomainDatabase
 from kit.money import Money
-from workflows.models import MoneyValue, PriceCartInput, PricedCart
 
 
 class ProductsActivities:
@@ -17,7 +18,7 @@ class ProductsActivities:
     def __init__(self, db: DomainDatabase) -> None:
         self.db = db
 
-    @activity.defn(name="products.price_cart")
+    @activity.defn(name=PRICE_CART.name)
     async def price_cart(self, input: PriceCartInput) -> PricedCart:
         """Fail with `price_changed` unless every line's snapshot is the current price."""
         lines = [

@@ -5,10 +5,11 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.errors import business_failures
+from activities.shared import OrderRef
+from activities.shipping.contract import CANCEL, CREATE, CreateShipmentInput, ShipmentInfo
 from domains.shipping import service
 from domains.shipping.carrier import CarrierClient
 from kit.db import DomainDatabase
-from workflows.models import CreateShipmentInput, OrderRef, ShipmentInfo
 
 
 class ShippingActivities:
@@ -18,7 +19,7 @@ class ShippingActivities:
         self.db = db
         self.carrier = carrier
 
-    @activity.defn(name="shipping.create")
+    @activity.defn(name=CREATE.name)
     async def create_shipment(self, input: CreateShipmentInput) -> ShipmentInfo:
         """Book the order's one shipment with the carrier (idempotent per checkout)."""
         ship_to = input.ship_to.model_dump(mode="json")
@@ -45,7 +46,7 @@ class ShippingActivities:
             tracking_number=existing.tracking_number,
         )
 
-    @activity.defn(name="shipping.cancel")
+    @activity.defn(name=CANCEL.name)
     async def cancel_shipment(self, input: OrderRef) -> bool:
         """Compensation of create: cancel the booking; no-op if there is none."""
         async with self.db.begin() as session:

@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import text
 
 from tests.platform import Platform
-from tools.checkouts import new_input
-from workflows.checkout import CheckoutWorkflow
-from workflows.models import CheckoutStatusBody, PaymentEvent
+from tools.seed import new_input
+from workflows.checkout.models import CheckoutStatusBody, PaymentEvent
+from workflows.checkout.workflow import CheckoutWorkflow
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,9 +17,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from tests.platform import Platform
-from tools.checkouts import new_input, start_checkout
+from tools.seed import new_input
 from workers.bootstrap import WORKER_DOMAINS, run_workers
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout.client import CheckoutClient
+from workflows.checkout.workflow import CheckoutWorkflow
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -63,7 +64,7 @@ async def test_no_webhook_expires_and_compensates(
     cart_id = await platform.seed.cart(user_id, [(variant, 2)])
     checkout = new_input(user_id=user_id, cart_id=cart_id, token="tok_no_webhook")
 
-    handle = await start_checkout(skipping.client, checkout)
+    handle = await CheckoutClient(skipping.client).start(checkout)
     body = await handle.result()  # the time-skipping server jumps the 15-minute timer
 
     assert body.status == "expired"

@@ -19,7 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.platform import Platform
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout.workflow import CheckoutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 pytestmark = pytest.mark.timeout(120)

@@ -18,7 +18,8 @@ from api.auth import issue_token
 from tests.conftest import ISOLATED_NAMESPACE, Service
 from tests.platform import PSP_TIMEOUT_S, Platform
 from tests.workflows.test_worker_crash import WorkerProcess
-from tools.checkouts import new_input, start_checkout
+from tools.seed import new_input
+from workflows.checkout.client import CheckoutClient
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -58,7 +59,7 @@ async def test_stopped_inventory_worker_is_found_and_recovered(
         user_id = uuid.uuid4()
         cart_id = await platform.seed.cart(user_id, [(variant, 1)])
         checkout = new_input(user_id=user_id, cart_id=cart_id)
-        handle = await start_checkout(client, checkout)
+        handle = await CheckoutClient(client).start(checkout)
 
         async with AsyncExitStack() as stack:
             await stack.enter_async_context(app.router.lifespan_context(app))

@@ -22,8 +22,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from tests.conftest import ISOLATED_NAMESPACE, Service
 from tests.platform import PSP_TIMEOUT_S, Platform
-from tools.checkouts import new_input, start_checkout
-from workflows.checkout import CheckoutWorkflow
+from tools.seed import new_input
+from workflows.checkout.client import CheckoutClient
+from workflows.checkout.workflow import CheckoutWorkflow
 
 pytestmark = pytest.mark.timeout(180)
 REPO = Path(__file__).resolve().parents[2]
@@ -102,7 +103,7 @@ async def test_sigkilled_payments_worker_restarts_and_charges_once(
     # tok_flaky: the provider commits the authorization, then fails or hangs; the worker dies
     # while that call is in flight.
     checkout = new_input(user_id=user_id, cart_id=cart_id, token="tok_flaky")
-    handle = await start_checkout(client, checkout)
+    handle = await CheckoutClient(client).start(checkout)
 
     for _ in range(300):
         if await platform.ledger(checkout.checkout_id):

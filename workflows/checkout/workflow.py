@@ -1,75 +1,68 @@
 """CheckoutWorkflow: cart to paid, reserved, shippable order, or nothing held and nobody charged.
 
-Orchestration only: no I/O here. Every step is an activity on its domain's task queue; its
-compensation is registered before it runs. Capture is the pivot: before it, any failure, a
-cancel or an expiry undoes everything; after it, the remaining steps are retried forward, and a
-step that fails for good refunds the payment and cancels the order.
+Orchestration only: no I/O here, and no activity implementation is imported: activities are
+called by name (`activities.<domain>.contract`) with the options of `STEPS`. Every step runs on
+its domain's task queue, and its compensation is registered before it runs. Capture is the pivot:
+before it, any failure, a cancel or an expiry undoes everything; after it, the remaining steps are
+retried forward, and a step that fails for good refunds the payment and cancels the order.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
+from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.activity import _Definition  # the one way to read an activity's registered name
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.cart import CartActivities
-    from activities.checkout import CheckoutActivities
-    from activities.coupons import CouponsActivities
-    from activities.inventory import InventoryActivities
-    from activities.orders import OrdersActivities
-    from activities.payments import PaymentsActivities
-    from activities.products import ProductsActivities
-    from activities.shipping import ShippingActivities
-    from domains.checkout.models import CheckoutStatus, StepName, StepStatus
-    from kit.money import Money
-    from workflows.models import (
-        AuthorizeInput,
-        CancelOrderInput,
-        CartRef,
-        CartSnapshot,
-        CheckoutInput,
+    from activities.cart import contract as cart
+    from activities.checkout import contract as record
+    from activities.coupons import contract as coupons
+    from activities.inventory import contract as inventory
+    from activities.orders import contract as orders
+    from activities.payments import contract as payments
+    from activities.products import contract as products
+    from activities.shared import (
+        ActivityName,
         CheckoutRef,
-        CheckoutStatusBody,
-        CouponReservation,
-        CreateOrderInput,
-        CreateShipmentInput,
-        Failure,
-        FailureCode,
-        InventoryLine,
-        LockCartInput,
         MoneyValue,
-        OpenSessionInput,
-        OrderInfo,
-        OrderLine,
         OrderRef,
-        OrderSummary,
-        OrderTransitionInput,
-        PaymentEvent,
-        PaymentResult,
-        PaymentSummary,
-        PriceCartInput,
-        ProgressInput,
         ReleaseInput,
-        ReserveCouponInput,
-        ReserveInventoryInput,
+    )
+    from activities.shipping import contract as shipping
+    from kit.money import Money
+    from workflows.checkout.contract import (
+        CHECKOUT_STATUS,
+        CHECKOUT_STEP,
+        CUSTOMER_ID,
+        ORDER_NUMBER,
+        WAITING_PAYMENT,
+        WORKFLOW_TYPE,
+        CheckoutStatus,
+        FailureCode,
+        PaymentStatus,
+        StepName,
+        StepStatus,
+        TaskQueue,
+    )
+    from workflows.checkout.models import (
+        CheckoutInput,
+        CheckoutStatusBody,
+        Failure,
+        OrderSummary,
+        PaymentEvent,
+        PaymentSummary,
     )
     from workflows.saga import Saga
 
-T = TypeVar("T")
-
-TASK_QUEUE = "checkout"
-
-CHECKOUT_STATUS = SearchAttributeKey.for_keyword("CheckoutStatus")
-CHECKOUT_STEP = SearchAttributeKey.for_keyword("CheckoutStep")
-ORDER_NUMBER = SearchAttributeKey.for_keyword("OrderNumber")
-CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+InputT = TypeVar("InputT", bound=BaseModel)
+ResultT = TypeVar("ResultT")
 
 # Transient failures (a database restart, a provider timeout, a killed worker) are retried without
 # limit: giving up would leave the outcome unknown. Business failures are non-retryable errors.
@@ -89,7 +82,39 @@ RECORD_TIMEOUT = timedelta(seconds=10)
 # vanished without compensating.
 RESERVATION_MARGIN = timedelta(minutes=10)
 
-WAITING_PAYMENT = frozenset({"requires_action", "processing"})
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How the workflow runs one activity: where, how long an attempt may take, how to retry."""
+
+    queue: TaskQueue
+    timeout: timedelta = DB_STEP_TIMEOUT
+    retry: RetryPolicy = field(default_factory=lambda: FORWARD)
+
+
+# Every activity the checkout calls, with its options (a test checks each queue is its domain's).
+STEPS: dict[str, StepOptions] = {
+    cart.LOCK.name: StepOptions(TaskQueue.CART),
+    cart.UNLOCK.name: StepOptions(TaskQueue.CART),
+    cart.CONVERT.name: StepOptions(TaskQueue.CART),
+    products.PRICE_CART.name: StepOptions(TaskQueue.PRODUCTS),
+    coupons.RESERVE.name: StepOptions(TaskQueue.COUPONS),
+    coupons.RELEASE.name: StepOptions(TaskQueue.COUPONS),
+    coupons.CONFIRM.name: StepOptions(TaskQueue.COUPONS),
+    inventory.RESERVE.name: StepOptions(TaskQueue.INVENTORY),
+    inventory.RELEASE.name: StepOptions(TaskQueue.INVENTORY),
+    inventory.COMMIT.name: StepOptions(TaskQueue.INVENTORY),
+    orders.CREATE.name: StepOptions(TaskQueue.ORDERS),
+    orders.CANCEL.name: StepOptions(TaskQueue.ORDERS),
+    orders.MARK_PAID.name: StepOptions(TaskQueue.ORDERS),
+    orders.MARK_FULFILLING.name: StepOptions(TaskQueue.ORDERS),
+    payments.AUTHORIZE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    payments.REFRESH.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    payments.CAPTURE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    payments.VOID.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    shipping.CREATE.name: StepOptions(TaskQueue.SHIPPING, PROVIDER_STEP_TIMEOUT),
+    shipping.CANCEL.name: StepOptions(TaskQueue.SHIPPING),
+}
 
 
 class CheckoutStopped(Exception):
@@ -102,8 +127,8 @@ class CheckoutStopped(Exception):
         self.message = message
 
 
-def _failure_code(error: BaseException) -> tuple[FailureCode, str]:
-    """The contract's failure code carried by an activity failure (internal_error otherwise)."""
+def failure_code(error: BaseException) -> tuple[FailureCode, str]:
+    """The failure code an activity failure carries (`internal_error` when it carries none)."""
     cause: BaseException | None = error
     while cause is not None:
         if isinstance(cause, ApplicationError) and cause.type:
@@ -115,7 +140,20 @@ def _failure_code(error: BaseException) -> tuple[FailureCode, str]:
     return FailureCode.INTERNAL_ERROR, str(error)
 
 
-@workflow.defn(name="CheckoutWorkflow")
+async def gather_all(*calls: Awaitable[Any]) -> list[Any]:
+    """Run `calls` concurrently and wait for every one, then raise the first failure.
+
+    Waiting also when one fails matters: compensating while a sibling is still reserving would
+    release before it reserves.
+    """
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
 class CheckoutWorkflow:
     """One checkout, id `checkout-<checkout_id>`, on task queue `checkout`."""
 
@@ -134,7 +172,7 @@ class CheckoutWorkflow:
         self._saga = Saga()
         self._step_started: datetime | None = None
 
-    # -- signals and queries -------------------------------------------------------------------
+    # -- signals, updates and queries ----------------------------------------------------------
 
     @workflow.signal(name="payment_event")
     def payment_event(self, event: PaymentEvent) -> None:
@@ -201,8 +239,8 @@ class CheckoutWorkflow:
             ]
         )
         await self._local(
-            CheckoutActivities.open_session,
-            OpenSessionInput(
+            record.OPEN_SESSION,
+            record.OpenSessionInput(
                 checkout_id=input.checkout_id,
                 user_id=input.user_id,
                 cart_id=input.cart_id,
@@ -215,7 +253,7 @@ class CheckoutWorkflow:
         except CheckoutStopped as stop:
             await self._unwind(stop.status, stop.code, stop.message)
         except ActivityError as error:
-            code, message = _failure_code(error)
+            code, message = failure_code(error)
             await self._unwind(CheckoutStatus.FAILED, code, message)
         except asyncio.CancelledError:
             # Temporal cancellation (an operator): undo everything, refunding if captured.
@@ -225,121 +263,107 @@ class CheckoutWorkflow:
         self._count_end()
         return self.status()
 
-    def _count_end(self) -> None:
-        code = self._failure.code.value if self._failure else "none"
-        workflow.metric_meter().create_counter(
-            "checkouts_ended", "checkouts ended, by status and failure code"
-        ).with_additional_attributes({"status": self._status.value, "code": code}).add(1)
-
     async def _forward(self, input: CheckoutInput) -> None:
-        checkout_id = input.checkout_id
-        cart_ref = CartRef(checkout_id=checkout_id, cart_id=input.cart_id)
+        """The stages in order; each raises to stop the checkout."""
+        snapshot = await self._lock_cart(input)
+        discount = await self._reserve(input, snapshot)
+        order = await self._create_order(input, snapshot, discount)
+        await self._authorize(input, order)
+        await self._capture(input)
+        order_ref = OrderRef(checkout_id=input.checkout_id, order_id=order.order_id)
+        await self._settle(order_ref)
+        await self._ship(input, order_ref)
+        await self._complete(input)
 
+    async def _lock_cart(self, input: CheckoutInput) -> cart.CartSnapshot:
         await self._enter(StepName.LOCK_CART)
-        self._saga.add("unlock_cart", lambda: self._undo(CartActivities.unlock_cart, cart_ref))
-        cart: CartSnapshot = await self._call(
-            CartActivities.lock_cart,
-            LockCartInput(checkout_id=checkout_id, cart_id=input.cart_id, user_id=input.user_id),
+        self._saga.add("unlock_cart", lambda: self._call(cart.UNLOCK, self._cart_ref()))
+        snapshot = await self._call(
+            cart.LOCK,
+            cart.LockCartInput(
+                checkout_id=input.checkout_id, cart_id=input.cart_id, user_id=input.user_id
+            ),
         )
         self._check_cancel()
+        return snapshot
 
-        # Price check, coupon and stock do not depend on each other: one concurrent stage.
-        subtotal = cart.subtotal()
+    async def _reserve(self, input: CheckoutInput, snapshot: cart.CartSnapshot) -> Money:
+        """Price check, coupon and stock do not depend on each other: one concurrent stage."""
+        checkout_id = input.checkout_id
         now = workflow.now()
-        concurrent: list[Awaitable[Any]] = [
-            self._call(
-                ProductsActivities.price_cart,
-                PriceCartInput(currency=cart.currency, lines=cart.lines, at=now),
-            )
-        ]
         stage = [StepName.PRICE_CART]
         if input.coupon_code:
             stage.append(StepName.RESERVE_COUPON)
-            self._saga.add(
-                "release_coupon",
-                lambda: self._undo(CouponsActivities.release_coupon, self._release(checkout_id)),
-            )
-            concurrent.append(
-                self._call(
-                    CouponsActivities.reserve_coupon,
-                    ReserveCouponInput(
-                        checkout_id=checkout_id,
-                        user_id=input.user_id,
-                        code=input.coupon_code,
-                        subtotal=MoneyValue.of(subtotal),
-                        at=now,
-                    ),
-                )
-            )
+            self._saga.add("release_coupon", lambda: self._call(coupons.RELEASE, self._release()))
         stage.append(StepName.RESERVE_INVENTORY)
-        self._saga.add(
-            "release_inventory",
-            lambda: self._undo(InventoryActivities.release_inventory, self._release(checkout_id)),
-        )
-        concurrent.append(
-            self._call(
-                InventoryActivities.reserve_inventory,
-                ReserveInventoryInput(
-                    checkout_id=checkout_id,
-                    lines=[
-                        InventoryLine(
-                            product_id=line.product_id,
-                            variant_id=line.variant_id,
-                            quantity=line.quantity,
-                        )
-                        for line in cart.lines
-                    ],
-                    expires_at=now
-                    + timedelta(seconds=input.payment_timeout_s)
-                    + RESERVATION_MARGIN,
-                ),
-            )
-        )
+        self._saga.add("release_inventory", lambda: self._call(inventory.RELEASE, self._release()))
         await self._enter(*stage)
-        # Wait for every branch, also when one fails: compensating while a sibling is still
-        # reserving would release before it reserves.
-        results = await asyncio.gather(*concurrent, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        discount = Money.zero(cart.currency)
-        if input.coupon_code:
-            coupon = cast(CouponReservation, results[1])
-            discount = coupon.discount.money()
+        price = self._call(
+            products.PRICE_CART,
+            products.PriceCartInput(currency=snapshot.currency, lines=snapshot.lines, at=now),
+        )
+        discount = (
+            self._reserve_coupon(input, input.coupon_code, snapshot.subtotal(), now)
+            if input.coupon_code
+            else self._no_discount(snapshot.currency)
+        )
+        stock = self._call(
+            inventory.RESERVE,
+            inventory.ReserveInventoryInput(
+                checkout_id=checkout_id,
+                lines=snapshot.lines,
+                expires_at=now + timedelta(seconds=input.payment_timeout_s) + RESERVATION_MARGIN,
+            ),
+        )
+        _, money_off, _ = await gather_all(price, discount, stock)
         self._check_cancel()
+        return cast(Money, money_off)
 
+    async def _reserve_coupon(
+        self, input: CheckoutInput, code: str, subtotal: Money, at: datetime
+    ) -> Money:
+        reservation = await self._call(
+            coupons.RESERVE,
+            coupons.ReserveCouponInput(
+                checkout_id=input.checkout_id,
+                user_id=input.user_id,
+                code=code,
+                subtotal=MoneyValue.of(subtotal),
+                at=at,
+            ),
+        )
+        return reservation.discount.money()
+
+    async def _no_discount(self, currency: str) -> Money:
+        return Money.zero(currency)
+
+    async def _create_order(
+        self, input: CheckoutInput, snapshot: cart.CartSnapshot, discount: Money
+    ) -> orders.OrderInfo:
         await self._enter(StepName.CREATE_ORDER)
+        # Read at compensation time: the failure and whether money came back are known then.
         self._saga.add(
             "cancel_order",
-            lambda: self._undo(
-                OrdersActivities.cancel_order,
-                CancelOrderInput(
-                    checkout_id=checkout_id,
-                    reason=self._failure.code.value if self._failure else "compensation",
+            lambda: self._call(
+                orders.CANCEL,
+                orders.CancelOrderInput(
+                    checkout_id=input.checkout_id,
+                    reason=self._reason(),
                     refunded=self._captured,
                 ),
             ),
         )
-        total = subtotal - discount
-        order: OrderInfo = await self._call(
-            OrdersActivities.create_order,
-            CreateOrderInput(
-                checkout_id=checkout_id,
+        subtotal = snapshot.subtotal()
+        order = await self._call(
+            orders.CREATE,
+            orders.CreateOrderInput(
+                checkout_id=input.checkout_id,
                 user_id=input.user_id,
-                currency=cart.currency,
-                lines=[
-                    OrderLine(
-                        product_id=line.product_id,
-                        variant_id=line.variant_id,
-                        sku=line.sku,
-                        quantity=line.quantity,
-                        unit_price=line.unit_price,
-                    )
-                    for line in cart.lines
-                ],
+                currency=snapshot.currency,
+                lines=snapshot.lines,
                 subtotal=MoneyValue.of(subtotal),
                 discount=MoneyValue.of(discount),
-                total=MoneyValue.of(total),
+                total=MoneyValue.of(subtotal - discount),
                 coupon_code=input.coupon_code.strip().upper() if input.coupon_code else None,
                 shipping_address=input.shipping_address,
                 billing_address=input.billing_address,
@@ -353,25 +377,23 @@ class CheckoutWorkflow:
         )
         workflow.upsert_search_attributes([ORDER_NUMBER.value_set(order.order_number)])
         self._check_cancel()
+        return order
 
+    async def _authorize(self, input: CheckoutInput, order: orders.OrderInfo) -> None:
         await self._enter(StepName.AUTHORIZE_PAYMENT)
-        authorize = AuthorizeInput(
-            checkout_id=checkout_id,
+        authorize = payments.AuthorizeInput(
+            checkout_id=input.checkout_id,
             order_id=order.order_id,
-            amount=MoneyValue.of(total),
+            amount=order.total,
             provider=input.payment_provider,
             token=input.payment_token,
         )
-        self._saga.add(
-            "void_payment", lambda: self._undo(PaymentsActivities.void_payment, authorize)
-        )
-        payment: PaymentResult = await self._call(
-            PaymentsActivities.authorize_payment, authorize, start_to_close=PROVIDER_STEP_TIMEOUT
-        )
+        self._saga.add("void_payment", lambda: self._call(payments.VOID, authorize))
+        payment = await self._call(payments.AUTHORIZE, authorize)
         self._take_payment(payment)
         if payment.status in WAITING_PAYMENT:
             payment = await self._await_payment(input)
-        if payment.status != "authorized":
+        if payment.status != PaymentStatus.AUTHORIZED:
             raise CheckoutStopped(
                 CheckoutStatus.FAILED,
                 FailureCode.PAYMENT_DECLINED,
@@ -379,66 +401,10 @@ class CheckoutWorkflow:
             )
         self._check_cancel()
 
-        await self._enter(StepName.CAPTURE_PAYMENT)
-        payment = await self._call(
-            PaymentsActivities.capture_payment,
-            CheckoutRef(checkout_id=checkout_id),
-            start_to_close=PROVIDER_STEP_TIMEOUT,
-        )
-        # The pivot: money moved. From here on, only forward (or a refund if a step fails for good).
-        self._captured = True
-        self._cancel_requested = False
-        self._take_payment(payment)
-
-        order_ref = OrderRef(checkout_id=checkout_id, order_id=order.order_id)
-        await self._enter(
-            StepName.COMMIT_INVENTORY, StepName.CONFIRM_COUPON, StepName.CONFIRM_ORDER
-        )
-        settled = await asyncio.gather(
-            self._call(InventoryActivities.commit_inventory, order_ref),
-            self._call(CouponsActivities.confirm_coupon, order_ref),
-            self._call(
-                OrdersActivities.mark_paid,
-                OrderTransitionInput(checkout_id=checkout_id, reason="payment_captured"),
-            ),
-            return_exceptions=True,
-        )
-        for result in settled:
-            if isinstance(result, BaseException):
-                raise result
-
-        await self._enter(StepName.CREATE_SHIPMENT)
-        self._saga.add(
-            "cancel_shipment", lambda: self._undo(ShippingActivities.cancel_shipment, order_ref)
-        )
-        await self._call(
-            ShippingActivities.create_shipment,
-            CreateShipmentInput(
-                checkout_id=checkout_id, order_id=order.order_id, ship_to=input.shipping_address
-            ),
-            start_to_close=PROVIDER_STEP_TIMEOUT,
-        )
-
-        await self._enter(StepName.COMPLETE)
-        finished = await asyncio.gather(
-            self._call(CartActivities.mark_converted, cart_ref),
-            self._call(
-                OrdersActivities.mark_fulfilling,
-                OrderTransitionInput(checkout_id=checkout_id, reason="shipment_created"),
-            ),
-            return_exceptions=True,
-        )
-        for result in finished:
-            if isinstance(result, BaseException):
-                raise result
-        self._status = CheckoutStatus.COMPLETED
-        await self._record({StepName.COMPLETE: StepStatus.COMPLETED})
-
-    async def _await_payment(self, input: CheckoutInput) -> PaymentResult:
+    async def _await_payment(self, input: CheckoutInput) -> payments.PaymentResult:
         """Wait for the provider to settle the authorization, bounded by the payment window."""
         await self._enter(StepName.AWAITING_PAYMENT)
         deadline = workflow.now() + timedelta(seconds=input.payment_timeout_s)
-        checkout = CheckoutRef(checkout_id=input.checkout_id)
         while True:
             remaining = (deadline - workflow.now()).total_seconds()
             if remaining <= 0:
@@ -459,14 +425,76 @@ class CheckoutWorkflow:
                 )
                 continue
             # Never trust the event's copy: ask the provider what the intent is now.
-            payment: PaymentResult = await self._call(
-                PaymentsActivities.refresh_payment, checkout, start_to_close=PROVIDER_STEP_TIMEOUT
-            )
+            payment = await self._call(payments.REFRESH, CheckoutRef(checkout_id=input.checkout_id))
             self._take_payment(payment)
             if payment.status not in WAITING_PAYMENT:
                 return payment
 
+    async def _capture(self, input: CheckoutInput) -> None:
+        await self._enter(StepName.CAPTURE_PAYMENT)
+        payment = await self._call(payments.CAPTURE, CheckoutRef(checkout_id=input.checkout_id))
+        # The pivot: money moved. From here on, only forward (or a refund if a step fails for good).
+        self._captured = True
+        self._cancel_requested = False
+        self._take_payment(payment)
+
+    async def _settle(self, order_ref: OrderRef) -> None:
+        """The captured payment turns reservations into sales and the order into a paid one."""
+        await self._enter(
+            StepName.COMMIT_INVENTORY, StepName.CONFIRM_COUPON, StepName.CONFIRM_ORDER
+        )
+        await gather_all(
+            self._call(inventory.COMMIT, order_ref),
+            self._call(coupons.CONFIRM, order_ref),
+            self._call(
+                orders.MARK_PAID,
+                orders.OrderTransitionInput(
+                    checkout_id=order_ref.checkout_id, reason="payment_captured"
+                ),
+            ),
+        )
+
+    async def _ship(self, input: CheckoutInput, order_ref: OrderRef) -> None:
+        await self._enter(StepName.CREATE_SHIPMENT)
+        self._saga.add("cancel_shipment", lambda: self._call(shipping.CANCEL, order_ref))
+        await self._call(
+            shipping.CREATE,
+            shipping.CreateShipmentInput(
+                checkout_id=input.checkout_id,
+                order_id=order_ref.order_id,
+                ship_to=input.shipping_address,
+            ),
+        )
+
+    async def _complete(self, input: CheckoutInput) -> None:
+        await self._enter(StepName.COMPLETE)
+        await gather_all(
+            self._call(cart.CONVERT, self._cart_ref()),
+            self._call(
+                orders.MARK_FULFILLING,
+                orders.OrderTransitionInput(
+                    checkout_id=input.checkout_id, reason="shipment_created"
+                ),
+            ),
+        )
+        self._status = CheckoutStatus.COMPLETED
+        await self._record({StepName.COMPLETE: StepStatus.COMPLETED})
+
     # -- helpers ---------------------------------------------------------------------------------
+
+    def _cart_ref(self) -> cart.CartRef:
+        assert self._input is not None
+        return cart.CartRef(checkout_id=self._input.checkout_id, cart_id=self._input.cart_id)
+
+    def _reason(self) -> str:
+        return self._failure.code.value if self._failure else "compensation"
+
+    def _release(self) -> ReleaseInput:
+        # Read at compensation time: after the pivot, units already taken go back on the shelf.
+        assert self._input is not None
+        return ReleaseInput(
+            checkout_id=self._input.checkout_id, reason=self._reason(), restock=self._captured
+        )
 
     def _expired(self, input: CheckoutInput) -> CheckoutStopped:
         return CheckoutStopped(
@@ -481,15 +509,10 @@ class CheckoutWorkflow:
                 CheckoutStatus.CANCELLED, FailureCode.CANCELLED, "the checkout was cancelled"
             )
 
-    def _release(self, checkout_id: Any) -> ReleaseInput:
-        # Read at compensation time: after the pivot, units already taken go back on the shelf.
-        reason = self._failure.code.value if self._failure else "compensation"
-        return ReleaseInput(checkout_id=checkout_id, reason=reason, restock=self._captured)
-
-    def _take_payment(self, payment: PaymentResult) -> None:
+    def _take_payment(self, payment: payments.PaymentResult) -> None:
         self._intent_id = payment.intent_id or self._intent_id
         self._payment = PaymentSummary(status=payment.status, next_action=payment.next_action)
-        waiting_for_buyer = payment.status == "requires_action"
+        waiting_for_buyer = payment.status == PaymentStatus.REQUIRES_ACTION
         status = CheckoutStatus.REQUIRES_ACTION if waiting_for_buyer else CheckoutStatus.PROCESSING
         if status != self._status:
             self._status = status
@@ -500,27 +523,36 @@ class CheckoutWorkflow:
         moved: dict[StepName, StepStatus] = {}
         if self._step not in steps:
             moved[self._step] = StepStatus.COMPLETED
-            now = workflow.now()
-            if self._step_started is not None:
-                workflow.metric_meter().create_histogram_timedelta(
-                    "checkout_step_duration", "time spent in a checkout step"
-                ).with_additional_attributes({"step": self._step.value}).record(
-                    now - self._step_started
-                )
-            self._step_started = now
+            self._observe_step_end()
         for step in steps:
             moved[step] = StepStatus.STARTED
         self._step = steps[-1]
         workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
         await self._record(moved)
 
+    def _observe_step_end(self) -> None:
+        now = workflow.now()
+        if self._step_started is not None:
+            workflow.metric_meter().create_histogram_timedelta(
+                "checkout_step_duration", "time spent in a checkout step"
+            ).with_additional_attributes({"step": self._step.value}).record(
+                now - self._step_started
+            )
+        self._step_started = now
+
+    def _count_end(self) -> None:
+        code = self._failure.code.value if self._failure else "none"
+        workflow.metric_meter().create_counter(
+            "checkouts_ended", "checkouts ended, by status and failure code"
+        ).with_additional_attributes({"status": self._status.value, "code": code}).add(1)
+
     async def _record(
         self, steps: dict[StepName, StepStatus], error_code: str | None = None
     ) -> None:
         assert self._input is not None
         await self._local(
-            CheckoutActivities.record_progress,
-            ProgressInput(
+            record.RECORD_PROGRESS,
+            record.ProgressInput(
                 checkout_id=self._input.checkout_id,
                 steps={name.value: status.value for name, status in steps.items()},
                 error_code=error_code,
@@ -541,37 +573,24 @@ class CheckoutWorkflow:
         await self._saga.compensate()
         self._status = status
         if self._payment is not None and self._captured:
-            self._payment = PaymentSummary(status="refunded")
+            self._payment = PaymentSummary(status=PaymentStatus.REFUNDED)
         workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(status.value)])
         await self._record({StepName.COMPENSATING: StepStatus.COMPLETED}, error_code=code.value)
 
-    async def _call(
-        self,
-        activity: Callable[[Any, Any], Awaitable[T]],
-        arg: Any,
-        *,
-        start_to_close: timedelta = DB_STEP_TIMEOUT,
-    ) -> T:
-        """Run a domain activity on its domain's task queue (`cart.lock` -> queue `cart`)."""
-        name = _Definition.must_from_callable(activity).name or ""
-        return await workflow.execute_activity_method(
-            activity,
+    async def _call(self, activity: ActivityName[InputT, ResultT], arg: InputT) -> ResultT:
+        """Run a domain activity with its options from `STEPS`."""
+        options = STEPS[activity.name]
+        result: ResultT = await workflow.execute_activity(
+            activity.name,
             arg,
-            task_queue=name.split(".", 1)[0],
-            start_to_close_timeout=start_to_close,
-            retry_policy=FORWARD,
+            task_queue=options.queue.value,
+            start_to_close_timeout=options.timeout,
+            retry_policy=options.retry,
+            result_type=activity.result,
         )
+        return result
 
-    async def _undo(self, activity: Callable[[Any, Any], Awaitable[Any]], arg: Any) -> None:
-        slow = activity is PaymentsActivities.void_payment
-        await self._call(
-            activity, arg, start_to_close=PROVIDER_STEP_TIMEOUT if slow else DB_STEP_TIMEOUT
-        )
-
-    async def _local(self, activity: Callable[[Any, Any], Awaitable[Any]], arg: Any) -> None:
-        await workflow.execute_local_activity_method(
-            activity,
-            arg,
-            start_to_close_timeout=RECORD_TIMEOUT,
-            retry_policy=FORWARD,
+    async def _local(self, activity: ActivityName[InputT, ResultT], arg: InputT) -> None:
+        await workflow.execute_local_activity(
+            activity.name, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=FORWARD
         )

@@ -1,0 +1,1 @@
+"""Cart activities: `contract` (names and payloads, what the workflow sees), `activities`."""

@@ -1,0 +1,1 @@
+"""The checkout's own record: `contract` (names and payloads), `activities` (local activities)."""

@@ -1,0 +1,1 @@
+"""Coupon activities: `contract` (names and payloads, what the workflow sees), `activities`."""

@@ -1,0 +1,1 @@
+"""Inventory activities: `contract` (names and payloads, what the workflow sees), `activities`."""

@@ -1,0 +1,27 @@
+"""The inventory's activities as the workflow calls them: names and payloads."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from activities.shared import ActivityName, Line, OrderRef, Payload, ReleaseInput
+
+
+class ReserveInventoryInput(Payload):
+    """Reserve every line of a checkout, or none."""
+
+    checkout_id: uuid.UUID
+    lines: list[Line]
+    expires_at: datetime
+
+
+class InventoryReservation(Payload):
+    """What is held for a checkout."""
+
+    reservation_ids: list[uuid.UUID]
+
+
+RESERVE = ActivityName("inventory.reserve", ReserveInventoryInput, InventoryReservation)
+RELEASE = ActivityName("inventory.release", ReleaseInput, int)
+COMMIT = ActivityName("inventory.commit", OrderRef, int)

@@ -1,0 +1,1 @@
+"""Order activities: `contract` (names and payloads, what the workflow sees), `activities`."""

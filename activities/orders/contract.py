@@ -1,0 +1,52 @@
+"""The orders' activities as the workflow calls them: names and payloads."""
+
+from __future__ import annotations
+
+import uuid
+
+from activities.shared import ActivityName, Address, Line, MoneyValue, Payload
+
+
+class CreateOrderInput(Payload):
+    """One order per checkout."""
+
+    checkout_id: uuid.UUID
+    user_id: uuid.UUID
+    currency: str
+    lines: list[Line]
+    subtotal: MoneyValue
+    discount: MoneyValue
+    total: MoneyValue
+    coupon_code: str | None
+    shipping_address: Address
+    billing_address: Address | None
+
+
+class OrderInfo(Payload):
+    """The created (or found) order."""
+
+    order_id: uuid.UUID
+    order_number: str
+    status: str
+    total: MoneyValue
+
+
+class OrderTransitionInput(Payload):
+    """Move a checkout's order to another status."""
+
+    checkout_id: uuid.UUID
+    reason: str | None = None
+
+
+class CancelOrderInput(Payload):
+    """Cancel a checkout's order, as `refunded` when money came back."""
+
+    checkout_id: uuid.UUID
+    reason: str
+    refunded: bool = False
+
+
+CREATE = ActivityName("orders.create", CreateOrderInput, OrderInfo)
+CANCEL = ActivityName("orders.cancel", CancelOrderInput, bool)
+MARK_PAID = ActivityName("orders.mark_paid", OrderTransitionInput, OrderInfo)
+MARK_FULFILLING = ActivityName("orders.mark_fulfilling", OrderTransitionInput, OrderInfo)

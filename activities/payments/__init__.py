@@ -1,0 +1,1 @@
+"""Payment activities: `contract` (names and payloads, what the workflow sees), `activities`."""

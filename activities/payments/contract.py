@@ -1,0 +1,50 @@
+"""The payments' activities as the workflows call them: names and payloads."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from activities.shared import ActivityName, CheckoutRef, MoneyValue, NextAction, Payload
+
+
+class AuthorizeInput(Payload):
+    """Authorize the order total with the provider (manual capture)."""
+
+    checkout_id: uuid.UUID
+    order_id: uuid.UUID
+    amount: MoneyValue
+    provider: str
+    token: str
+
+
+class PaymentResult(Payload):
+    """Where the payment stands after a call or a re-read."""
+
+    status: str  # a domains.payments.models.PaymentStatus value
+    intent_id: str | None = None
+    next_action: NextAction | None = None
+    error_code: str | None = None
+
+
+class VoidResult(Payload):
+    """What the payment compensation did."""
+
+    action: Literal["nothing", "canceled", "refunded"]
+    refunded: MoneyValue | None = None
+
+
+class SettleInput(Payload):
+    """A provider intent of a checkout that has ended, to be left holding nothing."""
+
+    checkout_id: uuid.UUID
+    intent_id: str
+    # False when the checkout completed: its own captured payment pays its order and stays.
+    refund_captured: bool = True
+
+
+AUTHORIZE = ActivityName("payments.authorize", AuthorizeInput, PaymentResult)
+REFRESH = ActivityName("payments.refresh", CheckoutRef, PaymentResult)
+CAPTURE = ActivityName("payments.capture", CheckoutRef, PaymentResult)
+VOID = ActivityName("payments.void", AuthorizeInput, VoidResult)
+SETTLE_ENDED = ActivityName("payments.settle_ended", SettleInput, VoidResult)

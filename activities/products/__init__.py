@@ -1,0 +1,1 @@
+"""Catalog activities: `contract` (names and payloads, what the workflow sees), `activities`."""

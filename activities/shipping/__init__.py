@@ -1,0 +1,1 @@
+"""Shipping activities: `contract` (names and payloads, what the workflow sees), `activities`."""

@@ -1,0 +1,94 @@
+"""The checkout's contract ties to the domains: every error code is a failure code, every
+activity the workflow calls runs on its own domain's queue."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import uuid
+from typing import Any
+
+import pytest
+from temporalio.exceptions import ActivityError, ApplicationError, RetryState
+
+import activities
+import domains
+from activities.shared import ActivityName
+from kit.errors import DomainError
+from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of, workflow_id
+from workflows.checkout.workflow import STEPS, failure_code
+
+
+def _domain_errors() -> set[type[DomainError]]:
+    for module in pkgutil.iter_modules(domains.__path__):
+        try:
+            importlib.import_module(f"domains.{module.name}.errors")
+        except ModuleNotFoundError:
+            continue
+    found: set[type[DomainError]] = set()
+    pending: list[type[DomainError]] = [DomainError]
+    while pending:
+        cls = pending.pop()
+        found.add(cls)
+        pending.extend(cls.__subclasses__())
+    return found - {DomainError}
+
+
+def _contract_activities() -> list[ActivityName[Any, Any]]:
+    found = []
+    for module in pkgutil.iter_modules(activities.__path__):
+        if not module.ispkg:
+            continue
+        contract = importlib.import_module(f"activities.{module.name}.contract")
+        found += [value for value in vars(contract).values() if isinstance(value, ActivityName)]
+    return found
+
+
+def test_every_domain_error_code_is_a_failure_code() -> None:
+    codes = {error.code for error in _domain_errors()}
+    assert len(codes) > 20, "the domains' errors were found"
+    assert codes - {code.value for code in FailureCode} == set()
+
+
+def test_a_domain_code_reaches_the_checkout_unchanged() -> None:
+    for error in _domain_errors():
+        cause = ApplicationError("no", type=error.code, non_retryable=True)
+        failure = ActivityError(
+            "activity failed",
+            scheduled_event_id=1,
+            started_event_id=2,
+            identity="test",
+            activity_type="x.y",
+            activity_id="1",
+            retry_state=RetryState.NON_RETRYABLE_FAILURE,
+        )
+        failure.__cause__ = cause
+        assert failure_code(failure) == (FailureCode(error.code), "no")
+
+
+def test_an_unknown_code_is_an_internal_error() -> None:
+    assert failure_code(RuntimeError("boom"))[0] is FailureCode.INTERNAL_ERROR
+
+
+def test_every_step_runs_on_its_domains_queue() -> None:
+    for name, options in STEPS.items():
+        assert options.queue is TaskQueue(name.split(".", 1)[0]), name
+
+
+def test_every_remote_activity_has_options() -> None:
+    # The checkout's own record runs as local activities; the reconcile workflow has its own.
+    local_or_elsewhere = {"checkout.open_session", "checkout.record_progress"}
+    local_or_elsewhere.add("payments.settle_ended")
+    named = {activity.name for activity in _contract_activities()}
+    assert named - local_or_elsewhere == set(STEPS)
+
+
+@pytest.mark.parametrize("text", ["checkout-", "checkout-nope", "reconcile-pi_1", ""])
+def test_foreign_workflow_ids_name_no_checkout(text: str) -> None:
+    assert checkout_id_of(text) is None
+
+
+def test_workflow_id_round_trip() -> None:
+
+    checkout_id = uuid.uuid4()
+    assert checkout_id_of(workflow_id(checkout_id)) == checkout_id
