@@ -20,6 +20,7 @@ from api.routers import carts, catalog, checkouts, health, ops, orders, users, w
 from kit.db import DomainDatabase
 from kit.settings import Settings, get_settings
 from kit.tracing import tracer_provider
+from workflows.checkout.client import CheckoutClient
 
 # The API reads and writes through these domains' services.
 API_DOMAINS = (
@@ -91,6 +92,7 @@ def create_app(
             settings=config,
             databases=databases,
             temporal=client,
+            checkouts=CheckoutClient(client),
             checkout_limiter=RateLimiter(config.checkout_rate_per_minute),
         )
         try:

@@ -16,6 +16,7 @@ from api.auth import InvalidToken, Principal, decode_token
 from api.errors import ApiError
 from kit.db import DomainDatabase
 from kit.settings import Settings
+from workflows.checkout.client import CheckoutClient
 
 
 class RateLimiter:
@@ -54,6 +55,7 @@ class Platform:
     settings: Settings
     databases: dict[str, DomainDatabase]
     temporal: Client
+    checkouts: CheckoutClient
     checkout_limiter: RateLimiter
 
 

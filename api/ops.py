@@ -45,13 +45,11 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     return table
 
 
-def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
-    """Parse, call the ops API, print; the exit code is 0 on success."""
-    settings = get_settings()
+def _parser(api_port: int) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shopctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--api", default=f"http://127.0.0.1:{settings.api_port}")
+    parser.add_argument("--api", default=f"http://127.0.0.1:{api_port}")
     parser.add_argument("--token", default=None)
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -63,79 +61,77 @@ def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None 
     for name in ("show", "cancel"):
         command = commands.add_parser(name, help=f"{name} one checkout")
         command.add_argument("checkout_id", type=uuid.UUID)
-    args = parser.parse_args(argv)
+    return parser
 
-    console = Console()
+
+def _call(client: httpx.Client, args: argparse.Namespace) -> httpx.Response:
+    """The ops API's answer to the command."""
+    headers = {"Authorization": f"Bearer {_token(client, args.token)}"}
+    if args.command == "list":
+        filters = {"status": args.status, "step": args.step, "older_than_s": args.older_than_s}
+        params = {k: v for k, v in filters.items() if v is not None}
+        return client.get("/v1/ops/checkouts", params=params, headers=headers)
+    if args.command == "stuck":
+        return client.get("/v1/ops/checkouts/stuck", headers=headers)
+    if args.command == "show":
+        return client.get(f"/v1/ops/checkouts/{args.checkout_id}", headers=headers)
+    return client.post(f"/v1/ops/checkouts/{args.checkout_id}/cancel", headers=headers)
+
+
+def _print_list(console: Console, body: dict[str, Any]) -> None:
+    columns = ["checkout_id", "status", "step", "customer_id", "order_number", "age_s", "ui_url"]
+    console.print(_table("checkouts", body["data"], columns))
+
+
+def _print_stuck(console: Console, body: dict[str, Any]) -> None:
+    rows = [
+        {
+            **r,
+            "reasons": ", ".join(r["reasons"]),
+            "retrying": "; ".join(
+                f"{a['activity_type']} #{a['attempt']}: {a['last_failure']}" for a in r["retrying"]
+            ),
+        }
+        for r in body["data"]
+    ]
+    columns = ["checkout_id", "step", "reasons", "step_age_s", "retrying", "ui_url"]
+    console.print(_table("stuck checkouts", rows, columns))
+
+
+def _print_show(console: Console, body: dict[str, Any]) -> None:
+    checkout = body["checkout"]
+    where = f"{checkout['status']} at {checkout['step']} ({body['run_status']})"
+    console.print(f"[bold]{checkout['checkout_id']}[/bold] {where}")
+    steps = ["step", "status", "started_at", "updated_at", "error_code"]
+    console.print(_table("steps", body["steps"], steps))
+    pending = ["activity_type", "state", "attempt", "last_failure"]
+    console.print(_table("pending activities", body["pending_activities"], pending))
+    console.print(f"compensations: {', '.join(body['compensations']) or '-'}")
+    console.print(f"web UI: {body['ui_url']}")
+
+
+def _print_cancel(console: Console, body: dict[str, Any]) -> None:
+    console.print(f"cancel requested for {body['checkout_id']}: compensation runs")
+
+
+PRINTERS = {
+    "list": _print_list,
+    "stuck": _print_stuck,
+    "show": _print_show,
+    "cancel": _print_cancel,
+}
+
+
+def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
+    """Parse, call the ops API, print; the exit code is 0 on success."""
+    args = _parser(get_settings().api_port).parse_args(argv)
     with httpx.Client(base_url=args.api, timeout=30, transport=transport) as client:
-        headers = {"Authorization": f"Bearer {_token(client, args.token)}"}
-        if args.command == "list":
-            params = {
-                k: v
-                for k, v in (
-                    ("status", args.status),
-                    ("step", args.step),
-                    ("older_than_s", args.older_than_s),
-                )
-                if v is not None
-            }
-            response = client.get("/v1/ops/checkouts", params=params, headers=headers)
-        elif args.command == "stuck":
-            response = client.get("/v1/ops/checkouts/stuck", headers=headers)
-        elif args.command == "show":
-            response = client.get(f"/v1/ops/checkouts/{args.checkout_id}", headers=headers)
-        else:
-            response = client.post(f"/v1/ops/checkouts/{args.checkout_id}/cancel", headers=headers)
+        response = _call(client, args)
     body = response.json()
     if response.status_code >= 400 or args.json:
         sys.stdout.write(json.dumps(body, indent=2) + "\n")
         return 1 if response.status_code >= 400 else 0
-    if args.command == "list":
-        console.print(
-            _table(
-                "checkouts",
-                body["data"],
-                ["checkout_id", "status", "step", "customer_id", "order_number", "age_s", "ui_url"],
-            )
-        )
-    elif args.command == "stuck":
-        rows = [
-            {
-                **r,
-                "reasons": ", ".join(r["reasons"]),
-                "retrying": "; ".join(
-                    f"{a['activity_type']} #{a['attempt']}: {a['last_failure']}"
-                    for a in r["retrying"]
-                ),
-            }
-            for r in body["data"]
-        ]
-        console.print(
-            _table(
-                "stuck checkouts",
-                rows,
-                ["checkout_id", "step", "reasons", "step_age_s", "retrying", "ui_url"],
-            )
-        )
-    elif args.command == "show":
-        checkout = body["checkout"]
-        where = f"{checkout['status']} at {checkout['step']} ({body['run_status']})"
-        console.print(f"[bold]{checkout['checkout_id']}[/bold] {where}")
-        console.print(
-            _table(
-                "steps", body["steps"], ["step", "status", "started_at", "updated_at", "error_code"]
-            )
-        )
-        console.print(
-            _table(
-                "pending activities",
-                body["pending_activities"],
-                ["activity_type", "state", "attempt", "last_failure"],
-            )
-        )
-        console.print(f"compensations: {', '.join(body['compensations']) or '-'}")
-        console.print(f"web UI: {body['ui_url']}")
-    else:
-        console.print(f"cancel requested for {body['checkout_id']}: compensation runs")
+    PRINTERS[args.command](Console(), body)
     return 0
 
 

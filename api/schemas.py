@@ -1,7 +1,7 @@
 """Request and response bodies of the HTTP API.
 
 Requests forbid unknown fields. Money is a decimal string plus an ISO 4217 code, quantized to
-the currency's minor unit; ids are UUIDs.
+the currency's minor unit (`money`, the one serializer every response uses); ids are UUIDs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 from babel import Locale
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kit.money import MoneyError, normalize_currency
+from kit.money import Money, MoneyError, normalize_currency
+from workflows.checkout.models import CheckoutStatusBody
 
 
 class Request(BaseModel):
@@ -63,6 +64,11 @@ Country = Annotated[
     str, Field(min_length=2, max_length=2, examples=["GB"]), AfterValidator(_country)
 ]
 Amount = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=4, examples=["19.99"])]
+
+
+def money(amount: Decimal | int | str, currency: str) -> str:
+    """An amount as every response shows it: a decimal string at the currency's minor unit."""
+    return str(Money.rounded(amount, currency).amount)
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -376,6 +382,14 @@ class CheckoutOut(Response):
     payment: PaymentOut | None = None
     failure: FailureOut | None = None
 
+    @classmethod
+    def of(cls, body: CheckoutStatusBody) -> CheckoutOut:
+        """The API's view of the workflow's (or the database's) status body."""
+        data = body.model_dump(mode="json")
+        if body.order is not None:
+            data["order"]["total_amount"] = money(body.order.total_amount, body.order.currency)
+        return cls.model_validate(data)
+
 
 # -- orders --------------------------------------------------------------------------------------
 
@@ -435,3 +449,92 @@ class OrderList(Response):
 
     data: list[OrderOut]
     next_before: datetime | None
+
+
+# -- webhooks ------------------------------------------------------------------------------------
+
+
+class WebhookReceipt(Response):
+    """The answer to a verified webhook: recorded now, or a duplicate of one recorded before."""
+
+    received: Literal[True] = True
+    duplicate: bool
+
+
+# -- operations ----------------------------------------------------------------------------------
+
+
+class OpsCheckout(BaseModel):
+    """A checkout as operators see it in visibility."""
+
+    checkout_id: uuid.UUID
+    workflow_id: str
+    run_status: str
+    status: str | None
+    step: str | None
+    customer_id: str | None
+    order_number: str | None
+    started_at: datetime | None
+    age_s: float
+    ui_url: str
+
+
+class RetryingActivity(BaseModel):
+    """An activity retrying right now, with its last failure."""
+
+    activity_type: str
+    attempt: int
+    last_failure: str | None
+
+
+class StuckCheckout(OpsCheckout):
+    """A running checkout that needs a look, and why: `retrying` are the activities at or past
+    the retry threshold, `pending` every activity Temporal is waiting on (a stopped worker shows
+    as a pending activity that never starts)."""
+
+    reasons: list[str]
+    step_age_s: float | None
+    retrying: list[RetryingActivity]
+    pending: list[RetryingActivity]
+
+
+class OpsCheckoutList(BaseModel):
+    """A page of checkouts, newest first."""
+
+    data: list[OpsCheckout]
+
+
+class StuckList(BaseModel):
+    """Stuck checkouts."""
+
+    data: list[StuckCheckout]
+
+
+class StepOut(BaseModel):
+    """One step of a checkout as recorded."""
+
+    step: str
+    status: str
+    started_at: datetime
+    updated_at: datetime
+    error_code: str | None
+
+
+class PendingActivity(BaseModel):
+    """An activity Temporal has scheduled and not finished."""
+
+    activity_type: str
+    state: str
+    attempt: int
+    last_failure: str | None
+
+
+class OpsCheckoutDetail(BaseModel):
+    """Everything an operator needs about one checkout."""
+
+    checkout: CheckoutOut
+    run_status: str | None
+    steps: list[StepOut]
+    pending_activities: list[PendingActivity]
+    compensations: list[str]
+    ui_url: str

@@ -19,20 +19,28 @@ from api.schemas import (
     StockIn,
     StockOut,
     VariantOut,
+    money,
 )
+from api.services import catalog
 from domains.coupons import service as coupons
 from domains.coupons.models import Coupon, DiscountType
 from domains.inventory import service as inventory
 from domains.inventory.models import InventoryItem
 from domains.products import service as products
-from domains.products.models import ProductStatus
+from domains.products.models import ProductPrice, ProductStatus
 from kit.money import Money
 
 router = APIRouter(tags=["catalog"])
 
 
-def _money_text(amount: Decimal, currency: str) -> str:
-    return str(Money.of(amount, currency).amount)
+def _price_out(price: ProductPrice) -> PriceOut:
+    return PriceOut(
+        id=price.id,
+        currency=price.currency,
+        amount=money(price.amount, price.currency),
+        valid_from=price.valid_from,
+        valid_to=price.valid_to,
+    )
 
 
 def _product_out(view: products.ProductView) -> ProductOut:
@@ -48,16 +56,7 @@ def _product_out(view: products.ProductView) -> ProductOut:
                 id=v.id,
                 sku=v.sku,
                 attributes=v.attributes,
-                prices=[
-                    PriceOut(
-                        id=p.id,
-                        currency=p.currency,
-                        amount=_money_text(p.amount, p.currency),
-                        valid_from=p.valid_from,
-                        valid_to=p.valid_to,
-                    )
-                    for p in view.prices[v.id]
-                ],
+                prices=[_price_out(p) for p in view.prices[v.id]],
             )
             for v in view.variants
         ],
@@ -105,13 +104,7 @@ async def set_price(
         price = await products.set_price(
             session, product_id, variant_id, Money.of(body.amount, body.currency)
         )
-        return PriceOut(
-            id=price.id,
-            currency=price.currency,
-            amount=_money_text(price.amount, price.currency),
-            valid_from=price.valid_from,
-            valid_to=price.valid_to,
-        )
+        return _price_out(price)
 
 
 def _stock_out(item: InventoryItem) -> StockOut:
@@ -128,12 +121,7 @@ async def set_stock(
     variant_id: uuid.UUID, body: StockIn, wired: PlatformDep, _: Operator
 ) -> StockOut:
     """Set a variant's total stock; 409 `stock_below_reserved` under what checkouts hold."""
-    async with wired.databases["products"].begin() as session:
-        product_id = await products.variant_product(session, variant_id)
-    async with wired.databases["inventory"].begin() as session:
-        return _stock_out(
-            await inventory.set_stock(session, variant_id, product_id, body.total_stock)
-        )
+    return _stock_out(await catalog.set_stock(wired, variant_id, body.total_stock))
 
 
 @router.get("/v1/inventory/{variant_id}", response_model=StockOut)
@@ -156,7 +144,7 @@ def _coupon_out(coupon: Coupon, redeemed: int) -> CouponOut:
         max_redemptions=coupon.max_redemptions,
         max_per_user=coupon.max_per_user,
         min_subtotal=(
-            _money_text(coupon.min_subtotal, currency)
+            money(coupon.min_subtotal, currency)
             if coupon.min_subtotal is not None and currency
             else None
         ),

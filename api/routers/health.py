@@ -13,10 +13,12 @@ from sqlalchemy import text
 from api.deps import PlatformDep
 from api.errors import problem
 from kit.temporal import queues_without_pollers
-from workers.bootstrap import WORKER_DOMAINS
+from workflows.checkout.contract import TaskQueue
 
 router = APIRouter(tags=["health"])
 TIMEOUT_S = 2.0
+# Every task queue the platform's workers poll: the workflows' and each domain's activities'.
+QUEUES = [queue.value for queue in TaskQueue]
 
 
 async def _postgres(wired: PlatformDep) -> None:
@@ -58,11 +60,9 @@ async def healthz(wired: PlatformDep) -> JSONResponse:
     await check("postgres", _postgres(wired))
     await check("nats", _nats(wired))
     try:
-        idle = await asyncio.wait_for(
-            queues_without_pollers(wired.temporal, WORKER_DOMAINS), TIMEOUT_S
-        )
+        idle = await asyncio.wait_for(queues_without_pollers(wired.temporal, QUEUES), TIMEOUT_S)
         checks["temporal"] = "ok"
-        for queue in WORKER_DOMAINS:
+        for queue in QUEUES:
             checks[f"queue:{queue}"] = "no poller" if queue in idle else "ok"
         missing += [f"queue:{queue}" for queue in idle]
     except Exception as exc:

@@ -1,4 +1,4 @@
-"""Orders: the buyer's own, or every order for an operator."""
+"""Orders: the buyer's own, or every order for an operator (read through `api.services.orders`)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Anyone, PlatformDep
-from api.schemas import OrderItemOut, OrderList, OrderOut, ShipmentOut, TransitionOut
-from domains.orders import service as orders
-from domains.shipping import service as shipping
-from domains.shipping.models import Shipment
-from kit.money import Money
+from api.schemas import OrderItemOut, OrderList, OrderOut, ShipmentOut, TransitionOut, money
+from api.services import orders
+from api.services.orders import OrderWithShipments
 
 router = APIRouter(tags=["orders"])
 
 
-def _out(view: orders.OrderView, shipments: list[Shipment]) -> OrderOut:
+def order_out(found: OrderWithShipments) -> OrderOut:
+    """The API's view of an order with its shipments."""
+    view, shipments = found
     order, currency = view.order, view.order.currency
-
-    def text(amount: object) -> str:
-        return str(Money.rounded(str(amount), currency).amount)
-
     return OrderOut(
         id=order.id,
         order_number=order.order_number,
@@ -31,9 +27,9 @@ def _out(view: orders.OrderView, shipments: list[Shipment]) -> OrderOut:
         user_id=order.user_id,
         status=order.status,
         currency=currency,
-        subtotal_amount=text(order.subtotal_amount),
-        discount_amount=text(order.discount_amount),
-        total_amount=text(order.total_amount),
+        subtotal_amount=money(order.subtotal_amount, currency),
+        discount_amount=money(order.discount_amount, currency),
+        total_amount=money(order.total_amount, currency),
         coupon_code=order.coupon_code,
         created_at=order.created_at,
         items=[
@@ -42,8 +38,8 @@ def _out(view: orders.OrderView, shipments: list[Shipment]) -> OrderOut:
                 variant_id=i.variant_id,
                 sku=i.sku,
                 quantity=i.quantity,
-                unit_price=text(i.unit_price),
-                total_price=text(i.total_price),
+                unit_price=money(i.unit_price, currency),
+                total_price=money(i.total_price, currency),
             )
             for i in view.items
         ],
@@ -53,18 +49,10 @@ def _out(view: orders.OrderView, shipments: list[Shipment]) -> OrderOut:
     )
 
 
-async def _with_shipments(wired: PlatformDep, views: list[orders.OrderView]) -> list[OrderOut]:
-    async with wired.databases["shipping"].begin() as session:
-        found = await shipping.shipments_for_orders(session, [v.order.id for v in views])
-    return [_out(view, found[view.order.id]) for view in views]
-
-
 @router.get("/v1/orders/{order_id}", response_model=OrderOut)
 async def get_order(order_id: uuid.UUID, wired: PlatformDep, caller: Anyone) -> OrderOut:
     """An order with items, addresses, state transitions and shipments."""
-    async with wired.databases["orders"].begin() as session:
-        view = await orders.get_order(session, order_id, caller.owner_filter())
-    return (await _with_shipments(wired, [view]))[0]
+    return order_out(await orders.get(wired, order_id, caller.owner_filter()))
 
 
 @router.get("/v1/orders", response_model=OrderList)
@@ -77,7 +65,5 @@ async def list_orders(
     ] = None,
 ) -> OrderList:
     """The caller's orders (an operator: all), newest first."""
-    async with wired.databases["orders"].begin() as session:
-        views = await orders.list_orders(session, caller.owner_filter(), limit=limit, before=before)
-    data = await _with_shipments(wired, views)
+    data = [order_out(o) for o in await orders.page(wired, caller.owner_filter(), limit, before)]
     return OrderList(data=data, next_before=data[-1].created_at if len(data) == limit else None)

@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from api.app import create_app
-from kit.services.temporal import temporal_cli
+from devstack.services.temporal import temporal_cli
 from tests.api.conftest import Caller
 from tests.api.test_routes import assert_problem
 from tests.conftest import Service
 from tests.platform import Platform
-from workflows.checkout import CheckoutWorkflow
+from workflows.checkout.workflow import CheckoutWorkflow
 
 pytestmark = pytest.mark.timeout(120)
 

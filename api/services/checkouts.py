@@ -1,0 +1,208 @@
+"""Checkouts as the API offers them: an idempotent start, the current status, a cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.deps import Platform
+from api.errors import ApiError
+from api.metrics import CHECKOUT_STARTS
+from api.schemas import CheckoutAccepted, CheckoutIn
+from domains.cart import service as carts
+from domains.cart.errors import CartEmpty
+from domains.checkout import service as sessions
+from domains.checkout.errors import AlreadyCaptured
+from domains.checkout.models import CheckoutSession
+from kit.logging import get_logger
+from workflows.checkout.client import CheckoutNotRunning
+from workflows.checkout.contract import FINAL, CheckoutStatus, FailureCode
+from workflows.checkout.models import (
+    Address,
+    CheckoutInput,
+    CheckoutStatusBody,
+    Failure,
+    NextAction,
+    OrderSummary,
+    PaymentSummary,
+)
+
+log = get_logger(__name__)
+
+MAX_KEY_LENGTH = 255
+
+
+def fingerprint(body: CheckoutIn) -> str:
+    """The request's identity for idempotency: its parsed content, not its bytes or key order."""
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _admit(wired: Platform, user_id: uuid.UUID, idempotency_key: str | None) -> str:
+    """The request's Idempotency-Key, once it is valid (400) and within the rate limit (429)."""
+    if not idempotency_key or not idempotency_key.strip() or len(idempotency_key) > MAX_KEY_LENGTH:
+        raise ApiError(
+            400,
+            "idempotency_key_required",
+            f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required",
+        )
+    wait = wired.checkout_limiter.take(str(user_id), idempotency_key)
+    if wait:
+        CHECKOUT_STARTS.labels("rate_limited").inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many checkouts started; slow down",
+            headers={"Retry-After": str(max(1, round(wait)))},
+        )
+    return idempotency_key
+
+
+async def _session(
+    wired: Platform, user_id: uuid.UUID, key: str, cart_id: uuid.UUID, request_hash: str
+) -> tuple[CheckoutSession, bool]:
+    """The checkout session for (user, key): found, or created once the cart is known to have
+    items (an empty cart or another user's is refused before anything starts)."""
+    async with wired.databases["checkout"].begin() as session:
+        existing = await sessions.find_by_key(session, user_id, key)
+    if existing is None:
+        async with wired.databases["cart"].begin() as session:
+            _, items = await carts.get_cart(session, cart_id, user_id)
+        if not items:
+            raise CartEmpty("the cart has no items")
+    async with wired.databases["checkout"].begin() as session:
+        return await sessions.begin(
+            session,
+            user_id=user_id,
+            cart_id=cart_id,
+            idempotency_key=key,
+            request_hash=request_hash,
+        )
+
+
+def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutInput:
+    """What the workflow runs on, fixed now."""
+    billing = body.billing_address
+    return CheckoutInput(
+        checkout_id=row.id,
+        user_id=row.user_id,
+        cart_id=body.cart_id,
+        idempotency_key=row.idempotency_key,
+        request_hash=row.request_hash,
+        coupon_code=body.coupon_code,
+        shipping_address=Address.model_validate(body.shipping_address.model_dump()),
+        billing_address=Address.model_validate(billing.model_dump()) if billing else None,
+        payment_provider=body.payment.provider,
+        payment_token=body.payment.token,
+        payment_timeout_s=int(wired.settings.checkout_payment_timeout.total_seconds()),
+    )
+
+
+async def _run(wired: Platform, checkout: CheckoutInput) -> None:
+    """Start the checkout's workflow, or join the one already running (never a second)."""
+    try:
+        await wired.checkouts.start(checkout)
+    except WorkflowAlreadyStartedError:
+        pass  # it ran and ended (ids are never reused): the answer is its recorded outcome
+    except RPCError as exc:
+        log.error("checkouts.start_failed", checkout_id=str(checkout.checkout_id), reason=str(exc))
+        raise ApiError(
+            503, "temporal_unavailable", "try again with the same Idempotency-Key"
+        ) from exc
+
+
+async def start(
+    wired: Platform, user_id: uuid.UUID, idempotency_key: str | None, body: CheckoutIn
+) -> CheckoutAccepted:
+    """Start a checkout of the user's cart, once per Idempotency-Key.
+
+    The same key and body again answer the same checkout (its current status); the same key with
+    another body is 422. However many identical requests race, one checkout and one workflow.
+    """
+    key = _admit(wired, user_id, idempotency_key)
+    row, created = await _session(wired, user_id, key, body.cart_id, fingerprint(body))
+    await _run(wired, _input(wired, row, body))
+    CHECKOUT_STARTS.labels("started" if created else "replayed").inc()
+    if created:
+        # Just started: querying would cost a workflow task on the worker to learn "processing".
+        return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)
+    current = await status_of(wired, row)
+    return CheckoutAccepted(checkout_id=row.id, status=current.status)
+
+
+def recorded(row: CheckoutSession) -> CheckoutStatusBody:
+    """The status body as the checkout database last recorded it."""
+    order = None
+    if row.order_id and row.order_number and row.total_amount is not None and row.currency:
+        order = OrderSummary(
+            id=row.order_id,
+            order_number=row.order_number,
+            total_amount=row.total_amount,
+            currency=row.currency,
+        )
+    payment = None
+    if row.payment_status:
+        action = NextAction(**row.next_action) if row.next_action else None
+        payment = PaymentSummary(status=row.payment_status, next_action=action)
+    failure = None
+    if row.failure_code:
+        failure = Failure(code=FailureCode(row.failure_code), message=row.failure_message or "")
+    return CheckoutStatusBody(
+        checkout_id=row.id,
+        status=row.status,
+        step=row.step,
+        order=order,
+        payment=payment,
+        failure=failure,
+    )
+
+
+def ended(row: CheckoutSession) -> bool:
+    """Whether the checkout database records the checkout as ended."""
+    return CheckoutStatus(row.status) in FINAL
+
+
+async def status_of(wired: Platform, row: CheckoutSession) -> CheckoutStatusBody:
+    """From the workflow while it runs, from the checkout database once it has ended."""
+    if not ended(row):
+        try:
+            return await wired.checkouts.status(row.id)
+        except (CheckoutNotRunning, RPCError) as exc:
+            log.info("checkouts.query_fallback", checkout_id=str(row.id), reason=str(exc))
+    return recorded(row)
+
+
+async def session_of(
+    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
+) -> CheckoutSession:
+    """A checkout's session; `owner` restricts it to its buyer (None: an operator)."""
+    async with wired.databases["checkout"].begin() as session:
+        return await sessions.get_session(session, checkout_id, owner)
+
+
+async def status(
+    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
+) -> CheckoutStatusBody:
+    """A checkout's current status, for its buyer or an operator (404 for anybody else)."""
+    return await status_of(wired, await session_of(wired, checkout_id, owner))
+
+
+async def cancel(
+    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
+) -> CheckoutAccepted:
+    """Cancel before the payment is captured (compensation runs); 409 `already_captured` after."""
+    row = await session_of(wired, checkout_id, owner)
+    if ended(row):
+        raise AlreadyCaptured(f"the checkout has ended ({row.status})")
+    try:
+        honoured = await wired.checkouts.request_cancel(row.id)
+    except (WorkflowUpdateFailedError, CheckoutNotRunning, RPCError) as exc:
+        raise AlreadyCaptured("the checkout can no longer be cancelled") from exc
+    if not honoured:
+        raise AlreadyCaptured("the payment is captured; the checkout can no longer be cancelled")
+    return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)

@@ -1,0 +1,211 @@
+"""Webhook intake: payment events (verified, kept once in the payments inbox, delivered to the
+checkout, settled after its end) and carrier tracking (verified, recorded once, announced)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from activities.payments.contract import SettleInput
+from api.deps import Platform
+from api.errors import ApiError
+from api.metrics import WEBHOOK_VERIFICATIONS
+from api.schemas import WebhookReceipt
+from api.services.checkouts import ended, session_of
+from domains.checkout.errors import CheckoutNotFound
+from domains.payments import service as payments
+from domains.shipping import service as shipping
+from domains.shipping.errors import ShipmentNotFound
+from domains.shipping.models import ShipmentStatus
+from kit.logging import get_logger
+from kit.settings import Settings
+from kit.webhooks import WebhookVerificationError, verify
+from workflows.checkout.client import CheckoutNotRunning
+from workflows.checkout.contract import CheckoutStatus
+from workflows.checkout.models import PaymentEvent
+
+log = get_logger(__name__)
+
+PAYMENT_PROVIDERS = frozenset({"sandbox"})
+CARRIERS = frozenset({"sandbox"})
+
+
+def known_provider(provider: str) -> str:
+    """A payment provider whose webhooks the platform takes (404 `unknown_provider` otherwise)."""
+    if provider not in PAYMENT_PROVIDERS:
+        raise ApiError(404, "unknown_provider", f"no payment provider {provider!r}")
+    return provider
+
+
+def known_carrier(carrier: str) -> str:
+    """A carrier whose tracking webhooks the platform takes (404 `unknown_carrier` otherwise)."""
+    if carrier not in CARRIERS:
+        raise ApiError(404, "unknown_carrier", f"no carrier {carrier!r}")
+    return carrier
+
+
+def verified(source: str, secrets: list[str], headers: Mapping[str, str], body: bytes) -> str:
+    """The webhook id of a genuine, fresh delivery; 400 `invalid_signature` otherwise (counted)."""
+    try:
+        webhook_id = verify(secrets, dict(headers), body)
+    except WebhookVerificationError as exc:
+        WEBHOOK_VERIFICATIONS.labels(source, "rejected").inc()
+        log.warning("webhooks.rejected", source=source, reason=str(exc))
+        raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
+    WEBHOOK_VERIFICATIONS.labels(source, "verified").inc()
+    return webhook_id
+
+
+def _payment_secrets(settings: Settings) -> list[str]:
+    """The current signing secret, and the previous one while a rotation is under way."""
+    secrets = [settings.payment_webhook_secret.get_secret_value()]
+    if settings.payment_webhook_secret_previous is not None:
+        secrets.append(settings.payment_webhook_secret_previous.get_secret_value())
+    return secrets
+
+
+@dataclass(frozen=True)
+class IntentEvent:
+    """What the platform reads of a provider's payment-intent event."""
+
+    type: str
+    intent: dict[str, Any]
+    document: dict[str, Any]
+
+    @classmethod
+    def parse(cls, body: bytes) -> IntentEvent:
+        """The event in a webhook body; 400 `invalid_event` when it is not one."""
+        try:
+            document = json.loads(body)
+            return cls(str(document["type"]), dict(document["data"]["object"]), document)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(400, "invalid_event", "the webhook body is not an event") from exc
+
+    @property
+    def intent_id(self) -> str | None:
+        """The provider's id of the payment intent."""
+        return str(self.intent["id"]) if self.intent.get("id") else None
+
+    @property
+    def checkout_id(self) -> uuid.UUID | None:
+        """The checkout the intent was created for (its metadata), if any."""
+        raw = (self.intent.get("metadata") or {}).get("checkout_id")
+        try:
+            return uuid.UUID(str(raw)) if raw else None
+        except ValueError:
+            return None
+
+
+async def receive_payment(
+    wired: Platform, provider: str, headers: Mapping[str, str], body: bytes
+) -> WebhookReceipt:
+    """Verify the signature over the raw body, record the event once, signal the checkout.
+
+    Duplicates (same `webhook-id`) and events for unknown intents are received without a signal;
+    a bad or stale signature is 400 and records nothing.
+    """
+    webhook_id = verified(f"payments:{provider}", _payment_secrets(wired.settings), headers, body)
+    event = IntentEvent.parse(body)
+    checkout_id = event.checkout_id
+    async with wired.databases["payments"].begin() as session:
+        new = await payments.record_webhook(
+            session,
+            provider=provider,
+            webhook_id=webhook_id,
+            event_type=event.type,
+            intent_id=event.intent_id,
+            checkout_id=checkout_id,
+            payload=event.document,
+        )
+    if not new:
+        return WebhookReceipt(duplicate=True)
+    if checkout_id is None:
+        log.warning("webhooks.unknown_intent", provider=provider, event_type=event.type)
+        return WebhookReceipt(duplicate=False)
+    signal = PaymentEvent(id=webhook_id, type=event.type, intent=str(event.intent.get("id")))
+    try:
+        # Any other Temporal failure propagates: the provider's 5xx makes it redeliver.
+        await wired.checkouts.deliver_payment_event(checkout_id, signal)
+    except CheckoutNotRunning:
+        await _after_the_end(wired, checkout_id, event)
+    return WebhookReceipt(duplicate=False)
+
+
+async def _after_the_end(wired: Platform, checkout_id: uuid.UUID, event: IntentEvent) -> None:
+    """An event for a checkout whose workflow has ended: release what the intent still holds."""
+    try:
+        row = await session_of(wired, checkout_id, None)
+    except CheckoutNotFound:
+        log.warning("webhooks.unknown_checkout", checkout_id=str(checkout_id))
+        return
+    if not ended(row):
+        # Recorded as running, yet no workflow: never settle money on a guess. The event stays in
+        # the inbox; the checkout's own steps re-read the intent anyway.
+        log.warning("webhooks.checkout_not_running", checkout_id=str(checkout_id))
+        return
+    if not event.intent_id:
+        return
+    log.warning("webhooks.after_checkout_end", checkout_id=str(checkout_id), event_type=event.type)
+    # A completed checkout's capture pays its order: only dangling holds are released.
+    await wired.checkouts.settle_after_end(
+        SettleInput(
+            checkout_id=checkout_id,
+            intent_id=event.intent_id,
+            refund_captured=row.status != CheckoutStatus.COMPLETED,
+        )
+    )
+
+
+@dataclass(frozen=True)
+class TrackingEvent:
+    """A carrier's tracking event: where one shipment stands, and since when."""
+
+    shipment_id: str
+    status: ShipmentStatus
+    occurred_at: datetime
+
+    @classmethod
+    def parse(cls, body: bytes) -> TrackingEvent:
+        """The event in a webhook body; 400 `invalid_event` when it is not one."""
+        try:
+            data = json.loads(body)["data"]
+            return cls(
+                status=ShipmentStatus(data["status"]),
+                shipment_id=str(data["object"]["id"]),
+                occurred_at=datetime.fromisoformat(str(data["occurred_at"])),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ApiError(
+                400, "invalid_event", "the webhook body is not a tracking event"
+            ) from exc
+
+
+async def receive_tracking(
+    wired: Platform, carrier: str, headers: Mapping[str, str], body: bytes
+) -> WebhookReceipt:
+    """A carrier's tracking event: verified like payment webhooks, recorded once per event id.
+
+    The shipment moves forward and its outbox announces it (`shipment.in_transit`, ...,
+    `shipment.delivered`); the order follows through the order-tracking consumer.
+    """
+    secret = wired.settings.carrier_webhook_secret.get_secret_value()
+    event_id = verified(f"carriers:{carrier}", [secret], headers, body)
+    event = TrackingEvent.parse(body)
+    try:
+        async with wired.databases["shipping"].begin() as session:
+            new = await shipping.record_tracking(
+                session,
+                carrier=carrier,
+                carrier_shipment_id=event.shipment_id,
+                provider_event_id=event_id,
+                status=event.status,
+                occurred_at=event.occurred_at,
+            )
+    except ShipmentNotFound:
+        log.warning("webhooks.unknown_shipment", carrier=carrier)
+        return WebhookReceipt(duplicate=False)
+    return WebhookReceipt(duplicate=not new)
