@@ -15,8 +15,8 @@ def main() -> None:
     configure_logging(settings)
     uvicorn.run(
         create_app(settings),
-        host=settings.api_host,
-        port=settings.api_port,
+        host=settings.api.host,
+        port=settings.api.port,
         log_config=None,  # keep our structlog configuration
         proxy_headers=False,
     )

@@ -79,8 +79,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         databases = {d: DomainDatabase.from_settings(d, config) for d in API_DOMAINS}
         client = temporal or await Client.connect(
-            config.temporal_address,
-            namespace=config.temporal_namespace,
+            config.temporal.address,
+            namespace=config.temporal.namespace,
             data_converter=pydantic_data_converter,
             lazy=True,
             # The trace of a request continues into the workflow it starts or signals.
@@ -93,7 +93,7 @@ def create_app(
             databases=databases,
             temporal=client,
             checkouts=CheckoutClient(client),
-            checkout_limiter=RateLimiter(config.checkout_rate_per_minute),
+            checkout_limiter=RateLimiter(config.checkout.rate_per_minute),
         )
         try:
             yield
@@ -113,7 +113,7 @@ def create_app(
     errors.install(app)
     for module in (users, catalog, carts, checkouts, orders, webhooks, ops, health):
         app.include_router(module.router)
-    app.add_middleware(BodyLimit, limit=config.api_max_body_bytes)
+    app.add_middleware(BodyLimit, limit=config.api.max_body_bytes)
     # Prometheus text format; not part of the OpenAPI document.
     app.mount("/metrics", make_asgi_app())
     if provider is not None:

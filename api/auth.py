@@ -43,9 +43,9 @@ def issue_token(settings: Settings, user_id: uuid.UUID, scopes: Iterable[str]) -
         "sub": str(user_id),
         "scopes": sorted(set(scopes)),
         "iat": now,
-        "exp": now + settings.auth_token_ttl_s,
+        "exp": now + settings.auth.token_ttl_s,
     }
-    return jwt.encode(claims, settings.auth_jwt_secret.get_secret_value(), algorithm=ALGORITHM)
+    return jwt.encode(claims, settings.auth.jwt_secret.get_secret_value(), algorithm=ALGORITHM)
 
 
 def decode_token(settings: Settings, token: str) -> Principal:
@@ -53,7 +53,7 @@ def decode_token(settings: Settings, token: str) -> Principal:
     try:
         claims = jwt.decode(
             token,
-            settings.auth_jwt_secret.get_secret_value(),
+            settings.auth.jwt_secret.get_secret_value(),
             algorithms=[ALGORITHM],
             options={"require": ["sub", "exp"]},
         )

@@ -124,7 +124,7 @@ PRINTERS = {
 
 def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
     """Parse, call the ops API, print; the exit code is 0 on success."""
-    args = _parser(get_settings().api_port).parse_args(argv)
+    args = _parser(get_settings().api.port).parse_args(argv)
     with httpx.Client(base_url=args.api, timeout=30, transport=transport) as client:
         response = _call(client, args)
     body = response.json()

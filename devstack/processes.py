@@ -25,21 +25,21 @@ _DATABASE_VARIABLES = {"DATABASE_URL", *(f"{d.upper()}_DATABASE_URL" for d in DO
 
 def api_process(settings: Settings, log_dir: Path) -> ManagedProcess:
     """`python -m api`, ready once /healthz answers 200 (every dependency and poller is up)."""
-    health = f"http://{settings.api_host}:{settings.api_port}/healthz"
+    health = f"http://{settings.api.host}:{settings.api.port}/healthz"
 
     env = {
         **os.environ,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "NATS_URL": settings.nats_url,
-        "PSP_URL": settings.psp_url,
-        "DATABASE_URL": settings.database_url,
+        "TEMPORAL_ADDRESS": settings.temporal.address,
+        "NATS_URL": settings.nats.url,
+        "PSP_URL": settings.psp.url,
+        "DATABASE_URL": settings.database.url,
     }
     return ManagedProcess(
         name="api",
         argv=[sys.executable, "-m", "api"],
         log_path=log_dir / "api.log",
         ready=lambda: http_ok(health, timeout=3),
-        ports=[(settings.api_host, settings.api_port)],
+        ports=[(settings.api.host, settings.api.port)],
         env=env,
     )
 
@@ -81,18 +81,18 @@ def worker_env(settings: Settings, *domains: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DATABASE_VARIABLES}
     for domain in domains:
         env[f"{domain.upper()}_DATABASE_URL"] = settings.domain_database_url(domain)
-    env["TEMPORAL_ADDRESS"] = settings.temporal_address
-    env["TEMPORAL_NAMESPACE"] = settings.temporal_namespace
-    env["PSP_URL"] = settings.psp_url
-    env["CARRIER_URL"] = settings.carrier_url
-    env["NATS_URL"] = settings.nats_url
+    env["TEMPORAL_ADDRESS"] = settings.temporal.address
+    env["TEMPORAL_NAMESPACE"] = settings.temporal.namespace
+    env["PSP_URL"] = settings.psp.url
+    env["CARRIER_URL"] = settings.carrier.url
+    env["NATS_URL"] = settings.nats.url
     return env
 
 
 def _polled(settings: Settings, queue: str) -> bool:
     async def check() -> bool:
         client = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace
+            settings.temporal.address, namespace=settings.temporal.namespace
         )
         return await has_pollers(client, queue)
 
@@ -115,7 +115,7 @@ def worker_process(
         log_path=log_dir / f"worker-{domain}.log",
         ready=lambda: _polled(settings, domain),
         env=env,
-        stop_timeout=settings.worker_shutdown_grace_s + 10,
+        stop_timeout=settings.worker.shutdown_grace_s + 10,
     )
 
 

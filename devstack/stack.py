@@ -24,6 +24,7 @@ from devstack.services.process import ManagedProcess, ServiceError
 from devstack.services.temporal import DevServerConfig, temporal_process
 from kit.logging import configure_logging, get_logger
 from kit.settings import DOMAINS, Settings, get_settings
+from sandbox.settings import get_sandbox_settings
 from workflows.checkout.contract import TaskQueue
 
 WORKER_DOMAINS = [queue.value for queue in TaskQueue]
@@ -96,7 +97,7 @@ class Stack:
         if not settings.starts_embedded("postgres"):
             log.info("stack.external", service="postgres")
         else:
-            parts = urlsplit(settings.database_url)
+            parts = urlsplit(settings.database.url)
             self._start(
                 postgres_process(
                     self.data_dir / "postgres",
@@ -105,20 +106,20 @@ class Stack:
                     log_dir=self.log_dir,
                 )
             )
-        self.urls.append(("PostgreSQL", f"{settings.database_url}  ({', '.join(DOMAINS)})"))
+        self.urls.append(("PostgreSQL", f"{settings.database.url}  ({', '.join(DOMAINS)})"))
 
     def _start_temporal(self) -> None:
         settings = self.settings
         if not settings.starts_embedded("temporal"):
             log.info("stack.external", service="temporal")
         else:
-            config = DevServerConfig.load().serving(settings.temporal_address)
+            config = DevServerConfig.load().serving(settings.temporal.address)
             self._start(
                 temporal_process(config, data_dir=self.data_dir / "temporal", log_dir=self.log_dir)
             )
             self.urls.append(("Temporal web UI", config.ui_url))
         self.urls.append(
-            ("Temporal", f"{settings.temporal_address}  (namespace {settings.temporal_namespace})")
+            ("Temporal", f"{settings.temporal.address}  (namespace {settings.temporal.namespace})")
         )
 
     def _start_nats(self) -> None:
@@ -126,7 +127,7 @@ class Stack:
         if not settings.starts_embedded("nats"):
             log.info("stack.external", service="nats")
         else:
-            parts = urlsplit(settings.nats_url)
+            parts = urlsplit(settings.nats.url)
             host, port = parts.hostname or "127.0.0.1", parts.port or 4222
             monitor = port + NATS_MONITOR_OFFSET
             self._start(
@@ -139,37 +140,37 @@ class Stack:
                 )
             )
             self.urls.append(("NATS monitoring", f"http://{host}:{monitor}"))
-        self.urls.append(("NATS JetStream", settings.nats_url))
+        self.urls.append(("NATS JetStream", settings.nats.url))
 
     def _start_sandbox(self) -> None:
-        settings = self.settings
+        settings, sandbox = self.settings, get_sandbox_settings()
         if settings.starts_embedded("sandbox"):
-            port = urlsplit(settings.psp_url).port or 8100
-            webhook_url = settings.sandbox_webhook_url
-            carrier_url = settings.sandbox_carrier_webhook_url
+            port = urlsplit(settings.psp.url).port or 8100
+            webhook_url = sandbox.webhook_url
+            carrier_url = sandbox.carrier_webhook_url
             # The provider and the carrier deliver to this stack's API, wherever API_PORT put it.
-            api = f"http://127.0.0.1:{settings.api_port}"
-            if not settings.is_explicit("sandbox_webhook_url"):
+            api = f"http://127.0.0.1:{settings.api.port}"
+            if not sandbox.is_explicit("webhook_url"):
                 webhook_url = f"{api}/v1/webhooks/payments/sandbox"
-            if not settings.is_explicit("sandbox_carrier_webhook_url"):
+            if not sandbox.is_explicit("carrier_webhook_url"):
                 carrier_url = f"{api}/v1/webhooks/carriers/sandbox"
             self._start(
                 sandbox_process(
                     port=port,
-                    db_path=settings.sandbox_db_path or self.data_dir / "sandbox" / "psp.sqlite",
+                    db_path=sandbox.db_path or self.data_dir / "sandbox" / "psp.sqlite",
                     webhook_url=webhook_url,
                     log_dir=self.log_dir,
                     extra_env={"SANDBOX_CARRIER_WEBHOOK_URL": carrier_url},
                 )
             )
-        self.urls.append(("Payment provider sandbox", f"{settings.psp_url}/v1/ledger"))
+        self.urls.append(("Payment provider sandbox", f"{settings.psp.url}/v1/ledger"))
 
     def _start_workers(self) -> None:
         """One process per domain, each holding only its own database's URL.
 
         Started together, then awaited (each is ready when Temporal sees it polling its queue).
         """
-        base = self.settings.worker_metrics_base_port
+        base = self.settings.worker.metrics_base_port
         workers = [
             worker_process(d, self.settings, self.log_dir, metrics_port=base + i if base else None)
             for i, d in enumerate(WORKER_DOMAINS)
@@ -192,7 +193,7 @@ class Stack:
     def _start_api(self) -> None:
         settings = self.settings
         self._start(api_process(settings, self.log_dir))
-        api = f"http://{settings.api_host}:{settings.api_port}"
+        api = f"http://{settings.api.host}:{settings.api.port}"
         self.urls.insert(
             0, ("HTTP API", f"{api}  (docs {api}/docs, health {api}/healthz, {api}/metrics)")
         )

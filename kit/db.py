@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, Numeric, func, select
+from sqlalchemy import CheckConstraint, DateTime, MetaData, Numeric, func, inspect, select
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -71,6 +71,17 @@ def updated_at_column() -> MappedColumn[datetime]:
     return mapped_column(TIMESTAMP, nullable=False, server_default=func.now(), onupdate=func.now())
 
 
+def columns(row: DeclarativeBase) -> dict[str, Any]:
+    """A loaded row's column values by attribute name (a response or event built from it).
+
+    Reads every column: call it on a row as a query returned it, not on one whose attributes a
+    flush has expired (reading those would need a query).
+    """
+    return {
+        attribute.key: getattr(row, attribute.key) for attribute in inspect(row).mapper.column_attrs
+    }
+
+
 class DomainDatabase:
     """One domain's engine and session factory; built by the process wiring, never at import."""
 
@@ -100,8 +111,8 @@ class DomainDatabase:
         return cls(
             domain,
             settings.domain_database_url(domain),
-            pool_size=settings.db_pool_size,
-            max_overflow=settings.db_max_overflow,
+            pool_size=settings.database.pool_size,
+            max_overflow=settings.database.max_overflow,
         )
 
     @asynccontextmanager
@@ -163,3 +174,24 @@ async def insert_or_get(
     if existing is None:  # only if the conflicting row was deleted since: not a business case
         raise LookupError(f"{model.__name__} with this key conflicted but cannot be read")
     return existing, False
+
+
+class Owned(Protocol):
+    """A row that belongs to one user."""
+
+    user_id: uuid.UUID
+
+
+OwnedT = TypeVar("OwnedT", bound=Owned)
+
+
+async def get_owned(
+    session: AsyncSession, model: type[OwnedT], row_id: uuid.UUID, owner: uuid.UUID | None
+) -> OwnedT | None:
+    """The row `row_id` of `model` as `owner` may see it: only their own (None for anybody
+    else's, exactly as for a row that does not exist); `owner` None is an operator, who sees
+    every row."""
+    row = await session.get(model, row_id)
+    if row is None or (owner is not None and row.user_id != owner):
+        return None
+    return row

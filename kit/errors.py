@@ -6,11 +6,24 @@ from typing import Any, ClassVar
 
 
 class DomainError(Exception):
-    """A permanent business failure. Subclasses fix `code`; the message is for humans."""
+    """A permanent business failure with a stable `code`; the message is for humans.
+
+    A subclass names its code (and an HTTP status other than its parent's) in its header:
+    `class CartLocked(Conflict, code="cart_locked"): ...`.
+    """
 
     code: ClassVar[str] = "domain_error"
     # HTTP status the API answers with when this error reaches it.
     http_status: ClassVar[int] = 422
+
+    def __init_subclass__(
+        cls, *, code: str | None = None, http_status: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if http_status is not None:
+            cls.http_status = http_status
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
@@ -21,15 +34,9 @@ class DomainError(Exception):
         return f"{self.code}: {self.message}"
 
 
-class NotFound(DomainError):
+class NotFound(DomainError, code="not_found", http_status=404):
     """The thing asked for does not exist (or is not the caller's to see)."""
 
-    code = "not_found"
-    http_status = 404
 
-
-class Conflict(DomainError):
+class Conflict(DomainError, code="conflict", http_status=409):
     """The request contradicts the current state (taken key, locked cart, ...)."""
-
-    code = "conflict"
-    http_status = 409

@@ -76,7 +76,7 @@ _ROUTED_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "temporalio", "
 def configure_logging(settings: Settings) -> None:
     """Route structlog and the standard library through one renderer on stderr."""
     renderer: structlog.types.Processor
-    if settings.log_format == "json":
+    if settings.log.format == "json":
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False)
@@ -113,7 +113,7 @@ def configure_logging(settings: Settings) -> None:
                     "stream": "ext://sys.stderr",
                 }
             },
-            "root": {"handlers": ["stderr"], "level": settings.log_level},
+            "root": {"handlers": ["stderr"], "level": settings.log.level},
             "loggers": {name: {"handlers": [], "propagate": True} for name in _ROUTED_LOGGERS},
         }
     )

@@ -1,15 +1,56 @@
-"""The one place the environment is read (house rule 8)."""
+"""The one place the platform's environment is read (house rule 8), grouped by concern.
+
+`Settings` holds one small model per concern (`settings.database`, `settings.api`,
+`settings.worker`, ...); the variable names are CONTRACT.md section 2's and never change. How a
+variable finds its field:
+
+1. A variable's first word names its group, the rest is the field: `API_MAX_BODY_BYTES` ->
+   `api.max_body_bytes`, `CHECKOUT_RATE_PER_MINUTE` -> `checkout.rate_per_minute`. This is
+   pydantic-settings' own nested reading (`env_nested_delimiter="_"`, `env_nested_max_split=1`),
+   so a new setting is one field on the right group and its variable follows.
+2. The few variables whose first word is not their group's (`DB_POOL_SIZE` -> `database`,
+   `PAYMENT_WEBHOOK_SECRET` -> `psp`, `<DOMAIN>_DATABASE_URL` -> `database.domain_urls`) are
+   listed by exact name in `ELSEWHERE`, which `_Environment` reads after the nested reading.
+
+Why a table for the exceptions rather than `AliasChoices("database", "db")` on a group or a
+`mode="before"` validator: an alias on a group accepts every cross spelling too (`DB_URL` would
+set the server URL, and many environments carry a `DB_URL` for other tools), and a before
+validator never sees a variable, because the environment source yields declared fields only.
+The table names exactly the documented variables, and it ranks above the nested reading, so a
+documented name wins over an accidental second spelling (`PSP_WEBHOOK_SECRET`). Groups ignore
+unknown keys: variables of another concern may share a first word (`CHECKOUT_DATABASE_URL`
+also reads as `checkout.database_url`), and a group is read field by field only: a variable
+named like a group itself (`LOG=/var/log`, set for some other tool) is not taken for its JSON.
+
+The payment-provider sandbox is not the platform: its `SANDBOX_*` settings are its own, in
+`sandbox/settings.py`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DOMAINS: tuple[str, ...] = (
     "products",
@@ -33,6 +74,7 @@ DEV_CARRIER_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktY2Fycmllci1zZWNyZXQtY2hhbmdlLW1l
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
+DEFAULT_PSP_URL = "http://127.0.0.1:8100"
 
 
 EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
@@ -59,113 +101,240 @@ def async_driver_url(url: str) -> str:
     return f"postgresql+asyncpg://{rest}"
 
 
-class Settings(BaseSettings):
-    """Platform configuration; every field maps to the upper-case environment variable."""
+class Group(BaseModel):
+    """One concern's settings; each field is read from `<GROUP>_<FIELD>` (module docstring)."""
 
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class DatabaseSettings(Group):
+    """PostgreSQL: `DATABASE_URL`, `<DOMAIN>_DATABASE_URL`, `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`."""
+
+    url: str = DEFAULT_DATABASE_URL
+    # One domain's database elsewhere (`PAYMENTS_DATABASE_URL`), by domain name.
+    domain_urls: dict[str, str] = Field(default_factory=dict)
+    pool_size: int = Field(default=5, ge=1, le=200)
+    max_overflow: int = Field(default=5, ge=0, le=200)
+
+    @field_validator("domain_urls")
+    @classmethod
+    def _known_domains(cls, urls: dict[str, str]) -> dict[str, str]:
+        unknown = set(urls) - set(DOMAINS)
+        if unknown:
+            raise ConfigurationError(f"database URLs of unknown domains: {sorted(unknown)}")
+        return urls
+
+
+class TemporalSettings(Group):
+    """`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_UI_URL`."""
+
+    address: str = DEFAULT_TEMPORAL_ADDRESS
+    namespace: str = "default"
+    ui_url: str = "http://127.0.0.1:8233"
+
+
+class NatsSettings(Group):
+    """`NATS_URL`."""
+
+    url: str = DEFAULT_NATS_URL
+
+
+class ApiSettings(Group):
+    """The HTTP API: `API_HOST`, `API_PORT`, `API_MAX_BODY_BYTES`."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+
+
+class AuthSettings(Group):
+    """Bearer tokens: `AUTH_JWT_SECRET`, `AUTH_TOKEN_TTL_S`."""
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    token_ttl_s: int = Field(default=3600, gt=0)
+
+
+class PspSettings(Group):
+    """The payment provider: `PSP_URL`, `PSP_TIMEOUT_S`, `PAYMENT_WEBHOOK_SECRET[_PREVIOUS]`."""
+
+    url: str = DEFAULT_PSP_URL
+    # A call slower than this is treated as lost and retried under the same idempotency key.
+    timeout_s: float = Field(default=10.0, gt=0)
+    webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+    # During a rotation: the previous secret, still accepted until the provider stops using it.
+    webhook_secret_previous: SecretStr | None = None
+    # How long a received webhook's id is kept to drop its redeliveries (`PSP_WEBHOOK_RETENTION`):
+    # longer than the provider retries a delivery (Stripe and Standard Webhooks: about 3 days).
+    webhook_retention: timedelta = timedelta(days=7)
+
+
+class CarrierSettings(Group):
+    """The carrier: `CARRIER_URL` (default: `PSP_URL`), `CARRIER_WEBHOOK_SECRET`."""
+
+    # The carrier's booking API; the sandbox serves it beside the payment provider.
+    url: str = ""
+    # Tracking webhooks are signed the way the provider's are, with their own secret.
+    webhook_secret: SecretStr = SecretStr(DEV_CARRIER_WEBHOOK_SECRET)
+
+
+class WorkerSettings(Group):
+    """Domain worker processes: `WORKER_*`."""
+
+    # How much each worker process takes on at once.
+    max_concurrent_activities: int = Field(default=200, ge=1)
+    max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    max_concurrent_local_activities: int = Field(default=200, ge=1)
+    # How long SIGTERM waits for in-flight activities before cancelling them.
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # Prometheus: a worker process serves Temporal's runtime metrics (and the platform's own,
+    # recorded through the same meter) on this port when it is set; `just up` gives each worker
+    # process its own, counting up from WORKER_METRICS_BASE_PORT. The API serves /metrics.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
+    # How often a worker process prunes the inboxes of its domains (`WORKER_PRUNE_INTERVAL_S`):
+    # one indexed DELETE per inbox and interval when there is nothing to prune.
+    prune_interval_s: float = Field(default=3600.0, gt=0)
+
+
+class InventorySettings(Group):
+    """`INVENTORY_SWEEP_INTERVAL_S`: how often the sweeper releases expired reservations whose
+    checkout has ended."""
+
+    sweep_interval_s: float = Field(default=60.0, gt=0)
+
+
+class RelaySettings(Group):
+    """Outbox relays, inside each domain's worker process (and `python -m workers relay <d>`)."""
+
+    enabled: bool = True
+    partitions: int = Field(default=32, ge=1, le=4096)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    retention: timedelta = timedelta(hours=24)
+
+
+class ConsumerSettings(Group):
+    """Event consumers: `CONSUMER_MAX_DELIVER`, `CONSUMER_INBOX_RETENTION`."""
+
+    # Deliveries of an event whose reaction keeps failing before it is dead-lettered.
+    max_deliver: int = Field(default=10, ge=1)
+    # How long `consumer_inbox` remembers an applied event (to drop its redeliveries).
+    inbox_retention: timedelta = timedelta(days=7)
+
+
+class OpsSettings(Group):
+    """When /v1/ops/checkouts/stuck lists a checkout: `OPS_*`."""
+
+    # Seconds a checkout may sit in one step (steps not named use the default). Waiting for the
+    # buyer is bounded by CHECKOUT_PAYMENT_TIMEOUT instead.
+    step_deadlines_s: dict[str, float] = Field(
+        default_factory=lambda: {"authorize_payment": 120.0, "capture_payment": 120.0}
+    )
+    default_step_deadline_s: float = Field(default=60.0, gt=0)
+    # An activity on its Nth attempt or later counts as stuck.
+    stuck_attempt: int = Field(default=4, ge=2)
+
+
+class TracingSettings(Group):
+    """OpenTelemetry, off by default; on, the API and workers export spans over OTLP/HTTP."""
+
+    enabled: bool = False
+    otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+
+
+class LogSettings(Group):
+    """`LOG_FORMAT`, `LOG_LEVEL`."""
+
+    format: Literal["console", "json"] = "console"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class CheckoutSettings(Group):
+    """The checkout's own limits: `CHECKOUT_PAYMENT_TIMEOUT`, `CHECKOUT_RATE_PER_MINUTE`."""
+
+    # How long a checkout waits for a payment action.
+    payment_timeout: timedelta = timedelta(minutes=15)
+    # Checkout starts per user and minute (a token bucket per API process; burst = the rate).
+    rate_per_minute: int = Field(default=30, gt=0)
+
+
+# Variables whose first word is not their group's name, and the field each fills (rule 2).
+ELSEWHERE: dict[str, tuple[str, ...]] = {
+    "DB_POOL_SIZE": ("database", "pool_size"),
+    "DB_MAX_OVERFLOW": ("database", "max_overflow"),
+    **{f"{d.upper()}_DATABASE_URL": ("database", "domain_urls", d) for d in DOMAINS},
+    "PAYMENT_WEBHOOK_SECRET": ("psp", "webhook_secret"),
+    "PAYMENT_WEBHOOK_SECRET_PREVIOUS": ("psp", "webhook_secret_previous"),
+}
+
+
+class _Environment(EnvSettingsSource):
+    """The environment as the module docstring reads it: rule 1, then rule 2 on top."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Group):
+            value = None  # never the group as one JSON variable: only its fields' variables
+        return value, key, is_complex
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        for name, (*groups, field) in ELSEWHERE.items():
+            value = self.env_vars.get(name.lower())  # the settings are not case-sensitive
+            if value is not None:
+                target = data
+                for group in groups:
+                    target = target.setdefault(group, {})
+                target[field] = value
+        return data
+
+
+class Settings(BaseSettings):
+    """Platform configuration, one group per concern; see the module docstring for the names."""
+
+    model_config = SettingsConfigDict(
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+    )
 
     env: Literal["dev", "test", "production"] = "dev"
-
-    database_url: str = DEFAULT_DATABASE_URL
-    products_database_url: str | None = None
-    cart_database_url: str | None = None
-    orders_database_url: str | None = None
-    payments_database_url: str | None = None
-    inventory_database_url: str | None = None
-    checkout_database_url: str | None = None
-    shipping_database_url: str | None = None
-    coupons_database_url: str | None = None
-    accounts_database_url: str | None = None
-    notifications_database_url: str | None = None
-    db_pool_size: int = Field(default=5, ge=1, le=200)
-    db_max_overflow: int = Field(default=5, ge=0, le=200)
-
-    temporal_address: str = DEFAULT_TEMPORAL_ADDRESS
-    temporal_namespace: str = "default"
-    temporal_ui_url: str = "http://127.0.0.1:8233"
-
-    nats_url: str = DEFAULT_NATS_URL
-
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(default=8000, ge=1, le=65535)
-    psp_url: str = "http://127.0.0.1:8100"
-    # Client side of the payment provider: a call slower than this is treated as lost and retried
-    # under the same idempotency key.
-    psp_timeout_s: float = Field(default=10.0, gt=0)
-
-    # The carrier's booking API; the sandbox serves it beside the payment provider, so it
-    # defaults to PSP_URL.
-    carrier_url: str = ""
-
-    # The payment-provider sandbox (sandbox/): it listens on PSP_URL's port.
-    sandbox_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/sandbox"
-    sandbox_db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
-    sandbox_async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
-    sandbox_flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
-    sandbox_webhook_max_attempts: int = Field(default=12, ge=1)
-    # The sandbox carrier's tracking webhooks and how fast a parcel moves (seconds per status:
-    # in_transit, out_for_delivery, delivered).
-    sandbox_carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
-    sandbox_carrier_step_s: float = Field(default=5.0, gt=0)
-
+    # Local state of `just up` (git-ignored).
     data_dir: Path = Path(".data")
     # `just up` starts the local PostgreSQL, Temporal, NATS and payment sandbox whose URL the
     # environment leaves unset. EMBEDDED_SERVICES names the ones to start regardless, at the URL
     # given (tests use this to run a whole stack on free ports).
     embedded_services: Annotated[frozenset[EmbeddedService] | None, NoDecode] = None
 
-    auth_jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
-    auth_token_ttl_s: int = Field(default=3600, gt=0)
-    payment_webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
-    # During a rotation: the previous secret, still accepted until the provider stops using it.
-    payment_webhook_secret_previous: SecretStr | None = None
-    # Carrier tracking webhooks are signed the same way, with their own secret.
-    carrier_webhook_secret: SecretStr = SecretStr(DEV_CARRIER_WEBHOOK_SECRET)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    temporal: TemporalSettings = Field(default_factory=TemporalSettings)
+    nats: NatsSettings = Field(default_factory=NatsSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    psp: PspSettings = Field(default_factory=PspSettings)
+    carrier: CarrierSettings = Field(default_factory=CarrierSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    inventory: InventorySettings = Field(default_factory=InventorySettings)
+    relay: RelaySettings = Field(default_factory=RelaySettings)
+    consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    ops: OpsSettings = Field(default_factory=OpsSettings)
+    tracing: TracingSettings = Field(default_factory=TracingSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    checkout: CheckoutSettings = Field(default_factory=CheckoutSettings)
 
-    # HTTP API limits.
-    api_max_body_bytes: int = Field(default=64 * 1024, gt=0)
-    # Checkout starts per user and minute (a token bucket per API process; burst = the rate).
-    checkout_rate_per_minute: int = Field(default=30, gt=0)
-
-    # Workers: how much each domain worker process takes on at once, and how long SIGTERM waits
-    # for in-flight activities before cancelling them.
-    worker_max_concurrent_activities: int = Field(default=200, ge=1)
-    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
-    worker_max_concurrent_local_activities: int = Field(default=200, ge=1)
-    worker_shutdown_grace_s: float = Field(default=30.0, ge=0)
-    # Operators: how long a checkout may sit in one step before /v1/ops/checkouts/stuck lists it
-    # (seconds; steps not named use the default). Waiting for the buyer is bounded by
-    # CHECKOUT_PAYMENT_TIMEOUT instead.
-    ops_step_deadlines_s: dict[str, float] = Field(
-        default_factory=lambda: {"authorize_payment": 120.0, "capture_payment": 120.0}
-    )
-    ops_default_step_deadline_s: float = Field(default=60.0, gt=0)
-    # An activity on its Nth attempt or later counts as stuck.
-    ops_stuck_attempt: int = Field(default=4, ge=2)
-
-    # Prometheus: a worker process serves Temporal's runtime metrics (and the platform's own,
-    # recorded through the same meter) on this port when it is set; `just up` gives each worker
-    # process its own, counting up from WORKER_METRICS_BASE_PORT (9101). The API serves /metrics.
-    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    worker_metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
-
-    # Tracing (OpenTelemetry): off by default; on, the API and workers export spans over OTLP/HTTP,
-    # Temporal's interceptor carrying the trace from the HTTP request into workflows and activities.
-    tracing_enabled: bool = False
-    tracing_otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
-
-    # Outbox relays run inside each domain's worker process (and `python -m workers relay <d>`).
-    relay_enabled: bool = True
-    relay_partitions: int = Field(default=32, ge=1, le=4096)
-    relay_poll_interval_s: float = Field(default=1.0, gt=0)
-    relay_retention: timedelta = timedelta(hours=24)
-    # The inventory sweeper releases reservations past their expiry whose checkout has ended.
-    inventory_sweep_interval_s: float = Field(default=60.0, gt=0)
-
-    log_format: Literal["console", "json"] = "console"
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    checkout_payment_timeout: timedelta = timedelta(minutes=15)
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, the environment read by `_Environment`."""
+        environment = _Environment(settings_cls)
+        return init_settings, environment, dotenv_settings, file_secret_settings
 
     @field_validator("embedded_services", mode="before")
     @classmethod
@@ -177,18 +346,23 @@ class Settings(BaseSettings):
     @model_validator(mode="before")
     @classmethod
     def _carrier_beside_provider(cls, data: Any) -> Any:
-        if isinstance(data, dict) and not data.get("carrier_url"):
-            data = {**data, "carrier_url": data.get("psp_url") or "http://127.0.0.1:8100"}
+        """CARRIER_URL unset: the carrier is served beside the payment provider, at PSP_URL."""
+        if not isinstance(data, dict):
+            return data
+        carrier = _given(data.get("carrier"))
+        if not carrier.get("url"):
+            carrier["url"] = _given(data.get("psp")).get("url") or DEFAULT_PSP_URL
+            data = {**data, "carrier": carrier}
         return data
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production":
-            if self.auth_jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+            if self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
                 raise ConfigurationError("AUTH_JWT_SECRET must be set when ENV=production")
-            if self.payment_webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+            if self.psp.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
                 raise ConfigurationError("PAYMENT_WEBHOOK_SECRET must be set when ENV=production")
-            if self.carrier_webhook_secret.get_secret_value() == DEV_CARRIER_WEBHOOK_SECRET:
+            if self.carrier.webhook_secret.get_secret_value() == DEV_CARRIER_WEBHOOK_SECRET:
                 raise ConfigurationError("CARRIER_WEBHOOK_SECRET must be set when ENV=production")
         return self
 
@@ -196,24 +370,56 @@ class Settings(BaseSettings):
         """libpq URL of a domain's database: `<DOMAIN>_DATABASE_URL` or `DATABASE_URL/<domain>`."""
         if domain not in DOMAINS:
             raise ConfigurationError(f"unknown domain {domain!r}")
-        override: str | None = getattr(self, f"{domain}_database_url")
-        return override or database_url_for(self.database_url, domain)
+        override = self.database.domain_urls.get(domain)
+        return override or database_url_for(self.database.url, domain)
 
     def is_explicit(self, field: str) -> bool:
-        """Whether `field` came from the environment rather than its default."""
-        return field in self.model_fields_set
+        """Whether `field` ("database.url", "env") came from the environment, not its default."""
+        group, _, name = field.partition(".")
+        if group not in self.model_fields_set:
+            return False
+        if not name:
+            return True
+        value = getattr(self, group)
+        return isinstance(value, BaseModel) and name in value.model_fields_set
 
     def starts_embedded(self, service: EmbeddedService) -> bool:
         """Whether `just up` runs this service itself (see `embedded_services`)."""
         if self.embedded_services is not None:
             return service in self.embedded_services
         url_field = {
-            "postgres": "database_url",
-            "temporal": "temporal_address",
-            "nats": "nats_url",
-            "sandbox": "psp_url",
+            "postgres": "database.url",
+            "temporal": "temporal.address",
+            "nats": "nats.url",
+            "sandbox": "psp.url",
         }
         return not self.is_explicit(url_field[service])
+
+    def updated(self, **changes: Any) -> Settings:
+        """A copy with some values replaced; a group's as a mapping of the fields that change.
+
+        `settings.updated(api={"port": 8001}, data_dir=path)`. Like `model_copy`, it does not
+        validate; unlike it, an unknown name is an error rather than a silent extra.
+        """
+        update: dict[str, Any] = {}
+        for name, value in changes.items():
+            if name not in type(self).model_fields:
+                raise AttributeError(f"Settings has no {name!r}")
+            current = getattr(self, name)
+            if isinstance(current, Group) and isinstance(value, Mapping):
+                unknown = set(value) - set(type(current).model_fields)
+                if unknown:
+                    raise AttributeError(f"settings.{name} has no {sorted(unknown)}")
+                value = current.model_copy(update=dict(value))
+            update[name] = value
+        return self.model_copy(update=update)
+
+
+def _given(group: object) -> dict[str, Any]:
+    """The values given for a group, whether as a mapping (the environment) or a model (code)."""
+    if isinstance(group, BaseModel):
+        return group.model_dump(exclude_unset=True)
+    return dict(group) if isinstance(group, Mapping) else {}
 
 
 @lru_cache(maxsize=1)

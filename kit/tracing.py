@@ -17,10 +17,10 @@ def tracer_provider(
 
     `processor` replaces the OTLP exporter (tests pass an in-memory one).
     """
-    if not settings.tracing_enabled:
+    if not settings.tracing.enabled:
         return None
     provider = TracerProvider(resource=Resource.create({"service.name": f"checkout-{service}"}))
     provider.add_span_processor(
-        processor or BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.tracing_otlp_endpoint))
+        processor or BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.tracing.otlp_endpoint))
     )
     return provider

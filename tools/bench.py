@@ -108,27 +108,27 @@ def services(settings: Settings) -> Iterator[Settings]:
             stack.callback(process.stop)
             process.start()
 
-        if not settings.is_explicit("database_url"):
+        if not settings.is_explicit("database.url"):
             port = free_port()
             run(
                 postgres_process(
                     work / "pg", host="127.0.0.1", port=port, log_dir=logs, durable=False
                 )
             )
-            updates["database_url"] = f"postgresql://postgres@127.0.0.1:{port}"
-        if not settings.is_explicit("temporal_address"):
+            updates["database"] = {"url": f"postgresql://postgres@127.0.0.1:{port}"}
+        if not settings.is_explicit("temporal.address"):
             config = DevServerConfig.load().serving(f"127.0.0.1:{free_port()}")
             run(temporal_process(config, data_dir=None, log_dir=logs))
-            updates["temporal_address"] = config.address
-        if not settings.is_explicit("psp_url"):
+            updates["temporal"] = {"address": config.address}
+        if not settings.is_explicit("psp.url"):
             port = free_port()
             run(
                 sandbox_process(
                     port=port, db_path=work / "psp.sqlite", webhook_url="", log_dir=logs
                 )
             )
-            updates["psp_url"] = updates["carrier_url"] = f"http://127.0.0.1:{port}"
-        configured = settings.model_copy(update=updates)
+            updates["psp"] = updates["carrier"] = {"url": f"http://127.0.0.1:{port}"}
+        configured = settings.updated(**updates)
         migrate(configured)
         # The deployment shape of `just up`: one worker process per domain queue.
         # Each worker process serves Prometheus metrics; the checkout worker's come first.
@@ -144,7 +144,7 @@ def services(settings: Settings) -> Iterator[Settings]:
             )
             for domain, port in zip(WORKER_DOMAINS, metrics_ports, strict=True)
         ]
-        configured = configured.model_copy(update={"worker_metrics_port": metrics_ports[0]})
+        configured = configured.updated(worker={"metrics_port": metrics_ports[0]})
         for worker in workers:
             stack.callback(worker.stop)
             worker.spawn()
@@ -155,10 +155,10 @@ def services(settings: Settings) -> Iterator[Settings]:
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=settings.database_url,
-        TEMPORAL_ADDRESS=settings.temporal_address,
-        PSP_URL=settings.psp_url,
-        CARRIER_URL=settings.carrier_url,
+        DATABASE_URL=settings.database.url,
+        TEMPORAL_ADDRESS=settings.temporal.address,
+        PSP_URL=settings.psp.url,
+        CARRIER_URL=settings.carrier.url,
         LOG_LEVEL="WARNING",
         # The bench measures the saga; the outbox relay's publishing is not part of it.
         RELAY_ENABLED="false",
@@ -168,8 +168,8 @@ def _env(settings: Settings) -> dict[str, str]:
 
 async def _client(settings: Settings) -> Client:
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        settings.temporal.address,
+        namespace=settings.temporal.namespace,
         data_converter=pydantic_data_converter,
     )
 
@@ -217,7 +217,7 @@ async def measure(settings: Settings, n: int, concurrency: int, warmup: int) -> 
         real = await run_phase("checkout", n, concurrency, checkout)
         started_after = await _counter(settings, "checkouts_started")
         report = await check_invariants(
-            databases, settings.psp_url, [c.checkout_id for c in inputs[: n + warmup]]
+            databases, settings.psp.url, [c.checkout_id for c in inputs[: n + warmup]]
         )
     finally:
         for db in databases.values():
@@ -227,14 +227,14 @@ async def measure(settings: Settings, n: int, concurrency: int, warmup: int) -> 
         "warmup_errors": warm.errors,
         "violations": report.violations,
         "checked": report.checkouts,
-        "metrics": (settings.worker_metrics_port, started_before, started_after),
+        "metrics": (settings.worker.metrics_port, started_before, started_after),
     }
 
 
 async def _counter(settings: Settings, name: str) -> float:
     """A counter's total on the checkout worker's /metrics (summed over its labels)."""
     async with httpx.AsyncClient(timeout=10) as http:
-        text = (await http.get(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")).text
+        text = (await http.get(f"http://127.0.0.1:{settings.worker.metrics_port}/metrics")).text
     return sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "worker":
         _worker(args.domains or list(WORKER_DOMAINS))
         return 0
-    settings = get_settings().model_copy(update={"log_level": "WARNING"})
+    settings = get_settings().updated(log={"level": "WARNING"})
     configure_logging(settings)
     with services(settings) as configured:
         result = asyncio.run(measure(configured, args.n, args.concurrency, args.warmup))

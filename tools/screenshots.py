@@ -114,12 +114,12 @@ def main() -> int:
         sys.stderr.write("install Debian's chromium package first (apt-get install chromium)\n")
         return 2
     settings = get_settings()
-    with httpx.Client(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30) as api:
+    with httpx.Client(base_url=f"http://127.0.0.1:{settings.api.port}", timeout=30) as api:
         started = seed(api)
     time.sleep(5)  # let the completed and declined ones finish and visibility catch up
     DOCS.mkdir(parents=True, exist_ok=True)
-    ui = settings.temporal_ui_url.rstrip("/")
-    namespace = settings.temporal_namespace
+    ui = settings.temporal.ui_url.rstrip("/")
+    namespace = settings.temporal.namespace
     views = {
         "ui-requires-action.png": "CheckoutStatus='requires_action'",
         "ui-running.png": f"WorkflowType='{WORKFLOW_TYPE}' AND ExecutionStatus='Running'",

@@ -13,10 +13,11 @@ from sqlalchemy import select
 
 from domains.cart import service as cart_service
 from domains.coupons import service as coupon_service
-from domains.coupons.models import DiscountType
+from domains.coupons.statuses import DiscountType
 from domains.inventory import service as inventory_service
 from domains.products import service as product_service
-from domains.products.models import ProductStatus, ProductVariant
+from domains.products.models import ProductVariant
+from domains.products.statuses import ProductStatus
 from kit.db import DomainDatabase
 from kit.money import Money
 from workflows.checkout.models import Address, CheckoutInput
@@ -29,7 +30,7 @@ class SeededVariant:
     product_id: uuid.UUID
     variant_id: uuid.UUID
     sku: str
-    price: Money
+    unit_price: Money
     price_id: uuid.UUID
 
 
@@ -77,17 +78,7 @@ class Seeder:
         async with self.db["cart"].begin() as session:
             cart = await cart_service.create_cart(session, user_id, currency)
             for variant, quantity in lines:
-                await cart_service.add_item(
-                    session,
-                    cart.id,
-                    user_id,
-                    product_id=variant.product_id,
-                    variant_id=variant.variant_id,
-                    sku=variant.sku,
-                    quantity=quantity,
-                    unit_price=variant.price,
-                    price_id=variant.price_id,
-                )
+                await cart_service.add_item(session, cart.id, user_id, variant, quantity)
             return cart.id
 
     async def coupon(
@@ -128,7 +119,7 @@ class Seeder:
                 session,
                 variant.product_id,
                 variant.variant_id,
-                Money.of(price, variant.price.currency),
+                Money.of(price, variant.unit_price.currency),
             )
 
 

@@ -23,11 +23,13 @@ from api.schemas import (
 )
 from api.services import catalog
 from domains.coupons import service as coupons
-from domains.coupons.models import Coupon, DiscountType
+from domains.coupons.models import Coupon
+from domains.coupons.statuses import DiscountType
 from domains.inventory import service as inventory
 from domains.inventory.models import InventoryItem
 from domains.products import service as products
-from domains.products.models import ProductPrice, ProductStatus
+from domains.products.models import ProductPrice
+from domains.products.statuses import ProductStatus
 from kit.money import Money
 
 router = APIRouter(tags=["catalog"])
@@ -156,20 +158,11 @@ def _coupon_out(coupon: Coupon, redeemed: int) -> CouponOut:
 async def create_coupon(body: CouponIn, wired: PlatformDep, _: Operator) -> CouponOut:
     """Create a coupon; 409 `coupon_code_taken`."""
     async with wired.databases["coupons"].begin() as session:
-        coupon = await coupons.create_coupon(
-            session,
-            coupons.NewCoupon(
-                code=body.code,
-                discount_type=DiscountType(body.discount_type),
-                discount_value=body.discount_value,
-                valid_from=body.valid_from,
-                valid_to=body.valid_to,
-                currency=body.currency,
-                max_redemptions=body.max_redemptions,
-                max_per_user=body.max_per_user,
-                min_subtotal=body.min_subtotal,
-            ),
+        spec = coupons.NewCoupon(
+            **body.model_dump(exclude={"discount_type"}),
+            discount_type=DiscountType(body.discount_type),
         )
+        coupon = await coupons.create_coupon(session, spec)
         return _coupon_out(coupon, 0)
 
 

@@ -34,7 +34,7 @@ async def _nats(wired: PlatformDep) -> None:
         return None  # the failure is reported by the check, not logged as a traceback
 
     connection = await nats.connect(
-        wired.settings.nats_url,
+        wired.settings.nats.url,
         connect_timeout=TIMEOUT_S,
         allow_reconnect=False,
         max_reconnect_attempts=0,

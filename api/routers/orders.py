@@ -9,43 +9,27 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.deps import Anyone, PlatformDep
-from api.schemas import OrderItemOut, OrderList, OrderOut, ShipmentOut, TransitionOut, money
+from api.schemas import OrderList, OrderOut
 from api.services import orders
 from api.services.orders import OrderWithShipments
+from kit.db import columns
 
 router = APIRouter(tags=["orders"])
 
 
 def order_out(found: OrderWithShipments) -> OrderOut:
-    """The API's view of an order with its shipments."""
+    """The API's view of an order with its shipments, amounts in the order's currency."""
     view, shipments = found
-    order, currency = view.order, view.order.currency
-    return OrderOut(
-        id=order.id,
-        order_number=order.order_number,
-        checkout_id=order.checkout_id,
-        user_id=order.user_id,
-        status=order.status,
-        currency=currency,
-        subtotal_amount=money(order.subtotal_amount, currency),
-        discount_amount=money(order.discount_amount, currency),
-        total_amount=money(order.total_amount, currency),
-        coupon_code=order.coupon_code,
-        created_at=order.created_at,
-        items=[
-            OrderItemOut(
-                product_id=i.product_id,
-                variant_id=i.variant_id,
-                sku=i.sku,
-                quantity=i.quantity,
-                unit_price=money(i.unit_price, currency),
-                total_price=money(i.total_price, currency),
-            )
-            for i in view.items
-        ],
-        addresses={a.type: a.address for a in view.addresses},
-        transitions=[TransitionOut.model_validate(t) for t in view.transitions],
-        shipments=[ShipmentOut.model_validate(s) for s in shipments],
+    return OrderOut.model_validate(
+        {
+            **columns(view.order),
+            "items": view.items,
+            "addresses": {a.type: a.address for a in view.addresses},
+            "transitions": view.transitions,
+            "shipments": shipments,
+        },
+        from_attributes=True,
+        context={"currency": view.order.currency},
     )
 
 

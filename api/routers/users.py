@@ -27,4 +27,4 @@ async def mint_token(body: TokenIn, wired: PlatformDep) -> TokenOut:
     if wired.settings.env != "dev":
         raise ApiError(404, "not_found", "not found")
     token = issue_token(wired.settings, body.user_id, body.scopes)
-    return TokenOut(access_token=token, expires_in=wired.settings.auth_token_ttl_s)
+    return TokenOut(access_token=token, expires_in=wired.settings.auth.token_ttl_s)

@@ -34,17 +34,7 @@ async def add_item(
     async with wired.databases["products"].begin() as session:
         quote = await products.quote_one(session, variant_id, cart.currency)
     async with wired.databases["cart"].begin() as session:
-        await carts.add_item(
-            session,
-            cart_id,
-            user_id,
-            product_id=quote.product_id,
-            variant_id=quote.variant_id,
-            sku=quote.sku,
-            quantity=quantity,
-            unit_price=quote.unit_price,
-            price_id=quote.price_id,
-        )
+        await carts.add_item(session, cart_id, user_id, quote, quantity)
     return await view(wired, cart_id, user_id)
 
 

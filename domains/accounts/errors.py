@@ -5,13 +5,9 @@ from __future__ import annotations
 from kit.errors import Conflict, NotFound
 
 
-class EmailTaken(Conflict):
+class EmailTaken(Conflict, code="email_taken"):
     """Another user has this e-mail address."""
 
-    code = "email_taken"
 
-
-class UserNotFound(NotFound):
+class UserNotFound(NotFound, code="user_not_found"):
     """No such user."""
-
-    code = "user_not_found"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domains.accounts.statuses import UserStatus
 from kit.db import created_at_column, one_of, uuid_pk
 from kit.orm import domain_registry
 
@@ -18,14 +18,6 @@ class Base(DeclarativeBase):
     """Declarative base of the accounts database."""
 
     registry = domain_registry()
-
-
-class UserStatus(StrEnum):
-    """Whether a user may shop."""
-
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    CLOSED = "closed"
 
 
 class User(Base):

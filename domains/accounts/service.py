@@ -8,7 +8,8 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.accounts.errors import EmailTaken
-from domains.accounts.models import User, UserStatus
+from domains.accounts.models import User
+from domains.accounts.statuses import UserStatus
 from kit.db import insert_if_absent
 from kit.outbox import append_event
 

@@ -5,25 +5,17 @@ from __future__ import annotations
 from kit.errors import Conflict, DomainError, NotFound
 
 
-class CouponNotFound(NotFound):
+class CouponNotFound(NotFound, code="coupon_not_found"):
     """No coupon with this code."""
 
-    code = "coupon_not_found"
 
-
-class CouponCodeTaken(Conflict):
+class CouponCodeTaken(Conflict, code="coupon_code_taken"):
     """Another coupon already has this code."""
 
-    code = "coupon_code_taken"
 
-
-class CouponInvalid(DomainError):
+class CouponInvalid(DomainError, code="coupon_invalid"):
     """The coupon does not apply: unknown, outside its window, below its minimum, wrong currency."""
 
-    code = "coupon_invalid"
 
-
-class CouponExhausted(DomainError):
+class CouponExhausted(DomainError, code="coupon_exhausted"):
     """The coupon has no redemptions left (overall or for this user)."""
-
-    code = "coupon_exhausted"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domains.coupons.statuses import DiscountType, RedemptionStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -18,21 +18,6 @@ class Base(DeclarativeBase):
     """Declarative base of the coupons database."""
 
     registry = domain_registry()
-
-
-class DiscountType(StrEnum):
-    """How a coupon's `discount_value` reads."""
-
-    PERCENTAGE = "percentage"
-    FIXED = "fixed"
-
-
-class RedemptionStatus(StrEnum):
-    """Lifecycle of a redemption: held by a running checkout, used, or given back."""
-
-    HELD = "held"
-    CONFIRMED = "confirmed"
-    RELEASED = "released"
 
 
 class Coupon(Base):

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.coupons.errors import CouponCodeTaken, CouponExhausted, CouponInvalid, CouponNotFound
 from domains.coupons.events import AGGREGATE, RedemptionEvent
-from domains.coupons.models import Coupon, CouponRedemption, DiscountType, RedemptionStatus
+from domains.coupons.models import Coupon, CouponRedemption
+from domains.coupons.statuses import DiscountType, RedemptionStatus
 from kit.db import insert_or_get
 from kit.money import Money, normalize_currency
 from kit.outbox import append_event

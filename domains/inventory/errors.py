@@ -5,19 +5,13 @@ from __future__ import annotations
 from kit.errors import Conflict, NotFound
 
 
-class InventoryNotFound(NotFound):
+class InventoryNotFound(NotFound, code="inventory_not_found"):
     """The variant has no inventory record."""
 
-    code = "inventory_not_found"
 
-
-class OutOfStock(Conflict):
+class OutOfStock(Conflict, code="out_of_stock"):
     """Not enough available units for at least one line."""
 
-    code = "out_of_stock"
 
-
-class StockBelowReserved(Conflict):
+class StockBelowReserved(Conflict, code="stock_below_reserved"):
     """Total stock cannot drop below what checkouts currently hold."""
-
-    code = "stock_below_reserved"

@@ -18,7 +18,11 @@ class StockLevel(BaseModel):
 
 
 class ReservationChanged(BaseModel):
-    """`inventory.reserved`, `.released`, `.committed`, `.expired` for one checkout and variant."""
+    """`inventory.reserved`, `.released`, `.committed`, `.expired` for one checkout and variant.
+
+    Read from the `InventoryReservation` row as it now is (`model_validate(row,
+    from_attributes=True)`).
+    """
 
     checkout_id: uuid.UUID
     variant_id: uuid.UUID

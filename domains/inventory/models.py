@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import CheckConstraint, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# Re-exported (`as`): the sweeper imports it from here.
+from domains.inventory.statuses import ReservationStatus as ReservationStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -17,15 +18,6 @@ class Base(DeclarativeBase):
     """Declarative base of the inventory database."""
 
     registry = domain_registry()
-
-
-class ReservationStatus(StrEnum):
-    """Lifecycle of a reservation: held, given back, turned into a sale, or lapsed."""
-
-    ACTIVE = "active"
-    RELEASED = "released"
-    COMMITTED = "committed"
-    EXPIRED = "expired"
 
 
 class InventoryItem(Base):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domains.notifications.statuses import NotificationStatus
 from kit.db import created_at_column, one_of, uuid_pk
 from kit.orm import domain_registry
 
@@ -20,14 +20,6 @@ class Base(DeclarativeBase):
     # Events this domain consumes are deduplicated in its `consumer_inbox` (not in the seed:
     # exactly-once application needs it).
     registry = domain_registry(inbox=True)
-
-
-class NotificationStatus(StrEnum):
-    """Delivery state of a notification."""
-
-    PENDING = "pending"
-    SENT = "sent"
-    FAILED = "failed"
 
 
 class Notification(Base):

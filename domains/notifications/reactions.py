@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.notifications import service
-from kit.consumer import NotYet, Reactions
+from kit.consumer import NotYet, Reaction, Reactions
 from kit.subjects import EventName
 
 
@@ -121,41 +121,35 @@ async def payment_captured(session: AsyncSession, event: PaymentCaptured) -> Non
     await service.notify(session, user_id, NotificationKind.PAYMENT_CAPTURED, body)
 
 
-async def _shipment(session: AsyncSession, kind: NotificationKind, event: ShipmentChanged) -> None:
-    body = {
-        "order_id": str(event.order_id),
-        "carrier": event.carrier,
-        "tracking_number": event.tracking_number,
-    }
-    await service.notify(session, await _buyer(session, event.order_id), kind, body)
+def _parcel_notice(kind: NotificationKind) -> Reaction[ShipmentChanged]:
+    """Tell the buyer about their parcel (`kind`): the carrier and tracking number."""
+
+    async def notify(session: AsyncSession, event: ShipmentChanged) -> None:
+        body = {
+            "order_id": str(event.order_id),
+            "carrier": event.carrier,
+            "tracking_number": event.tracking_number,
+        }
+        await service.notify(session, await _buyer(session, event.order_id), kind, body)
+
+    return notify
 
 
-@reactions.on(SHIPMENT_CREATED, ShipmentChanged)
-async def shipment_created(session: AsyncSession, event: ShipmentChanged) -> None:
-    """A parcel is on its way: the carrier and tracking number."""
-    await _shipment(session, NotificationKind.SHIPMENT_CREATED, event)
+def _no_order_notice(kind: NotificationKind) -> Reaction[CheckoutEnded]:
+    """Tell the buyer their checkout ended without an order (`kind`), and why."""
+
+    async def notify(session: AsyncSession, event: CheckoutEnded) -> None:
+        body = {"checkout_id": str(event.checkout_id), "failure_code": event.failure_code}
+        await service.notify(session, event.user_id, kind, body)
+
+    return notify
 
 
-@reactions.on(SHIPMENT_DELIVERED, ShipmentChanged)
-async def shipment_delivered(session: AsyncSession, event: ShipmentChanged) -> None:
-    """The parcel arrived."""
-    await _shipment(session, NotificationKind.SHIPMENT_DELIVERED, event)
-
-
-async def _checkout_ended(
-    session: AsyncSession, kind: NotificationKind, event: CheckoutEnded
-) -> None:
-    body = {"checkout_id": str(event.checkout_id), "failure_code": event.failure_code}
-    await service.notify(session, event.user_id, kind, body)
-
-
-@reactions.on(CHECKOUT_FAILED, CheckoutEnded)
-async def checkout_failed(session: AsyncSession, event: CheckoutEnded) -> None:
-    """The checkout failed: why."""
-    await _checkout_ended(session, NotificationKind.CHECKOUT_FAILED, event)
-
-
-@reactions.on(CHECKOUT_EXPIRED, CheckoutEnded)
-async def checkout_expired(session: AsyncSession, event: CheckoutEnded) -> None:
-    """The checkout ran out of time."""
-    await _checkout_ended(session, NotificationKind.CHECKOUT_EXPIRED, event)
+# A parcel is on its way, then it arrived.
+reactions.on(SHIPMENT_CREATED, ShipmentChanged)(_parcel_notice(NotificationKind.SHIPMENT_CREATED))
+reactions.on(SHIPMENT_DELIVERED, ShipmentChanged)(
+    _parcel_notice(NotificationKind.SHIPMENT_DELIVERED)
+)
+# The checkout failed, or it ran out of time.
+reactions.on(CHECKOUT_FAILED, CheckoutEnded)(_no_order_notice(NotificationKind.CHECKOUT_FAILED))
+reactions.on(CHECKOUT_EXPIRED, CheckoutEnded)(_no_order_notice(NotificationKind.CHECKOUT_EXPIRED))

@@ -10,7 +10,8 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.notifications.models import Notification, NotificationStatus, OrderRecipient
+from domains.notifications.models import Notification, OrderRecipient
+from domains.notifications.statuses import NotificationStatus
 
 
 async def remember_recipient(

@@ -5,13 +5,9 @@ from __future__ import annotations
 from kit.errors import Conflict, NotFound
 
 
-class OrderNotFound(NotFound):
+class OrderNotFound(NotFound, code="order_not_found"):
     """No such order (or not the caller's)."""
 
-    code = "order_not_found"
 
-
-class InvalidTransition(Conflict):
+class InvalidTransition(Conflict, code="invalid_order_transition"):
     """The order cannot move from its status to the asked one."""
-
-    code = "invalid_order_transition"

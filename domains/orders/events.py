@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 
 AGGREGATE = "order"
 
 
 class OrderCreated(BaseModel):
-    """`order.created`."""
+    """`order.created`: the new `Order` row (`model_validate(row, from_attributes=True)`)."""
 
-    order_id: uuid.UUID
+    order_id: uuid.UUID = Field(validation_alias=AliasChoices("order_id", "id"))
     order_number: str
     checkout_id: uuid.UUID
     user_id: uuid.UUID

@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -19,6 +18,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domains.orders.statuses import AddressType
+
+# Re-exported (`as`): the orders activities import it from here.
+from domains.orders.statuses import OrderStatus as OrderStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -29,25 +32,6 @@ class Base(DeclarativeBase):
     # The inbox dedups the events this domain consumes (not in the seed: exactly-once application
     # needs it).
     registry = domain_registry(inbox=True)
-
-
-class OrderStatus(StrEnum):
-    """Order lifecycle (CONTRACT.md section 4)."""
-
-    PENDING_PAYMENT = "pending_payment"
-    PAID = "paid"
-    FULFILLING = "fulfilling"
-    SHIPPED = "shipped"
-    DELIVERED = "delivered"
-    CANCELLED = "cancelled"
-    REFUNDED = "refunded"
-
-
-class AddressType(StrEnum):
-    """Which address of an order a row holds."""
-
-    SHIPPING = "shipping"
-    BILLING = "billing"
 
 
 # Source of the human-readable order number; gaps are harmless, reuse is impossible.

@@ -5,23 +5,16 @@ from __future__ import annotations
 from kit.errors import Conflict, DomainError, NotFound
 
 
-class PaymentNotFound(NotFound):
+class PaymentNotFound(NotFound, code="payment_not_found"):
     """The checkout has no payment."""
 
-    code = "payment_not_found"
 
-
-class PaymentDeclined(DomainError):
+class PaymentDeclined(DomainError, code="payment_declined", http_status=402):
     """The provider refused the authorization or the capture."""
 
-    code = "payment_declined"
-    http_status = 402
 
-
-class IdempotencyKeyReused(Conflict):
+class IdempotencyKeyReused(Conflict, code="idempotency_key_reused"):
     """The same idempotency key was used for a different request; nothing was sent."""
-
-    code = "idempotency_key_reused"
 
 
 class ProviderUnavailable(Exception):

@@ -1,4 +1,4 @@
-"""Where a payment stands with the provider: plain enums the workflow and the API speak too."""
+"""Where a payment and each provider call stand: plain enums the workflow and the API speak too."""
 
 from __future__ import annotations
 
@@ -20,3 +20,20 @@ class PaymentStatus(StrEnum):
 
 # The provider has not settled the authorization yet: the buyer acts, or the provider decides.
 WAITING = frozenset({PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING})
+
+
+class TransactionType(StrEnum):
+    """A single call against the provider."""
+
+    AUTHORIZE = "authorize"
+    CAPTURE = "capture"
+    VOID = "void"
+    REFUND = "refund"
+
+
+class TransactionStatus(StrEnum):
+    """Outcome of one provider call."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"

@@ -5,25 +5,17 @@ from __future__ import annotations
 from kit.errors import Conflict, DomainError, NotFound
 
 
-class ProductNotFound(NotFound):
+class ProductNotFound(NotFound, code="product_not_found"):
     """No such product or variant."""
 
-    code = "product_not_found"
 
-
-class SkuTaken(Conflict):
+class SkuTaken(Conflict, code="sku_taken"):
     """Another variant already has this SKU."""
 
-    code = "sku_taken"
 
-
-class NoPrice(DomainError):
+class NoPrice(DomainError, code="no_price"):
     """The variant has no price in the asked currency at that instant."""
 
-    code = "no_price"
 
-
-class PriceChanged(DomainError):
+class PriceChanged(DomainError, code="price_changed"):
     """The cart's price snapshot no longer holds."""
-
-    code = "price_changed"

@@ -5,16 +5,12 @@ from __future__ import annotations
 from kit.errors import DomainError, NotFound
 
 
-class ShipmentNotFound(NotFound):
+class ShipmentNotFound(NotFound, code="shipment_not_found"):
     """The order has no shipment."""
 
-    code = "shipment_not_found"
 
-
-class CarrierRejected(DomainError):
+class CarrierRejected(DomainError, code="shipping_unavailable"):
     """The carrier refused the booking (e.g. an address it cannot serve)."""
-
-    code = "shipping_unavailable"
 
 
 class CarrierUnavailable(Exception):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domains.shipping.statuses import ShipmentStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -18,16 +18,6 @@ class Base(DeclarativeBase):
     """Declarative base of the shipping database."""
 
     registry = domain_registry()
-
-
-class ShipmentStatus(StrEnum):
-    """Lifecycle of a shipment as the carrier reports it."""
-
-    LABEL_CREATED = "label_created"
-    IN_TRANSIT = "in_transit"
-    OUT_FOR_DELIVERY = "out_for_delivery"
-    DELIVERED = "delivered"
-    CANCELLED = "cancelled"
 
 
 class Shipment(Base):

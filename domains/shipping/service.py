@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domains.shipping.carrier import Booking
 from domains.shipping.errors import ShipmentNotFound
 from domains.shipping.events import AGGREGATE, ShipmentChanged
-from domains.shipping.models import Shipment, ShipmentEvent, ShipmentStatus
+from domains.shipping.models import Shipment, ShipmentEvent
+from domains.shipping.statuses import ShipmentStatus
 from kit.db import insert_if_absent, insert_or_get
 from kit.outbox import append_event
 
@@ -65,20 +66,8 @@ async def mark_cancelled(session: AsyncSession, shipment: Shipment) -> bool:
 
 
 async def _event(session: AsyncSession, kind: str, shipment: Shipment) -> None:
-    await append_event(
-        session,
-        AGGREGATE,
-        shipment.id,
-        f"shipment.{kind}",
-        ShipmentChanged(
-            shipment_id=shipment.id,
-            order_id=shipment.order_id,
-            checkout_id=shipment.checkout_id,
-            carrier=shipment.carrier,
-            tracking_number=shipment.tracking_number,
-            status=shipment.status,
-        ),
-    )
+    event = ShipmentChanged.model_validate(shipment, from_attributes=True)
+    await append_event(session, AGGREGATE, shipment.id, f"shipment.{kind}", event)
 
 
 async def shipments_for_orders(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,14 @@ from sandbox.psp.routes import Sandbox, carrier_router, payments_router
 from sandbox.psp.scheduler import Scheduler, Timer
 from sandbox.psp.store import Store
 from sandbox.psp.webhooks import CARRIER_TARGET, PAYMENTS_TARGET, Target, WebhookDelivery
+from sandbox.settings import SandboxSettings
 
 log = get_logger(__name__)
 
 
-def db_path(settings: Settings) -> Path:
+def db_path(settings: Settings, config: SandboxSettings) -> Path:
     """Where the sandbox keeps its state: SANDBOX_DB_PATH or DATA_DIR/sandbox/psp.sqlite."""
-    return settings.sandbox_db_path or settings.data_dir / "sandbox" / "psp.sqlite"
+    return config.db_path or settings.data_dir / "sandbox" / "psp.sqlite"
 
 
 async def _api_error(_: Request, exc: Exception) -> Response:
@@ -67,42 +68,58 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         log.error("sandbox.loop.crashed", loop=task.get_name(), exc_info=task.exception())
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """The sandbox application; its lifespan opens the store and runs the background loops."""
-    store = Store(db_path(settings))
-    # Each target's events go to its own URL, signed with its own secret. An empty URL records
-    # them without sending: they stay pending, listed with their delivery state.
-    endpoints: dict[Target, tuple[str, str]] = {
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every failure answers a Stripe-shaped error body."""
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+Endpoints = dict[Target, tuple[str, str]]
+
+
+def _webhook_endpoints(settings: Settings, config: SandboxSettings) -> Endpoints:
+    """Each target's webhook URL and signing secret.
+
+    Each target's events go to its own URL, signed with its own secret. An empty URL records
+    them without sending: they stay pending, listed with their delivery state.
+    """
+    return {
         PAYMENTS_TARGET: (
-            settings.sandbox_webhook_url,
-            settings.payment_webhook_secret.get_secret_value(),
+            config.webhook_url,
+            settings.psp.webhook_secret.get_secret_value(),
         ),
         CARRIER_TARGET: (
-            settings.sandbox_carrier_webhook_url,
-            settings.carrier_webhook_secret.get_secret_value(),
+            config.carrier_webhook_url,
+            settings.carrier.webhook_secret.get_secret_value(),
         ),
     }
-    deliveries = {
+
+
+def _deliveries(
+    store: Store, endpoints: Endpoints, config: SandboxSettings
+) -> dict[Target, WebhookDelivery]:
+    """A delivery loop for each target with a URL."""
+    return {
         target: WebhookDelivery(
             store,
             target=target,
             url=url,
             secret=secret,
-            max_attempts=settings.sandbox_webhook_max_attempts,
+            max_attempts=config.webhook_max_attempts,
         )
         for target, (url, secret) in endpoints.items()
         if url
     }
 
-    def changed() -> None:
-        for delivery in deliveries.values():
-            delivery.notify()
-        scheduler.notify()
 
-    idempotency = Idempotency(store, flaky_hang_s=settings.sandbox_flaky_hang_s, on_commit=changed)
-    sandbox = Sandbox(settings=settings, store=store, idempotency=idempotency, changed=changed)
-    scheduler = Scheduler(
-        store,
+def _scheduler(
+    sandbox: Sandbox, config: SandboxSettings, on_commit: Callable[[], None]
+) -> Scheduler:
+    """The timers: tok_async intents settling, and parcels moving along their tracking."""
+    return Scheduler(
+        sandbox.store,
         [
             Timer("tok_async", payments.next_due, payments.settle_due),
             Timer(
@@ -111,28 +128,52 @@ def create_app(settings: Settings) -> FastAPI:
                 functools.partial(
                     carrier.advance_due,
                     psp_url=sandbox.psp_url,
-                    step_s=settings.sandbox_carrier_step_s,
+                    step_s=config.carrier_step_s,
                 ),
             ),
         ],
-        on_commit=changed,
+        on_commit=on_commit,
     )
+
+
+def _start_loops(
+    scheduler: Scheduler, endpoints: Endpoints, deliveries: dict[Target, WebhookDelivery]
+) -> list[asyncio.Task[None]]:
+    """The timers and each target's webhook deliveries, as tasks (a crash is logged)."""
+    loops: list[tuple[str, Coroutine[Any, Any, None]]] = [("timers", scheduler.run())]
+    for target in endpoints:
+        if target in deliveries:
+            loops.append((f"webhooks.{target}", deliveries[target].run()))
+        else:
+            log.warning("sandbox.webhooks.disabled", target=target, reason="empty URL")
+    tasks = []
+    for name, coroutine in loops:
+        task = asyncio.create_task(coroutine, name=f"sandbox.{name}")
+        task.add_done_callback(_report_crash)
+        tasks.append(task)
+    return tasks
+
+
+def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
+    """The sandbox application; its lifespan opens the store and runs the background loops."""
+    store = Store(db_path(settings, config))
+    endpoints = _webhook_endpoints(settings, config)
+    deliveries = _deliveries(store, endpoints, config)
+
+    def changed() -> None:
+        for delivery in deliveries.values():
+            delivery.notify()
+        scheduler.notify()
+
+    idempotency = Idempotency(store, flaky_hang_s=config.flaky_hang_s, on_commit=changed)
+    sandbox = Sandbox(settings, config, store, idempotency=idempotency, changed=changed)
+    scheduler = _scheduler(sandbox, config, on_commit=changed)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.open()
-        loops: list[tuple[str, Coroutine[Any, Any, None]]] = [("timers", scheduler.run())]
-        for target in endpoints:
-            if target in deliveries:
-                loops.append((f"webhooks.{target}", deliveries[target].run()))
-            else:
-                log.warning("sandbox.webhooks.disabled", target=target, reason="empty URL")
-        tasks = []
-        for name, coroutine in loops:
-            task = asyncio.create_task(coroutine, name=f"sandbox.{name}")
-            task.add_done_callback(_report_crash)
-            tasks.append(task)
-        log.info("sandbox.ready", psp_url=settings.psp_url, db=str(store.path))
+        tasks = _start_loops(scheduler, endpoints, deliveries)
+        log.info("sandbox.ready", psp_url=settings.psp.url, db=str(store.path))
         try:
             yield
         finally:
@@ -143,10 +184,7 @@ def create_app(settings: Settings) -> FastAPI:
             log.info("sandbox.stopped")
 
     app = FastAPI(title="Payment-provider sandbox", lifespan=lifespan)
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    _install_error_handlers(app)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

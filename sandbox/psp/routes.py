@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
@@ -21,19 +22,22 @@ from sandbox.psp.models import (
     CaptureRequest,
     CreateIntentRequest,
     EmptyRequest,
+    Outcome,
     RefundRequest,
     ShipmentRequest,
 )
 from sandbox.psp.store import Store
+from sandbox.settings import SandboxSettings
 
 M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class Sandbox:
-    """What the endpoints share: settings, the store, the idempotency runner, change hook."""
+    """What the endpoints share: both settings, the store, the idempotency runner, change hook."""
 
     settings: Settings
+    config: SandboxSettings
     store: Store
     idempotency: Idempotency
     changed: Callable[[], None]
@@ -41,7 +45,25 @@ class Sandbox:
     @property
     def psp_url(self) -> str:
         """The sandbox's own base URL, as clients reach it."""
-        return self.settings.psp_url.rstrip("/")
+        return self.settings.psp.url.rstrip("/")
+
+    async def execute(
+        self,
+        request: Request,
+        endpoint: str,
+        request_hash: str,
+        operation: Callable[[sqlite3.Connection], Outcome],
+        *,
+        flaky_scope: str | None = None,
+    ) -> Response:
+        """Run a POST's `operation` once per the request's Idempotency-Key (a retry replays)."""
+        return await self.idempotency.execute(
+            key=_key(request),
+            endpoint=endpoint,
+            request_hash=request_hash,
+            operation=operation,
+            flaky_scope=flaky_scope,
+        )
 
 
 async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
@@ -72,16 +94,26 @@ def _key(request: Request) -> str | None:
     return request.headers.get("idempotency-key")
 
 
+async def _flaky_scope(store: Store, kind: str, intent_id: str) -> str | None:
+    """The tok_flaky call counter of `kind` calls on an intent (None: not a tok_flaky intent)."""
+    # The token never changes after creation, so reading it outside the transaction is safe.
+    token = await store.read(lambda conn: payments.token_of(conn, intent_id))
+    return f"{kind}:{intent_id}" if token == payments.TOK_FLAKY else None
+
+
 def payments_router(sandbox: Sandbox) -> APIRouter:
     """Payment intents, refunds, the 3DS test helper, the ledger and the event log."""
     router = APIRouter()
-    store = sandbox.store
-    settings = sandbox.settings
+    _intent_routes(router, sandbox)
+    _refund_and_3ds_routes(router, sandbox)
+    _ledger_routes(router, sandbox)
+    return router
 
-    async def flaky_scope(kind: str, intent_id: str) -> str | None:
-        # The token never changes after creation, so reading it outside the transaction is safe.
-        token = await store.read(lambda conn: payments.token_of(conn, intent_id))
-        return f"{kind}:{intent_id}" if token == payments.TOK_FLAKY else None
+
+def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Create, read, capture and cancel payment intents."""
+    store = sandbox.store
+    config = sandbox.config
 
     @router.post("/v1/payment_intents")
     async def create_intent(request: Request) -> Response:
@@ -92,15 +124,15 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
         if body.token == payments.TOK_FLAKY:
             # "Per intent" for a create means per key, or per identical body without one.
             scope = f"create:key:{key}" if key is not None else f"create:body:{digest}"
-        return await sandbox.idempotency.execute(
-            key=key,
-            endpoint="POST /v1/payment_intents",
-            request_hash=digest,
-            operation=functools.partial(
+        return await sandbox.execute(
+            request,
+            "POST /v1/payment_intents",
+            digest,
+            functools.partial(
                 payments.create_intent,
                 req=body,
                 psp_url=sandbox.psp_url,
-                async_delay_s=settings.sandbox_async_delay_s,
+                async_delay_s=config.async_delay_s,
             ),
             flaky_scope=scope,
         )
@@ -115,36 +147,41 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
     async def capture_intent(intent_id: str, request: Request) -> Response:
         """Capture an authorized intent."""
         body, digest = await parse_body(request, CaptureRequest)
-        return await sandbox.idempotency.execute(
-            key=_key(request),
-            endpoint=f"POST /v1/payment_intents/{intent_id}/capture",
-            request_hash=digest,
-            operation=lambda conn: payments.capture_intent(conn, intent_id, body),
-            flaky_scope=await flaky_scope("capture", intent_id),
+        return await sandbox.execute(
+            request,
+            f"POST /v1/payment_intents/{intent_id}/capture",
+            digest,
+            lambda conn: payments.capture_intent(conn, intent_id, body),
+            flaky_scope=await _flaky_scope(store, "capture", intent_id),
         )
 
     @router.post("/v1/payment_intents/{intent_id}/cancel")
     async def cancel_intent(intent_id: str, request: Request) -> Response:
         """Cancel an intent that has not been captured."""
         _, digest = await parse_body(request, CancelRequest)
-        return await sandbox.idempotency.execute(
-            key=_key(request),
-            endpoint=f"POST /v1/payment_intents/{intent_id}/cancel",
-            request_hash=digest,
-            operation=lambda conn: payments.cancel_intent(conn, intent_id),
-            flaky_scope=await flaky_scope("cancel", intent_id),
+        return await sandbox.execute(
+            request,
+            f"POST /v1/payment_intents/{intent_id}/cancel",
+            digest,
+            lambda conn: payments.cancel_intent(conn, intent_id),
+            flaky_scope=await _flaky_scope(store, "cancel", intent_id),
         )
+
+
+def _refund_and_3ds_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Refunds, and the page that completes a 3-D Secure challenge."""
+    store = sandbox.store
 
     @router.post("/v1/refunds")
     async def create_refund(request: Request) -> Response:
         """Refund a captured intent, in part or in full."""
         body, digest = await parse_body(request, RefundRequest)
-        return await sandbox.idempotency.execute(
-            key=_key(request),
-            endpoint="POST /v1/refunds",
-            request_hash=digest,
-            operation=lambda conn: payments.create_refund(conn, body),
-            flaky_scope=await flaky_scope("refund", body.payment_intent),
+        return await sandbox.execute(
+            request,
+            "POST /v1/refunds",
+            digest,
+            lambda conn: payments.create_refund(conn, body),
+            flaky_scope=await _flaky_scope(store, "refund", body.payment_intent),
         )
 
     @router.get("/v1/test_helpers/3ds/{intent_id}/authenticate")
@@ -164,6 +201,11 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
             )
         return json_response(200, intent.to_json())
 
+
+def _ledger_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """What the provider holds: every intent's amounts, and the webhook events."""
+    store = sandbox.store
+
     @router.get("/v1/ledger")
     async def ledger(checkout_id: str | None = None) -> Response:
         """Every intent with its authorized, captured and refunded amounts."""
@@ -180,24 +222,22 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
             await store.read(lambda conn: payments.list_events(conn, payment_intent, limit)),
         )
 
-    return router
-
 
 def carrier_router(sandbox: Sandbox) -> APIRouter:
     """Carrier bookings (a label and a tracking number per shipment) and their tracking events."""
     router = APIRouter()
     store = sandbox.store
-    step_s = sandbox.settings.sandbox_carrier_step_s
+    step_s = sandbox.config.carrier_step_s
 
     @router.post("/v1/carrier/shipments")
     async def create_shipment(request: Request) -> Response:
         """Book a shipment."""
         body, digest = await parse_body(request, ShipmentRequest)
-        return await sandbox.idempotency.execute(
-            key=_key(request),
-            endpoint="POST /v1/carrier/shipments",
-            request_hash=digest,
-            operation=lambda conn: carrier.create_shipment(
+        return await sandbox.execute(
+            request,
+            "POST /v1/carrier/shipments",
+            digest,
+            lambda conn: carrier.create_shipment(
                 conn, body, psp_url=sandbox.psp_url, step_s=step_s
             ),
         )
@@ -206,24 +246,22 @@ def carrier_router(sandbox: Sandbox) -> APIRouter:
     async def cancel_shipment(shipment_id: str, request: Request) -> Response:
         """Cancel a booked shipment."""
         _, digest = await parse_body(request, EmptyRequest)
-        return await sandbox.idempotency.execute(
-            key=_key(request),
-            endpoint=f"POST /v1/carrier/shipments/{shipment_id}/cancel",
-            request_hash=digest,
-            operation=lambda conn: carrier.cancel_shipment(
-                conn, shipment_id, psp_url=sandbox.psp_url
-            ),
+        return await sandbox.execute(
+            request,
+            f"POST /v1/carrier/shipments/{shipment_id}/cancel",
+            digest,
+            lambda conn: carrier.cancel_shipment(conn, shipment_id, psp_url=sandbox.psp_url),
         )
 
     @router.post("/v1/test_helpers/carrier/shipments/{shipment_id}/advance")
     async def advance_shipment(shipment_id: str, request: Request) -> Response:
         """Move a shipment to its next tracking status now."""
         _, digest = await parse_body(request, EmptyRequest)
-        return await sandbox.idempotency.execute(
-            key=_key(request),
-            endpoint=f"POST /v1/test_helpers/carrier/shipments/{shipment_id}/advance",
-            request_hash=digest,
-            operation=lambda conn: carrier.advance_shipment(
+        return await sandbox.execute(
+            request,
+            f"POST /v1/test_helpers/carrier/shipments/{shipment_id}/advance",
+            digest,
+            lambda conn: carrier.advance_shipment(
                 conn, shipment_id, psp_url=sandbox.psp_url, step_s=step_s
             ),
         )

@@ -172,29 +172,13 @@ class WebhookDelivery:
                 state, attempts = await self._store.transaction(
                     lambda conn: _record_attempt(conn, event.id, error, self._max_attempts)
                 )
+            sent = log.bind(event_id=event.id, type=event.type)
             if state == "delivered":
-                log.info(
-                    "sandbox.webhook.delivered",
-                    event_id=event.id,
-                    type=event.type,
-                    attempt=attempts,
-                )
+                sent.info("sandbox.webhook.delivered", attempt=attempts)
             elif state == "failed":
-                log.error(
-                    "sandbox.webhook.failed",
-                    event_id=event.id,
-                    type=event.type,
-                    attempts=attempts,
-                    error=error,
-                )
+                sent.error("sandbox.webhook.failed", attempts=attempts, error=error)
             else:
-                log.warning(
-                    "sandbox.webhook.retry",
-                    event_id=event.id,
-                    type=event.type,
-                    attempt=attempts,
-                    error=error,
-                )
+                sent.warning("sandbox.webhook.retry", attempt=attempts, error=error)
         except Exception:
             # Left pending and due: pause so that a broken store cannot turn into a busy loop.
             log.exception("sandbox.webhook.error", event_id=event.id)

@@ -39,9 +39,7 @@ async def test_find_a_waiting_checkout_see_it_stuck_and_end_it(
     await platform.wait_status(handle, "requires_action")
     workflow = f"checkout-{checkout.checkout_id}"
     # An API whose payment window is one second: the waiting checkout is overdue at once.
-    settings = platform.settings.model_copy(
-        update={"checkout_payment_timeout": timedelta(seconds=1)}
-    )
+    settings = platform.settings.updated(checkout={"payment_timeout": timedelta(seconds=1)})
     app = create_app(settings, temporal=platform.client)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))

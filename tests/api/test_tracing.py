@@ -22,7 +22,7 @@ async def test_off_by_default(platform: Platform) -> None:
 
 
 async def test_a_checkout_request_is_traced_into_temporal(platform: Platform) -> None:
-    settings = platform.settings.model_copy(update={"tracing_enabled": True})
+    settings = platform.settings.updated(tracing={"enabled": True})
     spans = InMemorySpanExporter()
     provider = tracer_provider(settings, "api", SimpleSpanProcessor(spans))
     assert provider is not None

@@ -74,7 +74,7 @@ async def test_forged_stale_future_and_reserialized_webhooks_are_refused(
     http: httpx.AsyncClient, platform: Platform, operator: Caller, alice: Caller
 ) -> None:
     checkout_id, intent = await _waiting_checkout(http, platform, operator, alice)
-    secret = platform.settings.payment_webhook_secret.get_secret_value()
+    secret = platform.settings.psp.webhook_secret.get_secret_value()
     event = _event(checkout_id, intent)
     body = json.dumps(event).encode()
     msg_id = event["id"]
@@ -103,7 +103,7 @@ async def test_rotation_and_five_concurrent_duplicates(
     http: httpx.AsyncClient, platform: Platform, operator: Caller, alice: Caller
 ) -> None:
     checkout_id, intent = await _waiting_checkout(http, platform, operator, alice)
-    secret = platform.settings.payment_webhook_secret.get_secret_value()
+    secret = platform.settings.psp.webhook_secret.get_secret_value()
     event = _event(checkout_id, intent)
     body = json.dumps(event).encode()
     headers = headers_for(secret, event["id"], body)
@@ -130,7 +130,7 @@ async def test_rotation_and_five_concurrent_duplicates(
 
 
 async def test_unknown_intents_and_providers(http: httpx.AsyncClient, platform: Platform) -> None:
-    secret = platform.settings.payment_webhook_secret.get_secret_value()
+    secret = platform.settings.psp.webhook_secret.get_secret_value()
     event = {
         "id": f"evt_{uuid.uuid4().hex}",
         "type": "payment_intent.succeeded",
@@ -172,7 +172,7 @@ async def test_a_late_authorization_after_the_checkout_ended_is_released(
     assert stray["status"] == "requires_capture"
     event = _event(checkout_id, stray["id"])
     body = json.dumps(event).encode()
-    secret = platform.settings.payment_webhook_secret.get_secret_value()
+    secret = platform.settings.psp.webhook_secret.get_secret_value()
     delivered = await http.post(URL, content=body, headers=headers_for(secret, event["id"], body))
     assert delivered.status_code == 200
 

@@ -15,10 +15,8 @@ from kit.settings import DOMAINS, Settings, database_url_for
 @pytest.fixture(scope="module")
 def scratch(migrated: Settings) -> Settings:
     """Settings whose ten domain databases are fresh ones (`rt_<domain>`), via the overrides."""
-    overrides = {
-        f"{d}_database_url": database_url_for(migrated.database_url, f"rt_{d}") for d in DOMAINS
-    }
-    settings = Settings(database_url=migrated.database_url, **overrides)
+    overrides = {d: database_url_for(migrated.database.url, f"rt_{d}") for d in DOMAINS}
+    settings = Settings(database={"url": migrated.database.url, "domain_urls": overrides})
     asyncio.run(create_missing_databases(settings))
     return settings
 

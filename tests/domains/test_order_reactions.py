@@ -11,7 +11,7 @@ from sqlalchemy import text
 from domains.orders import reactions as r
 from domains.orders import service
 from domains.orders.errors import OrderNotFound
-from domains.orders.models import OrderStatus
+from domains.orders.statuses import OrderStatus
 from kit.consumer import Envelope, EventConsumer, InvalidEvent
 from kit.db import DomainDatabase
 from kit.money import Money

@@ -16,7 +16,7 @@ from kit.settings import Settings
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
     stream = io.StringIO()
-    configure_logging(Settings(log_format="json"))
+    configure_logging(Settings(log={"format": "json"}))
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     monkeypatch.setattr(handler, "stream", stream)

@@ -1,23 +1,201 @@
-"""Settings follow CONTRACT.md section 2."""
+"""Settings follow CONTRACT.md section 2: grouped by concern, every variable under its own name."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
 import pytest
+from pydantic import BaseModel, SecretStr
 
 from kit.settings import (
+    DEFAULT_DATABASE_URL,
+    DEV_CARRIER_WEBHOOK_SECRET,
     DEV_JWT_SECRET,
+    DEV_WEBHOOK_SECRET,
     DOMAINS,
     ConfigurationError,
+    Group,
     Settings,
     async_driver_url,
 )
+from sandbox.settings import SandboxSettings
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+# Every variable the platform reads: its value in the test, the field it fills (a path through
+# groups, and into `database.domain_urls`), and the value the field must then hold.
+VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
+    ("ENV", "test", ("env",), "test"),
+    ("DATA_DIR", "/srv/checkout", ("data_dir",), Path("/srv/checkout")),
+    ("EMBEDDED_SERVICES", "postgres, nats", ("embedded_services",), {"postgres", "nats"}),
+    ("DATABASE_URL", "postgresql://app@db:5432", ("database", "url"), "postgresql://app@db:5432"),
+    *(
+        (
+            f"{d.upper()}_DATABASE_URL",
+            f"postgresql://{d}@h/{d}",
+            ("database", "domain_urls", d),
+            f"postgresql://{d}@h/{d}",
+        )
+        for d in DOMAINS
+    ),
+    ("DB_POOL_SIZE", "17", ("database", "pool_size"), 17),
+    ("DB_MAX_OVERFLOW", "3", ("database", "max_overflow"), 3),
+    ("TEMPORAL_ADDRESS", "temporal:7233", ("temporal", "address"), "temporal:7233"),
+    ("TEMPORAL_NAMESPACE", "shop", ("temporal", "namespace"), "shop"),
+    ("TEMPORAL_UI_URL", "http://ui:8233", ("temporal", "ui_url"), "http://ui:8233"),
+    ("NATS_URL", "nats://broker:4222", ("nats", "url"), "nats://broker:4222"),
+    ("API_HOST", "0.0.0.0", ("api", "host"), "0.0.0.0"),
+    ("API_PORT", "8080", ("api", "port"), 8080),
+    ("API_MAX_BODY_BYTES", "1024", ("api", "max_body_bytes"), 1024),
+    ("AUTH_JWT_SECRET", "jwt-from-the-vault", ("auth", "jwt_secret"), "jwt-from-the-vault"),
+    ("AUTH_TOKEN_TTL_S", "60", ("auth", "token_ttl_s"), 60),
+    ("PSP_URL", "http://psp:9000", ("psp", "url"), "http://psp:9000"),
+    ("PSP_TIMEOUT_S", "2.5", ("psp", "timeout_s"), 2.5),
+    ("PAYMENT_WEBHOOK_SECRET", "whsec_bmV3", ("psp", "webhook_secret"), "whsec_bmV3"),
+    (
+        "PAYMENT_WEBHOOK_SECRET_PREVIOUS",
+        "whsec_b2xk",
+        ("psp", "webhook_secret_previous"),
+        "whsec_b2xk",
+    ),
+    ("CARRIER_URL", "http://carrier:9100", ("carrier", "url"), "http://carrier:9100"),
+    ("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fy", ("carrier", "webhook_secret"), "whsec_Y2Fy"),
+    ("WORKER_MAX_CONCURRENT_ACTIVITIES", "7", ("worker", "max_concurrent_activities"), 7),
+    ("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "8", ("worker", "max_concurrent_workflow_tasks"), 8),
+    (
+        "WORKER_MAX_CONCURRENT_LOCAL_ACTIVITIES",
+        "9",
+        ("worker", "max_concurrent_local_activities"),
+        9,
+    ),
+    ("WORKER_SHUTDOWN_GRACE_S", "4.5", ("worker", "shutdown_grace_s"), 4.5),
+    ("WORKER_METRICS_PORT", "9300", ("worker", "metrics_port"), 9300),
+    ("WORKER_METRICS_BASE_PORT", "9400", ("worker", "metrics_base_port"), 9400),
+    ("INVENTORY_SWEEP_INTERVAL_S", "12", ("inventory", "sweep_interval_s"), 12.0),
+    ("RELAY_ENABLED", "false", ("relay", "enabled"), False),
+    ("RELAY_PARTITIONS", "64", ("relay", "partitions"), 64),
+    ("RELAY_POLL_INTERVAL_S", "0.25", ("relay", "poll_interval_s"), 0.25),
+    ("RELAY_RETENTION", "PT2H", ("relay", "retention"), timedelta(hours=2)),
+    ("CONSUMER_MAX_DELIVER", "4", ("consumer", "max_deliver"), 4),
+    ("CONSUMER_INBOX_RETENTION", "P2D", ("consumer", "inbox_retention"), timedelta(days=2)),
+    ("PSP_WEBHOOK_RETENTION", "P14D", ("psp", "webhook_retention"), timedelta(days=14)),
+    ("WORKER_PRUNE_INTERVAL_S", "600", ("worker", "prune_interval_s"), 600.0),
+    (
+        "OPS_STEP_DEADLINES_S",
+        '{"reserve_inventory": 30}',
+        ("ops", "step_deadlines_s"),
+        {"reserve_inventory": 30.0},
+    ),
+    ("OPS_DEFAULT_STEP_DEADLINE_S", "90", ("ops", "default_step_deadline_s"), 90.0),
+    ("OPS_STUCK_ATTEMPT", "6", ("ops", "stuck_attempt"), 6),
+    ("TRACING_ENABLED", "true", ("tracing", "enabled"), True),
+    (
+        "TRACING_OTLP_ENDPOINT",
+        "http://otel:4318/v1/traces",
+        ("tracing", "otlp_endpoint"),
+        "http://otel:4318/v1/traces",
+    ),
+    ("LOG_FORMAT", "json", ("log", "format"), "json"),
+    ("LOG_LEVEL", "DEBUG", ("log", "level"), "DEBUG"),
+    ("CHECKOUT_PAYMENT_TIMEOUT", "PT5M", ("checkout", "payment_timeout"), timedelta(minutes=5)),
+    ("CHECKOUT_RATE_PER_MINUTE", "3", ("checkout", "rate_per_minute"), 3),
+]
+NAMES = [name for name, *_ in VARIABLES]
+
+
+def _at(settings: Settings, path: tuple[str, ...]) -> Any:
+    value: Any = settings
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else getattr(value, key)
+    return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+def _fields() -> set[tuple[str, ...]]:
+    """Every path to a single setting, `database.domain_urls` counting once per domain."""
+    paths: set[tuple[str, ...]] = set()
+    for name, field in Settings.model_fields.items():
+        group = field.annotation
+        if not (isinstance(group, type) and issubclass(group, BaseModel)):
+            paths.add((name,))
+            continue
+        for sub in group.model_fields:
+            if (name, sub) == ("database", "domain_urls"):
+                paths.update(("database", "domain_urls", d) for d in DOMAINS)
+            else:
+                paths.add((name, sub))
+    return paths
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     # The session fixtures point the environment at the test services; these tests read defaults.
-    for name in Settings.model_fields:
-        monkeypatch.delenv(name.upper(), raising=False)
+    for name in [*NAMES, "LOG", "DATABASE"]:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_every_setting_has_a_variable_and_is_checked_here() -> None:
+    assert {path for _, _, path, _ in VARIABLES} == _fields()
+    assert len(set(NAMES)) == len(NAMES)
+
+
+@pytest.mark.parametrize(("name", "raw", "path", "expected"), VARIABLES, ids=NAMES)
+def test_each_variable_fills_its_field(
+    monkeypatch: pytest.MonkeyPatch, name: str, raw: str, path: tuple[str, ...], expected: Any
+) -> None:
+    before = _at(Settings(), path)
+    monkeypatch.setenv(name, raw)
+    assert before != expected, "the test value must differ from the default"
+    assert _at(Settings(), path) == expected
+
+
+def test_all_variables_at_once_each_reach_their_own_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Variables of different groups share first words (CHECKOUT_DATABASE_URL, CHECKOUT_*).
+    for name, raw, _, _ in VARIABLES:
+        monkeypatch.setenv(name, raw)
+    settings = Settings()
+    assert {name: _at(settings, path) for name, _, path, _ in VARIABLES} == {
+        name: expected for name, _, _, expected in VARIABLES
+    }
+
+
+def test_the_readme_documents_only_variables_that_are_read() -> None:
+    text = README.read_text(encoding="utf-8").split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented: set[str] = set()
+    for row in re.findall(r"^\| (.+?) \|", text, flags=re.MULTILINE):
+        documented.update(re.findall(r"`([A-Z<>_]+)`", row))
+    assert "<DOMAIN>_DATABASE_URL" in documented
+    documented.discard("<DOMAIN>_DATABASE_URL")
+    assert documented
+    assert documented <= set(NAMES)
+
+
+def test_a_second_spelling_does_not_override_the_documented_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Only the documented names of the odd variables are read: DB_URL is not DATABASE_URL, and
+    # PSP_WEBHOOK_SECRET (which the nested reading would also accept) loses to the documented one.
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432")
+    monkeypatch.setenv("DB_URL", "postgresql://other-tool@elsewhere:5432")
+    monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET", "whsec_ZG9jdW1lbnRlZA==")
+    monkeypatch.setenv("PSP_WEBHOOK_SECRET", "whsec_YWNjaWRlbnRhbA==")
+    settings = Settings()
+    assert settings.database.url == "postgresql://app@db:5432"
+    assert settings.psp.webhook_secret.get_secret_value() == "whsec_ZG9jdW1lbnRlZA=="
+
+
+def test_a_variable_named_like_a_group_is_not_read_as_the_group(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Set for some other tool: neither breaks the settings nor replaces the group wholesale.
+    monkeypatch.setenv("LOG", "/var/log/other-tool")
+    monkeypatch.setenv("DATABASE", '{"url": "postgresql://json@elsewhere"}')
+    monkeypatch.setenv("LOG_LEVEL", "DEBUG")
+    settings = Settings()
+    assert settings.log.level == "DEBUG"
+    assert settings.database.url == DEFAULT_DATABASE_URL
 
 
 def test_defaults_match_the_contract() -> None:
@@ -25,13 +203,24 @@ def test_defaults_match_the_contract() -> None:
     assert (
         settings.domain_database_url("payments") == "postgresql://postgres@127.0.0.1:54329/payments"
     )
-    assert settings.temporal_address == "127.0.0.1:7233"
-    assert settings.temporal_namespace == "default"
-    assert settings.nats_url == "nats://127.0.0.1:4222"
-    assert settings.api_port == 8000
-    assert settings.psp_url == "http://127.0.0.1:8100"
-    assert settings.payment_webhook_secret.get_secret_value().startswith("whsec_")
-    assert settings.checkout_payment_timeout.total_seconds() == 15 * 60
+    assert settings.temporal.address == "127.0.0.1:7233"
+    assert settings.temporal.namespace == "default"
+    assert settings.nats.url == "nats://127.0.0.1:4222"
+    assert settings.api.port == 8000
+    assert settings.psp.url == "http://127.0.0.1:8100"
+    assert settings.data_dir == Path(".data")
+    assert settings.psp.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET
+    assert settings.checkout.payment_timeout.total_seconds() == 15 * 60
+
+
+def test_the_carrier_is_served_beside_the_provider_unless_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PSP_URL", "http://psp:9000")
+    assert Settings().carrier.url == "http://psp:9000"
+    assert Settings(psp={"url": "http://other:1"}).carrier.url == "http://other:1"
+    monkeypatch.setenv("CARRIER_URL", "http://carrier:9100")
+    assert Settings().carrier.url == "http://carrier:9100"
 
 
 def test_each_domain_gets_its_own_database_on_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -54,24 +243,43 @@ def test_a_domain_url_overrides_the_server(monkeypatch: pytest.MonkeyPatch) -> N
 def test_unknown_domain_is_refused() -> None:
     with pytest.raises(ConfigurationError):
         Settings().domain_database_url("billing")
+    with pytest.raises(ConfigurationError):
+        Settings(database={"domain_urls": {"billing": "postgresql://h/billing"}})
 
 
-def test_production_refuses_the_development_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("variable", "dev_value"),
+    [
+        ("AUTH_JWT_SECRET", DEV_JWT_SECRET),
+        ("PAYMENT_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+        ("CARRIER_WEBHOOK_SECRET", DEV_CARRIER_WEBHOOK_SECRET),
+    ],
+)
+def test_production_refuses_each_development_secret(
+    monkeypatch: pytest.MonkeyPatch, variable: str, dev_value: str
+) -> None:
     monkeypatch.setenv("ENV", "production")
-    with pytest.raises(ConfigurationError, match="AUTH_JWT_SECRET"):
-        Settings()
     monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    with pytest.raises(ConfigurationError, match="PAYMENT_WEBHOOK_SECRET"):
-        Settings()
     monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET", "whsec_cmVhbC1zZWNyZXQ=")
-    with pytest.raises(ConfigurationError, match="CARRIER_WEBHOOK_SECRET"):
-        Settings()
     monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
-    assert Settings().auth_jwt_secret.get_secret_value() != DEV_JWT_SECRET
+    assert Settings().env == "production"
+    monkeypatch.delenv(variable)  # unset: the development default applies, and is refused
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings()
+    monkeypatch.setenv(variable, dev_value)  # set to the documented dev value: refused too
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings()
+
+
+def test_production_refuses_dev_secrets_given_in_code() -> None:
+    with pytest.raises(ConfigurationError, match="AUTH_JWT_SECRET"):
+        Settings(env="production")
 
 
 def test_secrets_do_not_leak_into_reprs() -> None:
-    assert DEV_JWT_SECRET not in repr(Settings())
+    text = repr(Settings())
+    for secret in (DEV_JWT_SECRET, DEV_WEBHOOK_SECRET, DEV_CARRIER_WEBHOOK_SECRET):
+        assert secret not in text
 
 
 def test_async_driver_url() -> None:
@@ -79,6 +287,17 @@ def test_async_driver_url() -> None:
     assert async_driver_url("postgres+psycopg://u@h/d") == "postgresql+asyncpg://u@h/d"
     with pytest.raises(ConfigurationError):
         async_driver_url("mysql://u@h/d")
+
+
+def test_explicit_means_given_by_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432")
+    monkeypatch.setenv("DB_POOL_SIZE", "9")
+    settings = Settings()
+    assert settings.is_explicit("database.url")
+    assert settings.is_explicit("database.pool_size")
+    assert not settings.is_explicit("database.max_overflow")
+    assert not settings.is_explicit("temporal.address")
+    assert not settings.is_explicit("env")
 
 
 def test_embedded_services_are_started_unless_their_url_is_set(
@@ -92,3 +311,40 @@ def test_embedded_services_are_started_unless_their_url_is_set(
     forced = Settings()
     assert forced.starts_embedded("nats")
     assert not forced.starts_embedded("postgres")
+
+
+def test_updated_replaces_only_the_named_fields() -> None:
+    settings = Settings()
+    copy = settings.updated(api={"port": 8001}, data_dir=Path("/tmp/x"))
+    assert (copy.api.port, copy.api.host, copy.data_dir) == (
+        8001,
+        settings.api.host,
+        Path("/tmp/x"),
+    )
+    assert settings.api.port == 8000  # the original is untouched
+    with pytest.raises(AttributeError):
+        settings.updated(api_port=8001)
+    with pytest.raises(AttributeError):
+        settings.updated(api={"prot": 8001})
+
+
+def test_groups_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.api.port = 1  # type: ignore[misc]
+    assert all(
+        issubclass(field.annotation, Group)
+        for field in Settings.model_fields.values()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+    )
+
+
+def test_the_sandbox_settings_are_not_the_platforms(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not [name for name in Settings.model_fields if name.startswith("sandbox")]
+    monkeypatch.setenv("SANDBOX_WEBHOOK_URL", "http://api:8000/hook")
+    monkeypatch.setenv("SANDBOX_CARRIER_STEP_S", "0.5")
+    assert "http://api:8000/hook" not in str(Settings().model_dump())
+    sandbox = SandboxSettings()
+    assert (sandbox.webhook_url, sandbox.carrier_step_s) == ("http://api:8000/hook", 0.5)
+    assert sandbox.is_explicit("webhook_url")
+    assert not sandbox.is_explicit("db_path")

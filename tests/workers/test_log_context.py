@@ -16,7 +16,7 @@ async def test_activity_logs_carry_their_checkout(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stream = io.StringIO()
-    configure_logging(platform.settings.model_copy(update={"log_format": "json"}))
+    configure_logging(platform.settings.updated(log={"format": "json"}))
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     monkeypatch.setattr(handler, "stream", stream)

@@ -48,8 +48,8 @@ async def test_stopped_inventory_worker_is_found_and_recovered(
     client = await Client.connect(
         temporal.url, namespace=ISOLATED_NAMESPACE, data_converter=pydantic_data_converter
     )
-    settings = platform.settings.model_copy(
-        update={"temporal_namespace": ISOLATED_NAMESPACE, "ops_default_step_deadline_s": 1.0}
+    settings = platform.settings.updated(
+        temporal={"namespace": ISOLATED_NAMESPACE}, ops={"default_step_deadline_s": 1.0}
     )
     app = create_app(settings, temporal=client)
     operator = {"Authorization": f"Bearer {issue_token(settings, uuid.uuid4(), ['operator'])}"}

@@ -1,0 +1,24 @@
+"""An order's lifecycle and address kinds: the orders domain's vocabulary, plain enums (no ORM)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    """Order lifecycle (CONTRACT.md section 4)."""
+
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    FULFILLING = "fulfilling"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    CANCELLED = "cancelled"
+    REFUNDED = "refunded"
+
+
+class AddressType(StrEnum):
+    """Which address of an order a row holds."""
+
+    SHIPPING = "shipping"
+    BILLING = "billing"

@@ -1,0 +1,44 @@
+"""The sandbox's own settings (`SANDBOX_*`), which the platform's processes never carry.
+
+The sandbox stands in for outside systems, so it is configured apart from the platform's
+`kit.settings.Settings`. What the two sides share stays the platform's: the sandbox listens on
+PSP_URL's port, signs with PAYMENT_WEBHOOK_SECRET and CARRIER_WEBHOOK_SECRET, keeps its state
+under DATA_DIR and logs per LOG_*; `python -m sandbox` reads those through `Settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SandboxSettings(BaseSettings):
+    """Payment provider and carrier simulators; each field is `SANDBOX_<FIELD>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SANDBOX_", env_file=None, extra="ignore", frozen=True
+    )
+
+    # Where the provider's webhooks go (empty: recorded, not sent).
+    webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/sandbox"
+    db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
+    async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
+    flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
+    webhook_max_attempts: int = Field(default=12, ge=1)
+    # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
+    # in_transit, out_for_delivery, delivered).
+    carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
+    carrier_step_s: float = Field(default=5.0, gt=0)
+
+    def is_explicit(self, field: str) -> bool:
+        """Whether `field` came from the environment rather than its default."""
+        return field in self.model_fields_set
+
+
+@lru_cache(maxsize=1)
+def get_sandbox_settings() -> SandboxSettings:
+    """The sandbox process's settings, read once from the environment."""
+    return SandboxSettings()
