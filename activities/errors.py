@@ -1,25 +1,67 @@
-"""How a domain failure leaves an activity: permanent business failures are not retried."""
+"""How a failure leaves an activity: permanent failures are not retried, transient ones are.
+
+- A DomainError is a business failure: non-retryable, its `type` the domain's stable code.
+- A data error from PostgreSQL (SQLSTATE class 22: a NUL byte, a value out of range, text the
+  database cannot store) fails the same way on every attempt: retrying it forever would hold the
+  checkout and its stock; it is non-retryable `invalid_input`.
+- Anything else (a lost connection, a deadlock, a serialization failure, a provider timeout)
+  propagates unchanged and Temporal retries the activity.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from kit.errors import DomainError
+
+INVALID_INPUT = "invalid_input"
+# SQLSTATE classes whose errors no retry can mend: data exceptions.
+PERMANENT_SQLSTATE_CLASSES = frozenset({"22"})
+
+
+def sqlstate(error: DBAPIError) -> str | None:
+    """The SQLSTATE of a database error, when the driver reports one."""
+    code = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return str(code) if code else None
 
 
 @contextmanager
 def business_failures() -> Iterator[None]:
-    """Turn a DomainError into a non-retryable ApplicationError whose `type` is its stable code.
-
-    Anything else (a lost connection, a deadlock, a provider timeout) propagates unchanged and
-    Temporal retries the activity.
-    """
+    """Turn permanent failures into non-retryable ApplicationErrors with a stable `type`."""
     try:
         yield
     except DomainError as exc:
         raise ApplicationError(
             exc.message, {"code": exc.code, **exc.details}, type=exc.code, non_retryable=True
         ) from exc
+    except DBAPIError as exc:
+        code = sqlstate(exc)
+        if code is None or code[:2] not in PERMANENT_SQLSTATE_CLASSES:
+            raise
+        raise ApplicationError(
+            f"the database refused the data (SQLSTATE {code})",
+            {"code": INVALID_INPUT, "sqlstate": code},
+            type=INVALID_INPUT,
+            non_retryable=True,
+        ) from exc
+
+
+class _Classify(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        with business_failures():
+            return await super().execute_activity(input)
+
+
+class PermanentFailures(Interceptor):
+    """Applies `business_failures` to every activity of a worker: one rule, no activity can
+    forget it (a compensation refused for good must reach an operator, never retry forever)."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        """Wrap the activity's inbound calls."""
+        return _Classify(next)

@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kit.money import Money
+from kit.text import PlainText
 
 InputT = TypeVar("InputT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -87,13 +88,13 @@ def subtotal(currency: str, lines: list[Line]) -> Money:
 class Address(Payload):
     """A postal address as the API accepts it."""
 
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
+    name: PlainText = Field(min_length=1, max_length=200)
+    line1: PlainText = Field(min_length=1, max_length=200)
+    line2: PlainText | None = Field(default=None, max_length=200)
+    city: PlainText = Field(min_length=1, max_length=100)
+    postal_code: PlainText = Field(min_length=1, max_length=20)
     country: str = Field(pattern=r"^[A-Z]{2}$")
-    phone: str | None = Field(default=None, max_length=32)
+    phone: PlainText | None = Field(default=None, max_length=32)
 
 
 class NextAction(Payload):

@@ -13,9 +13,21 @@ from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from babel import Locale
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from activities.shared import Address
 from kit.money import Money, MoneyError, normalize_currency
+from kit.text import MultilineText, PlainText
 from workflows.checkout.models import CheckoutStatusBody
 
 
@@ -69,6 +81,16 @@ Amount = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=4, example
 def money(amount: Decimal | int | str, currency: str) -> str:
     """An amount as every response shows it: a decimal string at the currency's minor unit."""
     return str(Money.rounded(amount, currency).amount)
+
+
+def _in_currency(amount: Any, info: ValidationInfo) -> Any:
+    context = info.context
+    return money(amount, context["currency"]) if context else amount
+
+
+# An amount of a response read from a row: validated with `context={"currency": ...}`, it is
+# shown by `money` in that currency (without a context it must be shown already).
+AmountOut = Annotated[str, BeforeValidator(_in_currency)]
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -140,8 +162,8 @@ class ProductIn(Request):
     """A product to create."""
 
     seller_id: uuid.UUID
-    title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=10_000)
+    title: PlainText = Field(min_length=1, max_length=200)
+    description: MultilineText = Field(default="", max_length=10_000)
     category_id: uuid.UUID | None = None
     status: Literal["draft", "active", "archived"] = "active"
     variants: list[VariantIn] = Field(min_length=1, max_length=100)
@@ -306,30 +328,25 @@ class CartOut(Response):
 # -- checkouts -----------------------------------------------------------------------------------
 
 
-class AddressIn(Request):
+class AddressIn(Address, Request):
     """A postal address."""
 
-    name: str = Field(min_length=1, max_length=200)
-    line1: str = Field(min_length=1, max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(min_length=1, max_length=100)
-    postal_code: str = Field(min_length=1, max_length=20)
+    # The checkout's address, its country checked against ISO 3166-1 (and upper-cased).
     country: Country
-    phone: str | None = Field(default=None, max_length=32)
 
 
 class PaymentIn(Request):
     """How the buyer pays."""
 
     provider: Literal["sandbox"]
-    token: str = Field(min_length=1, max_length=255)
+    token: PlainText = Field(min_length=1, max_length=255)
 
 
 class CheckoutIn(Request):
     """Start a checkout of a cart."""
 
     cart_id: uuid.UUID
-    coupon_code: str | None = Field(default=None, min_length=1, max_length=64)
+    coupon_code: PlainText | None = Field(default=None, min_length=1, max_length=64)
     shipping_address: AddressIn
     billing_address: AddressIn | None = None
     payment: PaymentIn
@@ -401,8 +418,8 @@ class OrderItemOut(Response):
     variant_id: uuid.UUID
     sku: str
     quantity: int
-    unit_price: str
-    total_price: str
+    unit_price: AmountOut
+    total_price: AmountOut
 
 
 class TransitionOut(Response):
@@ -433,9 +450,9 @@ class OrderOut(Response):
     user_id: uuid.UUID
     status: str
     currency: str
-    subtotal_amount: str
-    discount_amount: str
-    total_amount: str
+    subtotal_amount: AmountOut
+    discount_amount: AmountOut
+    total_amount: AmountOut
     coupon_code: str | None
     created_at: datetime
     items: list[OrderItemOut]
@@ -487,15 +504,31 @@ class RetryingActivity(BaseModel):
     last_failure: str | None
 
 
+class FailedCompensationOut(BaseModel):
+    """A compensation that failed for good, and its error."""
+
+    name: str
+    error: str
+
+
+class AttentionOut(BaseModel):
+    """Why a checkout waits at `needs_attention`, since when."""
+
+    since: datetime
+    failed: list[FailedCompensationOut]
+
+
 class StuckCheckout(OpsCheckout):
     """A running checkout that needs a look, and why: `retrying` are the activities at or past
     the retry threshold, `pending` every activity Temporal is waiting on (a stopped worker shows
-    as a pending activity that never starts)."""
+    as a pending activity that never starts), `attention` the compensations that failed for good
+    of a checkout waiting at `needs_attention` (retry or resolve it)."""
 
     reasons: list[str]
     step_age_s: float | None
     retrying: list[RetryingActivity]
     pending: list[RetryingActivity]
+    attention: AttentionOut | None = None
 
 
 class OpsCheckoutList(BaseModel):
@@ -513,7 +546,8 @@ class StuckList(BaseModel):
 class StepOut(BaseModel):
     """One step of a checkout as recorded."""
 
-    step: str
+    # Read from the step's row (`model_validate(row, from_attributes=True)`): its `step_name`.
+    step: str = Field(validation_alias=AliasChoices("step", "step_name"))
     status: str
     started_at: datetime
     updated_at: datetime
@@ -538,3 +572,9 @@ class OpsCheckoutDetail(BaseModel):
     pending_activities: list[PendingActivity]
     compensations: list[str]
     ui_url: str
+
+
+class ResolutionIn(Request):
+    """An operator's record that what a checkout could not give back was settled by hand."""
+
+    note: MultilineText = Field(min_length=1, max_length=1000)

@@ -8,7 +8,11 @@ function that applies it; the streams and subjects it subscribes to follow from 
 A crash after the commit and before the ack redelivers the event; the inbox makes that redelivery
 a no-op. Events of one stream are handled one at a time in stream order, which keeps every
 aggregate's events in order for a consumer process. An event whose payload its model refuses can
-never apply (events are immutable): it is logged, counted and terminated, not redelivered forever.
+never apply (events are immutable), and an event whose reaction keeps raising (anything but
+`NotYet`) is retried with a growing delay only until its `max_deliver`th delivery: either is
+dead-lettered (kept in `consumer_dead_letters` with the message, logged, counted in
+`consumer_rejected{reason}`) and terminated, never redelivered forever. A redelivery waits behind
+nothing: the events after it go on being applied meanwhile.
 """
 
 from __future__ import annotations
@@ -30,11 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import MetricMeter
 
 from kit.db import DomainDatabase
-from kit.inbox import first_delivery
+from kit.inbox import first_delivery, record_dead_letter
 from kit.logging import get_logger
 from kit.subjects import EventName, stream_name
 
 log = get_logger(__name__)
+
+# The longest a failed event waits before its next delivery.
+MAX_RETRY_DELAY_S = 300.0
 
 
 class NotYet(Exception):
@@ -158,6 +165,14 @@ class Reactions:
         return None if registered is None else registered.bind(envelope)
 
 
+def _event_id(data: bytes) -> uuid.UUID | None:
+    """The event id of a message body, if it has a readable one."""
+    try:
+        return uuid.UUID(json.loads(data)["id"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class EventConsumer:
     """One named consumer: its durable JetStream consumers, its database, its reactions."""
 
@@ -170,16 +185,17 @@ class EventConsumer:
         *,
         batch: int = 50,
         retry_delay_s: float = 1.0,
+        max_deliver: int = 10,
         meter: MetricMeter | None = None,
     ) -> None:
         self.name, self.db, self.js = name, db, js
         self.reactions, self.subscriptions = reactions, reactions.subscriptions()
-        self.batch, self.retry_delay_s = batch, retry_delay_s
-        # Events that could not be read (logged and terminated): a producer and its reader drifted.
+        self.batch, self.retry_delay_s, self.max_deliver = batch, retry_delay_s, max_deliver
+        # Events dead-lettered: a producer and its reader drifted, or a reaction keeps failing.
         self.rejected = 0
         self._rejected = (
             (meter or MetricMeter.noop)
-            .create_counter("consumer_rejected", "events a consumer could not read")
+            .create_counter("consumer_rejected", "events a consumer gave up on (dead-lettered)")
             .with_additional_attributes({"consumer": name})
         )
 
@@ -198,25 +214,71 @@ class EventConsumer:
             return True
 
     async def handle(self, message: Msg) -> None:
-        """Apply one JetStream message, then ack, nak for later, or terminate it."""
+        """Apply one JetStream message, then ack, nak for later, or dead-letter it."""
         try:
             await self.apply(Envelope.parse(message.data))
         except InvalidEvent as exc:
-            self.rejected += 1
-            self._rejected.add(1)
-            log.error(
-                "consumer.rejected", consumer=self.name, subject=message.subject, error=str(exc)
-            )
-            await message.term()
+            await self._dead_letter(message, "invalid", exc)
             return
         except NotYet:
             await message.nak(delay=self.retry_delay_s)
             return
-        except Exception:
-            log.exception("consumer.failed", consumer=self.name, subject=message.subject)
-            await message.nak(delay=self.retry_delay_s * 5)
+        except Exception as exc:
+            # Deliveries as JetStream counts them (a NotYet's included): it survives restarts.
+            deliveries = message.metadata.num_delivered
+            if deliveries >= self.max_deliver:
+                await self._dead_letter(message, "failed", exc)
+                return
+            log.exception(
+                "consumer.failed",
+                consumer=self.name,
+                subject=message.subject,
+                deliveries=deliveries,
+            )
+            await message.nak(delay=self._backoff(deliveries))
             return
         await message.ack()
+
+    def _backoff(self, deliveries: int) -> float:
+        """Five retry delays after the first failure, doubling with each delivery, capped."""
+        return min(self.retry_delay_s * 5 * 2.0 ** max(deliveries - 1, 0), MAX_RETRY_DELAY_S)
+
+    async def _dead_letter(self, message: Msg, reason: str, error: Exception) -> None:
+        """Keep the message in `consumer_dead_letters`, count and log it, then terminate it.
+
+        Terminated only once recorded: if the record cannot be written (the database is down),
+        the message comes back later instead of vanishing.
+        """
+        metadata = message.metadata
+        try:
+            async with self.db.begin() as session:
+                await record_dead_letter(
+                    session,
+                    consumer=self.name,
+                    stream=metadata.stream,
+                    stream_seq=metadata.sequence.stream,
+                    subject=message.subject,
+                    event_id=_event_id(message.data),
+                    reason=reason,
+                    deliveries=metadata.num_delivered,
+                    error=f"{type(error).__name__}: {error}"[:4000],
+                    data=message.data,
+                )
+        except Exception:
+            log.exception("consumer.dead_letter_failed", consumer=self.name, reason=reason)
+            await message.nak(delay=self._backoff(metadata.num_delivered))
+            return
+        self.rejected += 1
+        self._rejected.add(1, {"reason": reason})
+        log.error(
+            "consumer.rejected",
+            consumer=self.name,
+            subject=message.subject,
+            reason=reason,
+            deliveries=metadata.num_delivered,
+            error=str(error),
+        )
+        await message.term()
 
     async def _consume(self, subscription: Subscription, stop: asyncio.Event) -> None:
         durable = f"{self.name}-{subscription.stream}".replace(".", "_")

@@ -31,6 +31,7 @@ from temporalio.common import MetricMeter
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.outbox import NOTIFY_CHANNEL
+from kit.retention import BATCH, delete_in_batches
 from kit.subjects import stream_name, stream_subjects, subject
 
 log = get_logger(__name__)
@@ -197,18 +198,10 @@ class OutboxRelay:
                     break
         return published
 
-    async def cleanup(self, batch: int = 1000) -> int:
+    async def cleanup(self, batch: int = BATCH) -> int:
         """Delete processed rows older than the retention window, in batches; never unprocessed."""
-        deleted = 0
-        while True:
-            async with self.db.begin() as session:
-                result = await session.execute(
-                    _CLEANUP, {"retention_s": self.retention.total_seconds(), "batch": batch}
-                )
-            count = int(getattr(result, "rowcount", 0) or 0)
-            deleted += count
-            if count < batch:
-                return deleted
+        retention_s = self.retention.total_seconds()
+        return await delete_in_batches(self.db, _CLEANUP, {"retention_s": retention_s}, batch)
 
     async def backlog(self) -> Backlog:
         """How many events wait and how old the oldest is (the relay's health)."""

@@ -127,16 +127,13 @@ async def platform(
         extra_env=SANDBOX_ENV,
         carrier_webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/carriers/sandbox",
     )
-    settings = migrated.model_copy(
-        update={
-            "temporal_address": temporal.url,
-            "nats_url": nats.url,
-            "psp_url": psp_url,
-            "carrier_url": psp_url,
-            "psp_timeout_s": PSP_TIMEOUT_S,
-            "worker_shutdown_grace_s": 2.0,
-            "data_dir": work_dir,
-        }
+    settings = migrated.updated(
+        temporal={"address": temporal.url},
+        nats={"url": nats.url},
+        psp={"url": psp_url, "timeout_s": PSP_TIMEOUT_S},
+        carrier={"url": psp_url},
+        worker={"shutdown_grace_s": 2.0},
+        data_dir=work_dir,
     )
     # The real HTTP API, in this event loop: it receives the sandbox's webhooks too.
     api = uvicorn.Server(
@@ -151,6 +148,9 @@ async def platform(
     stop = asyncio.Event()
     psp.start()
     api_task = asyncio.create_task(api.serve())
+    while not api.started:  # the first test may call the API right away
+        assert not api_task.done(), "the API did not start"
+        await asyncio.sleep(0.02)
     workers = asyncio.create_task(
         run_workers(WORKER_DOMAINS, settings, stop, client=temporal_client)
     )

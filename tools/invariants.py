@@ -20,6 +20,8 @@ from kit.db import DomainDatabase
 from kit.money import Money
 
 ENDED = ("completed", "failed", "cancelled", "expired")
+# A row as a query returned it.
+Row = Mapping[str, Any]
 
 
 @dataclass
@@ -45,7 +47,7 @@ class Report:
         self.violations.append(message)
 
 
-async def _rows(db: DomainDatabase, sql: str, **params: Any) -> list[Mapping[str, Any]]:
+async def _rows(db: DomainDatabase, sql: str, **params: Any) -> list[Row]:
     async with db.begin() as session:
         result = await session.execute(text(sql), params)
         return [dict(row._mapping) for row in result]
@@ -140,47 +142,93 @@ async def _check_coupon_limits(db: DomainDatabase, report: Report) -> None:
             report.fail(f"coupon {row['code']}: user {row['user_id']} used it {row['mine']} times")
 
 
+@dataclass
+class _Ended:
+    """One ended checkout as the domain databases and the provider's ledger hold it."""
+
+    id: str
+    status: str
+    intents: list[LedgerEntry]
+    active: list[Row]  # its reservations still active
+    orders: list[Row]
+    payments: list[Row]
+    redemptions: list[Row]
+    carts: list[Row]
+
+    @property
+    def tag(self) -> str:
+        """How a violation names the checkout."""
+        return f"checkout {self.id} ({self.status})"
+
+    @property
+    def captured(self) -> int:
+        """Minor units the provider captured, over every intent."""
+        return sum(i.captured for i in self.intents)
+
+    @property
+    def refunded(self) -> int:
+        """Minor units the provider refunded, over every intent."""
+        return sum(i.refunded for i in self.intents)
+
+
+async def _read_ended(
+    databases: Mapping[str, DomainDatabase], intents: list[LedgerEntry], session: Row
+) -> _Ended:
+    checkout_id = session["id"]
+
+    async def of_checkout(domain: str, sql: str) -> list[Row]:
+        return await _rows(databases[domain], sql, c=checkout_id)
+
+    return _Ended(
+        id=checkout_id,
+        status=session["status"],
+        intents=intents,
+        active=await of_checkout(
+            "inventory",
+            "SELECT variant_id FROM inventory_reservations "
+            "WHERE checkout_id = :c AND status = 'active'",
+        ),
+        orders=await of_checkout(
+            "orders",
+            "SELECT id::text AS id, status, total_amount, currency FROM orders "
+            "WHERE checkout_id = :c",
+        ),
+        payments=await of_checkout(
+            "payments",
+            "SELECT status, captured_amount, refunded_amount, currency FROM payments "
+            "WHERE checkout_id = :c",
+        ),
+        redemptions=await of_checkout(
+            "coupons", "SELECT status FROM coupon_redemptions WHERE checkout_id = :c"
+        ),
+        carts=await _rows(
+            databases["cart"],
+            "SELECT status, checkout_id::text AS checkout_id FROM carts WHERE id = :cart",
+            cart=session["cart_id"],
+        ),
+    )
+
+
 async def _check_checkout(
     databases: Mapping[str, DomainDatabase],
     intents: list[LedgerEntry],
-    session: Mapping[str, Any],
+    session: Row,
     report: Report,
 ) -> None:
-    checkout_id, status = session["id"], session["status"]
-    tag = f"checkout {checkout_id} ({status})"
-    active = await _rows(
-        databases["inventory"],
-        "SELECT variant_id FROM inventory_reservations "
-        "WHERE checkout_id = :c AND status = 'active'",
-        c=checkout_id,
-    )
-    if active:
-        report.fail(f"{tag}: {len(active)} reservations still active")
-    orders = await _rows(
-        databases["orders"],
-        "SELECT id::text AS id, status, total_amount, currency FROM orders WHERE checkout_id = :c",
-        c=checkout_id,
-    )
-    payments = await _rows(
-        databases["payments"],
-        "SELECT status, captured_amount, refunded_amount, currency FROM payments "
-        "WHERE checkout_id = :c",
-        c=checkout_id,
-    )
-    redemptions = await _rows(
-        databases["coupons"],
-        "SELECT status FROM coupon_redemptions WHERE checkout_id = :c",
-        c=checkout_id,
-    )
-    carts = await _rows(
-        databases["cart"],
-        "SELECT status, checkout_id::text AS checkout_id FROM carts WHERE id = :cart",
-        cart=session["cart_id"],
-    )
-    captured = sum(i.captured for i in intents)
-    refunded = sum(i.refunded for i in intents)
+    checkout = await _read_ended(databases, intents, session)
+    if checkout.active:
+        report.fail(f"{checkout.tag}: {len(checkout.active)} reservations still active")
+    _check_charged_once(checkout, report)
+    if checkout.status == "completed":
+        await _check_completed(databases, checkout, report)
+    else:
+        _check_given_back(checkout, report)
 
-    # 3. Nobody charged twice, and the payments database agrees with the ledger.
+
+def _check_charged_once(checkout: _Ended, report: Report) -> None:
+    """3. Nobody charged twice, and the payments database agrees with the ledger."""
+    tag, orders, intents = checkout.tag, checkout.orders, checkout.intents
+    captured, refunded = checkout.captured, checkout.refunded
     if len(orders) > 1:
         report.fail(f"{tag}: {len(orders)} orders")
     if orders:
@@ -189,8 +237,8 @@ async def _check_checkout(
             report.fail(f"{tag}: captured {captured} > order total {total}")
     if sum(1 for i in intents if i.captured) > 1:
         report.fail(f"{tag}: captured on {sum(1 for i in intents if i.captured)} intents")
-    if payments:
-        payment = payments[0]
+    if checkout.payments:
+        payment = checkout.payments[0]
         mine = (
             Money.of(Decimal(payment["captured_amount"]), payment["currency"]).to_minor_units(),
             Money.of(Decimal(payment["refunded_amount"]), payment["currency"]).to_minor_units(),
@@ -200,34 +248,46 @@ async def _check_checkout(
     elif intents:
         report.fail(f"{tag}: the ledger has intents the payments db does not know")
 
-    if status == "completed":
-        # 4. Exactly one order, paid or later, one capture, one shipment, coupon used, cart done.
-        if len(orders) != 1 or orders[0]["status"] in ("pending_payment", "cancelled", "refunded"):
-            report.fail(f"{tag}: order {[o['status'] for o in orders]}")
-        if not payments or payments[0]["status"] != "captured" or captured == 0 or refunded:
-            report.fail(f"{tag}: payment not captured exactly ({captured=}, {refunded=})")
-        if orders:
-            shipments = await _rows(
-                databases["shipping"],
-                "SELECT status FROM shipments WHERE order_id = :o",
-                o=orders[0]["id"],
-            )
-            if len(shipments) != 1:
-                report.fail(f"{tag}: {len(shipments)} shipments")
-        if any(r["status"] != "confirmed" for r in redemptions):
-            report.fail(f"{tag}: redemption {[r['status'] for r in redemptions]}")
-        if not carts or carts[0]["status"] != "converted":
-            report.fail(f"{tag}: cart {[c['status'] for c in carts]}")
-    else:
-        # 5. Nothing held, nobody paying, order cancelled, cart editable again.
-        if captured != refunded:
-            report.fail(f"{tag}: captured {captured} but refunded {refunded}")
-        if any(i.status in ("requires_capture", "requires_action", "processing") for i in intents):
-            report.fail(f"{tag}: an authorization is still live: {[i.status for i in intents]}")
-        if any(r["status"] == "held" for r in redemptions):
-            report.fail(f"{tag}: a coupon redemption is still held")
-        if any(o["status"] not in ("cancelled", "refunded") for o in orders):
-            report.fail(f"{tag}: order {[o['status'] for o in orders]}")
-        # The cart may be held by another checkout (that is why this one failed), never by this one.
-        if carts and carts[0]["checkout_id"] == checkout_id and carts[0]["status"] != "active":
-            report.fail(f"{tag}: cart is still {carts[0]['status']}")
+
+async def _check_completed(
+    databases: Mapping[str, DomainDatabase], checkout: _Ended, report: Report
+) -> None:
+    """4. Exactly one order, paid or later, one capture, one shipment, coupon used, cart done."""
+    tag, orders, payments = checkout.tag, checkout.orders, checkout.payments
+    captured, refunded = checkout.captured, checkout.refunded
+    if len(orders) != 1 or orders[0]["status"] in ("pending_payment", "cancelled", "refunded"):
+        report.fail(f"{tag}: order {[o['status'] for o in orders]}")
+    if orders and Decimal(orders[0]["total_amount"]) == 0:
+        # A zero total is completed with no payment at all (CONTRACT §4: payment not_required).
+        if payments or checkout.intents:
+            report.fail(f"{tag}: a zero total took a payment ({captured=}, {refunded=})")
+    elif not payments or payments[0]["status"] != "captured" or captured == 0 or refunded:
+        report.fail(f"{tag}: payment not captured exactly ({captured=}, {refunded=})")
+    if orders:
+        shipments = await _rows(
+            databases["shipping"],
+            "SELECT status FROM shipments WHERE order_id = :o",
+            o=orders[0]["id"],
+        )
+        if len(shipments) != 1:
+            report.fail(f"{tag}: {len(shipments)} shipments")
+    if any(r["status"] != "confirmed" for r in checkout.redemptions):
+        report.fail(f"{tag}: redemption {[r['status'] for r in checkout.redemptions]}")
+    if not checkout.carts or checkout.carts[0]["status"] != "converted":
+        report.fail(f"{tag}: cart {[c['status'] for c in checkout.carts]}")
+
+
+def _check_given_back(checkout: _Ended, report: Report) -> None:
+    """5. Nothing held, nobody paying, order cancelled, cart editable again."""
+    tag, intents, carts = checkout.tag, checkout.intents, checkout.carts
+    if checkout.captured != checkout.refunded:
+        report.fail(f"{tag}: captured {checkout.captured} but refunded {checkout.refunded}")
+    if any(i.status in ("requires_capture", "requires_action", "processing") for i in intents):
+        report.fail(f"{tag}: an authorization is still live: {[i.status for i in intents]}")
+    if any(r["status"] == "held" for r in checkout.redemptions):
+        report.fail(f"{tag}: a coupon redemption is still held")
+    if any(o["status"] not in ("cancelled", "refunded") for o in checkout.orders):
+        report.fail(f"{tag}: order {[o['status'] for o in checkout.orders]}")
+    # The cart may be held by another checkout (that is why this one failed), never by this one.
+    if carts and carts[0]["checkout_id"] == checkout.id and carts[0]["status"] != "active":
+        report.fail(f"{tag}: cart is still {carts[0]['status']}")

@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import nats
+from sqlalchemy import Table
 from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.contrib.opentelemetry import TracingInterceptor
@@ -20,21 +22,26 @@ from temporalio.worker import Worker
 from activities.cart.activities import CartActivities
 from activities.checkout.activities import CheckoutActivities
 from activities.coupons.activities import CouponsActivities
+from activities.errors import PermanentFailures
 from activities.inventory.activities import InventoryActivities
 from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
 from domains.notifications.sender import DevSender, run_sender
+from domains.payments.models import PaymentWebhookEvent
 from domains.payments.provider import PaymentProvider
 from domains.shipping.carrier import CarrierClient
+from kit import inbox
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.relay import OutboxRelay
+from kit.retention import BATCH, prune_older_than
 from kit.settings import Settings
 from kit.tracing import tracer_provider
-from workers.consumers import consumers_for
+from workers.consumers import CONSUMERS, consumers_for
 from workers.context import LogContextInterceptor
+from workers.periodic import run_every
 from workers.sweeper import sweep_expired_reservations
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
@@ -48,11 +55,11 @@ WORKER_DOMAINS: tuple[str, ...] = tuple(queue.value for queue in TaskQueue)
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
     """A Temporal runtime exporting Prometheus metrics on WORKER_METRICS_PORT, if set."""
-    if settings.worker_metrics_port is None:
+    if settings.worker.metrics_port is None:
         return None
     return Runtime(
         telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker_metrics_port}")
+            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker.metrics_port}")
         )
     )
 
@@ -61,8 +68,8 @@ async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -
     """A Temporal client speaking pydantic payloads (and tracing, when TRACING_ENABLED)."""
     provider = tracer_provider(settings, "workers")
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
+        settings.temporal.address,
+        namespace=settings.temporal.namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime or Runtime.default(),
         # A client interceptor that is also a worker interceptor: workers built on this client
@@ -94,7 +101,7 @@ def _activities(
         orders = OrdersActivities(db)
         return [orders.create_order, orders.cancel_order, orders.mark_paid, orders.mark_fulfilling]
     if domain == "payments":
-        provider = PaymentProvider(settings.psp_url, timeout_s=settings.psp_timeout_s)
+        provider = PaymentProvider(settings.psp.url, timeout_s=settings.psp.timeout_s)
         stack.push_async_callback(provider.aclose)
         payments = PaymentsActivities(db, provider)
         return [
@@ -105,7 +112,7 @@ def _activities(
             payments.settle_ended,
         ]
     if domain == "shipping":
-        carrier = CarrierClient(settings.carrier_url, timeout_s=settings.psp_timeout_s)
+        carrier = CarrierClient(settings.carrier.url, timeout_s=settings.psp.timeout_s)
         stack.push_async_callback(carrier.aclose)
         shipping = ShippingActivities(db, carrier)
         return [shipping.create_shipment, shipping.cancel_shipment]
@@ -142,12 +149,37 @@ async def build_worker(
         task_queue=domain,
         workflows=[*workflows, *(extras.workflows if domain == TaskQueue.CHECKOUT else ())],
         activities=[*_activities(domain, db, settings, stack), *extras.activities(domain)],
-        max_concurrent_activities=settings.worker_max_concurrent_activities,
-        max_concurrent_workflow_tasks=settings.worker_max_concurrent_workflow_tasks,
-        max_concurrent_local_activities=settings.worker_max_concurrent_local_activities,
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_grace_s),
-        interceptors=[LogContextInterceptor()],
+        max_concurrent_activities=settings.worker.max_concurrent_activities,
+        max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
+        max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker.shutdown_grace_s),
+        interceptors=[LogContextInterceptor(), PermanentFailures()],
     )
+
+
+def inboxes(domain: str, settings: Settings) -> list[tuple[Table, timedelta]]:
+    """The tables of a domain's database that drop redelivered messages, each with how long a
+    row must stay (pruned by `received_at`): a consuming domain's consumer inbox, the payments'
+    webhook inbox (kept longer than the provider redelivers)."""
+    tables = []
+    if domain in CONSUMERS:
+        tables.append((inbox.INBOX, settings.consumer.inbox_retention))
+    if domain == "payments":
+        webhooks = PaymentWebhookEvent.metadata.tables[PaymentWebhookEvent.__tablename__]
+        tables.append((webhooks, settings.psp.webhook_retention))
+    return tables
+
+
+async def prune_inboxes(
+    domain: str, db: DomainDatabase, settings: Settings, batch: int = BATCH
+) -> int:
+    """Delete the rows of a domain's inboxes past their retention, in batches."""
+    deleted = 0
+    for table, retention in inboxes(domain, settings):
+        deleted += await prune_older_than(db, table, "received_at", retention, batch)
+    if deleted:
+        log.info("inbox.pruned", domain=domain, deleted=deleted)
+    return deleted
 
 
 async def start_relays(
@@ -157,8 +189,9 @@ async def start_relays(
     stack: AsyncExitStack,
     meter: MetricMeter | None = None,
 ) -> list[asyncio.Task[None]]:
-    """Per domain: its outbox relay and its event consumers (the notifications sender too)."""
-    connection = await nats.connect(settings.nats_url, name="outbox-relay")
+    """Per domain: its outbox relay, its event consumers (the notifications sender too) and the
+    pruning of its inboxes."""
+    connection = await nats.connect(settings.nats.url, name="outbox-relay")
     stack.push_async_callback(connection.close)
     js = connection.jetstream()
     meter = meter or Runtime.default().metric_meter
@@ -166,20 +199,27 @@ async def start_relays(
     for domain in domains:
         db = DomainDatabase.from_settings(domain, settings)
         stack.push_async_callback(db.dispose)
-        for consumer in await consumers_for(domain, db, js, meter=meter):
+        consumers = await consumers_for(
+            domain, db, js, max_deliver=settings.consumer.max_deliver, meter=meter
+        )
+        for consumer in consumers:
             tasks.append(asyncio.create_task(consumer.run(stop)))
         if domain == "notifications":
             sender = DevSender(settings.data_dir / "outbox-mail")
             tasks.append(asyncio.create_task(run_sender(db, sender, stop)))
+        if inboxes(domain, settings):
+            prune = partial(prune_inboxes, domain, db, settings)
+            interval_s = settings.worker.prune_interval_s
+            tasks.append(asyncio.create_task(run_every("inbox.prune", interval_s, stop, prune)))
         relay = OutboxRelay(
             domain,
             db,
             js,
             meter=meter,
             listen_dsn=settings.domain_database_url(domain),
-            partitions=settings.relay_partitions,
-            poll_interval_s=settings.relay_poll_interval_s,
-            retention=settings.relay_retention,
+            partitions=settings.relay.partitions,
+            poll_interval_s=settings.relay.poll_interval_s,
+            retention=settings.relay.retention,
         )
         tasks.append(asyncio.create_task(relay.run(stop)))
     return tasks
@@ -214,7 +254,7 @@ async def run_workers(
                     sweep_expired_reservations(inventory_db, client, settings, stop)
                 )
             )
-        if settings.relay_enabled:
+        if settings.relay.enabled:
             runtime = client.service_client.config.runtime or Runtime.default()
             background += await start_relays(domains, settings, stop, stack, runtime.metric_meter)
         runs = [asyncio.create_task(worker.run()) for worker in workers]
@@ -224,7 +264,7 @@ async def run_workers(
         if stopped not in done:
             for task in done:
                 task.result()  # a worker died: surface its error
-        log.info("workers.draining", grace_s=settings.worker_shutdown_grace_s)
+        log.info("workers.draining", grace_s=settings.worker.shutdown_grace_s)
         await asyncio.gather(*(worker.shutdown() for worker in workers))
         stop.set()
         await asyncio.gather(*background, return_exceptions=True)

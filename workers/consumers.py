@@ -31,12 +31,16 @@ async def consumers_for(
     db: DomainDatabase,
     js: JetStreamContext,
     *,
+    max_deliver: int = 10,
     meter: MetricMeter | None = None,
 ) -> list[EventConsumer]:
-    """The consumers a domain's process runs (their streams declared first, idempotently)."""
+    """The consumers a domain's process runs (their streams declared first, idempotently);
+    an event whose reaction still fails at its `max_deliver`th delivery is dead-lettered."""
     consumers = []
     for name, reactions in CONSUMERS.get(domain, {}).items():
         for subscription in reactions.subscriptions():
             await ensure_stream(js, subscription.domain)
-        consumers.append(EventConsumer(name, db, js, reactions, meter=meter))
+        consumers.append(
+            EventConsumer(name, db, js, reactions, max_deliver=max_deliver, meter=meter)
+        )
     return consumers

@@ -5,7 +5,6 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.cart.contract import CONVERT, LOCK, UNLOCK, CartRef, CartSnapshot, LockCartInput
-from activities.errors import business_failures
 from activities.shared import Line
 from domains.cart import service
 from kit.db import DomainDatabase
@@ -20,11 +19,10 @@ class CartActivities:
     @activity.defn(name=LOCK.name)
     async def lock_cart(self, input: LockCartInput) -> CartSnapshot:
         """Hold the cart for the checkout and return its lines with their price snapshots."""
-        with business_failures():
-            async with self.db.begin() as session:
-                cart = await service.lock_for_checkout(
-                    session, input.cart_id, input.user_id, input.checkout_id
-                )
+        async with self.db.begin() as session:
+            cart = await service.lock_for_checkout(
+                session, input.cart_id, input.user_id, input.checkout_id
+            )
         return CartSnapshot(
             cart_id=cart.cart_id,
             currency=cart.currency,
@@ -40,6 +38,5 @@ class CartActivities:
     @activity.defn(name=CONVERT.name)
     async def mark_converted(self, input: CartRef) -> None:
         """The checkout completed: the cart is done."""
-        with business_failures():
-            async with self.db.begin() as session:
-                await service.mark_converted(session, input.cart_id, input.checkout_id)
+        async with self.db.begin() as session:
+            await service.mark_converted(session, input.cart_id, input.checkout_id)

@@ -7,6 +7,8 @@ from temporalio import activity
 from activities.checkout.contract import (
     OPEN_SESSION,
     RECORD_PROGRESS,
+    CheckoutStatusBody,
+    OpenedSession,
     OpenSessionInput,
     ProgressInput,
 )
@@ -22,10 +24,14 @@ class CheckoutActivities:
         self.db = db
 
     @activity.defn(name=OPEN_SESSION.name)
-    async def open_session(self, input: OpenSessionInput) -> None:
-        """Record the session (a retry or the API's earlier insert finds it)."""
+    async def open_session(self, input: OpenSessionInput) -> OpenedSession:
+        """Record the session (a retry or the API's earlier insert finds it).
+
+        A session that has ended answers its recorded outcome: a checkout is never run twice,
+        even by a run started after the first one's history was deleted.
+        """
         async with self.db.begin() as session:
-            await service.open_session(
+            row = await service.open_session(
                 session,
                 checkout_id=input.checkout_id,
                 user_id=input.user_id,
@@ -33,6 +39,9 @@ class CheckoutActivities:
                 idempotency_key=input.idempotency_key,
                 request_hash=input.request_hash,
             )
+            if row.completed_at is None:
+                return OpenedSession()
+            return OpenedSession(ended=CheckoutStatusBody.of_record(row))
 
     @activity.defn(name=RECORD_PROGRESS.name)
     async def record_progress(self, input: ProgressInput) -> None:

@@ -7,11 +7,29 @@ what the checkout database keeps of a session.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from activities.shared import ActivityName, NextAction, Payload
 from domains.checkout.statuses import FailureCode
+
+
+class SessionRecord(Protocol):
+    """What the checkout database keeps of a session's status body (its columns)."""
+
+    id: uuid.UUID
+    status: str
+    step: str
+    order_id: uuid.UUID | None
+    order_number: str | None
+    total_amount: Decimal | None
+    currency: str | None
+    payment_status: str | None
+    next_action: dict[str, Any] | None
+    failure_code: str | None
+    failure_message: str | None
+    completed_at: datetime | None
 
 
 class OrderSummary(Payload):
@@ -47,6 +65,33 @@ class CheckoutStatusBody(Payload):
     payment: PaymentSummary | None = None
     failure: Failure | None = None
 
+    @classmethod
+    def of_record(cls, row: SessionRecord) -> CheckoutStatusBody:
+        """The status body as the checkout database last recorded it."""
+        order = None
+        if row.order_id and row.order_number and row.total_amount is not None and row.currency:
+            order = OrderSummary(
+                id=row.order_id,
+                order_number=row.order_number,
+                total_amount=row.total_amount,
+                currency=row.currency,
+            )
+        payment = None
+        if row.payment_status:
+            action = NextAction(**row.next_action) if row.next_action else None
+            payment = PaymentSummary(status=row.payment_status, next_action=action)
+        failure = None
+        if row.failure_code:
+            failure = Failure(code=FailureCode(row.failure_code), message=row.failure_message or "")
+        return cls(
+            checkout_id=row.id,
+            status=row.status,
+            step=row.step,
+            order=order,
+            payment=payment,
+            failure=failure,
+        )
+
 
 class OpenSessionInput(Payload):
     """Record the checkout session (idempotent)."""
@@ -65,11 +110,14 @@ class ProgressInput(Payload):
     steps: dict[str, str]
     error_code: str | None = None
     body: CheckoutStatusBody
+    # The operator's note when a checkout that waited at needs_attention was settled by hand.
+    note: str | None = None
 
     def details(self) -> dict[str, Any]:
         """The session columns the status body fills."""
         order, payment, failure = self.body.order, self.body.payment, self.body.failure
-        return {
+        noted = {"resolution_note": self.note} if self.note is not None else {}
+        return noted | {
             "status": self.body.status,
             "step": self.body.step,
             "order_id": order.id if order else None,
@@ -85,5 +133,12 @@ class ProgressInput(Payload):
         }
 
 
-OPEN_SESSION = ActivityName("checkout.open_session", OpenSessionInput, type(None))
+class OpenedSession(Payload):
+    """The recorded session: `ended` is its recorded outcome once the checkout has ended."""
+
+    ended: CheckoutStatusBody | None = None
+
+
+# Histories recorded before `OpenedSession` hold `null` here: the workflow reads it as optional.
+OPEN_SESSION = ActivityName("checkout.open_session", OpenSessionInput, OpenedSession)
 RECORD_PROGRESS = ActivityName("checkout.record_progress", ProgressInput, type(None))

@@ -11,7 +11,6 @@ from activities.coupons.contract import (
     CouponReservation,
     ReserveCouponInput,
 )
-from activities.errors import business_failures
 from activities.shared import MoneyValue, OrderRef, ReleaseInput
 from domains.coupons import service
 from kit.db import DomainDatabase
@@ -27,16 +26,15 @@ class CouponsActivities:
     @activity.defn(name=RESERVE.name)
     async def reserve_coupon(self, input: ReserveCouponInput) -> CouponReservation:
         """Hold a redemption; `coupon_invalid` or `coupon_exhausted` when it cannot be had."""
-        with business_failures():
-            async with self.db.begin() as session:
-                coupon, redemption = await service.reserve(
-                    session,
-                    code=input.code,
-                    checkout_id=input.checkout_id,
-                    user_id=input.user_id,
-                    subtotal=input.subtotal.money(),
-                    at=input.at,
-                )
+        async with self.db.begin() as session:
+            coupon, redemption = await service.reserve(
+                session,
+                code=input.code,
+                checkout_id=input.checkout_id,
+                user_id=input.user_id,
+                subtotal=input.subtotal.money(),
+                at=input.at,
+            )
         return CouponReservation(
             redemption_id=redemption.id,
             code=coupon.code,
@@ -52,6 +50,5 @@ class CouponsActivities:
     @activity.defn(name=CONFIRM.name)
     async def confirm_coupon(self, input: OrderRef) -> bool:
         """The payment is captured: the redemption is used by the order."""
-        with business_failures():
-            async with self.db.begin() as session:
-                return await service.confirm(session, input.checkout_id, input.order_id)
+        async with self.db.begin() as session:
+            return await service.confirm(session, input.checkout_id, input.order_id)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.errors import business_failures
 from activities.inventory.contract import (
     COMMIT,
     RELEASE,
@@ -27,9 +26,8 @@ class InventoryActivities:
     async def reserve_inventory(self, input: ReserveInventoryInput) -> InventoryReservation:
         """Reserve every line or none; `out_of_stock` when a line is short."""
         lines = [service.Line(x.product_id, x.variant_id, x.quantity) for x in input.lines]
-        with business_failures():
-            async with self.db.begin() as session:
-                rows = await service.reserve(session, input.checkout_id, lines, input.expires_at)
+        async with self.db.begin() as session:
+            rows = await service.reserve(session, input.checkout_id, lines, input.expires_at)
         return InventoryReservation(reservation_ids=[row.id for row in rows])
 
     @activity.defn(name=RELEASE.name)

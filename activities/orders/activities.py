@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.errors import business_failures
 from activities.orders.contract import (
     CANCEL,
     CREATE,
@@ -63,9 +62,8 @@ class OrdersActivities:
                 input.billing_address.model_dump(mode="json") if input.billing_address else None
             ),
         )
-        with business_failures():
-            async with self.db.begin() as session:
-                return _info(await service.create_order(session, spec))
+        async with self.db.begin() as session:
+            return _info(await service.create_order(session, spec))
 
     @activity.defn(name=CANCEL.name)
     async def cancel_order(self, input: CancelOrderInput) -> bool:
@@ -86,9 +84,8 @@ class OrdersActivities:
         return await self._move(input, OrderStatus.FULFILLING)
 
     async def _move(self, input: OrderTransitionInput, to: OrderStatus) -> OrderInfo:
-        with business_failures():
-            async with self.db.begin() as session:
-                order = await service.transition_checkout_order(
-                    session, input.checkout_id, to, input.reason
-                )
-                return _info(order)
+        async with self.db.begin() as session:
+            order = await service.transition_checkout_order(
+                session, input.checkout_id, to, input.reason
+            )
+            return _info(order)

@@ -12,7 +12,6 @@ from typing import Literal
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import business_failures
 from activities.payments.contract import (
     AUTHORIZE,
     CAPTURE,
@@ -76,28 +75,27 @@ class PaymentsActivities:
         self.provider = provider
 
     async def _create_intent(self, input: AuthorizeInput) -> Intent:
+        """Create (or, under the same key, replay) the authorization; ProviderRejected when the
+        provider refuses the payment details."""
         amount = input.amount.money()
-        try:
-            return await self.provider.create_intent(
-                amount=amount.to_minor_units(),
-                currency=amount.currency,
-                token=input.token,
-                metadata=_metadata(input),
-                key=service.idempotency_key(input.checkout_id, "authorize"),
-            )
-        except ProviderRejected as exc:
-            raise ApplicationError(
-                f"the provider refused the payment: {exc.code}",
-                {"code": PaymentDeclined.code, "provider_code": exc.code},
-                type=PaymentDeclined.code,
-                non_retryable=True,
-            ) from exc
+        return await self.provider.create_intent(
+            amount=amount.to_minor_units(),
+            currency=amount.currency,
+            token=input.token,
+            metadata=_metadata(input),
+            key=service.idempotency_key(input.checkout_id, "authorize"),
+        )
+
+    async def _refused(self, input: AuthorizeInput, refusal: ProviderRejected) -> None:
+        """The provider refused the payment details: nothing is held; the payment says so."""
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+            await service.record_refusal(session, payment, refusal.code)
 
     async def _open(self, input: AuthorizeInput, operation: str, intent_id: str) -> str:
         key = service.idempotency_key(input.checkout_id, operation)
-        with business_failures():
-            async with self.db.begin() as session:
-                await service.open_call(session, key, {"intent": intent_id})
+        async with self.db.begin() as session:
+            await service.open_call(session, key, {"intent": intent_id})
         return key
 
     @activity.defn(name=AUTHORIZE.name)
@@ -105,17 +103,25 @@ class PaymentsActivities:
         """Authorize the total: authorized, requires_action, processing or failed."""
         key = service.idempotency_key(input.checkout_id, "authorize")
         amount = input.amount.money()
-        with business_failures():
-            async with self.db.begin() as session:
-                await service.open_call(session, key, _authorize_request(input))
-                await service.ensure_payment(
-                    session,
-                    checkout_id=input.checkout_id,
-                    order_id=input.order_id,
-                    amount=amount,
-                    provider=input.provider,
-                )
-        intent = await self._create_intent(input)
+        async with self.db.begin() as session:
+            await service.open_call(session, key, _authorize_request(input))
+            await service.ensure_payment(
+                session,
+                checkout_id=input.checkout_id,
+                order_id=input.order_id,
+                amount=amount,
+                provider=input.provider,
+            )
+        try:
+            intent = await self._create_intent(input)
+        except ProviderRejected as exc:
+            await self._refused(input, exc)
+            raise ApplicationError(
+                f"the provider refused the payment: {exc.code}",
+                {"code": PaymentDeclined.code, "provider_code": exc.code},
+                type=PaymentDeclined.code,
+                non_retryable=True,
+            ) from exc
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
             await service.apply_intent(
@@ -131,10 +137,9 @@ class PaymentsActivities:
     @activity.defn(name=REFRESH.name)
     async def refresh_payment(self, input: CheckoutRef) -> PaymentResult:
         """Re-read the intent from the provider (after a webhook) and record what it says."""
-        with business_failures():
-            async with self.db.begin() as session:
-                payment = await service.payment_for_checkout(session, input.checkout_id)
-                intent_id = payment.provider_payment_id
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id)
+            intent_id = payment.provider_payment_id
         if intent_id is None:
             raise ApplicationError("the payment has no intent yet", type="payment_not_authorized")
         intent = await self.provider.get_intent(intent_id)
@@ -147,13 +152,12 @@ class PaymentsActivities:
     async def capture_payment(self, input: CheckoutRef) -> PaymentResult:
         """Capture the authorized amount; `payment_declined` when the provider refuses."""
         key = service.idempotency_key(input.checkout_id, "capture")
-        with business_failures():
-            async with self.db.begin() as session:
-                payment = await service.payment_for_checkout(session, input.checkout_id)
-                intent_id = payment.provider_payment_id
-                await service.open_call(
-                    session, key, {"intent": intent_id, "amount": str(payment.amount)}
-                )
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id)
+            intent_id = payment.provider_payment_id
+            await service.open_call(
+                session, key, {"intent": intent_id, "amount": str(payment.amount)}
+            )
         assert intent_id is not None, "capture runs only after an authorization"
         declined: ProviderRejected | None = None
         try:
@@ -199,8 +203,13 @@ class PaymentsActivities:
             return VoidResult(action="nothing")
         if intent_id is None:
             # The authorization may have reached the provider with its answer lost: the same key
-            # and request replay it (or create it, to be cancelled right away).
-            intent = await self._create_intent(input)
+            # and request replay it (or create it, to be cancelled right away). Refused payment
+            # details were never held: nothing to undo.
+            try:
+                intent = await self._create_intent(input)
+            except ProviderRejected as exc:
+                await self._refused(input, exc)
+                return VoidResult(action="nothing")
         else:
             intent = await self.provider.get_intent(intent_id)
 

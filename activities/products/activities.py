@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities.errors import business_failures
 from activities.products.contract import PRICE_CART, PriceCartInput, PricedCart
 from activities.shared import MoneyValue
 from domains.products import service
@@ -29,7 +28,6 @@ class ProductsActivities:
             )
             for line in input.lines
         ]
-        with business_failures():
-            async with self.db.begin() as session:
-                subtotal = await service.check_prices(session, lines, input.currency, input.at)
+        async with self.db.begin() as session:
+            subtotal = await service.check_prices(session, lines, input.currency, input.at)
         return PricedCart(subtotal=MoneyValue.of(subtotal))

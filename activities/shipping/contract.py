@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from activities.shared import ActivityName, Address, OrderRef, Payload
+from activities.shared import ActivityName, Address, Payload
 
 
 class CreateShipmentInput(Payload):
@@ -23,5 +23,15 @@ class ShipmentInfo(Payload):
     tracking_number: str
 
 
+class CancelShipmentInput(Payload):
+    """Cancel an order's shipment; `ship_to` (the booking's own request) lets the compensation
+    find a booking the carrier made whose record was never written (histories recorded before it
+    carry only the two ids)."""
+
+    checkout_id: uuid.UUID
+    order_id: uuid.UUID
+    ship_to: Address | None = None
+
+
 CREATE = ActivityName("shipping.create", CreateShipmentInput, ShipmentInfo)
-CANCEL = ActivityName("shipping.cancel", OrderRef, bool)
+CANCEL = ActivityName("shipping.cancel", CancelShipmentInput, bool)

@@ -9,7 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import Operator, PlatformDep
-from api.schemas import CheckoutAccepted, OpsCheckoutDetail, OpsCheckoutList, StuckList
+from api.schemas import (
+    CheckoutAccepted,
+    OpsCheckoutDetail,
+    OpsCheckoutList,
+    ResolutionIn,
+    StuckList,
+)
 from api.services import ops
 from workflows.checkout.contract import CheckoutStatus, StepName
 
@@ -43,6 +49,28 @@ async def stuck_checkouts(wired: PlatformDep, _: Operator) -> StuckList:
 async def force_cancel(checkout_id: uuid.UUID, wired: PlatformDep, _: Operator) -> CheckoutAccepted:
     """End a running checkout: compensation runs, and a captured payment is refunded."""
     return await ops.force_cancel(wired, checkout_id)
+
+
+@router.post(
+    "/v1/ops/checkouts/{checkout_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CheckoutAccepted,
+)
+async def retry(checkout_id: uuid.UUID, wired: PlatformDep, _: Operator) -> CheckoutAccepted:
+    """Run a checkout's failed compensations again (it waits at step needs_attention)."""
+    return await ops.retry(wired, checkout_id)
+
+
+@router.post(
+    "/v1/ops/checkouts/{checkout_id}/resolve",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CheckoutAccepted,
+)
+async def resolve(
+    checkout_id: uuid.UUID, body: ResolutionIn, wired: PlatformDep, _: Operator
+) -> CheckoutAccepted:
+    """Record, with a note, that what the checkout could not give back was settled by hand."""
+    return await ops.resolve(wired, checkout_id, body.note)
 
 
 @router.get("/v1/ops/checkouts/{checkout_id}", response_model=OpsCheckoutDetail)

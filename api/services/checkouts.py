@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -17,22 +18,23 @@ from api.schemas import CheckoutAccepted, CheckoutIn
 from domains.cart import service as carts
 from domains.cart.errors import CartEmpty
 from domains.checkout import service as sessions
-from domains.checkout.errors import AlreadyCaptured
+from domains.checkout.errors import AlreadyCaptured, CheckoutHasEnded, NotWaitingForOperator
 from domains.checkout.models import CheckoutSession
+from kit.errors import Conflict
 from kit.logging import get_logger
-from workflows.checkout.client import CheckoutNotRunning
+from workflows.checkout.client import CheckoutNotRunning, UpdateRefused
 from workflows.checkout.contract import FINAL, CheckoutStatus, FailureCode
-from workflows.checkout.models import (
-    Address,
-    CheckoutInput,
-    CheckoutStatusBody,
-    Failure,
-    NextAction,
-    OrderSummary,
-    PaymentSummary,
-)
+from workflows.checkout.models import Address, CheckoutInput, CheckoutStatusBody
 
 log = get_logger(__name__)
+T = TypeVar("T")
+
+# What the workflow's refusals of a request mean to the API's caller (all 409).
+REFUSALS: dict[str, type[Conflict]] = {
+    FailureCode.ALREADY_CAPTURED: AlreadyCaptured,
+    FailureCode.CHECKOUT_ENDED: CheckoutHasEnded,
+    FailureCode.NOT_WAITING_FOR_OPERATOR: NotWaitingForOperator,
+}
 
 MAX_KEY_LENGTH = 255
 
@@ -99,7 +101,7 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
         billing_address=Address.model_validate(billing.model_dump()) if billing else None,
         payment_provider=body.payment.provider,
         payment_token=body.payment.token,
-        payment_timeout_s=int(wired.settings.checkout_payment_timeout.total_seconds()),
+        payment_timeout_s=int(wired.settings.checkout.payment_timeout.total_seconds()),
     )
 
 
@@ -126,40 +128,17 @@ async def start(
     """
     key = _admit(wired, user_id, idempotency_key)
     row, created = await _session(wired, user_id, key, body.cart_id, fingerprint(body))
-    await _run(wired, _input(wired, row, body))
     CHECKOUT_STARTS.labels("started" if created else "replayed").inc()
+    if ended(row):
+        # Never run again: a replay, days later, answers the recorded outcome and changes nothing
+        # (the workflow's history may be gone by now; the id would be free to reuse).
+        return CheckoutAccepted(checkout_id=row.id, status=row.status)
+    await _run(wired, _input(wired, row, body))
     if created:
         # Just started: querying would cost a workflow task on the worker to learn "processing".
         return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)
     current = await status_of(wired, row)
     return CheckoutAccepted(checkout_id=row.id, status=current.status)
-
-
-def recorded(row: CheckoutSession) -> CheckoutStatusBody:
-    """The status body as the checkout database last recorded it."""
-    order = None
-    if row.order_id and row.order_number and row.total_amount is not None and row.currency:
-        order = OrderSummary(
-            id=row.order_id,
-            order_number=row.order_number,
-            total_amount=row.total_amount,
-            currency=row.currency,
-        )
-    payment = None
-    if row.payment_status:
-        action = NextAction(**row.next_action) if row.next_action else None
-        payment = PaymentSummary(status=row.payment_status, next_action=action)
-    failure = None
-    if row.failure_code:
-        failure = Failure(code=FailureCode(row.failure_code), message=row.failure_message or "")
-    return CheckoutStatusBody(
-        checkout_id=row.id,
-        status=row.status,
-        step=row.step,
-        order=order,
-        payment=payment,
-        failure=failure,
-    )
 
 
 def ended(row: CheckoutSession) -> bool:
@@ -174,7 +153,7 @@ async def status_of(wired: Platform, row: CheckoutSession) -> CheckoutStatusBody
             return await wired.checkouts.status(row.id)
         except (CheckoutNotRunning, RPCError) as exc:
             log.info("checkouts.query_fallback", checkout_id=str(row.id), reason=str(exc))
-    return recorded(row)
+    return CheckoutStatusBody.of_record(row)
 
 
 async def session_of(
@@ -192,17 +171,36 @@ async def status(
     return await status_of(wired, await session_of(wired, checkout_id, owner))
 
 
+async def asked(checkout_id: uuid.UUID, request: Awaitable[T]) -> T:
+    """A request to a running checkout's workflow: its refusals as 409s with their codes."""
+    try:
+        return await request
+    except UpdateRefused as exc:
+        raise REFUSALS.get(exc.code, Conflict)(exc.message) from exc
+    except CheckoutNotRunning as exc:
+        raise CheckoutHasEnded("the checkout's workflow is not running") from exc
+    except RPCError as exc:
+        log.error("checkouts.temporal_unavailable", checkout_id=str(checkout_id), reason=str(exc))
+        raise ApiError(503, "temporal_unavailable", "try again") from exc
+
+
+async def running_session(
+    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
+) -> CheckoutSession:
+    """A checkout's session while it runs: 409 `checkout_ended` once it has ended."""
+    row = await session_of(wired, checkout_id, owner)
+    if ended(row):
+        raise CheckoutHasEnded(f"the checkout has ended ({row.status})")
+    return row
+
+
 async def cancel(
     wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
 ) -> CheckoutAccepted:
-    """Cancel before the payment is captured (compensation runs); 409 `already_captured` after."""
-    row = await session_of(wired, checkout_id, owner)
-    if ended(row):
-        raise AlreadyCaptured(f"the checkout has ended ({row.status})")
-    try:
-        honoured = await wired.checkouts.request_cancel(row.id)
-    except (WorkflowUpdateFailedError, CheckoutNotRunning, RPCError) as exc:
-        raise AlreadyCaptured("the checkout can no longer be cancelled") from exc
-    if not honoured:
+    """The buyer's cancel: 202 only when it will be honoured (the checkout then ends
+    `cancelled`, nothing charged); 409 `already_captured` once the capture has started, 409
+    `checkout_ended` after the end. The workflow decides, atomically."""
+    row = await running_session(wired, checkout_id, owner)
+    if not await asked(row.id, wired.checkouts.request_cancel(row.id)):
         raise AlreadyCaptured("the payment is captured; the checkout can no longer be cancelled")
     return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)

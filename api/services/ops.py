@@ -11,13 +11,12 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import (
     WorkflowExecution,
     WorkflowExecutionDescription,
-    WorkflowExecutionStatus,
 )
 from temporalio.service import RPCError
 
 from api.deps import Platform
-from api.errors import ApiError
 from api.schemas import (
+    AttentionOut,
     CheckoutAccepted,
     CheckoutOut,
     OpsCheckout,
@@ -29,7 +28,7 @@ from api.schemas import (
     StuckCheckout,
     StuckList,
 )
-from api.services.checkouts import ended, session_of, status_of
+from api.services.checkouts import asked, running_session, status_of
 from domains.checkout import service as sessions
 from kit.settings import Settings
 from workflows.checkout.contract import (
@@ -50,8 +49,8 @@ STUCK_SCAN_LIMIT = 1000
 
 def ui_url(settings: Settings, workflow: str) -> str:
     """The Temporal web UI's page of a workflow."""
-    base = settings.temporal_ui_url.rstrip("/")
-    return f"{base}/namespaces/{settings.temporal_namespace}/workflows/{workflow}"
+    base = settings.temporal.ui_url.rstrip("/")
+    return f"{base}/namespaces/{settings.temporal.namespace}/workflows/{workflow}"
 
 
 def visibility_query(
@@ -150,19 +149,32 @@ def stuck_reasons(
     a reason on its own.
     """
     reasons = []
-    if step == StepName.AWAITING_PAYMENT.value:
-        window = settings.checkout_payment_timeout.total_seconds()
+    if step == StepName.NEEDS_ATTENTION.value:
+        reasons.append("needs_attention")
+    elif step == StepName.AWAITING_PAYMENT.value:
+        window = settings.checkout.payment_timeout.total_seconds()
         if step_age_s is not None and step_age_s > window:
             reasons.append("payment_window_passed")
     else:
-        deadline = settings.ops_step_deadlines_s.get(
-            step or "", settings.ops_default_step_deadline_s
+        deadline = settings.ops.step_deadlines_s.get(
+            step or "", settings.ops.default_step_deadline_s
         )
         if step_age_s is not None and step_age_s > deadline:
             reasons.append("step_deadline_passed")
     if retrying:
         reasons.append("activity_retrying")
     return reasons
+
+
+async def _attention(wired: Platform, row: OpsCheckout) -> AttentionOut | None:
+    """What a checkout at needs_attention waits for (None at any other step)."""
+    if row.step != StepName.NEEDS_ATTENTION.value:
+        return None
+    try:
+        attention = await wired.checkouts.attention(row.checkout_id)
+    except RPCError:
+        return None  # it moved on meanwhile
+    return AttentionOut.model_validate(attention.model_dump()) if attention else None
 
 
 async def stuck(wired: Platform) -> StuckList:
@@ -180,7 +192,7 @@ async def stuck(wired: Platform) -> StuckList:
     found = []
     for row, description in zip(running, descriptions, strict=True):
         waiting = _retrying(_pending(description))
-        retrying = [a for a in waiting if a.attempt >= settings.ops_stuck_attempt]
+        retrying = [a for a in waiting if a.attempt >= settings.ops.stuck_attempt]
         last = moved.get(row.checkout_id)
         step_age = (now - last).total_seconds() if last else None
         reasons = stuck_reasons(settings, row.step, step_age, bool(retrying))
@@ -192,6 +204,7 @@ async def stuck(wired: Platform) -> StuckList:
                     step_age_s=step_age,
                     retrying=retrying,
                     pending=waiting,
+                    attention=await _attention(wired, row),
                 )
             )
     return StuckList(data=found)
@@ -215,16 +228,7 @@ async def show(wired: Platform, checkout_id: uuid.UUID) -> OpsCheckoutDetail:
     return OpsCheckoutDetail(
         checkout=CheckoutOut.of(await status_of(wired, row)),
         run_status=run_status,
-        steps=[
-            StepOut(
-                step=s.step_name,
-                status=s.status,
-                started_at=s.started_at,
-                updated_at=s.updated_at,
-                error_code=s.error_code,
-            )
-            for s in steps
-        ],
+        steps=[StepOut.model_validate(s, from_attributes=True) for s in steps],
         pending_activities=pending,
         compensations=ran,
         ui_url=ui_url(wired.settings, workflow_id(checkout_id)),
@@ -233,14 +237,22 @@ async def show(wired: Platform, checkout_id: uuid.UUID) -> OpsCheckoutDetail:
 
 async def force_cancel(wired: Platform, checkout_id: uuid.UUID) -> CheckoutAccepted:
     """End a running checkout: compensation runs, and a captured payment is refunded."""
-    row = await session_of(wired, checkout_id, None)
-    if ended(row):
-        raise ApiError(409, "checkout_ended", f"the checkout has ended ({row.status})")
-    try:
-        description = await wired.checkouts.handle(checkout_id).describe()
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            raise ApiError(409, "checkout_ended", "the checkout's workflow is not running")
-        await wired.checkouts.force_cancel(checkout_id)
-    except RPCError as exc:
-        raise ApiError(503, "temporal_unavailable", "try again") from exc
+    row = await running_session(wired, checkout_id, None)
+    await asked(checkout_id, wired.checkouts.force_cancel(checkout_id))
+    return CheckoutAccepted(checkout_id=checkout_id, status=row.status)
+
+
+async def retry(wired: Platform, checkout_id: uuid.UUID) -> CheckoutAccepted:
+    """Run again the compensations a checkout waiting at needs_attention failed (the operator
+    has mended the cause); 409 when it does not wait for an operator."""
+    row = await running_session(wired, checkout_id, None)
+    await asked(checkout_id, wired.checkouts.retry_compensation(checkout_id))
+    return CheckoutAccepted(checkout_id=checkout_id, status=row.status)
+
+
+async def resolve(wired: Platform, checkout_id: uuid.UUID, note: str) -> CheckoutAccepted:
+    """Record that an operator settled by hand what a checkout waiting at needs_attention could
+    not give back; the checkout then ends, the note kept with it."""
+    row = await running_session(wired, checkout_id, None)
+    await asked(checkout_id, wired.checkouts.resolve(checkout_id, note))
     return CheckoutAccepted(checkout_id=checkout_id, status=row.status)

@@ -20,7 +20,7 @@ from domains.checkout.errors import CheckoutNotFound
 from domains.payments import service as payments
 from domains.shipping import service as shipping
 from domains.shipping.errors import ShipmentNotFound
-from domains.shipping.models import ShipmentStatus
+from domains.shipping.statuses import ShipmentStatus
 from kit.logging import get_logger
 from kit.settings import Settings
 from kit.webhooks import WebhookVerificationError, verify
@@ -62,9 +62,9 @@ def verified(source: str, secrets: list[str], headers: Mapping[str, str], body: 
 
 def _payment_secrets(settings: Settings) -> list[str]:
     """The current signing secret, and the previous one while a rotation is under way."""
-    secrets = [settings.payment_webhook_secret.get_secret_value()]
-    if settings.payment_webhook_secret_previous is not None:
-        secrets.append(settings.payment_webhook_secret_previous.get_secret_value())
+    secrets = [settings.psp.webhook_secret.get_secret_value()]
+    if settings.psp.webhook_secret_previous is not None:
+        secrets.append(settings.psp.webhook_secret_previous.get_secret_value())
     return secrets
 
 
@@ -103,10 +103,14 @@ class IntentEvent:
 async def receive_payment(
     wired: Platform, provider: str, headers: Mapping[str, str], body: bytes
 ) -> WebhookReceipt:
-    """Verify the signature over the raw body, record the event once, signal the checkout.
+    """Verify the signature over the raw body, record the event once, deliver it to the checkout.
 
-    Duplicates (same `webhook-id`) and events for unknown intents are received without a signal;
-    a bad or stale signature is 400 and records nothing.
+    An event counts as delivered only once the workflow has it: the inbox row and the delivery
+    commit together (the row stays locked while the workflow is signalled), so a failed signal
+    leaves no row and the provider's redelivery (after our 5xx) delivers it again, while
+    concurrent duplicates wait for the first and then answer 2xx without a second signal.
+    Events for unknown intents are received without a signal; a bad or stale signature is 400
+    and records nothing.
     """
     webhook_id = verified(f"payments:{provider}", _payment_secrets(wired.settings), headers, body)
     event = IntentEvent.parse(body)
@@ -121,18 +125,28 @@ async def receive_payment(
             checkout_id=checkout_id,
             payload=event.document,
         )
-    if not new:
-        return WebhookReceipt(duplicate=True)
-    if checkout_id is None:
-        log.warning("webhooks.unknown_intent", provider=provider, event_type=event.type)
-        return WebhookReceipt(duplicate=False)
+        if not new:
+            return WebhookReceipt(duplicate=True)
+        if checkout_id is None:
+            log.warning("webhooks.unknown_intent", provider=provider, event_type=event.type)
+            return WebhookReceipt(duplicate=False)
+        await _deliver(wired, checkout_id, webhook_id, event)
+    return WebhookReceipt(duplicate=False)
+
+
+async def _deliver(
+    wired: Platform, checkout_id: uuid.UUID, webhook_id: str, event: IntentEvent
+) -> None:
+    """Hand the event to the checkout's workflow, or settle it if the checkout has ended.
+
+    Any other Temporal failure propagates: the transaction rolls back and the provider's
+    redelivery tries again.
+    """
     signal = PaymentEvent(id=webhook_id, type=event.type, intent=str(event.intent.get("id")))
     try:
-        # Any other Temporal failure propagates: the provider's 5xx makes it redeliver.
         await wired.checkouts.deliver_payment_event(checkout_id, signal)
     except CheckoutNotRunning:
         await _after_the_end(wired, checkout_id, event)
-    return WebhookReceipt(duplicate=False)
 
 
 async def _after_the_end(wired: Platform, checkout_id: uuid.UUID, event: IntentEvent) -> None:
@@ -192,7 +206,7 @@ async def receive_tracking(
     The shipment moves forward and its outbox announces it (`shipment.in_transit`, ...,
     `shipment.delivered`); the order follows through the order-tracking consumer.
     """
-    secret = wired.settings.carrier_webhook_secret.get_secret_value()
+    secret = wired.settings.carrier.webhook_secret.get_secret_value()
     event_id = verified(f"carriers:{carrier}", [secret], headers, body)
     event = TrackingEvent.parse(body)
     try:
@@ -205,7 +219,15 @@ async def receive_tracking(
                 status=event.status,
                 occurred_at=event.occurred_at,
             )
-    except ShipmentNotFound:
-        log.warning("webhooks.unknown_shipment", carrier=carrier)
-        return WebhookReceipt(duplicate=False)
+    except ShipmentNotFound as exc:
+        # Tracking can overtake the booking's own record (the carrier answers the booking, then
+        # reports the parcel before our row is committed): refuse it unrecorded, so the carrier
+        # redelivers it once the shipment exists, instead of acknowledging and losing it.
+        log.warning("webhooks.unknown_shipment", carrier=carrier, status=event.status.value)
+        raise ApiError(
+            503,
+            "shipment_not_yet_known",
+            "no shipment with this id yet; deliver the event again later",
+            headers={"Retry-After": "5"},
+        ) from exc
     return WebhookReceipt(duplicate=not new)

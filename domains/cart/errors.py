@@ -5,43 +5,33 @@ from __future__ import annotations
 from kit.errors import Conflict, DomainError, NotFound
 
 
-class CartNotFound(NotFound):
+class CartNotFound(NotFound, code="cart_not_found"):
     """No such cart for this user."""
 
-    code = "cart_not_found"
 
-
-class CartLocked(Conflict):
+class CartLocked(Conflict, code="cart_locked"):
     """Another checkout holds the cart (or it was already turned into an order)."""
 
-    code = "cart_locked"
+
+class CartReleased(Conflict, code="cart_released"):
+    """The checkout already gave the cart back: a late attempt of its lock step must not take it."""
 
 
-class CartEmpty(DomainError):
+class CartEmpty(DomainError, code="cart_empty"):
     """A checkout needs at least one line."""
 
-    code = "cart_empty"
 
-
-class CartCurrencyMismatch(DomainError):
+class CartCurrencyMismatch(DomainError, code="currency_mismatch"):
     """The variant has no price in the cart's currency."""
 
-    code = "currency_mismatch"
 
-
-class QuantityOutOfRange(DomainError):
+class QuantityOutOfRange(DomainError, code="quantity_out_of_range"):
     """A line holds 1 to 99 units."""
 
-    code = "quantity_out_of_range"
 
-
-class ItemNotFound(NotFound):
+class ItemNotFound(NotFound, code="item_not_found"):
     """No such line in this cart."""
 
-    code = "item_not_found"
 
-
-class TooManyLines(DomainError):
+class TooManyLines(DomainError, code="too_many_lines"):
     """A cart holds at most 100 lines."""
-
-    code = "too_many_lines"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domains.cart.statuses import CartStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -18,15 +18,6 @@ class Base(DeclarativeBase):
     """Declarative base of the cart database."""
 
     registry = domain_registry()
-
-
-class CartStatus(StrEnum):
-    """Lifecycle of a cart: editable, held by one checkout, turned into an order, or dropped."""
-
-    ACTIVE = "active"
-    LOCKED = "locked"
-    CONVERTED = "converted"
-    ABANDONED = "abandoned"
 
 
 class Cart(Base):
@@ -78,3 +69,20 @@ class CartItem(Base):
     quantity: Mapped[int] = mapped_column(Integer)
     price_snapshot: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     created_at: Mapped[datetime] = created_at_column()
+
+
+class CartRelease(Base):
+    """A checkout that gave its cart back (its lock was released, or it never got one).
+
+    Not in the seed: an attempt of the lock step that Temporal abandoned (timed out, retried, or
+    compensated with unlock) may still commit later; this record makes the cart refuse it, so a
+    checkout that is over can never lock the cart again.
+    """
+
+    __tablename__ = "cart_releases"
+
+    cart_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("carts.id", ondelete="CASCADE"), primary_key=True
+    )
+    checkout_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    released_at: Mapped[datetime] = created_at_column()

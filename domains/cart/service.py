@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -16,17 +17,34 @@ from domains.cart.errors import (
     CartEmpty,
     CartLocked,
     CartNotFound,
+    CartReleased,
     ItemNotFound,
     QuantityOutOfRange,
     TooManyLines,
 )
 from domains.cart.events import AGGREGATE, CartCheckoutEvent
-from domains.cart.models import Cart, CartItem, CartStatus
+from domains.cart.models import Cart, CartItem, CartRelease
+from domains.cart.statuses import CartStatus
 from kit.money import Money, normalize_currency
 from kit.outbox import append_event
 
 MAX_QUANTITY = 99
 MAX_LINES = 100
+
+
+class PricedVariant(Protocol):
+    """A variant at its current price, as the catalog quotes it: what a cart line is made of."""
+
+    @property
+    def product_id(self) -> uuid.UUID: ...
+    @property
+    def variant_id(self) -> uuid.UUID: ...
+    @property
+    def sku(self) -> str: ...
+    @property
+    def unit_price(self) -> Money: ...
+    @property
+    def price_id(self) -> uuid.UUID: ...
 
 
 @dataclass(frozen=True)
@@ -71,11 +89,16 @@ async def _event(session: AsyncSession, kind: str, cart: Cart, checkout_id: uuid
 async def lock_for_checkout(
     session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID, checkout_id: uuid.UUID
 ) -> LockedCart:
-    """Hold the cart for `checkout_id`; again for the same checkout is a no-op, another is refused.
+    """Hold the cart for `checkout_id`; again for the same checkout is a no-op, another is refused,
+    and so is a checkout that released the cart already (CartReleased).
 
-    The row lock (FOR UPDATE) serialises concurrent checkouts of one cart: exactly one wins.
+    The row lock (FOR UPDATE) serialises concurrent checkouts of one cart, and a lock with the
+    unlock of the same checkout: exactly one wins, and a lock never lands after its own unlock.
     """
     cart = await _cart_for_update(session, cart_id, user_id)
+    if await _released(session, cart_id, checkout_id):
+        # An abandoned attempt of the lock step committing after the checkout gave the cart back.
+        raise CartReleased("this checkout released the cart already", cart_id=str(cart_id))
     if cart.checkout_id == checkout_id and cart.status in (CartStatus.LOCKED, CartStatus.CONVERTED):
         pass  # a retry of our own step
     elif cart.status != CartStatus.ACTIVE:
@@ -119,10 +142,31 @@ async def _held_by(
     )
 
 
+async def _released(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID) -> bool:
+    released = await session.scalar(
+        select(CartRelease.checkout_id).where(
+            CartRelease.cart_id == cart_id, CartRelease.checkout_id == checkout_id
+        )
+    )
+    return released is not None
+
+
 async def unlock(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID) -> bool:
-    """Make the cart editable again if `checkout_id` holds it; False if there was nothing to do."""
-    cart = await _held_by(session, cart_id, checkout_id)
-    if cart is None or cart.status == CartStatus.ACTIVE:
+    """Make the cart editable again if `checkout_id` holds it; False if there was nothing to do.
+
+    Either way the checkout is recorded as done with the cart, so that a lock attempt of it still
+    in flight (abandoned by Temporal, not by the database) is refused when it arrives.
+    """
+    # The cart's row lock orders this with any lock attempt of the same checkout.
+    cart = await session.scalar(select(Cart).where(Cart.id == cart_id).with_for_update())
+    if cart is None:
+        return False
+    await session.execute(
+        insert(CartRelease)
+        .values(cart_id=cart_id, checkout_id=checkout_id)
+        .on_conflict_do_nothing()
+    )
+    if cart.checkout_id != checkout_id or cart.status == CartStatus.ACTIVE:
         return False
     cart.status = CartStatus.ACTIVE
     cart.checkout_id = None
@@ -160,15 +204,11 @@ async def add_item(
     session: AsyncSession,
     cart_id: uuid.UUID,
     user_id: uuid.UUID,
-    *,
-    product_id: uuid.UUID,
-    variant_id: uuid.UUID,
-    sku: str,
+    variant: PricedVariant,
     quantity: int,
-    unit_price: Money,
-    price_id: uuid.UUID,
 ) -> CartItem:
     """Add a line (or add to the quantity of the variant's line) with a fresh price snapshot."""
+    unit_price, variant_id = variant.unit_price, variant.variant_id
     cart = await _cart_for_update(session, cart_id, user_id)
     if cart.status != CartStatus.ACTIVE:
         raise CartLocked("the cart is held by a checkout", cart_id=str(cart_id))
@@ -187,10 +227,10 @@ async def add_item(
     if existing is None and len(await _items(session, cart_id)) >= MAX_LINES:
         raise TooManyLines(f"a cart holds at most {MAX_LINES} lines")
     snapshot = {
-        "sku": sku,
+        "sku": variant.sku,
         "unit_price": str(unit_price.amount),
         "currency": unit_price.currency,
-        "price_id": str(price_id),
+        "price_id": str(variant.price_id),
         "priced_at": datetime.now(UTC).isoformat(),
     }
     statement = (
@@ -198,7 +238,7 @@ async def add_item(
         .values(
             id=uuid.uuid4(),
             cart_id=cart_id,
-            product_id=product_id,
+            product_id=variant.product_id,
             variant_id=variant_id,
             quantity=quantity,
             price_snapshot=snapshot,

@@ -5,19 +5,21 @@ from __future__ import annotations
 from kit.errors import Conflict, DomainError, NotFound
 
 
-class CheckoutNotFound(NotFound):
+class CheckoutNotFound(NotFound, code="checkout_not_found"):
     """No such checkout (or not the caller's)."""
 
-    code = "checkout_not_found"
 
-
-class IdempotencyKeyMismatch(DomainError):
+class IdempotencyKeyMismatch(DomainError, code="idempotency_key_mismatch"):
     """The Idempotency-Key was used with another request body."""
 
-    code = "idempotency_key_mismatch"
 
-
-class AlreadyCaptured(Conflict):
+class AlreadyCaptured(Conflict, code="already_captured"):
     """The payment is captured: the checkout can no longer be cancelled."""
 
-    code = "already_captured"
+
+class CheckoutHasEnded(Conflict, code="checkout_ended"):
+    """The checkout has ended (or is giving back what it held): nothing more can be asked of it."""
+
+
+class NotWaitingForOperator(Conflict, code="not_waiting_for_operator"):
+    """The checkout is not waiting at `needs_attention`: there is nothing to retry or resolve."""

@@ -28,7 +28,8 @@ class CheckoutSession(Base):
     `POST /v1/checkouts` finds this row, another body under the same key is refused);
     `step`, `payment_status`, `next_action`, `failure_code`, `failure_message`, and the order's
     `order_id`, `order_number`, `total_amount`, `currency`: the status body survives the workflow's
-    retention in Temporal; `updated_at`, `completed_at`.
+    retention in Temporal; `updated_at`, `completed_at`; `resolution_note`: what the operator
+    wrote when settling by hand a checkout that waited at `needs_attention`.
     """
 
     __tablename__ = "checkout_sessions"
@@ -56,6 +57,7 @@ class CheckoutSession(Base):
     currency: Mapped[str | None] = mapped_column(String(3))
     updated_at: Mapped[datetime] = updated_at_column()
     completed_at: Mapped[datetime | None]
+    resolution_note: Mapped[str | None] = mapped_column(String(1000))
 
 
 class CheckoutStep(Base):

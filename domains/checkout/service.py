@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domains.checkout.errors import CheckoutNotFound, IdempotencyKeyMismatch
 from domains.checkout.models import CheckoutSession, CheckoutStep
 from domains.checkout.statuses import FINAL, CheckoutStatus, StepStatus
-from kit.db import insert_or_get
+from kit.db import get_owned, insert_or_get
 from kit.outbox import append_event
 
 
@@ -95,20 +95,22 @@ async def record_progress(
                 },
             )
         )
-    update_session = update(CheckoutSession).where(CheckoutSession.id == checkout_id)
+    # A session that has ended never changes again (nor goes back to `processing`): a retried
+    # record, or a run started by mistake for an ended checkout, finds nothing to update.
+    update_session = update(CheckoutSession).where(
+        CheckoutSession.id == checkout_id, CheckoutSession.completed_at.is_(None)
+    )
     if CheckoutStatus(details["status"]) not in FINAL:
         await session.execute(update_session.values(**details, updated_at=now))
         return
     ended = (
         await session.execute(
-            update_session.where(CheckoutSession.completed_at.is_(None))
-            .values(**details, updated_at=now, completed_at=now)
-            .returning(CheckoutSession.user_id)
+            update_session.values(**details, updated_at=now, completed_at=now).returning(
+                CheckoutSession.user_id
+            )
         )
     ).one_or_none()
     if ended is None:
-        # Already final (a retried record): keep the body current, announce nothing twice.
-        await session.execute(update_session.values(**details, updated_at=now))
         return
     await append_event(
         session,
@@ -162,10 +164,7 @@ async def get_session(
     session: AsyncSession, checkout_id: uuid.UUID, user_id: uuid.UUID | None
 ) -> CheckoutSession:
     """A checkout's session; `user_id` restricts it to its buyer (None: operator)."""
-    query = select(CheckoutSession).where(CheckoutSession.id == checkout_id)
-    if user_id is not None:
-        query = query.where(CheckoutSession.user_id == user_id)
-    row = await session.scalar(query)
+    row = await get_owned(session, CheckoutSession, checkout_id, user_id)
     if row is None:
         raise CheckoutNotFound("no such checkout", checkout_id=str(checkout_id))
     return row

@@ -48,6 +48,8 @@ class StepName(StrEnum):
     CREATE_SHIPMENT = "create_shipment"
     COMPLETE = "complete"
     COMPENSATING = "compensating"
+    # A compensation failed for good: the checkout waits for an operator's retry or resolve.
+    NEEDS_ATTENTION = "needs_attention"
 
 
 class StepStatus(StrEnum):
@@ -81,6 +83,7 @@ class FailureCode(StrEnum):
     # domains.cart
     CART_NOT_FOUND = "cart_not_found"
     CART_LOCKED = "cart_locked"
+    CART_RELEASED = "cart_released"
     CART_EMPTY = "cart_empty"
     CURRENCY_MISMATCH = "currency_mismatch"
     QUANTITY_OUT_OF_RANGE = "quantity_out_of_range"
@@ -90,6 +93,8 @@ class FailureCode(StrEnum):
     CHECKOUT_NOT_FOUND = "checkout_not_found"
     IDEMPOTENCY_KEY_MISMATCH = "idempotency_key_mismatch"
     ALREADY_CAPTURED = "already_captured"
+    CHECKOUT_ENDED = "checkout_ended"
+    NOT_WAITING_FOR_OPERATOR = "not_waiting_for_operator"
     # domains.coupons
     COUPON_NOT_FOUND = "coupon_not_found"
     COUPON_CODE_TAKEN = "coupon_code_taken"

@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.inventory.errors import InventoryNotFound, OutOfStock, StockBelowReserved
 from domains.inventory.events import AGGREGATE, ReservationChanged, StockLevel
-from domains.inventory.models import InventoryItem, InventoryReservation, ReservationStatus
+from domains.inventory.models import InventoryItem, InventoryReservation
+from domains.inventory.statuses import ReservationStatus
 from kit.db import insert_or_get
 from kit.outbox import append_event
 
@@ -67,19 +68,8 @@ async def get_stock(session: AsyncSession, variant_id: uuid.UUID) -> InventoryIt
 
 
 async def _event(session: AsyncSession, kind: str, r: InventoryReservation) -> None:
-    await append_event(
-        session,
-        AGGREGATE,
-        r.variant_id,
-        f"inventory.{kind}",
-        ReservationChanged(
-            checkout_id=r.checkout_id,
-            variant_id=r.variant_id,
-            quantity=r.quantity,
-            status=r.status,
-            order_id=r.order_id,
-        ),
-    )
+    event = ReservationChanged.model_validate(r, from_attributes=True)
+    await append_event(session, AGGREGATE, r.variant_id, f"inventory.{kind}", event)
 
 
 async def reserve(
@@ -198,16 +188,19 @@ async def commit(session: AsyncSession, checkout_id: uuid.UUID, order_id: uuid.U
 
 
 async def expired_checkouts(
-    session: AsyncSession, now: datetime, limit: int = 100
+    session: AsyncSession, now: datetime, *, after: uuid.UUID | None = None, limit: int = 100
 ) -> list[uuid.UUID]:
-    """Checkouts holding active reservations past their expiry (the sweeper's candidates)."""
+    """One page of checkouts holding active reservations past their expiry (the sweeper's
+    candidates), in id order from just past `after`: the last id of a page is the next cursor."""
+    query = select(InventoryReservation.checkout_id).where(
+        InventoryReservation.status == ReservationStatus.ACTIVE.value,
+        InventoryReservation.expires_at < now,
+    )
+    if after is not None:
+        query = query.where(InventoryReservation.checkout_id > after)
     rows = await session.scalars(
-        select(InventoryReservation.checkout_id)
-        .where(
-            InventoryReservation.status == ReservationStatus.ACTIVE.value,
-            InventoryReservation.expires_at < now,
-        )
-        .group_by(InventoryReservation.checkout_id)
+        query.group_by(InventoryReservation.checkout_id)
+        .order_by(InventoryReservation.checkout_id)
         .limit(limit)
     )
     return list(rows)

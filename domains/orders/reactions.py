@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.orders import service
-from domains.orders.models import OrderStatus
+from domains.orders.statuses import OrderStatus
 from kit.consumer import Reactions
 from kit.subjects import EventName
 
@@ -34,11 +34,9 @@ class ShipmentTracked(BaseModel):
 async def follow_parcel(session: AsyncSession, checkout_id: uuid.UUID, to: OrderStatus) -> None:
     """Move the checkout's order to `to` (shipped or delivered); a finished order stays put."""
     order = await service.order_for_checkout(session, checkout_id, lock=True)
-    if to == OrderStatus.DELIVERED and order.status == OrderStatus.FULFILLING:
-        # Tracking may skip in_transit; the history still shows the order was shipped first.
-        await service.transition(session, order, OrderStatus.SHIPPED, REASON)
-    if OrderStatus(order.status) not in (OrderStatus.DELIVERED, OrderStatus.REFUNDED):
-        await service.transition(session, order, to, REASON)
+    # Forward only: tracking may skip in_transit or arrive before the checkout marks the order
+    # fulfilling; a cancelled or refunded order keeps its status (the parcel is recorded anyway).
+    await service.advance(session, order, to, REASON)
 
 
 # Registration order is subscription order: it fixes the durable consumer's subject filter.

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import func, select
@@ -15,15 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domains.orders.errors import InvalidTransition, OrderNotFound
 from domains.orders.events import AGGREGATE, OrderCreated, OrderStatusChanged
 from domains.orders.models import (
-    AddressType,
     Order,
     OrderAddress,
     OrderItem,
     OrderStateTransition,
-    OrderStatus,
     order_number_seq,
 )
-from kit.db import insert_or_get
+from domains.orders.statuses import AddressType, OrderStatus
+from kit.db import get_owned, insert_or_get
 from kit.money import Money
 from kit.outbox import append_event
 
@@ -124,20 +122,8 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
         )
     )
     await session.flush()
-    await append_event(
-        session,
-        AGGREGATE,
-        order.id,
-        "order.created",
-        OrderCreated(
-            order_id=order.id,
-            order_number=order.order_number,
-            checkout_id=spec.checkout_id,
-            user_id=spec.user_id,
-            total_amount=Decimal(order.total_amount),
-            currency=order.currency,
-        ),
-    )
+    event = OrderCreated.model_validate(order, from_attributes=True)
+    await append_event(session, AGGREGATE, order.id, "order.created", event)
     return order
 
 
@@ -186,12 +172,39 @@ async def transition(
     return True
 
 
+# The way an order goes when all is well; cancelled and refunded are off it, and final.
+FULFILMENT = (S.PENDING_PAYMENT, S.PAID, S.FULFILLING, S.SHIPPED, S.DELIVERED)
+
+
+async def advance(session: AsyncSession, order: Order, to: OrderStatus, reason: str | None) -> bool:
+    """Move `order` (locked by the caller) forward to `to` along the fulfilment path.
+
+    Forward only and idempotent: a later state already satisfies an earlier one (the carrier may
+    report the parcel shipped before the checkout marks the order fulfilling), and a cancelled or
+    refunded order stays put. Delivered without shipped first records shipped on the way.
+    Returns whether the order moved.
+    """
+    current = OrderStatus(order.status)
+    if current not in FULFILMENT or FULFILMENT.index(current) >= FULFILMENT.index(to):
+        return False
+    if to == S.DELIVERED and current in (S.PAID, S.FULFILLING):
+        await transition(session, order, S.SHIPPED, reason)
+    return await transition(session, order, to, reason)
+
+
 async def transition_checkout_order(
     session: AsyncSession, checkout_id: uuid.UUID, to: OrderStatus, reason: str | None = None
 ) -> Order:
-    """Move the checkout's order to `to` (idempotent)."""
+    """Move the checkout's order forward to `to` (idempotent; a later state satisfies it).
+
+    A cancelled or refunded order cannot go forward again: InvalidTransition.
+    """
     order = await order_for_checkout(session, checkout_id, lock=True)
-    await transition(session, order, to, reason)
+    if OrderStatus(order.status) not in FULFILMENT:
+        raise InvalidTransition(
+            f"an order cannot go from {order.status} to {to}", order_id=str(order.id)
+        )
+    await advance(session, order, to, reason)
     return order
 
 
@@ -249,10 +262,7 @@ async def get_order(
     session: AsyncSession, order_id: uuid.UUID, user_id: uuid.UUID | None
 ) -> OrderView:
     """One order; `user_id` restricts it to that buyer (None: an operator sees every order)."""
-    query = select(Order).where(Order.id == order_id)
-    if user_id is not None:
-        query = query.where(Order.user_id == user_id)
-    order = await session.scalar(query)
+    order = await get_owned(session, Order, order_id, user_id)
     if order is None:
         raise OrderNotFound("no such order", order_id=str(order_id))
     return await _view(session, order)

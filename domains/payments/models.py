@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from domains.payments.statuses import PaymentStatus
+from domains.payments.statuses import PaymentStatus, TransactionStatus
+
+# Re-exported (`as`): the payments activities import it from here.
+from domains.payments.statuses import TransactionType as TransactionType
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -20,23 +22,6 @@ class Base(DeclarativeBase):
     """Declarative base of the payments database."""
 
     registry = domain_registry()
-
-
-class TransactionType(StrEnum):
-    """A single call against the provider."""
-
-    AUTHORIZE = "authorize"
-    CAPTURE = "capture"
-    VOID = "void"
-    REFUND = "refund"
-
-
-class TransactionStatus(StrEnum):
-    """Outcome of one provider call."""
-
-    PENDING = "pending"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
 
 
 class Payment(Base):
@@ -121,12 +106,14 @@ class PaymentWebhookEvent(Base):
     """The inbox of provider webhooks: one row per `webhook-id`, so redeliveries change nothing.
 
     Not in the seed: deduplicating at-least-once webhooks needs a durable record of what arrived.
+    Rows older than `PSP_WEBHOOK_RETENTION` are pruned by the payments worker (`received_at`).
     """
 
     __tablename__ = "payment_webhook_events"
     __table_args__ = (
         UniqueConstraint("provider", "webhook_id"),
         Index("ix_payment_webhook_events_intent", "intent_id"),
+        Index("ix_payment_webhook_events_received_at", "received_at"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

@@ -24,11 +24,9 @@ from domains.payments.models import (
     PaymentIdempotencyKey,
     PaymentTransaction,
     PaymentWebhookEvent,
-    TransactionStatus,
-    TransactionType,
 )
 from domains.payments.provider import Intent
-from domains.payments.statuses import PaymentStatus
+from domains.payments.statuses import PaymentStatus, TransactionStatus, TransactionType
 from kit.db import insert_if_absent, insert_or_get
 from kit.money import Money
 from kit.outbox import append_event
@@ -148,6 +146,16 @@ async def apply_intent(
     return payment
 
 
+async def record_refusal(session: AsyncSession, payment: Payment, code: str) -> Payment:
+    """The provider refused the payment details outright: no intent exists, nothing is held."""
+    previous = payment.status
+    payment.status = PaymentStatus.FAILED.value
+    payment.last_error_code = code
+    if previous != payment.status:
+        await _event(session, payment)
+    return payment
+
+
 async def mirror_intent(
     session: AsyncSession, payment: Payment, intent: Intent, *, error_code: str | None = None
 ) -> Payment:
@@ -180,24 +188,8 @@ async def _complete_key(session: AsyncSession, key: str, intent: Intent) -> None
 
 
 async def _event(session: AsyncSession, payment: Payment) -> None:
-    await append_event(
-        session,
-        AGGREGATE,
-        payment.id,
-        f"payment.{payment.status}",
-        PaymentChanged(
-            payment_id=payment.id,
-            checkout_id=payment.checkout_id,
-            order_id=payment.order_id,
-            status=payment.status,
-            amount=payment.amount,
-            captured_amount=payment.captured_amount,
-            refunded_amount=payment.refunded_amount,
-            currency=payment.currency,
-            provider_payment_id=payment.provider_payment_id,
-            error_code=payment.last_error_code,
-        ),
-    )
+    event = PaymentChanged.model_validate(payment, from_attributes=True)
+    await append_event(session, AGGREGATE, payment.id, f"payment.{payment.status}", event)
 
 
 async def record_webhook(

@@ -5,12 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from domains.products.statuses import ProductStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -19,14 +19,6 @@ class Base(DeclarativeBase):
     """Declarative base of the products database."""
 
     registry = domain_registry()
-
-
-class ProductStatus(StrEnum):
-    """Lifecycle of a product listing."""
-
-    DRAFT = "draft"
-    ACTIVE = "active"
-    ARCHIVED = "archived"
 
 
 class Product(Base):
@@ -46,7 +38,11 @@ class Product(Base):
 
 
 class ProductVariant(Base):
-    """One buyable variant (size, colour, ...) with a globally unique SKU."""
+    """One buyable variant (size, colour, ...) with a globally unique SKU.
+
+    Added: `position`, the variant's place in the order the seller gave (XS, S, M, L, ...), in
+    which the product shows its variants (as Shopify and Medusa rank them), not the SKUs' order.
+    """
 
     __tablename__ = "product_variants"
 
@@ -54,6 +50,7 @@ class ProductVariant(Base):
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), index=True)
     sku: Mapped[str] = mapped_column(String(64), unique=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class ProductPrice(Base):

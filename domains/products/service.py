@@ -14,13 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.products.errors import NoPrice, PriceChanged, ProductNotFound, SkuTaken
 from domains.products.events import PriceChangedEvent, ProductCreated
-from domains.products.models import (
-    Product,
-    ProductImage,
-    ProductPrice,
-    ProductStatus,
-    ProductVariant,
-)
+from domains.products.models import Product, ProductImage, ProductPrice, ProductVariant
+from domains.products.statuses import ProductStatus
 from kit.money import Money
 from kit.outbox import append_event
 
@@ -57,7 +52,7 @@ async def create_product(
     images: Iterable[tuple[str, int]] = (),
     now: datetime | None = None,
 ) -> Product:
-    """A product with its variants, their opening prices and its images."""
+    """A product with its variants (in the order given), their opening prices and its images."""
     at = now or datetime.now(UTC)
     product = Product(
         id=uuid.uuid4(),
@@ -70,9 +65,13 @@ async def create_product(
     session.add(product)
     variant_rows = [
         ProductVariant(
-            id=uuid.uuid4(), product_id=product.id, sku=spec.sku, attributes=spec.attributes
+            id=uuid.uuid4(),
+            product_id=product.id,
+            sku=spec.sku,
+            attributes=spec.attributes,
+            position=position,
         )
-        for spec in variants
+        for position, spec in enumerate(variants)
     ]
     try:
         # Parents first: the models declare foreign keys but no relationships to order inserts by.
@@ -238,7 +237,7 @@ async def get_product(
         await session.scalars(
             select(ProductVariant)
             .where(ProductVariant.product_id == product_id)
-            .order_by(ProductVariant.sku)
+            .order_by(ProductVariant.position, ProductVariant.sku)
         )
     )
     prices: dict[uuid.UUID, list[ProductPrice]] = {v.id: [] for v in variants}

@@ -187,17 +187,18 @@ async def test_cancel_before_capture(
     assert body["failure"] == {"code": "cancelled", "message": "the checkout was cancelled"}
     cart = (await http.get(f"/v1/carts/{cart_id}", headers=alice.headers)).json()
     assert cart["status"] == "active"
+    # Ended: nothing more to cancel (CONTRACT §4).
     assert_problem(
         await http.post(f"/v1/checkouts/{checkout_id}/cancel", headers=alice.headers),
         409,
-        "already_captured",
+        "checkout_ended",
     )
 
 
 async def test_checkout_starts_are_rate_limited(
     platform: Platform, alice: Caller, operator: Caller
 ) -> None:
-    settings = platform.settings.model_copy(update={"checkout_rate_per_minute": 2})
+    settings = platform.settings.updated(checkout={"rate_per_minute": 2})
     app = create_app(settings, temporal=platform.client)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))

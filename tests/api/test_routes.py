@@ -105,7 +105,7 @@ async def test_no_or_bad_token_is_401_with_a_challenge(
             "Authorization": "Bearer "
             + jwt.encode(
                 {"sub": str(uuid.uuid4()), "scopes": ["customer"], "exp": int(time.time()) - 5},
-                platform.settings.auth_jwt_secret.get_secret_value(),
+                platform.settings.auth.jwt_secret.get_secret_value(),
                 algorithm="HS256",
             )
         },
@@ -212,6 +212,20 @@ async def test_products_and_prices(http: httpx.AsyncClient, operator: Caller) ->
         headers=operator.headers,
     )
     assert_problem(bad_currency, 422, "validation_error")
+
+
+async def test_variants_keep_the_order_they_were_given_in(
+    http: httpx.AsyncClient, operator: Caller
+) -> None:
+    # The order is the seller's (sizes, then colours...), not the SKUs' alphabetical one.
+    prefix = f"SKU-{uuid.uuid4().hex[:10]}"
+    skus = [f"{prefix}-{size}" for size in ("XS", "S", "M", "L", "XL")]
+    created = await http.post("/v1/products", json=product_body(*skus), headers=operator.headers)
+    assert created.status_code == 201, created.text
+    assert [v["sku"] for v in created.json()["variants"]] == skus
+
+    shown = (await http.get(f"/v1/products/{created.json()['id']}")).json()
+    assert [v["sku"] for v in shown["variants"]] == skus
 
 
 async def test_inventory(http: httpx.AsyncClient, operator: Caller) -> None:
@@ -358,7 +372,7 @@ async def test_a_cart_holds_at_most_100_lines(
 
 
 async def test_body_size_is_capped(http: httpx.AsyncClient, platform: Platform) -> None:
-    huge = "x" * (platform.settings.api_max_body_bytes + 1)
+    huge = "x" * (platform.settings.api.max_body_bytes + 1)
     response = await http.post(
         "/v1/users", content=f'{{"email": "{huge}"}}', headers={"content-type": "application/json"}
     )
@@ -413,11 +427,11 @@ async def test_orders_belong_to_their_buyer(
     assert (
         await http.get(f"/v1/checkouts/{checkout_id}", headers=operator.headers)
     ).status_code == 200
-    # Captured: too late to cancel.
+    # Completed: too late to cancel (CONTRACT §4: checkout_ended after the end).
     assert_problem(
         await http.post(f"/v1/checkouts/{checkout_id}/cancel", headers=alice.headers),
         409,
-        "already_captured",
+        "checkout_ended",
     )
 
 
@@ -426,7 +440,7 @@ async def test_healthz(http: httpx.AsyncClient, platform: Platform) -> None:
     assert healthy.status_code == 200, healthy.text
     assert set(healthy.json()["checks"]) >= {"postgres", "nats", "temporal", "queue:checkout"}
 
-    broken = platform.settings.model_copy(update={"nats_url": f"nats://127.0.0.1:{free_port()}"})
+    broken = platform.settings.updated(nats={"url": f"nats://127.0.0.1:{free_port()}"})
     app = create_app(broken, temporal=platform.client)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))

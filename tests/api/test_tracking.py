@@ -39,7 +39,7 @@ async def _send(
     http: httpx.AsyncClient, platform: Platform, event: dict[str, Any]
 ) -> httpx.Response:
     body = json.dumps(event).encode()
-    secret = platform.settings.carrier_webhook_secret.get_secret_value()
+    secret = platform.settings.carrier.webhook_secret.get_secret_value()
     return await http.post(URL, content=body, headers=headers_for(secret, event["id"], body))
 
 
@@ -104,12 +104,19 @@ async def test_bad_carrier_signatures_are_refused(
     event = _tracking("shp_x", "in_transit")
     body = json.dumps(event).encode()
     # Signed with the payment secret instead of the carrier's.
-    wrong = headers_for(
-        platform.settings.payment_webhook_secret.get_secret_value(), event["id"], body
-    )
+    wrong = headers_for(platform.settings.psp.webhook_secret.get_secret_value(), event["id"], body)
     assert_problem(await http.post(URL, content=body, headers=wrong), 400, "invalid_signature")
-    unknown = await _send(http, platform, event)  # a valid event for a shipment we never booked
-    assert unknown.status_code == 200
+    # A valid event for a shipment not (yet) recorded: refused unrecorded, so that the carrier's
+    # redelivery applies it once the booking's row exists, instead of being acknowledged and lost.
+    early = await _send(http, platform, event)
+    assert_problem(early, 503, "shipment_not_yet_known")
+    assert early.headers["retry-after"] == "5"
+    async with platform.databases["shipping"].begin() as session:
+        recorded = await session.scalar(
+            text("SELECT count(*) FROM shipment_events WHERE provider_event_id = :e"),
+            {"e": event["id"]},
+        )
+    assert recorded == 0
 
 
 async def test_the_sandbox_carrier_delivers_and_the_buyer_is_told(

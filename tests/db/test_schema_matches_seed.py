@@ -24,9 +24,10 @@ FITTING_TYPES = {
 SEED = dbml.load()
 # Tables the platform adds beside the seed's, each explained in its model's docstring.
 ADDED_TABLES = {
+    "cart": {"cart_releases"},
     "payments": {"payment_webhook_events"},
-    "notifications": {"consumer_inbox", "order_recipients"},
-    "orders": {"consumer_inbox"},
+    "notifications": {"consumer_inbox", "consumer_dead_letters", "order_recipients"},
+    "orders": {"consumer_inbox", "consumer_dead_letters"},
 }
 
 

@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import nats as nats_client
 import pytest
 from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.consumer import Envelope, EventConsumer, InvalidEvent, NotYet, Reactions, Subscription
@@ -97,13 +99,55 @@ async def _until(condition: Callable[[], bool], timeout_s: float = 20.0) -> None
     raise AssertionError("condition not met in time")
 
 
-async def test_a_consumer_applies_typed_events_once_and_terminates_unreadable_ones(
-    js: JetStreamContext, databases: dict[str, DomainDatabase]
-) -> None:
-    # A stream of its own: nothing else publishes or consumes here.
+@pytest.fixture
+async def name(js: JetStreamContext) -> AsyncIterator[EventName]:
+    """An event on a stream of its own: nothing else publishes or consumes there."""
     domain = f"t{uuid.uuid4().hex[:10]}"
-    name = EventName(domain, "tick", "tick.happened")
+    event = EventName(domain, "tick", "tick.happened")
     await ensure_stream(js, domain)
+    yield event
+    await js.delete_stream(event.stream)
+
+
+async def _consume(
+    consumer: EventConsumer,
+    js: JetStreamContext,
+    name: EventName,
+    messages: Sequence[bytes],
+    done: Callable[[], bool],
+) -> None:
+    """Publish `messages`, run the consumer until `done` and a while longer, then check that it
+    left nothing pending or unacknowledged."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    try:
+        for data in messages:
+            await js.publish(name.subject, data)
+        await _until(done)
+        # A nak would bring an event back within a second; terminated, it stays away.
+        await asyncio.sleep(1.5)
+    finally:
+        stop.set()
+        await running
+    info = await js.consumer_info(name.stream, f"{consumer.name}-{name.stream}")
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+
+async def _dead_letters(consumer: EventConsumer) -> list[Row[Any]]:
+    async with consumer.db.begin() as session:
+        result = await session.execute(
+            text(
+                "SELECT event_id, subject, reason, deliveries, error, data "
+                "FROM consumer_dead_letters WHERE consumer = :c ORDER BY stream_seq"
+            ),
+            {"c": consumer.name},
+        )
+        return list(result.all())
+
+
+async def test_a_consumer_applies_typed_events_once_and_terminates_unreadable_ones(
+    js: JetStreamContext, name: EventName, databases: dict[str, DomainDatabase]
+) -> None:
     seen: list[int] = []
     attempts: list[int] = []
     reactions = Reactions()
@@ -116,32 +160,61 @@ async def test_a_consumer_applies_typed_events_once_and_terminates_unreadable_on
         seen.append(event.n)
 
     consumer = EventConsumer(
-        f"test-{domain}", databases["notifications"], js, reactions, retry_delay_s=0.1
+        f"test-{name.domain}", databases["notifications"], js, reactions, retry_delay_s=0.1
     )
-    stop = asyncio.Event()
-    running = asyncio.create_task(consumer.run(stop))
-    try:
-        duplicate = uuid.uuid4()
-        for data in (
-            _envelope(name, {"n": 1}, duplicate),
-            _envelope(name, {"m": 1}),  # the field this consumer reads is missing
-            b"not json",
-            _envelope(name, {"n": 2}),
-            _envelope(name, {"n": 1}, duplicate),  # republished after JetStream's window
-        ):
-            await js.publish(name.subject, data)
-        await _until(lambda: sorted(seen) == [1, 2] and consumer.rejected == 2)
-        # A nak would bring the unreadable events back within 0.5 s; terminated, they stay away.
-        await asyncio.sleep(1.5)
-    finally:
-        stop.set()
-        await running
+    duplicate = uuid.uuid4()
+    messages = [
+        _envelope(name, {"n": 1}, duplicate),
+        _envelope(name, {"m": 1}),  # the field this consumer reads is missing
+        b"not json",
+        _envelope(name, {"n": 2}),
+        _envelope(name, {"n": 1}, duplicate),  # republished after JetStream's window
+    ]
+    await _consume(
+        consumer, js, name, messages, lambda: sorted(seen) == [1, 2] and consumer.rejected == 2
+    )
 
     assert sorted(seen) == [1, 2]
     assert attempts.count(2) == 2
     assert consumer.rejected == 2
-    durable = f"{consumer.name}-{name.stream}"
-    info = await js.consumer_info(name.stream, durable)
-    assert info.num_pending == 0
-    assert info.num_ack_pending == 0
-    await js.delete_stream(name.stream)
+    # Both kept for an operator, the one without a readable envelope without an event id.
+    letters = await _dead_letters(consumer)
+    assert [(r.reason, r.deliveries, r.event_id is None) for r in letters] == [
+        ("invalid", 1, False),
+        ("invalid", 1, True),
+    ]
+    assert letters[1].data == "not json"
+
+
+async def test_an_event_whose_reaction_keeps_failing_is_dead_lettered_and_blocks_nothing(
+    js: JetStreamContext, name: EventName, databases: dict[str, DomainDatabase]
+) -> None:
+    failures: list[int] = []
+    # How often the poison had failed when the event after it was applied.
+    failures_when_applied: list[int] = []
+    reactions = Reactions()
+
+    @reactions.on(name, Tick)
+    async def record(session: AsyncSession, event: Tick) -> None:
+        if event.n == 13:
+            failures.append(event.n)
+            raise RuntimeError("a bug in the reaction: no redelivery will ever apply it")
+        failures_when_applied.append(len(failures))
+
+    db = databases["notifications"]
+    consumer = EventConsumer(
+        f"test-{name.domain}", db, js, reactions, retry_delay_s=0.02, max_deliver=3
+    )
+    poison = uuid.uuid4()
+    messages = [_envelope(name, {"n": 13}, poison), _envelope(name, {"n": 1})]
+    await _consume(consumer, js, name, messages, lambda: consumer.rejected == 1)
+
+    assert len(failures) == 3
+    assert len(failures_when_applied) == 1
+    assert failures_when_applied[0] < 3  # applied while the poison was still being retried
+    letters = await _dead_letters(consumer)
+    assert [(r.event_id, r.subject, r.reason, r.deliveries) for r in letters] == [
+        (poison, name.subject, "failed", 3)
+    ]
+    assert "RuntimeError" in letters[0].error
+    assert json.loads(letters[0].data)["id"] == str(poison)  # enough to replay it by hand

@@ -164,7 +164,11 @@ def test_each_registry_is_a_database_of_its_own_with_the_outbox() -> None:
 
     assert plain.metadata is not consuming.metadata
     assert set(plain.metadata.tables) == {"domain_outbox_events"}
-    assert set(consuming.metadata.tables) == {"domain_outbox_events", "consumer_inbox"}
+    assert set(consuming.metadata.tables) == {
+        "domain_outbox_events",
+        "consumer_inbox",
+        "consumer_dead_letters",
+    }
     assert plain.metadata.naming_convention["uq"] == "uq_%(table_name)s_%(column_0_N_name)s"
 
 

@@ -8,7 +8,8 @@ one place.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from temporalio.client import (
     Client,
@@ -16,6 +17,7 @@ from temporalio.client import (
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
+    WorkflowUpdateFailedError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -23,7 +25,7 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.payments.contract import SettleInput
@@ -35,19 +37,50 @@ from workflows.checkout.contract import (
     reconcile_workflow_id,
     workflow_id,
 )
-from workflows.checkout.models import CheckoutInput, CheckoutStatusBody, PaymentEvent
+from workflows.checkout.models import (
+    Attention,
+    CheckoutInput,
+    CheckoutStatusBody,
+    PaymentEvent,
+    Resolution,
+)
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 CheckoutHandle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
+T = TypeVar("T")
 
 
 class CheckoutNotRunning(Exception):
     """The checkout has no workflow run that could take the request (ended, or never started)."""
 
 
+class UpdateRefused(Exception):
+    """The workflow refused a request (its validator): `code` says why (a FailureCode value)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
 def _not_found(error: RPCError) -> bool:
     return error.status == RPCStatusCode.NOT_FOUND
+
+
+async def _answer(checkout_id: uuid.UUID, call: Awaitable[T]) -> T:
+    """An update's answer; a refusal as UpdateRefused, no run as CheckoutNotRunning."""
+    try:
+        return await call
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type:
+            raise UpdateRefused(cause.type, cause.message) from exc
+        raise
+    except RPCError as exc:
+        if _not_found(exc):
+            raise CheckoutNotRunning(str(checkout_id)) from exc
+        raise
 
 
 class CheckoutClient:
@@ -88,24 +121,37 @@ class CheckoutClient:
             raise
 
     async def request_cancel(self, checkout_id: uuid.UUID) -> bool:
-        """Ask the workflow to cancel; True when it will be honoured (decided in the workflow)."""
-        try:
-            return await self.handle(checkout_id).execute_update(CheckoutWorkflow.request_cancel)
-        except RPCError as exc:
-            if _not_found(exc):
-                raise CheckoutNotRunning(str(checkout_id)) from exc
-            raise
+        """The buyer's cancel; UpdateRefused (`already_captured`, `checkout_ended`) when the
+        workflow will not honour it: decided atomically in the workflow."""
+        return await _answer(
+            checkout_id, self.handle(checkout_id).execute_update(CheckoutWorkflow.request_cancel)
+        )
 
     async def force_cancel(self, checkout_id: uuid.UUID) -> bool:
-        """An operator's cancel: a cancel signal before the capture, Temporal cancellation after
-        it (the workflow then refunds). Returns whether the payment had been captured."""
-        handle = self.handle(checkout_id)
-        captured = await handle.query(CheckoutWorkflow.captured)
-        if captured:
-            await handle.cancel()
-        else:
-            await handle.signal(CheckoutWorkflow.cancel)
-        return captured
+        """An operator's cancel, honoured at any step; True when the payment will be refunded."""
+        return await _answer(
+            checkout_id, self.handle(checkout_id).execute_update(CheckoutWorkflow.operator_cancel)
+        )
+
+    async def retry_compensation(self, checkout_id: uuid.UUID) -> None:
+        """Run a checkout's failed compensations again (it waits at needs_attention)."""
+        await _answer(
+            checkout_id,
+            self.handle(checkout_id).execute_update(CheckoutWorkflow.retry_compensation),
+        )
+
+    async def resolve(self, checkout_id: uuid.UUID, note: str) -> None:
+        """Record that what a checkout could not give back was settled by hand; it then ends."""
+        await _answer(
+            checkout_id,
+            self.handle(checkout_id).execute_update(
+                CheckoutWorkflow.resolve, Resolution(note=note)
+            ),
+        )
+
+    async def attention(self, checkout_id: uuid.UUID) -> Attention | None:
+        """Why a checkout waits for an operator (None when it does not)."""
+        return await self.handle(checkout_id).query(CheckoutWorkflow.attention)
 
     async def deliver_payment_event(self, checkout_id: uuid.UUID, event: PaymentEvent) -> None:
         """Signal a provider event to the checkout (CheckoutNotRunning once it has ended)."""

@@ -28,6 +28,7 @@ __all__ = [
     "CUSTOMER_ID",
     "FINAL",
     "ORDER_NUMBER",
+    "PAYMENT_NOT_REQUIRED",
     "SEARCH_ATTRIBUTES",
     "WAITING_PAYMENT",
     "WORKFLOW_TYPE",
@@ -62,6 +63,9 @@ ORDER_NUMBER = SearchAttributeKey.for_keyword("OrderNumber")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 # Every key, as `temporal/dev-server.yml` and the time-skipping test server register them.
 SEARCH_ATTRIBUTES = (CHECKOUT_STATUS, CHECKOUT_STEP, ORDER_NUMBER, CUSTOMER_ID)
+
+# The status body's `payment.status` of a checkout whose total is zero: no payment is taken.
+PAYMENT_NOT_REQUIRED = "not_required"
 
 # The workflow's registered type, as visibility queries name it.
 WORKFLOW_TYPE = "CheckoutWorkflow"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Literal
 
 from pydantic import Field
@@ -17,6 +18,7 @@ from activities.shared import Address, NextAction, Payload
 
 __all__ = [
     "Address",
+    "Attention",
     "CheckoutInput",
     "CheckoutStatusBody",
     "Failure",
@@ -24,6 +26,7 @@ __all__ = [
     "OrderSummary",
     "PaymentEvent",
     "PaymentSummary",
+    "Resolution",
 ]
 
 
@@ -41,6 +44,9 @@ class CheckoutInput(Payload):
     payment_provider: Literal["sandbox"] = "sandbox"
     payment_token: str
     payment_timeout_s: int = Field(default=900, gt=0)
+    # While waiting for the provider, the intent is re-read this often even without an event:
+    # a checkout never depends on one webhook arriving.
+    payment_recheck_s: int = Field(default=30, gt=0)
 
 
 class PaymentEvent(Payload):
@@ -49,3 +55,23 @@ class PaymentEvent(Payload):
     id: str
     type: str
     intent: str
+
+
+class FailedCompensation(Payload):
+    """A compensation that failed for good, and the error it failed with."""
+
+    name: str
+    error: str
+
+
+class Attention(Payload):
+    """Why a checkout waits at `needs_attention`: what could not be given back on its own."""
+
+    since: datetime
+    failed: list[FailedCompensation]
+
+
+class Resolution(Payload):
+    """An operator's record that a checkout waiting for attention was settled by hand."""
+
+    note: str = Field(min_length=1, max_length=1000)

@@ -1,23 +1,25 @@
 """CheckoutWorkflow: cart to paid, reserved, shippable order, or nothing held and nobody charged.
 
 Orchestration only: no I/O here, and no activity implementation is imported: activities are
-called by name (`activities.<domain>.contract`) with the options of `STEPS`. Every step runs on
-its domain's task queue, and its compensation is registered before it runs. Capture is the pivot:
-before it, any failure, a cancel or an expiry undoes everything; after it, the remaining steps are
-retried forward, and a step that fails for good refunds the payment and cancels the order.
+called by name (`activities.<domain>.contract`) with the options of `steps.STEPS`. Every step runs
+on its domain's task queue, and its compensation is registered before it runs.
+
+The pivot is the capture (or, for a zero total, the decision that no payment is needed): before
+it, any failure, a buyer's cancel or an expiry undoes everything; from it on, the buyer's cancel is
+refused (409), the remaining steps are retried forward, and a step that fails for good, or an
+operator's cancel, refunds the payment and cancels the order. A checkout always ends: when a
+compensation fails for good, it waits at step `needs_attention` until an operator retries it or
+records that it was settled by hand. The run itself never fails.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -41,7 +43,9 @@ with workflow.unsafe.imports_passed_through():
         CHECKOUT_STATUS,
         CHECKOUT_STEP,
         CUSTOMER_ID,
+        FINAL,
         ORDER_NUMBER,
+        PAYMENT_NOT_REQUIRED,
         WAITING_PAYMENT,
         WORKFLOW_TYPE,
         CheckoutStatus,
@@ -49,108 +53,53 @@ with workflow.unsafe.imports_passed_through():
         PaymentStatus,
         StepName,
         StepStatus,
-        TaskQueue,
     )
     from workflows.checkout.models import (
+        Attention,
         CheckoutInput,
         CheckoutStatusBody,
+        FailedCompensation,
         Failure,
         OrderSummary,
         PaymentEvent,
         PaymentSummary,
+        Resolution,
     )
-    from workflows.saga import Saga
+    from workflows.checkout.steps import (
+        FORWARD,
+        RECORD_TIMEOUT,
+        RESERVATION_MARGIN,
+        STEPS,
+        CheckoutStopped,
+        failure_code,
+        gather_all,
+        is_cancellation,
+    )
+    from workflows.saga import Failed, Saga
 
 InputT = TypeVar("InputT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
 
-# Transient failures (a database restart, a provider timeout, a killed worker) are retried without
-# limit: giving up would leave the outcome unknown. Business failures are non-retryable errors.
-# A checkout stuck on retries shows up in the ops views (attempt count, last failure).
-FORWARD = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    maximum_attempts=0,
-)
-DB_STEP_TIMEOUT = timedelta(seconds=10)
-# Longer than the provider client's own timeout, so a slow provider call ends in the client (and is
-# retried under the same idempotency key) rather than being abandoned mid-flight.
-PROVIDER_STEP_TIMEOUT = timedelta(seconds=30)
-RECORD_TIMEOUT = timedelta(seconds=10)
-# Reservations outlive the payment window by this much; the sweeper frees them if a checkout
-# vanished without compensating.
-RESERVATION_MARGIN = timedelta(minutes=10)
+# Runs that recorded this marker get the behaviour of "every checkout ends" (interruptible
+# steps, the payment re-read, final statuses in visibility, needs_attention instead of a failed
+# run, a cancelled run that completes); runs recorded before it replay as they ran.
+EVERY_CHECKOUT_ENDS = "every-checkout-ends"
+
+ACTIVE = frozenset({CheckoutStatus.PROCESSING, CheckoutStatus.REQUIRES_ACTION})
 
 
-@dataclass(frozen=True)
-class StepOptions:
-    """How the workflow runs one activity: where, how long an attempt may take, how to retry."""
-
-    queue: TaskQueue
-    timeout: timedelta = DB_STEP_TIMEOUT
-    retry: RetryPolicy = field(default_factory=lambda: FORWARD)
-
-
-# Every activity the checkout calls, with its options (a test checks each queue is its domain's).
-STEPS: dict[str, StepOptions] = {
-    cart.LOCK.name: StepOptions(TaskQueue.CART),
-    cart.UNLOCK.name: StepOptions(TaskQueue.CART),
-    cart.CONVERT.name: StepOptions(TaskQueue.CART),
-    products.PRICE_CART.name: StepOptions(TaskQueue.PRODUCTS),
-    coupons.RESERVE.name: StepOptions(TaskQueue.COUPONS),
-    coupons.RELEASE.name: StepOptions(TaskQueue.COUPONS),
-    coupons.CONFIRM.name: StepOptions(TaskQueue.COUPONS),
-    inventory.RESERVE.name: StepOptions(TaskQueue.INVENTORY),
-    inventory.RELEASE.name: StepOptions(TaskQueue.INVENTORY),
-    inventory.COMMIT.name: StepOptions(TaskQueue.INVENTORY),
-    orders.CREATE.name: StepOptions(TaskQueue.ORDERS),
-    orders.CANCEL.name: StepOptions(TaskQueue.ORDERS),
-    orders.MARK_PAID.name: StepOptions(TaskQueue.ORDERS),
-    orders.MARK_FULFILLING.name: StepOptions(TaskQueue.ORDERS),
-    payments.AUTHORIZE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    payments.REFRESH.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    payments.CAPTURE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    payments.VOID.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    shipping.CREATE.name: StepOptions(TaskQueue.SHIPPING, PROVIDER_STEP_TIMEOUT),
-    shipping.CANCEL.name: StepOptions(TaskQueue.SHIPPING),
-}
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    """Cancel an activity and wait until it has really stopped (or finished on its own)."""
+    task.cancel()
+    try:
+        await task
+    except (ActivityError, asyncio.CancelledError):
+        pass  # cancelled, or failed on its own meanwhile: the caller stops either way
 
 
-class CheckoutStopped(Exception):
-    """Ends the forward path: the checkout failed, was cancelled or expired. Never leaves run()."""
-
-    def __init__(self, status: CheckoutStatus, code: FailureCode, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
-def failure_code(error: BaseException) -> tuple[FailureCode, str]:
-    """The failure code an activity failure carries (`internal_error` when it carries none)."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ApplicationError) and cause.type:
-            try:
-                return FailureCode(cause.type), cause.message
-            except ValueError:
-                pass
-        cause = cause.__cause__
-    return FailureCode.INTERNAL_ERROR, str(error)
-
-
-async def gather_all(*calls: Awaitable[Any]) -> list[Any]:
-    """Run `calls` concurrently and wait for every one, then raise the first failure.
-
-    Waiting also when one fails matters: compensating while a sibling is still reserving would
-    release before it reserves.
-    """
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results
+def _refused(code: FailureCode, message: str) -> ApplicationError:
+    """An update refused by its validator: kept out of the history, answered with `code`."""
+    return ApplicationError(message, type=code.value, non_retryable=True)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -166,11 +115,17 @@ class CheckoutWorkflow:
         self._failure: Failure | None = None
         self._seen_events: set[str] = set()
         self._unhandled_events: list[PaymentEvent] = []
-        self._cancel_requested = False
-        self._captured = False
+        self._cancel_requested = False  # the buyer's (or an operator's) cancel before the pivot
+        self._force_cancel = False  # an operator's cancel: honoured after the pivot too (refund)
+        self._pivot_started = False  # the capture is decided: the buyer's cancel is refused
+        self._captured = False  # money was captured
         self._intent_id: str | None = None
         self._saga = Saga()
         self._step_started: datetime | None = None
+        self._attention: Attention | None = None
+        self._operator: Resolution | bool | None = None  # True: retry; a Resolution: resolve
+        self._note: str | None = None
+        self._ends = False  # EVERY_CHECKOUT_ENDS, decided once per run
 
     # -- signals, updates and queries ----------------------------------------------------------
 
@@ -184,20 +139,53 @@ class CheckoutWorkflow:
 
     @workflow.signal(name="cancel")
     def cancel(self) -> None:
-        """The buyer or an operator asks to stop; honoured until the payment is captured."""
-        if not self._captured:
+        """The buyer or an operator asks to stop; honoured until the pivot."""
+        if not self._captured and not (self._ends and self._pivot_started):
             self._cancel_requested = True
 
     @workflow.update(name="request_cancel")
     def request_cancel(self) -> bool:
-        """Like the `cancel` signal, but answers whether it was honoured (False once captured)."""
-        if self._captured or self._status not in (
-            CheckoutStatus.PROCESSING,
-            CheckoutStatus.REQUIRES_ACTION,
-        ):
+        """The buyer's cancel: accepted only when it will be honoured (see the validator)."""
+        if self._captured or self._status not in ACTIVE:
             return False
         self._cancel_requested = True
         return True
+
+    @request_cancel.validator
+    def _may_cancel(self) -> None:
+        if self._ended():
+            raise _refused(FailureCode.CHECKOUT_ENDED, "the checkout has ended")
+        if self._pivot_started or self._captured:
+            raise _refused(FailureCode.ALREADY_CAPTURED, "the payment is being captured")
+
+    @workflow.update(name="operator_cancel")
+    def operator_cancel(self) -> bool:
+        """An operator's cancel: compensates at any point; True when the payment is refunded."""
+        self._force_cancel = True
+        return self._pivot_started
+
+    @operator_cancel.validator
+    def _may_force_cancel(self) -> None:
+        if self._ended():
+            raise _refused(FailureCode.CHECKOUT_ENDED, "the checkout has ended")
+
+    @workflow.update(name="retry_compensation")
+    def retry_compensation(self) -> None:
+        """An operator mended the cause: run the failed compensations again."""
+        self._operator = True
+
+    @workflow.update(name="resolve")
+    def resolve(self, resolution: Resolution) -> None:
+        """An operator settled by hand what the failed compensations could not give back."""
+        self._operator = resolution
+
+    @retry_compensation.validator
+    def _may_retry(self) -> None:
+        self._must_wait_for_operator()
+
+    @resolve.validator
+    def _may_resolve(self, resolution: Resolution) -> None:
+        self._must_wait_for_operator()
 
     @workflow.query(name="status")
     def status(self) -> CheckoutStatusBody:
@@ -222,12 +210,32 @@ class CheckoutWorkflow:
         """Whether the payment is captured (past the pivot: a cancel is no longer honoured)."""
         return self._captured
 
+    @workflow.query(name="attention")
+    def attention(self) -> Attention | None:
+        """What the checkout waits for an operator about (None unless at needs_attention)."""
+        return self._attention
+
+    def _ended(self) -> bool:
+        return self._status in FINAL or self._step in (
+            StepName.COMPENSATING,
+            StepName.NEEDS_ATTENTION,
+        )
+
+    def _must_wait_for_operator(self) -> None:
+        if self._status in FINAL:
+            raise _refused(FailureCode.CHECKOUT_ENDED, "the checkout has ended")
+        if self._attention is None or self._operator is not None:
+            raise _refused(
+                FailureCode.NOT_WAITING_FOR_OPERATOR, "the checkout is not waiting for an operator"
+            )
+
     # -- the saga --------------------------------------------------------------------------------
 
     @workflow.run
     async def run(self, input: CheckoutInput) -> CheckoutStatusBody:
         """Drive the checkout to completed, failed, cancelled or expired."""
         self._input = input
+        self._ends = workflow.patched(EVERY_CHECKOUT_ENDS)
         self._step_started = workflow.now()
         # Metrics go through the worker's runtime (Prometheus); they are not emitted on replay.
         workflow.metric_meter().create_counter("checkouts_started", "checkouts started").add(1)
@@ -238,7 +246,32 @@ class CheckoutWorkflow:
                 CHECKOUT_STEP.value_set(self._step.value),
             ]
         )
-        await self._local(
+        ended = await self._open_session(input)
+        if ended is not None:
+            return ended
+        try:
+            await self._forward(input)
+        except CheckoutStopped as stop:
+            await self._unwind(stop.status, stop.code, stop.message)
+        except ActivityError as error:
+            if self._ends and is_cancellation(error):
+                await self._unwind(CheckoutStatus.CANCELLED, FailureCode.CANCELLED, "cancelled")
+            else:
+                code, message = failure_code(error)
+                await self._unwind(CheckoutStatus.FAILED, code, message)
+        except asyncio.CancelledError:
+            # Temporal cancellation (an operator in the web UI): undo everything, refunding if
+            # captured; the run then completes with the `cancelled` body.
+            await self._unwind(CheckoutStatus.CANCELLED, FailureCode.CANCELLED, "cancelled")
+            if not self._ends:
+                self._count_end()
+                raise
+        self._count_end()
+        return self.status()
+
+    async def _open_session(self, input: CheckoutInput) -> CheckoutStatusBody | None:
+        """Record the session; a checkout that has already ended answers its recorded outcome."""
+        opened = await self._local(
             record.OPEN_SESSION,
             record.OpenSessionInput(
                 checkout_id=input.checkout_id,
@@ -248,37 +281,44 @@ class CheckoutWorkflow:
                 request_hash=input.request_hash,
             ),
         )
-        try:
-            await self._forward(input)
-        except CheckoutStopped as stop:
-            await self._unwind(stop.status, stop.code, stop.message)
-        except ActivityError as error:
-            code, message = failure_code(error)
-            await self._unwind(CheckoutStatus.FAILED, code, message)
-        except asyncio.CancelledError:
-            # Temporal cancellation (an operator): undo everything, refunding if captured.
-            await self._unwind(CheckoutStatus.CANCELLED, FailureCode.CANCELLED, "cancelled")
-            self._count_end()
-            raise
-        self._count_end()
-        return self.status()
+        if opened is None or opened.ended is None:
+            return None
+        # Never run an ended checkout again (a run started after its history was deleted).
+        ended = opened.ended
+        workflow.logger.warning("checkout.already_ended", extra={"status": ended.status})
+        self._status, self._step = CheckoutStatus(ended.status), StepName(ended.step)
+        self._order, self._payment, self._failure = ended.order, ended.payment, ended.failure
+        workflow.upsert_search_attributes(
+            [
+                CHECKOUT_STATUS.value_set(self._status.value),
+                CHECKOUT_STEP.value_set(self._step.value),
+            ]
+        )
+        return ended
 
     async def _forward(self, input: CheckoutInput) -> None:
         """The stages in order; each raises to stop the checkout."""
         snapshot = await self._lock_cart(input)
         discount = await self._reserve(input, snapshot)
         order = await self._create_order(input, snapshot, discount)
-        await self._authorize(input, order)
-        await self._capture(input)
+        if order.total.amount == 0:
+            # Nothing to pay (a 100 % coupon, a free product): no payment is taken.
+            self._pivot_started = True
+            self._payment = PaymentSummary(status=PAYMENT_NOT_REQUIRED)
+        else:
+            await self._authorize(input, order)
+            await self._capture(input)
         order_ref = OrderRef(checkout_id=input.checkout_id, order_id=order.order_id)
         await self._settle(order_ref)
+        self._check_cancel()
         await self._ship(input, order_ref)
+        self._check_cancel()
         await self._complete(input)
 
     async def _lock_cart(self, input: CheckoutInput) -> cart.CartSnapshot:
         await self._enter(StepName.LOCK_CART)
         self._saga.add("unlock_cart", lambda: self._call(cart.UNLOCK, self._cart_ref()))
-        snapshot = await self._call(
+        snapshot = await self._step_call(
             cart.LOCK,
             cart.LockCartInput(
                 checkout_id=input.checkout_id, cart_id=input.cart_id, user_id=input.user_id
@@ -298,7 +338,7 @@ class CheckoutWorkflow:
         stage.append(StepName.RESERVE_INVENTORY)
         self._saga.add("release_inventory", lambda: self._call(inventory.RELEASE, self._release()))
         await self._enter(*stage)
-        price = self._call(
+        price = self._step_call(
             products.PRICE_CART,
             products.PriceCartInput(currency=snapshot.currency, lines=snapshot.lines, at=now),
         )
@@ -307,7 +347,7 @@ class CheckoutWorkflow:
             if input.coupon_code
             else self._no_discount(snapshot.currency)
         )
-        stock = self._call(
+        stock = self._step_call(
             inventory.RESERVE,
             inventory.ReserveInventoryInput(
                 checkout_id=checkout_id,
@@ -322,7 +362,7 @@ class CheckoutWorkflow:
     async def _reserve_coupon(
         self, input: CheckoutInput, code: str, subtotal: Money, at: datetime
     ) -> Money:
-        reservation = await self._call(
+        reservation = await self._step_call(
             coupons.RESERVE,
             coupons.ReserveCouponInput(
                 checkout_id=input.checkout_id,
@@ -354,7 +394,7 @@ class CheckoutWorkflow:
             ),
         )
         subtotal = snapshot.subtotal()
-        order = await self._call(
+        order = await self._step_call(
             orders.CREATE,
             orders.CreateOrderInput(
                 checkout_id=input.checkout_id,
@@ -389,7 +429,7 @@ class CheckoutWorkflow:
             token=input.payment_token,
         )
         self._saga.add("void_payment", lambda: self._call(payments.VOID, authorize))
-        payment = await self._call(payments.AUTHORIZE, authorize)
+        payment = await self._step_call(payments.AUTHORIZE, authorize)
         self._take_payment(payment)
         if payment.status in WAITING_PAYMENT:
             payment = await self._await_payment(input)
@@ -402,62 +442,78 @@ class CheckoutWorkflow:
         self._check_cancel()
 
     async def _await_payment(self, input: CheckoutInput) -> payments.PaymentResult:
-        """Wait for the provider to settle the authorization, bounded by the payment window."""
+        """Wait for the provider to settle the authorization, bounded by the payment window.
+
+        Provider events wake the wait; without one, the intent is re-read every
+        `payment_recheck_s` all the same, so a lost webhook never decides a checkout.
+        """
         await self._enter(StepName.AWAITING_PAYMENT)
         deadline = workflow.now() + timedelta(seconds=input.payment_timeout_s)
         while True:
             remaining = (deadline - workflow.now()).total_seconds()
             if remaining <= 0:
                 raise self._expired(input)
+            wait = min(remaining, input.payment_recheck_s) if self._ends else remaining
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self._unhandled_events) or self._cancel_requested,
-                    timeout=remaining,
+                    lambda: bool(self._unhandled_events) or self._stopping(), timeout=wait
                 )
             except TimeoutError:
-                raise self._expired(input) from None
-            self._check_cancel()
-            events, self._unhandled_events = self._unhandled_events, []
-            if not any(event.intent == self._intent_id for event in events):
-                workflow.logger.warning(
-                    "checkout.payment_event.foreign",
-                    extra={"intents": [event.intent for event in events]},
-                )
-                continue
+                if not self._ends:
+                    raise self._expired(input) from None
+            else:
+                self._check_cancel()
+                events, self._unhandled_events = self._unhandled_events, []
+                if not any(event.intent == self._intent_id for event in events):
+                    workflow.logger.warning(
+                        "checkout.payment_event.foreign",
+                        extra={"intents": [event.intent for event in events]},
+                    )
+                    continue
             # Never trust the event's copy: ask the provider what the intent is now.
-            payment = await self._call(payments.REFRESH, CheckoutRef(checkout_id=input.checkout_id))
+            payment = await self._step_call(
+                payments.REFRESH, CheckoutRef(checkout_id=input.checkout_id)
+            )
             self._take_payment(payment)
             if payment.status not in WAITING_PAYMENT:
                 return payment
 
     async def _capture(self, input: CheckoutInput) -> None:
+        # From here the capture is decided: a buyer's cancel is refused (409 already_captured).
+        self._pivot_started = True
         await self._enter(StepName.CAPTURE_PAYMENT)
         payment = await self._call(payments.CAPTURE, CheckoutRef(checkout_id=input.checkout_id))
-        # The pivot: money moved. From here on, only forward (or a refund if a step fails for good).
+        # Money moved. From here on, only forward (or a refund if a step fails for good).
         self._captured = True
         self._cancel_requested = False
         self._take_payment(payment)
+        self._check_cancel()
 
     async def _settle(self, order_ref: OrderRef) -> None:
-        """The captured payment turns reservations into sales and the order into a paid one."""
+        """The pivot turns reservations into sales and the order into a paid one."""
         await self._enter(
             StepName.COMMIT_INVENTORY, StepName.CONFIRM_COUPON, StepName.CONFIRM_ORDER
         )
         await gather_all(
-            self._call(inventory.COMMIT, order_ref),
-            self._call(coupons.CONFIRM, order_ref),
-            self._call(
+            self._step_call(inventory.COMMIT, order_ref),
+            self._step_call(coupons.CONFIRM, order_ref),
+            self._step_call(
                 orders.MARK_PAID,
                 orders.OrderTransitionInput(
-                    checkout_id=order_ref.checkout_id, reason="payment_captured"
+                    checkout_id=order_ref.checkout_id, reason=self._paid_reason()
                 ),
             ),
         )
 
     async def _ship(self, input: CheckoutInput, order_ref: OrderRef) -> None:
         await self._enter(StepName.CREATE_SHIPMENT)
-        self._saga.add("cancel_shipment", lambda: self._call(shipping.CANCEL, order_ref))
-        await self._call(
+        cancel = shipping.CancelShipmentInput(
+            checkout_id=input.checkout_id,
+            order_id=order_ref.order_id,
+            ship_to=input.shipping_address if self._ends else None,
+        )
+        self._saga.add("cancel_shipment", lambda: self._call(shipping.CANCEL, cancel))
+        await self._step_call(
             shipping.CREATE,
             shipping.CreateShipmentInput(
                 checkout_id=input.checkout_id,
@@ -469,8 +525,8 @@ class CheckoutWorkflow:
     async def _complete(self, input: CheckoutInput) -> None:
         await self._enter(StepName.COMPLETE)
         await gather_all(
-            self._call(cart.CONVERT, self._cart_ref()),
-            self._call(
+            self._step_call(cart.CONVERT, self._cart_ref()),
+            self._step_call(
                 orders.MARK_FULFILLING,
                 orders.OrderTransitionInput(
                     checkout_id=input.checkout_id, reason="shipment_created"
@@ -478,7 +534,71 @@ class CheckoutWorkflow:
             ),
         )
         self._status = CheckoutStatus.COMPLETED
+        if self._ends:
+            workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(self._status.value)])
         await self._record({StepName.COMPLETE: StepStatus.COMPLETED})
+
+    # -- when it does not go forward --------------------------------------------------------------
+
+    async def _unwind(self, status: CheckoutStatus, code: FailureCode, message: str) -> None:
+        """Record the failure, run every compensation, and end in `status`.
+
+        A compensation that fails for good parks the checkout at `needs_attention` until an
+        operator retries it (after mending the cause) or resolves it (settled by hand).
+        """
+        failed_step = self._step
+        self._failure = Failure(code=code, message=message)
+        self._step = StepName.COMPENSATING
+        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
+        await self._record(
+            {failed_step: StepStatus.FAILED, StepName.COMPENSATING: StepStatus.STARTED},
+            error_code=code.value,
+        )
+        failures = await self._saga.compensate()
+        while failures:
+            if not self._ends:
+                names = ", ".join(failed.name for failed in failures)
+                raise ApplicationError(
+                    f"compensations failed: {names}", type="compensation_failed", non_retryable=True
+                )
+            if not await self._wait_for_operator(failures, code):
+                break
+            failures = await self._saga.compensate()
+        self._status = status
+        if self._payment is not None and self._captured:
+            self._payment = PaymentSummary(status=PaymentStatus.REFUNDED)
+        workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(status.value)])
+        await self._record(
+            {self._step: StepStatus.COMPLETED}, error_code=code.value, note=self._note
+        )
+
+    async def _wait_for_operator(self, failures: list[Failed], code: FailureCode) -> bool:
+        """Wait at needs_attention; True when the operator asks to retry, False when resolved."""
+        self._attention = Attention(
+            since=workflow.now(),
+            failed=[FailedCompensation(name=f.name, error=f.error) for f in failures],
+        )
+        workflow.logger.error(
+            "checkout.needs_attention", extra={"compensations": [f.name for f in failures]}
+        )
+        self._step = StepName.NEEDS_ATTENTION
+        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
+        await self._record(
+            {StepName.COMPENSATING: StepStatus.FAILED, self._step: StepStatus.STARTED},
+            error_code="compensation_failed",
+        )
+        await workflow.wait_condition(lambda: self._operator is not None)
+        action, self._operator, self._attention = self._operator, None, None
+        if isinstance(action, Resolution):
+            self._note = action.note
+            return False
+        self._step = StepName.COMPENSATING
+        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
+        await self._record(
+            {StepName.NEEDS_ATTENTION: StepStatus.COMPLETED, self._step: StepStatus.STARTED},
+            error_code=code.value,
+        )
+        return True
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -489,11 +609,16 @@ class CheckoutWorkflow:
     def _reason(self) -> str:
         return self._failure.code.value if self._failure else "compensation"
 
+    def _paid_reason(self) -> str:
+        return "payment_captured" if self._captured else "no_payment_required"
+
     def _release(self) -> ReleaseInput:
-        # Read at compensation time: after the pivot, units already taken go back on the shelf.
+        # Read at compensation time: from the pivot on, units already taken go back on the shelf.
         assert self._input is not None
         return ReleaseInput(
-            checkout_id=self._input.checkout_id, reason=self._reason(), restock=self._captured
+            checkout_id=self._input.checkout_id,
+            reason=self._reason(),
+            restock=self._captured or self._pivot_started,
         )
 
     def _expired(self, input: CheckoutInput) -> CheckoutStopped:
@@ -503,8 +628,15 @@ class CheckoutWorkflow:
             f"no payment confirmation within {input.payment_timeout_s} s",
         )
 
+    def _stopping(self) -> bool:
+        """An accepted cancel waits to be honoured: the buyer's before the pivot, an operator's
+        at any point."""
+        if self._force_cancel:
+            return True
+        return self._cancel_requested and not self._captured and not self._pivot_started
+
     def _check_cancel(self) -> None:
-        if self._cancel_requested and not self._captured:
+        if self._stopping() or (not self._ends and self._cancel_requested and not self._captured):
             raise CheckoutStopped(
                 CheckoutStatus.CANCELLED, FailureCode.CANCELLED, "the checkout was cancelled"
             )
@@ -547,7 +679,10 @@ class CheckoutWorkflow:
         ).with_additional_attributes({"status": self._status.value, "code": code}).add(1)
 
     async def _record(
-        self, steps: dict[StepName, StepStatus], error_code: str | None = None
+        self,
+        steps: dict[StepName, StepStatus],
+        error_code: str | None = None,
+        note: str | None = None,
     ) -> None:
         assert self._input is not None
         await self._local(
@@ -557,25 +692,25 @@ class CheckoutWorkflow:
                 steps={name.value: status.value for name, status in steps.items()},
                 error_code=error_code,
                 body=self.status(),
+                note=note,
             ),
         )
 
-    async def _unwind(self, status: CheckoutStatus, code: FailureCode, message: str) -> None:
-        """Record the failure, run every compensation, and end in `status`."""
-        failed_step = self._step
-        self._failure = Failure(code=code, message=message)
-        self._step = StepName.COMPENSATING
-        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
-        await self._record(
-            {failed_step: StepStatus.FAILED, StepName.COMPENSATING: StepStatus.STARTED},
-            error_code=code.value,
-        )
-        await self._saga.compensate()
-        self._status = status
-        if self._payment is not None and self._captured:
-            self._payment = PaymentSummary(status=PaymentStatus.REFUNDED)
-        workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(status.value)])
-        await self._record({StepName.COMPENSATING: StepStatus.COMPLETED}, error_code=code.value)
+    async def _step_call(self, activity: ActivityName[InputT, ResultT], arg: InputT) -> ResultT:
+        """A forward step that an accepted cancel interrupts: the attempt in flight is cancelled
+        and waited for (its compensation is registered already), then the checkout unwinds."""
+        if not self._ends:
+            return await self._call(activity, arg)
+        task = asyncio.ensure_future(self._call(activity, arg))
+        try:
+            await workflow.wait_condition(lambda: task.done() or self._stopping())
+        except asyncio.CancelledError:
+            await _cancelled(task)  # the run is cancelled: the attempt in flight ends first
+            raise
+        if not task.done():
+            await _cancelled(task)
+            self._check_cancel()
+        return task.result()
 
     async def _call(self, activity: ActivityName[InputT, ResultT], arg: InputT) -> ResultT:
         """Run a domain activity with its options from `STEPS`."""
@@ -586,11 +721,18 @@ class CheckoutWorkflow:
             task_queue=options.queue.value,
             start_to_close_timeout=options.timeout,
             retry_policy=options.retry,
+            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             result_type=activity.result,
         )
         return result
 
-    async def _local(self, activity: ActivityName[InputT, ResultT], arg: InputT) -> None:
-        await workflow.execute_local_activity(
-            activity.name, arg, start_to_close_timeout=RECORD_TIMEOUT, retry_policy=FORWARD
+    async def _local(self, activity: ActivityName[InputT, ResultT], arg: InputT) -> ResultT | None:
+        """A local activity on the checkout worker (its result None in older histories)."""
+        result: ResultT | None = await workflow.execute_local_activity(
+            activity.name,
+            arg,
+            start_to_close_timeout=RECORD_TIMEOUT,
+            retry_policy=FORWARD,
+            result_type=cast(type, activity.result | None),
         )
+        return result

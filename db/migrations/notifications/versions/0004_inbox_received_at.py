@@ -1,0 +1,25 @@
+"""consumer_inbox by received_at: the inbox is pruned by age
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-26
+"""
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_consumer_inbox_received_at", "consumer_inbox", ["received_at"], unique=False
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_consumer_inbox_received_at", table_name="consumer_inbox")

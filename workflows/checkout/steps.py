@@ -1,0 +1,118 @@
+"""How the checkout workflow runs activities: the options of each, failures, concurrent stages.
+
+Workflow code (deterministic, no I/O): imported by `workflow.py` and by the tests that check that
+every activity runs on its own domain's queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+
+from activities.cart import contract as cart
+from activities.coupons import contract as coupons
+from activities.inventory import contract as inventory
+from activities.orders import contract as orders
+from activities.payments import contract as payments
+from activities.products import contract as products
+from activities.shipping import contract as shipping
+from workflows.checkout.contract import CheckoutStatus, FailureCode, TaskQueue
+
+# Transient failures (a database restart, a provider timeout, a killed worker) are retried without
+# limit: giving up would leave the outcome unknown. Business failures are non-retryable errors.
+# A checkout stuck on retries shows up in the ops views (attempt count, last failure).
+FORWARD = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
+)
+DB_STEP_TIMEOUT = timedelta(seconds=10)
+# Longer than the provider client's own timeout, so a slow provider call ends in the client (and is
+# retried under the same idempotency key) rather than being abandoned mid-flight.
+PROVIDER_STEP_TIMEOUT = timedelta(seconds=30)
+RECORD_TIMEOUT = timedelta(seconds=10)
+# Reservations outlive the payment window by this much; the sweeper frees them if a checkout
+# vanished without compensating.
+RESERVATION_MARGIN = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """How the workflow runs one activity: where, how long an attempt may take, how to retry."""
+
+    queue: TaskQueue
+    timeout: timedelta = DB_STEP_TIMEOUT
+    retry: RetryPolicy = field(default_factory=lambda: FORWARD)
+
+
+# Every activity the checkout calls, with its options (a test checks each queue is its domain's).
+STEPS: dict[str, StepOptions] = {
+    cart.LOCK.name: StepOptions(TaskQueue.CART),
+    cart.UNLOCK.name: StepOptions(TaskQueue.CART),
+    cart.CONVERT.name: StepOptions(TaskQueue.CART),
+    products.PRICE_CART.name: StepOptions(TaskQueue.PRODUCTS),
+    coupons.RESERVE.name: StepOptions(TaskQueue.COUPONS),
+    coupons.RELEASE.name: StepOptions(TaskQueue.COUPONS),
+    coupons.CONFIRM.name: StepOptions(TaskQueue.COUPONS),
+    inventory.RESERVE.name: StepOptions(TaskQueue.INVENTORY),
+    inventory.RELEASE.name: StepOptions(TaskQueue.INVENTORY),
+    inventory.COMMIT.name: StepOptions(TaskQueue.INVENTORY),
+    orders.CREATE.name: StepOptions(TaskQueue.ORDERS),
+    orders.CANCEL.name: StepOptions(TaskQueue.ORDERS),
+    orders.MARK_PAID.name: StepOptions(TaskQueue.ORDERS),
+    orders.MARK_FULFILLING.name: StepOptions(TaskQueue.ORDERS),
+    payments.AUTHORIZE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    payments.REFRESH.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    payments.CAPTURE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    payments.VOID.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
+    shipping.CREATE.name: StepOptions(TaskQueue.SHIPPING, PROVIDER_STEP_TIMEOUT),
+    shipping.CANCEL.name: StepOptions(TaskQueue.SHIPPING),
+}
+
+
+class CheckoutStopped(Exception):
+    """Ends the forward path: the checkout failed, was cancelled or expired. Never leaves run()."""
+
+    def __init__(self, status: CheckoutStatus, code: FailureCode, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def failure_code(error: BaseException) -> tuple[FailureCode, str]:
+    """The failure code an activity failure carries (`internal_error` when it carries none)."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type:
+            try:
+                return FailureCode(cause.type), cause.message
+            except ValueError:
+                pass
+        cause = cause.__cause__
+    return FailureCode.INTERNAL_ERROR, str(error)
+
+
+async def gather_all(*calls: Awaitable[Any]) -> list[Any]:
+    """Run `calls` concurrently and wait for every one, then raise the first failure.
+
+    Waiting also when one fails matters: compensating while a sibling is still reserving would
+    release before it reserves.
+    """
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
+
+
+def is_cancellation(error: ActivityError) -> bool:
+    """Whether an activity failed because it was cancelled (the workflow is being cancelled)."""
+    return isinstance(error.cause, CancelledError)
