@@ -36,19 +36,20 @@ class Saga:
         if all(existing != name for existing, _ in self._pending):
             self._pending.append((name, undo))
 
-    async def compensate(self) -> list[Failed]:
+    async def compensate(self, *, keep_going: bool = True) -> list[Failed]:
         """Run every pending compensation, newest first, each to completion.
 
         A cancellation of the workflow arriving meanwhile does not stop the undo: each step is
         shielded and awaited until it is done. A compensation that fails for good does not stop
         the others; it stays pending (so that `compensate` can run it again once an operator has
-        mended the cause) and is returned.
+        mended the cause) and is returned. Without `keep_going` (runs recorded before
+        needs_attention existed) the first failure propagates, as it did then.
         """
         failed: list[Failed] = []
         kept: list[tuple[str, Undo]] = []
         while self._pending:
             name, undo = self._pending.pop()
-            error = await _run_shielded(name, undo)
+            error = await _run_shielded(name, undo, propagate=not keep_going)
             if error is None:
                 self.ran.append(name)
             else:
@@ -58,8 +59,9 @@ class Saga:
         return failed
 
 
-async def _run_shielded(name: str, undo: Undo) -> str | None:
-    """Run one compensation to its end whatever cancels the workflow; its error, if it failed."""
+async def _run_shielded(name: str, undo: Undo, *, propagate: bool = False) -> str | None:
+    """Run one compensation to its end whatever cancels the workflow; its error, if it failed
+    (raised instead with `propagate`)."""
     task = asyncio.ensure_future(undo())
     while not task.done():
         try:
@@ -67,6 +69,8 @@ async def _run_shielded(name: str, undo: Undo) -> str | None:
         except asyncio.CancelledError:
             workflow.logger.warning("saga.compensation_shielded", extra={"step": name})
         except Exception:  # the task failed: its exception is read below
+            if propagate:
+                raise
             break
     error = task.exception()
     if error is None:

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
 
+from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
@@ -179,7 +180,9 @@ async def asked(checkout_id: uuid.UUID, request: Awaitable[T]) -> T:
         raise REFUSALS.get(exc.code, Conflict)(exc.message) from exc
     except CheckoutNotRunning as exc:
         raise CheckoutHasEnded("the checkout's workflow is not running") from exc
-    except RPCError as exc:
+    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        # Temporal, or the checkout's worker, did not answer in time: the same request may be
+        # sent again (updates are decided once, in the workflow).
         log.error("checkouts.temporal_unavailable", checkout_id=str(checkout_id), reason=str(exc))
         raise ApiError(503, "temporal_unavailable", "try again") from exc
 

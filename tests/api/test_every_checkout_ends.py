@@ -500,3 +500,52 @@ async def test_an_operator_cancel_during_the_shipment_refunds_and_cancels_the_bo
         now = await carrier.get(f"/v1/carrier/shipments/{booked.json()['id']}")
     assert now.json()["status"] == "cancelled", now.text
     assert await shop.invariants(checkout_id) == []
+
+
+# -- a cancellation from the Temporal UI: the run completes, the checkout ends or keeps waiting --
+
+
+async def test_a_temporal_cancellation_completes_the_run_as_cancelled(
+    shop: Shop, platform: Platform
+) -> None:
+    variant = await shop.variant(stock=3)
+    cart_id = await shop.cart((variant, 1))
+    checkout_id = await shop.checkout(cart_id, token="tok_3ds")
+    await shop.wait(checkout_id, step="awaiting_payment")
+    handle = CheckoutClient(platform.client).handle(uuid.UUID(checkout_id))
+
+    await handle.cancel()
+
+    body = await handle.result()  # completed, not Canceled: the §4 body
+    assert (body.status, body.failure and body.failure.code) == ("cancelled", "cancelled")
+    assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    assert await shop.invariants(checkout_id) == []
+
+
+async def test_a_temporal_cancellation_does_not_end_a_checkout_waiting_for_an_operator(
+    shop: Shop, platform: Platform
+) -> None:
+    variant = await shop.variant(stock=3)
+    cart_id = await shop.cart((variant, 1))
+    async with injected_fault(
+        platform.databases["inventory"],
+        "inventory_reservations",
+        f"ROW.variant_id = '{variant}'",
+        sqlstate="22023",
+    ):
+        checkout_id = await shop.checkout(cart_id, token="tok_declined")
+        await shop.wait_needs_attention(checkout_id)
+        handle = CheckoutClient(platform.client).handle(uuid.UUID(checkout_id))
+        await handle.cancel()
+        await asyncio.sleep(1)
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+        assert (await shop.status(checkout_id))["step"] == "needs_attention"
+    retried = await shop.http.post(
+        f"/v1/ops/checkouts/{checkout_id}/retry", headers=shop.operator.headers
+    )
+    assert retried.status_code == 202, retried.text
+
+    done = await shop.wait(checkout_id)
+
+    assert done["status"] == "failed"
+    assert await shop.invariants(checkout_id) == []

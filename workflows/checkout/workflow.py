@@ -15,6 +15,7 @@ records that it was settled by hand. The run itself never fails.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
@@ -126,6 +127,8 @@ class CheckoutWorkflow:
         self._operator: Resolution | bool | None = None  # True: retry; a Resolution: resolve
         self._note: str | None = None
         self._ends = False  # EVERY_CHECKOUT_ENDS, decided once per run
+        self._cancelled_run = False  # Temporal cancelled the run while a step had to finish
+        self._shipment_dispatched = False
 
     # -- signals, updates and queries ----------------------------------------------------------
 
@@ -246,15 +249,16 @@ class CheckoutWorkflow:
                 CHECKOUT_STEP.value_set(self._step.value),
             ]
         )
-        ended = await self._open_session(input)
-        if ended is not None:
-            return ended
         try:
+            ended = await self._open_session(input)
+            if ended is not None:
+                return ended
             await self._forward(input)
         except CheckoutStopped as stop:
             await self._unwind(stop.status, stop.code, stop.message)
         except ActivityError as error:
-            if self._ends and is_cancellation(error):
+            if self._ends and (is_cancellation(error) or self._stopping()):
+                # An accepted cancel is honoured even when a sibling step failed meanwhile.
                 await self._unwind(CheckoutStatus.CANCELLED, FailureCode.CANCELLED, "cancelled")
             else:
                 code, message = failure_code(error)
@@ -301,7 +305,7 @@ class CheckoutWorkflow:
         snapshot = await self._lock_cart(input)
         discount = await self._reserve(input, snapshot)
         order = await self._create_order(input, snapshot, discount)
-        if order.total.amount == 0:
+        if self._ends and order.total.amount == 0:
             # Nothing to pay (a 100 % coupon, a free product): no payment is taken.
             self._pivot_started = True
             self._payment = PaymentSummary(status=PAYMENT_NOT_REQUIRED)
@@ -482,11 +486,16 @@ class CheckoutWorkflow:
         # From here the capture is decided: a buyer's cancel is refused (409 already_captured).
         self._pivot_started = True
         await self._enter(StepName.CAPTURE_PAYMENT)
-        payment = await self._call(payments.CAPTURE, CheckoutRef(checkout_id=input.checkout_id))
+        payment = await self._shielded(
+            self._call(payments.CAPTURE, CheckoutRef(checkout_id=input.checkout_id)),
+            honour_cancel_after=True,
+        )
         # Money moved. From here on, only forward (or a refund if a step fails for good).
         self._captured = True
         self._cancel_requested = False
         self._take_payment(payment)
+        if self._cancelled_run:
+            raise asyncio.CancelledError  # the run was cancelled during the capture: refund
         self._check_cancel()
 
     async def _settle(self, order_ref: OrderRef) -> None:
@@ -507,12 +516,20 @@ class CheckoutWorkflow:
 
     async def _ship(self, input: CheckoutInput, order_ref: OrderRef) -> None:
         await self._enter(StepName.CREATE_SHIPMENT)
-        cancel = shipping.CancelShipmentInput(
-            checkout_id=input.checkout_id,
-            order_id=order_ref.order_id,
-            ship_to=input.shipping_address if self._ends else None,
+        # Read at compensation time: a booking without our record can exist only once the
+        # booking was sent to the carrier.
+        self._saga.add(
+            "cancel_shipment",
+            lambda: self._call(
+                shipping.CANCEL,
+                shipping.CancelShipmentInput(
+                    checkout_id=input.checkout_id,
+                    order_id=order_ref.order_id,
+                    ship_to=input.shipping_address if self._shipment_dispatched else None,
+                ),
+            ),
         )
-        self._saga.add("cancel_shipment", lambda: self._call(shipping.CANCEL, cancel))
+        self._shipment_dispatched = self._ends
         await self._step_call(
             shipping.CREATE,
             shipping.CreateShipmentInput(
@@ -550,26 +567,32 @@ class CheckoutWorkflow:
         self._failure = Failure(code=code, message=message)
         self._step = StepName.COMPENSATING
         workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
-        await self._record(
-            {failed_step: StepStatus.FAILED, StepName.COMPENSATING: StepStatus.STARTED},
-            error_code=code.value,
+        if self._ends and self._status == CheckoutStatus.REQUIRES_ACTION:
+            # Nothing is asked of the buyer any more: no live 3-D Secure link while undoing.
+            self._status = CheckoutStatus.PROCESSING
+            self._payment = None
+            workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(self._status.value)])
+        await self._shielded(
+            self._record(
+                {failed_step: StepStatus.FAILED, StepName.COMPENSATING: StepStatus.STARTED},
+                error_code=code.value,
+            )
         )
-        failures = await self._saga.compensate()
-        while failures:
-            if not self._ends:
-                names = ", ".join(failed.name for failed in failures)
-                raise ApplicationError(
-                    f"compensations failed: {names}", type="compensation_failed", non_retryable=True
-                )
-            if not await self._wait_for_operator(failures, code):
-                break
-            failures = await self._saga.compensate()
+        failures = await self._saga.compensate(keep_going=self._ends)
+        while failures and await self._wait_for_operator(failures, code):
+            failures = await self._saga.compensate(keep_going=True)
         self._status = status
+        self._step = StepName.COMPENSATING
         if self._payment is not None and self._captured:
             self._payment = PaymentSummary(status=PaymentStatus.REFUNDED)
-        workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(status.value)])
-        await self._record(
-            {self._step: StepStatus.COMPLETED}, error_code=code.value, note=self._note
+        workflow.upsert_search_attributes(
+            [
+                CHECKOUT_STATUS.value_set(status.value),
+                *([CHECKOUT_STEP.value_set(self._step.value)] if self._ends else []),
+            ]
+        )
+        await self._shielded(
+            self._record({self._step: StepStatus.COMPLETED}, error_code=code.value, note=self._note)
         )
 
     async def _wait_for_operator(self, failures: list[Failed], code: FailureCode) -> bool:
@@ -583,20 +606,30 @@ class CheckoutWorkflow:
         )
         self._step = StepName.NEEDS_ATTENTION
         workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
-        await self._record(
-            {StepName.COMPENSATING: StepStatus.FAILED, self._step: StepStatus.STARTED},
-            error_code="compensation_failed",
+        await self._shielded(
+            self._record(
+                {StepName.COMPENSATING: StepStatus.FAILED, self._step: StepStatus.STARTED},
+                error_code="compensation_failed",
+            )
         )
-        await workflow.wait_condition(lambda: self._operator is not None)
+        while self._operator is None:
+            try:
+                await workflow.wait_condition(lambda: self._operator is not None)
+            except asyncio.CancelledError:
+                # Cancelling the run cannot give back what failed: only an operator's retry or
+                # resolve ends this wait (the UI's cancel would leave the checkout unended).
+                workflow.logger.warning("checkout.needs_attention.cancel_ignored")
         action, self._operator, self._attention = self._operator, None, None
         if isinstance(action, Resolution):
             self._note = action.note
             return False
         self._step = StepName.COMPENSATING
         workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
-        await self._record(
-            {StepName.NEEDS_ATTENTION: StepStatus.COMPLETED, self._step: StepStatus.STARTED},
-            error_code=code.value,
+        await self._shielded(
+            self._record(
+                {StepName.NEEDS_ATTENTION: StepStatus.COMPLETED, self._step: StepStatus.STARTED},
+                error_code=code.value,
+            )
         )
         return True
 
@@ -696,6 +729,24 @@ class CheckoutWorkflow:
             ),
         )
 
+    async def _shielded(
+        self, call: Awaitable[ResultT], *, honour_cancel_after: bool = False
+    ) -> ResultT:
+        """Run `call` to its end even if the run is cancelled meanwhile: the records of the undo,
+        and the capture (`honour_cancel_after`: the cancellation is remembered and honoured once
+        the capture is known, with a refund, so a capture is never left unknown)."""
+        if not self._ends:
+            return await call
+        task = asyncio.ensure_future(call)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.done():
+                    raise
+                self._cancelled_run = self._cancelled_run or honour_cancel_after
+                workflow.logger.warning("checkout.cancel_deferred")
+
     async def _step_call(self, activity: ActivityName[InputT, ResultT], arg: InputT) -> ResultT:
         """A forward step that an accepted cancel interrupts: the attempt in flight is cancelled
         and waited for (its compensation is registered already), then the checkout unwinds."""
@@ -721,7 +772,11 @@ class CheckoutWorkflow:
             task_queue=options.queue.value,
             start_to_close_timeout=options.timeout,
             retry_policy=options.retry,
-            cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+            cancellation_type=(
+                workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+                if self._ends
+                else workflow.ActivityCancellationType.TRY_CANCEL
+            ),
             result_type=activity.result,
         )
         return result
