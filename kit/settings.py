@@ -249,10 +249,14 @@ class LogSettings(Group):
 
 
 class CheckoutSettings(Group):
-    """The checkout's own limits: `CHECKOUT_PAYMENT_TIMEOUT`, `CHECKOUT_RATE_PER_MINUTE`."""
+    """The checkout's own limits: `CHECKOUT_PAYMENT_TIMEOUT`, `CHECKOUT_PAYMENT_RECHECK_S`,
+    `CHECKOUT_RATE_PER_MINUTE`."""
 
     # How long a checkout waits for a payment action.
     payment_timeout: timedelta = timedelta(minutes=15)
+    # While it waits, how often the workflow re-reads the intent without an event (a lost
+    # webhook never decides a checkout).
+    payment_recheck_s: int = Field(default=30, gt=0, le=3600)
     # Checkout starts per user and minute (a token bucket per API process; burst = the rate).
     rate_per_minute: int = Field(default=30, gt=0)
 

@@ -103,6 +103,7 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
         payment_provider=body.payment.provider,
         payment_token=body.payment.token,
         payment_timeout_s=int(wired.settings.checkout.payment_timeout.total_seconds()),
+        payment_recheck_s=wired.settings.checkout.payment_recheck_s,
     )
 
 

@@ -19,6 +19,7 @@ from tests.api.conftest import Caller
 from tests.api.shop import Shop, injected_fault
 from tests.api.test_routes import assert_problem, checkout_body
 from tests.platform import Platform
+from tools.seed import new_input
 from workflows.checkout.client import CheckoutClient
 from workflows.checkout.contract import TaskQueue, workflow_id
 from workflows.checkout.models import Address, CheckoutInput
@@ -549,3 +550,29 @@ async def test_a_temporal_cancellation_does_not_end_a_checkout_waiting_for_an_op
 
     assert done["status"] == "failed"
     assert await shop.invariants(checkout_id) == []
+
+
+async def test_a_checkout_never_depends_on_one_webhook(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every provider event is lost: the workflow's periodic re-read still finds the approval."""
+
+    async def lost(self: CheckoutClient, checkout_id: uuid.UUID, event: object) -> None:
+        raise RPCError("lost on the way", RPCStatusCode.UNAVAILABLE, b"")
+
+    monkeypatch.setattr(CheckoutClient, "deliver_payment_event", lost)
+    variant = await platform.seed.variant(price="19.99", stock=3)
+    user_id = uuid.uuid4()
+    cart_id = await platform.seed.cart(user_id, [(variant, 1)])
+    checkout = new_input(user_id=user_id, cart_id=cart_id, token="tok_3ds")
+    handle = await platform.start(checkout.model_copy(update={"payment_recheck_s": 1}))
+    waiting = await platform.wait_status(handle, "requires_action")
+    assert waiting.payment is not None
+    assert waiting.payment.next_action is not None
+    async with httpx.AsyncClient() as browser:
+        await browser.get(waiting.payment.next_action.url)
+
+    body = await handle.result()
+
+    assert body.status == "completed"
+    assert await platform.invariants(checkout.checkout_id) == []

@@ -101,6 +101,7 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("LOG_FORMAT", "json", ("log", "format"), "json"),
     ("LOG_LEVEL", "DEBUG", ("log", "level"), "DEBUG"),
     ("CHECKOUT_PAYMENT_TIMEOUT", "PT5M", ("checkout", "payment_timeout"), timedelta(minutes=5)),
+    ("CHECKOUT_PAYMENT_RECHECK_S", "7", ("checkout", "payment_recheck_s"), 7),
     ("CHECKOUT_RATE_PER_MINUTE", "3", ("checkout", "rate_per_minute"), 3),
 ]
 NAMES = [name for name, *_ in VARIABLES]
