@@ -4,8 +4,12 @@
 - A data error from PostgreSQL (SQLSTATE class 22: a NUL byte, a value out of range, text the
   database cannot store) fails the same way on every attempt: retrying it forever would hold the
   checkout and its stock; it is non-retryable `invalid_input`.
-- Anything else (a lost connection, a deadlock, a serialization failure, a provider timeout)
-  propagates unchanged and Temporal retries the activity.
+- A definite refusal by the payment provider that an activity did not handle itself (a 4xx on
+  re-reading, refunding or cancelling an intent: the same request would be refused again) is
+  non-retryable `provider_refused`: a compensation meeting it waits for an operator
+  (needs_attention) instead of retrying forever.
+- Anything else (a lost connection, a deadlock, a serialization failure, a provider timeout, a
+  provider 5xx/409/429) propagates unchanged and Temporal retries the activity.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from sqlalchemy.exc import DBAPIError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
+from domains.payments.provider import ProviderRejected
 from kit.errors import DomainError
 
 INVALID_INPUT = "invalid_input"
+PROVIDER_REFUSED = "provider_refused"
 # SQLSTATE classes whose errors no retry can mend: data exceptions.
 PERMANENT_SQLSTATE_CLASSES = frozenset({"22"})
 
@@ -39,6 +45,13 @@ def business_failures() -> Iterator[None]:
     except DomainError as exc:
         raise ApplicationError(
             exc.message, {"code": exc.code, **exc.details}, type=exc.code, non_retryable=True
+        ) from exc
+    except ProviderRejected as exc:
+        raise ApplicationError(
+            f"the payment provider refused the request: {exc.code}",
+            {"code": PROVIDER_REFUSED, "provider_code": exc.code, "status": exc.status},
+            type=PROVIDER_REFUSED,
+            non_retryable=True,
         ) from exc
     except DBAPIError as exc:
         code = sqlstate(exc)

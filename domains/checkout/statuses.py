@@ -73,6 +73,7 @@ class FailureCode(StrEnum):
     PAYMENT_TIMEOUT = "payment_timeout"
     CANCELLED = "cancelled"
     INVALID_INPUT = "invalid_input"
+    PROVIDER_REFUSED = "provider_refused"
     INTERNAL_ERROR = "internal_error"
     # kit.errors
     NOT_FOUND = "not_found"

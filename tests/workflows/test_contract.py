@@ -13,7 +13,10 @@ from temporalio.exceptions import ActivityError, ApplicationError, RetryState
 
 import activities
 import domains
+from activities.errors import business_failures
 from activities.shared import ActivityName
+from domains.payments.errors import ProviderUnavailable
+from domains.payments.provider import ProviderRejected
 from kit.errors import DomainError
 from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of, workflow_id
 from workflows.checkout.workflow import STEPS, failure_code
@@ -92,3 +95,16 @@ def test_workflow_id_round_trip() -> None:
 
     checkout_id = uuid.uuid4()
     assert checkout_id_of(workflow_id(checkout_id)) == checkout_id
+
+
+def test_a_definite_provider_refusal_is_not_retried() -> None:
+    refusal = ProviderRejected(404, "resource_missing", "No such payment_intent", None)
+    with pytest.raises(ApplicationError) as raised, business_failures():
+        raise refusal
+    assert raised.value.non_retryable
+    assert FailureCode(raised.value.type) is FailureCode.PROVIDER_REFUSED
+
+
+def test_transient_provider_failures_are_left_to_retry() -> None:
+    with pytest.raises(ProviderUnavailable), business_failures():
+        raise ProviderUnavailable("HTTP 503")
