@@ -335,11 +335,22 @@ class AddressIn(Address, Request):
     country: Country
 
 
-class PaymentIn(Request):
-    """How the buyer pays."""
+class SandboxPaymentIn(Request):
+    """How the buyer pays, the sandbox's older shape: a `tok_*` name (CONTRACT.md §6)."""
 
     provider: Literal["sandbox"]
     token: PlainText = Field(min_length=1, max_length=255)
+
+
+class StripePaymentIn(Request):
+    """How the buyer pays, Stripe's shape: a payment method such as `pm_card_visa`."""
+
+    provider: Literal["stripe"]
+    payment_method: PlainText = Field(min_length=1, max_length=255)
+
+
+# How the buyer pays: one of the two shapes, told apart by `provider`.
+PaymentIn = Annotated[SandboxPaymentIn | StripePaymentIn, Field(discriminator="provider")]
 
 
 class CheckoutIn(Request):

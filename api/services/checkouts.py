@@ -15,7 +15,7 @@ from temporalio.service import RPCError
 from api.deps import Platform
 from api.errors import ApiError
 from api.metrics import CHECKOUT_STARTS
-from api.schemas import CheckoutAccepted, CheckoutIn
+from api.schemas import CheckoutAccepted, CheckoutIn, StripePaymentIn
 from domains.cart import service as carts
 from domains.cart.errors import CartEmpty
 from domains.checkout import service as sessions
@@ -91,6 +91,12 @@ async def _session(
 def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutInput:
     """What the workflow runs on, fixed now."""
     billing = body.billing_address
+    payment = body.payment
+    # Both shapes go to the one provider the workflow knows, "sandbox": its client speaks Stripe's
+    # wire protocol, and in dev a Stripe payment method is that client's token (the sandbox takes
+    # each pm_* name as its tok_* alias). The workflow's models stay as they are until the stripe
+    # package replaces the client.
+    token = payment.payment_method if isinstance(payment, StripePaymentIn) else payment.token
     return CheckoutInput(
         checkout_id=row.id,
         user_id=row.user_id,
@@ -100,8 +106,8 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
         coupon_code=body.coupon_code,
         shipping_address=Address.model_validate(body.shipping_address.model_dump()),
         billing_address=Address.model_validate(billing.model_dump()) if billing else None,
-        payment_provider=body.payment.provider,
-        payment_token=body.payment.token,
+        payment_provider="sandbox",
+        payment_token=token,
         payment_timeout_s=int(wired.settings.checkout.payment_timeout.total_seconds()),
         payment_recheck_s=wired.settings.checkout.payment_recheck_s,
     )

@@ -47,6 +47,24 @@ TOKENS = frozenset(
 )
 # Tokens that stop at requires_action until somebody visits next_action.url.
 THREE_DS_TOKENS = frozenset({TOK_3DS, TOK_3DS_FAIL, TOK_NO_WEBHOOK})
+# Stripe's test payment methods (CONTRACT.md §6), each the same behaviour as its tok_* alias.
+PAYMENT_METHODS: dict[str, str] = {
+    "pm_card_visa": TOK_VISA,
+    "pm_card_chargeDeclined": "tok_declined",
+    "pm_card_chargeDeclinedInsufficientFunds": "tok_insufficient_funds",
+    "pm_card_threeDSecure2Required": TOK_3DS,
+    "pm_sandbox_3ds_fail": TOK_3DS_FAIL,
+    "pm_sandbox_async": TOK_ASYNC,
+    "pm_sandbox_no_webhook": TOK_NO_WEBHOOK,
+    "pm_sandbox_flaky": TOK_FLAKY,
+    "pm_sandbox_capture_fails": TOK_CAPTURE_FAILS,
+}
+
+
+def behaviour_of(name: str) -> str:
+    """The tok_* name whose behaviour a token or payment method has (unknown names unchanged)."""
+    return PAYMENT_METHODS.get(name, name)
+
 
 AMOUNT_CAPTURABLE_UPDATED = "payment_intent.amount_capturable_updated"
 PAYMENT_FAILED = "payment_intent.payment_failed"
@@ -193,7 +211,9 @@ def create_intent(
     conn: sqlite3.Connection, req: CreateIntentRequest, *, psp_url: str, async_delay_s: float
 ) -> Outcome:
     """Authorize according to the token: capturable, declined, 3DS, or processing."""
-    if req.token not in TOKENS:
+    # The row keeps the tok_* name: every later step (capture, 3DS, tok_flaky) reads it.
+    token = behaviour_of(req.token)
+    if token not in TOKENS:
         raise invalid_request("token_invalid", f"Invalid token id: {req.token}", param="token")
     now = time.time()
     intent_id = new_id("pi")
@@ -202,13 +222,13 @@ def create_intent(
     error_code: str | None = None
     error_message: str | None = None
     due_at: float | None = None
-    if req.token in DECLINES:
+    if token in DECLINES:
         status, capturable, authorized = "failed", 0, False
-        error_code, error_message = DECLINES[req.token]
-    elif req.token in THREE_DS_TOKENS:
+        error_code, error_message = DECLINES[token]
+    elif token in THREE_DS_TOKENS:
         status, capturable, authorized = "requires_action", 0, False
         next_action_url = authenticate_url(psp_url, intent_id)
-    elif req.token == TOK_ASYNC:
+    elif token == TOK_ASYNC:
         # Scheduled in the row itself so that a restart still fires it (see scheduler.py).
         status, capturable, authorized = "processing", 0, False
         due_at = now + async_delay_s
@@ -220,7 +240,7 @@ def create_intent(
             intent_id,
             req.amount,
             req.currency,
-            req.token,
+            token,
             status,
             capturable,
             json.dumps(req.metadata),

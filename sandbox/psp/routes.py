@@ -121,7 +121,7 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
         body, digest = await parse_body(request, CreateIntentRequest)
         key = _key(request)
         scope = None
-        if body.token == payments.TOK_FLAKY:
+        if payments.behaviour_of(body.token) == payments.TOK_FLAKY:
             # "Per intent" for a create means per key, or per identical body without one.
             scope = f"create:key:{key}" if key is not None else f"create:body:{digest}"
         return await sandbox.execute(

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devstack.services.process import free_port
+from sandbox.psp import payments
 from tests.sandbox.conftest import (
     ASYNC_DELAY_S,
     FLAKY_HANG_S,
@@ -319,6 +320,42 @@ async def test_unknown_token_and_invalid_parameters_are_refused(
     )
     assert accepted.status_code == 200
     assert accepted.json()["currency"] == "eur"
+
+
+async def _behaviour(client: httpx.AsyncClient, name: str) -> list[object]:
+    """What a token or payment method does: the authorization, then the step that follows it."""
+    checkout = new_checkout()
+    created = await create(client, name, checkout, key=f"{checkout}:authorize")
+    body = created.json()
+    seen: list[object] = [created.status_code, body.get("status"), body.get("last_error")]
+    if body.get("status") == "requires_action":
+        seen.append((await client.get(body["next_action"]["url"])).json()["status"])
+    elif body.get("status") == "requires_capture":
+        capture = await post(client, f"/v1/payment_intents/{body['id']}/capture")
+        seen.append((capture.status_code, capture.json().get("error", {}).get("code")))
+    elif body.get("status") == "processing":
+        deadline = time.monotonic() + ASYNC_DELAY_S + 5
+        while (current := await intent(client, body["id"]))["status"] == "processing":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        seen.append(current["status"])
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("payment_method", "token"),
+    list(payments.PAYMENT_METHODS.items()),
+)
+async def test_each_payment_method_behaves_like_its_token(
+    client: httpx.AsyncClient, payment_method: str, token: str
+) -> None:
+    assert await _behaviour(client, payment_method) == await _behaviour(client, token)
+
+
+async def test_unknown_payment_method_is_refused(client: httpx.AsyncClient) -> None:
+    unknown = await create(client, "pm_card_nonsense", new_checkout())
+    assert unknown.status_code == 400
+    assert error_code(unknown) == "token_invalid"
 
 
 async def test_unknown_intent_is_404(client: httpx.AsyncClient) -> None:
