@@ -6,7 +6,15 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StrictInt, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 # Stripe's own limits, so a client that passes here also passes against the real provider.
 MAX_AMOUNT = 99_999_999
@@ -34,6 +42,20 @@ class CreateIntentRequest(_Body):
     token: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     capture_method: Literal["manual"] = "manual"
     metadata: Metadata = Field(default_factory=dict)
+    # Stripe's parameters, as its SDKs send them: the sandbox always confirms at creation.
+    confirm: Literal[True] = True
+    payment_method_types: list[Literal["card"]] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _payment_method_is_token(cls, data: Any) -> Any:
+        """`payment_method` (Stripe's name, `pm_*`) is the sandbox's `token`; one of the two."""
+        if isinstance(data, dict) and "payment_method" in data:
+            if "token" in data:
+                raise ValueError("give either token or payment_method, not both")
+            data = {**data, "token": data["payment_method"]}
+            del data["payment_method"]
+        return data
 
 
 class CaptureRequest(_Body):

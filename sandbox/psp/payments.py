@@ -61,6 +61,18 @@ PAYMENT_METHODS: dict[str, str] = {
 }
 
 
+# Stripe's `last_payment_error` for each error the sandbox stores: (type, code, decline_code).
+STRIPE_ERRORS: dict[str, tuple[str, str, str | None]] = {
+    "card_declined": ("card_error", "card_declined", "generic_decline"),
+    "insufficient_funds": ("card_error", "card_declined", "insufficient_funds"),
+    "authentication_failed": (
+        "invalid_request_error",
+        "payment_intent_authentication_failure",
+        None,
+    ),
+}
+
+
 def behaviour_of(name: str) -> str:
     """The tok_* name whose behaviour a token or payment method has (unknown names unchanged)."""
     return PAYMENT_METHODS.get(name, name)
@@ -125,8 +137,13 @@ class Intent:
             "amount_received": self.amount_received,
             "amount_refunded": self.amount_refunded,
             "metadata": dict(self.metadata),
+            # `url` for the platform's JSON client, `redirect_to_url.url` as Stripe has it.
             "next_action": (
-                {"type": "redirect_to_url", "url": self.next_action_url}
+                {
+                    "type": "redirect_to_url",
+                    "url": self.next_action_url,
+                    "redirect_to_url": {"url": self.next_action_url, "return_url": None},
+                }
                 if self.next_action_url
                 else None
             ),
@@ -135,9 +152,24 @@ class Intent:
                 if self.last_error_code
                 else None
             ),
+            "last_payment_error": self.last_payment_error(),
+            # The sandbox keeps no charge objects; an authorization's charge id is derived.
+            "latest_charge": f"ch_{self.id.removeprefix('pi_')}" if self.authorized else None,
             "created": self.created,
             "livemode": False,
         }
+
+    def last_payment_error(self) -> dict[str, Any] | None:
+        """Stripe's `last_payment_error`: the failure with its Stripe `code` and `decline_code`."""
+        if self.last_error_code is None:
+            return None
+        type_, code, decline_code = STRIPE_ERRORS.get(
+            self.last_error_code, ("card_error", self.last_error_code, None)
+        )
+        error: dict[str, Any] = {"type": type_, "code": code, "message": self.last_error_message}
+        if decline_code is not None:
+            error["decline_code"] = decline_code
+        return error
 
     def ledger_entry(self) -> dict[str, Any]:
         """What `GET /v1/ledger` says about this intent."""

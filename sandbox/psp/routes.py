@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, Response
 
 from kit.settings import Settings
-from sandbox.psp import carrier, payments
+from sandbox.psp import carrier, form, payments
 from sandbox.psp.errors import invalid_request, resource_missing
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
 from sandbox.psp.models import (
@@ -67,10 +67,16 @@ class Sandbox:
 
 
 async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
-    """The validated JSON body and the hash of its canonical form (an empty body is `{}`)."""
+    """The validated body and the hash of its canonical form (an empty body is `{}`).
+
+    JSON, or form-encoded with bracket notation as Stripe's SDKs send it: both decode to the same
+    dict, so they validate alike and share an Idempotency-Key's hash.
+    """
     raw = await request.body()
     data: object = {}
-    if raw.strip():
+    if form.is_form(request.headers.get("content-type")):
+        data = form.decode(raw)
+    elif raw.strip():
         try:
             data = json.loads(raw)
         except ValueError:
@@ -124,7 +130,7 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
         if payments.behaviour_of(body.token) == payments.TOK_FLAKY:
             # "Per intent" for a create means per key, or per identical body without one.
             scope = f"create:key:{key}" if key is not None else f"create:body:{digest}"
-        return await sandbox.execute(
+        response = await sandbox.execute(
             request,
             "POST /v1/payment_intents",
             digest,
@@ -136,6 +142,11 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             ),
             flaky_scope=scope,
         )
+        # Decided by content type: a form body is Stripe's SDK, which needs the card_error
+        # envelope; JSON is the platform's client, which reads the failed intent itself.
+        if form.is_form(request.headers.get("content-type")):
+            return form.card_error(response)
+        return response
 
     @router.get("/v1/payment_intents/{intent_id}")
     async def get_intent(intent_id: str) -> Response:

@@ -37,6 +37,8 @@ INTENT_KEYS = {
     "metadata",
     "next_action",
     "last_error",
+    "last_payment_error",
+    "latest_charge",
     "created",
     "livemode",
 }
