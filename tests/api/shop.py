@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -143,3 +143,15 @@ async def injected_fault(
         async with db.begin() as session:
             await session.execute(text(f"DROP TRIGGER IF EXISTS {name} ON {table}"))
             await session.execute(text(f"DROP FUNCTION IF EXISTS {name}()"))
+
+
+def release_fails(platform: Platform, variant_id: str) -> AbstractAsyncContextManager[None]:
+    """While open, giving back a reservation of `variant_id` fails for good (a data error): the
+    checkout's `release_inventory` compensation cannot succeed and the checkout waits for an
+    operator at needs_attention."""
+    return injected_fault(
+        platform.databases["inventory"],
+        "inventory_reservations",
+        f"ROW.variant_id = '{variant_id}'",
+        sqlstate="22023",  # invalid_parameter_value: a data error, never retried
+    )

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from domains.orders import service as orders
 from domains.orders.statuses import OrderStatus
 from tests.api.conftest import Caller
-from tests.api.shop import Shop, injected_fault
+from tests.api.shop import Shop, injected_fault, release_fails
 from tests.api.test_routes import assert_problem, checkout_body
 from tests.platform import Platform
 from tools.seed import new_input
@@ -174,10 +174,7 @@ async def test_a_failed_compensation_waits_for_an_operator_then_retry_ends_it(
 ) -> None:
     variant = await shop.variant(stock=3)
     cart_id = await shop.cart((variant, 1))
-    inventory = platform.databases["inventory"]
-    async with injected_fault(
-        inventory, "inventory_reservations", f"ROW.variant_id = '{variant}'", sqlstate="22023"
-    ):
+    async with release_fails(platform, variant):
         checkout_id = await shop.checkout(cart_id, token="tok_declined")
         waiting = await shop.wait_needs_attention(checkout_id)
         assert waiting["status"] == "processing"
@@ -208,9 +205,7 @@ async def test_an_operator_resolves_a_checkout_settled_by_hand(
     variant = await shop.variant(stock=3)
     cart_id = await shop.cart((variant, 1))
     inventory = platform.databases["inventory"]
-    async with injected_fault(
-        inventory, "inventory_reservations", f"ROW.variant_id = '{variant}'", sqlstate="22023"
-    ):
+    async with release_fails(platform, variant):
         checkout_id = await shop.checkout(cart_id, token="tok_declined")
         await shop.wait_needs_attention(checkout_id)
     not_yet = await shop.http.post(
@@ -528,12 +523,7 @@ async def test_a_temporal_cancellation_does_not_end_a_checkout_waiting_for_an_op
 ) -> None:
     variant = await shop.variant(stock=3)
     cart_id = await shop.cart((variant, 1))
-    async with injected_fault(
-        platform.databases["inventory"],
-        "inventory_reservations",
-        f"ROW.variant_id = '{variant}'",
-        sqlstate="22023",
-    ):
+    async with release_fails(platform, variant):
         checkout_id = await shop.checkout(cart_id, token="tok_declined")
         await shop.wait_needs_attention(checkout_id)
         handle = CheckoutClient(platform.client).handle(uuid.UUID(checkout_id))

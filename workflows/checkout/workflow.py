@@ -158,7 +158,7 @@ class CheckoutWorkflow:
     def _may_cancel(self) -> None:
         if self._ended():
             raise _refused(FailureCode.CHECKOUT_ENDED, "the checkout has ended")
-        if self._pivot_started or self._captured:
+        if self._pivot_started:  # set before the capture is scheduled
             raise _refused(FailureCode.ALREADY_CAPTURED, "the payment is being captured")
 
     @workflow.update(name="operator_cancel")
@@ -666,7 +666,7 @@ class CheckoutWorkflow:
         at any point."""
         if self._force_cancel:
             return True
-        return self._cancel_requested and not self._captured and not self._pivot_started
+        return self._cancel_requested and not self._pivot_started  # set before any capture
 
     def _check_cancel(self) -> None:
         if self._stopping() or (not self._ends and self._cancel_requested and not self._captured):
