@@ -48,8 +48,8 @@ def business_failures() -> Iterator[None]:
         ) from exc
     except ProviderRejected as exc:
         raise ApplicationError(
-            f"the payment provider refused the request: {exc.code}",
-            {"code": PROVIDER_REFUSED, "provider_code": exc.code, "status": exc.status},
+            f"the payment provider refused the request: {exc.reason}",
+            {"code": PROVIDER_REFUSED, "provider_code": exc.reason, "status": exc.status},
             type=PROVIDER_REFUSED,
             non_retryable=True,
         ) from exc

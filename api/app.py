@@ -12,13 +12,13 @@ from prometheus_client import make_asgi_app
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api import errors
 from api.deps import Platform, RateLimiter
 from api.routers import carts, catalog, checkouts, health, ops, orders, users, webhooks
 from kit.db import DomainDatabase
 from kit.settings import Settings, get_settings
+from kit.temporal import connect
 from kit.tracing import tracer_provider
 from workflows.checkout.client import CheckoutClient
 
@@ -78,10 +78,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         databases = {d: DomainDatabase.from_settings(d, config) for d in API_DOMAINS}
-        client = temporal or await Client.connect(
-            config.temporal.address,
-            namespace=config.temporal.namespace,
-            data_converter=pydantic_data_converter,
+        client = temporal or await connect(
+            config.temporal,
             lazy=True,
             # The trace of a request continues into the workflow it starts or signals.
             interceptors=(

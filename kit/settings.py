@@ -9,7 +9,7 @@ variable finds its field:
    pydantic-settings' own nested reading (`env_nested_delimiter="_"`, `env_nested_max_split=1`),
    so a new setting is one field on the right group and its variable follows.
 2. The few variables whose first word is not their group's (`DB_POOL_SIZE` -> `database`,
-   `PAYMENT_WEBHOOK_SECRET` -> `psp`, `<DOMAIN>_DATABASE_URL` -> `database.domain_urls`) are
+   `<DOMAIN>_DATABASE_URL` -> `database.domain_urls`) are
    listed by exact name in `ELSEWHERE`, which `_Environment` reads after the nested reading.
 
 Why a table for the exceptions rather than `AliasChoices("database", "db")` on a group or a
@@ -17,7 +17,7 @@ Why a table for the exceptions rather than `AliasChoices("database", "db")` on a
 set the server URL, and many environments carry a `DB_URL` for other tools), and a before
 validator never sees a variable, because the environment source yields declared fields only.
 The table names exactly the documented variables, and it ranks above the nested reading, so a
-documented name wins over an accidental second spelling (`PSP_WEBHOOK_SECRET`). Groups ignore
+documented name wins over an accidental second spelling (`DATABASE_POOL_SIZE`). Groups ignore
 unknown keys: variables of another concern may share a first word (`CHECKOUT_DATABASE_URL`
 also reads as `checkout.database_url`), and a group is read field by field only: a variable
 named like a group itself (`LOG=/var/log`, set for some other tool) is not taken for its JSON.
@@ -68,13 +68,17 @@ DOMAINS: tuple[str, ...] = (
 # Documented development defaults (README, "Configuration"). They are public on purpose and
 # refused when ENV=production, so a forgotten variable can never ship a known secret.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
-DEV_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktd2ViaG9vay1zZWNyZXQtY2hhbmdlLW1l"
+# Stripe's test-mode shapes: an `sk_test_` key (the sandbox accepts exactly the configured key)
+# and a `whsec_` signing secret, used as Stripe uses it (the whole string is the HMAC key).
+DEV_STRIPE_API_KEY = "sk_test_dev_only_sandbox_key_change_me"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only_stripe_webhook_secret_change_me"
 DEV_CARRIER_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktY2Fycmllci1zZWNyZXQtY2hhbmdlLW1l"
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_PSP_URL = "http://127.0.0.1:8100"
+STRIPE_LIVE_API_BASE = "https://api.stripe.com"
 
 
 EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
@@ -126,11 +130,17 @@ class DatabaseSettings(Group):
 
 
 class TemporalSettings(Group):
-    """`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_UI_URL`."""
+    """`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_UI_URL`, and in production either
+    mTLS (`TEMPORAL_TLS_CERT`, `TEMPORAL_TLS_KEY`, `TEMPORAL_TLS_CA`: paths to PEM files) or a
+    Temporal Cloud API key (`TEMPORAL_API_KEY`)."""
 
     address: str = DEFAULT_TEMPORAL_ADDRESS
     namespace: str = "default"
     ui_url: str = "http://127.0.0.1:8233"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    api_key: SecretStr | None = None
 
 
 class NatsSettings(Group):
@@ -155,16 +165,30 @@ class AuthSettings(Group):
 
 
 class PspSettings(Group):
-    """The payment provider: `PSP_URL`, `PSP_TIMEOUT_S`, `PAYMENT_WEBHOOK_SECRET[_PREVIOUS]`."""
+    """The local provider sandbox (Stripe stand-in and carrier): `PSP_URL`, `PSP_TIMEOUT_S`."""
 
     url: str = DEFAULT_PSP_URL
-    # A call slower than this is treated as lost and retried under the same idempotency key.
+    # The carrier's calls: slower than this is treated as lost and retried under the same key.
     timeout_s: float = Field(default=10.0, gt=0)
-    webhook_secret: SecretStr = SecretStr(DEV_WEBHOOK_SECRET)
+
+
+class StripeSettings(Group):
+    """Stripe as the platform calls it: `STRIPE_API_BASE`, `STRIPE_API_KEY`,
+    `STRIPE_WEBHOOK_SECRET[_PREVIOUS]`, `STRIPE_TIMEOUT_S`, `STRIPE_WEBHOOK_RETENTION`.
+
+    Going live changes the first three and nothing else (README, "Going live with Stripe").
+    """
+
+    # Empty: the sandbox at PSP_URL, or Stripe itself when ENV=production (see Settings).
+    api_base: str = ""
+    api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
+    webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     # During a rotation: the previous secret, still accepted until the provider stops using it.
     webhook_secret_previous: SecretStr | None = None
-    # How long a received webhook's id is kept to drop its redeliveries (`PSP_WEBHOOK_RETENTION`):
-    # longer than the provider retries a delivery (Stripe and Standard Webhooks: about 3 days).
+    # A call slower than this is treated as lost and retried under the same idempotency key.
+    timeout_s: float = Field(default=10.0, gt=0)
+    # How long a received event's id is kept to drop its redeliveries: longer than Stripe retries
+    # a delivery (about 3 days in live mode).
     webhook_retention: timedelta = timedelta(days=7)
 
 
@@ -179,6 +203,9 @@ class CarrierSettings(Group):
 
 class WorkerSettings(Group):
     """Domain worker processes: `WORKER_*`."""
+
+    # Processes per domain task queue that `just up` runs (`WORKER_REPLICAS`).
+    replicas: int = Field(default=1, ge=1, le=16)
 
     # How much each worker process takes on at once.
     max_concurrent_activities: int = Field(default=200, ge=1)
@@ -266,8 +293,6 @@ ELSEWHERE: dict[str, tuple[str, ...]] = {
     "DB_POOL_SIZE": ("database", "pool_size"),
     "DB_MAX_OVERFLOW": ("database", "max_overflow"),
     **{f"{d.upper()}_DATABASE_URL": ("database", "domain_urls", d) for d in DOMAINS},
-    "PAYMENT_WEBHOOK_SECRET": ("psp", "webhook_secret"),
-    "PAYMENT_WEBHOOK_SECRET_PREVIOUS": ("psp", "webhook_secret_previous"),
 }
 
 
@@ -317,6 +342,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     psp: PspSettings = Field(default_factory=PspSettings)
+    stripe: StripeSettings = Field(default_factory=StripeSettings)
     carrier: CarrierSettings = Field(default_factory=CarrierSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
@@ -359,13 +385,30 @@ class Settings(BaseSettings):
             data = {**data, "carrier": carrier}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stripe_where_the_environment_says(cls, data: Any) -> Any:
+        """STRIPE_API_BASE unset: Stripe itself in production, the sandbox (PSP_URL) elsewhere."""
+        if not isinstance(data, dict):
+            return data
+        stripe = _given(data.get("stripe"))
+        if not stripe.get("api_base"):
+            if data.get("env") == "production":
+                stripe["api_base"] = STRIPE_LIVE_API_BASE
+            else:
+                stripe["api_base"] = _given(data.get("psp")).get("url") or DEFAULT_PSP_URL
+            data = {**data, "stripe": stripe}
+        return data
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production":
             if self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
                 raise ConfigurationError("AUTH_JWT_SECRET must be set when ENV=production")
-            if self.psp.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
-                raise ConfigurationError("PAYMENT_WEBHOOK_SECRET must be set when ENV=production")
+            if self.stripe.api_key.get_secret_value() == DEV_STRIPE_API_KEY:
+                raise ConfigurationError("STRIPE_API_KEY must be set when ENV=production")
+            if self.stripe.webhook_secret.get_secret_value() == DEV_STRIPE_WEBHOOK_SECRET:
+                raise ConfigurationError("STRIPE_WEBHOOK_SECRET must be set when ENV=production")
             if self.carrier.webhook_secret.get_secret_value() == DEV_CARRIER_WEBHOOK_SECRET:
                 raise ConfigurationError("CARRIER_WEBHOOK_SECRET must be set when ENV=production")
         return self

@@ -2,8 +2,10 @@
 
 The sandbox stands in for outside systems, so it is configured apart from the platform's
 `kit.settings.Settings`. What the two sides share stays the platform's: the sandbox listens on
-PSP_URL's port, signs with PAYMENT_WEBHOOK_SECRET and CARRIER_WEBHOOK_SECRET, keeps its state
-under DATA_DIR and logs per LOG_*; `python -m sandbox` reads those through `Settings`.
+PSP_URL's port, accepts exactly STRIPE_API_KEY on Stripe's endpoints, signs payment events as
+Stripe does with STRIPE_WEBHOOK_SECRET (and STRIPE_WEBHOOK_SECRET_PREVIOUS during a rotation) and
+carrier events (Standard Webhooks) with CARRIER_WEBHOOK_SECRET, keeps its state under DATA_DIR and
+logs per LOG_*; `python -m sandbox` reads those through `Settings`.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class SandboxSettings(BaseSettings):
         env_prefix="SANDBOX_", env_file=None, extra="ignore", frozen=True
     )
 
-    # Where the provider's webhooks go (empty: recorded, not sent).
-    webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/sandbox"
+    # Where the provider's webhooks (Stripe events) go: the platform's Stripe endpoint by default
+    # (empty: recorded, not sent).
+    webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/stripe"
     db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
     async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
     flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts

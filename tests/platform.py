@@ -122,7 +122,7 @@ async def platform(
     psp = sandbox_process(
         port=psp_port,
         db_path=work_dir / "sandbox" / "psp.sqlite",
-        webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/payments/sandbox",
+        webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/payments/stripe",
         log_dir=work_dir / "logs",
         extra_env=SANDBOX_ENV,
         carrier_webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/carriers/sandbox",
@@ -131,6 +131,7 @@ async def platform(
         temporal={"address": temporal.url},
         nats={"url": nats.url},
         psp={"url": psp_url, "timeout_s": PSP_TIMEOUT_S},
+        stripe={"api_base": psp_url, "timeout_s": PSP_TIMEOUT_S},
         carrier={"url": psp_url},
         worker={"shutdown_grace_s": 2.0},
         data_dir=work_dir,

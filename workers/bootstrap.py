@@ -15,7 +15,6 @@ from sqlalchemy import Table
 from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -30,9 +29,9 @@ from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
 from domains.notifications.sender import DevSender, run_sender
 from domains.payments.models import PaymentWebhookEvent
-from domains.payments.provider import PaymentProvider
+from domains.payments.stripe_provider import StripeProvider
 from domains.shipping.carrier import CarrierClient
-from kit import inbox
+from kit import inbox, temporal
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.relay import OutboxRelay
@@ -67,11 +66,9 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
     """A Temporal client speaking pydantic payloads (and tracing, when TRACING_ENABLED)."""
     provider = tracer_provider(settings, "workers")
-    return await Client.connect(
-        settings.temporal.address,
-        namespace=settings.temporal.namespace,
-        data_converter=pydantic_data_converter,
-        runtime=runtime or Runtime.default(),
+    return await temporal.connect(
+        settings.temporal,
+        runtime=runtime,
         # A client interceptor that is also a worker interceptor: workers built on this client
         # continue the trace through workflows and activities.
         interceptors=[TracingInterceptor(provider.get_tracer("temporal"))] if provider else [],
@@ -101,7 +98,11 @@ def _activities(
         orders = OrdersActivities(db)
         return [orders.create_order, orders.cancel_order, orders.mark_paid, orders.mark_fulfilling]
     if domain == "payments":
-        provider = PaymentProvider(settings.psp.url, timeout_s=settings.psp.timeout_s)
+        provider = StripeProvider(
+            api_key=settings.stripe.api_key.get_secret_value(),
+            api_base=settings.stripe.api_base,
+            timeout_s=settings.stripe.timeout_s,
+        )
         stack.push_async_callback(provider.aclose)
         payments = PaymentsActivities(db, provider)
         return [
@@ -166,7 +167,7 @@ def inboxes(domain: str, settings: Settings) -> list[tuple[Table, timedelta]]:
         tables.append((inbox.INBOX, settings.consumer.inbox_retention))
     if domain == "payments":
         webhooks = PaymentWebhookEvent.metadata.tables[PaymentWebhookEvent.__tablename__]
-        tables.append((webhooks, settings.psp.webhook_retention))
+        tables.append((webhooks, settings.stripe.webhook_retention))
     return tables
 
 

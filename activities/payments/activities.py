@@ -39,16 +39,14 @@ CANCELLABLE = frozenset({"requires_action", "processing", "requires_capture"})
 
 
 def _result(payment: Payment, intent: Intent) -> PaymentResult:
-    action = intent.next_action
-    next_action = None
-    if action and action.get("url"):
-        next_action = NextAction(
-            type=str(action.get("type") or "redirect_to_url"), url=action["url"]
-        )
     return PaymentResult(
         status=payment.status,
         intent_id=intent.id,
-        next_action=next_action,
+        next_action=(
+            NextAction(type="redirect_to_url", url=intent.redirect_url)
+            if intent.redirect_url
+            else None
+        ),
         error_code=payment.last_error_code,
     )
 
@@ -62,6 +60,8 @@ def _authorize_request(input: AuthorizeInput) -> dict[str, object]:
     return {
         "amount": amount.to_minor_units(),
         "currency": amount.currency,
+        # `token` is the payment method (named so since the first history; renaming would
+        # change the recorded request hash of checkouts in flight).
         "token": input.token,
         "metadata": _metadata(input),
     }
@@ -77,20 +77,30 @@ class PaymentsActivities:
     async def _create_intent(self, input: AuthorizeInput) -> Intent:
         """Create (or, under the same key, replay) the authorization; ProviderRejected when the
         provider refuses the payment details."""
-        amount = input.amount.money()
-        return await self.provider.create_intent(
-            amount=amount.to_minor_units(),
-            currency=amount.currency,
-            token=input.token,
+        return await self.provider.authorize(
+            input.amount.money(),
+            payment_method=input.token,
             metadata=_metadata(input),
             key=service.idempotency_key(input.checkout_id, "authorize"),
         )
 
-    async def _refused(self, input: AuthorizeInput, refusal: ProviderRejected) -> None:
-        """The provider refused the payment details: nothing is held; the payment says so."""
+    async def _refused(self, input: AuthorizeInput, refusal: ProviderRejected) -> Payment:
+        """The provider refused the payment: nothing is held; the payment says why, with the
+        failed intent when the provider made one (a declined card)."""
+        key = service.idempotency_key(input.checkout_id, "authorize")
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
-            await service.record_refusal(session, payment, refusal.code)
+            if refusal.intent is None:
+                return await service.record_refusal(session, payment, refusal.reason)
+            return await service.apply_intent(
+                session,
+                payment,
+                refusal.intent,
+                key=key,
+                kind=TransactionType.AUTHORIZE,
+                succeeded=False,
+                error_code=refusal.reason,
+            )
 
     async def _open(self, input: AuthorizeInput, operation: str, intent_id: str) -> str:
         key = service.idempotency_key(input.checkout_id, operation)
@@ -115,10 +125,13 @@ class PaymentsActivities:
         try:
             intent = await self._create_intent(input)
         except ProviderRejected as exc:
-            await self._refused(input, exc)
+            payment = await self._refused(input, exc)
+            if exc.card_error and exc.intent is not None:
+                # A declined card is an answer, not a fault: the workflow reads it as one.
+                return _result(payment, exc.intent)
             raise ApplicationError(
-                f"the provider refused the payment: {exc.code}",
-                {"code": PaymentDeclined.code, "provider_code": exc.code},
+                f"the provider refused the payment: {exc.reason}",
+                {"code": PaymentDeclined.code, "provider_code": exc.reason},
                 type=PaymentDeclined.code,
                 non_retryable=True,
             ) from exc
@@ -142,7 +155,7 @@ class PaymentsActivities:
             intent_id = payment.provider_payment_id
         if intent_id is None:
             raise ApplicationError("the payment has no intent yet", type="payment_not_authorized")
-        intent = await self.provider.get_intent(intent_id)
+        intent = await self.provider.retrieve(intent_id)
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
             await service.mirror_intent(session, payment, intent)
@@ -164,7 +177,7 @@ class PaymentsActivities:
             intent = await self.provider.capture(intent_id, key=key)
         except ProviderRejected as exc:
             declined = exc
-            intent = exc.intent or await self.provider.get_intent(intent_id)
+            intent = exc.intent or await self.provider.retrieve(intent_id)
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
             captured = intent.status == "succeeded"
@@ -175,11 +188,11 @@ class PaymentsActivities:
                 key=key,
                 kind=TransactionType.CAPTURE,
                 succeeded=captured,
-                error_code=declined.code if declined and not captured else None,
+                error_code=declined.reason if declined and not captured else None,
             )
             result = _result(payment, intent)
         if not captured:
-            code = declined.code if declined else intent.status
+            code = declined.reason if declined else intent.status
             log.warning("payments.capture.declined", checkout_id=str(input.checkout_id), code=code)
             raise ApplicationError(
                 "the provider declined the capture",
@@ -211,7 +224,7 @@ class PaymentsActivities:
                 await self._refused(input, exc)
                 return VoidResult(action="nothing")
         else:
-            intent = await self.provider.get_intent(intent_id)
+            intent = await self.provider.retrieve(intent_id)
 
         if intent.status in CANCELLABLE:
             key = await self._open(input, "void", intent.id)
@@ -226,7 +239,7 @@ class PaymentsActivities:
             remaining = intent.amount_received - intent.amount_refunded
             # No amount: "whatever is left", so a retry sends the very same request.
             await self.provider.refund(intent.id, amount=None, key=key)
-            intent = await self.provider.get_intent(intent.id)
+            intent = await self.provider.retrieve(intent.id)
             kind, action = TransactionType.REFUND, "refunded"
             refunded = Money.from_minor_units(remaining, intent.currency)
         else:
@@ -249,7 +262,7 @@ class PaymentsActivities:
         that would have used the money is gone. The intent is re-read, and only touched if it
         names this checkout.
         """
-        intent = await self.provider.get_intent(input.intent_id)
+        intent = await self.provider.retrieve(input.intent_id)
         if intent.metadata.get("checkout_id") != str(input.checkout_id):
             log.warning("payments.settle.foreign_intent", checkout_id=str(input.checkout_id))
             return VoidResult(action="nothing")
@@ -266,7 +279,7 @@ class PaymentsActivities:
                 intent.amount_received - intent.amount_refunded, intent.currency
             )
             await self.provider.refund(intent.id, amount=None, key=f"{intent.id}:late-refund")
-            intent = await self.provider.get_intent(intent.id)
+            intent = await self.provider.retrieve(intent.id)
             action = "refunded"
         else:
             return VoidResult(action="nothing")

@@ -23,10 +23,12 @@ Carrier = Annotated[str, Depends(webhooks.known_carrier)]
     responses={400: {"description": "bad signature or body"}},
 )
 async def receive(provider: Provider, request: Request, wired: PlatformDep) -> JSONResponse:
-    """Verify the Standard Webhooks signature over the raw body, record, signal the checkout.
+    """A Stripe event: `Stripe-Signature` verified over the raw body, recorded once per event id,
+    delivered to the checkout named in the intent's `metadata.checkout_id`.
 
-    Duplicates (same `webhook-id`) and events for unknown intents answer 200 without a signal;
-    a bad or stale signature answers 400 and records nothing.
+    Duplicates (same event id), events for unknown intents and event types the platform does not
+    act on answer 200 without a signal; a bad or stale signature answers 400 and records nothing;
+    a delivery the workflow could not take answers 5xx, so Stripe sends the event again.
     """
     body = await request.body()
     receipt = await webhooks.receive_payment(wired, provider, request.headers, body)
@@ -38,7 +40,7 @@ async def receive(provider: Provider, request: Request, wired: PlatformDep) -> J
     responses={400: {"description": "bad signature or body"}},
 )
 async def receive_tracking(carrier: Carrier, request: Request, wired: PlatformDep) -> JSONResponse:
-    """A carrier's tracking event: verified like payment webhooks, recorded once per event id.
+    """A carrier's tracking event: Standard Webhooks signature, recorded once per event id.
 
     The shipment moves forward and its outbox announces it (`shipment.in_transit`, ...,
     `shipment.delivered`); the order follows through the order-tracking consumer.

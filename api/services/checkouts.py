@@ -92,11 +92,9 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
     """What the workflow runs on, fixed now."""
     billing = body.billing_address
     payment = body.payment
-    # Both shapes go to the one provider the workflow knows, "sandbox": its client speaks Stripe's
-    # wire protocol, and in dev a Stripe payment method is that client's token (the sandbox takes
-    # each pm_* name as its tok_* alias). The workflow's models stay as they are until the stripe
-    # package replaces the client.
-    token = payment.payment_method if isinstance(payment, StripePaymentIn) else payment.token
+    # Both shapes pay through Stripe: the older `{provider: "sandbox", token}` is an alias whose
+    # `tok_*` names the sandbox takes as payment methods (CONTRACT.md §6).
+    method = payment.payment_method if isinstance(payment, StripePaymentIn) else payment.token
     return CheckoutInput(
         checkout_id=row.id,
         user_id=row.user_id,
@@ -106,8 +104,8 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
         coupon_code=body.coupon_code,
         shipping_address=Address.model_validate(body.shipping_address.model_dump()),
         billing_address=Address.model_validate(billing.model_dump()) if billing else None,
-        payment_provider="sandbox",
-        payment_token=token,
+        payment_provider="stripe",
+        payment_token=method,
         payment_timeout_s=int(wired.settings.checkout.payment_timeout.total_seconds()),
         payment_recheck_s=wired.settings.checkout.payment_recheck_s,
     )

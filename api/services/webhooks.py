@@ -1,5 +1,6 @@
-"""Webhook intake: payment events (verified, kept once in the payments inbox, delivered to the
-checkout, settled after its end) and carrier tracking (verified, recorded once, announced)."""
+"""Webhook intake: Stripe's payment events (verified, kept once in the payments inbox, delivered
+to the checkout, settled after its end) and carrier tracking (verified, recorded once,
+announced)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+import stripe
 
 from activities.payments.contract import SettleInput
 from api.deps import Platform
@@ -23,15 +26,27 @@ from domains.shipping.errors import ShipmentNotFound
 from domains.shipping.statuses import ShipmentStatus
 from kit.logging import get_logger
 from kit.settings import Settings
-from kit.webhooks import WebhookVerificationError, verify
+from kit.webhooks import TOLERANCE_S, WebhookVerificationError, verify
 from workflows.checkout.client import CheckoutNotRunning
 from workflows.checkout.contract import CheckoutStatus
 from workflows.checkout.models import PaymentEvent
 
 log = get_logger(__name__)
 
-PAYMENT_PROVIDERS = frozenset({"sandbox"})
+# A provider's events are taken at /v1/webhooks/payments/<provider>.
+PAYMENT_PROVIDERS = frozenset({"stripe"})
 CARRIERS = frozenset({"sandbox"})
+# The Stripe events a checkout acts on (CONTRACT.md §6); others are acknowledged and ignored, so
+# that enabling more types at Stripe never turns into redeliveries.
+PAYMENT_EVENT_TYPES = frozenset(
+    {
+        "payment_intent.amount_capturable_updated",
+        "payment_intent.payment_failed",
+        "payment_intent.succeeded",
+        "payment_intent.canceled",
+        "charge.refunded",
+    }
+)
 
 
 def known_provider(provider: str) -> str:
@@ -48,32 +63,62 @@ def known_carrier(carrier: str) -> str:
     return carrier
 
 
+def _rejected(source: str, reason: str) -> ApiError:
+    WEBHOOK_VERIFICATIONS.labels(source, "rejected").inc()
+    log.warning("webhooks.rejected", source=source, reason=reason)
+    return ApiError(400, "invalid_signature", "the webhook signature is not valid")
+
+
 def verified(source: str, secrets: list[str], headers: Mapping[str, str], body: bytes) -> str:
-    """The webhook id of a genuine, fresh delivery; 400 `invalid_signature` otherwise (counted)."""
+    """The webhook id of a genuine, fresh Standard Webhooks delivery; 400 `invalid_signature`
+    otherwise (counted)."""
     try:
         webhook_id = verify(secrets, dict(headers), body)
     except WebhookVerificationError as exc:
-        WEBHOOK_VERIFICATIONS.labels(source, "rejected").inc()
-        log.warning("webhooks.rejected", source=source, reason=str(exc))
-        raise ApiError(400, "invalid_signature", "the webhook signature is not valid") from exc
+        raise _rejected(source, str(exc)) from exc
     WEBHOOK_VERIFICATIONS.labels(source, "verified").inc()
     return webhook_id
 
 
-def _payment_secrets(settings: Settings) -> list[str]:
+def _stripe_secrets(settings: Settings) -> list[str]:
     """The current signing secret, and the previous one while a rotation is under way."""
-    secrets = [settings.psp.webhook_secret.get_secret_value()]
-    if settings.psp.webhook_secret_previous is not None:
-        secrets.append(settings.psp.webhook_secret_previous.get_secret_value())
+    secrets = [settings.stripe.webhook_secret.get_secret_value()]
+    if settings.stripe.webhook_secret_previous is not None:
+        secrets.append(settings.stripe.webhook_secret_previous.get_secret_value())
     return secrets
+
+
+def verified_stripe_event(secrets: list[str], headers: Mapping[str, str], body: bytes) -> None:
+    """Check `Stripe-Signature` over the raw body with the `stripe` package (300 s tolerance);
+    400 `invalid_signature` unless one of `secrets` signed it (counted)."""
+    source = "payments:stripe"
+    header = headers.get("stripe-signature")
+    if not header:
+        raise _rejected(source, "no Stripe-Signature header")
+    try:
+        payload = body.decode("utf-8")  # Stripe signs UTF-8 JSON; anything else is not its
+    except UnicodeDecodeError:
+        raise _rejected(source, "the body is not UTF-8") from None
+    reason = "no secret"
+    for secret in secrets:
+        try:
+            # What stripe.Webhook.construct_event checks, without building an Event we discard.
+            stripe.WebhookSignature.verify_header(payload, header, secret, tolerance=TOLERANCE_S)
+        except stripe.SignatureVerificationError as exc:
+            reason = str(exc)
+            continue
+        WEBHOOK_VERIFICATIONS.labels(source, "verified").inc()
+        return
+    raise _rejected(source, reason)
 
 
 @dataclass(frozen=True)
 class IntentEvent:
-    """What the platform reads of a provider's payment-intent event."""
+    """What the platform reads of a Stripe event about a payment intent (or its charge)."""
 
+    id: str
     type: str
-    intent: dict[str, Any]
+    object: dict[str, Any]
     document: dict[str, Any]
 
     @classmethod
@@ -81,19 +126,31 @@ class IntentEvent:
         """The event in a webhook body; 400 `invalid_event` when it is not one."""
         try:
             document = json.loads(body)
-            return cls(str(document["type"]), dict(document["data"]["object"]), document)
+            event = cls(
+                str(document["id"]),
+                str(document["type"]),
+                dict(document["data"]["object"]),
+                document,
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise ApiError(400, "invalid_event", "the webhook body is not an event") from exc
+        if not event.id.strip():
+            raise ApiError(400, "invalid_event", "the event has no id")
+        return event
 
     @property
     def intent_id(self) -> str | None:
-        """The provider's id of the payment intent."""
-        return str(self.intent["id"]) if self.intent.get("id") else None
+        """The provider's id of the payment intent (a charge names its intent)."""
+        if self.object.get("object") == "charge":
+            value = self.object.get("payment_intent")
+        else:
+            value = self.object.get("id")
+        return str(value) if isinstance(value, str) and value else None
 
     @property
     def checkout_id(self) -> uuid.UUID | None:
-        """The checkout the intent was created for (its metadata), if any."""
-        raw = (self.intent.get("metadata") or {}).get("checkout_id")
+        """The checkout the intent was created for (its metadata), if it says."""
+        raw = (self.object.get("metadata") or {}).get("checkout_id")
         try:
             return uuid.UUID(str(raw)) if raw else None
         except ValueError:
@@ -109,17 +166,23 @@ async def receive_payment(
     commit together (the row stays locked while the workflow is signalled), so a failed signal
     leaves no row and the provider's redelivery (after our 5xx) delivers it again, while
     concurrent duplicates wait for the first and then answer 2xx without a second signal.
-    Events for unknown intents are received without a signal; a bad or stale signature is 400
-    and records nothing.
+    Events for unknown intents and of types the platform does not act on are received without
+    a signal; a bad or stale signature is 400 and records nothing.
     """
-    webhook_id = verified(f"payments:{provider}", _payment_secrets(wired.settings), headers, body)
+    verified_stripe_event(_stripe_secrets(wired.settings), headers, body)
     event = IntentEvent.parse(body)
-    checkout_id = event.checkout_id
+    if event.type not in PAYMENT_EVENT_TYPES:
+        log.info("webhooks.ignored_type", provider=provider, event_type=event.type)
+        return WebhookReceipt(duplicate=False)
     async with wired.databases["payments"].begin() as session:
+        checkout_id = event.checkout_id
+        if checkout_id is None and event.intent_id is not None:
+            # A charge's event, or an intent made elsewhere: whose intent is it, if ours?
+            checkout_id = await payments.checkout_of_intent(session, event.intent_id)
         new = await payments.record_webhook(
             session,
             provider=provider,
-            webhook_id=webhook_id,
+            webhook_id=event.id,
             event_type=event.type,
             intent_id=event.intent_id,
             checkout_id=checkout_id,
@@ -127,22 +190,20 @@ async def receive_payment(
         )
         if not new:
             return WebhookReceipt(duplicate=True)
-        if checkout_id is None:
+        if checkout_id is None or event.intent_id is None:
             log.warning("webhooks.unknown_intent", provider=provider, event_type=event.type)
             return WebhookReceipt(duplicate=False)
-        await _deliver(wired, checkout_id, webhook_id, event)
+        await _deliver(wired, checkout_id, event)
     return WebhookReceipt(duplicate=False)
 
 
-async def _deliver(
-    wired: Platform, checkout_id: uuid.UUID, webhook_id: str, event: IntentEvent
-) -> None:
+async def _deliver(wired: Platform, checkout_id: uuid.UUID, event: IntentEvent) -> None:
     """Hand the event to the checkout's workflow, or settle it if the checkout has ended.
 
     Any other Temporal failure propagates: the transaction rolls back and the provider's
     redelivery tries again.
     """
-    signal = PaymentEvent(id=webhook_id, type=event.type, intent=str(event.intent.get("id")))
+    signal = PaymentEvent(id=event.id, type=event.type, intent=str(event.intent_id))
     try:
         await wired.checkouts.deliver_payment_event(checkout_id, signal)
     except CheckoutNotRunning:

@@ -1,140 +1,117 @@
-"""Client of the Stripe-shaped payment provider (the sandbox in development and tests).
+"""What the payments domain needs from a payment provider, whichever provider it is.
 
-Integers of minor units exist only here, at the boundary. Every POST carries an idempotency key
-derived from the checkout, so a retry after a timeout or a 5xx can never charge twice.
+The activities speak to a `PaymentProvider`; `domains/payments/stripe_provider.py` is the one
+implementation today (the official `stripe` package). Another provider (Adyen, Braintree) is one
+more class with these five calls and the same three outcomes:
+
+- an `Intent`: the provider's view of the payment after the call;
+- `ProviderRejected`: a definite refusal (a declined card, an unknown payment method, an intent
+  in the wrong state): the same request would be refused again;
+- `ProviderUnavailable` (domains/payments/errors.py): no answer, or a transient one (timeout,
+  connection, rate limit, 5xx, a concurrent request under the same key): retry with the same
+  idempotency key;
+- `ProviderMisuse`: the provider says the platform is wrong (an idempotency key reused for
+  other parameters, a bad API key). A bug or a misconfiguration, never the customer's doing.
+
+Amounts are `Money` going in; an `Intent` reports integers of minor units, as the provider keeps
+them. Every mutating call takes an idempotency key derived from the checkout, so a retry after a
+timeout replays the provider's answer instead of charging again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Protocol
 
-import httpx
-
-from domains.payments.errors import ProviderUnavailable
+from kit.money import Money
 
 
 @dataclass(frozen=True)
 class Intent:
-    """The provider's view of a payment intent."""
+    """The provider's view of a payment intent (Stripe's vocabulary, the lingua franca)."""
 
     id: str
+    # requires_action, processing, requires_capture, succeeded, canceled, failed
     status: str
     amount: int
     currency: str
     amount_capturable: int
     amount_received: int
     amount_refunded: int
-    next_action: dict[str, Any] | None
+    # Where the customer completes a challenge (3-D Secure), while status is requires_action.
+    redirect_url: str | None
+    # Why it failed: the issuer's decline code when there is one, else the provider's code.
     last_error_code: str | None
-    metadata: dict[str, Any]
-
-    @classmethod
-    def from_json(cls, body: dict[str, Any]) -> Intent:
-        """Parse the provider's intent object."""
-        last_error = body.get("last_error") or None
-        return cls(
-            id=body["id"],
-            status=body["status"],
-            amount=int(body["amount"]),
-            currency=str(body["currency"]).upper(),
-            amount_capturable=int(body.get("amount_capturable") or 0),
-            amount_received=int(body.get("amount_received") or 0),
-            amount_refunded=int(body.get("amount_refunded") or 0),
-            next_action=body.get("next_action") or None,
-            last_error_code=last_error.get("code") if last_error else None,
-            metadata=dict(body.get("metadata") or {}),
-        )
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 class ProviderRejected(Exception):
-    """A definite 4xx answer: the request was understood and refused."""
+    """A definite refusal: the request was understood and will be refused again.
 
-    def __init__(self, status: int, code: str, message: str, intent: Intent | None) -> None:
+    `code` is the provider's error code (`card_declined`, `resource_missing`, ...),
+    `decline_code` the issuer's reason for a declined card (`insufficient_funds`), and `intent`
+    the intent as it stands after the refusal when the provider reports one.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int,
+        decline_code: str | None = None,
+        card_error: bool = False,
+        intent: Intent | None = None,
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
-        self.status = status
         self.code = code
+        self.status = status
+        self.decline_code = decline_code
+        self.card_error = card_error
         self.intent = intent
 
+    @property
+    def reason(self) -> str:
+        """The most specific reason: the decline code when there is one."""
+        return self.decline_code or self.code
 
-class PaymentProvider:
-    """Async HTTP client of one provider; owns no state besides its connection pool."""
 
-    def __init__(self, base_url: str, *, timeout_s: float, client: httpx.AsyncClient | None = None):
-        self._client = client or httpx.AsyncClient(
-            base_url=base_url,
-            timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-        )
+class ProviderMisuse(Exception):
+    """The provider says the platform called it wrongly: a bug or a misconfiguration.
 
-    async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._client.aclose()
+    Deliberately retryable (not a DomainError and not ProviderRejected): the activity keeps
+    retrying, loudly logged and listed among stuck checkouts, until the code or the
+    configuration is fixed; the checkout then carries on, charging nobody twice.
+    """
 
-    async def _call(
-        self, method: str, path: str, *, json: dict[str, Any] | None = None, key: str | None = None
-    ) -> dict[str, Any]:
-        headers = {"Idempotency-Key": key} if key else {}
-        try:
-            response = await self._client.request(method, path, json=json, headers=headers)
-        except httpx.TransportError as exc:  # timeouts and connection failures
-            raise ProviderUnavailable(f"{method} {path}: {type(exc).__name__}") from exc
-        # 409: the same key is still executing on the provider's side; 429 and 5xx: try later.
-        if response.status_code >= 500 or response.status_code in (409, 429):
-            raise ProviderUnavailable(f"{method} {path}: HTTP {response.status_code}")
-        body: dict[str, Any] = response.json()
-        if response.status_code >= 400:
-            error = body.get("error")
-            if error is None and body.get("object") == "payment_intent":
-                # A declined authorization answers 402 with the failed intent itself.
-                return body
-            error = error or {}
-            intent = error.get("payment_intent")
-            raise ProviderRejected(
-                response.status_code,
-                str(error.get("code") or "unknown"),
-                str(error.get("message") or ""),
-                Intent.from_json(intent) if intent else None,
-            )
-        return body
 
-    async def create_intent(
-        self, *, amount: int, currency: str, token: str, metadata: dict[str, str], key: str
+class PaymentProvider(Protocol):
+    """Manual-capture card payments: authorize, re-read, capture, cancel, refund."""
+
+    name: str
+
+    async def authorize(
+        self, amount: Money, *, payment_method: str, metadata: dict[str, str], key: str
     ) -> Intent:
-        """Authorize `amount` minor units (manual capture)."""
-        body = await self._call(
-            "POST",
-            "/v1/payment_intents",
-            json={
-                "amount": amount,
-                "currency": currency.lower(),
-                "token": token,
-                "capture_method": "manual",
-                "metadata": metadata,
-            },
-            key=key,
-        )
-        return Intent.from_json(body)
+        """Create and confirm an intent for `amount`, to be captured later."""
+        ...
 
-    async def get_intent(self, intent_id: str) -> Intent:
-        """Re-read an intent (never trust a webhook's copy)."""
-        return Intent.from_json(await self._call("GET", f"/v1/payment_intents/{intent_id}"))
+    async def retrieve(self, intent_id: str) -> Intent:
+        """The intent as the provider has it now (never trust an event's copy)."""
+        ...
 
     async def capture(self, intent_id: str, *, key: str) -> Intent:
-        """Capture the authorized amount."""
-        body = await self._call(
-            "POST", f"/v1/payment_intents/{intent_id}/capture", json={}, key=key
-        )
-        return Intent.from_json(body)
+        """Capture everything the intent holds."""
+        ...
 
     async def cancel(self, intent_id: str, *, key: str) -> Intent:
-        """Release an authorization (or an intent still waiting for action)."""
-        body = await self._call("POST", f"/v1/payment_intents/{intent_id}/cancel", json={}, key=key)
-        return Intent.from_json(body)
+        """Release an authorization, or an intent still waiting for the customer."""
+        ...
 
-    async def refund(self, intent_id: str, *, amount: int | None, key: str) -> dict[str, Any]:
-        """Refund captured money; `amount=None` refunds what is left."""
-        payload: dict[str, Any] = {"payment_intent": intent_id}
-        if amount is not None:
-            payload["amount"] = amount
-        return await self._call("POST", "/v1/refunds", json=payload, key=key)
+    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> None:
+        """Refund captured money; `amount=None` refunds whatever is left."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...

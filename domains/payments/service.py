@@ -110,6 +110,13 @@ async def find_payment(session: AsyncSession, checkout_id: uuid.UUID) -> Payment
     )
 
 
+async def checkout_of_intent(session: AsyncSession, intent_id: str) -> uuid.UUID | None:
+    """The checkout whose payment is the provider's intent `intent_id`, if any."""
+    return await session.scalar(
+        select(Payment.checkout_id).where(Payment.provider_payment_id == intent_id)
+    )
+
+
 async def apply_intent(
     session: AsyncSession,
     payment: Payment,

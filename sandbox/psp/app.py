@@ -16,13 +16,21 @@ from starlette.responses import Response
 
 from kit.logging import get_logger
 from kit.settings import Settings
+from kit.webhooks import headers_for
 from sandbox.psp import carrier, payments
-from sandbox.psp.errors import ApiError, invalid_request
+from sandbox.psp.errors import ApiError, parameter_error
 from sandbox.psp.idempotency import Idempotency, json_response
 from sandbox.psp.routes import Sandbox, carrier_router, payments_router
 from sandbox.psp.scheduler import Scheduler, Timer
+from sandbox.psp.signing import stripe_headers
 from sandbox.psp.store import Store
-from sandbox.psp.webhooks import CARRIER_TARGET, PAYMENTS_TARGET, Target, WebhookDelivery
+from sandbox.psp.webhooks import (
+    CARRIER_TARGET,
+    PAYMENTS_TARGET,
+    Signer,
+    Target,
+    WebhookDelivery,
+)
 from sandbox.settings import SandboxSettings
 
 log = get_logger(__name__)
@@ -35,23 +43,29 @@ def db_path(settings: Settings, config: SandboxSettings) -> Path:
 
 async def _api_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return json_response(exc.status, exc.body())
+    return json_response(exc.status, exc.body(), exc.headers)
 
 
-async def _http_error(_: Request, exc: Exception) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = "resource_missing" if exc.status_code == 404 else "invalid_request"
-    return json_response(
-        exc.status_code,
-        {"error": {"type": "invalid_request_error", "code": code, "message": str(exc.detail)}},
-    )
+    if exc.status_code >= 500:
+        error = {"type": "api_error", "message": str(exc.detail)}
+    elif exc.status_code == 404:
+        error = {
+            "type": "invalid_request_error",
+            "message": f"Unrecognized request URL ({request.method}: {request.url.path}).",
+        }
+    else:
+        error = {"type": "invalid_request_error", "message": str(exc.detail)}
+    return json_response(exc.status_code, {"error": error})
 
 
 async def _validation_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    first = exc.errors()[0]
-    param = str(first["loc"][-1]) if first.get("loc") else None
-    error = invalid_request("parameter_invalid", f"{param}: {first['msg']}", param=param)
+    first = dict(exc.errors()[0])
+    # FastAPI prefixes where the value came from ("query", "path"); Stripe names the parameter.
+    first["loc"] = tuple(first.get("loc", ()))[1:]
+    error = parameter_error(first)
     return json_response(error.status, error.body())
 
 
@@ -76,23 +90,37 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
 
 
-Endpoints = dict[Target, tuple[str, str]]
+Endpoints = dict[Target, tuple[str, Signer]]
+
+
+def stripe_secrets(settings: Settings) -> list[str]:
+    """The secrets payment events are signed with: the current one, then during a rotation the
+    previous one (Stripe sends a `v1=` for each until the old secret expires)."""
+    secrets = [settings.stripe.webhook_secret.get_secret_value()]
+    previous = settings.stripe.webhook_secret_previous
+    if previous is not None and previous.get_secret_value():  # set but empty: no rotation
+        secrets.append(previous.get_secret_value())
+    return secrets
 
 
 def _webhook_endpoints(settings: Settings, config: SandboxSettings) -> Endpoints:
-    """Each target's webhook URL and signing secret.
+    """Each target's webhook URL and signer.
 
-    Each target's events go to its own URL, signed with its own secret. An empty URL records
-    them without sending: they stay pending, listed with their delivery state.
+    Payment events are Stripe `event` objects signed as Stripe signs them (`Stripe-Signature`
+    with STRIPE_WEBHOOK_SECRET[_PREVIOUS]); the carrier's use Standard Webhooks with
+    CARRIER_WEBHOOK_SECRET. An empty URL records events without sending: they stay pending,
+    listed with their delivery state.
     """
+    payment_secrets = stripe_secrets(settings)
+    carrier_secret = settings.carrier.webhook_secret.get_secret_value()
     return {
         PAYMENTS_TARGET: (
             config.webhook_url,
-            settings.psp.webhook_secret.get_secret_value(),
+            lambda _event_id, body: stripe_headers(payment_secrets, body),
         ),
         CARRIER_TARGET: (
             config.carrier_webhook_url,
-            settings.carrier.webhook_secret.get_secret_value(),
+            lambda event_id, body: headers_for(carrier_secret, event_id, body),
         ),
     }
 
@@ -106,10 +134,10 @@ def _deliveries(
             store,
             target=target,
             url=url,
-            secret=secret,
+            sign=sign,
             max_attempts=config.webhook_max_attempts,
         )
-        for target, (url, secret) in endpoints.items()
+        for target, (url, sign) in endpoints.items()
         if url
     }
 

@@ -1,7 +1,14 @@
-"""Stripe-shaped API errors: `{"error": {"type", "code", "message", ...}}`."""
+"""Stripe-shaped API errors: `{"error": {"type", "code", "message", ...}}`.
+
+The HTTP status and `type` together decide which exception Stripe's SDKs raise (stripe-python:
+`_APIRequestor.specific_v1_api_error`): 400/404 `invalid_request_error` -> InvalidRequestError,
+400 `idempotency_error` -> IdempotencyError, 401 -> AuthenticationError, 402 -> CardError,
+409 and 5xx -> APIError (retried by the SDK's own retries, when it has any).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -16,7 +23,9 @@ class ApiError(Exception):
         message: str,
         *,
         param: str | None = None,
+        decline_code: str | None = None,
         payment_intent: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -24,7 +33,9 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.param = param
+        self.decline_code = decline_code
         self.payment_intent = payment_intent
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         """The JSON body of the answer."""
@@ -33,6 +44,8 @@ class ApiError(Exception):
             error["code"] = self.code
         if self.param is not None:
             error["param"] = self.param
+        if self.decline_code is not None:
+            error["decline_code"] = self.decline_code
         if self.payment_intent is not None:
             error["payment_intent"] = self.payment_intent
         return {"error": error}
@@ -63,4 +76,43 @@ def unexpected_state(intent: dict[str, Any], action: str) -> ApiError:
         "payment_intent_unexpected_state",
         f"You cannot {action} this PaymentIntent because it has a status of {intent['status']}.",
         payment_intent=intent,
+    )
+
+
+def card_error(
+    code: str, decline_code: str | None, message: str, intent: dict[str, Any]
+) -> ApiError:
+    """402 `card_error`: the card (or its issuer) refused; the failed intent travels with it.
+
+    Unlike the other errors this one is the answer of an executed request (the intent exists,
+    an event was sent), so it is stored under the Idempotency-Key and replayed as it is.
+    """
+    return ApiError(
+        402, "card_error", code, message, decline_code=decline_code, payment_intent=intent
+    )
+
+
+INTEGER_ERRORS = frozenset({"int_type", "int_parsing", "int_from_float"})
+
+
+def parameter_error(error: Mapping[str, Any]) -> ApiError:
+    """One of pydantic's validation errors as Stripe words it, the parameter in bracket notation."""
+    loc = [str(part) for part in error.get("loc", ())]
+    param = loc[0] + "".join(f"[{part}]" for part in loc[1:]) if loc else None
+    kind = error.get("type")
+    if kind == "extra_forbidden":
+        return invalid_request(
+            "parameter_unknown", f"Received unknown parameter: {param}", param=param
+        )
+    if kind == "missing":
+        return invalid_request(
+            "parameter_missing", f"Missing required param: {param}.", param=param
+        )
+    if kind in INTEGER_ERRORS:
+        return invalid_request(
+            "parameter_invalid_integer", f"Invalid integer: {error.get('input')}", param=param
+        )
+    message = str(error.get("msg", "Invalid parameter."))
+    return invalid_request(
+        "parameter_invalid", message if param is None else f"{param}: {message}", param=param
     )

@@ -1,4 +1,4 @@
-"""Stripe's own wire format: form-encoded bodies with bracket notation, and its card errors.
+"""Stripe's own wire format: form-encoded bodies with bracket notation.
 
 The official SDKs send `application/x-www-form-urlencoded` bodies (`metadata[checkout_id]=…`,
 `payment_method_types[0]=card`, `confirm=true`); this module turns them into the same dict a JSON
@@ -7,15 +7,11 @@ body gives, so both reach the same request models and the same idempotency hash.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.responses import Response
-
 from sandbox.psp.errors import invalid_request
-from sandbox.psp.idempotency import json_response
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # Form values are all strings; these parameters are integers or booleans in Stripe's API.
@@ -84,24 +80,3 @@ def decode(raw: bytes) -> dict[str, Any]:
         _insert(tree, _path(key), value, key)
     data: dict[str, Any] = _lists(tree)
     return {name: _coerce(name, value) for name, value in data.items()}
-
-
-def card_error(response: Response) -> Response:
-    """A declined authorization as Stripe answers it: 402 with a `card_error` envelope.
-
-    The sandbox's JSON clients (domains/payments/provider.py) read a declined authorization as a
-    402 whose body is the failed intent itself; Stripe's SDKs need `{"error": {...}}` to raise
-    `CardError`. The stored idempotent answer stays the intent, so a replay of either kind of
-    request gets the shape its own content type asks for.
-    """
-    if response.status_code != 402:
-        return response
-    body = json.loads(bytes(response.body))
-    if body.get("object") != "payment_intent":
-        return response  # already an error envelope (e.g. capture_declined)
-    error = dict(body.get("last_payment_error") or {"type": "card_error", "code": "card_declined"})
-    error.setdefault("message", "Your card was declined.")
-    error["payment_intent"] = body
-    replayed = response.headers.get("idempotent-replayed")
-    headers = {"Idempotent-Replayed": replayed} if replayed else None
-    return json_response(402, {"error": error}, headers)

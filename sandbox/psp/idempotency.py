@@ -43,6 +43,29 @@ def json_response(
     return Response(content, status_code=status, media_type="application/json", headers=headers)
 
 
+def key_in_use() -> ApiError:
+    """A second request under a key whose first request is still executing.
+
+    409 `idempotency_error` (code `idempotency_key_in_use`), as the contract says, with
+    `Stripe-Should-Retry: true`. Why 409 and not 400: stripe-python turns a 400 `idempotency_error`
+    into IdempotencyError, which means "this key was misused", a bug nobody should retry; here
+    the key is used correctly and the answer will simply be ready later. Its
+    `specific_v1_api_error` maps any 409 to `stripe.APIError` (never CardError or
+    IdempotencyError, whatever the `type`), and its HTTP client retries a 409 (and honours
+    Stripe-Should-Retry) when `max_network_retries` allows: the SDK surfaces it as the transient
+    error it is, and the retry gets the stored answer once the first request has finished.
+    """
+    return ApiError(
+        409,
+        "idempotency_error",
+        "idempotency_key_in_use",
+        "There is currently another in-progress request using this Idempotent Key (that "
+        "probably means you submitted twice, and the other request is still going through). "
+        "Please try again later.",
+        headers={"Stripe-Should-Retry": "true"},
+    )
+
+
 @dataclass(frozen=True)
 class _Answer:
     status: int
@@ -94,12 +117,7 @@ class Idempotency:
                     f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.",
                 )
             if key in self._executing:
-                raise ApiError(
-                    409,
-                    "idempotency_error",
-                    "idempotency_key_in_use",
-                    "Another request with this Idempotency-Key is still executing; retry later.",
-                )
+                raise key_in_use()
             self._executing.add(key)
         try:
             answer = await self._store.transaction(
@@ -133,8 +151,9 @@ class Idempotency:
                         400,
                         "idempotency_error",
                         "idempotency_key_in_use",
-                        "Keys for idempotent requests can only be used with the same endpoint "
-                        f"and parameters they were first used with (first: {row['endpoint']}).",
+                        "Keys for idempotent requests can only be used with the same parameters "
+                        f"they were first used with (first: {row['endpoint']}). Try using a key "
+                        f"other than '{key}' if you meant to execute a different request.",
                     )
                 status = int(row["status_code"])
                 flaky = _bump(conn, flaky_scope) if flaky_scope and status < 300 else None

@@ -34,28 +34,41 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+PaymentMethodName = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
 class CreateIntentRequest(_Body):
-    """`POST /v1/payment_intents`."""
+    """`POST /v1/payment_intents`.
+
+    `payment_method` is Stripe's parameter (`pm_*`, or a `tok_*` alias); `token` is the sandbox's
+    older name for it, still accepted. One of the two, and errors name the one the caller used.
+    """
 
     amount: Amount
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{3}$", to_lower=True)]
-    token: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    payment_method: PaymentMethodName | None = None
+    token: PaymentMethodName | None = None
     capture_method: Literal["manual"] = "manual"
     metadata: Metadata = Field(default_factory=dict)
     # Stripe's parameters, as its SDKs send them: the sandbox always confirms at creation.
     confirm: Literal[True] = True
     payment_method_types: list[Literal["card"]] | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _payment_method_is_token(cls, data: Any) -> Any:
-        """`payment_method` (Stripe's name, `pm_*`) is the sandbox's `token`; one of the two."""
-        if isinstance(data, dict) and "payment_method" in data:
-            if "token" in data:
-                raise ValueError("give either token or payment_method, not both")
-            data = {**data, "token": data["payment_method"]}
-            del data["payment_method"]
-        return data
+    @model_validator(mode="after")
+    def _not_both(self) -> CreateIntentRequest:
+        if self.payment_method is not None and self.token is not None:
+            raise ValueError("give either payment_method or token, not both")
+        return self
+
+    @property
+    def method(self) -> str | None:
+        """The payment method (or token) the caller named, None when neither."""
+        return self.token if self.payment_method is None else self.payment_method
+
+    @property
+    def method_param(self) -> str:
+        """The parameter that named it: `token` only when the caller used that legacy name."""
+        return "token" if self.token is not None else "payment_method"
 
 
 class CaptureRequest(_Body):

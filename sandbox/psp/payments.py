@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sandbox.psp.errors import invalid_request, resource_missing, unexpected_state
+from sandbox.psp.errors import card_error, invalid_request, resource_missing, unexpected_state
 from sandbox.psp.models import (
     CaptureRequest,
     CreateIntentRequest,
@@ -137,7 +137,9 @@ class Intent:
             "amount_received": self.amount_received,
             "amount_refunded": self.amount_refunded,
             "metadata": dict(self.metadata),
-            # `url` for the platform's JSON client, `redirect_to_url.url` as Stripe has it.
+            # `redirect_to_url.url` as Stripe has it. `next_action.url` and `last_error` are the
+            # sandbox's older, non-Stripe fields, kept for its JSON readers; Stripe code must not
+            # read them (the SDK ignores them).
             "next_action": (
                 {
                     "type": "redirect_to_url",
@@ -239,14 +241,28 @@ def emit(conn: sqlite3.Connection, event_type: str, intent: Intent) -> str:
     return event_id
 
 
+def known_behaviour(req: CreateIntentRequest) -> str:
+    """The tok_* behaviour of the request's payment method, or Stripe's refusal of it.
+
+    Raised before anything is written, so an unknown payment method stores nothing and sends
+    no event (and its Idempotency-Key stays free, as Stripe keeps no answer of a failed check).
+    """
+    if req.method is None:
+        raise invalid_request(
+            "parameter_missing", "Missing required param: payment_method.", param="payment_method"
+        )
+    token = behaviour_of(req.method)
+    if token not in TOKENS:
+        raise resource_missing("PaymentMethod", req.method, param=req.method_param)
+    return token
+
+
 def create_intent(
     conn: sqlite3.Connection, req: CreateIntentRequest, *, psp_url: str, async_delay_s: float
 ) -> Outcome:
-    """Authorize according to the token: capturable, declined, 3DS, or processing."""
+    """Authorize according to the payment method: capturable, declined, 3DS, or processing."""
     # The row keeps the tok_* name: every later step (capture, 3DS, tok_flaky) reads it.
-    token = behaviour_of(req.token)
-    if token not in TOKENS:
-        raise invalid_request("token_invalid", f"Invalid token id: {req.token}", param="token")
+    token = known_behaviour(req)
     now = time.time()
     intent_id = new_id("pi")
     status, capturable, authorized = "requires_capture", req.amount, True
@@ -288,8 +304,19 @@ def create_intent(
     intent = require(conn, intent_id)
     if status == "failed":
         emit(conn, PAYMENT_FAILED, intent)
-        return Outcome(402, intent.to_json())
+        return Outcome(402, declined(intent))
     return Outcome(200, intent.to_json())
+
+
+def declined(intent: Intent) -> dict[str, Any]:
+    """Stripe's answer to a declined confirmation: 402 `card_error` carrying the failed intent."""
+    error = intent.last_payment_error() or {}
+    return card_error(
+        str(error.get("code", "card_declined")),
+        error.get("decline_code"),
+        str(error.get("message") or "Your card was declined."),
+        intent.to_json(),
+    ).body()
 
 
 def capture_intent(conn: sqlite3.Connection, intent_id: str, req: CaptureRequest) -> Outcome:
@@ -307,17 +334,13 @@ def capture_intent(conn: sqlite3.Connection, intent_id: str, req: CaptureRequest
     if intent.token == TOK_CAPTURE_FAILS:
         # The decline is the provider's answer to an executed request, so it is stored and
         # replayed like a success; the authorization stays, so the intent can still be canceled.
-        return Outcome(
-            402,
-            {
-                "error": {
-                    "type": "card_error",
-                    "code": "capture_declined",
-                    "message": "The capture was declined by the card issuer.",
-                    "payment_intent": intent.to_json(),
-                }
-            },
+        refusal = card_error(
+            "capture_declined",
+            "generic_decline",
+            "The capture was declined by the card issuer.",
+            intent.to_json(),
         )
+        return Outcome(402, refusal.body())
     intent = _update(
         conn, intent_id, status="succeeded", amount_capturable=0, amount_received=amount
     )

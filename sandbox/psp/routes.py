@@ -1,4 +1,8 @@
-"""HTTP endpoints of the sandbox: payment intents, refunds, test helpers, carrier bookings."""
+"""HTTP endpoints of the sandbox: payment intents, refunds, test helpers, carrier bookings.
+
+Stripe's endpoints (`/v1/payment_intents*`, `/v1/refunds`) want the API key; the sandbox's own
+(the 3DS page a browser visits, the ledger, the event log, the carrier) do not.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, Response
 
 from kit.settings import Settings
 from sandbox.psp import carrier, form, payments
-from sandbox.psp.errors import invalid_request, resource_missing
+from sandbox.psp.auth import require_api_key
+from sandbox.psp.errors import invalid_request, parameter_error, resource_missing
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
 from sandbox.psp.models import (
     CancelRequest,
@@ -69,8 +74,9 @@ class Sandbox:
 async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
     """The validated body and the hash of its canonical form (an empty body is `{}`).
 
-    JSON, or form-encoded with bracket notation as Stripe's SDKs send it: both decode to the same
-    dict, so they validate alike and share an Idempotency-Key's hash.
+    Form-encoded with bracket notation as Stripe's SDKs send it (the reference), or JSON (a curl
+    convenience): both decode to the same dict, so they validate alike and share an
+    Idempotency-Key's hash.
     """
     raw = await request.body()
     data: object = {}
@@ -89,10 +95,7 @@ async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(part) for part in first["loc"]) or None
-        message = first["msg"] if param is None else f"{param}: {first['msg']}"
-        raise invalid_request("parameter_invalid", message, param=param) from None
+        raise parameter_error(exc.errors()[0]) from None
     return parsed, canonical_hash(data)
 
 
@@ -108,10 +111,14 @@ async def _flaky_scope(store: Store, kind: str, intent_id: str) -> str | None:
 
 
 def payments_router(sandbox: Sandbox) -> APIRouter:
-    """Payment intents, refunds, the 3DS test helper, the ledger and the event log."""
+    """Stripe's endpoints behind the API key, then the 3DS page, the ledger and the event log."""
+    api_key = sandbox.settings.stripe.api_key.get_secret_value()
+    stripe = APIRouter(dependencies=[Depends(require_api_key(api_key))])
+    _intent_routes(stripe, sandbox)
+    _refund_routes(stripe, sandbox)
     router = APIRouter()
-    _intent_routes(router, sandbox)
-    _refund_and_3ds_routes(router, sandbox)
+    router.include_router(stripe)
+    _3ds_routes(router, sandbox)
     _ledger_routes(router, sandbox)
     return router
 
@@ -127,10 +134,10 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
         body, digest = await parse_body(request, CreateIntentRequest)
         key = _key(request)
         scope = None
-        if payments.behaviour_of(body.token) == payments.TOK_FLAKY:
+        if body.method is not None and payments.behaviour_of(body.method) == payments.TOK_FLAKY:
             # "Per intent" for a create means per key, or per identical body without one.
             scope = f"create:key:{key}" if key is not None else f"create:body:{digest}"
-        response = await sandbox.execute(
+        return await sandbox.execute(
             request,
             "POST /v1/payment_intents",
             digest,
@@ -142,11 +149,6 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             ),
             flaky_scope=scope,
         )
-        # Decided by content type: a form body is Stripe's SDK, which needs the card_error
-        # envelope; JSON is the platform's client, which reads the failed intent itself.
-        if form.is_form(request.headers.get("content-type")):
-            return form.card_error(response)
-        return response
 
     @router.get("/v1/payment_intents/{intent_id}")
     async def get_intent(intent_id: str) -> Response:
@@ -179,8 +181,8 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
         )
 
 
-def _refund_and_3ds_routes(router: APIRouter, sandbox: Sandbox) -> None:
-    """Refunds, and the page that completes a 3-D Secure challenge."""
+def _refund_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Refunds of captured intents."""
     store = sandbox.store
 
     @router.post("/v1/refunds")
@@ -194,6 +196,11 @@ def _refund_and_3ds_routes(router: APIRouter, sandbox: Sandbox) -> None:
             lambda conn: payments.create_refund(conn, body),
             flaky_scope=await _flaky_scope(store, "refund", body.payment_intent),
         )
+
+
+def _3ds_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """The page behind next_action.redirect_to_url.url; a browser visits it, without a key."""
+    store = sandbox.store
 
     @router.get("/v1/test_helpers/3ds/{intent_id}/authenticate")
     async def authenticate(intent_id: str, request: Request) -> Response:

@@ -1,9 +1,11 @@
-"""Delivery of recorded webhook events: signed (Standard Webhooks), concurrent, retried.
+"""Delivery of recorded webhook events: signed, concurrent, retried.
 
 Events are rows written with the state change that caused them; this loop only sends them. An
 event is marked delivered after a 2xx, so a crash between the POST and the mark sends it again:
-delivery is at least once, and receivers deduplicate on `webhook-id`. Each row names its target
-(the payment provider's or the carrier's endpoint); one loop per target sends with its own secret.
+delivery is at least once, in no guaranteed order, and receivers deduplicate on the event id.
+Each row names its target; one loop per target sends with that target's signer: the payment
+provider's events as Stripe signs them (`Stripe-Signature`, signing.py), the carrier's with
+Standard Webhooks (kit/webhooks.py).
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ import asyncio
 import random
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
 
 from kit.logging import get_logger
-from kit.webhooks import headers_for
 from sandbox.psp.store import Store
 
 log = get_logger(__name__)
@@ -31,6 +33,9 @@ CONCURRENCY = 16
 Target = Literal["payments", "carrier"]
 PAYMENTS_TARGET: Target = "payments"
 CARRIER_TARGET: Target = "carrier"
+
+# The headers of one attempt at sending an event (its id and raw body), signature included.
+Signer = Callable[[str, bytes], dict[str, str]]
 
 
 def backoff_s(attempts: int) -> float:
@@ -100,12 +105,12 @@ class WebhookDelivery:
     """The background loop that sends one target's pending events to its webhook endpoint."""
 
     def __init__(
-        self, store: Store, *, target: Target, url: str, secret: str, max_attempts: int
+        self, store: Store, *, target: Target, url: str, sign: Signer, max_attempts: int
     ) -> None:
         self._store = store
         self._target = target
         self._url = url
-        self._secret = secret
+        self._sign = sign
         self._max_attempts = max_attempts
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(CONCURRENCY)
@@ -161,8 +166,7 @@ class WebhookDelivery:
                 body = (await self._store.read(lambda conn: _body(conn, event.id))).encode()
                 # Signed at each attempt: the timestamp must be fresh for the receiver's
                 # +/- 300 s window, however late the retry.
-                headers = headers_for(self._secret, event.id, body)
-                headers["content-type"] = "application/json"
+                headers = {**self._sign(event.id, body), "content-type": "application/json"}
                 error: str | None
                 try:
                     response = await client.post(self._url, content=body, headers=headers)

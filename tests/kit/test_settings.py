@@ -14,7 +14,8 @@ from kit.settings import (
     DEFAULT_DATABASE_URL,
     DEV_CARRIER_WEBHOOK_SECRET,
     DEV_JWT_SECRET,
-    DEV_WEBHOOK_SECRET,
+    DEV_STRIPE_API_KEY,
+    DEV_STRIPE_WEBHOOK_SECRET,
     DOMAINS,
     ConfigurationError,
     Group,
@@ -54,13 +55,18 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("AUTH_TOKEN_TTL_S", "60", ("auth", "token_ttl_s"), 60),
     ("PSP_URL", "http://psp:9000", ("psp", "url"), "http://psp:9000"),
     ("PSP_TIMEOUT_S", "2.5", ("psp", "timeout_s"), 2.5),
-    ("PAYMENT_WEBHOOK_SECRET", "whsec_bmV3", ("psp", "webhook_secret"), "whsec_bmV3"),
+    ("STRIPE_API_BASE", "https://api.stripe.com", ("stripe", "api_base"), "https://api.stripe.com"),
+    ("STRIPE_API_KEY", "sk_test_abc", ("stripe", "api_key"), "sk_test_abc"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_new", ("stripe", "webhook_secret"), "whsec_new"),
     (
-        "PAYMENT_WEBHOOK_SECRET_PREVIOUS",
-        "whsec_b2xk",
-        ("psp", "webhook_secret_previous"),
-        "whsec_b2xk",
+        "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+        "whsec_old",
+        ("stripe", "webhook_secret_previous"),
+        "whsec_old",
     ),
+    ("STRIPE_TIMEOUT_S", "4", ("stripe", "timeout_s"), 4.0),
+    ("WORKER_REPLICAS", "3", ("worker", "replicas"), 3),
+    ("TEMPORAL_API_KEY", "tmprl-key", ("temporal", "api_key"), "tmprl-key"),
     ("CARRIER_URL", "http://carrier:9100", ("carrier", "url"), "http://carrier:9100"),
     ("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fy", ("carrier", "webhook_secret"), "whsec_Y2Fy"),
     ("WORKER_MAX_CONCURRENT_ACTIVITIES", "7", ("worker", "max_concurrent_activities"), 7),
@@ -81,7 +87,10 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("RELAY_RETENTION", "PT2H", ("relay", "retention"), timedelta(hours=2)),
     ("CONSUMER_MAX_DELIVER", "4", ("consumer", "max_deliver"), 4),
     ("CONSUMER_INBOX_RETENTION", "P2D", ("consumer", "inbox_retention"), timedelta(days=2)),
-    ("PSP_WEBHOOK_RETENTION", "P14D", ("psp", "webhook_retention"), timedelta(days=14)),
+    ("STRIPE_WEBHOOK_RETENTION", "P14D", ("stripe", "webhook_retention"), timedelta(days=14)),
+    ("TEMPORAL_TLS_CERT", "/tls/client.pem", ("temporal", "tls_cert"), Path("/tls/client.pem")),
+    ("TEMPORAL_TLS_KEY", "/tls/client.key", ("temporal", "tls_key"), Path("/tls/client.key")),
+    ("TEMPORAL_TLS_CA", "/tls/ca.pem", ("temporal", "tls_ca"), Path("/tls/ca.pem")),
     ("WORKER_PRUNE_INTERVAL_S", "600", ("worker", "prune_interval_s"), 600.0),
     (
         "OPS_STEP_DEADLINES_S",
@@ -177,14 +186,14 @@ def test_a_second_spelling_does_not_override_the_documented_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Only the documented names of the odd variables are read: DB_URL is not DATABASE_URL, and
-    # PSP_WEBHOOK_SECRET (which the nested reading would also accept) loses to the documented one.
+    # DATABASE_POOL_SIZE (which the nested reading would also accept) loses to DB_POOL_SIZE.
     monkeypatch.setenv("DATABASE_URL", "postgresql://app@db:5432")
     monkeypatch.setenv("DB_URL", "postgresql://other-tool@elsewhere:5432")
-    monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET", "whsec_ZG9jdW1lbnRlZA==")
-    monkeypatch.setenv("PSP_WEBHOOK_SECRET", "whsec_YWNjaWRlbnRhbA==")
+    monkeypatch.setenv("DB_POOL_SIZE", "7")
+    monkeypatch.setenv("DATABASE_POOL_SIZE", "9")
     settings = Settings()
     assert settings.database.url == "postgresql://app@db:5432"
-    assert settings.psp.webhook_secret.get_secret_value() == "whsec_ZG9jdW1lbnRlZA=="
+    assert settings.database.pool_size == 7
 
 
 def test_a_variable_named_like_a_group_is_not_read_as_the_group(
@@ -210,7 +219,9 @@ def test_defaults_match_the_contract() -> None:
     assert settings.api.port == 8000
     assert settings.psp.url == "http://127.0.0.1:8100"
     assert settings.data_dir == Path(".data")
-    assert settings.psp.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET
+    assert settings.stripe.webhook_secret.get_secret_value() == DEV_STRIPE_WEBHOOK_SECRET
+    assert settings.stripe.api_key.get_secret_value().startswith("sk_test_")
+    assert settings.stripe.api_base == settings.psp.url
     assert settings.checkout.payment_timeout.total_seconds() == 15 * 60
 
 
@@ -222,6 +233,21 @@ def test_the_carrier_is_served_beside_the_provider_unless_named(
     assert Settings(psp={"url": "http://other:1"}).carrier.url == "http://other:1"
     monkeypatch.setenv("CARRIER_URL", "http://carrier:9100")
     assert Settings().carrier.url == "http://carrier:9100"
+
+
+def test_stripe_is_the_sandbox_in_dev_and_stripe_itself_in_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PSP_URL", "http://psp:9000")
+    assert Settings().stripe.api_base == "http://psp:9000"
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
+    monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
+    assert Settings().stripe.api_base == "https://api.stripe.com"
+    monkeypatch.setenv("STRIPE_API_BASE", "https://stripe-proxy.internal")
+    assert Settings().stripe.api_base == "https://stripe-proxy.internal"
 
 
 def test_each_domain_gets_its_own_database_on_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -252,7 +278,8 @@ def test_unknown_domain_is_refused() -> None:
     ("variable", "dev_value"),
     [
         ("AUTH_JWT_SECRET", DEV_JWT_SECRET),
-        ("PAYMENT_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET),
+        ("STRIPE_API_KEY", DEV_STRIPE_API_KEY),
+        ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
         ("CARRIER_WEBHOOK_SECRET", DEV_CARRIER_WEBHOOK_SECRET),
     ],
 )
@@ -261,7 +288,8 @@ def test_production_refuses_each_development_secret(
 ) -> None:
     monkeypatch.setenv("ENV", "production")
     monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    monkeypatch.setenv("PAYMENT_WEBHOOK_SECRET", "whsec_cmVhbC1zZWNyZXQ=")
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
     monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
     assert Settings().env == "production"
     monkeypatch.delenv(variable)  # unset: the development default applies, and is refused
@@ -279,7 +307,12 @@ def test_production_refuses_dev_secrets_given_in_code() -> None:
 
 def test_secrets_do_not_leak_into_reprs() -> None:
     text = repr(Settings())
-    for secret in (DEV_JWT_SECRET, DEV_WEBHOOK_SECRET, DEV_CARRIER_WEBHOOK_SECRET):
+    for secret in (
+        DEV_JWT_SECRET,
+        DEV_STRIPE_API_KEY,
+        DEV_STRIPE_WEBHOOK_SECRET,
+        DEV_CARRIER_WEBHOOK_SECRET,
+    ):
         assert secret not in text
 
 

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,13 +17,17 @@ from typing import Any
 
 import httpx
 import pytest
+import stripe
 
 from devstack.processes import sandbox_process
 from devstack.services.process import ManagedProcess, free_port
 from kit.webhooks import WebhookVerificationError, verify
 
-# Not the dev default: proves the sandbox signs with PAYMENT_WEBHOOK_SECRET from its environment.
-WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"sandbox-tests-webhook-secret-32b").decode()
+# Not the dev defaults: proves the sandbox takes STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET from
+# its environment.
+API_KEY = "sk_test_sandbox_tests_api_key_0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+WEBHOOK_SECRET = "whsec_sandbox_tests_stripe_webhook_secret"
 CARRIER_SECRET = "whsec_" + base64.b64encode(b"sandbox-tests-carrier-secret-32b").decode()
 ASYNC_DELAY_S = 0.5
 FLAKY_HANG_S = 0.5
@@ -33,10 +38,20 @@ MAX_ATTEMPTS = 3
 class Delivery:
     """One webhook POST the receiver accepted as genuine, and what it answered."""
 
-    webhook_id: str
     event: dict[str, Any]
-    content_type: str
+    headers: dict[str, str]
+    body: bytes
     answered: int
+
+    @property
+    def event_id(self) -> str:
+        """The Stripe event id (`evt_...`), what receivers deduplicate on."""
+        return str(self.event["id"])
+
+    @property
+    def content_type(self) -> str:
+        """The Content-Type the sandbox sent."""
+        return self.headers.get("content-type", "")
 
     @property
     def type(self) -> str:
@@ -50,9 +65,15 @@ class Delivery:
         return obj
 
 
+def stripe_header(headers: dict[str, str]) -> str | None:
+    """The Stripe-Signature header, whatever its case on the wire."""
+    return next((v for k, v in headers.items() if k.lower() == "stripe-signature"), None)
+
+
 @dataclass
 class WebhookReceiver:
-    """The platform's side of the webhook, in a thread: verify, record, fail when told to."""
+    """The platform's side of the webhook, in a thread: verify as stripe-python does, record,
+    fail when told to."""
 
     secret: str
     deliveries: list[Delivery] = field(default_factory=list)
@@ -68,8 +89,10 @@ class WebhookReceiver:
     def receive(self, headers: dict[str, str], body: bytes) -> int:
         """Handle one POST; the HTTP status to answer."""
         try:
-            webhook_id = verify([self.secret], headers, body)
-        except WebhookVerificationError:
+            stripe.WebhookSignature.verify_header(
+                body, stripe_header(headers), self.secret, tolerance=300
+            )
+        except stripe.SignatureVerificationError:
             with self._lock:
                 self.rejected += 1
             return 400
@@ -80,9 +103,7 @@ class WebhookReceiver:
             if remaining:
                 self._failures[checkout_id] = remaining - 1
             status = 500 if remaining else 200
-            self.deliveries.append(
-                Delivery(webhook_id, event, headers.get("content-type", ""), status)
-            )
+            self.deliveries.append(Delivery(event, headers, body, status))
         return status
 
     def about(self, checkout_id: str) -> list[Delivery]:
@@ -209,15 +230,24 @@ def _serve(receive: Callable[[dict[str, str], bytes], int]) -> ThreadingHTTPServ
     return server
 
 
+@contextmanager
+def stripe_receiver(secret: str) -> Iterator[tuple[WebhookReceiver, str]]:
+    """A receiver of Stripe events verifying with `secret`, and the URL to POST them to."""
+    receiver = WebhookReceiver(secret)
+    server = _serve(receiver.receive)
+    host, port = server.server_address[:2]
+    try:
+        yield receiver, f"http://{host!s}:{port}/v1/webhooks/payments/stripe"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="module")
 def webhook_receiver() -> Iterator[tuple[WebhookReceiver, str]]:
     """A receiver and the URL the sandbox should POST to."""
-    receiver = WebhookReceiver(WEBHOOK_SECRET)
-    server = _serve(receiver.receive)
-    host, port = server.server_address[:2]
-    yield receiver, f"http://{host!s}:{port}/v1/webhooks/payments/sandbox"
-    server.shutdown()
-    server.server_close()
+    with stripe_receiver(WEBHOOK_SECRET) as receiving:
+        yield receiving
 
 
 @pytest.fixture(scope="module")
@@ -260,7 +290,10 @@ def start_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxF
             carrier_webhook_url=carrier_webhook_url,
             log_dir=tmp_path_factory.mktemp("sandbox-logs"),
             extra_env={
-                "PAYMENT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "STRIPE_API_KEY": API_KEY,
+                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                # Empty: no rotation, whatever the environment running the tests says.
+                "STRIPE_WEBHOOK_SECRET_PREVIOUS": "",
                 "CARRIER_WEBHOOK_SECRET": CARRIER_SECRET,
                 "SANDBOX_ASYNC_DELAY_S": str(ASYNC_DELAY_S),
                 "SANDBOX_FLAKY_HANG_S": str(FLAKY_HANG_S),
@@ -292,5 +325,7 @@ def receiver(webhook_receiver: tuple[WebhookReceiver, str]) -> WebhookReceiver:
 @pytest.fixture
 async def client(psp: Psp) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the shared sandbox."""
-    async with httpx.AsyncClient(base_url=psp.url, timeout=10.0, trust_env=False) as http:
+    async with httpx.AsyncClient(
+        base_url=psp.url, headers=AUTH, timeout=10.0, trust_env=False
+    ) as http:
         yield http

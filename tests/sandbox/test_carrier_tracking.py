@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import re
 import sqlite3
@@ -17,7 +18,6 @@ import pytest
 
 from kit.webhooks import WebhookVerificationError, verify
 from tests.sandbox.conftest import (
-    WEBHOOK_SECRET,
     CarrierReceiver,
     Psp,
     SandboxFactory,
@@ -32,6 +32,7 @@ STEP_S = 0.3
 MANUAL_STEP_S = 60.0
 ROUTE = ["in_transit", "out_for_delivery", "delivered"]
 EVENT_ID = re.compile(r"^cev_[0-9a-f]{24}$")
+OTHER_SECRET = "whsec_" + base64.b64encode(b"not-the-carrier-secret-32-bytes!").decode()
 
 # The two tables as the sandbox created them before tracking existed.
 OLD_SCHEMA = """
@@ -147,13 +148,14 @@ async def test_booked_shipment_moves_on_its_own_with_signed_webhooks(
         for delivery in deliveries:
             assert EVENT_ID.match(delivery.webhook_id)
             assert delivery.headers["content-type"] == "application/json"
-            # Signed with the carrier's secret, not the payment provider's.
+            # Standard Webhooks with the carrier's secret, not Stripe's scheme or secret.
             assert (
                 verify([tracking_receiver.secret], delivery.headers, delivery.body)
                 == delivery.webhook_id
             )
             with pytest.raises(WebhookVerificationError):
-                verify([WEBHOOK_SECRET], delivery.headers, delivery.body)
+                verify([OTHER_SECRET], delivery.headers, delivery.body)
+            assert "stripe-signature" not in {name.lower() for name in delivery.headers}
             event = delivery.event
             assert set(event) == {"id", "object", "type", "created", "data"}
             assert (event["id"], event["object"], event["type"]) == (

@@ -16,6 +16,7 @@ from devstack.services.process import free_port
 from sandbox.psp import payments
 from tests.sandbox.conftest import (
     ASYNC_DELAY_S,
+    AUTH,
     FLAKY_HANG_S,
     MAX_ATTEMPTS,
     Psp,
@@ -119,6 +120,15 @@ def error_code(response: httpx.Response) -> str:
     return str(response.json()["error"]["code"])
 
 
+def intent_of(response: httpx.Response) -> dict[str, Any]:
+    """The intent an answer carries: the body itself, or a card error's `payment_intent`."""
+    body: dict[str, Any] = response.json()
+    if "error" in body:
+        carried: dict[str, Any] = body["error"]["payment_intent"]
+        return carried
+    return body
+
+
 # --- tokens ---------------------------------------------------------------------------------
 
 
@@ -156,8 +166,9 @@ async def test_visa_authorizes_and_captures_with_a_signed_webhook(
     assert delivery.content_type == "application/json"
     assert delivery.intent["id"] == body["id"]
     assert delivery.intent["status"] == "succeeded"
-    assert re.match(r"^evt_[0-9a-f]{24}$", delivery.webhook_id)
-    assert delivery.event["id"] == delivery.webhook_id
+    assert re.match(r"^evt_[0-9a-f]{24}$", delivery.event_id)
+    assert delivery.event["object"] == "event"
+    assert re.match(r"^t=\d+,v1=[0-9a-f]{64}$", delivery.headers["Stripe-Signature"])
     assert isinstance(delivery.event["created"], int)
     assert receiver.rejected == 0
     assert await ledger(client, checkout) == [
@@ -175,21 +186,26 @@ async def test_visa_authorizes_and_captures_with_a_signed_webhook(
 
 
 @pytest.mark.parametrize(
-    ("token", "code"),
-    [("tok_declined", "card_declined"), ("tok_insufficient_funds", "insufficient_funds")],
+    ("token", "decline_code"),
+    [("tok_declined", "generic_decline"), ("tok_insufficient_funds", "insufficient_funds")],
 )
 async def test_declines_fail_at_authorization(
-    client: httpx.AsyncClient, receiver: WebhookReceiver, token: str, code: str
+    client: httpx.AsyncClient, receiver: WebhookReceiver, token: str, decline_code: str
 ) -> None:
+    """A JSON request gets the same 402 card_error envelope as the SDK's form request."""
     checkout = new_checkout()
     response = await create(client, token, checkout)
     assert response.status_code == 402
-    body = response.json()
-    assert body["status"] == "failed"
-    assert body["last_error"]["code"] == code
-    assert body["last_error"]["message"]
+    error = response.json()["error"]
+    assert (error["type"], error["code"]) == ("card_error", "card_declined")
+    assert error["decline_code"] == decline_code
+    assert error["message"]
+    failed = error["payment_intent"]
+    assert failed["status"] == "failed"
+    assert failed["last_payment_error"]["decline_code"] == decline_code
     [delivery] = await receiver.wait_for(checkout, "payment_intent.payment_failed")
-    assert delivery.intent["last_error"]["code"] == code
+    assert delivery.intent["id"] == failed["id"]
+    assert delivery.intent["last_payment_error"]["decline_code"] == decline_code
     [entry] = await ledger(client, checkout)
     assert (entry["status"], entry["authorized"], entry["captured"]) == ("failed", 0, 0)
 
@@ -291,25 +307,35 @@ async def test_unknown_token_and_invalid_parameters_are_refused(
     checkout = new_checkout()
     unknown = await create(client, "tok_nonsense", checkout, key=f"{checkout}-1")
     assert unknown.status_code == 400
-    assert unknown.json()["error"]["type"] == "invalid_request_error"
-    assert error_code(unknown) == "token_invalid"
+    assert unknown.json()["error"] == {
+        "type": "invalid_request_error",
+        "code": "resource_missing",
+        "param": "token",
+        "message": "No such PaymentMethod: 'tok_nonsense'",
+    }
 
     valid = {"amount": 1000, "currency": "eur", "token": "tok_visa", "capture_method": "manual"}
-    invalid_bodies: list[dict[str, Any]] = [
-        {**valid, "amount": -5},
-        {**valid, "amount": 0},
-        {**valid, "amount": "1000"},
-        {**valid, "amount": 10.5},
-        {**valid, "currency": "euro"},
-        {**valid, "capture_method": "automatic"},
-        {**valid, "metadata": {"checkout_id": 7}},
-        {**valid, "surprise": True},
-        {key: value for key, value in valid.items() if key != "token"},
+    invalid_bodies: list[tuple[dict[str, Any], str, str]] = [
+        ({**valid, "amount": -5}, "parameter_invalid", "amount"),
+        ({**valid, "amount": 0}, "parameter_invalid", "amount"),
+        ({**valid, "amount": "1000"}, "parameter_invalid_integer", "amount"),
+        ({**valid, "amount": 10.5}, "parameter_invalid_integer", "amount"),
+        ({**valid, "currency": "euro"}, "parameter_invalid", "currency"),
+        ({**valid, "capture_method": "automatic"}, "parameter_invalid", "capture_method"),
+        ({**valid, "metadata": {"checkout_id": 7}}, "parameter_invalid", "metadata[checkout_id]"),
+        ({**valid, "surprise": True}, "parameter_unknown", "surprise"),
+        ({k: v for k, v in valid.items() if k != "token"}, "parameter_missing", "payment_method"),
+        ({k: v for k, v in valid.items() if k != "amount"}, "parameter_missing", "amount"),
     ]
-    for body in invalid_bodies:
+    for body, code, param in invalid_bodies:
         response = await post(client, "/v1/payment_intents", body, key=f"{checkout}-1")
         assert response.status_code == 400, body
-        assert error_code(response) == "parameter_invalid", body
+        error = response.json()["error"]
+        assert (error["type"], error["code"], error["param"]) == (
+            "invalid_request_error",
+            code,
+            param,
+        ), body
     not_json = await client.post(
         "/v1/payment_intents", content=b"amount=1000&currency=eur", headers={"content-type": "x"}
     )
@@ -328,8 +354,11 @@ async def _behaviour(client: httpx.AsyncClient, name: str) -> list[object]:
     """What a token or payment method does: the authorization, then the step that follows it."""
     checkout = new_checkout()
     created = await create(client, name, checkout, key=f"{checkout}:authorize")
-    body = created.json()
-    seen: list[object] = [created.status_code, body.get("status"), body.get("last_error")]
+    error = created.json().get("error", {})
+    if error and "payment_intent" not in error:  # tok_flaky's first answer: a 500 api_error
+        return [created.status_code, error["type"]]
+    body = intent_of(created)
+    seen: list[object] = [created.status_code, body["status"], body["last_payment_error"]]
     if body.get("status") == "requires_action":
         seen.append((await client.get(body["next_action"]["url"])).json()["status"])
     elif body.get("status") == "requires_capture":
@@ -354,10 +383,36 @@ async def test_each_payment_method_behaves_like_its_token(
     assert await _behaviour(client, payment_method) == await _behaviour(client, token)
 
 
-async def test_unknown_payment_method_is_refused(client: httpx.AsyncClient) -> None:
-    unknown = await create(client, "pm_card_nonsense", new_checkout())
+async def test_unknown_payment_method_is_refused(
+    client: httpx.AsyncClient, receiver: WebhookReceiver
+) -> None:
+    checkout = new_checkout()
+    key = f"{checkout}:authorize"
+    body = {"amount": 1000, "currency": "eur", "metadata": {"checkout_id": checkout}}
+    unknown = await post(
+        client, "/v1/payment_intents", {**body, "payment_method": "pm_card_nonsense"}, key=key
+    )
     assert unknown.status_code == 400
-    assert error_code(unknown) == "token_invalid"
+    assert unknown.json()["error"] == {
+        "type": "invalid_request_error",
+        "code": "resource_missing",
+        "param": "payment_method",
+        "message": "No such PaymentMethod: 'pm_card_nonsense'",
+    }
+    both = await post(
+        client, "/v1/payment_intents", {**body, "payment_method": "pm_card_visa", "token": "x"}
+    )
+    assert both.status_code == 400
+    assert await ledger(client, checkout) == []
+    # Nothing was stored under the key either: it still serves a valid request.
+    valid = await post(
+        client, "/v1/payment_intents", {**body, "payment_method": "pm_card_visa"}, key=key
+    )
+    assert valid.status_code == 200
+    assert "idempotent-replayed" not in valid.headers
+    assert [e["payment_intent"] for e in await ledger(client, checkout)] == [valid.json()["id"]]
+    await asyncio.sleep(0.2)
+    assert receiver.about(checkout) == []  # the refused requests sent no event
 
 
 async def test_unknown_intent_is_404(client: httpx.AsyncClient) -> None:
@@ -539,7 +594,7 @@ async def test_cancel_state_rules(client: httpx.AsyncClient, receiver: WebhookRe
 
     captured = (await create(client, "tok_visa", checkout)).json()
     await post(client, f"/v1/payment_intents/{captured['id']}/capture")
-    declined = (await create(client, "tok_declined", checkout)).json()
+    declined = intent_of(await create(client, "tok_declined", checkout))
     for done in (captured, declined):
         refused = await post(client, f"/v1/payment_intents/{done['id']}/cancel")
         assert refused.status_code == 400
@@ -555,6 +610,7 @@ async def test_capture_fails_token_is_declined_at_capture(client: httpx.AsyncCli
     assert capture.status_code == 402
     error = capture.json()["error"]
     assert (error["type"], error["code"]) == ("card_error", "capture_declined")
+    assert error["decline_code"] == "generic_decline"
     assert error["payment_intent"]["status"] == "requires_capture"
     assert (await intent(client, authorized["id"]))["status"] == "requires_capture"
     canceled = await post(client, f"/v1/payment_intents/{authorized['id']}/cancel")
@@ -617,13 +673,15 @@ async def test_webhook_is_retried_after_a_500(
 ) -> None:
     checkout = new_checkout()
     receiver.fail_next(checkout, 1)
-    body = (await create(client, "tok_declined", checkout)).json()
+    body = intent_of(await create(client, "tok_declined", checkout))
     [delivered] = await receiver.wait_for(checkout, "payment_intent.payment_failed")
     attempts = receiver.about(checkout)
     assert [d.answered for d in attempts] == [500, 200]
-    assert attempts[0].webhook_id == attempts[1].webhook_id == delivered.webhook_id
+    assert attempts[0].event_id == attempts[1].event_id == delivered.event_id
+    # Signed at each attempt (the body is the same event, byte for byte).
+    assert attempts[0].body == attempts[1].body
     [event] = await events(client, body["id"])
-    assert event["id"] == delivered.webhook_id
+    assert event["id"] == delivered.event_id
     assert event["delivery"]["state"] == "delivered"
     assert event["delivery"]["attempts"] == 2
 
@@ -633,7 +691,7 @@ async def test_webhook_gives_up_after_max_attempts(
 ) -> None:
     checkout = new_checkout()
     receiver.fail_next(checkout, 1000)
-    body = (await create(client, "tok_declined", checkout)).json()
+    body = intent_of(await create(client, "tok_declined", checkout))
     deadline = time.monotonic() + 10
     while (event := (await events(client, body["id"]))[0])["delivery"]["state"] == "pending":
         assert time.monotonic() < deadline, event
@@ -658,7 +716,9 @@ async def test_restart_keeps_intents_and_delivers_what_was_pending(
         SANDBOX_ASYNC_DELAY_S="3",
         SANDBOX_WEBHOOK_MAX_ATTEMPTS="50",
     )
-    async with httpx.AsyncClient(base_url=first.url, timeout=10, trust_env=False) as http:
+    async with httpx.AsyncClient(
+        base_url=first.url, headers=AUTH, timeout=10, trust_env=False
+    ) as http:
         visa = (await create(http, "tok_visa", checkout, key=f"{checkout}:a")).json()
         await post(http, f"/v1/payment_intents/{visa['id']}/capture")
         slow = (await create(http, "tok_async", checkout)).json()
@@ -671,7 +731,9 @@ async def test_restart_keeps_intents_and_delivers_what_was_pending(
     assert "sandbox.stopped" in first.process.log_path.read_text()
 
     second = start_sandbox(webhook_url=receiver_url, db_path=first.db_path)
-    async with httpx.AsyncClient(base_url=second.url, timeout=10, trust_env=False) as http:
+    async with httpx.AsyncClient(
+        base_url=second.url, headers=AUTH, timeout=10, trust_env=False
+    ) as http:
         assert await ledger(http, checkout) == before
         assert (await intent(http, visa["id"]))["status"] == "succeeded"
         replay = await create(http, "tok_visa", checkout, key=f"{checkout}:a")
@@ -679,7 +741,7 @@ async def test_restart_keeps_intents_and_delivers_what_was_pending(
         assert replay.json()["id"] == visa["id"]
 
         [succeeded] = await receiver.wait_for(checkout, "payment_intent.succeeded")
-        assert succeeded.webhook_id == pending["id"]
+        assert succeeded.event_id == pending["id"]
         [capturable] = await receiver.wait_for(
             checkout, "payment_intent.amount_capturable_updated", wait_s=10
         )

@@ -60,7 +60,7 @@ async def test_the_webhook_inbox_keeps_rows_as_long_as_the_provider_may_redelive
     databases: dict[str, DomainDatabase], settings: Settings
 ) -> None:
     db = databases["payments"]
-    retention = settings.psp.webhook_retention
+    retention = settings.stripe.webhook_retention
     assert retention >= timedelta(days=3)  # Stripe and Standard Webhooks retry for ~3 days
     ages = {
         f"msg_old_{uuid.uuid4().hex}": retention + timedelta(minutes=1),

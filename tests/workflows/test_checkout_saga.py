@@ -179,7 +179,10 @@ async def test_price_changed_since_the_cart_was_filled(platform: Platform) -> No
 
 @pytest.mark.parametrize(
     ("token", "provider_code"),
-    [("tok_declined", "card_declined"), ("tok_insufficient_funds", "insufficient_funds")],
+    [
+        ("pm_card_chargeDeclined", "generic_decline"),
+        ("tok_insufficient_funds", "insufficient_funds"),
+    ],
 )
 async def test_declined_payment_cancels_the_order(
     platform: Platform, token: str, provider_code: str

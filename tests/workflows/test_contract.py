@@ -16,7 +16,7 @@ import domains
 from activities.errors import business_failures
 from activities.shared import ActivityName
 from domains.payments.errors import ProviderUnavailable
-from domains.payments.provider import ProviderRejected
+from domains.payments.provider import ProviderMisuse, ProviderRejected
 from kit.errors import DomainError
 from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of, workflow_id
 from workflows.checkout.workflow import STEPS, failure_code
@@ -98,7 +98,7 @@ def test_workflow_id_round_trip() -> None:
 
 
 def test_a_definite_provider_refusal_is_not_retried() -> None:
-    refusal = ProviderRejected(404, "resource_missing", "No such payment_intent", None)
+    refusal = ProviderRejected("resource_missing", "No such payment_intent", status=404)
     with pytest.raises(ApplicationError) as raised, business_failures():
         raise refusal
     assert raised.value.non_retryable
@@ -108,3 +108,10 @@ def test_a_definite_provider_refusal_is_not_retried() -> None:
 def test_transient_provider_failures_are_left_to_retry() -> None:
     with pytest.raises(ProviderUnavailable), business_failures():
         raise ProviderUnavailable("HTTP 503")
+
+
+def test_a_provider_misuse_is_retried_until_someone_fixes_it() -> None:
+    # An idempotency error or a bad API key is the platform's bug, never the buyer's: it must
+    # not end the checkout; it retries (visibly stuck) until the code or the key is fixed.
+    with pytest.raises(ProviderMisuse), business_failures():
+        raise ProviderMisuse("Stripe refused an idempotency key")

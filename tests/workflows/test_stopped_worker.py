@@ -34,6 +34,7 @@ async def test_stopped_inventory_worker_is_found_and_recovered(
         "PSP_URL": platform.psp_url,
         "CARRIER_URL": platform.psp_url,
         "PSP_TIMEOUT_S": str(PSP_TIMEOUT_S),
+        "STRIPE_TIMEOUT_S": str(PSP_TIMEOUT_S),
         "WORKER_SHUTDOWN_GRACE_S": "2",
         "RELAY_ENABLED": "false",
         "LOG_FORMAT": "json",

@@ -71,6 +71,7 @@ def worker_env(platform: Platform, temporal: Service, work_dir: Path) -> dict[st
         "PSP_URL": platform.psp_url,
         "CARRIER_URL": platform.psp_url,
         "PSP_TIMEOUT_S": str(PSP_TIMEOUT_S),
+        "STRIPE_TIMEOUT_S": str(PSP_TIMEOUT_S),
         "WORKER_SHUTDOWN_GRACE_S": "2",
         "LOG_FORMAT": "json",
     }

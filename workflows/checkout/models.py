@@ -41,7 +41,10 @@ class CheckoutInput(Payload):
     coupon_code: str | None = None
     shipping_address: Address
     billing_address: Address | None = None
-    payment_provider: Literal["sandbox"] = "sandbox"
+    # Which PaymentProvider pays (domains/payments/provider.py); "sandbox" is what checkouts
+    # started before Stripe's SDK was the client carry: the same provider, under its old name.
+    payment_provider: Literal["stripe", "sandbox"] = "stripe"
+    # The payment method (`pm_*`, or a `tok_*` alias); named "token" in recorded histories.
     payment_token: str
     payment_timeout_s: int = Field(default=900, gt=0)
     # While waiting for the provider, the intent is re-read this often even without an event:

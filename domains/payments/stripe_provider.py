@@ -1,0 +1,177 @@
+"""The payment provider through the official `stripe` package (async `StripeClient` on HTTPX).
+
+In development and tests `api_base` is the sandbox (CONTRACT.md §6), which speaks Stripe's wire
+protocol; going live changes the API base, the key and the webhook secret, nothing here.
+
+Retries are Temporal's, not the SDK's (`max_network_retries=0`): an activity attempt is one
+request, its timeout is ours, and every retry carries the same idempotency key. Stripe's errors
+become the provider interface's three outcomes (domains/payments/provider.py):
+
+- `CardError` (402): `ProviderRejected(card_error=True)` with the code, the decline code and
+  the failed intent; the checkout ends `payment_declined`.
+- `InvalidRequestError` (400, 404): `ProviderRejected`, never retried.
+- `APIConnectionError`, `RateLimitError`, `APIError` (409, 5xx): `ProviderUnavailable`, retried.
+- `IdempotencyError`, `AuthenticationError`, `PermissionError`: `ProviderMisuse`, retried and
+  logged as the bug or misconfiguration it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar, cast
+
+import stripe
+
+from domains.payments.errors import ProviderUnavailable
+from domains.payments.provider import Intent, ProviderMisuse, ProviderRejected
+from kit.logging import get_logger
+from kit.money import Money
+
+log = get_logger(__name__)
+
+T = TypeVar("T")
+
+# Intents are re-read with their charge, where Stripe keeps what was refunded.
+EXPAND_CHARGE: stripe.params.PaymentIntentRetrieveParams = {"expand": ["latest_charge"]}
+
+
+def _get(data: Mapping[str, Any] | None, *path: str) -> Any:
+    node: Any = data
+    for name in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(name)
+    return node
+
+
+def intent_of(data: Mapping[str, Any]) -> Intent:
+    """A Stripe `payment_intent` object (as a dict) in the provider interface's terms."""
+    charge = data.get("latest_charge")
+    # Stripe keeps refunds on the charge; the sandbox also reports them on the intent.
+    refunded = _get(charge, "amount_refunded") if isinstance(charge, Mapping) else None
+    if refunded is None:
+        refunded = data.get("amount_refunded") or 0
+    error = data.get("last_payment_error")
+    return Intent(
+        id=str(data["id"]),
+        status=str(data["status"]),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        amount_capturable=int(data.get("amount_capturable") or 0),
+        amount_received=int(data.get("amount_received") or 0),
+        amount_refunded=int(refunded),
+        redirect_url=_get(data, "next_action", "redirect_to_url", "url"),
+        last_error_code=(_get(error, "decline_code") or _get(error, "code")) if error else None,
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
+
+
+def _as_intent(resource: stripe.PaymentIntent) -> Intent:
+    return intent_of(resource.to_dict())
+
+
+def _rejection(exc: stripe.StripeError, *, card_error: bool) -> ProviderRejected:
+    body = exc.json_body if isinstance(exc.json_body, Mapping) else {}
+    found = body.get("error")
+    error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+    intent = error.get("payment_intent")
+    return ProviderRejected(
+        str(error.get("code") or exc.code or "unknown"),
+        str(error.get("message") or exc.user_message or ""),
+        status=exc.http_status or 400,
+        decline_code=error.get("decline_code"),
+        card_error=card_error,
+        intent=intent_of(intent) if isinstance(intent, Mapping) and intent.get("id") else None,
+    )
+
+
+async def _translated(operation: str, call: Awaitable[T]) -> T:
+    """Await a Stripe call, its errors translated by class (module docstring)."""
+    try:
+        return await call
+    except stripe.CardError as exc:
+        raise _rejection(exc, card_error=True) from exc
+    except stripe.IdempotencyError as exc:
+        # Only a bug reuses a key for other parameters: the keys are derived per operation.
+        log.error("payments.stripe.idempotency_error", operation=operation, error=str(exc))
+        raise ProviderMisuse(f"{operation}: Stripe refused an idempotency key: {exc}") from exc
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        log.error("payments.stripe.misconfigured", operation=operation, error=str(exc))
+        raise ProviderMisuse(f"{operation}: Stripe refused the API key: {exc}") from exc
+    except stripe.InvalidRequestError as exc:
+        raise _rejection(exc, card_error=False) from exc
+    except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as exc:
+        status = exc.http_status or type(exc).__name__
+        raise ProviderUnavailable(f"{operation}: {status}") from exc
+
+
+class StripeProvider:
+    """Stripe (or the sandbox) through `stripe.StripeClient`; owns its HTTPX connection pool."""
+
+    name = "stripe"
+
+    def __init__(self, *, api_key: str, api_base: str, timeout_s: float) -> None:
+        self._http = stripe.HTTPXClient(timeout=timeout_s)
+        self._client = stripe.StripeClient(
+            api_key=api_key,
+            base_addresses={"api": api_base.rstrip("/")},
+            http_client=self._http,
+            max_network_retries=0,
+        )
+        self._intents = self._client.v1.payment_intents
+        self._refunds = self._client.v1.refunds
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.close_async()  # type: ignore[no-untyped-call]
+
+    async def authorize(
+        self, amount: Money, *, payment_method: str, metadata: dict[str, str], key: str
+    ) -> Intent:
+        """Create and confirm a manual-capture card intent for `amount`."""
+        # payment_method_types is sent as Stripe takes it, though this SDK's typed params omit
+        # it: card only, so that no payment method needs a return URL to redirect to.
+        params = cast(
+            stripe.params.PaymentIntentCreateParams,
+            {
+                "amount": amount.to_minor_units(),
+                "currency": amount.currency.lower(),
+                "payment_method": payment_method,
+                "payment_method_types": ["card"],
+                "confirm": True,
+                "capture_method": "manual",
+                "metadata": metadata,
+            },
+        )
+        created = await _translated(
+            "authorize", self._intents.create_async(params, {"idempotency_key": key})
+        )
+        return _as_intent(created)
+
+    async def retrieve(self, intent_id: str) -> Intent:
+        """The intent as Stripe has it now, with its charge's refunds."""
+        found = await _translated(
+            "retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE)
+        )
+        return _as_intent(found)
+
+    async def capture(self, intent_id: str, *, key: str) -> Intent:
+        """Capture the whole authorized amount."""
+        captured = await _translated(
+            "capture", self._intents.capture_async(intent_id, {}, {"idempotency_key": key})
+        )
+        return _as_intent(captured)
+
+    async def cancel(self, intent_id: str, *, key: str) -> Intent:
+        """Release the authorization (or an intent still waiting for the customer)."""
+        canceled = await _translated(
+            "cancel", self._intents.cancel_async(intent_id, {}, {"idempotency_key": key})
+        )
+        return _as_intent(canceled)
+
+    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> None:
+        """Refund captured money; without an amount whatever is left (a retry is identical)."""
+        params: stripe.params.RefundCreateParams = {"payment_intent": intent_id}
+        if amount is not None:
+            params["amount"] = amount.to_minor_units()
+        await _translated("refund", self._refunds.create_async(params, {"idempotency_key": key}))
