@@ -1,6 +1,6 @@
 """The platform's own processes as children of `just up` (and of the tests and the benchmark).
 
-The API, the sandbox, one worker per domain and the relays: how each is launched, what
+The API, the sandbox, the workers of each domain and the relays: how each is launched, what
 environment it gets and when it counts as ready. Third-party services are in `services/`.
 """
 
@@ -11,11 +11,14 @@ import os
 import sys
 from pathlib import Path
 
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from devstack.services.process import ManagedProcess, http_ok
 from kit.settings import DOMAINS, Settings
-from kit.temporal import has_pollers
+from kit.temporal import WORKFLOW_QUEUES
 
 SANDBOX_HOST = "127.0.0.1"
 
@@ -89,12 +92,30 @@ def worker_env(settings: Settings, *domains: str) -> dict[str, str]:
     return env
 
 
-def _polled(settings: Settings, queue: str) -> bool:
+def _polled_by(settings: Settings, queue: str, pid: int | None) -> bool:
+    """Whether the process `pid` polls `queue`, as Temporal sees it.
+
+    By identity (the SDK's default, `<pid>@<host>`), not by "someone polls": after a restart,
+    or with WORKER_REPLICAS > 1, another process's pollers must not make this one ready.
+    """
+    kind = (
+        TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
+        if queue in WORKFLOW_QUEUES
+        else TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY
+    )
+
     async def check() -> bool:
         client = await Client.connect(
             settings.temporal.address, namespace=settings.temporal.namespace
         )
-        return await has_pollers(client, queue)
+        response = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                task_queue_type=kind,
+            )
+        )
+        return any(poller.identity.startswith(f"{pid}@") for poller in response.pollers)
 
     try:
         return asyncio.run(check())
@@ -103,20 +124,30 @@ def _polled(settings: Settings, queue: str) -> bool:
 
 
 def worker_process(
-    domain: str, settings: Settings, log_dir: Path, metrics_port: int | None = None
+    domain: str,
+    settings: Settings,
+    log_dir: Path,
+    metrics_port: int | None = None,
+    replica: int | None = None,
 ) -> ManagedProcess:
-    """`python -m workers <domain>`, ready once Temporal sees it polling its task queue."""
+    """`python -m workers <domain>`, ready once Temporal sees this process polling its queue.
+
+    `replica` (1, 2, ...) names one of several processes on the same queue: `worker-payments-2`.
+    """
     env = worker_env(settings, domain)
     if metrics_port is not None:
         env["WORKER_METRICS_PORT"] = str(metrics_port)
-    return ManagedProcess(
-        name=f"worker-{domain}",
+    name = f"worker-{domain}" if replica is None else f"worker-{domain}-{replica}"
+    process = ManagedProcess(
+        name=name,
         argv=[sys.executable, "-m", "workers", domain],
-        log_path=log_dir / f"worker-{domain}.log",
-        ready=lambda: _polled(settings, domain),
+        log_path=log_dir / f"{name}.log",
+        # Called once started, by then `process` is bound: readiness of this very process.
+        ready=lambda: _polled_by(settings, domain, process.pid),
         env=env,
         stop_timeout=settings.worker.shutdown_grace_s + 10,
     )
+    return process
 
 
 def relay_process(domains: list[str], settings: Settings, log_dir: Path) -> ManagedProcess:

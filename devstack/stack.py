@@ -1,7 +1,8 @@
 """`just up` (`python -m devstack`): the whole platform on one machine, from PyPI wheels.
 
-Each service is started only when its URL is not set in the environment; what this process
-starts, it stops (reverse order, by pid) on Ctrl-C or SIGTERM, and it exits if a child dies.
+Each service is started only when its URL is not set in the environment. A child that exits is
+restarted (devstack/supervisor.py); a crash loop stops the stack (exit 1). What this process
+starts, it stops (reverse order, by pid) on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import fcntl
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -22,6 +22,7 @@ from devstack.services.nats import nats_process
 from devstack.services.postgres import postgres_process
 from devstack.services.process import ManagedProcess, ServiceError
 from devstack.services.temporal import DevServerConfig, temporal_process
+from devstack.supervisor import CrashLoop, Supervisor
 from kit.logging import configure_logging, get_logger
 from kit.settings import DOMAINS, Settings, get_settings
 from sandbox.settings import get_sandbox_settings
@@ -73,12 +74,11 @@ class Stack:
         self.settings = settings
         self.data_dir = data_dir
         self.log_dir = data_dir / "logs"
-        self.children: list[ManagedProcess] = []
+        self.supervisor = Supervisor()
         self.urls: list[tuple[str, str]] = []
 
     def _start(self, process: ManagedProcess) -> None:
-        self.children.append(process)
-        process.start()
+        self.supervisor.start(process)
 
     def start(self) -> None:
         """Start every service whose URL the environment does not provide, and migrate."""
@@ -151,7 +151,7 @@ class Stack:
             # The provider and the carrier deliver to this stack's API, wherever API_PORT put it.
             api = f"http://127.0.0.1:{settings.api.port}"
             if not sandbox.is_explicit("webhook_url"):
-                webhook_url = f"{api}/v1/webhooks/payments/sandbox"
+                webhook_url = f"{api}/v1/webhooks/payments/stripe"
             if not sandbox.is_explicit("carrier_webhook_url"):
                 carrier_url = f"{api}/v1/webhooks/carriers/sandbox"
             self._start(
@@ -166,28 +166,34 @@ class Stack:
         self.urls.append(("Payment provider sandbox", f"{settings.psp.url}/v1/ledger"))
 
     def _start_workers(self) -> None:
-        """One process per domain, each holding only its own database's URL.
+        """WORKER_REPLICAS processes per domain, each holding only its own database's URL.
 
         Started together, then awaited (each is ready when Temporal sees it polling its queue).
+        Metrics ports count up from WORKER_METRICS_BASE_PORT: the first replica of every domain,
+        then the second, so the first replicas keep their ports whatever WORKER_REPLICAS says.
         """
-        base = self.settings.worker.metrics_base_port
+        base, replicas = self.settings.worker.metrics_base_port, self.settings.worker.replicas
         workers = [
-            worker_process(d, self.settings, self.log_dir, metrics_port=base + i if base else None)
-            for i, d in enumerate(WORKER_DOMAINS)
+            worker_process(
+                domain,
+                self.settings,
+                self.log_dir,
+                metrics_port=base + r * len(WORKER_DOMAINS) + i if base else None,
+                replica=r + 1 if replicas > 1 else None,
+            )
+            for r in range(replicas)
+            for i, domain in enumerate(WORKER_DOMAINS)
         ]
+        self.supervisor.add(*workers)
         for worker in workers:
-            self.children.append(worker)
             worker.spawn()
         for worker in workers:
             worker.wait_ready()
-        self.urls.append(("Workers", ", ".join(f"{d}" for d in WORKER_DOMAINS)))
+        self.urls.append(("Workers", f"{', '.join(WORKER_DOMAINS)}  ({replicas} per queue)"))
         if base:
+            last = base + len(workers) - 1
             self.urls.append(
-                (
-                    "Worker metrics",
-                    f"http://127.0.0.1:{base}/metrics (checkout) .. "
-                    f":{base + len(WORKER_DOMAINS) - 1}/metrics",
-                )
+                ("Worker metrics", f"http://127.0.0.1:{base}/metrics (checkout) .. :{last}/metrics")
             )
 
     def _start_api(self) -> None:
@@ -205,21 +211,17 @@ class Stack:
         return "\nThe platform is up:\n" + "\n".join(lines) + "\nCtrl-C stops everything.\n"
 
     def watch(self) -> int:
-        """Block until a child dies (exit 1) or a signal arrives (Shutdown)."""
-        while True:
-            for child in self.children:
-                if not child.running():
-                    log.error("stack.child_died", service=child.name, returncode=child.returncode())
-                    return 1
-            time.sleep(0.5)
+        """Restart children that exit until a crash loop (exit 1) or a signal (Shutdown)."""
+        try:
+            self.supervisor.run()
+        except CrashLoop as exc:
+            log.error("stack.giving_up", error=str(exc))
+            return 1
+        return 0
 
     def stop(self) -> None:
-        """Stop every child, newest first, each by its pid."""
-        for child in reversed(self.children):
-            try:
-                child.stop()
-            except Exception:
-                log.exception("stack.stop_failed", service=child.name)
+        """Stop every child, newest first, each by its pid; no restarts from here on."""
+        self.supervisor.stop()
 
 
 def main() -> int:

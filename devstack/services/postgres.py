@@ -67,6 +67,15 @@ def _hand_over(path: Path, user: str) -> None:
         for name in (*dirs, *files):
             os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
     os.chown(path, entry.pw_uid, entry.pw_gid)
+    _let_traverse(path)
+
+
+def _let_traverse(path: Path) -> None:
+    """Let anyone traverse every directory above `path` (the service user must reach it).
+
+    Checked again before every restart: a parent's mode may have changed meanwhile (pytest,
+    for one, resets its `pytest-of-<user>` directory to 0700 whenever a session starts).
+    """
     for parent in path.resolve().parents:
         mode = parent.stat().st_mode
         if not mode & 0o001:
@@ -140,6 +149,7 @@ def postgres_process(
         ready=ready,
         ports=[(host, port)],
         popen_kwargs=drop_privileges(user),
+        before_spawn=(lambda: _let_traverse(data_dir)) if user else None,
         # SIGINT is PostgreSQL's "fast" shutdown: roll back open sessions and stop now.
         stop_signal=signal.SIGINT,
     )

@@ -87,10 +87,13 @@ class ManagedProcess:
     cwd: Path | None = None
     # Extra Popen arguments, e.g. postgres.drop_privileges(...) to run as another user.
     popen_kwargs: dict[str, Any] = field(default_factory=dict)
+    # Run before every spawn, restarts included (e.g. PostgreSQL re-checks its directory's access).
+    before_spawn: Callable[[], None] | None = None
     stop_signal: signal.Signals = signal.SIGTERM
     ready_timeout: float = 60.0
     stop_timeout: float = 20.0
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _stop_requested: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
     def pid(self) -> int | None:
@@ -104,6 +107,8 @@ class ManagedProcess:
 
     def spawn(self) -> None:
         """Start the child without waiting for it to be ready."""
+        if self.before_spawn is not None:
+            self.before_spawn()
         for host, port in self.ports:
             if port_is_open(host, port):
                 raise ServiceError(
@@ -150,14 +155,25 @@ class ManagedProcess:
         """The exit code once the child has ended."""
         return self._proc.poll() if self._proc else None
 
+    def request_stop(self) -> None:
+        """Send the child its stop signal, once, without waiting (stop() waits)."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None or self._stop_requested is proc:
+            return
+        log.info("service.stopping", service=self.name, pid=proc.pid)
+        self._stop_requested = proc
+        try:
+            os.kill(proc.pid, self.stop_signal)
+        except ProcessLookupError:
+            pass
+
     def stop(self) -> None:
         """Ask the child to stop, wait for it, and kill it if it does not."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
-        log.info("service.stopping", service=self.name, pid=proc.pid)
+        self.request_stop()
         try:
-            os.kill(proc.pid, self.stop_signal)
             proc.wait(timeout=self.stop_timeout)
         except subprocess.TimeoutExpired:
             log.warning("service.kill", service=self.name, pid=proc.pid)

@@ -1,4 +1,5 @@
-"""`just up` (python -m devstack): starts everything, refuses a twin, leaves nothing on SIGTERM."""
+"""`just up` (python -m devstack): starts everything, refuses a twin, restarts what dies, runs
+WORKER_REPLICAS workers per queue, leaves nothing on SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -26,8 +28,9 @@ REPO = Path(__file__).resolve().parents[2]
 BANNER_END = "Ctrl-C stops everything."
 
 
-def _reader(stream: object, lines: queue.Queue[str]) -> None:
+def _reader(stream: object, lines: queue.Queue[str], record: list[str]) -> None:
     for line in stream:  # type: ignore[attr-defined]
+        record.append(line)
         lines.put(line)
 
 
@@ -45,6 +48,26 @@ def _wait_for_line(
         if needle in line:
             return seen
     raise AssertionError(f"no {needle!r} within {timeout}s:\n{''.join(seen)}")
+
+
+def _drain(lines: queue.Queue[str]) -> list[str]:
+    """What is left to read (once the process has ended and its reader has caught up)."""
+    time.sleep(0.5)
+    drained = []
+    while not lines.empty():
+        drained.append(lines.get())
+    return drained
+
+
+def _events(lines: list[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+def _running(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _free_run(length: int) -> int:
@@ -89,18 +112,26 @@ def _ports(env: dict[str, str]) -> list[int]:
     ]
 
 
-@pytest.mark.slow
-def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str, str]) -> None:
+def _up(env: dict[str, str]) -> tuple[subprocess.Popen[str], queue.Queue[str], list[str]]:
+    """`python -m devstack`; its output (stdout and the JSON log) to read line by line, and
+    every line of it so far."""
     up = subprocess.Popen(
         [sys.executable, "-m", "devstack"],
         cwd=REPO,
-        env=stack_env,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=_reader, args=(up.stdout, lines), daemon=True).start()
+    record: list[str] = []
+    threading.Thread(target=_reader, args=(up.stdout, lines, record), daemon=True).start()
+    return up, lines, record
+
+
+@pytest.mark.slow
+def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str, str]) -> None:
+    up, lines, _ = _up(stack_env)
     try:
         output = "".join(_wait_for_line(lines, BANNER_END, timeout=120, process=up))
         for url_part in (
@@ -191,3 +222,123 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
     _, alive = psutil.wait_procs(children, timeout=10)
     assert alive == [], f"orphans left behind: {alive}"
     assert not any(port_is_open("127.0.0.1", port) for port in _ports(stack_env))
+
+
+def _child_pid(up: subprocess.Popen[str], matches: Callable[[psutil.Process], bool]) -> int:
+    """The pid of the one direct child of `up` that `matches`."""
+    found = [child.pid for child in psutil.Process(up.pid).children() if matches(child)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+def _named(name: str) -> Callable[[psutil.Process], bool]:
+    return lambda process: bool(process.name() == name)
+
+
+def _healthy(env: dict[str, str], timeout: float = 30) -> None:
+    """Wait until /healthz answers 200 (every dependency and a poller on every queue)."""
+    url = f"http://127.0.0.1:{env['API_PORT']}/healthz"
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(url, timeout=5)
+        except httpx.HTTPError as exc:
+            last = repr(exc)
+        else:
+            if answer.status_code == 200:
+                return
+            last = answer.text
+        time.sleep(0.2)
+    raise AssertionError(f"/healthz not 200 within {timeout}s: {last}")
+
+
+def _kill_and_see_restarted(
+    up: subprocess.Popen[str], lines: queue.Queue[str], pid: int, child: str
+) -> dict[str, Any]:
+    """SIGKILL `pid` and wait for the supervisor's `devstack.child.restarted` about it."""
+    os.kill(pid, signal.SIGKILL)
+    seen = _wait_for_line(lines, f'"previous_pid": {pid},', timeout=60, process=up)
+    events = _events(seen)
+    exited = next(e for e in events if e["event"] == "devstack.child.exited" and e["pid"] == pid)
+    assert exited["signal"] == "SIGKILL"
+    restarted = events[-1]
+    assert restarted["event"] == "devstack.child.restarted"
+    assert restarted["child"] == exited["child"]
+    assert restarted["child"].startswith(child)
+    assert restarted["pid"] != pid
+    return restarted
+
+
+@pytest.mark.slow
+def test_up_restarts_what_dies_and_runs_worker_replicas(stack_env: dict[str, str]) -> None:
+    """WORKER_REPLICAS=2: two processes per queue; a SIGKILLed worker, NATS, Temporal or
+    PostgreSQL is restarted on its own state and the stack serves again; SIGTERM still ends it."""
+    env = {
+        **stack_env,
+        "WORKER_REPLICAS": "2",
+        "WORKER_METRICS_BASE_PORT": str(_free_run(2 * len(WORKER_DOMAINS))),
+    }
+    temporal = [temporal_cli(), "workflow", "--address", env["TEMPORAL_ADDRESS"]]
+    up, lines, record = _up(env)
+    children: list[psutil.Process] = []
+    try:
+        _wait_for_line(lines, BANNER_END, timeout=120, process=up)
+        workers = [
+            child
+            for child in psutil.Process(up.pid).children()
+            if child.cmdline()[-3:-1] == ["-m", "workers"]
+        ]
+        for domain in WORKER_DOMAINS:
+            replicas = [w for w in workers if w.cmdline()[-1] == domain]
+            assert len(replicas) == 2, (domain, replicas)
+        # Each replica serves its metrics on its own port.
+        assert len({w.environ()["WORKER_METRICS_PORT"] for w in workers}) == len(workers)
+        _healthy(env)
+
+        # worker-payments-2: the second replica has the second run of metrics ports.
+        port = int(env["WORKER_METRICS_BASE_PORT"]) + len(WORKER_DOMAINS)
+        port += WORKER_DOMAINS.index("payments")
+        worker = _child_pid(up, lambda c: c.environ().get("WORKER_METRICS_PORT") == str(port))
+        restarted = _kill_and_see_restarted(up, lines, worker, "worker-payments-2")
+        assert restarted["child"] == "worker-payments-2"
+        assert psutil.Process(restarted["pid"]).environ()["WORKER_METRICS_PORT"] == str(port)
+        _healthy(env)
+
+        # The services restart on their state: Temporal keeps its workflows (SQLite file under
+        # DATA_DIR), PostgreSQL its data directory, NATS its JetStream store.
+        subprocess.run(
+            [*temporal, "start", "--type", "Nothing", "--task-queue", "nowhere", "-w", "kept"],
+            check=True,
+            capture_output=True,
+        )
+        for name in ("nats-server", "temporal", "postgres"):
+            pid = _child_pid(up, _named(name))
+            _kill_and_see_restarted(up, lines, pid, name.removesuffix("-server"))
+            _healthy(env)
+        described = subprocess.run(
+            [*temporal, "describe", "-w", "kept"], capture_output=True, text=True, check=False
+        )
+        assert described.returncode == 0, described.stderr
+        assert up.poll() is None
+
+        # SIGTERM while a killed worker's replacement is starting: it is stopped, not awaited,
+        # nothing else restarts, and every process the stack ever started is gone.
+        port -= len(WORKER_DOMAINS)  # worker-payments-1
+        worker = _child_pid(up, lambda c: c.environ().get("WORKER_METRICS_PORT") == str(port))
+        children = psutil.Process(up.pid).children(recursive=True)
+        os.kill(worker, signal.SIGKILL)
+        _wait_for_line(lines, '"service": "worker-payments-1"', timeout=10, process=up)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    after_sigterm = _events(_drain(lines))
+    assert "devstack.child.restarted" not in {e["event"] for e in after_sigterm}, after_sigterm
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert alive == [], f"orphans left behind: {alive}"
+    started = [e["pid"] for e in _events(record) if e["event"] == "service.starting"]
+    assert [pid for pid in started if _running(pid)] == [], "a child outlived the stack"
+    assert not any(port_is_open("127.0.0.1", port) for port in _ports(env))
