@@ -135,31 +135,51 @@ class Intent:
             "capture_method": "manual",
             "amount_capturable": self.amount_capturable,
             "amount_received": self.amount_received,
-            "amount_refunded": self.amount_refunded,
             "metadata": dict(self.metadata),
-            # `redirect_to_url.url` as Stripe has it. `next_action.url` and `last_error` are the
-            # sandbox's older, non-Stripe fields, kept for its JSON readers; Stripe code must not
-            # read them (the SDK ignores them).
             "next_action": (
                 {
                     "type": "redirect_to_url",
-                    "url": self.next_action_url,
                     "redirect_to_url": {"url": self.next_action_url, "return_url": None},
                 }
                 if self.next_action_url
                 else None
             ),
-            "last_error": (
-                {"code": self.last_error_code, "message": self.last_error_message}
-                if self.last_error_code
-                else None
-            ),
             "last_payment_error": self.last_payment_error(),
-            # The sandbox keeps no charge objects; an authorization's charge id is derived.
-            "latest_charge": f"ch_{self.id.removeprefix('pi_')}" if self.authorized else None,
+            # Refunds live on the charge, as at Stripe: `expand[]=latest_charge` shows them.
+            "latest_charge": self.charge_id(),
             "created": self.created,
             "livemode": False,
         }
+
+    def charge_id(self) -> str | None:
+        """The id of the authorization's charge (the sandbox derives it; none before one)."""
+        return f"ch_{self.id.removeprefix('pi_')}" if self.authorized else None
+
+    def charge_json(self) -> dict[str, Any]:
+        """Stripe's `charge` of an authorized intent: what was captured and refunded."""
+        return {
+            "id": self.charge_id(),
+            "object": "charge",
+            "amount": self.amount,
+            "amount_captured": self.amount_received,
+            "amount_refunded": self.amount_refunded,
+            "captured": self.amount_received > 0,
+            "refunded": 0 < self.amount_received <= self.amount_refunded,
+            "currency": self.currency,
+            "payment_intent": self.id,
+            "metadata": dict(self.metadata),
+            "paid": True,
+            "status": "succeeded",
+            "created": self.created,
+            "livemode": False,
+        }
+
+    def expanded(self, expand: set[str]) -> dict[str, Any]:
+        """The intent with the `expand[]` fields Stripe would expand (only `latest_charge`)."""
+        body = self.to_json()
+        if "latest_charge" in expand and self.authorized:
+            body["latest_charge"] = self.charge_json()
+        return body
 
     def last_payment_error(self) -> dict[str, Any] | None:
         """Stripe's `last_payment_error`: the failure with its Stripe `code` and `decline_code`."""
@@ -222,7 +242,8 @@ def _update(conn: sqlite3.Connection, intent_id: str, **fields: object) -> Inten
 
 
 def emit(conn: sqlite3.Connection, event_type: str, intent: Intent) -> str:
-    """Record a webhook event carrying the intent as it is now; the delivery loop sends it."""
+    """Record a webhook event carrying the intent as it is now (for `charge.*` events its
+    charge, as Stripe sends them); the delivery loop sends it."""
     now = time.time()
     event_id = new_id("evt")
     body = {
@@ -231,7 +252,9 @@ def emit(conn: sqlite3.Connection, event_type: str, intent: Intent) -> str:
         "type": event_type,
         "created": int(now),
         "livemode": False,
-        "data": {"object": intent.to_json()},
+        "data": {
+            "object": intent.charge_json() if event_type.startswith("charge.") else intent.to_json()
+        },
     }
     conn.execute(
         "INSERT INTO events (id, type, target, payment_intent, created, body, next_attempt_at)"

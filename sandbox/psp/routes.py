@@ -151,10 +151,12 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
         )
 
     @router.get("/v1/payment_intents/{intent_id}")
-    async def get_intent(intent_id: str) -> Response:
-        """One payment intent."""
+    async def get_intent(intent_id: str, request: Request) -> Response:
+        """One payment intent; `expand[]=latest_charge` (or `expand[0]=...`) adds its charge."""
+        params = request.query_params.multi_items()
+        expand = {value for name, value in params if name.startswith("expand[")}
         intent = await store.read(lambda conn: payments.require(conn, intent_id))
-        return json_response(200, intent.to_json())
+        return json_response(200, intent.expanded(expand))
 
     @router.post("/v1/payment_intents/{intent_id}/capture")
     async def capture_intent(intent_id: str, request: Request) -> Response:

@@ -34,10 +34,8 @@ INTENT_KEYS = {
     "capture_method",
     "amount_capturable",
     "amount_received",
-    "amount_refunded",
     "metadata",
     "next_action",
-    "last_error",
     "last_payment_error",
     "latest_charge",
     "created",
@@ -151,7 +149,7 @@ async def test_visa_authorizes_and_captures_with_a_signed_webhook(
     assert body["capture_method"] == "manual"
     assert (body["amount"], body["amount_capturable"], body["amount_received"]) == (1250, 1250, 0)
     assert body["next_action"] is None
-    assert body["last_error"] is None
+    assert body["last_payment_error"] is None
     assert body["livemode"] is False
     assert abs(body["created"] - time.time()) < 60
     assert body["metadata"] == {"checkout_id": checkout}
@@ -216,7 +214,7 @@ async def test_3ds_is_approved_by_visiting_next_action_url(
     checkout = new_checkout()
     body = (await create(client, "tok_3ds", checkout)).json()
     assert body["status"] == "requires_action"
-    url = body["next_action"]["url"]
+    url = body["next_action"]["redirect_to_url"]["url"]
     assert body["next_action"]["type"] == "redirect_to_url"
     assert url == f"{psp.url}/v1/test_helpers/3ds/{body['id']}/authenticate"
     assert (await ledger(client, checkout))[0]["authorized"] == 0
@@ -247,12 +245,12 @@ async def test_3ds_fail_fails_authentication(
     checkout = new_checkout()
     body = (await create(client, "tok_3ds_fail", checkout)).json()
     assert body["status"] == "requires_action"
-    answer = await client.get(body["next_action"]["url"])
+    answer = await client.get(body["next_action"]["redirect_to_url"]["url"])
     assert answer.status_code == 200
     assert answer.json()["status"] == "failed"
-    assert answer.json()["last_error"]["code"] == "authentication_failed"
+    assert answer.json()["last_payment_error"]["code"] == "payment_intent_authentication_failure"
     [delivery] = await receiver.wait_for(checkout, "payment_intent.payment_failed")
-    assert delivery.intent["last_error"]["code"] == "authentication_failed"
+    assert delivery.intent["last_payment_error"]["code"] == "payment_intent_authentication_failure"
     [entry] = await ledger(client, checkout)
     assert (entry["status"], entry["authorized"]) == ("failed", 0)
 
@@ -293,7 +291,7 @@ async def test_no_webhook_token_never_completes(
     checkout = new_checkout()
     body = (await create(client, "tok_no_webhook", checkout)).json()
     assert body["status"] == "requires_action"
-    visited = await client.get(body["next_action"]["url"])
+    visited = await client.get(body["next_action"]["redirect_to_url"]["url"])
     assert visited.status_code == 200
     await asyncio.sleep(0.3)
     assert (await intent(client, body["id"]))["status"] == "requires_action"
@@ -360,7 +358,8 @@ async def _behaviour(client: httpx.AsyncClient, name: str) -> list[object]:
     body = intent_of(created)
     seen: list[object] = [created.status_code, body["status"], body["last_payment_error"]]
     if body.get("status") == "requires_action":
-        seen.append((await client.get(body["next_action"]["url"])).json()["status"])
+        approval = await client.get(body["next_action"]["redirect_to_url"]["url"])
+        seen.append(approval.json()["status"])
     elif body.get("status") == "requires_capture":
         capture = await post(client, f"/v1/payment_intents/{body['id']}/capture")
         seen.append((capture.status_code, capture.json().get("error", {}).get("code")))
@@ -590,7 +589,8 @@ async def test_cancel_state_rules(client: httpx.AsyncClient, receiver: WebhookRe
     three_ds = (await create(client, "tok_3ds", checkout)).json()
     assert (await post(client, f"/v1/payment_intents/{three_ds['id']}/cancel")).status_code == 200
     # A canceled challenge cannot be approved afterwards.
-    assert (await client.get(three_ds["next_action"]["url"])).json()["status"] == "canceled"
+    approval = await client.get(three_ds["next_action"]["redirect_to_url"]["url"])
+    assert approval.json()["status"] == "canceled"
 
     captured = (await create(client, "tok_visa", checkout)).json()
     await post(client, f"/v1/payment_intents/{captured['id']}/capture")
@@ -643,9 +643,21 @@ async def test_refund_rules(client: httpx.AsyncClient, receiver: WebhookReceiver
     assert error_code(too_large) == "amount_too_large"
     rest = await post(client, "/v1/refunds", {"payment_intent": body["id"]})
     assert rest.json()["amount"] == 700
-    assert (await intent(client, body["id"]))["amount_refunded"] == 1000
+    # Refunds are on the charge, as at Stripe: unexpanded, the intent names it only.
+    plain = await intent(client, body["id"])
+    assert "amount_refunded" not in plain
+    assert plain["latest_charge"].startswith("ch_")
+    expanded = await client.get(
+        f"/v1/payment_intents/{body['id']}", params={"expand[]": "latest_charge"}, headers=AUTH
+    )
+    charge = expanded.json()["latest_charge"]
+    assert charge["id"] == plain["latest_charge"]
+    assert (charge["object"], charge["amount_refunded"]) == ("charge", 1000)
+    assert charge["refunded"] is True
 
     deliveries = await receiver.wait_for(checkout, "charge.refunded", count=2)
+    assert {d.intent["object"] for d in deliveries} == {"charge"}
+    assert {d.intent["payment_intent"] for d in deliveries} == {body["id"]}
     assert sorted(d.intent["amount_refunded"] for d in deliveries) == [300, 1000]
     [entry] = await ledger(client, checkout)
     assert (entry["captured"], entry["refunded"]) == (1000, 1000)
