@@ -295,6 +295,9 @@ async def test_capture_declined_refunds_nothing_and_releases_everything(platform
 
     assert body.failure is not None
     assert body.failure.code == "payment_declined"
+    # The answer says what became of the authorization: released, not still held.
+    assert body.payment is not None
+    assert body.payment.status == "voided"
     assert await _compensations(handle) == [
         "void_payment",
         "cancel_order",

@@ -585,6 +585,9 @@ class CheckoutWorkflow:
         self._step = StepName.COMPENSATING
         if self._payment is not None and self._captured:
             self._payment = PaymentSummary(status=PaymentStatus.REFUNDED)
+        elif self._payment is not None and self._payment.status == PaymentStatus.AUTHORIZED:
+            # The compensation released the authorization (a declined capture, a later step).
+            self._payment = PaymentSummary(status=PaymentStatus.VOIDED)
         workflow.upsert_search_attributes(
             [
                 CHECKOUT_STATUS.value_set(status.value),
