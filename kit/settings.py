@@ -185,6 +185,10 @@ class StripeSettings(Group):
     webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     # During a rotation: the previous secret, still accepted until the provider stops using it.
     webhook_secret_previous: SecretStr | None = None
+    # Where the buyer's browser returns after a 3-D Secure redirect (`STRIPE_RETURN_URL`): your
+    # shop's page that then polls the checkout. Live Stripe needs it to answer a card that must
+    # authenticate with `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js).
+    return_url: str | None = None
     # A call slower than this is treated as lost and retried under the same idempotency key.
     timeout_s: float = Field(default=10.0, gt=0)
     # How long a received event's id is kept to drop its redeliveries: longer than Stripe retries

@@ -102,6 +102,7 @@ def _activities(
             api_key=settings.stripe.api_key.get_secret_value(),
             api_base=settings.stripe.api_base,
             timeout_s=settings.stripe.timeout_s,
+            return_url=settings.stripe.return_url,
         )
         stack.push_async_callback(provider.aclose)
         payments = PaymentsActivities(db, provider)

@@ -110,7 +110,10 @@ class StripeProvider:
 
     name = "stripe"
 
-    def __init__(self, *, api_key: str, api_base: str, timeout_s: float) -> None:
+    def __init__(
+        self, *, api_key: str, api_base: str, timeout_s: float, return_url: str | None = None
+    ) -> None:
+        self._return_url = return_url
         self._http = stripe.HTTPXClient(timeout=timeout_s)
         self._client = stripe.StripeClient(
             api_key=api_key,
@@ -143,6 +146,9 @@ class StripeProvider:
                 "metadata": metadata,
             },
         )
+        if self._return_url is not None:
+            # A card that must authenticate then answers next_action.redirect_to_url.
+            params["return_url"] = self._return_url
         created = await _translated(
             "authorize", self._intents.create_async(params, {"idempotency_key": key})
         )

@@ -53,6 +53,11 @@ class CreateIntentRequest(_Body):
     # Stripe's parameters, as its SDKs send them: the sandbox always confirms at creation.
     confirm: Literal[True] = True
     payment_method_types: list[Literal["card"]] | None = None
+    # Where Stripe sends the buyer back after a redirect (3-D Secure). Validated and accepted;
+    # the sandbox's challenge page shows its outcome instead of redirecting.
+    return_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None
+    ) = None
 
     @model_validator(mode="after")
     def _not_both(self) -> CreateIntentRequest:

@@ -65,6 +65,7 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
         "whsec_old",
     ),
     ("STRIPE_TIMEOUT_S", "4", ("stripe", "timeout_s"), 4.0),
+    ("STRIPE_RETURN_URL", "https://shop/back", ("stripe", "return_url"), "https://shop/back"),
     ("WORKER_REPLICAS", "3", ("worker", "replicas"), 3),
     ("TEMPORAL_API_KEY", "tmprl-key", ("temporal", "api_key"), "tmprl-key"),
     ("CARRIER_URL", "http://carrier:9100", ("carrier", "url"), "http://carrier:9100"),

@@ -93,7 +93,10 @@ async def test_an_unknown_payment_method_is_a_plain_rejection(provider: StripePr
     assert refused.value.intent is None
 
 
-async def test_three_d_secure_gives_the_redirect(provider: StripeProvider) -> None:
+async def test_three_d_secure_gives_the_redirect(psp: Psp) -> None:
+    provider = StripeProvider(
+        api_key=API_KEY, api_base=psp.url, timeout_s=5, return_url="https://shop.example/back"
+    )
     intent = await provider.authorize(
         TOTAL,
         payment_method="pm_card_threeDSecure2Required",
@@ -105,6 +108,7 @@ async def test_three_d_secure_gives_the_redirect(provider: StripeProvider) -> No
     assert intent.id in intent.redirect_url
     canceled = await provider.cancel(intent.id, key=uuid.uuid4().hex)
     assert canceled.status == "canceled"
+    await provider.aclose()
 
 
 async def test_an_intent_in_the_wrong_state_is_a_rejection_with_the_intent(
