@@ -1,4 +1,6 @@
-"""`GET /healthz`: 200 only when every dependency and every domain queue's poller is up."""
+"""`GET /healthz`: 200 only when every dependency and every domain queue's poller is up.
+`GET /livez`: 200 whenever this process serves requests, whatever its dependencies (a liveness
+probe must not restart every API pod because PostgreSQL is down)."""
 
 from __future__ import annotations
 
@@ -71,3 +73,9 @@ async def healthz(wired: PlatformDep) -> JSONResponse:
     if missing:
         return problem(503, "unhealthy", f"missing: {', '.join(missing)}", checks=checks)
     return JSONResponse({"status": "ok", "checks": checks})
+
+
+@router.get("/livez")
+async def livez() -> JSONResponse:
+    """This process is alive and its event loop answers; dependencies are /healthz's business."""
+    return JSONResponse({"status": "ok"})

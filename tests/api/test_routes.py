@@ -448,6 +448,9 @@ async def test_healthz(http: httpx.AsyncClient, platform: Platform) -> None:
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
         )
         sick = await client.get("/healthz")
+        # Liveness ignores dependencies: a NATS outage must not get the API process restarted.
+        alive = await client.get("/livez")
     body = assert_problem(sick, 503, "unhealthy")
     assert "nats" in body["detail"]
     assert body["checks"]["postgres"] == "ok"
+    assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
