@@ -82,6 +82,10 @@ def columns(row: DeclarativeBase) -> dict[str, Any]:
     }
 
 
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
+
+
 class DomainDatabase:
     """One domain's engine and session factory; built by the process wiring, never at import."""
 
@@ -93,15 +97,28 @@ class DomainDatabase:
         pool_size: int = 5,
         max_overflow: int = 5,
         echo: bool = False,
+        pgbouncer: bool = False,
     ) -> None:
         self.domain = domain
+        connect_args: dict[str, Any] = {
+            "server_settings": {"application_name": f"checkout-{domain}"}
+        }
+        driver_url = async_driver_url(url)
+        if pgbouncer:
+            # Behind PgBouncer in transaction mode, consecutive statements may reach different
+            # server connections: no statement cache (asyncpg's nor SQLAlchemy's), and unique
+            # names for the statements SQLAlchemy still prepares, so two clients never collide.
+            connect_args["statement_cache_size"] = 0
+            connect_args["prepared_statement_name_func"] = _unique_statement_name
+            separator = "&" if "?" in driver_url else "?"
+            driver_url = f"{driver_url}{separator}prepared_statement_cache_size=0"
         self.engine: AsyncEngine = create_async_engine(
-            async_driver_url(url),
+            driver_url,
             pool_size=pool_size,
             max_overflow=max_overflow,
             pool_pre_ping=True,
             echo=echo,
-            connect_args={"server_settings": {"application_name": f"checkout-{domain}"}},
+            connect_args=connect_args,
         )
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -113,6 +130,7 @@ class DomainDatabase:
             settings.domain_database_url(domain),
             pool_size=settings.database.pool_size,
             max_overflow=settings.database.max_overflow,
+            pgbouncer=settings.database.pgbouncer,
         )
 
     @asynccontextmanager

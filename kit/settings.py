@@ -112,13 +112,18 @@ class Group(BaseModel):
 
 
 class DatabaseSettings(Group):
-    """PostgreSQL: `DATABASE_URL`, `<DOMAIN>_DATABASE_URL`, `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`."""
+    """PostgreSQL: `DATABASE_URL`, `<DOMAIN>_DATABASE_URL`, `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`,
+    `DB_PGBOUNCER`."""
 
     url: str = DEFAULT_DATABASE_URL
     # One domain's database elsewhere (`PAYMENTS_DATABASE_URL`), by domain name.
     domain_urls: dict[str, str] = Field(default_factory=dict)
     pool_size: int = Field(default=5, ge=1, le=200)
     max_overflow: int = Field(default=5, ge=0, le=200)
+    # Connections go through PgBouncer in transaction mode (`DB_PGBOUNCER`): no prepared
+    # statement caches (kit/db.py). Session mode and PgBouncer >= 1.21 with
+    # max_prepared_statements need nothing.
+    pgbouncer: bool = False
 
     @field_validator("domain_urls")
     @classmethod
@@ -296,6 +301,7 @@ class CheckoutSettings(Group):
 ELSEWHERE: dict[str, tuple[str, ...]] = {
     "DB_POOL_SIZE": ("database", "pool_size"),
     "DB_MAX_OVERFLOW": ("database", "max_overflow"),
+    "DB_PGBOUNCER": ("database", "pgbouncer"),
     **{f"{d.upper()}_DATABASE_URL": ("database", "domain_urls", d) for d in DOMAINS},
 }
 

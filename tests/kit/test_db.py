@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import Any
 
@@ -14,7 +15,7 @@ from db.metadata import metadata_for
 from domains.payments.models import PaymentIdempotencyKey, PaymentWebhookEvent
 from kit.db import DomainDatabase, insert_if_absent, insert_or_get
 from kit.orm import domain_registry
-from kit.settings import DOMAINS
+from kit.settings import DOMAINS, Settings
 
 # Any domain table with a unique business key serves; nothing of payments' logic runs here.
 DOMAIN = "payments"
@@ -177,3 +178,28 @@ def test_every_domain_keeps_its_own_metadata() -> None:
 
     assert len({id(metadata) for metadata in metadatas}) == len(DOMAINS)
     assert all("domain_outbox_events" in metadata.tables for metadata in metadatas)
+
+
+async def test_behind_pgbouncer_no_statement_is_cached_or_named_twice(migrated: Settings) -> None:
+    """DB_PGBOUNCER: the same work, with asyncpg's and SQLAlchemy's statement caches off and
+    every statement SQLAlchemy prepares uniquely named (what transaction pooling needs)."""
+    db = DomainDatabase.from_settings(DOMAIN, migrated.updated(database={"pgbouncer": True}))
+    try:
+        key = f"pgbouncer-{uuid.uuid4()}"
+        for _ in range(3):  # a cached statement would be reused from the second round on
+            async with db.begin() as session:
+                await insert_or_get(
+                    session,
+                    PaymentIdempotencyKey,
+                    _key_row(key, "h"),
+                    key=[PaymentIdempotencyKey.key],
+                )
+        assert await _count(db, key) == 1
+        async with db.engine.connect() as conn:
+            names = (await conn.scalars(text("SELECT name FROM pg_prepared_statements"))).all()
+        # Only uniquely named statements (asyncpg's own are `__asyncpg_stmt_<n>__`, which two
+        # clients sharing a server connection would both use).
+        assert names
+        assert all(re.fullmatch(r"__asyncpg_[0-9a-f]{32}__", name) for name in names), names
+    finally:
+        await db.dispose()

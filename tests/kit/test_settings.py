@@ -44,6 +44,7 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ),
     ("DB_POOL_SIZE", "17", ("database", "pool_size"), 17),
     ("DB_MAX_OVERFLOW", "3", ("database", "max_overflow"), 3),
+    ("DB_PGBOUNCER", "true", ("database", "pgbouncer"), True),
     ("TEMPORAL_ADDRESS", "temporal:7233", ("temporal", "address"), "temporal:7233"),
     ("TEMPORAL_NAMESPACE", "shop", ("temporal", "namespace"), "shop"),
     ("TEMPORAL_UI_URL", "http://ui:8233", ("temporal", "ui_url"), "http://ui:8233"),
