@@ -13,6 +13,9 @@ never apply (events are immutable), and an event whose reaction keeps raising (a
 dead-lettered (kept in `consumer_dead_letters` with the message, logged, counted in
 `consumer_rejected{reason}`) and terminated, never redelivered forever. A redelivery waits behind
 nothing: the events after it go on being applied meanwhile.
+
+At rest a consumer costs nothing: each pull request waits on the server up to `fetch_wait_s`
+(30 s) and returns as soon as a message arrives; the database is touched only to apply one.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -42,6 +46,8 @@ log = get_logger(__name__)
 
 # The longest a failed event waits before its next delivery.
 MAX_RETRY_DELAY_S = 300.0
+# How long one pull request waits on the server for messages (it returns at the first one).
+FETCH_WAIT_S = 30.0
 
 
 class NotYet(Exception):
@@ -186,11 +192,16 @@ class EventConsumer:
         batch: int = 50,
         retry_delay_s: float = 1.0,
         max_deliver: int = 10,
+        fetch_wait_s: float = FETCH_WAIT_S,
+        on_applied: Callable[[], None] | None = None,
         meter: MetricMeter | None = None,
     ) -> None:
         self.name, self.db, self.js = name, db, js
         self.reactions, self.subscriptions = reactions, reactions.subscriptions()
         self.batch, self.retry_delay_s, self.max_deliver = batch, retry_delay_s, max_deliver
+        self.fetch_wait_s = fetch_wait_s
+        # Called after an event's transaction committed (wakes whoever acts on what it wrote).
+        self.on_applied = on_applied
         # Events dead-lettered: a producer and its reader drifted, or a reaction keeps failing.
         self.rejected = 0
         self._rejected = (
@@ -216,7 +227,7 @@ class EventConsumer:
     async def handle(self, message: Msg) -> None:
         """Apply one JetStream message, then ack, nak for later, or dead-letter it."""
         try:
-            await self.apply(Envelope.parse(message.data))
+            applied = await self.apply(Envelope.parse(message.data))
         except InvalidEvent as exc:
             await self._dead_letter(message, "invalid", exc)
             return
@@ -237,6 +248,8 @@ class EventConsumer:
             )
             await message.nak(delay=self._backoff(deliveries))
             return
+        if applied and self.on_applied is not None:
+            self.on_applied()
         await message.ack()
 
     def _backoff(self, deliveries: int) -> float:
@@ -296,13 +309,31 @@ class EventConsumer:
                 max_deliver=-1,
             ),
         )
-        while not stop.is_set():
-            try:
-                messages = await sub.fetch(self.batch, timeout=1)
-            except (NatsTimeout, TimeoutError):
-                continue  # nothing new within a second (nats-py raises either kind)
-            for message in messages:
-                await self.handle(message)
+        try:
+            while not stop.is_set():
+                for message in await self._fetch(sub, stop):
+                    await self.handle(message)
+        finally:
+            # A pull request left waiting on the server must not deliver into a dead inbox.
+            with suppress(Exception):
+                await sub.unsubscribe()
+
+    async def _fetch(
+        self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event
+    ) -> list[Msg]:
+        """The next messages: one pull request, waiting up to `fetch_wait_s` (or until `stop`)."""
+        fetching = asyncio.create_task(sub.fetch(self.batch, timeout=self.fetch_wait_s))
+        stopping = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([fetching, stopping], return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if fetching not in done:
+            fetching.cancel()
+            await asyncio.gather(fetching, return_exceptions=True)
+            return []
+        try:
+            return fetching.result()
+        except (NatsTimeout, TimeoutError):
+            return []  # nothing new within the wait (nats-py raises either kind)
 
     async def _supervised(self, subscription: Subscription, stop: asyncio.Event) -> None:
         # A broken subscription (NATS restarting, a stream not there yet) is retried, not lost.

@@ -1,5 +1,6 @@
 """Transactional outbox: every database has its own `domain_outbox_events`, written in the caller's
-transaction so that a state change and the event announcing it commit or vanish together."""
+transaction so that a state change and the event announcing it commit or vanish together, and
+beside it `outbox_relay_leases`, which relay publishes which partition of it (kit/relay.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy import (
     Column,
     Identity,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -30,6 +32,10 @@ OUTBOX_TABLE = "domain_outbox_events"
 # The relay LISTENs on this channel; a NOTIFY sent in the writing transaction is delivered when
 # (and only if) it commits. Several in one transaction collapse into one.
 NOTIFY_CHANNEL = "domain_outbox_events"
+LEASE_TABLE = "outbox_relay_leases"
+# Relays announce here that they joined (payload: the relay's owner id) or handed partitions
+# over, so that the others rebalance at once instead of at their next lease renewal.
+LEASE_CHANNEL = "outbox_relay_leases"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -41,7 +47,11 @@ def outbox_table(metadata: MetaData) -> Table:
     - `processed_at`: when the relay marked the row; cleanup deletes processed rows older than the
       consumers' dedup window, and never an unprocessed one.
     - `headers`: correlation data (checkout id, trace context) carried to the broker untouched.
+
+    The relays' lease table is declared with it (`lease_table`): a database with an outbox has
+    relays to coordinate.
     """
+    lease_table(metadata)
     return Table(
         OUTBOX_TABLE,
         metadata,
@@ -69,6 +79,22 @@ def outbox_table(metadata: MetaData) -> Table:
             "processed_at",
             postgresql_where=text("processed"),
         ),
+    )
+
+
+def lease_table(metadata: MetaData) -> Table:
+    """Declare `outbox_relay_leases`: one row per relay partition of the outbox.
+
+    A partition is published only by its `owner` (a relay's id), inside a transaction holding the
+    row locked; another relay may take the row over once `expires_at` has passed. Rows are
+    created by the relays (one per partition); a NULL owner is a partition handed over.
+    """
+    return Table(
+        LEASE_TABLE,
+        metadata,
+        Column("partition", Integer, primary_key=True, autoincrement=False),
+        Column("owner", String(128), nullable=True),
+        Column("expires_at", TIMESTAMP, nullable=False, server_default=func.now()),
     )
 
 

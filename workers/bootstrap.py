@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
 import nats
-from sqlalchemy import Table
+from sqlalchemy import Table, func, select
 from temporalio.client import Client
 from temporalio.common import MetricMeter
 from temporalio.contrib.opentelemetry import TracingInterceptor
@@ -27,26 +27,34 @@ from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
-from domains.notifications.sender import DevSender, run_sender
+from domains.notifications.models import Notification
+from domains.notifications.sender import DevSender, send_due
+from domains.notifications.statuses import NotificationStatus
 from domains.payments.models import PaymentWebhookEvent
 from domains.payments.stripe_provider import StripeProvider
 from domains.shipping.carrier import CarrierClient
 from kit import inbox, temporal
 from kit.db import DomainDatabase
 from kit.logging import get_logger
-from kit.relay import OutboxRelay
+from kit.relay import OutboxRelay, StreamLimits
 from kit.retention import BATCH, prune_older_than
 from kit.settings import Settings
 from kit.tracing import tracer_provider
 from workers.consumers import CONSUMERS, consumers_for
 from workers.context import LogContextInterceptor
-from workers.periodic import run_every
+from workers.periodic import run_every, run_when_woken
 from workers.sweeper import sweep_expired_reservations
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
+
+# The sender runs when the notifications consumer applied an event and when a retry falls due;
+# without either, it still looks this often (a wake lost to a crash, rows written elsewhere).
+SENDER_IDLE_S = 60.0
+# A notification due but not sent (another sender holds it) is looked at again this soon.
+SENDER_MIN_WAIT_S = 1.0
 
 # Domains with a task queue in the checkout saga (accounts and notifications have none yet).
 WORKER_DOMAINS: tuple[str, ...] = tuple(queue.value for queue in TaskQueue)
@@ -184,6 +192,28 @@ async def prune_inboxes(
     return deleted
 
 
+def stream_limits(settings: Settings) -> StreamLimits:
+    """How a missing stream is created: events kept as long as a consumer's inbox remembers them
+    (docs/deployment.md, "NATS"); an existing stream is left as the operator configured it."""
+    return StreamLimits(max_age=settings.consumer.inbox_retention)
+
+
+async def send_notifications(db: DomainDatabase, sender: DevSender) -> float | None:
+    """Send every notification due; the seconds until the next pending one falls due (at least
+    `SENDER_MIN_WAIT_S`; None: nothing pending)."""
+    while await send_due(db, sender):
+        pass
+    async with db.begin() as session:
+        due = await session.scalar(
+            select(func.min(Notification.next_attempt_at)).where(
+                Notification.status == NotificationStatus.PENDING.value
+            )
+        )
+    if due is None:
+        return None
+    return max((due - datetime.now(UTC)).total_seconds(), SENDER_MIN_WAIT_S)
+
+
 async def start_relays(
     domains: Sequence[str],
     settings: Settings,
@@ -197,18 +227,29 @@ async def start_relays(
     stack.push_async_callback(connection.close)
     js = connection.jetstream()
     meter = meter or Runtime.default().metric_meter
+    limits = stream_limits(settings)
     tasks = []
     for domain in domains:
         db = DomainDatabase.from_settings(domain, settings)
         stack.push_async_callback(db.dispose)
+        applied = asyncio.Event()  # a consumer of this domain committed an event
         consumers = await consumers_for(
-            domain, db, js, max_deliver=settings.consumer.max_deliver, meter=meter
+            domain,
+            db,
+            js,
+            max_deliver=settings.consumer.max_deliver,
+            meter=meter,
+            limits=limits,
+            on_applied=applied.set,
         )
         for consumer in consumers:
             tasks.append(asyncio.create_task(consumer.run(stop)))
         if domain == "notifications":
-            sender = DevSender(settings.data_dir / "outbox-mail")
-            tasks.append(asyncio.create_task(run_sender(db, sender, stop)))
+            send = partial(send_notifications, db, DevSender(settings.data_dir / "outbox-mail"))
+            sender = run_when_woken(
+                "notifications.sender", stop, applied, send, idle_s=SENDER_IDLE_S
+            )
+            tasks.append(asyncio.create_task(sender))
         if inboxes(domain, settings):
             prune = partial(prune_inboxes, domain, db, settings)
             interval_s = settings.worker.prune_interval_s
@@ -222,6 +263,7 @@ async def start_relays(
             partitions=settings.relay.partitions,
             poll_interval_s=settings.relay.poll_interval_s,
             retention=settings.relay.retention,
+            stream=limits,
         )
         tasks.append(asyncio.create_task(relay.run(stop)))
     return tasks

@@ -10,6 +10,8 @@ the events those reactions name. A consumer's name prefixes its durable JetStrea
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nats.js import JetStreamContext
 from temporalio.common import MetricMeter
 
@@ -17,7 +19,7 @@ from domains.notifications import reactions as notifications
 from domains.orders import reactions as orders
 from kit.consumer import EventConsumer, Reactions
 from kit.db import DomainDatabase
-from kit.relay import ensure_stream
+from kit.relay import StreamLimits, ensure_stream
 
 # Per domain process: consumer name -> the reactions it feeds (applied in that domain's database).
 CONSUMERS: dict[str, dict[str, Reactions]] = {
@@ -33,14 +35,18 @@ async def consumers_for(
     *,
     max_deliver: int = 10,
     meter: MetricMeter | None = None,
+    limits: StreamLimits | None = None,
+    on_applied: Callable[[], None] | None = None,
 ) -> list[EventConsumer]:
-    """The consumers a domain's process runs (their streams declared first, idempotently);
-    an event whose reaction still fails at its `max_deliver`th delivery is dead-lettered."""
+    """The consumers a domain's process runs (their streams created first if missing, with
+    `limits`); an event whose reaction still fails at its `max_deliver`th delivery is
+    dead-lettered; `on_applied` is called after each event a consumer applied."""
     consumers = []
     for name, reactions in CONSUMERS.get(domain, {}).items():
         for subscription in reactions.subscriptions():
-            await ensure_stream(js, subscription.domain)
-        consumers.append(
-            EventConsumer(name, db, js, reactions, max_deliver=max_deliver, meter=meter)
+            await ensure_stream(js, subscription.domain, limits)
+        consumer = EventConsumer(
+            name, db, js, reactions, max_deliver=max_deliver, meter=meter, on_applied=on_applied
         )
+        consumers.append(consumer)
     return consumers

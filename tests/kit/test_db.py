@@ -164,9 +164,10 @@ def test_each_registry_is_a_database_of_its_own_with_the_outbox() -> None:
     plain, consuming = domain_registry(), domain_registry(inbox=True)
 
     assert plain.metadata is not consuming.metadata
-    assert set(plain.metadata.tables) == {"domain_outbox_events"}
+    assert set(plain.metadata.tables) == {"domain_outbox_events", "outbox_relay_leases"}
     assert set(consuming.metadata.tables) == {
         "domain_outbox_events",
+        "outbox_relay_leases",
         "consumer_inbox",
         "consumer_dead_letters",
     }

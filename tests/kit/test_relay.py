@@ -35,6 +35,25 @@ class Crash(Exception):
     pass
 
 
+@pytest.fixture(autouse=True)
+async def free_partitions(databases: dict[str, DomainDatabase]) -> None:
+    """Every test starts with no relay holding a partition (earlier tests' relays never ran
+    `release`)."""
+    await expire_leases(databases[DOMAIN])
+
+
+async def expire_leases(db: DomainDatabase, owner: str | None = None) -> None:
+    """What the passing of the lease time does: the leases (of `owner`) may be taken over."""
+    async with db.begin() as session:
+        await session.execute(
+            text(
+                "UPDATE outbox_relay_leases SET expires_at = now() - interval '1 second' "
+                "WHERE CAST(:owner AS text) IS NULL OR owner = :owner"
+            ),
+            {"owner": owner},
+        )
+
+
 @pytest.fixture
 async def js(nats: Service) -> AsyncIterator[JetStreamContext]:
     connection = await nats_client.connect(nats.url)
@@ -108,15 +127,19 @@ async def test_a_crash_between_publish_and_mark_publishes_again_and_the_broker_d
     def crash(_rows: object) -> None:
         raise Crash
 
+    crashed = relay(db, js, migrated, before_mark=crash)
     with pytest.raises(Crash):
-        await relay(db, js, migrated, before_mark=crash).pass_once()
+        await crashed.pass_once()
     async with db.begin() as session:
         processed = await session.scalar(
             text("SELECT processed FROM domain_outbox_events WHERE id = :id"), {"id": event_id}
         )
     assert processed is False  # published, but the mark rolled back with the crash
 
-    assert await relay(db, js, migrated).pass_once() >= 1  # publishes the same event again
+    successor = relay(db, js, migrated)
+    assert await successor.pass_once() == 0  # the crashed relay's partitions are still leased
+    await expire_leases(db, crashed.owner)  # the crashed relay never renews them
+    assert await successor.pass_once() >= 1  # takes them over and publishes the event again
     messages = await received(js, kind, 1)
     assert [m["id"] for m in messages] == [str(event_id)]  # Nats-Msg-Id: stored once
 
@@ -178,7 +201,7 @@ async def test_events_flow_even_when_the_listen_connection_drops(
             killed = await session.scalar(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE query ILIKE 'LISTEN%' AND datname = :db"
+                    "WHERE application_name LIKE 'outbox-relay%' AND datname = :db"
                 ),
                 {"db": DOMAIN},
             )
