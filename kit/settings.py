@@ -244,6 +244,8 @@ class RelaySettings(Group):
 
     enabled: bool = True
     partitions: int = Field(default=32, ge=1, le=4096)
+    # Used only while the relay cannot hear NOTIFY (`relay.deaf`: a dropped listening connection,
+    # PgBouncer in transaction mode), and as its reconnect delay; otherwise it waits for NOTIFY.
     poll_interval_s: float = Field(default=1.0, gt=0)
     retention: timedelta = timedelta(hours=24)
 
