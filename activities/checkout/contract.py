@@ -11,6 +11,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
+from pydantic import Field
+
 from activities.shared import ActivityName, NextAction, Payload
 from domains.checkout.statuses import FailureCode
 
@@ -112,6 +114,9 @@ class ProgressInput(Payload):
     body: CheckoutStatusBody
     # The operator's note when a checkout that waited at needs_attention was settled by hand.
     note: str | None = None
+    # When each step in `steps` started (workflow time): a step recorded only once it has ended
+    # still shows when it began. Empty from runs that record every step as it starts.
+    started_at: dict[str, datetime] = Field(default_factory=dict)
 
     def details(self) -> dict[str, Any]:
         """The session columns the status body fills."""

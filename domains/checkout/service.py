@@ -3,19 +3,32 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, update
+from sqlalchemy import CTE, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.checkout.errors import CheckoutNotFound, IdempotencyKeyMismatch
 from domains.checkout.models import CheckoutSession, CheckoutStep
 from domains.checkout.statuses import FINAL, CheckoutStatus, StepStatus
-from kit.db import get_owned, insert_or_get
+from kit.db import DomainDatabase, get_owned, insert_or_get
 from kit.outbox import append_event
+
+
+@asynccontextmanager
+async def autocommit(db: DomainDatabase) -> AsyncIterator[AsyncSession]:
+    """A session whose statements each commit on their own, for work of one statement (a status
+    read, a progress record): no BEGIN and COMMIT around it (the pool's liveness check still
+    opens and rolls back one of its own). Anything that must be atomic uses `db.begin()`."""
+    async with db.engine.connect() as connection:
+        alone = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        async with AsyncSession(bind=alone, expire_on_commit=False) as session:
+            yield session
 
 
 class CheckoutEnded(BaseModel):
@@ -57,6 +70,11 @@ async def open_session(
     return row
 
 
+async def find_session(session: AsyncSession, checkout_id: uuid.UUID) -> CheckoutSession | None:
+    """A checkout's session, if it has one."""
+    return await session.get(CheckoutSession, checkout_id)
+
+
 async def record_progress(
     session: AsyncSession,
     *,
@@ -64,52 +82,32 @@ async def record_progress(
     steps: dict[str, StepStatus],
     error_code: str | None,
     details: dict[str, Any],
+    started_at: dict[str, datetime] | None = None,
 ) -> None:
     """Upsert the rows of the steps that moved and mirror the status body on the session.
 
-    Two statements, no ORM round trips: this runs at every step of every checkout. The
+    One statement (the steps' upsert rides along as a data-modifying WITH), no ORM round trips:
+    this runs whenever a checkout shows its progress. `started_at` says when steps began (rows
+    written only once the step has ended); a row keeps the start it was first written with. The
     `checkout.<status>` event is written once, by the update that first sets `completed_at`.
     """
     now = datetime.now(UTC)
-    if steps:
-        rows = [
-            {
-                "id": uuid.uuid4(),
-                "session_id": checkout_id,
-                "step_name": step,
-                "status": status.value,
-                "error_code": error_code if status == StepStatus.FAILED else None,
-            }
-            for step, status in steps.items()
-        ]
-        statement = insert(CheckoutStep).values(rows)
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[CheckoutStep.session_id, CheckoutStep.step_name],
-                set_={
-                    "status": statement.excluded.status,
-                    "error_code": func.coalesce(
-                        statement.excluded.error_code, CheckoutStep.error_code
-                    ),
-                    "updated_at": now,
-                },
-            )
-        )
+    final = CheckoutStatus(details["status"]) in FINAL
     # A session that has ended never changes again (nor goes back to `processing`): a retried
     # record, or a run started by mistake for an ended checkout, finds nothing to update.
-    update_session = update(CheckoutSession).where(
-        CheckoutSession.id == checkout_id, CheckoutSession.completed_at.is_(None)
+    statement = (
+        update(CheckoutSession)
+        .where(CheckoutSession.id == checkout_id, CheckoutSession.completed_at.is_(None))
+        .values(**details, updated_at=now, **({"completed_at": now} if final else {}))
     )
-    if CheckoutStatus(details["status"]) not in FINAL:
-        await session.execute(update_session.values(**details, updated_at=now))
-        return
-    ended = (
-        await session.execute(
-            update_session.values(**details, updated_at=now, completed_at=now).returning(
-                CheckoutSession.user_id
-            )
+    if steps:
+        statement = statement.add_cte(
+            _upsert_steps(checkout_id, steps, error_code, started_at, now)
         )
-    ).one_or_none()
+    if not final:
+        await session.execute(statement)
+        return
+    ended = (await session.execute(statement.returning(CheckoutSession.user_id))).one_or_none()
     if ended is None:
         return
     await append_event(
@@ -126,6 +124,36 @@ async def record_progress(
             failure_code=details["failure_code"],
         ),
     )
+
+
+def _upsert_steps(
+    checkout_id: uuid.UUID,
+    steps: dict[str, StepStatus],
+    error_code: str | None,
+    started_at: dict[str, datetime] | None,
+    now: datetime,
+) -> CTE:
+    """The rows of the steps that moved, inserted or updated (status, error code)."""
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "session_id": checkout_id,
+            "step_name": step,
+            "status": status.value,
+            "error_code": error_code if status == StepStatus.FAILED else None,
+            "started_at": (started_at or {}).get(step, now),
+        }
+        for step, status in steps.items()
+    ]
+    statement = insert(CheckoutStep).values(rows)
+    return statement.on_conflict_do_update(
+        index_elements=[CheckoutStep.session_id, CheckoutStep.step_name],
+        set_={
+            "status": statement.excluded.status,
+            "error_code": func.coalesce(statement.excluded.error_code, CheckoutStep.error_code),
+            "updated_at": now,
+        },
+    ).cte("moved_steps")
 
 
 async def begin(

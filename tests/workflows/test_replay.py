@@ -1,9 +1,11 @@
 """Replay guards every workflow change: recorded histories must replay on today's code.
 
-`tests/workflows/histories/*.json` are histories recorded from real runs (happy path with a
-coupon, 3-D Secure, a decline, a cancel); they stand for checkouts in flight during a deploy. A
-change that makes one of them fail to replay needs a patch (`workflow.patched`) or a new
-workflow type. Set RECORD_HISTORIES=1 to refresh them deliberately.
+`tests/workflows/histories/*.json` are histories recorded from real runs (happy path with and
+without a coupon, 3-D Secure, a decline, a cancel, a provider that fails and hangs); they stand
+for checkouts in flight during a deploy. A change that makes one of them fail to replay needs a
+patch (`workflow.patched`) or a new workflow type. RECORD_HISTORIES=1 adds this session's
+histories as `<scenario>.<newest patch id>.json`, never overwriting a file: the histories of
+every earlier path stay, and keep replaying.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.platform import Platform
-from workflows.checkout.workflow import CheckoutWorkflow
+from workflows.checkout.workflow import LEAN_RECORDS, CheckoutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
+# The newest patch: the histories this session records are named after it.
+NEWEST_PATCH = LEAN_RECORDS
 pytestmark = pytest.mark.timeout(120)
 
 
@@ -33,6 +37,11 @@ async def _scenarios(platform: Platform) -> dict[str, WorkflowHistory]:
     code = await platform.seed.coupon(percent="10")
     _, happy = await platform.checkout(coupon_code=code)
     await happy.result()
+    _, plain = await platform.checkout()
+    await plain.result()
+    # The provider errors, then hangs past the client's timeout: steps slow enough to be shown.
+    _, flaky = await platform.checkout(token="tok_flaky")
+    await flaky.result()
     _, declined = await platform.checkout(token="tok_declined")
     await declined.result()
     _, threeds = await platform.checkout(token="tok_3ds")
@@ -48,6 +57,8 @@ async def _scenarios(platform: Platform) -> dict[str, WorkflowHistory]:
     await cancelled.result()
     return {
         "happy_coupon": await happy.fetch_history(),
+        "happy": await plain.fetch_history(),
+        "flaky": await flaky.fetch_history(),
         "declined": await declined.fetch_history(),
         "three_ds": await threeds.fetch_history(),
         "cancelled": await cancelled.fetch_history(),
@@ -58,7 +69,9 @@ async def test_this_sessions_histories_replay(platform: Platform) -> None:
     scenarios = await _scenarios(platform)
     if os.environ.get("RECORD_HISTORIES") == "1":
         for name, history in scenarios.items():
-            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            path = HISTORIES / f"{name}.{NEWEST_PATCH}.json"
+            if not path.exists():
+                path.write_text(history.to_json())
     histories = [*scenarios.values()]
     histories += [await handle.fetch_history() for handle in platform.histories[:30]]
 
@@ -76,3 +89,5 @@ async def test_recorded_histories_replay(path: Path) -> None:
 
 def test_histories_were_recorded() -> None:
     assert len(list(HISTORIES.glob("*.json"))) >= 4, "record them with RECORD_HISTORIES=1"
+    newest = list(HISTORIES.glob(f"*.{NEWEST_PATCH}.json"))
+    assert len(newest) >= 4, f"record the {NEWEST_PATCH} path with RECORD_HISTORIES=1"

@@ -31,8 +31,10 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.payments.contract import SettleInput
 from workflows.checkout.contract import (
     CHECKOUT_STATUS,
+    CHECKOUT_STEP,
     CUSTOMER_ID,
     CheckoutStatus,
+    StepName,
     TaskQueue,
     reconcile_workflow_id,
     workflow_id,
@@ -107,6 +109,8 @@ class CheckoutClient:
                 [
                     SearchAttributePair(CUSTOMER_ID, str(checkout.user_id)),
                     SearchAttributePair(CHECKOUT_STATUS, CheckoutStatus.PROCESSING.value),
+                    # The first step: the run need not upsert what it starts with.
+                    SearchAttributePair(CHECKOUT_STEP, StepName.LOCK_CART.value),
                 ]
             ),
         )

@@ -38,6 +38,9 @@ DB_STEP_TIMEOUT = timedelta(seconds=10)
 # retried under the same idempotency key) rather than being abandoned mid-flight.
 PROVIDER_STEP_TIMEOUT = timedelta(seconds=30)
 RECORD_TIMEOUT = timedelta(seconds=10)
+# A step still running after this long is published (its record and search attributes), so that
+# buyers and operators see where a slow or retrying checkout stands; a shorter step is not.
+SLOW_STEP = timedelta(seconds=1)
 # Reservations outlive the payment window by this much; the sweeper frees them if a checkout
 # vanished without compensating.
 RESERVATION_MARGIN = timedelta(minutes=10)

@@ -4,6 +4,11 @@ Orchestration only: no I/O here, and no activity implementation is imported: act
 called by name (`activities.<domain>.contract`) with the options of `steps.STEPS`. Every step runs
 on its domain's task queue, and its compensation is registered before it runs.
 
+What buyers and operators see of a checkout (its status body in the checkout database, which
+`GET /v1/checkouts/{id}` serves, and its search attributes) is published by local activities
+when it changes in a way somebody acts on, and for any step that lasts longer than a second
+(`LEAN_RECORDS`); a step that ends sooner is recorded with the next record.
+
 The pivot is the capture (or, for a zero total, the decision that no payment is needed): before
 it, any failure, a buyer's cancel or an expiry undoes everything; from it on, the buyer's cancel is
 refused (409), the remaining steps are retried forward, and a step that fails for good, or an
@@ -70,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         FORWARD,
         RECORD_TIMEOUT,
         RESERVATION_MARGIN,
+        SLOW_STEP,
         STEPS,
         CheckoutStopped,
         failure_code,
@@ -85,6 +91,13 @@ ResultT = TypeVar("ResultT")
 # steps, the payment re-read, final statuses in visibility, needs_attention instead of a failed
 # run, a cancelled run that completes); runs recorded before it replay as they ran.
 EVERY_CHECKOUT_ENDS = "every-checkout-ends"
+# Runs that recorded this marker show their progress only when somebody can see it: the
+# checkout's record and its search attributes are written together ("published"), once per
+# status change (requires_action with its link, back to processing, the end), once per step that
+# lasts longer than SLOW_STEP, and at every step of an undo; never for a step that ends sooner.
+# The status body is read from the record (GET /v1/checkouts/{id} costs no workflow task).
+# Without a coupon, no coupon is confirmed. Runs recorded before it record every stage.
+LEAN_RECORDS = "lean-records"
 
 ACTIVE = frozenset({CheckoutStatus.PROCESSING, CheckoutStatus.REQUIRES_ACTION})
 
@@ -129,6 +142,17 @@ class CheckoutWorkflow:
         self._ends = False  # EVERY_CHECKOUT_ENDS, decided once per run
         self._cancelled_run = False  # Temporal cancelled the run while a step had to finish
         self._shipment_dispatched = False
+        self._lean = False  # LEAN_RECORDS, decided once per run
+        # What was last published: the status in the record, the search attributes' values.
+        self._published_status = CheckoutStatus.PROCESSING
+        self._visible: dict[str, str] = {}
+        # Steps that moved since the last record, and when each of them started.
+        self._moved: dict[StepName, StepStatus] = {}
+        self._started: dict[StepName, datetime] = {}
+        self._stage = 0  # bumped at every step and every record: a slow-step watch ends
+        self._stage_steps: tuple[StepName, ...] = ()  # the steps of the current stage
+        self._publishing = asyncio.Lock()  # records are written in the order they were taken
+        self._watching: asyncio.Task[None] | None = None  # the current step's slow-step watch
 
     # -- signals, updates and queries ----------------------------------------------------------
 
@@ -239,16 +263,20 @@ class CheckoutWorkflow:
         """Drive the checkout to completed, failed, cancelled or expired."""
         self._input = input
         self._ends = workflow.patched(EVERY_CHECKOUT_ENDS)
+        self._lean = self._ends and workflow.patched(LEAN_RECORDS)
         self._step_started = workflow.now()
         # Metrics go through the worker's runtime (Prometheus); they are not emitted on replay.
         workflow.metric_meter().create_counter("checkouts_started", "checkouts started").add(1)
-        workflow.upsert_search_attributes(
-            [
-                CUSTOMER_ID.value_set(str(input.user_id)),
-                CHECKOUT_STATUS.value_set(self._status.value),
-                CHECKOUT_STEP.value_set(self._step.value),
-            ]
-        )
+        if self._lean:
+            self._show_start(input)
+        else:
+            workflow.upsert_search_attributes(
+                [
+                    CUSTOMER_ID.value_set(str(input.user_id)),
+                    CHECKOUT_STATUS.value_set(self._status.value),
+                    CHECKOUT_STEP.value_set(self._step.value),
+                ]
+            )
         try:
             ended = await self._open_session(input)
             if ended is not None:
@@ -419,7 +447,8 @@ class CheckoutWorkflow:
             total_amount=order.total.amount,
             currency=order.total.currency,
         )
-        workflow.upsert_search_attributes([ORDER_NUMBER.value_set(order.order_number)])
+        if not self._lean:  # lean: published with the next record
+            workflow.upsert_search_attributes([ORDER_NUMBER.value_set(order.order_number)])
         self._check_cancel()
         return order
 
@@ -479,6 +508,8 @@ class CheckoutWorkflow:
                 payments.REFRESH, CheckoutRef(checkout_id=input.checkout_id)
             )
             self._take_payment(payment)
+            if self._lean and self._status != self._published_status:
+                await self._publish()  # the buyer is no longer asked to act (or is again)
             if payment.status not in WAITING_PAYMENT:
                 return payment
 
@@ -500,12 +531,14 @@ class CheckoutWorkflow:
 
     async def _settle(self, order_ref: OrderRef) -> None:
         """The pivot turns reservations into sales and the order into a paid one."""
-        await self._enter(
-            StepName.COMMIT_INVENTORY, StepName.CONFIRM_COUPON, StepName.CONFIRM_ORDER
-        )
+        assert self._input is not None
+        # Without a coupon code no coupon was reserved: there is nothing to confirm (lean).
+        confirm = not self._lean or bool(self._input.coupon_code)
+        coupon = [StepName.CONFIRM_COUPON] if confirm else []
+        await self._enter(StepName.COMMIT_INVENTORY, *coupon, StepName.CONFIRM_ORDER)
         await gather_all(
             self._step_call(inventory.COMMIT, order_ref),
-            self._step_call(coupons.CONFIRM, order_ref),
+            *([self._step_call(coupons.CONFIRM, order_ref)] if confirm else []),
             self._step_call(
                 orders.MARK_PAID,
                 orders.OrderTransitionInput(
@@ -551,6 +584,10 @@ class CheckoutWorkflow:
             ),
         )
         self._status = CheckoutStatus.COMPLETED
+        if self._lean:
+            self._moved[StepName.COMPLETE] = StepStatus.COMPLETED
+            await self._publish()
+            return
         if self._ends:
             workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(self._status.value)])
         await self._record({StepName.COMPLETE: StepStatus.COMPLETED})
@@ -566,18 +603,16 @@ class CheckoutWorkflow:
         failed_step = self._step
         self._failure = Failure(code=code, message=message)
         self._step = StepName.COMPENSATING
-        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
+        if not self._lean:
+            workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
         if self._ends and self._status == CheckoutStatus.REQUIRES_ACTION:
             # Nothing is asked of the buyer any more: no live 3-D Secure link while undoing.
             self._status = CheckoutStatus.PROCESSING
             self._payment = None
-            workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(self._status.value)])
-        await self._shielded(
-            self._record(
-                {failed_step: StepStatus.FAILED, StepName.COMPENSATING: StepStatus.STARTED},
-                error_code=code.value,
-            )
-        )
+            if not self._lean:
+                workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(self._status.value)])
+        moved = {failed_step: StepStatus.FAILED, StepName.COMPENSATING: StepStatus.STARTED}
+        await self._shielded(self._progress(moved, error_code=code.value))
         failures = await self._saga.compensate(keep_going=self._ends)
         while failures and await self._wait_for_operator(failures, code):
             failures = await self._saga.compensate(keep_going=True)
@@ -588,14 +623,17 @@ class CheckoutWorkflow:
         elif self._payment is not None and self._payment.status == PaymentStatus.AUTHORIZED:
             # The compensation released the authorization (a declined capture, a later step).
             self._payment = PaymentSummary(status=PaymentStatus.VOIDED)
-        workflow.upsert_search_attributes(
-            [
-                CHECKOUT_STATUS.value_set(status.value),
-                *([CHECKOUT_STEP.value_set(self._step.value)] if self._ends else []),
-            ]
-        )
+        if not self._lean:
+            workflow.upsert_search_attributes(
+                [
+                    CHECKOUT_STATUS.value_set(status.value),
+                    *([CHECKOUT_STEP.value_set(self._step.value)] if self._ends else []),
+                ]
+            )
         await self._shielded(
-            self._record({self._step: StepStatus.COMPLETED}, error_code=code.value, note=self._note)
+            self._progress(
+                {self._step: StepStatus.COMPLETED}, error_code=code.value, note=self._note
+            )
         )
 
     async def _wait_for_operator(self, failures: list[Failed], code: FailureCode) -> bool:
@@ -608,9 +646,10 @@ class CheckoutWorkflow:
             "checkout.needs_attention", extra={"compensations": [f.name for f in failures]}
         )
         self._step = StepName.NEEDS_ATTENTION
-        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
+        if not self._lean:
+            workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
         await self._shielded(
-            self._record(
+            self._progress(
                 {StepName.COMPENSATING: StepStatus.FAILED, self._step: StepStatus.STARTED},
                 error_code="compensation_failed",
             )
@@ -627,9 +666,10 @@ class CheckoutWorkflow:
             self._note = action.note
             return False
         self._step = StepName.COMPENSATING
-        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
+        if not self._lean:
+            workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
         await self._shielded(
-            self._record(
+            self._progress(
                 {StepName.NEEDS_ATTENTION: StepStatus.COMPLETED, self._step: StepStatus.STARTED},
                 error_code=code.value,
             )
@@ -684,10 +724,14 @@ class CheckoutWorkflow:
         status = CheckoutStatus.REQUIRES_ACTION if waiting_for_buyer else CheckoutStatus.PROCESSING
         if status != self._status:
             self._status = status
-            workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(status.value)])
+            if not self._lean:  # lean: published by the caller, with the record
+                workflow.upsert_search_attributes([CHECKOUT_STATUS.value_set(status.value)])
 
     async def _enter(self, *steps: StepName) -> None:
-        """Mark `steps` started (the previous one completed) in the search attributes and the DB."""
+        """Mark `steps` started (the previous one completed) in the search attributes and the DB.
+
+        Lean: published now if the status changed since the last record, else only if the step
+        is still running after SLOW_STEP."""
         moved: dict[StepName, StepStatus] = {}
         if self._step not in steps:
             moved[self._step] = StepStatus.COMPLETED
@@ -695,8 +739,80 @@ class CheckoutWorkflow:
         for step in steps:
             moved[step] = StepStatus.STARTED
         self._step = steps[-1]
-        workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
-        await self._record(moved)
+        if not self._lean:
+            workflow.upsert_search_attributes([CHECKOUT_STEP.value_set(self._step.value)])
+            await self._record(moved)
+            return
+        # Every step of the stage before has ended (not only its last one).
+        ended = {step: StepStatus.COMPLETED for step in self._stage_steps if step not in steps}
+        self._stage_steps = steps
+        self._note_moves(ended | moved)
+        if self._status != self._published_status:
+            await self._publish()
+        else:
+            self._stage += 1
+            self._watching = asyncio.ensure_future(self._publish_if_slow(self._stage))
+
+    def _note_moves(self, moved: dict[StepName, StepStatus]) -> None:
+        """Steps that moved, kept until the next record (with when each started)."""
+        now = workflow.now()
+        for step, status in moved.items():
+            self._moved[step] = status
+            self._started.setdefault(step, now)
+
+    async def _publish_if_slow(self, stage: int) -> None:
+        """Publish the step if it is still the current one after SLOW_STEP."""
+        try:
+            await workflow.wait_condition(lambda: self._stage != stage, timeout=SLOW_STEP)
+        except TimeoutError:
+            await self._publish()
+
+    async def _progress(
+        self,
+        moved: dict[StepName, StepStatus],
+        error_code: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record `moved` (and publish the search attributes with it, lean)."""
+        if not self._lean:
+            await self._record(moved, error_code=error_code, note=note)
+            return
+        self._note_moves(moved)
+        await self._publish(error_code=error_code, note=note)
+
+    async def _publish(self, error_code: str | None = None, note: str | None = None) -> None:
+        """Show the checkout as it is now: one upsert of the search attributes that changed,
+        one record of the status body and of the steps that moved (lean)."""
+        self._stage += 1  # a watch still waiting has nothing left to show
+        async with self._publishing:
+            self._show_changed()
+            moved, self._moved = self._moved, {}
+            started, self._started = self._started, {}
+            self._published_status = self._status
+            await self._record(moved, error_code=error_code, note=note, started=started)
+
+    def _show_start(self, input: CheckoutInput) -> None:
+        """The search attributes a run starts with, upserted only where the start lacked them."""
+        given = workflow.info().typed_search_attributes
+        wanted = {
+            CUSTOMER_ID: str(input.user_id),
+            CHECKOUT_STATUS: self._status.value,
+            CHECKOUT_STEP: self._step.value,
+        }
+        missing = [key.value_set(value) for key, value in wanted.items() if given.get(key) != value]
+        if missing:
+            workflow.upsert_search_attributes(missing)
+        self._visible = {key.name: value for key, value in wanted.items()}
+
+    def _show_changed(self) -> None:
+        """One upsert of the search attributes whose value changed since they were shown."""
+        current = {CHECKOUT_STATUS: self._status.value, CHECKOUT_STEP: self._step.value}
+        if self._order is not None:
+            current[ORDER_NUMBER] = self._order.order_number
+        changed = [key for key, value in current.items() if self._visible.get(key.name) != value]
+        if changed:
+            workflow.upsert_search_attributes([key.value_set(current[key]) for key in changed])
+            self._visible.update({key.name: current[key] for key in changed})
 
     def _observe_step_end(self) -> None:
         now = workflow.now()
@@ -719,6 +835,7 @@ class CheckoutWorkflow:
         steps: dict[StepName, StepStatus],
         error_code: str | None = None,
         note: str | None = None,
+        started: dict[StepName, datetime] | None = None,
     ) -> None:
         assert self._input is not None
         await self._local(
@@ -729,6 +846,7 @@ class CheckoutWorkflow:
                 error_code=error_code,
                 body=self.status(),
                 note=note,
+                started_at={name.value: at for name, at in (started or {}).items()},
             ),
         )
 
