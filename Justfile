@@ -34,6 +34,16 @@ fmt:
 bench *ARGS:
     {{python}} -m tools.bench {{ARGS}}
 
+# e.g. `just chaos --checkouts 1000 --faults all --rounds 2` (`python -m tools.chaos --help`).
+# Chaos: its own platform under a mixed checkout load while processes are killed; audits §7.
+chaos *ARGS:
+    exec {{python}} -m tools.chaos {{ARGS}}
+
+# e.g. `just soak --minutes 30 --rate 2`; `--minutes 2` is a smoke run.
+# Soak: steady load, no faults; fails when memory, files, connections or backlogs keep growing.
+soak *ARGS:
+    exec {{python}} -m tools.soak {{ARGS}}
+
 # Fuzz the running API (`just up`) from its OpenAPI document with a dev token: no 5xx allowed.
 fuzz EXAMPLES="100":
     #!/usr/bin/env bash

@@ -2,15 +2,18 @@
 
 Each service is started only when its URL is not set in the environment. A child that exits is
 restarted (devstack/supervisor.py); a crash loop stops the stack (exit 1). What this process
-starts, it stops (reverse order, by pid) on Ctrl-C or SIGTERM.
+starts, it stops (reverse order, by pid) on Ctrl-C or SIGTERM. DATA_DIR/stack.json says what runs:
+each child's name, pid, restart count and whether it is up (`just chaos` finds its targets there).
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 from typing import IO
@@ -22,7 +25,7 @@ from devstack.services.nats import nats_process
 from devstack.services.postgres import postgres_process
 from devstack.services.process import ManagedProcess, ServiceError
 from devstack.services.temporal import DevServerConfig, temporal_process
-from devstack.supervisor import CrashLoop, Supervisor
+from devstack.supervisor import Child, CrashLoop, Supervisor
 from kit.logging import configure_logging, get_logger
 from kit.settings import DOMAINS, Settings, get_settings
 from sandbox.settings import get_sandbox_settings
@@ -36,6 +39,9 @@ log = get_logger(__name__)
 NATS_MONITOR_OFFSET = 4000
 # Domains with no task queue still have an outbox to relay.
 RELAY_ONLY_DOMAINS = ["accounts", "notifications"]
+# Rewritten whenever a child starts, exits or is restarted: what runs, for observers such as
+# `just chaos` (read-only introspection; nothing in the stack reads it back).
+STATE_FILE = "stack.json"
 
 
 class Shutdown(BaseException):
@@ -67,6 +73,27 @@ def acquire_lock(data_dir: Path) -> IO[str]:
     return handle
 
 
+def write_state(path: Path, children: list[Child]) -> None:
+    """DATA_DIR/stack.json: this process's pid and each child's name, pid, restarts and whether
+    it runs, replaced atomically (a reader never sees half a file)."""
+    state = {
+        "pid": os.getpid(),
+        "updated_at": time.time(),
+        "children": [
+            {
+                "name": child.name,
+                "pid": child.process.pid,
+                "restarts": child.restarts,
+                "running": child.process.running(),
+            }
+            for child in children
+        ],
+    }
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(state, indent=2))
+    os.replace(partial, path)
+
+
 class Stack:
     """The children of one `just up`, started in order and stopped in reverse."""
 
@@ -74,7 +101,9 @@ class Stack:
         self.settings = settings
         self.data_dir = data_dir
         self.log_dir = data_dir / "logs"
-        self.supervisor = Supervisor()
+        self.supervisor = Supervisor(
+            on_change=lambda children: write_state(data_dir / STATE_FILE, children)
+        )
         self.urls: list[tuple[str, str]] = []
 
     def _start(self, process: ManagedProcess) -> None:
@@ -189,6 +218,7 @@ class Stack:
             worker.spawn()
         for worker in workers:
             worker.wait_ready()
+        self.supervisor.changed()
         self.urls.append(("Workers", f"{', '.join(WORKER_DOMAINS)}  ({replicas} per queue)"))
         if base:
             last = base + len(workers) - 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from devstack.services.process import ManagedProcess, ServiceError
@@ -67,6 +68,8 @@ class Child:
     exits: deque[float] = field(default_factory=deque)
     # The pid that exited, for the log line of its replacement (failed attempts in between).
     exited_pid: int | None = None
+    # Successful restarts since the stack started (never reset: what an observer counts).
+    restarts: int = 0
 
     @property
     def name(self) -> str:
@@ -89,10 +92,18 @@ class Supervisor:
     stop one after the other, newest first; the members of a group stop at the same time.
     """
 
-    def __init__(self, policy: RestartPolicy | None = None) -> None:
+    def __init__(
+        self,
+        policy: RestartPolicy | None = None,
+        *,
+        on_change: Callable[[list[Child]], None] | None = None,
+    ) -> None:
         self.policy = policy or RestartPolicy()
         self.groups: list[list[Child]] = []
         self.stopping = False
+        # Told of every start, exit and restart with the children as they are then (read-only
+        # introspection, e.g. DATA_DIR/stack.json); its failures never disturb the supervision.
+        self.on_change = on_change
 
     @property
     def children(self) -> list[Child]:
@@ -108,6 +119,16 @@ class Supervisor:
         """Supervise `process`, start it and wait until it is ready."""
         self.add(process)
         process.start()
+        self.changed()
+
+    def changed(self) -> None:
+        """Tell `on_change` how the children are now (a child was started, exited, restarted)."""
+        if self.on_change is None:
+            return
+        try:
+            self.on_change(self.children)
+        except Exception:
+            log.exception("devstack.on_change_failed")
 
     def run(self) -> None:
         """Look after the children until a crash loop (CrashLoop) or an exception from a signal."""
@@ -137,6 +158,7 @@ class Supervisor:
         self._schedule(
             child, "devstack.child.exited", now, uptime_s=round(now - child.started_at, 1)
         )
+        self.changed()
 
     def _schedule(self, child: Child, event: str, now: float, **fields: object) -> None:
         """Count one exit of `child` and set when it starts again (CrashLoop when too many)."""
@@ -185,6 +207,8 @@ class Supervisor:
                 )
                 continue
             child.started_at, child.restart_at = time.monotonic(), None
+            child.restarts += 1
+            self.changed()
             log.info(
                 "devstack.child.restarted",
                 child=child.name,

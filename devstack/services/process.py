@@ -54,6 +54,14 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def _tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a child's log (why it died), empty when there is none."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (for tests that must not clash with `just up`)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -139,7 +147,10 @@ class ManagedProcess:
             self.stop()
             raise
         if not self.running():
-            raise ServiceError(f"{self.name} exited during start; see {self.log_path}")
+            raise ServiceError(
+                f"{self.name} exited during start; see {self.log_path}; its last lines:\n"
+                + _tail(self.log_path)
+            )
         log.info("service.ready", service=self.name, pid=self._proc.pid)
 
     def _ready_or_dead(self) -> bool:

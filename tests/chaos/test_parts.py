@@ -1,0 +1,360 @@
+"""The chaos and soak tools' parts, without a platform: the workload's mix, the fault schedule,
+the patient client's retries, the audit's judgements, the report's figures, the soak's verdict,
+and the supervisor's stack.json they read the pids from."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import sys
+import time
+import uuid
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.services.process import ManagedProcess
+from devstack.stack import write_state
+from devstack.supervisor import RestartPolicy, Supervisor
+from tools.chaos.audit import (
+    Audit,
+    _expected_notifications,
+    _sends,
+    check_clients,
+    check_races,
+)
+from tools.chaos.client import GaveUp, PatientClient, RequestLog
+from tools.chaos.faults import FaultResult, catalog, schedule
+from tools.chaos.journey import Record
+from tools.chaos.report import latencies, percentile
+from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
+from tools.chaos.workload import (
+    CANCELLED,
+    COUPON_BUYERS,
+    SCARCE_BUYERS,
+    SCENARIOS,
+    SINGLES,
+    Catalog,
+    Plan,
+    plan,
+)
+from tools.soak import Sample, judge, slope_per_hour
+from workers.bootstrap import WORKER_DOMAINS
+
+# -- the workload ----------------------------------------------------------------------------------
+
+
+def test_a_plan_has_every_scenario_races_in_bursts_and_a_steady_rate() -> None:
+    plans = plan(200, 2.0, random.Random(7))
+    assert len(plans) == 200
+    assert [p.index for p in plans] == list(range(200))
+    assert [p.at_s for p in plans] == sorted(p.at_s for p in plans)
+    names = Counter(p.scenario.name for p in plans)
+    assert {s.name for s in SINGLES} | {"coupon_race", "scarce_stock"} <= set(names)
+    groups: dict[str, list[Plan]] = {}
+    for one in plans:
+        if one.group:
+            groups.setdefault(one.group, []).append(one)
+    assert names["coupon_race"] == 30
+    assert names["scarce_stock"] == 20
+    for group, members in groups.items():
+        assert len({m.at_s for m in members}) == 1, f"{group} does not start at one moment"
+        limit = COUPON_BUYERS if group.startswith("coupon") else SCARCE_BUYERS
+        assert len(members) <= limit
+    # Cancels only where they make sense: buyers on cancellable scenarios, operators not on 3DS.
+    assert any(p.cancel == "buyer" for p in plans)
+    assert any(p.cancel == "operator" for p in plans)
+    assert all(p.scenario.cancellable for p in plans if p.cancel)
+    assert not any(p.scenario.approve for p in plans if p.cancel == "operator")
+
+
+def test_small_loads_do_not_race_and_bodies_take_both_payment_shapes() -> None:
+    plans = plan(10, 1.0, random.Random(1))
+    assert not any(p.group for p in plans)
+    one = Plan(0, SCENARIOS["visa"], 0.0, alias=True, coupon_code="X")
+    one.buyer = type("B", (), {"cart_id": "c", "headers": {}, "user_id": "u"})()  # type: ignore[assignment]
+    assert one.body()["payment"] == {"provider": "sandbox", "token": "tok_visa"}
+    assert one.body()["coupon_code"] == "X"
+    one.alias = False
+    assert one.body()["payment"] == {"provider": "stripe", "payment_method": "pm_card_visa"}
+
+
+# -- the fault schedule ----------------------------------------------------------------------------
+
+
+def test_the_schedules_cover_every_fault_kind() -> None:
+    every = schedule("all")
+    assert {f.target for f in every if f.kind == "kill"} >= {f"worker-{d}" for d in WORKER_DOMAINS}
+    assert {f.name for f in every} == set(catalog())
+    kinds = schedule("kinds", rounds=2)
+    workers = [f.target for f in kinds if f.family == "kill:worker"]
+    assert len(workers) == 2
+    assert workers[0] != workers[1], "each round kills another worker"
+    assert {f.family for f in kinds} == {f.family for f in every}
+    assert schedule("none") == []
+    assert [f.name for f in schedule("kill:api,postgres")] == ["kill:api", "postgres"]
+    with pytest.raises(ValueError, match="unknown faults"):
+        schedule("kill:everything")
+    assert catalog(psp_down_s=7)["psp-down"].hold_s == 7
+
+
+def test_the_default_rate_spreads_the_load_over_the_faults() -> None:
+    config = ChaosConfig(checkouts=100, faults="kinds", psp_down_s=10, psp_slow_s=10)
+    faults = config.fault_schedule()
+    rate = config.load_rate(faults)
+    assert 0.5 < rate < 2.0
+    assert ChaosConfig(checkouts=100, faults="none").load_rate([]) == 2.0
+    assert ChaosConfig(rate=3.5).load_rate(faults) == 3.5
+
+
+async def test_the_load_never_runs_ahead_of_the_faults() -> None:
+    pacer = Pacer(checkouts=10, faults=2)
+    for index in range(5):
+        await asyncio.wait_for(pacer.turn(index), timeout=1)
+    sixth = asyncio.ensure_future(pacer.turn(5))
+    await asyncio.sleep(0.05)
+    assert not sixth.done(), "the second half waits for the first fault to be over"
+    await pacer.fault_over()
+    await asyncio.wait_for(sixth, timeout=1)
+    await asyncio.wait_for(Pacer(3, 0).turn(2), timeout=1)  # no faults: no pacing
+
+    racers = [Plan(i, SCENARIOS["coupon_race"], 5.0, group="coupon_race-1") for i in (3, 4, 5)]
+    others = [Plan(i, SCENARIOS["visa"], float(i)) for i in (0, 1, 2, 6)]
+    paced = _pace_index([Record(p) for p in sorted(others + racers, key=lambda p: p.index)])
+    assert paced == {0: 0, 1: 1, 2: 2, 3: 3, 4: 3, 5: 3, 6: 6}, "a race starts as one"
+
+
+# -- the patient client ----------------------------------------------------------------------------
+
+
+async def test_the_client_retries_5xx_429_and_lost_connections_then_answers() -> None:
+    answers = iter(
+        [
+            httpx.Response(429, headers={"Retry-After": "0"}),
+            "connect",
+            httpx.Response(503),
+            "read",
+            httpx.Response(202, json={"ok": True}),
+        ]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if answer == "connect":
+            raise httpx.ConnectError("refused", request=request)
+        if answer == "read":
+            raise httpx.ReadTimeout("no answer", request=request)
+        assert isinstance(answer, httpx.Response)
+        return answer
+
+    log = RequestLog()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://x") as h:
+        answer = await PatientClient(h, log, rng=random.Random(1)).send("POST", "/v1/checkouts")
+    assert answer.response.status_code == 202
+    assert answer.attempts == 5
+    assert answer.ambiguous
+    assert log.retries == 4
+    assert len(log.samples) == 3
+
+
+async def test_a_refused_connection_alone_is_not_ambiguous_and_the_client_gives_up() -> None:
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    log = RequestLog()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refused), base_url="http://x") as h:
+        client = PatientClient(h, log, rng=random.Random(1), give_up_after_s=0.3)
+        with pytest.raises(GaveUp):
+            await client.send("GET", "/healthz")
+    assert log.gave_up == 1
+
+    calls = iter([httpx.ConnectError("refused"), httpx.Response(409, json={"code": "x"})])
+
+    def once_refused(request: httpx.Request) -> httpx.Response:
+        answer = next(calls)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(once_refused), base_url="http://x"
+    ) as h:
+        answer = await PatientClient(h, RequestLog(), rng=random.Random(1)).send("POST", "/c")
+    assert answer.response.status_code == 409
+    assert not answer.ambiguous
+
+
+# -- the audit's judgements ------------------------------------------------------------------------
+
+
+def _record(scenario: str, outcome: tuple[str, str | None], **kwargs: object) -> Record:
+    record = Record(Plan(0, SCENARIOS[scenario], 0.0), checkout_id=str(uuid.uuid4()))
+    record.status, record.code = outcome
+    record.step = "complete"
+    for name, value in kwargs.items():
+        setattr(record, name, value)
+    return record
+
+
+def _session(
+    record: Record, status: str | None = None, step: str = "complete"
+) -> dict[str, object]:
+    return {"status": status or record.status, "step": step}
+
+
+def test_the_audit_flags_outcomes_the_contract_does_not_allow() -> None:
+    fine = _record("visa", ("completed", None))
+    wrong = _record("declined", ("completed", None))
+    cancelled = _record("visa", ("cancelled", "cancelled"), cancel_answer=202)
+    refused_cancel = _record("visa", ("cancelled", "cancelled"), cancel_answer=409)
+    maybe = _record("visa", ("cancelled", "cancelled"), cancel_answer=409, cancel_ambiguous=True)
+    disagree = _record("visa", ("completed", None))
+    parked = _record("visa", ("processing", None))
+    parked.step = "needs_attention"
+    records = [fine, wrong, cancelled, refused_cancel, maybe, disagree, parked]
+    sessions = {r.checkout_id: _session(r) for r in records if r.checkout_id}
+    assert disagree.checkout_id
+    assert parked.checkout_id
+    sessions[disagree.checkout_id] = _session(disagree, status="failed")
+    sessions[parked.checkout_id] = _session(parked, step="needs_attention")
+    audit = Audit()
+    check_clients(records, sessions, audit)  # type: ignore[arg-type]
+    flagged = " | ".join(audit.violations)
+    assert len(audit.violations) == 4, flagged
+    for record in (wrong, refused_cancel, disagree, parked):
+        assert str(record.checkout_id) in flagged
+    assert cancelled.expected == frozenset({CANCELLED})
+    assert CANCELLED in maybe.expected
+
+
+def test_a_race_must_sell_exactly_what_there_is() -> None:
+    def race(won: int, lost: int) -> list[Record]:
+        members = [_record("scarce_stock", ("completed", None)) for _ in range(won)]
+        members += [_record("scarce_stock", ("failed", "out_of_stock")) for _ in range(lost)]
+        for member in members:
+            member.plan.group = "scarce_stock-1"
+        return members
+
+    catalog = Catalog({}, [], "FREE", capacity={"scarce_stock-1": 3})
+    for won, lost, violations in ((3, 7, 0), (4, 6, 1), (2, 8, 1), (2, 0, 0)):
+        audit = Audit()
+        check_races(race(won, lost), catalog, audit)
+        assert len(audit.violations) == violations, (won, lost, audit.violations)
+
+
+def test_what_each_ending_tells_the_buyer() -> None:
+    paid = _expected_notifications({"status": "completed", "total_amount": Decimal("12.50")})
+    assert paid["order_confirmed"] == paid["shipment_created"] == paid["payment_captured"] == (1, 1)
+    assert paid["checkout_failed"] == (0, 0)
+    free = _expected_notifications({"status": "completed", "total_amount": Decimal("0")})
+    assert free["payment_captured"] == (0, 0)
+    assert _expected_notifications({"status": "failed", "total_amount": None})[
+        "checkout_failed"
+    ] == (1, 1)
+    expired = _expected_notifications({"status": "expired", "total_amount": None})
+    assert expired["checkout_expired"] == (1, 1)
+    assert expired["checkout_failed"] == (0, 0)
+    cancelled = _expected_notifications({"status": "cancelled", "total_amount": Decimal("5")})
+    assert cancelled["checkout_failed"] == cancelled["checkout_expired"] == (0, 0)
+    assert cancelled["order_confirmed"] == (0, 1)
+
+
+def test_deliveries_are_counted_from_the_senders_log(tmp_path: Path) -> None:
+    log = tmp_path / "relays.log"
+    sent = '{{"notification_id": "{}", "event": "notifications.sent", "level": "info"}}\n'
+    log.write_text(
+        sent.format("a")
+        + '{"event": "relay.started"}\n'
+        + sent.format("b")
+        + sent.format("a")
+        + '{"notification_id": "c", "event": "notifications.se'  # cut short by a SIGKILL
+    )
+    assert _sends(log) == Counter({"a": 2, "b": 1})
+    assert _sends(tmp_path / "missing.log") == Counter()
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def test_latencies_split_what_started_during_a_fault() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([3.0, 1.0, 2.0], 0.5) == 2.0
+    assert percentile(list(map(float, range(1, 101))), 0.99) == 99.0
+    outcome = Outcome(ChaosConfig(), 1.0, Path("/nonexistent"))
+    quick = _record("visa", ("completed", None), started_s=1.0, accepted_s=1.1, ended_s=2.0)
+    slow = _record("visa", ("completed", None), started_s=10.0, accepted_s=15.0, ended_s=30.0)
+    outcome.records = [quick, slow]
+    outcome.faults = [FaultResult(catalog()["kill:api"], injected_s=9.0, recovered_s=16.0)]
+    figures = latencies(outcome)
+    assert figures["accept"]["n"] == 2
+    assert figures["accept_during_faults"] == {"n": 1, "p50": 5000.0, "p99": 5000.0}
+    assert figures["end_to_end_during_faults"]["p50"] == 20000.0
+
+
+# -- the soak's verdict ----------------------------------------------------------------------------
+
+
+def _samples(rss: list[float], span_s: float = 1200.0) -> list[Sample]:
+    step = span_s / (len(rss) - 1)
+    return [Sample(i * step, i, rss_mb={"api": v}, fds={"api": 40}) for i, v in enumerate(rss)]
+
+
+def test_the_soak_fails_on_growth_and_not_on_a_plateau() -> None:
+    assert slope_per_hour([(0.0, 0.0), (1800.0, 50.0), (3600.0, 100.0)]) == pytest.approx(100.0)
+    judged, failures = judge(_samples([100, 150, 160, 162, 161, 163, 162, 161, 162, 163]))
+    assert judged
+    assert failures == []
+    judged, failures = judge(_samples([100, 110, 120, 130, 140, 150, 160, 170, 180, 190]))
+    assert judged
+    assert len(failures) == 1
+    assert failures[0].startswith("rss_mb:api grows")
+    judged, failures = judge(_samples([100, 200, 300, 400], span_s=120))
+    assert not judged
+    assert failures == []
+    runaway = _samples([100, 100, 100, 100], span_s=120)
+    runaway[-1].history_max = 5000
+    assert judge(runaway)[1] == ["a checkout's history reached 5000 events (limit 2000)"]
+
+
+# -- the supervisor's stack.json -------------------------------------------------------------------
+
+
+def test_the_supervisor_writes_each_childs_pid_and_restarts(tmp_path: Path) -> None:
+    state = tmp_path / "stack.json"
+    policy = RestartPolicy(
+        initial_s=0.05, max_s=0.2, stable_after_s=30, max_restarts=5, window_s=30
+    )
+    supervisor = Supervisor(policy, on_change=lambda children: write_state(state, children))
+    child = ManagedProcess(
+        name="sleeper",
+        argv=[sys.executable, "-c", "import time; time.sleep(60)"],
+        log_path=tmp_path / "sleeper.log",
+        ready=lambda: True,
+        stop_timeout=5,
+    )
+    try:
+        supervisor.start(child)
+        first = json.loads(state.read_text())
+        assert first["pid"] == os.getpid()
+        assert first["children"] == [
+            {"name": "sleeper", "pid": child.pid, "restarts": 0, "running": True}
+        ]
+        killed = child.pid
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while json.loads(state.read_text())["children"][0]["restarts"] < 1:
+            assert time.monotonic() < deadline, "no restart recorded"
+            supervisor.check()
+            time.sleep(0.02)
+        (after,) = json.loads(state.read_text())["children"]
+        assert after == {"name": "sleeper", "pid": child.pid, "restarts": 1, "running": True}
+        assert after["pid"] != killed
+    finally:
+        supervisor.stop()

@@ -1,0 +1,427 @@
+"""After the load: wait until nothing is in flight, then hold the platform to CONTRACT.md §7.
+
+Checked over every checkout of the run: the contract's invariants (tools/invariants.py: stock,
+coupons, reservations, charges against the provider's ledger, what a completed or given-back
+checkout leaves behind), that every accepted checkout ended as its scenario allows, that Temporal
+visibility's `CheckoutStatus` agrees with `checkout_sessions` and no run ended Failed or
+Terminated, that every outbox drained and nothing was dead-lettered, that every buyer was told
+exactly once what the outcome called for (one notification row of each expected kind, each
+delivered once according to the sender's log), that the races sold exactly what there was, and
+that replaying an ended checkout's request changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+from sqlalchemy import text
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from kit.db import DomainDatabase
+from kit.logging import get_logger
+from tools.chaos.client import PatientClient
+from tools.chaos.journey import FINAL, NEEDS_ATTENTION, Record
+from tools.chaos.workload import Catalog
+from tools.invariants import check_invariants, fetch_ledger
+from workflows.checkout.contract import CHECKOUT_STATUS, CHECKOUT_STEP, WORKFLOW_TYPE
+
+log = get_logger(__name__)
+
+Row = Mapping[str, Any]
+
+
+class Monitors(Protocol):
+    """Where to look at what the platform still has in flight outside its databases."""
+
+    @property
+    def psp_url(self) -> str:
+        """The provider sandbox (its event listings)."""
+
+    @property
+    def nats_monitor_url(self) -> str:
+        """The NATS monitoring endpoint (consumers' pending messages)."""
+
+
+# How many ended checkouts are replayed (same key, same body) to see that nothing changes.
+REPLAYS = 30
+
+
+@dataclass
+class Audit:
+    """What was checked and what was wrong (each violation names its checkout when it has one)."""
+
+    checked: int = 0
+    violations: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    # Paths the run exercised that only the databases can tell (e.g. refunds after a capture).
+    coverage: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, message: str) -> None:
+        """Record one violation."""
+        self.violations.append(message)
+
+
+async def rows(db: DomainDatabase, sql: str, **params: Any) -> list[Row]:
+    """The rows of one query, as mappings."""
+    async with db.begin() as session:
+        return [dict(row._mapping) for row in await session.execute(text(sql), params)]
+
+
+async def _running(temporal: Client) -> list[str]:
+    """Running workflows, except checkouts that wait for an operator (those never end alone)."""
+    running = []
+    async for execution in temporal.list_workflows("ExecutionStatus='Running'"):
+        if execution.typed_search_attributes.get(CHECKOUT_STEP) != NEEDS_ATTENTION:
+            running.append(execution.id)
+    return running
+
+
+async def _count(databases: Mapping[str, DomainDatabase], sql: str) -> dict[str, int]:
+    counts = {}
+    for domain, db in databases.items():
+        found = (await rows(db, sql))[0]["n"]
+        if found:
+            counts[domain] = int(found)
+    return counts
+
+
+async def nats_backlog(monitor_url: str) -> dict[str, int]:
+    """Per JetStream consumer, the messages not yet delivered or not yet acknowledged (an event
+    redelivered later, e.g. one that arrived before what it depends on, counts until applied)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        answer = await http.get(f"{monitor_url}/jsz", params={"consumers": "true"})
+        answer.raise_for_status()
+    backlog = {}
+    for account in answer.json().get("account_details", []):
+        for stream in account.get("stream_detail", []):
+            for consumer in stream.get("consumer_detail", []):
+                waiting = int(consumer.get("num_pending", 0)) + int(
+                    consumer.get("num_ack_pending", 0)
+                )
+                if waiting:
+                    backlog[f"{stream['name']}/{consumer['name']}"] = waiting
+    return backlog
+
+
+async def provider_backlog(psp_url: str) -> dict[str, int]:
+    """Webhooks the sandbox has still to deliver (payment events, carrier tracking), by kind."""
+    backlog: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=psp_url, timeout=10) as http:
+        for kind, path in (("payment", "/v1/events"), ("carrier", "/v1/carrier/events")):
+            answer = await http.get(path, params={"limit": 10_000})
+            answer.raise_for_status()
+            for event in answer.json()["data"]:
+                if event["delivery"]["state"] == "pending":
+                    backlog[kind] += 1
+    return dict(backlog)
+
+
+async def busy(
+    temporal: Client, databases: Mapping[str, DomainDatabase], monitors: Monitors
+) -> list[str]:
+    """What is still in flight: running workflows, webhooks not yet delivered, unpublished
+    events, events not yet applied by their consumers, unsent notifications."""
+    found = []
+    running = await _running(temporal)
+    if running:
+        found.append(f"{len(running)} workflows running (e.g. {running[0]})")
+    webhooks = await provider_backlog(monitors.psp_url)
+    if webhooks:
+        found.append(f"webhooks not yet delivered {webhooks}")
+    consumers = await nats_backlog(monitors.nats_monitor_url)
+    if consumers:
+        found.append(f"events not yet applied {consumers}")
+    outbox = await _count(
+        databases, "SELECT count(*) AS n FROM domain_outbox_events WHERE NOT processed"
+    )
+    if outbox:
+        found.append(f"unpublished outbox rows {outbox}")
+    pending = await rows(
+        databases["notifications"],
+        "SELECT count(*) AS n FROM notifications WHERE status = 'pending'",
+    )
+    if pending[0]["n"]:
+        found.append(f"{pending[0]['n']} notifications pending")
+    return found
+
+
+async def wait_quiescent(
+    temporal: Client,
+    databases: Mapping[str, DomainDatabase],
+    monitors: Monitors,
+    timeout_s: float,
+) -> list[str]:
+    """Wait until nothing is in flight; what still is after `timeout_s` ([] when quiet)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    quiet_since: float | None = None
+    while True:
+        try:
+            still = await busy(temporal, databases, monitors)
+        except Exception as exc:  # a service still restarting: try again
+            still = [f"cannot look: {type(exc).__name__}: {exc}"]
+        now = loop.time()
+        if still:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = now
+        # Quiet for two seconds running: a consumer may still be applying the last event.
+        if quiet_since is not None and now - quiet_since >= 2:
+            return []
+        if now > deadline:
+            return still
+        await asyncio.sleep(0.5)
+
+
+def check_clients(records: list[Record], sessions: dict[str, Row], audit: Audit) -> None:
+    """Every accepted checkout ended, as its scenario allows, as the database says."""
+    for record in records:
+        tag = f"checkout {record.checkout_id} ({record.plan.scenario.name}, #{record.plan.index})"
+        if record.error:
+            audit.fail(f"{tag}: client: {record.error}")
+        if record.checkout_id is None:
+            continue
+        row = sessions.get(record.checkout_id)
+        if row is None:
+            audit.fail(f"{tag}: accepted but not in checkout_sessions")
+            continue
+        if record.step == NEEDS_ATTENTION or row["step"] == NEEDS_ATTENTION:
+            audit.fail(f"{tag}: waits at needs_attention")
+        elif record.outcome is not None and record.outcome not in record.expected:
+            audit.fail(
+                f"{tag}: ended {record.outcome}, expected one of {sorted(record.expected, key=str)}"
+                f" (cancel answered {record.cancel_answer} {record.cancel_code or ''})"
+            )
+        if record.status in FINAL and row["status"] != record.status:
+            audit.fail(f"{tag}: the client saw {record.status}, the database says {row['status']}")
+    known = {r.checkout_id for r in records}
+    for checkout_id in sessions.keys() - known:
+        audit.notes.append(f"checkout {checkout_id} is in checkout_sessions but no client has it")
+
+
+async def check_contract(
+    databases: Mapping[str, DomainDatabase], psp_url: str, sessions: dict[str, Row], audit: Audit
+) -> None:
+    """CONTRACT.md §7 through tools/invariants.py, over every checkout of the run."""
+    report = await check_invariants(databases, psp_url, [uuid.UUID(c) for c in sessions])
+    audit.checked = report.checkouts
+    audit.violations += report.violations
+    ledger = await fetch_ledger(psp_url)
+    for checkout_id in ledger.keys() - sessions.keys():
+        audit.fail(f"the provider holds intents of checkout {checkout_id}, unknown to the platform")
+
+
+async def check_visibility(temporal: Client, sessions: dict[str, Row], audit: Audit) -> None:
+    """Every checkout has a run; none ended Failed or Terminated; `CheckoutStatus` = database."""
+    seen: set[str] = set()
+    async for execution in temporal.list_workflows(f"WorkflowType='{WORKFLOW_TYPE}'"):
+        checkout_id = execution.id.removeprefix("checkout-")
+        seen.add(checkout_id)
+        row = sessions.get(checkout_id)
+        if execution.status not in (
+            WorkflowExecutionStatus.COMPLETED,
+            WorkflowExecutionStatus.RUNNING,
+        ):
+            status = execution.status.name if execution.status else "unknown"
+            audit.fail(f"checkout {checkout_id}: run {execution.run_id} ended {status}")
+        attribute = execution.typed_search_attributes.get(CHECKOUT_STATUS)
+        if row is None:
+            audit.fail(f"workflow {execution.id} has no checkout_sessions row")
+        elif attribute != row["status"]:
+            audit.fail(
+                f"checkout {checkout_id}: CheckoutStatus {attribute!r} but the database says "
+                f"{row['status']!r} (run {execution.run_id})"
+            )
+    for checkout_id in sessions.keys() - seen:
+        audit.fail(f"checkout {checkout_id}: no CheckoutWorkflow run in visibility")
+
+
+async def check_events(databases: Mapping[str, DomainDatabase], audit: Audit) -> None:
+    """Every outbox drained; no event dead-lettered by a consumer."""
+    outbox = await _count(
+        databases, "SELECT count(*) AS n FROM domain_outbox_events WHERE NOT processed"
+    )
+    for domain, count in outbox.items():
+        audit.fail(f"{domain}: {count} outbox rows never published")
+    for domain, db in databases.items():
+        exists = await rows(db, "SELECT to_regclass('consumer_dead_letters') IS NOT NULL AS n")
+        if not exists[0]["n"]:
+            continue
+        for dead in await rows(
+            db,
+            "SELECT consumer, subject, reason, left(error, 300) AS error "
+            "FROM consumer_dead_letters",
+        ):
+            audit.fail(
+                f"{domain}: consumer {dead['consumer']} dead-lettered {dead['subject']} "
+                f"({dead['reason']}): {dead['error']}"
+            )
+
+
+def _expected_notifications(row: Row) -> dict[str, tuple[int, int]]:
+    """Per notification type, (at least, at most) for a checkout ending as `row` says."""
+    status = row["status"]
+    at_most_one = {
+        kind: (0, 1)
+        for kind in (
+            "order_confirmed",
+            "payment_captured",
+            "shipment_created",
+            "shipment_delivered",
+        )
+    }
+    expected = {**at_most_one, "checkout_failed": (0, 0), "checkout_expired": (0, 0)}
+    if status == "completed":
+        paid = row["total_amount"] is not None and row["total_amount"] > 0
+        expected.update(
+            order_confirmed=(1, 1), shipment_created=(1, 1), payment_captured=(int(paid), int(paid))
+        )
+    elif status == "failed":
+        expected["checkout_failed"] = (1, 1)
+    elif status == "expired":
+        expected["checkout_expired"] = (1, 1)
+    return expected
+
+
+async def check_notifications(db: DomainDatabase, sessions: dict[str, Row], audit: Audit) -> None:
+    """Every buyer (one checkout each) told exactly once what the outcome calls for; all sent."""
+    by_user: dict[str, Counter[str]] = defaultdict(Counter)
+    for note in await rows(db, "SELECT user_id::text AS user_id, type, status FROM notifications"):
+        by_user[note["user_id"]][note["type"]] += 1
+        if note["status"] != "sent":
+            audit.fail(f"user {note['user_id']}: a {note['type']} notification is {note['status']}")
+    for checkout_id, row in sessions.items():
+        if row["status"] not in FINAL:
+            continue
+        got = by_user.get(row["user_id"], Counter())
+        for kind, (least, most) in _expected_notifications(row).items():
+            if not least <= got[kind] <= most:
+                audit.fail(
+                    f"checkout {checkout_id} ({row['status']}): {got[kind]} {kind} notifications, "
+                    f"expected {least}..{most}"
+                )
+
+
+def check_races(records: list[Record], catalog: Catalog, audit: Audit) -> None:
+    """A race sells exactly what there is: min(capacity, buyers) completed, the rest refused."""
+    groups: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        if record.plan.group:
+            groups[record.plan.group].append(record)
+    for group, members in sorted(groups.items()):
+        capacity = catalog.capacity[group]
+        won = sum(1 for r in members if r.status == "completed")
+        wanted = min(capacity, sum(1 for r in members if r.checkout_id))
+        if won != wanted:
+            audit.fail(
+                f"race {group}: {won} of {len(members)} buyers completed, capacity {capacity}"
+            )
+
+
+async def check_replays(
+    api: PatientClient,
+    records: list[Record],
+    databases: Mapping[str, DomainDatabase],
+    audit: Audit,
+) -> None:
+    """Replaying an ended checkout's request (same key, same body) answers its recorded outcome
+    and changes nothing (CONTRACT.md §7.9)."""
+    ended = [r for r in records if r.status in FINAL and r.plan.buyer][:REPLAYS]
+    if not ended:
+        return
+    ids = [r.checkout_id for r in ended]
+    sql = (
+        "SELECT id::text AS id, updated_at, status FROM checkout_sessions "
+        "WHERE id::text = ANY(:ids)"
+    )
+    before = {r["id"]: r for r in await rows(databases["checkout"], sql, ids=ids)}
+    for record in ended:
+        assert record.plan.buyer is not None
+        answer = await api.send(
+            "POST",
+            "/v1/checkouts",
+            json=record.plan.body(),
+            headers={**record.plan.buyer.headers, "Idempotency-Key": record.key},
+        )
+        body = answer.response.json() if answer.response.status_code == 202 else {}
+        if (body.get("checkout_id"), body.get("status")) != (record.checkout_id, record.status):
+            audit.fail(
+                f"checkout {record.checkout_id} ({record.status}): a replay answered "
+                f"{answer.response.status_code} {answer.response.text[:200]}"
+            )
+    after = {r["id"]: r for r in await rows(databases["checkout"], sql, ids=ids)}
+    for checkout_id, row in before.items():
+        if after.get(checkout_id) != row:
+            changed = after.get(checkout_id)
+            audit.fail(f"checkout {checkout_id}: a replay changed its session {row} -> {changed}")
+
+
+async def explain_attention(temporal: Client, sessions: dict[str, Row], audit: Audit) -> None:
+    """For each checkout waiting at needs_attention, what it waits for (its `attention` query)."""
+    for checkout_id, row in sessions.items():
+        if row["step"] != NEEDS_ATTENTION or row["status"] in FINAL:
+            continue
+        try:
+            attention = await temporal.get_workflow_handle(f"checkout-{checkout_id}").query(
+                "attention"
+            )
+        except Exception as exc:
+            attention = f"(cannot ask: {type(exc).__name__}: {exc})"
+        audit.notes.append(f"checkout {checkout_id} waits at needs_attention: {attention}")
+
+
+def _sends(log_path: Path) -> Counter[str]:
+    """How many times the development sender delivered each notification (its log lines)."""
+    sends: Counter[str] = Counter()
+    if not log_path.exists():
+        return sends
+    with log_path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if '"notifications.sent"' not in line:
+                continue
+            try:
+                sends[json.loads(line)["notification_id"]] += 1
+            except (ValueError, KeyError):
+                continue  # a line cut short by a SIGKILL
+    return sends
+
+
+async def check_sent_once(db: DomainDatabase, log_path: Path, audit: Audit) -> None:
+    """Each notification marked sent was delivered exactly once: the development sender logs every
+    delivery (`notifications.sent`) before it commits the row as sent, so a sender killed between
+    the two delivers again after its restart, and the log shows it."""
+    sends = _sends(log_path)
+    for note in await rows(
+        db,
+        "SELECT id::text AS id, user_id::text AS user_id, type FROM notifications "
+        "WHERE status = 'sent'",
+    ):
+        count = sends.get(note["id"], 0)
+        if count != 1:
+            audit.fail(
+                f"notification {note['id']} ({note['type']} to user {note['user_id']}) was "
+                f"delivered {count} times"
+            )
+
+
+async def count_refunds(
+    databases: Mapping[str, DomainDatabase], sessions: dict[str, Row], audit: Audit
+) -> None:
+    """How many checkouts ended with their captured payment refunded, by status (the cancels
+    after the capture, and the failures after it)."""
+    refunded = await rows(
+        databases["payments"],
+        "SELECT checkout_id::text AS id FROM payments WHERE refunded_amount > 0",
+    )
+    for row in refunded:
+        status = sessions.get(row["id"], {}).get("status", "unknown")
+        key = f"refunded_{status}"
+        audit.coverage[key] = audit.coverage.get(key, 0) + 1
