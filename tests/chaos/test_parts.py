@@ -30,7 +30,7 @@ from tools.chaos.audit import (
     check_races,
 )
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
-from tools.chaos.faults import FaultResult, catalog, schedule
+from tools.chaos.faults import TERM, FaultResult, catalog, schedule
 from tools.chaos.journey import Record
 from tools.chaos.report import latencies, percentile
 from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
@@ -358,3 +358,15 @@ def test_the_supervisor_writes_each_childs_pid_and_restarts(tmp_path: Path) -> N
         assert after["pid"] != killed
     finally:
         supervisor.stop()
+
+
+def test_a_rolling_restart_drains_every_worker_process_one_at_a_time() -> None:
+    two = schedule("rolling", replicas=2)
+    assert [f.target for f in two[:2]] == [
+        f"worker-{WORKER_DOMAINS[0]}-1",
+        f"worker-{WORKER_DOMAINS[0]}-2",
+    ]
+    assert len(two) == 2 * len(WORKER_DOMAINS)
+    assert {f.kind for f in two} == {TERM}
+    assert {f.family for f in two} == {"term:worker"}
+    assert [f.target for f in schedule("rolling")] == [f"worker-{d}" for d in WORKER_DOMAINS]

