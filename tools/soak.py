@@ -41,8 +41,9 @@ from kit.db import DomainDatabase
 from kit.logging import configure_logging, get_logger
 from kit.settings import get_settings
 from tools.chaos import audit as checks
-from tools.chaos.client import ATTEMPT_TIMEOUT_S, PatientClient, RequestLog
+from tools.chaos.client import ATTEMPT_TIMEOUT_S, GaveUp, PatientClient, RequestLog
 from tools.chaos.journey import Journey, Record
+from tools.chaos.run import while_alive
 from tools.chaos.stack import ChaosStack
 from tools.chaos.workload import Catalog, Plan, Shop, plan
 from workflows.checkout.contract import WORKFLOW_TYPE
@@ -170,6 +171,18 @@ class Sampler:
         self.requests = requests
         self.samples: list[Sample] = []
 
+    async def _sample(
+        self, temporal: Client, databases: Mapping[str, DomainDatabase], since: datetime
+    ) -> Sample:
+        ended = sum(1 for r in self.records if r.ended_s)
+        accepted = sum(1 for r in self.records if r.accepted_s)
+        sample = Sample(self.requests.now(), ended, accepted - ended)
+        _processes(self.stack, sample)
+        await _rows(databases, sample)
+        await _histories(temporal, since, sample)
+        log.info("soak.sample", at_s=round(sample.at_s), ended=ended, in_flight=sample.in_flight)
+        return sample
+
     async def run(self, interval_s: float, stop: asyncio.Event) -> None:
         """Sample until `stop` is set (and once more then)."""
         temporal = await self.stack.temporal()
@@ -178,15 +191,11 @@ class Sampler:
         try:
             while True:
                 now = datetime.now(UTC)
-                ended = sum(1 for r in self.records if r.ended_s)
-                accepted = sum(1 for r in self.records if r.accepted_s)
-                sample = Sample(self.requests.now(), ended, accepted - ended)
-                _processes(self.stack, sample)
-                await _rows(databases, sample)
-                await _histories(temporal, since, sample)
-                since = now
-                self.samples.append(sample)
-                log.info("soak.sample", at_s=round(sample.at_s), ended=sample.ended)
+                try:
+                    self.samples.append(await self._sample(temporal, databases, since))
+                    since = now
+                except Exception as exc:  # one look missed; the next may succeed
+                    log.warning("soak.sample_failed", error=f"{type(exc).__name__}: {exc}")
                 if stop.is_set():
                     return
                 try:
@@ -384,9 +393,11 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     try:
         stack.start()
-        result = asyncio.run(_soak(stack, args.minutes, args.rate, args.interval_s, args.seed))
-    except (ServiceError, RuntimeError, OSError) as exc:
+        soak = _soak(stack, args.minutes, args.rate, args.interval_s, args.seed)
+        result = asyncio.run(while_alive(stack, soak))
+    except (ServiceError, RuntimeError, OSError, GaveUp) as exc:
         sys.stdout.write(f"error: {exc}; logs in {data_dir / 'logs'}\n")
+        sys.stdout.write(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}"}) + "\n")
         return 1
     finally:
         stack.stop()

@@ -163,12 +163,16 @@ async def wait_quiescent(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     quiet_since: float | None = None
+    told = loop.time()
     while True:
         try:
             still = await busy(temporal, databases, monitors)
         except Exception as exc:  # a service still restarting: try again
             still = [f"cannot look: {type(exc).__name__}: {exc}"]
         now = loop.time()
+        if still and now - told >= 10:
+            log.info("chaos.settling", busy=still)
+            told = now
         if still:
             quiet_since = None
         elif quiet_since is None:

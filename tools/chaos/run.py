@@ -233,6 +233,7 @@ class Run:
             self.outcome.faults = await self._faults(api, catalog, faults, probes)
             await load
             self.outcome.phases["load_s"] = round(self.requests.now(), 1)
+            log.info("chaos.load.done", **self.outcome.phases)
             await self._audit(api, catalog)
 
     async def _checkout(self, api: PatientClient, catalog: Catalog, record: Record) -> None:
@@ -318,6 +319,7 @@ class Run:
                 temporal, databases, self.stack, self.config.quiesce_timeout_s
             )
             self.outcome.phases["settle_s"] = round(time.monotonic() - began, 1)
+            log.info("chaos.settled", still_busy=self.outcome.still_busy, **self.outcome.phases)
             records = self.outcome.records + self.outcome.probes
             sessions = {
                 row["id"]: row
@@ -338,6 +340,7 @@ class Run:
             await checks.explain_attention(temporal, sessions, audit)
             await checks.count_refunds(databases, sessions, audit)
             await checks.check_replays(api, records, databases, audit)
+            log.info("chaos.audited", checked=audit.checked, violations=len(audit.violations))
         finally:
             for db in databases.values():
                 await db.dispose()
