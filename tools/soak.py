@@ -303,19 +303,7 @@ async def _soak(
         databases = stack.databases()
         try:
             busy = await checks.wait_quiescent(temporal, databases, stack, 600)
-            sessions = {
-                row["id"]: row
-                for row in await checks.rows(
-                    databases["checkout"],
-                    "SELECT id::text AS id, user_id::text AS user_id, status, step, "
-                    "failure_code, total_amount FROM checkout_sessions",
-                )
-            }
-            checks.check_clients(soak.records, sessions, audit)
-            await checks.check_contract(databases, stack.psp_url, sessions, audit)
-            await checks.check_visibility(temporal, sessions, audit)
-            await checks.check_events(databases, audit)
-            await checks.check_notifications(databases["notifications"], sessions, audit)
+            await checks.check_outcomes(temporal, databases, stack.psp_url, soak.records, audit)
         finally:
             for db in databases.values():
                 await db.dispose()

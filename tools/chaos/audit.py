@@ -429,3 +429,28 @@ async def count_refunds(
         status = sessions.get(row["id"], {}).get("status", "unknown")
         key = f"refunded_{status}"
         audit.coverage[key] = audit.coverage.get(key, 0) + 1
+
+
+async def check_outcomes(
+    temporal: Client,
+    databases: Mapping[str, DomainDatabase],
+    psp_url: str,
+    records: list[Record],
+    audit: Audit,
+) -> dict[str, Row]:
+    """The checks every run ends with (chaos and soak alike), over every checkout session:
+    clients' answers, section 7, visibility, outboxes and notifications. Returns the sessions."""
+    sessions = {
+        row["id"]: row
+        for row in await rows(
+            databases["checkout"],
+            "SELECT id::text AS id, user_id::text AS user_id, status, step, "
+            "failure_code, total_amount FROM checkout_sessions",
+        )
+    }
+    check_clients(records, sessions, audit)
+    await check_contract(databases, psp_url, sessions, audit)
+    await check_visibility(temporal, sessions, audit)
+    await check_events(databases, audit)
+    await check_notifications(databases["notifications"], sessions, audit)
+    return sessions

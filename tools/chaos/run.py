@@ -321,19 +321,9 @@ class Run:
             self.outcome.phases["settle_s"] = round(time.monotonic() - began, 1)
             log.info("chaos.settled", still_busy=self.outcome.still_busy, **self.outcome.phases)
             records = self.outcome.records + self.outcome.probes
-            sessions = {
-                row["id"]: row
-                for row in await checks.rows(
-                    databases["checkout"],
-                    "SELECT id::text AS id, user_id::text AS user_id, status, step, "
-                    "failure_code, total_amount FROM checkout_sessions",
-                )
-            }
-            checks.check_clients(records, sessions, audit)
-            await checks.check_contract(databases, self.stack.psp_url, sessions, audit)
-            await checks.check_visibility(temporal, sessions, audit)
-            await checks.check_events(databases, audit)
-            await checks.check_notifications(databases["notifications"], sessions, audit)
+            sessions = await checks.check_outcomes(
+                temporal, databases, self.stack.psp_url, records, audit
+            )
             relays_log = self.stack.data_dir / "logs" / "relays.log"
             await checks.check_sent_once(databases["notifications"], relays_log, audit)
             checks.check_races(self.outcome.records, catalog, audit)
