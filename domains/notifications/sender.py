@@ -48,18 +48,3 @@ async def send_due(db: DomainDatabase, sender: DevSender) -> int:
                 error = f"{type(exc).__name__}: {exc}"
             service.record_attempt(row, error, max_attempts=SENDER_MAX_ATTEMPTS)
         return len(rows)
-
-
-async def run_sender(db: DomainDatabase, sender: DevSender, stop: asyncio.Event) -> None:
-    """Send until `stop`."""
-    while not stop.is_set():
-        try:
-            sent = await send_due(db, sender)
-        except Exception:
-            log.exception("notifications.sender_failed")
-            sent = 0
-        if not sent:
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
