@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -62,12 +63,35 @@ def _tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on right now (for tests that must not clash with `just up`)."""
+# Where free_port draws from: below the kernel's ephemeral range (32768 and up by default), where
+# outgoing connections take their local ports. A port taken from the ephemeral range can be
+# grabbed by one of the stack's own client connections before the service binds it.
+FREE_PORT_RANGE = (15000, 28000)
+_ports = random.SystemRandom()
+
+
+def _bindable(port: int, host: str) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(*offsets: int, length: int = 1, host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now, with its `length - 1` successors and `port + offset`
+    free too (for tests and tools that must not clash with `just up` or with each other).
+
+    A child restarted after a fault must find its port free again, so the port is drawn outside
+    the ephemeral range rather than from the kernel's `bind(0)`.
+    """
+    for _ in range(200):
+        port = _ports.randrange(*FREE_PORT_RANGE)
+        wanted = [port + i for i in range(length)] + [port + offset for offset in offsets]
+        if all(_bindable(p, host) and not port_is_open(host, p) for p in wanted):
+            return port
+    raise ServiceError("no free ports")
 
 
 def wait_until(

@@ -70,17 +70,6 @@ def _running(pid: int) -> bool:
         return False
 
 
-def _free_run(length: int) -> int:
-    """The first of `length` consecutive free ports."""
-    for _ in range(50):
-        start = free_port()
-        if start + length < 65000 and not any(
-            port_is_open("127.0.0.1", start + i) for i in range(length)
-        ):
-            return start
-    raise RuntimeError("no run of free ports")
-
-
 @pytest.fixture
 def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     data_dir = tmp_path / "data"
@@ -94,7 +83,7 @@ def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         "NATS_URL": f"nats://127.0.0.1:{free_port()}",
         "PSP_URL": f"http://127.0.0.1:{free_port()}",
         "API_PORT": str(free_port()),
-        "WORKER_METRICS_BASE_PORT": str(_free_run(len(WORKER_DOMAINS))),
+        "WORKER_METRICS_BASE_PORT": str(free_port(length=len(WORKER_DOMAINS))),
         "EMBEDDED_SERVICES": "postgres,temporal,nats,sandbox",
         "LOG_FORMAT": "json",
     }
@@ -277,7 +266,7 @@ def test_up_restarts_what_dies_and_runs_worker_replicas(stack_env: dict[str, str
     env = {
         **stack_env,
         "WORKER_REPLICAS": "2",
-        "WORKER_METRICS_BASE_PORT": str(_free_run(2 * len(WORKER_DOMAINS))),
+        "WORKER_METRICS_BASE_PORT": str(free_port(length=2 * len(WORKER_DOMAINS))),
     }
     temporal = [temporal_cli(), "workflow", "--address", env["TEMPORAL_ADDRESS"]]
     up, lines, record = _up(env)

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from devstack.services.process import ManagedProcess, ServiceError, http_ok, port_is_open
+from devstack.services.process import ManagedProcess, ServiceError, free_port, http_ok
 from devstack.stack import NATS_MONITOR_OFFSET, STATE_FILE
 from kit.db import DomainDatabase
 from kit.logging import get_logger
@@ -29,9 +27,6 @@ REPO = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 # The Temporal web UI listens this far above the frontend (devstack keeps 7233 -> 8233).
 TEMPORAL_UI_OFFSET = 1000
-# Where the stack's ports are drawn from (see _free_port); NATS monitoring is 4000 above.
-PORT_RANGE = (15000, 28000)
-_ports = random.SystemRandom()
 
 # What the platform under test runs with, on top of its defaults. Everything else is as `just up`.
 CHAOS_ENV = {
@@ -75,30 +70,6 @@ def _foreign(name: str) -> bool:
     return name.startswith(_FOREIGN_PREFIXES) or name.endswith("_DATABASE_URL")
 
 
-def _bindable(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port(*offsets: int, length: int = 1) -> int:
-    """A port that can be bound, with its `length - 1` successors and `port + offset`.
-
-    Drawn below the kernel's ephemeral range (32768 and up by default), where outgoing
-    connections take their local ports: a child restarted after a fault must find its port free
-    again, and one of the run's many client connections must not be sitting on it.
-    """
-    for _ in range(200):
-        port = _ports.randrange(*PORT_RANGE)
-        wanted = [port + i for i in range(length)] + [port + offset for offset in offsets]
-        if all(_bindable(p) and not port_is_open(HOST, p) for p in wanted):
-            return port
-    raise ServiceError("no free ports")
-
-
 @dataclass(frozen=True)
 class Child:
     """One child of the stack as DATA_DIR/stack.json describes it."""
@@ -114,13 +85,13 @@ class ChaosStack:
 
     def __init__(self, data_dir: Path, extra_env: Mapping[str, str] | None = None) -> None:
         self.data_dir = data_dir
-        self.database_url = f"postgresql://postgres@{HOST}:{_free_port()}"
-        self.temporal_address = f"{HOST}:{_free_port(TEMPORAL_UI_OFFSET)}"
-        nats_port = _free_port(NATS_MONITOR_OFFSET)
+        self.database_url = f"postgresql://postgres@{HOST}:{free_port()}"
+        self.temporal_address = f"{HOST}:{free_port(TEMPORAL_UI_OFFSET)}"
+        nats_port = free_port(NATS_MONITOR_OFFSET)
         self.nats_url = f"nats://{HOST}:{nats_port}"
         self.nats_monitor_url = f"http://{HOST}:{nats_port + NATS_MONITOR_OFFSET}"
-        self.psp_url = f"http://{HOST}:{_free_port()}"
-        self.api_port = _free_port()
+        self.psp_url = f"http://{HOST}:{free_port()}"
+        self.api_port = free_port()
         self.api_url = f"http://{HOST}:{self.api_port}"
         self.env = {k: v for k, v in os.environ.items() if not _foreign(k)}
         self.env.update(CHAOS_ENV)
@@ -131,7 +102,7 @@ class ChaosStack:
             NATS_URL=self.nats_url,
             PSP_URL=self.psp_url,
             API_PORT=str(self.api_port),
-            WORKER_METRICS_BASE_PORT=str(_free_port(length=len(WORKER_DOMAINS))),
+            WORKER_METRICS_BASE_PORT=str(free_port(length=len(WORKER_DOMAINS))),
             EMBEDDED_SERVICES="postgres,temporal,nats,sandbox",
         )
         self.env.update(extra_env or {})
