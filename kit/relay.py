@@ -2,7 +2,8 @@
 
 Aggregates are spread over `partitions` by a hash of their id. Each partition is published by one
 relay at a time, the owner of its row in `outbox_relay_leases`: a relay claims free or expired
-partitions up to its fair share (the partitions over the relays of the domain, counted by their
+partitions, and those whose owner has no LISTEN connection any more (a killed relay), up to its
+fair share (the partitions over the relays of the domain, counted by their
 LISTEN connections), renews what it holds every `lease_ttl / 3`, hands over what exceeds its
 share, and everything it holds when it stops. It publishes a partition only in a transaction that
 first updates the partition's lease row where it is the owner (renewing it), so a takeover (an
@@ -60,8 +61,11 @@ LEASE_TTL = timedelta(seconds=90)
 SAFETY_POLL_S = 30.0
 # How often processed rows past the retention are deleted.
 CLEANUP_INTERVAL_S = 600.0
-# The relays' LISTEN connections carry it: `pg_stat_activity` counts the relays of a domain.
+# The relays' LISTEN connections are named `outbox-relay:<domain>:<owner>`: `pg_stat_activity`
+# counts the relays of a domain, and tells a live owner of a lease from a dead one.
 APPLICATION_NAME = "outbox-relay"
+# PostgreSQL keeps this much of an application_name (NAMEDATALEN - 1).
+_APPLICATION_NAME_MAX = 63
 # A tick's probe (a NOTIFY to itself) unheard this long after its commit: the relay is deaf.
 PROBE_GRACE_S = 1.0
 _PROBE = "probe:"
@@ -120,7 +124,15 @@ _TAKE = text(
     SET owner = :owner, expires_at = now() + make_interval(secs => :ttl_s)
     WHERE partition IN (
         SELECT partition FROM outbox_relay_leases
-        WHERE partition < :partitions AND (owner IS NULL OR expires_at < now())
+        WHERE partition < :partitions AND owner IS DISTINCT FROM :owner AND (
+            owner IS NULL OR expires_at < now()
+            -- An owner without a LISTEN connection is gone (a killed process's connection ends
+            -- with it); a live relay that lost its connection only stops publishing (_HOLD).
+            OR NOT EXISTS (
+                SELECT FROM pg_stat_activity
+                WHERE datname = current_database() AND application_name = :prefix || owner
+            )
+        )
         ORDER BY partition LIMIT :wanted
         FOR UPDATE SKIP LOCKED
     )
@@ -143,7 +155,7 @@ _HOLD = text(
 )
 _RELAYS = text(
     "SELECT count(*) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND application_name = :name"
+    "WHERE datname = current_database() AND starts_with(application_name, :prefix)"
 )
 
 
@@ -258,7 +270,10 @@ class OutboxRelay:
         self.retention, self.cleanup_interval_s = retention, cleanup_interval_s
         self.stream = stream
         self.before_mark = before_mark
-        self.application_name = f"{APPLICATION_NAME}:{domain}"
+        self.relay_prefix = f"{APPLICATION_NAME}:{domain}:"
+        self.application_name = self.relay_prefix + self.owner
+        if len(self.application_name) > _APPLICATION_NAME_MAX:
+            raise ValueError(f"relay owner {self.owner!r} is too long for an application_name")
         self.held: set[int] = set()
         # LISTENing, and whether the last probe went unheard (then the relay polls).
         self.listening = self.deaf = False
@@ -292,7 +307,7 @@ class OutboxRelay:
 
     async def _relays(self, session: AsyncSession) -> int:
         """Relays of this domain: those listening, and this one."""
-        listening = int(await session.scalar(_RELAYS, {"name": self.application_name}) or 0)
+        listening = int(await session.scalar(_RELAYS, {"prefix": self.relay_prefix}) or 0)
         return max(listening + (0 if self.listening else 1), 1)
 
     async def _lease(self, session: AsyncSession) -> set[int]:
@@ -309,7 +324,8 @@ class OutboxRelay:
             held -= set(excess)
             log.info("relay.handed_over", domain=self.domain, partitions=len(excess))
         elif len(held) < share:
-            taken = set(await session.scalars(_TAKE, {**params, "wanted": share - len(held)}))
+            wanted = {"wanted": share - len(held), "prefix": self.relay_prefix}
+            taken = set(await session.scalars(_TAKE, {**params, **wanted}))
             if taken:
                 log.info("relay.took_over", domain=self.domain, partitions=len(taken))
             held |= taken

@@ -136,10 +136,11 @@ async def test_a_crash_between_publish_and_mark_publishes_again_and_the_broker_d
         )
     assert processed is False  # published, but the mark rolled back with the crash
 
+    # The crashed relay's leases have 90 s left, but it has no LISTEN connection (it never ran
+    # one here; a killed process's ends with it): its partitions are taken over at once, and the
+    # event is published again.
     successor = relay(db, js, migrated)
-    assert await successor.pass_once() == 0  # the crashed relay's partitions are still leased
-    await expire_leases(db, crashed.owner)  # the crashed relay never renews them
-    assert await successor.pass_once() >= 1  # takes them over and publishes the event again
+    assert await successor.pass_once() >= 1
     messages = await received(js, kind, 1)
     assert [m["id"] for m in messages] == [str(event_id)]  # Nats-Msg-Id: stored once
 

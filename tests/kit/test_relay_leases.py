@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import nats as nats_client
 import pytest
 from nats.js import JetStreamContext
@@ -95,6 +97,27 @@ async def owners(db: DomainDatabase) -> dict[str, int]:
         return {owner: int(count) for owner, count in rows}
 
 
+@asynccontextmanager
+async def present(*relays: OutboxRelay) -> AsyncIterator[None]:
+    """Connections named as the relays' LISTEN connections: to the others, the relays are alive
+    (for relays a test drives by hand, without `run`)."""
+    connections = [
+        await asyncpg.connect(
+            relay.listen_dsn, server_settings={"application_name": relay.application_name}
+        )
+        for relay in relays
+    ]
+    for relay in relays:
+        relay.listening = True
+    try:
+        yield
+    finally:
+        for relay in relays:
+            relay.listening = False
+        for connection in connections:
+            await connection.close()
+
+
 async def test_a_committed_event_wakes_the_relay_without_any_poll(
     databases: dict[str, DomainDatabase], js: JetStreamContext, migrated: Settings
 ) -> None:
@@ -154,7 +177,7 @@ async def test_an_idle_relay_queries_nothing_between_ticks(
     assert len(idle) <= 2, idle  # a stray rebalance at most; the next tick is 30 s away
 
 
-async def test_one_publisher_per_partition_and_a_takeover_only_after_expiry(
+async def test_one_publisher_per_partition_and_a_takeover_waits_for_the_publication_in_flight(
     databases: dict[str, DomainDatabase], js: JetStreamContext, migrated: Settings
 ) -> None:
     kind = f"ls{uuid.uuid4().hex[:8]}"
@@ -167,7 +190,8 @@ async def test_one_publisher_per_partition_and_a_takeover_only_after_expiry(
         paused.set()
         await resume.wait()
 
-    # The first relay's leases expire at once: only its publication in flight protects it.
+    # The first relay's leases expire at once, and it has no LISTEN connection: only its
+    # publication in flight protects the partition it publishes.
     first = counting(db, migrated, js, owner="relay-a", lease_ttl=timedelta(0), before_mark=hold)
     second = counting(db, migrated, js, owner="relay-b")
     await first.tick()
@@ -177,23 +201,24 @@ async def test_one_publisher_per_partition_and_a_takeover_only_after_expiry(
 
     draining = asyncio.create_task(first.drain([partition]))
     await paused.wait()  # published, not marked: the lease row is locked
-    await second.tick()
-    assert second.held == set(range(PARTITIONS)) - {partition}  # all it may take: not that one
-    resume.set()
-    assert await draining == 1
+    async with present(second):
+        await second.tick()
+        assert second.held == set(range(PARTITIONS)) - {partition}  # all it may: not that one
+        resume.set()
+        assert await draining == 1
 
-    await second.tick()  # expired and free now: taken over
-    assert second.held == set(range(PARTITIONS))
-    async with db.begin() as session:
-        await append_event(session, kind, aggregate, "second", Tick(n=2))
-    assert await first.drain([partition]) == 0  # no longer its partition
-    assert await first.pass_once() == 0
-    assert first.held == set()
-    assert await second.pass_once() == 1
+        await second.tick()  # expired and free now: taken over
+        assert second.held == set(range(PARTITIONS))
+        async with db.begin() as session:
+            await append_event(session, kind, aggregate, "second", Tick(n=2))
+        assert await first.drain([partition]) == 0  # no longer its partition
+        assert await first.pass_once() == 0  # nothing to take from a live relay
+        assert first.held == set()
+        assert await second.pass_once() == 1
 
-    messages = await received(js, kind, 2)
-    assert [m["event_type"] for m in messages] == ["first", "second"]
-    assert await owners(db) == {"relay-b": PARTITIONS}
+        messages = await received(js, kind, 2)
+        assert [m["event_type"] for m in messages] == ["first", "second"]
+        assert await owners(db) == {"relay-b": PARTITIONS}
 
 
 async def test_running_relays_share_the_partitions_and_take_over_from_one_that_stops(
@@ -278,3 +303,33 @@ async def test_a_relay_that_hears_its_probes_stays_notified(
     finally:
         stop.set()
         await running
+
+
+async def test_a_killed_relays_partitions_are_taken_at_once_and_a_live_ones_are_not(
+    databases: dict[str, DomainDatabase], js: JetStreamContext, migrated: Settings
+) -> None:
+    """A relay killed with SIGKILL never releases, and its leases have most of their 90 s left;
+    its LISTEN connection ends with it, and that is what the others go by. A live owner (its
+    LISTEN connection up) keeps its partitions until they expire."""
+    kind = f"gh{uuid.uuid4().hex[:8]}"
+    db = databases[DOMAIN]
+    ghost = counting(db, migrated, js, owner="relay-ghost")
+    survivor = counting(db, migrated, js, owner="relay-survivor")
+    async with present(ghost):
+        await ghost.tick()
+        assert ghost.held == set(range(PARTITIONS))
+        await survivor.tick()
+        assert survivor.held == set()  # the ghost's leases are live, and so is its connection
+    # The process dies: its connection goes with it.
+    async with db.begin() as session:
+        await append_event(session, kind, uuid.uuid4(), "tick", Tick(n=1))
+    published = 0
+    for _ in range(50):  # the backend leaves pg_stat_activity a moment after the connection
+        published += await survivor.pass_once()
+        if survivor.held:
+            break
+        await asyncio.sleep(0.1)
+    assert survivor.held == set(range(PARTITIONS))  # taken 90 s before the leases expire
+    assert published == 1
+    assert await owners(db) == {"relay-survivor": PARTITIONS}
+    assert [m["event_type"] for m in await received(js, kind, 1)] == ["tick"]
