@@ -9,10 +9,16 @@ A crash after the commit and before the ack redelivers the event; the inbox make
 a no-op. Events of one stream are handled one at a time in stream order, which keeps every
 aggregate's events in order for a consumer process. An event whose payload its model refuses can
 never apply (events are immutable), and an event whose reaction keeps raising (anything but
-`NotYet`) is retried with a growing delay only until its `max_deliver`th delivery: either is
+`NotYet`) is retried with a growing delay only until it has failed `max_deliver` times: either is
 dead-lettered (kept in `consumer_dead_letters` with the message, logged, counted in
 `consumer_rejected{reason}`) and terminated, never redelivered forever. A redelivery waits behind
 nothing: the events after it go on being applied meanwhile.
+
+`NotYet` is not a failure: the event waits for another stream's event, redelivered after a delay
+that doubles up to `MAX_NOT_YET_DELAY_S`, and never counts toward `max_deliver` (an event that
+waited ten times for its order and then met one failing transaction is not poison). Failures are
+counted by the process that saw them, so a restart gives an event another `max_deliver` tries,
+never fewer; JetStream's delivery count, which includes the waits, is what the dead letter keeps.
 
 At rest a consumer costs nothing: each pull request waits on the server up to `fetch_wait_s`
 (30 s) and returns as soon as a message arrives; the database is touched only to apply one.
@@ -23,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -48,6 +55,10 @@ log = get_logger(__name__)
 MAX_RETRY_DELAY_S = 300.0
 # How long one pull request waits on the server for messages (it returns at the first one).
 FETCH_WAIT_S = 30.0
+# The longest an event waits between two deliveries while it is `NotYet`.
+MAX_NOT_YET_DELAY_S = 30.0
+# Messages being retried whose waits and failures a consumer remembers (the oldest forgotten).
+_RETRYING_MAX = 10_000
 
 
 class NotYet(Exception):
@@ -171,6 +182,14 @@ class Reactions:
         return None if registered is None else registered.bind(envelope)
 
 
+@dataclass
+class _Retries:
+    """What this process saw of one message that did not apply at once."""
+
+    not_yet: int = 0
+    failures: int = 0
+
+
 def _event_id(data: bytes) -> uuid.UUID | None:
     """The event id of a message body, if it has a readable one."""
     try:
@@ -204,6 +223,8 @@ class EventConsumer:
         self.on_applied = on_applied
         # Events dead-lettered: a producer and its reader drifted, or a reaction keeps failing.
         self.rejected = 0
+        # Per (stream, stream sequence), until the message is acked or terminated.
+        self._retrying: OrderedDict[tuple[str, int], _Retries] = OrderedDict()
         self._rejected = (
             (meter or MetricMeter.noop)
             .create_counter("consumer_rejected", "events a consumer gave up on (dead-lettered)")
@@ -232,29 +253,50 @@ class EventConsumer:
             await self._dead_letter(message, "invalid", exc)
             return
         except NotYet:
-            await message.nak(delay=self.retry_delay_s)
+            retries = self._retries(message)
+            retries.not_yet += 1
+            delay = self.retry_delay_s * 2.0 ** min(retries.not_yet - 1, 16)
+            await message.nak(delay=min(delay, MAX_NOT_YET_DELAY_S))
             return
         except Exception as exc:
-            # Deliveries as JetStream counts them (a NotYet's included): it survives restarts.
-            deliveries = message.metadata.num_delivered
-            if deliveries >= self.max_deliver:
+            retries = self._retries(message)
+            retries.failures += 1
+            if retries.failures >= self.max_deliver:
                 await self._dead_letter(message, "failed", exc)
                 return
             log.exception(
                 "consumer.failed",
                 consumer=self.name,
                 subject=message.subject,
-                deliveries=deliveries,
+                failures=retries.failures,
+                deliveries=message.metadata.num_delivered,
             )
-            await message.nak(delay=self._backoff(deliveries))
+            await message.nak(delay=self._backoff(retries.failures))
             return
+        self._done(message)
         if applied and self.on_applied is not None:
             self.on_applied()
         await message.ack()
 
-    def _backoff(self, deliveries: int) -> float:
-        """Five retry delays after the first failure, doubling with each delivery, capped."""
-        return min(self.retry_delay_s * 5 * 2.0 ** max(deliveries - 1, 0), MAX_RETRY_DELAY_S)
+    def _retries(self, message: Msg) -> _Retries:
+        """This process's count of the message's waits and failures."""
+        key = (message.metadata.stream, message.metadata.sequence.stream)
+        retries = self._retrying.get(key)
+        if retries is None:
+            retries = self._retrying[key] = _Retries()
+            if len(self._retrying) > _RETRYING_MAX:
+                self._retrying.popitem(last=False)
+        return retries
+
+    def _done(self, message: Msg) -> None:
+        """The message will not come back: forget its retries."""
+        if self._retrying:
+            metadata = message.metadata
+            self._retrying.pop((metadata.stream, metadata.sequence.stream), None)
+
+    def _backoff(self, failures: int) -> float:
+        """Five retry delays after the first failure, doubling with each failure, capped."""
+        return min(self.retry_delay_s * 5 * 2.0 ** max(failures - 1, 0), MAX_RETRY_DELAY_S)
 
     async def _dead_letter(self, message: Msg, reason: str, error: Exception) -> None:
         """Keep the message in `consumer_dead_letters`, count and log it, then terminate it.
@@ -281,6 +323,7 @@ class EventConsumer:
             log.exception("consumer.dead_letter_failed", consumer=self.name, reason=reason)
             await message.nak(delay=self._backoff(metadata.num_delivered))
             return
+        self._done(message)
         self.rejected += 1
         self._rejected.add(1, {"reason": reason})
         log.error(

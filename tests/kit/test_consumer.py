@@ -218,3 +218,37 @@ async def test_an_event_whose_reaction_keeps_failing_is_dead_lettered_and_blocks
     ]
     assert "RuntimeError" in letters[0].error
     assert json.loads(letters[0].data)["id"] == str(poison)  # enough to replay it by hand
+
+
+async def test_waiting_for_another_event_is_not_a_failure(
+    js: JetStreamContext, name: EventName, databases: dict[str, DomainDatabase]
+) -> None:
+    """An event that came too early four times (NotYet), then met one failing transaction, is
+    applied at the next delivery: only failures count toward max_deliver, not the waits."""
+    attempts: list[str] = []
+    reactions = Reactions()
+
+    @reactions.on(name, Tick)
+    async def record(session: AsyncSession, event: Tick) -> None:
+        if len(attempts) < 4:
+            attempts.append("not yet")
+            raise NotYet("its order has not arrived")
+        if len(attempts) == 4:
+            attempts.append("failed")
+            raise RuntimeError("the database went away mid-transaction")
+        attempts.append("applied")
+
+    consumer = EventConsumer(
+        f"test-{name.domain}",
+        databases["notifications"],
+        js,
+        reactions,
+        retry_delay_s=0.01,
+        max_deliver=3,
+    )
+    await _consume(consumer, js, name, [_envelope(name, {"n": 1})], lambda: "applied" in attempts)
+
+    assert attempts == ["not yet"] * 4 + ["failed", "applied"]
+    assert consumer.rejected == 0
+    assert await _dead_letters(consumer) == []
+    assert not consumer._retrying  # forgotten once acked
