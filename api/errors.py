@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
+import asyncpg
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -100,7 +103,69 @@ def install(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         return problem(exc.status_code, code, str(exc.detail), headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("api.unhandled", path=request.url.path, error_type=type(exc).__name__)
-        return problem(500, "internal_error", "something went wrong on our side")
+    # The kinds an unreachable service raises get their own handlers (Starlette's catch-all for
+    # Exception answers, then re-raises to the server, which logs a traceback per request).
+    for kind in _SERVER_ERRORS:
+        app.add_exception_handler(kind, _server_error)
+
+
+async def _server_error(request: Request, exc: Exception) -> JSONResponse:
+    """500, or 503 with Retry-After when a service cannot be reached (`unreachable`)."""
+    if unreachable(exc):
+        # The client retries once the service is back, with the same Idempotency-Key where
+        # it sent one: a repeat is answered as the first attempt was, never applied twice.
+        log.warning("api.service_unavailable", path=request.url.path, error_type=type(exc).__name__)
+        return problem(
+            503,
+            "service_unavailable",
+            "a service the platform depends on is unreachable right now; try again",
+            headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)},
+        )
+    log.exception("api.unhandled", path=request.url.path, error_type=type(exc).__name__)
+    return problem(500, "internal_error", "something went wrong on our side")
+
+
+# What a client is told to wait before retrying while a service is unreachable.
+UNAVAILABLE_RETRY_AFTER_S = 5
+# SQLSTATEs of a server that is going away or not accepting connections: class 08 (connection
+# exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+_UNREACHABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+_SERVER_ERRORS: tuple[type[Exception], ...] = (
+    Exception,
+    OSError,
+    sqlalchemy.exc.SQLAlchemyError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+_UNREACHABLE = (
+    ConnectionError,  # refused, reset, aborted, broken pipe
+    socket.gaierror,
+    TimeoutError,  # a connection attempt that timed out
+    sqlalchemy.exc.TimeoutError,  # no pooled connection within the pool timeout
+    asyncpg.PostgresConnectionError,
+    asyncpg.ConnectionDoesNotExistError,
+)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc`, or what caused it, says a service (a database, above all) cannot be reached
+    right now, rather than that a request or a statement is wrong."""
+    seen: set[int] = set()
+    pending: list[BaseException] = [exc]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _UNREACHABLE):
+            return True
+        if isinstance(current, sqlalchemy.exc.DBAPIError):
+            if current.connection_invalidated:
+                return True
+            if isinstance(current.orig, BaseException):
+                pending.append(current.orig)
+        sqlstate = getattr(current, "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNREACHABLE_SQLSTATES):
+            return True
+        pending += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return False

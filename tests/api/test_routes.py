@@ -454,3 +454,27 @@ async def test_healthz(http: httpx.AsyncClient, platform: Platform) -> None:
     assert "nats" in body["detail"]
     assert body["checks"]["postgres"] == "ok"
     assert (alive.status_code, alive.json()) == (200, {"status": "ok"})
+
+
+async def test_an_unreachable_database_is_503_with_retry_after(
+    platform: Platform, alice: Caller
+) -> None:
+    """PostgreSQL down (stopped, restarting, refusing): 503 `service_unavailable` and
+    Retry-After, so that clients retry with the same Idempotency-Key; never a 500."""
+    down = platform.settings.updated(
+        database={"url": f"postgresql://postgres@127.0.0.1:{free_port()}"}
+    )
+    app = create_app(down, temporal=platform.client)
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+        )
+        answers = [
+            await client.get(f"/v1/products/{uuid.uuid4()}"),
+            await client.post("/v1/carts", headers=alice.headers, json={"currency": "USD"}),
+            await client.get(f"/v1/checkouts/{uuid.uuid4()}", headers=alice.headers),
+        ]
+    for answer in answers:
+        assert_problem(answer, 503, "service_unavailable")
+        assert answer.headers["retry-after"] == "5"
