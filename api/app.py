@@ -77,7 +77,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        databases = {d: DomainDatabase.from_settings(d, config) for d in API_DOMAINS}
+        databases = {d: DomainDatabase.from_settings(d, config, "api") for d in API_DOMAINS}
         client = temporal or await connect(
             config.temporal,
             lazy=True,

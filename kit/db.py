@@ -98,10 +98,13 @@ class DomainDatabase:
         max_overflow: int = 5,
         echo: bool = False,
         pgbouncer: bool = False,
+        role: str | None = None,
     ) -> None:
         self.domain = domain
+        # `pg_stat_activity` tells whose connections these are: `checkout-payments:worker`.
+        self.application_name = f"checkout-{domain}" + (f":{role}" if role else "")
         connect_args: dict[str, Any] = {
-            "server_settings": {"application_name": f"checkout-{domain}"}
+            "server_settings": {"application_name": self.application_name}
         }
         driver_url = async_driver_url(url)
         if pgbouncer:
@@ -123,14 +126,18 @@ class DomainDatabase:
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, domain: str, settings: Settings) -> DomainDatabase:
-        """The database of `domain` as configured by `settings`."""
+    def from_settings(
+        cls, domain: str, settings: Settings, role: str | None = None
+    ) -> DomainDatabase:
+        """The database of `domain` as configured by `settings`, for `role` (the part of the
+        process that uses the pool: `worker`, `events`, `api`...)."""
         return cls(
             domain,
             settings.domain_database_url(domain),
             pool_size=settings.database.pool_size,
             max_overflow=settings.database.max_overflow,
             pgbouncer=settings.database.pgbouncer,
+            role=role,
         )
 
     @asynccontextmanager

@@ -55,6 +55,8 @@ from kit.logging import configure_logging
 from kit.settings import DOMAINS, Settings, database_url_for, get_settings
 from kit.temporal import queues_without_pollers
 from tools.bench_workflow import LEGACY_STAGES, STAGES, CeilingWorkflow, noop
+from tools.capacity import ConnectionPeaks, WorkerCapacity, activities_per_run, worker_capacity
+from tools.capacity import table as capacity_table
 from tools.invariants import check_invariants
 from tools.seed import Seeder, demo_address
 from workers.bootstrap import WORKER_DOMAINS, Extras, run_workers
@@ -66,6 +68,8 @@ OWN_DATABASE = "postgres"
 # A polling client as the issue measured it (c=1), and as real clients poll under load.
 C1_POLL_S = 0.02
 LOAD_POLL_S = 0.25
+# Load-phase histories read for the capacity table (activities per checkout, by queue).
+CAPACITY_HISTORIES = 20
 # A checkout that has not ended by then counts as an error.
 CHECKOUT_TIMEOUT_S = 180.0
 # Before the window at rest: statistics of the traffic before it have reached PostgreSQL's views.
@@ -460,6 +464,7 @@ class Figures:
     cpu_s: dict[str, float]
     floor_cpu_s: dict[str, float]
     connections: dict[str, int]
+    capacity: list[WorkerCapacity]
     idle: dict[str, Any]
     warmup_errors: int
     violations: list[str]
@@ -602,7 +607,7 @@ async def measure(
 ) -> Figures:
     """Seed, warm up, run every phase, check the invariants; return the figures."""
     settings = stack.settings
-    databases = {d: DomainDatabase.from_settings(d, settings) for d in DOMAINS}
+    databases = {d: DomainDatabase.from_settings(d, settings, "bench") for d in DOMAINS}
     counter = await StatementCounter.connect(settings)
     bench = Bench(stack, await _client(settings), counter, stages)
     limits = httpx.Limits(max_connections=4 * concurrency, max_keepalive_connections=64)
@@ -629,18 +634,23 @@ async def measure(
             started_before = await _counter(settings, "checkouts_started")
             connections_before = await counter.connections()
             cpu_before = cpu_sample(stack.pids)
-            real = await run_phase(
-                f"checkout c={concurrency}",
-                n,
-                concurrency,
-                lambda i: load_api.checkout(i, LOAD_POLL_S),
-            )
+            async with ConnectionPeaks(
+                database_url_for(settings.database.url, OWN_DATABASE)
+            ) as peaks:
+                real = await run_phase(
+                    f"checkout c={concurrency}",
+                    n,
+                    concurrency,
+                    lambda i: load_api.checkout(i, LOAD_POLL_S),
+                )
             cpu_s = cpu_delta(cpu_before, cpu_sample(stack.pids))
             connections = {
                 db: count - connections_before.get(db, 0)
                 for db, count in (await counter.connections()).items()
             }
             started_after = await _counter(settings, "checkouts_started")
+            loaded = [workflow_id(c) for c in load_api.started.values()]
+            activities = await activities_per_run(bench.client, loaded[:CAPACITY_HISTORIES])
         ids = [checkout for api in apis for checkout in api.started.values()]
         report = await check_invariants(databases, settings.psp.url, ids)
         idle = await _idle(stack, idle_s)
@@ -656,6 +666,12 @@ async def measure(
         cpu_s=cpu_s,
         floor_cpu_s=floor_cpu_s,
         connections=connections,
+        capacity=worker_capacity(
+            activities,
+            _per_run(cpu_s, real),
+            peaks.peak,
+            settings.database.pool_size + settings.database.max_overflow,
+        ),
         idle=idle,
         warmup_errors=warm.errors,
         violations=report.violations,
@@ -741,6 +757,9 @@ def _print(figures: Figures, n: int, concurrency: int) -> dict[str, Any]:
         f"database connections opened during the c={concurrency} phase: "
         + json.dumps({db: n for db, n in sorted(figures.connections.items()) if n})
     )
+    _write(f"capacity per domain worker at c={concurrency} (docs/capacity.md):")
+    for line in capacity_table(figures.capacity):
+        _write("  " + line)
     _write(
         f"invariants checked on {figures.checked} checkouts: {len(figures.violations)} violations"
     )
@@ -769,6 +788,7 @@ def _print(figures: Figures, n: int, concurrency: int) -> dict[str, Any]:
         "sql_counted_by": figures.cost.method,
         "cpu_s_per_checkout": _total(per_checkout_cpu),
         "cpu_s_per_floor": _total(per_floor_cpu),
+        "capacity": {row.domain: row.as_dict() for row in figures.capacity},
         "idle_tx_per_s": figures.idle["idle_tx_per_s"],
         "idle_cpu_pct": figures.idle["idle_cpu_pct"],
         "errors": c1.errors + real.errors + figures.warmup_errors,

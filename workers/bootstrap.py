@@ -148,7 +148,7 @@ async def build_worker(
     extras: Extras | None = None,
 ) -> Worker:
     """The worker of one domain's task queue, holding only that domain's database."""
-    db = DomainDatabase.from_settings(domain, settings)
+    db = DomainDatabase.from_settings(domain, settings, "worker")
     stack.push_async_callback(db.dispose)
     extras = extras or Extras()
     workflows: list[type] = (
@@ -230,7 +230,7 @@ async def start_relays(
     limits = stream_limits(settings)
     tasks = []
     for domain in domains:
-        db = DomainDatabase.from_settings(domain, settings)
+        db = DomainDatabase.from_settings(domain, settings, "events")
         stack.push_async_callback(db.dispose)
         applied = asyncio.Event()  # a consumer of this domain committed an event
         consumers = await consumers_for(
@@ -291,7 +291,7 @@ async def run_workers(
         workers = [await build_worker(d, client, settings, stack, extras) for d in domains]
         background: list[asyncio.Task[None]] = []
         if "inventory" in domains:
-            inventory_db = DomainDatabase.from_settings("inventory", settings)
+            inventory_db = DomainDatabase.from_settings("inventory", settings, "sweeper")
             stack.push_async_callback(inventory_db.dispose)
             background.append(
                 asyncio.create_task(

@@ -177,7 +177,9 @@ class ChaosStack:
     def databases(self) -> dict[str, DomainDatabase]:
         """A small pool per domain database (the caller disposes of them)."""
         settings = self.settings.updated(database={"pool_size": 2, "max_overflow": 2})
-        return {domain: DomainDatabase.from_settings(domain, settings) for domain in DOMAINS}
+        return {
+            domain: DomainDatabase.from_settings(domain, settings, "audit") for domain in DOMAINS
+        }
 
     async def temporal(self) -> Client:
         """A client of the stack's Temporal speaking the platform's payloads."""
