@@ -16,6 +16,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from api import errors
 from api.deps import Platform, RateLimiter
 from api.routers import carts, catalog, checkouts, health, ops, orders, users, webhooks
+from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
 from kit.settings import Settings, get_settings
 from kit.temporal import connect
@@ -77,6 +78,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await check_connection_budget(
+            {d: process_connections(config, pools=1) for d in API_DOMAINS}, config, "the API"
+        )
         databases = {d: DomainDatabase.from_settings(d, config, "api") for d in API_DOMAINS}
         client = temporal or await connect(
             config.temporal,

@@ -113,7 +113,7 @@ class Group(BaseModel):
 
 class DatabaseSettings(Group):
     """PostgreSQL: `DATABASE_URL`, `<DOMAIN>_DATABASE_URL`, `DB_POOL_SIZE`, `DB_MAX_OVERFLOW`,
-    `DB_PGBOUNCER`."""
+    `DB_PGBOUNCER`, `DB_BUDGET_CHECK`, `DB_FLEET_CONNECTIONS`."""
 
     url: str = DEFAULT_DATABASE_URL
     # One domain's database elsewhere (`PAYMENTS_DATABASE_URL`), by domain name.
@@ -124,6 +124,12 @@ class DatabaseSettings(Group):
     # statement caches (kit/db.py). Session mode and PgBouncer >= 1.21 with
     # max_prepared_statements need nothing.
     pgbouncer: bool = False
+    # The connection budget, checked by every process at start (kit/budget.py): `enforce` refuses
+    # to start over it, `warn` logs, `off` skips (behind a pooler, whose limits are its own).
+    budget_check: Literal["enforce", "warn", "off"] = "enforce"
+    # The deployment's worst case on one PostgreSQL server, every process at its maximum replica
+    # count plus surge (`DB_FLEET_CONNECTIONS`; docs/deployment.md, "Connection budget").
+    fleet_connections: int | None = Field(default=None, ge=1)
 
     @field_validator("domain_urls")
     @classmethod
@@ -304,6 +310,8 @@ ELSEWHERE: dict[str, tuple[str, ...]] = {
     "DB_POOL_SIZE": ("database", "pool_size"),
     "DB_MAX_OVERFLOW": ("database", "max_overflow"),
     "DB_PGBOUNCER": ("database", "pgbouncer"),
+    "DB_BUDGET_CHECK": ("database", "budget_check"),
+    "DB_FLEET_CONNECTIONS": ("database", "fleet_connections"),
     **{f"{d.upper()}_DATABASE_URL": ("database", "domain_urls", d) for d in DOMAINS},
 }
 

@@ -583,6 +583,40 @@ class Bench:
         )
         return phase, cost
 
+    async def load(self, api: Api, n: int, concurrency: int) -> Load:
+        """N checkouts through the API at `concurrency`, clients polling every 250 ms: what they
+        cost in CPU and connections, and each domain worker's capacity."""
+        settings = self.stack.settings
+        connections_before = await self.counter.connections()
+        cpu_before = cpu_sample(self.stack.pids)
+        async with ConnectionPeaks(database_url_for(settings.database.url, OWN_DATABASE)) as peaks:
+            phase = await run_phase(
+                f"checkout c={concurrency}", n, concurrency, lambda i: api.checkout(i, LOAD_POLL_S)
+            )
+        cpu_s = cpu_delta(cpu_before, cpu_sample(self.stack.pids))
+        connections = {
+            db: count - connections_before.get(db, 0)
+            for db, count in (await self.counter.connections()).items()
+        }
+        loaded = [workflow_id(c) for c in api.started.values()][:CAPACITY_HISTORIES]
+        capacity = worker_capacity(
+            await activities_per_run(self.client, loaded),
+            _per_run(cpu_s, phase),
+            peaks.peak,
+            settings.database.pool_size + settings.database.max_overflow,
+        )
+        return Load(phase, cpu_s, connections, capacity)
+
+
+@dataclass(frozen=True)
+class Load:
+    """The load phase: its runs, CPU per process, connections opened, capacity per worker."""
+
+    phase: Phase
+    cpu_s: dict[str, float]
+    connections: dict[str, int]
+    capacity: list[WorkerCapacity]
+
 
 async def _shoppers(settings: Settings, seed: Seeder, total: int) -> list[Shopper]:
     """A catalog, and one buyer with a two-line cart per checkout."""
@@ -632,25 +666,8 @@ async def measure(
             base = await run_phase(f"floor c={concurrency}", n, concurrency, bench.floor)
             floor_cpu_s = cpu_delta(floor_cpu_before, cpu_sample(stack.pids))
             started_before = await _counter(settings, "checkouts_started")
-            connections_before = await counter.connections()
-            cpu_before = cpu_sample(stack.pids)
-            async with ConnectionPeaks(
-                database_url_for(settings.database.url, OWN_DATABASE)
-            ) as peaks:
-                real = await run_phase(
-                    f"checkout c={concurrency}",
-                    n,
-                    concurrency,
-                    lambda i: load_api.checkout(i, LOAD_POLL_S),
-                )
-            cpu_s = cpu_delta(cpu_before, cpu_sample(stack.pids))
-            connections = {
-                db: count - connections_before.get(db, 0)
-                for db, count in (await counter.connections()).items()
-            }
+            load = await bench.load(load_api, n, concurrency)
             started_after = await _counter(settings, "checkouts_started")
-            loaded = [workflow_id(c) for c in load_api.started.values()]
-            activities = await activities_per_run(bench.client, loaded[:CAPACITY_HISTORIES])
         ids = [checkout for api in apis for checkout in api.started.values()]
         report = await check_invariants(databases, settings.psp.url, ids)
         idle = await _idle(stack, idle_s)
@@ -659,19 +676,14 @@ async def measure(
         for db in databases.values():
             await db.dispose()
     return Figures(
-        phases=[c1_floor, c1, base, real],
+        phases=[c1_floor, c1, base, load.phase],
         stages=stages,
         cost=cost,
         floor_history_events=floor_events,
-        cpu_s=cpu_s,
+        cpu_s=load.cpu_s,
         floor_cpu_s=floor_cpu_s,
-        connections=connections,
-        capacity=worker_capacity(
-            activities,
-            _per_run(cpu_s, real),
-            peaks.peak,
-            settings.database.pool_size + settings.database.max_overflow,
-        ),
+        connections=load.connections,
+        capacity=load.capacity,
         idle=idle,
         warmup_errors=warm.errors,
         violations=report.violations,

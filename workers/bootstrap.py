@@ -34,6 +34,7 @@ from domains.payments.models import PaymentWebhookEvent
 from domains.payments.stripe_provider import StripeProvider
 from domains.shipping.carrier import CarrierClient
 from kit import inbox, temporal
+from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.relay import OutboxRelay, StreamLimits
@@ -269,8 +270,21 @@ async def start_relays(
     return tasks
 
 
+def worker_connections(domain: str, settings: Settings) -> int:
+    """The most connections a worker process opens to its domain's database: the activities'
+    pool, the relay's pool and LISTEN (RELAY_ENABLED), the inventory sweeper's pool."""
+    relay = settings.relay.enabled
+    pools = 1 + relay + (domain == "inventory")
+    return process_connections(settings, pools=pools, listen=int(relay))
+
+
 async def run_relays(domains: Sequence[str], settings: Settings, stop: asyncio.Event) -> None:
     """Only the relays of `domains` (`python -m workers relay <domain> ...`)."""
+    await check_connection_budget(
+        {d: process_connections(settings, pools=1, listen=1) for d in domains},
+        settings,
+        "a relay process",
+    )
     async with AsyncExitStack() as stack:
         runtime = metrics_runtime(settings) or Runtime.default()
         tasks = await start_relays(domains, settings, stop, stack, runtime.metric_meter)
@@ -286,6 +300,9 @@ async def run_workers(
     extras: Extras | None = None,
 ) -> None:
     """Run the workers of `domains` until `stop` is set, then drain them within the grace period."""
+    await check_connection_budget(
+        {d: worker_connections(d, settings) for d in domains}, settings, "a worker process"
+    )
     async with AsyncExitStack() as stack:
         client = client or await connect_temporal(settings, metrics_runtime(settings))
         workers = [await build_worker(d, client, settings, stack, extras) for d in domains]

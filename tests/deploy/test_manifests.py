@@ -809,6 +809,8 @@ def test_production_fits_the_postgres_connection_budget() -> None:
     match = re.search(r"worst case of the production overlay: \*\*(\d+)\*\*", documented)
     assert match, "docs/deployment.md states the production worst case"
     assert int(match[1]) == total, budget
+    # And every process checks it against the server at start (kit/budget.py).
+    assert int(config(render(RUNTIME["production"]))["DB_FLEET_CONNECTIONS"]) == total
 
 
 def iter_documents() -> Iterator[Path]:

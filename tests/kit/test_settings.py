@@ -94,6 +94,8 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("TEMPORAL_TLS_KEY", "/tls/client.key", ("temporal", "tls_key"), Path("/tls/client.key")),
     ("TEMPORAL_TLS_CA", "/tls/ca.pem", ("temporal", "tls_ca"), Path("/tls/ca.pem")),
     ("WORKER_PRUNE_INTERVAL_S", "600", ("worker", "prune_interval_s"), 600.0),
+    ("DB_BUDGET_CHECK", "warn", ("database", "budget_check"), "warn"),
+    ("DB_FLEET_CONNECTIONS", "825", ("database", "fleet_connections"), 825),
     (
         "OPS_STEP_DEADLINES_S",
         '{"reserve_inventory": 30}',
