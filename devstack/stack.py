@@ -213,12 +213,7 @@ class Stack:
             for r in range(replicas)
             for i, domain in enumerate(WORKER_DOMAINS)
         ]
-        self.supervisor.add(*workers)
-        for worker in workers:
-            worker.spawn()
-        for worker in workers:
-            worker.wait_ready()
-        self.supervisor.changed()
+        self.supervisor.start_group(*workers)
         self.urls.append(("Workers", f"{', '.join(WORKER_DOMAINS)}  ({replicas} per queue)"))
         if base:
             last = base + len(workers) - 1

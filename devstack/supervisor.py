@@ -186,26 +186,39 @@ class Supervisor:
             )
         child.restart_at = now + child.delay
 
-    def _restart(self, due: list[Child]) -> None:
-        """Start the due children together, then wait for each as at start."""
+    def start_group(self, *processes: ManagedProcess) -> None:
+        """Supervise `processes` as one group, start them together and wait for each. One that
+        fails its first start is restarted as one that exits later would be (CrashLoop if it
+        keeps failing): a hiccup of one worker on a loaded machine does not stop the stack."""
+        self.add(*processes)
+        for child in self._launch(self.groups[-1], "devstack.child.start_failed"):
+            child.started_at = time.monotonic()
+        self.changed()
+
+    def _launch(self, children: list[Child], failed: str) -> list[Child]:
+        """Spawn `children` together, then wait for each; those that came up (the others are
+        scheduled for a restart, logged as `failed`)."""
         spawned = []
-        for child in due:
+        for child in children:
             try:
                 child.process.spawn()
             except (ServiceError, OSError) as exc:
-                self._schedule(
-                    child, "devstack.child.restart_failed", time.monotonic(), error=str(exc)
-                )
+                self._schedule(child, failed, time.monotonic(), error=str(exc))
                 continue
             spawned.append(child)
+        up = []
         for child in spawned:
             try:
                 child.process.wait_ready()
             except ServiceError as exc:
-                self._schedule(
-                    child, "devstack.child.restart_failed", time.monotonic(), error=str(exc)
-                )
+                self._schedule(child, failed, time.monotonic(), error=str(exc))
                 continue
+            up.append(child)
+        return up
+
+    def _restart(self, due: list[Child]) -> None:
+        """Start the due children together, then wait for each as at start."""
+        for child in self._launch(due, "devstack.child.restart_failed"):
             child.started_at, child.restart_at = time.monotonic(), None
             child.restarts += 1
             self.changed()

@@ -601,7 +601,7 @@ class Bench:
         loaded = [workflow_id(c) for c in api.started.values()][:CAPACITY_HISTORIES]
         capacity = worker_capacity(
             await activities_per_run(self.client, loaded),
-            _per_run(cpu_s, phase),
+            _per_run(cpu_s, phase, digits=6),
             peaks.peak,
             settings.database.pool_size + settings.database.max_overflow,
         )
@@ -707,10 +707,10 @@ def _write(line: str = "") -> None:
     sys.stdout.write(line + "\n")
 
 
-def _per_run(spent: dict[str, float], phase: Phase) -> dict[str, float]:
+def _per_run(spent: dict[str, float], phase: Phase, digits: int = 3) -> dict[str, float]:
     """CPU seconds per completed run of `phase`, per process."""
     runs = max(phase.n - phase.errors, 1)
-    return {name: round(seconds / runs, 3) for name, seconds in spent.items()}
+    return {name: round(seconds / runs, digits) for name, seconds in spent.items()}
 
 
 def _total(per_process: dict[str, float]) -> float:

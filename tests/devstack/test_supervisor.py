@@ -194,6 +194,26 @@ def test_a_restart_that_fails_to_start_counts_and_is_retried(
     assert a.exited_pid == killed  # what `devstack.child.restarted` names as previous_pid
 
 
+def test_a_group_member_that_fails_its_first_start_is_retried_and_the_rest_run(
+    tmp_path: Path, started: list[Supervisor]
+) -> None:
+    flag = tmp_path / "broken"
+    flag.touch()
+    code = f"import os, sys, time; os.path.exists({str(flag)!r}) and sys.exit(1); time.sleep(60)"
+    supervisor = Supervisor(FAST)
+    started.append(supervisor)
+    supervisor.start_group(
+        _child(tmp_path, "a", code, lambda: not flag.exists()), _child(tmp_path, "b", SLEEPS)
+    )  # no ServiceError: the stack goes on starting
+    a, b = supervisor.children
+    assert b.process.running()
+    assert len(a.exits) == 1
+    assert a.restart_at is not None
+    flag.unlink()
+    _check_until(supervisor, lambda: a.process.running() and a.restart_at is None)
+    assert a.restarts == 1
+
+
 def test_a_group_stops_together(tmp_path: Path, started: list[Supervisor]) -> None:
     # Each takes a second to stop: together about one second, one after the other three.
     slow = (
