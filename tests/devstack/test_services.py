@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+from pathlib import Path
+
 import nats as nats_client
 from temporalio.client import Client
 
+from devstack.services.temporal import DevServerConfig
 from tests.conftest import Service
 
 CONTRACT_SEARCH_ATTRIBUTES = {"CheckoutStatus", "CheckoutStep", "OrderNumber", "CustomerId"}
@@ -30,3 +35,14 @@ async def test_nats_has_jetstream(nats: Service) -> None:
         assert info.limits is not None
     finally:
         await connection.close()
+
+
+def test_the_dev_server_runs_with_its_memory_limit(temporal: Service) -> None:
+    """temporal/dev-server.yml's memory_limit reaches the server as GOMEMLIMIT: without it the
+    server's RSS keeps climbing for thousands of workflows (tools/devserver_memory.py)."""
+    pid = temporal.process.pid
+    assert pid is not None
+    environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert f"GOMEMLIMIT={DevServerConfig.load().memory_limit}".encode() in environment
+    unlimited = replace(DevServerConfig.load(), memory_limit=None).environment()
+    assert unlimited.get("GOMEMLIMIT") == os.environ.get("GOMEMLIMIT")  # the Go default
