@@ -145,12 +145,11 @@ async def build_worker(
     domain: str,
     client: Client,
     settings: Settings,
+    db: DomainDatabase,
     stack: AsyncExitStack,
     extras: Extras | None = None,
 ) -> Worker:
     """The worker of one domain's task queue, holding only that domain's database."""
-    db = DomainDatabase.from_settings(domain, settings, "worker")
-    stack.push_async_callback(db.dispose)
     extras = extras or Extras()
     workflows: list[type] = (
         [CheckoutWorkflow, ReconcilePaymentWorkflow] if domain == TaskQueue.CHECKOUT else []
@@ -270,12 +269,11 @@ async def start_relays(
     return tasks
 
 
-def worker_connections(domain: str, settings: Settings) -> int:
+def worker_connections(settings: Settings) -> int:
     """The most connections a worker process opens to its domain's database: the activities'
-    pool, the relay's pool and LISTEN (RELAY_ENABLED), the inventory sweeper's pool."""
+    pool (the inventory sweeper's too), the relay's pool and LISTEN (RELAY_ENABLED)."""
     relay = settings.relay.enabled
-    pools = 1 + relay + (domain == "inventory")
-    return process_connections(settings, pools=pools, listen=int(relay))
+    return process_connections(settings, pools=1 + relay, listen=int(relay))
 
 
 async def run_relays(domains: Sequence[str], settings: Settings, stop: asyncio.Event) -> None:
@@ -301,20 +299,21 @@ async def run_workers(
 ) -> None:
     """Run the workers of `domains` until `stop` is set, then drain them within the grace period."""
     await check_connection_budget(
-        {d: worker_connections(d, settings) for d in domains}, settings, "a worker process"
+        {d: worker_connections(settings) for d in domains}, settings, "a worker process"
     )
     async with AsyncExitStack() as stack:
         client = client or await connect_temporal(settings, metrics_runtime(settings))
-        workers = [await build_worker(d, client, settings, stack, extras) for d in domains]
+        databases = {d: DomainDatabase.from_settings(d, settings, "worker") for d in domains}
+        for db in databases.values():
+            stack.push_async_callback(db.dispose)
+        workers = [
+            await build_worker(d, client, settings, databases[d], stack, extras) for d in domains
+        ]
         background: list[asyncio.Task[None]] = []
         if "inventory" in domains:
-            inventory_db = DomainDatabase.from_settings("inventory", settings, "sweeper")
-            stack.push_async_callback(inventory_db.dispose)
-            background.append(
-                asyncio.create_task(
-                    sweep_expired_reservations(inventory_db, client, settings, stop)
-                )
-            )
+            # The sweeper shares the activities' pool: one sweep at a time, a connection each.
+            sweeper = sweep_expired_reservations(databases["inventory"], client, settings, stop)
+            background.append(asyncio.create_task(sweeper))
         if settings.relay.enabled:
             runtime = client.service_client.config.runtime or Runtime.default()
             background += await start_relays(domains, settings, stop, stack, runtime.metric_meter)

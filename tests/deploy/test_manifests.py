@@ -759,10 +759,9 @@ def test_migrations_run_as_a_job_before_the_rollout() -> None:
 
 # Connection pools per process and domain database, as workers/bootstrap.py and api/app.py open
 # them: a worker process has its activities' pool and its relay's pool (RELAY_ENABLED), plus
-# the relay's LISTEN connection; the inventory worker a third pool for the sweeper; a relay
+# the relay's LISTEN connection (the inventory sweeper shares the activities' pool); a relay
 # process one pool and the LISTEN connection; the API one pool per domain it serves.
 POOLS = {"api": 1, "worker": 2, "relay": 1}
-EXTRA_POOLS = {"worker-inventory": 1}
 LISTEN = {"api": 0, "worker": 1, "relay": 1}
 MIGRATION_CONNECTIONS = 1  # Alembic with NullPool, one domain after the other
 
@@ -791,9 +790,7 @@ def worst_case_connections(objects: list[dict[str, Any]]) -> dict[str, int]:
         (container,) = containers(deployment)
         assert "DB_POOL_SIZE" not in env_of(container), "the formula assumes one pool size"
         databases = [n for n in env_of(container) if n.endswith("_DATABASE_URL")]
-        per_pod = len(databases) * (
-            (POOLS[kind] + EXTRA_POOLS.get(name, 0)) * per_pool + LISTEN[kind]
-        )
+        per_pod = len(databases) * (POOLS[kind] * per_pool + LISTEN[kind])
         maximum = maxima.get(name, deployment["spec"].get("replicas", 1))
         budget[name] = (maximum + surge(maximum, deployment["spec"]["strategy"])) * per_pod
     return budget
