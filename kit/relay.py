@@ -345,11 +345,13 @@ class OutboxRelay:
         probe, when listening); the held partitions with unprocessed rows."""
         probe = self._probe_due()
         async with self.db.begin() as session:
-            self.held = await self._lease(session)
+            held = await self._lease(session)
             rows = (await session.execute(_SCAN, {"partitions": self.partitions})).all()
             if probe:
                 self._probe_heard = False
                 await session.execute(_ANNOUNCE, {"channel": LEASE_CHANNEL, "owner": probe})
+        # Held once committed: until then another relay (or a reader) still sees the old owners.
+        self.held = held
         self._lease_rows = True
         if probe:
             self._probe_sent_at = asyncio.get_running_loop().time()
