@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from sqlalchemy import text
 
@@ -98,6 +99,12 @@ async def _limits_of(domain: str, settings: Settings) -> ServerLimits:
         await db.dispose()
 
 
+def _server(domain: str, settings: Settings) -> tuple[str, int]:
+    """The host and port of a domain's database server."""
+    url = urlsplit(settings.domain_database_url(domain))
+    return url.hostname or "localhost", url.port or 5432
+
+
 def problems(
     domain: str, ceiling: int, limits: ServerLimits, fleet: int | None, process: str
 ) -> list[str]:
@@ -136,6 +143,8 @@ async def check_connection_budget(
         return []
     fleet = settings.database.fleet_connections
     found: list[str] = []
+    # Per server (host, port): this process's connections to all its databases there.
+    servers: dict[tuple[str, int], tuple[list[str], int, ServerLimits]] = {}
     for domain, ceiling in ceilings.items():
         try:
             limits = await _limits_of(domain, settings)
@@ -143,6 +152,8 @@ async def check_connection_budget(
             log.warning("db.budget_unchecked", domain=domain, error_type=type(exc).__name__)
             continue
         found += [p for p in problems(domain, ceiling, limits, fleet, process) if p not in found]
+        domains, total, _ = servers.get(_server(domain, settings), ([], 0, limits))
+        servers[_server(domain, settings)] = ([*domains, domain], total + ceiling, limits)
         log.info(
             "db.budget",
             domain=domain,
@@ -151,6 +162,13 @@ async def check_connection_budget(
             available=limits.available,
             role_limit=limits.role_limit,
         )
+    for (host, port), (domains, total, limits) in servers.items():
+        if len(domains) > 1 and total > limits.available:
+            found.append(
+                f"{process} may open {total} connections in all to the PostgreSQL server at "
+                f"{host}:{port} ({', '.join(domains)}), which leaves {limits.available} to "
+                "ordinary roles: lower DB_POOL_SIZE or DB_MAX_OVERFLOW, or spread the databases"
+            )
     for problem in found:
         log.error("db.budget_exceeded", problem=problem, mode=mode)
     if found and mode == "enforce":

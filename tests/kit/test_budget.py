@@ -96,3 +96,17 @@ async def test_an_unreachable_database_is_not_a_budget_problem(migrated: Setting
         database={"domain_urls": {DOMAIN: down}, "fleet_connections": 10**6}
     )
     assert await check_connection_budget({DOMAIN: 10**6}, settings, "the API") == []
+
+
+async def test_a_process_whose_pools_together_overfill_one_server_does_not_start(
+    migrated: Settings, databases: dict[str, DomainDatabase]
+) -> None:
+    """Each database alone fits; the API's pools on one server together do not."""
+    available = (await server_limits(databases[DOMAIN])).available
+    each = available // 2 + 1
+    ceilings = {DOMAIN: each, "orders": each}
+    with pytest.raises(ConnectionBudgetExceeded, match="in all to the PostgreSQL server") as raised:
+        await check_connection_budget(ceilings, migrated, "the API")
+    assert f"{2 * each} connections" in str(raised.value)
+    assert "accounts, orders" in str(raised.value)
+    assert await check_connection_budget({DOMAIN: each}, migrated, "the API") == []
