@@ -36,7 +36,10 @@ from tools.chaos.report import latencies, percentile
 from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
 from tools.chaos.workload import (
     CANCELLED,
+    COMPLETED,
     COUPON_BUYERS,
+    EXPIRED,
+    PAYMENT_TIMEOUT_S,
     SCARCE_BUYERS,
     SCENARIOS,
     SINGLES,
@@ -231,6 +234,25 @@ def test_the_audit_flags_outcomes_the_contract_does_not_allow() -> None:
         assert str(record.checkout_id) in flagged
     assert cancelled.expected == frozenset({CANCELLED})
     assert CANCELLED in maybe.expected
+
+
+def test_a_3ds_checkout_may_expire_only_when_its_approval_came_after_the_window() -> None:
+    """A slow provider can hold the buyer's approval past CHECKOUT_PAYMENT_TIMEOUT: expiry is
+    then the contract's answer. Approved within the window, an expiry is still a violation."""
+    late = _record(
+        "3ds", EXPIRED, approved=True, action_seen_s=100.0, approved_s=100.0 + PAYMENT_TIMEOUT_S + 9
+    )
+    in_time = _record("3ds", EXPIRED, approved=True, action_seen_s=100.0, approved_s=105.0)
+    never = _record("3ds", EXPIRED)
+    assert late.expected == frozenset({COMPLETED, EXPIRED})
+    assert in_time.expected == never.expected == frozenset({COMPLETED})
+    records = [late, in_time, never]
+    audit = Audit()
+    sessions = {r.checkout_id: _session(r) for r in records if r.checkout_id}
+    check_clients(records, sessions, audit)  # type: ignore[arg-type]
+    flagged = " | ".join(audit.violations)
+    assert len(audit.violations) == 2, flagged
+    assert str(late.checkout_id) not in flagged
 
 
 def test_a_race_must_sell_exactly_what_there_is() -> None:

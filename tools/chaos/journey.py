@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
-from tools.chaos.workload import CANCELLED, Outcome, Plan
+from tools.chaos.workload import CANCELLED, EXPIRED, PAYMENT_TIMEOUT_S, Outcome, Plan
 
 FINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 NEEDS_ATTENTION = "needs_attention"
@@ -58,6 +58,9 @@ class Record:
     code: str | None = None
     total: str | None = None
     approved: bool = False
+    # When the client first saw the 3-D Secure page offered, and when the page answered it.
+    action_seen_s: float | None = None
+    approved_s: float | None = None
     cancel_answer: int | None = None  # HTTP status of the cancel (202 or 409)
     cancel_code: str | None = None
     cancel_ambiguous: bool = False  # an earlier attempt of the cancel may have been applied
@@ -73,9 +76,21 @@ class Record:
         """The outcomes the contract allows this checkout, given how its cancel was answered."""
         if self.cancel_answer == 202:
             return frozenset({CANCELLED})
+        expect = self.plan.scenario.expect
+        if self.approved_late:
+            expect |= {EXPIRED}
         if self.cancel_ambiguous:
-            return self.plan.scenario.expect | {CANCELLED}
-        return self.plan.scenario.expect
+            return expect | {CANCELLED}
+        return expect
+
+    @property
+    def approved_late(self) -> bool:
+        """The buyer's 3-D Secure approval reached the provider only after the payment window
+        (counted from when the page was first offered, which is after the window opened): the
+        checkout may rightly have expired (a slow or stopped provider held the approval)."""
+        if self.action_seen_s is None or self.approved_s is None:
+            return False
+        return self.approved_s - self.action_seen_s > PAYMENT_TIMEOUT_S
 
 
 class Journey:
@@ -182,6 +197,8 @@ class Journey:
         record, plan = self.record, self.record.plan
         next_action = (body.get("payment") or {}).get("next_action") or {}
         if plan.scenario.approve and not record.approved and next_action.get("url"):
+            if record.action_seen_s is None:
+                record.action_seen_s = self.requests.now()
             await self._approve(next_action["url"])
         if record.cancel_answer is not None or not plan.cancel:
             return
@@ -203,7 +220,7 @@ class Journey:
         answer = await self.api.send("GET", url, headers={"Accept": "application/json"})
         if answer.response.status_code != 200:
             raise RuntimeError(f"3-D Secure page answered {answer.response.status_code}")
-        self.record.approved = True
+        self.record.approved, self.record.approved_s = True, self.requests.now()
 
     async def _cancel(self, path: str, *, operator: bool) -> None:
         record, plan = self.record, self.record.plan

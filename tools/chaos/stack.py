@@ -19,6 +19,7 @@ from devstack.stack import NATS_MONITOR_OFFSET, STATE_FILE
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.settings import DOMAINS, Settings, get_settings
+from tools.chaos.workload import PAYMENT_TIMEOUT_S
 from workers.bootstrap import WORKER_DOMAINS
 
 log = get_logger(__name__)
@@ -34,7 +35,7 @@ CHAOS_ENV = {
     "LOG_FORMAT": "json",
     # A checkout waiting for a payment action expires after 20 s instead of 15 minutes, so that
     # pm_sandbox_no_webhook checkouts end within a run; the intent is re-read every 5 s meanwhile.
-    "CHECKOUT_PAYMENT_TIMEOUT": "PT20S",
+    "CHECKOUT_PAYMENT_TIMEOUT": f"PT{PAYMENT_TIMEOUT_S}S",
     "CHECKOUT_PAYMENT_RECHECK_S": "5",
     # Parcels move every second, so shipment_delivered notifications arrive within a run.
     "SANDBOX_CARRIER_STEP_S": "1",

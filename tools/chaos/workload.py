@@ -28,6 +28,8 @@ COUPON_EXHAUSTED: Outcome = ("failed", "coupon_exhausted")
 OUT_OF_STOCK: Outcome = ("failed", "out_of_stock")
 
 CURRENCY = "USD"
+# How long a checkout waits for a payment action in the chaos stack (CHECKOUT_PAYMENT_TIMEOUT).
+PAYMENT_TIMEOUT_S = 20
 # An operator id of the platform's development fixtures (README walkthrough).
 OPERATOR_ID = "00000000-0000-4000-8000-000000000001"
 SELLER_ID = "00000000-0000-4000-8000-000000000002"
