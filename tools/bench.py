@@ -57,6 +57,7 @@ from kit.temporal import queues_without_pollers
 from tools.bench_workflow import LEGACY_STAGES, STAGES, CeilingWorkflow, noop
 from tools.capacity import ConnectionPeaks, WorkerCapacity, activities_per_run, worker_capacity
 from tools.capacity import table as capacity_table
+from tools.columns import aligned
 from tools.invariants import check_invariants
 from tools.seed import Seeder, demo_address
 from workers.bootstrap import WORKER_DOMAINS, Extras, run_workers
@@ -731,9 +732,8 @@ def _print_table(figures: Figures) -> None:
                 f"{phase.percentile(0.99):.0f}",
             )
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        _write("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+    for line in aligned(rows):
+        _write(line)
 
 
 def _print(figures: Figures, n: int, concurrency: int) -> dict[str, Any]:

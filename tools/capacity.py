@@ -24,6 +24,7 @@ import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 
+from tools.columns import aligned
 from workers.bootstrap import WORKER_DOMAINS
 
 # How often the connection sampler reads `pg_stat_activity` during the phase.
@@ -176,5 +177,4 @@ def table(rows: Sequence[WorkerCapacity]) -> list[str]:
                 f"{row.connections_peak}/{row.pool_ceiling}",
             )
         )
-    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
-    return ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    return aligned(cells)

@@ -11,6 +11,7 @@ from typing import Any
 from tools.chaos.faults import FaultResult
 from tools.chaos.journey import Record
 from tools.chaos.run import Outcome, summary_fields
+from tools.columns import aligned
 
 Window = tuple[float, float | None]
 
@@ -130,10 +131,7 @@ def summary(outcome: Outcome) -> dict[str, Any]:
 
 
 def _table(rows: list[list[str]]) -> list[str]:
-    if not rows:
-        return []
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return aligned(rows, right=False, indent="  ")
 
 
 def _fault_lines(figures: dict[str, Any]) -> list[str]:
