@@ -152,8 +152,9 @@ async def check_connection_budget(
             log.warning("db.budget_unchecked", domain=domain, error_type=type(exc).__name__)
             continue
         found += [p for p in problems(domain, ceiling, limits, fleet, process) if p not in found]
-        domains, total, _ = servers.get(_server(domain, settings), ([], 0, limits))
-        servers[_server(domain, settings)] = ([*domains, domain], total + ceiling, limits)
+        server = _server(domain, settings)
+        domains, total, _ = servers.get(server, ([], 0, limits))
+        servers[server] = ([*domains, domain], total + ceiling, limits)
         log.info(
             "db.budget",
             domain=domain,
