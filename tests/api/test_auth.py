@@ -171,7 +171,7 @@ async def test_hs256_is_refused_when_an_issuer_is_set(rsa_key: Key) -> None:
         issue_token(settings, USER, ["operator"]),
         jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": str(USER), "exp": 2**31}, "x" * 32),
         # The "alg": "none" trick, and an HS256 token keyed with the provider's public key.
-        jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "u", "exp": 2**31}, None, "none"),
+        jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": "u", "exp": 2**31}, "", "none"),
     ):
         with pytest.raises(InvalidToken, match="not accepted"):
             await check.verify(token)
