@@ -471,6 +471,13 @@ class Settings(BaseSettings):
                 raise ConfigurationError(
                     "AUTH_ISSUER or AUTH_JWT_SECRET must be set when ENV=production"
                 )
+            # Keys fetched in the clear could be swapped by anyone on the path.
+            for name, url in (
+                ("AUTH_ISSUER", self.auth.issuer),
+                ("AUTH_JWKS_URL", self.auth.jwks_url),
+            ):
+                if url and not url.startswith("https://"):
+                    raise ConfigurationError(f"{name} must be an https:// URL when ENV=production")
             if self.stripe.api_key.get_secret_value() == DEV_STRIPE_API_KEY:
                 raise ConfigurationError("STRIPE_API_KEY must be set when ENV=production")
             if self.stripe.webhook_secret.get_secret_value() == DEV_STRIPE_WEBHOOK_SECRET:

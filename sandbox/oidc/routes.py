@@ -142,7 +142,9 @@ def oidc_router(psp_url: str, config: SandboxSettings, keys: KeyRing) -> APIRout
         """An access token for a client (client-credentials grant)."""
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         try:
-            if form.get("grant_type") != "client_credentials":
+            if not form.get("grant_type"):
+                raise OAuthError(400, "invalid_request", "grant_type is required")
+            if form["grant_type"] != "client_credentials":
                 raise OAuthError(400, "unsupported_grant_type", "only client_credentials")
             client_id = _client(config, form, request.headers.get("authorization"))
             alg = form.get("alg") or config.oidc_signing_alg

@@ -340,3 +340,10 @@ def test_production_takes_an_issuer_instead_of_a_secret(monkeypatch: pytest.Monk
         Settings()
     monkeypatch.setenv("AUTH_ISSUER", ISSUER)
     assert Settings().auth.issuer == ISSUER
+    monkeypatch.setenv("AUTH_JWKS_URL", "http://id.example.test/keys")
+    with pytest.raises(ConfigurationError, match="AUTH_JWKS_URL must be an https"):
+        Settings()
+    monkeypatch.delenv("AUTH_JWKS_URL")
+    monkeypatch.setenv("AUTH_ISSUER", "http://id.example.test/")
+    with pytest.raises(ConfigurationError, match="AUTH_ISSUER must be an https"):
+        Settings()

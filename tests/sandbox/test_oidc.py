@@ -79,6 +79,7 @@ async def test_discovery_keys_and_a_client_credentials_token(provider: Psp) -> N
         (("nobody", "s3cret-ops"), {}, 401, "invalid_client"),
         (("web", "s3cret-web"), {"scope": "operator"}, 400, "invalid_scope"),
         (("web", "s3cret-web"), {"grant_type": "password"}, 400, "unsupported_grant_type"),
+        (("web", "s3cret-web"), {"grant_type": ""}, 400, "invalid_request"),
         (("web", "s3cret-web"), {"expires_in": "0"}, 400, "invalid_request"),
         (("web", "s3cret-web"), {"alg": "HS256"}, 400, "invalid_request"),
     ],
