@@ -14,6 +14,7 @@ from temporalio.client import Client
 
 from api.auth import AuthUnavailable, InvalidToken, Principal, Verifier
 from api.errors import ApiError
+from api.metrics import TOKEN_VERIFICATIONS
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.settings import Settings
@@ -92,11 +93,13 @@ async def principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized("a bearer token is required")
     try:
-        return await wired.verifier.verify(credentials.credentials)
+        caller = await wired.verifier.verify(credentials.credentials)
     except InvalidToken as exc:
+        TOKEN_VERIFICATIONS.labels("rejected").inc()
         log.info("auth.token.rejected", reason=str(exc))
         raise unauthorized("the bearer token is not valid") from None
     except AuthUnavailable as exc:
+        TOKEN_VERIFICATIONS.labels("unavailable").inc()
         log.warning("auth.unavailable", error=str(exc))
         raise ApiError(
             503,
@@ -104,6 +107,8 @@ async def principal(
             "tokens cannot be checked right now: the identity provider's keys are unreachable",
             headers={"Retry-After": str(AUTH_RETRY_AFTER_S)},
         ) from None
+    TOKEN_VERIFICATIONS.labels("accepted").inc()
+    return caller
 
 
 def require(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from prometheus_client import REGISTRY
 
 from api.app import create_app
 from api.auth import issue_token
@@ -127,8 +128,15 @@ async def test_a_rotated_key_is_accepted_without_restart(platform: Platform) -> 
 async def test_an_unreachable_provider_is_503_not_500(platform: Platform) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}/oidc"
     token = await provider_token(platform, OPERATOR_CLIENT)
+    before = unavailable()
     async with api(platform, provider_mode(platform, issuer=nowhere)) as http:
         answer = await http.get("/v1/ops/checkouts/stuck", headers=bearer(token))
     body = assert_problem(answer, 503, "auth_unavailable")
     assert "keys" in body["detail"]
     assert answer.headers["retry-after"] == "5"
+    assert unavailable() == before + 1
+
+
+def unavailable() -> float:
+    value = REGISTRY.get_sample_value("token_verifications_total", {"outcome": "unavailable"})
+    return value or 0.0
