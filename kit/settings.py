@@ -169,10 +169,52 @@ class ApiSettings(Group):
 
 
 class AuthSettings(Group):
-    """Bearer tokens: `AUTH_JWT_SECRET`, `AUTH_TOKEN_TTL_S`."""
+    """Bearer tokens (docs/identity.md): HS256 with `AUTH_JWT_SECRET` (`AUTH_TOKEN_TTL_S` for the
+    development tokens), or, with `AUTH_ISSUER` set, RS256/ES256 tokens of that OpenID Connect
+    provider: `AUTH_AUDIENCE`, `AUTH_JWKS_URL`, `AUTH_JWKS_MIN_REFRESH_S`, `AUTH_JWKS_MAX_AGE_S`,
+    `AUTH_JWKS_TIMEOUT_S`, `AUTH_LEEWAY_S`, `AUTH_SCOPE_CLAIM`, `AUTH_OPERATOR_SCOPE`,
+    `AUTH_CUSTOMER_SCOPE`, `AUTH_USER_ID_CLAIM`."""
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     token_ttl_s: int = Field(default=3600, gt=0)
+    # The provider's issuer URL exactly as its tokens' `iss` says it; unset: HS256 mode.
+    issuer: str | None = None
+    # The `aud` this API's tokens must carry (the API's identifier at the provider).
+    audience: str = "checkout-api"
+    # Unset: `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
+    jwks_url: str | None = None
+    # A token signed with a key id not in the cached key set refetches the set at most this
+    # often; the set is also refetched once it is older than the max age (removed keys go).
+    jwks_min_refresh_s: float = Field(default=60.0, ge=0)
+    jwks_max_age_s: float = Field(default=3600.0, gt=0)
+    jwks_timeout_s: float = Field(default=5.0, gt=0)
+    # Clock skew allowed on `exp`, `nbf` and `iat`.
+    leeway_s: int = Field(default=30, ge=0, le=300)
+    # Where the scopes are: unset, `scope` (a space-separated string) if present, else `scopes`
+    # (a list); either shape is read from whichever claim is named here (`roles`, `scp`, ...).
+    scope_claim: str | None = None
+    # The provider's scope values that grant the platform's `operator` and `customer` scopes.
+    operator_scope: str = "operator"
+    customer_scope: str = "customer"
+    # The claim naming the user; a value that is not a UUID maps to a stable UUID (identity doc).
+    user_id_claim: str = "sub"
+
+
+class ShopctlSettings(Group):
+    """The operator CLI (`shopctl`): `SHOPCTL_API_URL`, a token (`SHOPCTL_TOKEN`,
+    `SHOPCTL_TOKEN_FILE`) or client credentials (`SHOPCTL_CLIENT_ID`, `SHOPCTL_CLIENT_SECRET`,
+    `SHOPCTL_TOKEN_URL`, `SHOPCTL_SCOPE`)."""
+
+    # Unset: http://127.0.0.1:API_PORT.
+    api_url: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    # Unset: `token_endpoint` from AUTH_ISSUER's discovery document.
+    token_url: str | None = None
+    # The scope asked for in the client-credentials grant; unset: AUTH_OPERATOR_SCOPE.
+    scope: str | None = None
 
 
 class PspSettings(Group):
@@ -361,6 +403,7 @@ class Settings(BaseSettings):
     nats: NatsSettings = Field(default_factory=NatsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    shopctl: ShopctlSettings = Field(default_factory=ShopctlSettings)
     psp: PspSettings = Field(default_factory=PspSettings)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     carrier: CarrierSettings = Field(default_factory=CarrierSettings)
@@ -423,8 +466,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production":
-            if self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ConfigurationError("AUTH_JWT_SECRET must be set when ENV=production")
+            # With an issuer the secret verifies nothing (HS256 tokens are refused).
+            if not self.auth.issuer and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ConfigurationError(
+                    "AUTH_ISSUER or AUTH_JWT_SECRET must be set when ENV=production"
+                )
+            # Keys fetched in the clear could be swapped by anyone on the path.
+            for name, url in (
+                ("AUTH_ISSUER", self.auth.issuer),
+                ("AUTH_JWKS_URL", self.auth.jwks_url),
+            ):
+                if url and not url.startswith("https://"):
+                    raise ConfigurationError(f"{name} must be an https:// URL when ENV=production")
             if self.stripe.api_key.get_secret_value() == DEV_STRIPE_API_KEY:
                 raise ConfigurationError("STRIPE_API_KEY must be set when ENV=production")
             if self.stripe.webhook_secret.get_secret_value() == DEV_STRIPE_WEBHOOK_SECRET:

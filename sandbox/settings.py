@@ -12,9 +12,26 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The OpenID provider's development clients (README, "Configuration"): public on purpose, and only
+# the sandbox accepts them.
+DEV_OIDC_CLIENTS: dict[str, dict[str, object]] = {
+    "shopctl": {"secret": "dev-only-shopctl-secret-change-me", "scopes": ["operator"]},
+    "shop-frontend": {"secret": "dev-only-shop-frontend-secret-change-me", "scopes": ["customer"]},
+}
+
+
+class OidcClient(BaseModel):
+    """A client of the sandbox's OpenID provider: its secret and the scopes it may be granted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    secret: str = Field(min_length=1)
+    scopes: list[str] = Field(min_length=1)
 
 
 class SandboxSettings(BaseSettings):
@@ -35,6 +52,17 @@ class SandboxSettings(BaseSettings):
     # in_transit, out_for_delivery, delivered).
     carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
     carrier_step_s: float = Field(default=5.0, gt=0)
+    # The OpenID provider at PSP_URL/oidc (sandbox/oidc): its clients (a JSON object of client id
+    # -> {secret, scopes}), the audience of its tokens, their lifetime and the default algorithm.
+    # Its signing keys live beside the database (oidc-keys.json) so a restart keeps them.
+    oidc_clients: dict[str, OidcClient] = Field(
+        default_factory=lambda: {
+            k: OidcClient.model_validate(v) for k, v in DEV_OIDC_CLIENTS.items()
+        }
+    )
+    oidc_audience: str = "checkout-api"
+    oidc_token_ttl_s: int = Field(default=3600, ge=1, le=86_400)
+    oidc_signing_alg: Literal["RS256", "ES256"] = "RS256"
 
     def is_explicit(self, field: str) -> bool:
         """Whether `field` came from the environment rather than its default."""
