@@ -229,3 +229,14 @@ async def steps_of(session: AsyncSession, checkout_id: uuid.UUID) -> list[Checko
         .order_by(CheckoutStep.started_at, CheckoutStep.step_name)
     )
     return list(rows)
+
+
+async def open_by_step(session: AsyncSession) -> dict[str, tuple[int, datetime]]:
+    """Per step, the checkouts not ended that stand at it: how many, and when the one that moved
+    least recently last recorded progress (what the checkout worker's gauges export)."""
+    rows = await session.execute(
+        select(CheckoutSession.step, func.count(), func.min(CheckoutSession.updated_at))
+        .where(CheckoutSession.status.not_in([s.value for s in FINAL]))
+        .group_by(CheckoutSession.step)
+    )
+    return {step: (count, oldest) for step, count, oldest in rows}
