@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -36,12 +35,12 @@ pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[tuple[Runtime, str]]:
+def endpoint() -> tuple[Runtime, str]:
     """A runtime serving Prometheus on a free loopback port, and its /metrics URL."""
     settings = Settings(worker={"metrics_port": free_port(), "metrics_host": "127.0.0.1"})
     runtime = metrics_runtime(settings)
     assert runtime is not None
-    yield runtime, f"http://{metrics_address(settings)}/metrics"
+    return runtime, f"http://{metrics_address(settings)}/metrics"
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -195,8 +194,8 @@ class OneActivity:
 
 
 @pytest.fixture
-async def client(endpoint: tuple[Runtime, str], temporal: Service) -> AsyncIterator[Client]:
-    yield await Client.connect(temporal.url, runtime=endpoint[0])
+async def client(endpoint: tuple[Runtime, str], temporal: Service) -> Client:
+    return await Client.connect(temporal.url, runtime=endpoint[0])
 
 
 async def test_temporal_exports_schedule_to_start_latency(
