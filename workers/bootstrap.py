@@ -60,6 +60,13 @@ SENDER_IDLE_S = 60.0
 # A notification due but not sent (another sender holds it) is looked at again this soon.
 SENDER_MIN_WAIT_S = 1.0
 
+# `checkout_step_duration`'s buckets (ms): a step takes milliseconds to seconds, the buyer's
+# `awaiting_payment` up to the payment window (15 min); Temporal's default buckets end at 10 s.
+STEP_DURATION_BUCKETS_MS = (
+    10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
+    30_000.0, 60_000.0, 180_000.0, 300_000.0, 600_000.0, 900_000.0, 1_800_000.0,
+)  # fmt: skip
+
 # Domains with a task queue in the checkout saga (accounts and notifications have none yet).
 WORKER_DOMAINS: tuple[str, ...] = tuple(queue.value for queue in TaskQueue)
 
@@ -69,9 +76,11 @@ def metrics_runtime(settings: Settings) -> Runtime | None:
     if a port is set."""
     if settings.worker.metrics_port is None:
         return None
-    return Runtime(
-        telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=metrics_address(settings)))
+    metrics = PrometheusConfig(
+        bind_address=metrics_address(settings),
+        histogram_bucket_overrides={"checkout_step_duration": STEP_DURATION_BUCKETS_MS},
     )
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
 
 
 def metrics_address(settings: Settings) -> str:

@@ -221,3 +221,16 @@ async def test_temporal_exports_schedule_to_start_latency(
         if series.startswith("temporal_activity_schedule_to_start_latency_bucket")
     }
     assert {"1000", "10000"} <= bounds, bounds
+
+
+def test_step_durations_reach_the_payment_window(endpoint: tuple[Runtime, str]) -> None:
+    runtime, url = endpoint
+    histogram = runtime.metric_meter.create_histogram_timedelta(
+        "checkout_step_duration", "time spent in a checkout step"
+    )
+    histogram.record(timedelta(minutes=14), {"step": "awaiting_payment"})
+    samples = scrape(url)
+    bucket = 'checkout_step_duration_bucket{{step="awaiting_payment",le="{}"}}'
+    # 14 minutes fall in the 15-minute bucket, not only in +Inf.
+    assert samples[bucket.format("600000")] == 0
+    assert samples[bucket.format("900000")] == 1
