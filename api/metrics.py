@@ -1,7 +1,8 @@
 """The API's own Prometheus metrics (the process registry, served at /metrics).
 
 Requests are counted by route template (`/v1/checkouts/{checkout_id}`, never the raw path, so the
-series stay few): a request no route matched is `route="unmatched"`.
+series stay few): a request no route matched is `route="unmatched"`. Prometheus's own scrapes of
+/metrics are not counted.
 """
 
 from __future__ import annotations
@@ -33,14 +34,19 @@ def route_of(scope: Scope) -> str:
     return path if isinstance(path, str) else "unmatched"
 
 
+# Where the metrics are served (api/app.py mounts them).
+METRICS_PATH = "/metrics"
+
+
 class RequestMetrics:
-    """Counts and times every HTTP request (an exception counts as a 500)."""
+    """Counts and times every HTTP request (an exception counts as a 500), scrapes aside."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path == METRICS_PATH or path.startswith(METRICS_PATH + "/"):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
