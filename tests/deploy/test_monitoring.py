@@ -459,3 +459,54 @@ def test_prometheus_scrapes_every_process() -> None:
     assert [s["metadata"]["name"] for s in services] == ["checkout-api"]
     (api_endpoint,) = monitors["ServiceMonitor"]["endpoints"]
     assert api_endpoint["port"] in {p["name"] for p in services[0]["spec"]["ports"]}
+
+
+def pod_meta(deployment: dict[str, Any], port: dict[str, Any]) -> dict[str, str]:
+    """The discovery labels Prometheus's `role: pod` gives one container port of a pod."""
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    meta = {
+        "__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key): value
+        for key, value in labels.items()
+    }
+    return {**meta, "__meta_kubernetes_pod_container_port_name": port.get("name", "")}
+
+
+def kept(relabelings: list[dict[str, Any]], meta: dict[str, str]) -> bool:
+    """Whether a target with these discovery labels survives the `keep` rules."""
+    for rule in relabelings:
+        if rule.get("action") == "keep":
+            value = ";".join(meta.get(label, "") for label in rule["source_labels"])
+            if not re.fullmatch(rule["regex"], value):
+                return False
+    return True
+
+
+def test_the_plain_scrape_config_finds_every_process() -> None:
+    config = yaml.safe_load((SOURCES / "prometheus.yml").read_text(encoding="utf-8"))
+    assert all((SOURCES / name).is_file() for name in config["rule_files"])
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    objects = kustomize.render(BASE)
+    ports = [
+        (o["metadata"]["name"], port)
+        for o in objects
+        if o["kind"] == "Deployment"
+        for container in o["spec"]["template"]["spec"]["containers"]
+        for port in container.get("ports", [])
+        if kept(jobs["checkout-platform-workers"]["relabel_configs"], pod_meta(o, port))
+    ]
+    processes = [
+        o["metadata"]["name"]
+        for o in objects
+        if o["kind"] == "Deployment"
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] in {"worker", "relay"}
+    ]
+    assert sorted(name for name, _ in ports) == sorted(processes)
+    assert {port["containerPort"] for _, port in ports} == {9100}
+    api = jobs["checkout-platform-api"]
+    assert api["metrics_path"] == "/metrics/"
+    keep = {r["source_labels"][0]: r["regex"] for r in api["relabel_configs"] if r.get("action")}
+    (service,) = [o for o in objects if o["kind"] == "Service"]
+    assert keep["__meta_kubernetes_service_name"] == service["metadata"]["name"]
+    assert keep["__meta_kubernetes_endpoint_port_name"] in {
+        p["name"] for p in service["spec"]["ports"]
+    }
