@@ -510,3 +510,9 @@ def test_the_plain_scrape_config_finds_every_process() -> None:
     assert keep["__meta_kubernetes_endpoint_port_name"] in {
         p["name"] for p in service["spec"]["ports"]
     }
+
+
+def test_every_metric_an_alert_reads_is_on_the_dashboard() -> None:
+    alerting = {name for rule in rules() for name in metric_names(rule["expr"])}
+    shown = {name for query in dashboard_queries() for name in metric_names(query)}
+    assert alerting <= shown, alerting - shown
