@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -131,6 +132,16 @@ def _in_currency(amount: Any, info: ValidationInfo) -> Any:
 AmountOut = Annotated[str, BeforeValidator(_in_currency)]
 # Any other decimal in a response (a percentage), shown by `plain`.
 DecimalOut = Annotated[str, BeforeValidator(_shown)]
+
+
+def rounded_seconds(seconds: float) -> float:
+    """Seconds to the millisecond (how responses show a duration)."""
+    return round(seconds, 3)
+
+
+# A duration in seconds, shown to the millisecond: a JSON number that is never in exponent
+# notation (Python writes floats under 1e-4 as "1e-05"; rounded, they are 0.0).
+Seconds = Annotated[float, PlainSerializer(rounded_seconds, return_type=float)]
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -543,7 +554,7 @@ class OpsCheckout(BaseModel):
     customer_id: str | None
     order_number: str | None
     started_at: datetime | None
-    age_s: float
+    age_s: Seconds
     ui_url: str
 
 
@@ -576,7 +587,7 @@ class StuckCheckout(OpsCheckout):
     of a checkout waiting at `needs_attention` (retry or resolve it)."""
 
     reasons: list[str]
-    step_age_s: float | None
+    step_age_s: Seconds | None
     retrying: list[RetryingActivity]
     pending: list[RetryingActivity]
     attention: AttentionOut | None = None

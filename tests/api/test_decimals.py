@@ -22,7 +22,7 @@ from pydantic.fields import FieldInfo
 from api import schemas
 from api.app import create_app
 from api.routers.catalog import _coupon_out
-from api.schemas import PLAIN_DECIMAL, CheckoutOut, money, plain
+from api.schemas import PLAIN_DECIMAL, CheckoutOut, OpsCheckout, money, plain, rounded_seconds
 from domains.coupons.models import Coupon
 from kit.money import minor_unit_exponent
 from kit.settings import Settings
@@ -105,10 +105,37 @@ def test_every_response_model_is_found() -> None:
 
 
 def test_no_response_field_is_a_raw_decimal_or_float() -> None:
+    """Decimals are strings (above); a float is a duration shown to the millisecond."""
     for model in response_models():
         for name, field in model.model_fields.items():
-            raw = scalar_types(field.annotation) & {Decimal, float}
-            assert not raw or name.endswith("_s"), f"{model.__name__}.{name}: {raw}"
+            where = f"{model.__name__}.{name}"
+            assert Decimal not in scalar_types(field.annotation), where
+            if float in scalar_types(field.annotation):
+                shown = [getattr(m, "func", None) for m in field.metadata]
+                assert rounded_seconds in shown, f"{where} is a float not shown as `Seconds`"
+
+
+@given(st.floats(min_value=0, max_value=10**9, allow_nan=False))
+@example(1e-7)
+@example(0.00012)
+def test_durations_are_json_numbers_without_an_exponent(seconds: float) -> None:
+    row = {
+        "checkout_id": uuid.uuid4(),
+        "workflow_id": "checkout-x",
+        "run_status": "RUNNING",
+        "status": None,
+        "step": None,
+        "customer_id": None,
+        "order_number": None,
+        "started_at": None,
+        "age_s": seconds,
+        "ui_url": "http://ui",
+    }
+    text = OpsCheckout.model_validate(row).model_dump_json()
+    shown = re.search(r'"age_s":([^,}]+)', text)
+    assert shown is not None
+    assert re.fullmatch(r"[0-9]+\.[0-9]{1,3}", shown.group(1)), shown.group(1)
+    assert abs(float(shown.group(1)) - seconds) <= 0.0005
 
 
 def test_every_decimal_field_uses_the_responses_serializers() -> None:
