@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
+import httpx
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -26,6 +27,7 @@ from api.schemas import PLAIN_DECIMAL, CheckoutOut, OpsCheckout, money, plain, r
 from domains.coupons.models import Coupon
 from kit.money import minor_unit_exponent
 from kit.settings import Settings
+from tests.api.conftest import Caller
 from workflows.checkout.models import CheckoutStatusBody
 
 # Field names that carry a decimal (money or a percentage) in a response.
@@ -238,3 +240,24 @@ def test_a_checkout_total_answers_at_its_currency() -> None:
         }
     )
     assert CheckoutOut.of(body).model_dump(mode="json")["order"]["total_amount"] == "100"
+
+
+@pytest.mark.parametrize(("given_as", "shown"), [("10", "10"), ("1E+2", "100"), ("12.50", "12.5")])
+async def test_a_percentage_coupon_answers_plainly_over_http(
+    http: httpx.AsyncClient, operator: Caller, given_as: str, shown: str
+) -> None:
+    body = {
+        "code": f"ROUND{uuid.uuid4().hex[:8]}",
+        "discount_type": "percentage",
+        "discount_value": given_as,
+        "currency": "JPY",
+        "min_subtotal": "1E+3",
+        "valid_from": "2026-01-01T00:00:00Z",
+        "valid_to": "2030-01-01T00:00:00Z",
+    }
+    created = await http.post("/v1/coupons", json=body, headers=operator.headers)
+    assert created.status_code == 201, created.text
+    read = await http.get(f"/v1/coupons/{body['code']}", headers=operator.headers)
+    for answer in (created.json(), read.json()):
+        assert answer["discount_value"] == shown
+        assert answer["min_subtotal"] == "1000"
