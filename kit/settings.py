@@ -274,6 +274,9 @@ class WorkerSettings(Group):
     # recorded through the same meter) on this port when it is set; `just up` gives each worker
     # process its own, counting up from WORKER_METRICS_BASE_PORT. The API serves /metrics.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The address it listens on (`WORKER_METRICS_HOST`): loopback on a laptop; `0.0.0.0` in a
+    # cluster, where Prometheus scrapes the pod's IP (deploy/kubernetes/base/configmap.yaml).
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
     metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
     # How often a worker process prunes the inboxes of its domains (`WORKER_PRUNE_INTERVAL_S`):
     # one indexed DELETE per inbox and interval when there is nothing to prune.

@@ -728,7 +728,18 @@ def test_network_policies_deny_by_default_and_allow_each_flow(path: Path) -> Non
     assert ingress["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "api"}}
     assert {p["port"] for rule in ingress["ingress"] for p in rule["ports"]} == {api_port}
     allowing_ingress = {n for n, p in policies.items() if "Ingress" in p["policyTypes"]}
-    assert allowing_ingress == {"checkout-default-deny", "checkout-api-ingress"}
+    assert allowing_ingress == {
+        "checkout-default-deny",
+        "checkout-api-ingress",
+        "checkout-metrics-ingress",
+    }
+    # Only Prometheus reaches a worker or relay, only on the metrics port.
+    metrics = policies["checkout-metrics-ingress"]
+    (scrape,) = metrics["ingress"]
+    assert scrape["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert {p["port"] for p in scrape["ports"]} == {int(config(objects)["WORKER_METRICS_PORT"])}
     # Only the processes calling Stripe and the carrier may leave the cluster.
     https = policies["checkout-egress-https"]["podSelector"]["matchLabels"]
     outside = [

@@ -100,6 +100,7 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("WORKER_SHUTDOWN_GRACE_S", "4.5", ("worker", "shutdown_grace_s"), 4.5),
     ("WORKER_METRICS_PORT", "9300", ("worker", "metrics_port"), 9300),
     ("WORKER_METRICS_BASE_PORT", "9400", ("worker", "metrics_base_port"), 9400),
+    ("WORKER_METRICS_HOST", "0.0.0.0", ("worker", "metrics_host"), "0.0.0.0"),
     ("INVENTORY_SWEEP_INTERVAL_S", "12", ("inventory", "sweep_interval_s"), 12.0),
     ("RELAY_ENABLED", "false", ("relay", "enabled"), False),
     ("RELAY_PARTITIONS", "64", ("relay", "partitions"), 64),
