@@ -155,8 +155,10 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
         """One payment intent; `expand[]=latest_charge` (or `expand[0]=...`) adds its charge."""
         params = request.query_params.multi_items()
         expand = {value for name, value in params if name.startswith("expand[")}
-        intent = await store.read(lambda conn: payments.require(conn, intent_id))
-        return json_response(200, intent.expanded(expand))
+        body = await store.read(
+            lambda conn: payments.require(conn, intent_id).expanded(conn, expand)
+        )
+        return json_response(200, body)
 
     @router.post("/v1/payment_intents/{intent_id}/capture")
     async def capture_intent(intent_id: str, request: Request) -> Response:
@@ -166,7 +168,9 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             request,
             f"POST /v1/payment_intents/{intent_id}/capture",
             digest,
-            lambda conn: payments.capture_intent(conn, intent_id, body),
+            lambda conn: payments.capture_intent(
+                conn, intent_id, body, dispute_delay_s=config.dispute_delay_s
+            ),
             flaky_scope=await _flaky_scope(store, "capture", intent_id),
         )
 
@@ -186,6 +190,7 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
 def _refund_routes(router: APIRouter, sandbox: Sandbox) -> None:
     """Refunds of captured intents."""
     store = sandbox.store
+    fail_delay_s = sandbox.config.refund_fail_delay_s
 
     @router.post("/v1/refunds")
     async def create_refund(request: Request) -> Response:
@@ -195,7 +200,7 @@ def _refund_routes(router: APIRouter, sandbox: Sandbox) -> None:
             request,
             "POST /v1/refunds",
             digest,
-            lambda conn: payments.create_refund(conn, body),
+            lambda conn: payments.create_refund(conn, body, refund_fail_delay_s=fail_delay_s),
             flaky_scope=await _flaky_scope(store, "refund", body.payment_intent),
         )
 
@@ -213,7 +218,7 @@ def _3ds_routes(router: APIRouter, sandbox: Sandbox) -> None:
         if "text/html" in accept and "application/json" not in accept:
             outcome = {
                 "requires_capture": "approved",
-                "failed": "failed",
+                payments.DECLINED: "failed",
             }.get(intent.status, f"unchanged ({intent.status})")
             return HTMLResponse(
                 "<!doctype html><title>Sandbox 3-D Secure</title>"
