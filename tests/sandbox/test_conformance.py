@@ -65,9 +65,7 @@ def conformance() -> Iterator[Conformance]:
 
 
 @pytest.fixture(scope="module")
-def shared(
-    start_sandbox: SandboxFactory, webhook_receiver: tuple[WebhookReceiver, str]
-) -> Psp:
+def shared(start_sandbox: SandboxFactory, webhook_receiver: tuple[WebhookReceiver, str]) -> Psp:
     """A sandbox whose refunds fail and disputes open quickly."""
     return start_sandbox(
         webhook_url=webhook_receiver[1],

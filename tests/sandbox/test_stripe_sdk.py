@@ -250,11 +250,11 @@ async def test_declines_raise_card_error(
     assert error.error.message
     failed = error.error.payment_intent
     assert failed is not None
-    assert failed.status == "failed"
+    assert failed.status == "requires_payment_method"
     assert failed.last_payment_error is not None
     assert failed.last_payment_error.decline_code == decline_code
     [entry] = await ledger(plain, metadata["checkout_id"])
-    assert (entry["payment_intent"], entry["status"]) == (failed.id, "failed")
+    assert (entry["payment_intent"], entry["status"]) == (failed.id, "requires_payment_method")
     assert entry["authorized"] == 0
 
 
@@ -263,7 +263,7 @@ async def test_declined_capture_raises_card_error(api: Api) -> None:
     assert intent.status == "requires_capture"
     with pytest.raises(stripe.CardError) as exc:
         await api.capture(intent.id)
-    assert (exc.value.http_status, exc.value.code) == (402, "capture_declined")
+    assert (exc.value.http_status, exc.value.code) == (402, "card_declined")
     assert exc.value.error is not None
     assert exc.value.error.decline_code == "generic_decline"
     assert exc.value.error.payment_intent is not None
