@@ -175,15 +175,17 @@ def _rebuild_intents(conn: sqlite3.Connection) -> None:
         f"INSERT INTO payment_intents_migrated ({INTENT_COLUMNS}) SELECT {INTENT_SOURCE}"
         " FROM payment_intents"
     )
-    # Refunds name their intent: off while the table is swapped (the ids do not change).
-    conn.execute("PRAGMA defer_foreign_keys = ON")
     conn.execute("DROP TABLE payment_intents")
     conn.execute("ALTER TABLE payment_intents_migrated RENAME TO payment_intents")
     log.info("sandbox.store.table_rebuilt", table="payment_intents")
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a file written by an older sandbox to the current schema; a no-op once done."""
+    """Bring a file written by an older sandbox to the current schema; a no-op once done.
+
+    Runs with foreign keys off (a rebuilt table is swapped under the rows naming it, as SQLite's
+    ALTER TABLE procedure asks) and checks them all before it commits.
+    """
     _rebuild_intents(conn)
     for table, columns in ADDED_COLUMNS.items():
         present = _columns(conn, table)
@@ -204,6 +206,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE shipments")
         conn.execute("ALTER TABLE shipments_migrated RENAME TO shipments")
         log.info("sandbox.store.table_rebuilt", table="shipments")
+    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the sandbox store has rows naming missing rows: {broken[:5]}")
 
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -269,11 +274,13 @@ class Store:
         # FULL: a committed effect (an authorization, a refund) must survive a crash of the host,
         # because its idempotency record promises the client it happened.
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
         # One transaction: a crash halfway leaves the old schema, which the next start migrates.
+        # Foreign keys are switched on after it (a pragma that cannot change inside one).
+        conn.execute("PRAGMA foreign_keys=OFF")
         _in_transaction(conn, _migrate)
+        conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(LATE_INDEXES)
         self._conn = conn
 

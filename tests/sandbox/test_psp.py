@@ -880,5 +880,6 @@ async def test_a_file_from_before_stripes_declined_state_is_migrated(
         ).fetchall()
         indexes = {row[1] for row in conn.execute("PRAGMA index_list(payment_intents)")}
     conn.close()
-    assert "requires_payment_method" in check and "'failed'" not in check
+    assert "requires_payment_method" in check
+    assert "'failed'" not in check
     assert {"payment_intents_checkout_id", "payment_intents_due_at"} <= indexes
