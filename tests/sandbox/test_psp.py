@@ -1,4 +1,4 @@
-"""The payment-provider sandbox, over real HTTP against a real process (CONTRACT.md §6)."""
+"""The payment-provider sandbox, over real HTTP against a real process."""
 
 from __future__ import annotations
 

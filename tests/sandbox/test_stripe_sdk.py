@@ -1,4 +1,4 @@
-"""The official Stripe SDK, sync and async, drives the sandbox as it drives Stripe test mode (§6).
+"""The official Stripe SDK, sync and async, drives the sandbox as it drives Stripe test mode.
 
 Most flows run twice through `Api`, once with the synchronous client and once with the
 asynchronous one on httpx. Webhook events are checked with `stripe.Webhook.construct_event`,
