@@ -90,7 +90,7 @@ class Scenario:
         body: dict[str, Any] = json.loads(obj.last_response.body)
         return body
 
-    async def create(self, payment_method: str) -> dict[str, Any]:
+    async def create(self, payment_method: str, key: str | None = None) -> dict[str, Any]:
         """Create and confirm an intent; its JSON, validated."""
         params = cast(
             stripe.params.PaymentIntentCreateParams,
@@ -101,10 +101,11 @@ class Scenario:
                 "payment_method_types": ["card"],
                 "confirm": True,
                 "capture_method": "manual",
-                "metadata": {"checkout_id": f"co_{uuid.uuid4().hex}"},
+                "metadata": {"checkout_id": "co_conformance"},
             },
         )
-        body = self.raw(await self.intents.create_async(params))
+        options: stripe.RequestOptions = {"idempotency_key": key} if key else {}
+        body = self.raw(await self.intents.create_async(params, options))
         self.checked.intent(body)
         return body
 
@@ -355,6 +356,20 @@ async def test_create_dispute_opens_a_dispute_after_the_capture(scenario: Scenar
     assert dispute["evidence_details"]["due_by"] > dispute["created"]
     assert dispute["charge"] == captured["latest_charge"]
     assert (await scenario.retrieve(created["id"]))["latest_charge"]["disputed"] is True
+
+
+async def test_flaky_answers_500_then_hangs_then_replays(scenario: Scenario) -> None:
+    key = f"conformance-{uuid.uuid4().hex}"
+    with pytest.raises(stripe.APIError) as failed:
+        await scenario.create("pm_sandbox_flaky", key)
+    body = failed.value.json_body
+    assert isinstance(body, dict)
+    scenario.checked.error(body)
+    assert (failed.value.http_status, body["error"]["type"]) == (500, "api_error")
+    hung = await scenario.create("pm_sandbox_flaky", key)  # the hang is short in the tests
+    replayed = await scenario.create("pm_sandbox_flaky", key)
+    assert replayed["id"] == hung["id"]
+    assert replayed["status"] == "requires_capture"
 
 
 async def test_an_unknown_payment_method_is_resource_missing(scenario: Scenario) -> None:
