@@ -10,41 +10,15 @@ have, fails there.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, get_args
+
+from sandbox.psp.models import EvidenceField
 
 # The API version whose objects these are (the pinned SDK's; a test keeps the two equal).
 API_VERSION = "2026-10-28.endive"
 DOC_URL = "https://docs.stripe.com/error-codes/"
-# What a dispute's evidence holds until the merchant answers: nothing.
-EVIDENCE_FIELDS = (
-    "access_activity_log",
-    "billing_address",
-    "cancellation_policy",
-    "cancellation_policy_disclosure",
-    "cancellation_rebuttal",
-    "customer_communication",
-    "customer_email_address",
-    "customer_name",
-    "customer_purchase_ip",
-    "customer_signature",
-    "duplicate_charge_documentation",
-    "duplicate_charge_explanation",
-    "duplicate_charge_id",
-    "product_description",
-    "receipt",
-    "refund_policy",
-    "refund_policy_disclosure",
-    "refund_refusal_explanation",
-    "service_date",
-    "service_documentation",
-    "shipping_address",
-    "shipping_carrier",
-    "shipping_date",
-    "shipping_documentation",
-    "shipping_tracking_number",
-    "uncategorized_file",
-    "uncategorized_text",
-)
+# Every field of a dispute's evidence (null until the merchant answers).
+EVIDENCE_FIELDS: tuple[str, ...] = get_args(EvidenceField)
 # Properties no sandbox object ever has a value for (customers, Connect, descriptors, reviews).
 _NULL_INTENT = (
     "application",
@@ -336,8 +310,11 @@ def dispute(
     reason: str,
     created: int,
     due_by: int,
+    evidence: dict[str, str],
+    submission_count: int,
+    metadata: dict[str, str],
 ) -> dict[str, Any]:
-    """A card dispute (chargeback) as it opens: the merchant must answer before `due_by`."""
+    """A card dispute (chargeback): the merchant answers with evidence before `due_by`."""
     return {
         "id": id,
         "object": "dispute",
@@ -347,17 +324,17 @@ def dispute(
         "created": created,
         "currency": currency,
         "enhanced_eligibility_types": [],
-        "evidence": {**dict.fromkeys(EVIDENCE_FIELDS), "enhanced_evidence": {}},
+        "evidence": {**dict.fromkeys(EVIDENCE_FIELDS), **evidence, "enhanced_evidence": {}},
         "evidence_details": {
             "due_by": due_by,
             "enhanced_eligibility": {},
-            "has_evidence": False,
+            "has_evidence": bool(evidence),
             "past_due": False,
-            "submission_count": 0,
+            "submission_count": submission_count,
         },
         "is_charge_refundable": False,
         "livemode": False,
-        "metadata": {},
+        "metadata": dict(metadata),
         "payment_intent": payment_intent,
         "payment_method_details": {
             "type": "card",

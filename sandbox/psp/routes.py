@@ -1,7 +1,8 @@
-"""HTTP endpoints of the sandbox: payment intents, refunds, test helpers, carrier bookings.
+"""HTTP endpoints of the sandbox: payment intents, refunds, disputes, test helpers, carrier
+bookings.
 
-Stripe's endpoints (`/v1/payment_intents*`, `/v1/refunds`) want the API key; the sandbox's own
-(the 3DS page a browser visits, the ledger, the event log, the carrier) do not.
+Stripe's endpoints (`/v1/payment_intents*`, `/v1/refunds`, `/v1/disputes*`) want the API key;
+the sandbox's own (the 3DS page a browser visits, the ledger, the event log, the carrier) do not.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, Response
 
 from kit.settings import Settings
-from sandbox.psp import carrier, form, payments
+from sandbox.psp import carrier, disputes, form, payments
 from sandbox.psp.auth import require_api_key
 from sandbox.psp.errors import invalid_request, parameter_error, resource_missing
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
@@ -26,6 +27,7 @@ from sandbox.psp.models import (
     CancelRequest,
     CaptureRequest,
     CreateIntentRequest,
+    DisputeUpdateRequest,
     EmptyRequest,
     Outcome,
     RefundRequest,
@@ -116,6 +118,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
     stripe = APIRouter(dependencies=[Depends(require_api_key(api_key))])
     _intent_routes(stripe, sandbox)
     _refund_routes(stripe, sandbox)
+    _dispute_routes(stripe, sandbox)
     router = APIRouter()
     router.include_router(stripe)
     _3ds_routes(router, sandbox)
@@ -202,6 +205,39 @@ def _refund_routes(router: APIRouter, sandbox: Sandbox) -> None:
             digest,
             lambda conn: payments.create_refund(conn, body, refund_fail_delay_s=fail_delay_s),
             flaky_scope=await _flaky_scope(store, "refund", body.payment_intent),
+        )
+
+
+def _dispute_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Disputes of captured intents: read one, answer it with evidence, or accept it."""
+    store = sandbox.store
+
+    @router.get("/v1/disputes/{dispute_id}")
+    async def get_dispute(dispute_id: str) -> Response:
+        """One dispute (once opened)."""
+        row = await store.read(lambda conn: disputes.require(conn, dispute_id))
+        return json_response(200, disputes.to_json(row))
+
+    @router.post("/v1/disputes/{dispute_id}")
+    async def update_dispute(dispute_id: str, request: Request) -> Response:
+        """Stage or submit evidence."""
+        body, digest = await parse_body(request, DisputeUpdateRequest)
+        return await sandbox.execute(
+            request,
+            f"POST /v1/disputes/{dispute_id}",
+            digest,
+            lambda conn: disputes.update(conn, dispute_id, body),
+        )
+
+    @router.post("/v1/disputes/{dispute_id}/close")
+    async def close_dispute(dispute_id: str, request: Request) -> Response:
+        """Accept the dispute (it is lost)."""
+        _, digest = await parse_body(request, EmptyRequest)
+        return await sandbox.execute(
+            request,
+            f"POST /v1/disputes/{dispute_id}/close",
+            digest,
+            lambda conn: disputes.close(conn, dispute_id),
         )
 
 

@@ -88,7 +88,10 @@ CREATE TABLE IF NOT EXISTS disputes (
     amount INTEGER NOT NULL,
     currency TEXT NOT NULL,
     reason TEXT NOT NULL,
-    status TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('needs_response', 'under_review', 'won', 'lost')),
+    evidence TEXT NOT NULL DEFAULT '{}',
+    submission_count INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT NOT NULL DEFAULT '{}',
     due_at REAL,
     created INTEGER NOT NULL
 );

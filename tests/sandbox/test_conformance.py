@@ -53,6 +53,8 @@ EVENT_TYPES = {
     "charge.refund.updated",
     "refund.failed",
     "charge.dispute.created",
+    "charge.dispute.updated",
+    "charge.dispute.closed",
 }
 DELAY_S = 0.3
 
@@ -81,6 +83,7 @@ class Scenario:
     ) -> None:
         self.intents = client.v1.payment_intents
         self.refunds = client.v1.refunds
+        self.disputes = client.v1.disputes
         self.receiver = receiver
         self.checked = checked
 
@@ -145,6 +148,19 @@ class Scenario:
         body = self.raw(await self.refunds.create_async(params))
         self.checked.check("refund", body)
         return body
+
+    async def dispute(self, obj: stripe.Dispute) -> dict[str, Any]:
+        """A dispute the SDK read or changed; its JSON, validated."""
+        body = self.raw(obj)
+        self.checked.check("dispute", body)
+        return body
+
+    async def disputed(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A captured pm_card_createDispute intent and the dispute its capture brought."""
+        created = await self.create("pm_card_createDispute")
+        captured = await self.capture(created["id"])
+        event = await self.event(created["id"], "charge.dispute.created")
+        return captured, event["data"]["object"]
 
     async def event(self, intent_id: str, event_type: str) -> dict[str, Any]:
         """The delivered event of that type about the intent: signature checked, validated."""
@@ -356,6 +372,40 @@ async def test_create_dispute_opens_a_dispute_after_the_capture(scenario: Scenar
     assert dispute["evidence_details"]["due_by"] > dispute["created"]
     assert dispute["charge"] == captured["latest_charge"]
     assert (await scenario.retrieve(created["id"]))["latest_charge"]["disputed"] is True
+    read = await scenario.dispute(await scenario.disputes.retrieve_async(dispute["id"]))
+    assert read == dispute
+
+
+async def test_a_dispute_answered_with_stripes_winning_evidence_is_won(scenario: Scenario) -> None:
+    captured, dispute = await scenario.disputed()
+    staged = await scenario.dispute(
+        await scenario.disputes.update_async(
+            dispute["id"],
+            {"evidence": {"uncategorized_text": "winning_evidence"}, "submit": False},
+        )
+    )
+    assert (staged["status"], staged["evidence_details"]["has_evidence"]) == (
+        "needs_response",
+        True,
+    )
+    await scenario.event(captured["id"], "charge.dispute.updated")
+    won = await scenario.dispute(await scenario.disputes.update_async(dispute["id"], {}))
+    assert (won["status"], won["evidence_details"]["submission_count"]) == ("won", 1)
+    closed = await scenario.event(captured["id"], "charge.dispute.closed")
+    assert closed["data"]["object"]["status"] == "won"
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        await scenario.disputes.close_async(dispute["id"])
+    body = refused.value.json_body
+    assert isinstance(body, dict)
+    scenario.checked.error(body)
+
+
+async def test_an_accepted_dispute_is_lost(scenario: Scenario) -> None:
+    captured, dispute = await scenario.disputed()
+    lost = await scenario.dispute(await scenario.disputes.close_async(dispute["id"]))
+    assert lost["status"] == "lost"
+    closed = await scenario.event(captured["id"], "charge.dispute.closed")
+    assert closed["data"]["object"]["id"] == dispute["id"]
 
 
 async def test_flaky_answers_500_then_hangs_then_replays(scenario: Scenario) -> None:
