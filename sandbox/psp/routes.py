@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from kit.settings import Settings
 from sandbox.psp import carrier, disputes, form, payments
 from sandbox.psp.auth import require_api_key
-from sandbox.psp.errors import invalid_request, parameter_error, resource_missing
+from sandbox.psp.errors import invalid_value, parameter_error, resource_missing
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
 from sandbox.psp.models import (
     CancelRequest,
@@ -88,12 +88,11 @@ async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
         try:
             data = json.loads(raw)
         except ValueError:
-            raise invalid_request(
-                "parameter_invalid",
-                "The request body must be JSON (content-type: application/json).",
+            raise invalid_value(
+                "The request body must be JSON (content-type: application/json)."
             ) from None
     if not isinstance(data, dict):
-        raise invalid_request("parameter_invalid", "The request body must be a JSON object.")
+        raise invalid_value("The request body must be a JSON object.")
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:

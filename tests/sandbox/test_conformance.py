@@ -431,6 +431,49 @@ async def test_an_unknown_payment_method_is_resource_missing(scenario: Scenario)
     assert (body["error"]["code"], body["error"]["param"]) == ("resource_missing", "payment_method")
 
 
+async def test_refusals_of_bad_input_are_stripe_errors(scenario: Scenario, shared: Psp) -> None:
+    """Every error answer, whatever was wrong, is an error object Stripe defines."""
+    unknown = "pi_000000000000000000000000"
+    calls = [
+        scenario.intents.create_async(
+            cast(
+                stripe.params.PaymentIntentCreateParams,
+                {"amount": -5, "currency": "eur", "payment_method": "pm_card_visa"},
+            )
+        ),
+        scenario.intents.create_async(
+            cast(stripe.params.PaymentIntentCreateParams, {"amount": 100, "currency": "euro"})
+        ),
+        scenario.intents.create_async(
+            cast(
+                stripe.params.PaymentIntentCreateParams,
+                {"amount": 100, "currency": "eur", "payment_method": "pm_card_visa", "x": 1},
+            )
+        ),
+        scenario.intents.retrieve_async(unknown),
+        scenario.intents.capture_async(unknown),
+        scenario.refunds.create_async({"payment_intent": unknown}),
+        scenario.disputes.retrieve_async("dp_000000000000000000000000"),
+    ]
+    for call in calls:
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            await call
+        body = refused.value.json_body
+        assert isinstance(body, dict)
+        scenario.checked.error(body)
+    visa = await scenario.create("pm_card_visa")
+    await scenario.capture(visa["id"])
+    for again in (scenario.capture(visa["id"]), scenario.cancel(visa["id"])):
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            await again
+        assert isinstance(refused.value.json_body, dict)
+        scenario.checked.error(refused.value.json_body)
+    async with httpx.AsyncClient(base_url=shared.url, trust_env=False) as http:
+        no_key = await http.get(f"/v1/payment_intents/{visa['id']}")
+    assert no_key.status_code == 401
+    scenario.checked.error(no_key.json())
+
+
 def test_every_kind_and_event_was_validated(conformance: Conformance) -> None:
     """The must-show: what the suite validated, against which version (run the whole module)."""
     if not conformance.kinds:
