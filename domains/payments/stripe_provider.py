@@ -84,7 +84,8 @@ def _rejection(exc: stripe.StripeError, *, card_error: bool) -> ProviderRejected
     error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     intent = error.get("payment_intent")
     return ProviderRejected(
-        str(error.get("code") or exc.code or "unknown"),
+        # Stripe gives a generic invalid value no code: its type says what kind of refusal.
+        str(error.get("code") or exc.code or error.get("type") or "unknown"),
         str(error.get("message") or exc.user_message or ""),
         status=exc.http_status or 400,
         decline_code=error.get("decline_code"),
