@@ -28,6 +28,7 @@ from tests.sandbox.conftest import (
     stripe_header,
 )
 from tests.sandbox.stripe_spec import Conformance, api_version, document
+from tools import stripe_schema
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=:DeprecationWarning")
 
@@ -207,6 +208,11 @@ def test_the_schemas_are_of_the_pinned_sdks_api_version() -> None:
         "event",
         "error",
     }
+
+
+def test_the_vendored_schemas_are_what_the_generator_makes_of_the_installed_sdk() -> None:
+    """Upgrading `stripe` without regenerating (python -m tools.stripe_schema) fails here."""
+    assert stripe_schema.generate() == document()
 
 
 def test_the_schemas_refuse_what_stripe_would_never_send() -> None:
