@@ -46,6 +46,9 @@ class SandboxSettings(BaseSettings):
     webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/stripe"
     db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
     async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
+    # pm_card_refundFail: a refund's pending -> failed; pm_card_createDispute: capture -> dispute.
+    refund_fail_delay_s: float = Field(default=2.0, ge=0)
+    dispute_delay_s: float = Field(default=3.0, ge=0)
     flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
     webhook_max_attempts: int = Field(default=12, ge=1)
     # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
