@@ -32,6 +32,7 @@ def api_process(settings: Settings, log_dir: Path) -> ManagedProcess:
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": settings.temporal.address,
+        "TEMPORAL_UI_URL": settings.temporal.ui_url,
         "NATS_URL": settings.nats.url,
         "PSP_URL": settings.psp.url,
         "DATABASE_URL": settings.database.url,

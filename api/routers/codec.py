@@ -99,8 +99,8 @@ CodecCaller = Annotated[Principal | None, Depends(codec_caller)]
 
 
 @lru_cache(maxsize=4)
-def _codec(keys: str) -> EncryptionCodec:
-    return EncryptionCodec(payload_keyring(keys))
+def _codec(keyring: tuple[tuple[str, bytes], ...]) -> EncryptionCodec:
+    return EncryptionCodec(keyring)
 
 
 async def _payloads(request: Request) -> list[Payload]:
@@ -123,7 +123,7 @@ def _answer(payloads: list[Payload]) -> JSONResponse:
 async def decode(request: Request, wired: PlatformDep, _: CodecCaller) -> JSONResponse:
     """Encrypted payloads decrypted; others as they are (422 `payload_key_unknown`,
     `payload_undecodable` for a key id not configured or a payload that does not decrypt)."""
-    codec = _codec(wired.settings.temporal.payload_keys.get_secret_value())
+    codec = _codec(wired.settings.temporal.keyring())
     return _answer(await codec.decode(await _payloads(request)))
 
 
@@ -132,7 +132,7 @@ async def decode(request: Request, wired: PlatformDep, _: CodecCaller) -> JSONRe
 )
 async def encode(request: Request, wired: PlatformDep, _: CodecCaller) -> JSONResponse:
     """Payloads encrypted under the current key, as a worker would store them."""
-    codec = _codec(wired.settings.temporal.payload_keys.get_secret_value())
+    codec = _codec(wired.settings.temporal.keyring())
     return _answer(await codec.encode(await _payloads(request)))
 
 
