@@ -4,7 +4,8 @@ Every client and worker converts payloads through `data_converter(settings.tempo
 JSON as before, then this codec. A payload Temporal stores is the whole serialized original
 payload (its metadata and data), encrypted under the first key of `TEMPORAL_PAYLOAD_KEYS`, with a
 random 96-bit nonce in front of the ciphertext and the key's id in the stored payload's metadata
-(`encryption-key-id`), so any key of the ring decrypts what it once encrypted. Decoding passes
+(`encryption-key-id`), so any key of the ring decrypts what it once encrypted. Failure messages
+and stack traces are encrypted the same way (the SDK's encoded failure attributes). Decoding passes
 through payloads that are not encrypted (runs started before encryption was turned on), and
 refuses an unknown key id or a ciphertext that does not authenticate, naming the key id only.
 
@@ -23,7 +24,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import DecodeError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, PayloadCodec
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+)
 
 from kit.errors import DomainError
 from kit.settings import TemporalSettings
@@ -104,7 +109,13 @@ class EncryptionCodec(PayloadCodec):
 
 
 def data_converter(temporal: TemporalSettings) -> DataConverter:
-    """The platform's payload conversion: pydantic JSON, encrypted by `TEMPORAL_PAYLOAD_KEYS`."""
+    """The platform's payload conversion: pydantic JSON, encrypted by `TEMPORAL_PAYLOAD_KEYS`.
+
+    Failures too: an error's message and stack trace (which may quote a value, such as a database
+    error's key) travel as an encrypted payload; Temporal keeps only "Encoded failure" in plain.
+    """
     return dataclasses.replace(
-        pydantic_data_converter, payload_codec=EncryptionCodec.from_settings(temporal)
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec.from_settings(temporal),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

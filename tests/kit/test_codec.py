@@ -8,6 +8,8 @@ from decimal import Decimal
 
 import pytest
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
+from temporalio.exceptions import ApplicationError
 
 from kit.codec import (
     ENCODING,
@@ -183,3 +185,18 @@ def test_development_uses_the_documented_key(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("TEMPORAL_PAYLOAD_KEYS", raising=False)
     monkeypatch.setenv("ENV", "dev")
     assert Settings().temporal.keyring() == payload_keyring(DEV_TEMPORAL_PAYLOAD_KEYS)
+
+
+async def test_failure_messages_and_stack_traces_are_encrypted_too() -> None:
+    converter = data_converter(TemporalSettings(payload_keys=keys_text(("k1", key()))))
+    try:
+        raise ApplicationError(f"duplicate key: {SECRET}", type="conflict")
+    except ApplicationError as raised:
+        failure = Failure()
+        await converter.encode_failure(raised, failure)
+    assert b"Lovelace" not in failure.SerializeToString()
+    assert failure.message == "Encoded failure"
+    decoded = await converter.decode_failure(failure)
+    assert isinstance(decoded, ApplicationError)
+    assert SECRET in str(decoded)
+    assert decoded.type == "conflict"
