@@ -108,7 +108,7 @@ async def _payloads(request: Request) -> list[Payload]:
     message = Payloads()
     try:
         json_format.Parse(await request.body(), message)
-    except (json_format.ParseError, UnicodeDecodeError) as exc:
+    except (json_format.ParseError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(422, "validation_error", f"not a Payloads message: {exc}") from None
     return list(message.payloads)
 

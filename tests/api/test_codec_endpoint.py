@@ -19,9 +19,10 @@ from temporalio.api.common.v1 import Payload
 
 from api.app import create_app
 from api.auth import issue_token
+from api.routers.codec import open_without_token
 from devstack.services.temporal import DevServerConfig
 from kit.codec import CODEC_ENDPOINT_PATH, EncryptionCodec
-from kit.settings import Settings
+from kit.settings import DEV_TEMPORAL_PAYLOAD_KEYS, Settings
 from tests.api.conftest import Caller
 from tests.api.test_routes import assert_problem, checkout_body, new_variant
 from tests.platform import Platform
@@ -102,9 +103,10 @@ async def test_customers_and_strangers_are_refused(
 async def test_bad_payloads_are_problems(keyed: tuple[httpx.AsyncClient, Settings]) -> None:
     http, settings = keyed
     operator = token(settings, "operator")
-    for junk in ({"payloads": [{"data": 5}]}, {"payloads": [{"size": 1}]}, {"nope": []}, [1]):
+    junk: list[Any] = [{"payloads": [{"data": 5}]}, {"payloads": [{"size": 1}]}, {"nope": []}, [1]]
+    for body in junk:
         assert_problem(
-            await http.post(DECODE, json=junk, headers=operator), 422, "validation_error"
+            await http.post(DECODE, json=body, headers=operator), 422, "validation_error"
         )
     [elsewhere] = await EncryptionCodec([("other", os.urandom(32))]).encode([plain("x")])
     assert_problem(
@@ -233,3 +235,14 @@ def test_just_up_points_the_web_ui_at_its_api_codec() -> None:
     assert endpoint == f"http://127.0.0.1:8001{CODEC_ENDPOINT_PATH}"
     elsewhere = replace(config, ui_codec_endpoint="https://codec.internal/x")
     assert elsewhere.with_codec_of("http://127.0.0.1:8001") == elsewhere
+
+
+def test_only_the_development_key_alone_opens_the_endpoint_without_a_token() -> None:
+    other = f"k1:{base64.b64encode(os.urandom(32)).decode()}"
+    assert open_without_token(Settings(temporal={"payload_keys": DEV_TEMPORAL_PAYLOAD_KEYS}))
+    for keys in (
+        other,
+        f"{other},{DEV_TEMPORAL_PAYLOAD_KEYS}",
+        f"{DEV_TEMPORAL_PAYLOAD_KEYS},{other}",
+    ):
+        assert not open_without_token(Settings(temporal={"payload_keys": keys}))
