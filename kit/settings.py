@@ -193,7 +193,7 @@ class TemporalSettings(Group):
     tls_ca: Path | None = None
     api_key: SecretStr | None = None
     # AES-256 keys of the payload codec (kit/codec.py): `id:base64key[,id:base64key...]`, the
-    # first encrypts, all decrypt (a rotation adds the new key first and keeps the old ones).
+    # first encrypts, all decrypt (rotation: docs/operations.md, "Payload encryption").
     # None: not set with ENV=production, refused by the first Temporal client the process makes
     # (processes that never talk to Temporal, such as the relays, need no key).
     payload_keys: SecretStr | None = SecretStr(DEV_TEMPORAL_PAYLOAD_KEYS)
