@@ -58,6 +58,11 @@ SECRET_USERS = {
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": {"checkout-api"},
     "CARRIER_WEBHOOK_SECRET": {"checkout-api"},
     "STRIPE_API_KEY": {"worker-payments"},
+    # Every process with a Temporal client; the relays and the migrations have none.
+    "TEMPORAL_PAYLOAD_KEYS": {
+        "checkout-api",
+        *(f"worker-{queue.value}" for queue in TaskQueue),
+    },
 }
 # PostgreSQL budget the production overlay must fit: max_connections, less what is kept for
 # superusers, replication, monitoring and an operator's psql (docs/deployment.md).
@@ -191,6 +196,9 @@ def process_environment(objects: list[dict[str, Any]], container: dict[str, Any]
             environment[name] = f"postgresql://{domain}@postgres.invalid:5432/{domain}"
         elif name == "NATS_URL":
             environment[name] = "nats://nats.invalid:4222"
+        elif name == "TEMPORAL_PAYLOAD_KEYS":
+            # A well-formed stand-in: one id and 32 bytes.
+            environment[name] = "from-secret:c3RhbmQtaW4tZm9yLXRoZS1zZWNyZXQta2V5LTAxMjM="
         else:
             environment[name] = f"from-secret-{ref['name']}-{ref['key']}"
     return environment

@@ -87,6 +87,12 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("STRIPE_RETURN_URL", "https://shop/back", ("stripe", "return_url"), "https://shop/back"),
     ("WORKER_REPLICAS", "3", ("worker", "replicas"), 3),
     ("TEMPORAL_API_KEY", "tmprl-key", ("temporal", "api_key"), "tmprl-key"),
+    (
+        "TEMPORAL_PAYLOAD_KEYS",
+        "k1:a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+        ("temporal", "payload_keys"),
+        "k1:a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
+    ),
     ("CARRIER_URL", "http://carrier:9100", ("carrier", "url"), "http://carrier:9100"),
     ("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fy", ("carrier", "webhook_secret"), "whsec_Y2Fy"),
     ("WORKER_MAX_CONCURRENT_ACTIVITIES", "7", ("worker", "max_concurrent_activities"), 7),
