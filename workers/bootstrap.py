@@ -45,6 +45,7 @@ from workers.consumers import CONSUMERS, consumers_for
 from workers.context import LogContextInterceptor
 from workers.periodic import run_every, run_when_woken
 from workers.sweeper import sweep_expired_reservations
+from workers.versioning import deployment_config, promote
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
@@ -152,12 +153,17 @@ async def build_worker(
     """The worker of one domain's task queue, holding only that domain's database."""
     extras = extras or Extras()
     workflows: list[type] = (
-        [CheckoutWorkflow, ReconcilePaymentWorkflow] if domain == TaskQueue.CHECKOUT else []
+        [CheckoutWorkflow, ReconcilePaymentWorkflow, *extras.workflows]
+        if domain == TaskQueue.CHECKOUT
+        else []
     )
     return Worker(
         client,
         task_queue=domain,
-        workflows=[*workflows, *(extras.workflows if domain == TaskQueue.CHECKOUT else ())],
+        workflows=workflows,
+        # Workflow workers only: activity workers never replay, and their payloads stay
+        # compatible across releases (docs/deployment.md, "Worker versioning").
+        deployment_config=deployment_config(settings, domain) if workflows else None,
         activities=[*_activities(domain, db, settings, stack), *extras.activities(domain)],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
@@ -318,6 +324,9 @@ async def run_workers(
             runtime = client.service_client.config.runtime or Runtime.default()
             background += await start_relays(domains, settings, stop, stack, runtime.metric_meter)
         runs = [asyncio.create_task(worker.run()) for worker in workers]
+        # A release's workflow workers make their version current once they poll.
+        versions = [c.version for w in workers if (c := w.config().get("deployment_config"))]
+        promotions = [asyncio.create_task(promote(client, v, stop)) for v in versions]
         log.info("workers.started", domains=list(domains), task_queues=list(domains))
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
@@ -327,5 +336,5 @@ async def run_workers(
         log.info("workers.draining", grace_s=settings.worker.shutdown_grace_s)
         await asyncio.gather(*(worker.shutdown() for worker in workers))
         stop.set()
-        await asyncio.gather(*background, return_exceptions=True)
+        await asyncio.gather(*background, *promotions, return_exceptions=True)
         log.info("workers.stopped", domains=list(domains))

@@ -1,0 +1,158 @@
+"""Worker Versioning of the workflow workers (docs/deployment.md, "Worker versioning").
+
+A process that runs workflows polls as one version of a Temporal Worker Deployment: the
+deployment `<WORKER_DEPLOYMENT_NAME>-<queue>` (one per worker kind), the build id of the release
+(`WORKER_BUILD_ID`). The server hands every workflow task to the deployment's current version
+only, so a checkout that ran on a new release never goes back to a pod of the previous one while
+both poll during a rolling update.
+
+A release's workers promote their own version: once they poll, a version that was never active
+before becomes the current one. A version that was current once and was replaced never promotes
+itself again (a restarted pod of the previous release must not take the queue back); going back
+is an operator's decision (`temporal worker deployment set-current-version`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib import metadata
+
+from temporalio.api.workflowservice.v1 import (
+    DescribeWorkerDeploymentRequest,
+    DescribeWorkerDeploymentResponse,
+    SetWorkerDeploymentCurrentVersionRequest,
+)
+from temporalio.client import Client
+from temporalio.common import WorkerDeploymentVersion
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import WorkerDeploymentConfig
+
+from kit.logging import get_logger
+from kit.settings import Settings
+
+log = get_logger(__name__)
+
+# How often a starting worker asks again whether its version can be promoted (the server learns
+# of a version from its first poll).
+PROMOTE_RETRY_S = 1.0
+# Answers meaning "not yet": the deployment or version is not registered, no poller is seen yet,
+# another process changed the routing between our read and our write.
+_NOT_YET = {RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.ABORTED}
+# Any other failure (Temporal unreachable, a permission missing) is logged and tried again, less
+# and less often, up to this interval.
+PROMOTE_MAX_RETRY_S = 30.0
+
+
+def default_build_id() -> str:
+    """The build id without WORKER_BUILD_ID: the installed package's version, else `dev`."""
+    try:
+        return metadata.version("checkout-platform")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
+def deployment_version(settings: Settings, queue: str) -> WorkerDeploymentVersion:
+    """The version the workflow workers of `queue` poll as."""
+    build_id = settings.worker.build_id or default_build_id()
+    return WorkerDeploymentVersion(f"{settings.worker.deployment_name}-{queue}", build_id)
+
+
+def deployment_config(settings: Settings, queue: str) -> WorkerDeploymentConfig | None:
+    """The versioning of a workflow worker of `queue` (None: WORKER_VERSIONING is off).
+
+    No default behaviour: every workflow declares in its `@workflow.defn` how it moves between
+    releases, and the worker refuses to start with one that does not.
+    """
+    if not settings.worker.versioning:
+        return None
+    return WorkerDeploymentConfig(
+        version=deployment_version(settings, queue), use_worker_versioning=True
+    )
+
+
+async def _describe(client: Client, name: str) -> DescribeWorkerDeploymentResponse | None:
+    try:
+        return await client.workflow_service.describe_worker_deployment(
+            DescribeWorkerDeploymentRequest(namespace=client.namespace, deployment_name=name)
+        )
+    except RPCError as exc:
+        if exc.status in _NOT_YET:
+            return None
+        raise
+
+
+async def _try_promote(client: Client, version: WorkerDeploymentVersion) -> bool | None:
+    """True: `version` is current; False: it must not promote itself; None: not yet."""
+    described = await _describe(client, version.deployment_name)
+    if described is None:
+        return None
+    info = described.worker_deployment_info
+    if info.routing_config.current_deployment_version.build_id == version.build_id:
+        return True
+    summaries = [
+        s for s in info.version_summaries if s.deployment_version.build_id == version.build_id
+    ]
+    if not summaries:
+        return None  # our first poll has not registered the version yet
+    if summaries[0].HasField("first_activation_time"):
+        current = info.routing_config.current_deployment_version.build_id
+        log.warning(
+            "versioning.not_promoted",
+            deployment=version.deployment_name,
+            build_id=version.build_id,
+            current_build_id=current,
+            reason="this version was active before and was replaced",
+        )
+        return False
+    try:
+        await client.workflow_service.set_worker_deployment_current_version(
+            SetWorkerDeploymentCurrentVersionRequest(
+                namespace=client.namespace,
+                deployment_name=version.deployment_name,
+                build_id=version.build_id,
+                conflict_token=described.conflict_token,
+                identity=client.identity,
+            )
+        )
+    except RPCError as exc:
+        if exc.status in _NOT_YET:
+            return None
+        raise
+    log.info(
+        "versioning.promoted",
+        deployment=version.deployment_name,
+        build_id=version.build_id,
+        previous_build_id=info.routing_config.current_deployment_version.build_id or None,
+    )
+    return True
+
+
+async def promote(
+    client: Client,
+    version: WorkerDeploymentVersion,
+    stop: asyncio.Event,
+    retry_s: float = PROMOTE_RETRY_S,
+) -> bool:
+    """Make `version` the current version of its deployment once its workers poll, unless it
+    was active before. True once it is current; False if it must not be promoted or `stop` came
+    first."""
+    delay = retry_s
+    while not stop.is_set():
+        try:
+            outcome = await _try_promote(client, version)
+        except RPCError as exc:
+            log.warning(
+                "versioning.promote_failed",
+                deployment=version.deployment_name,
+                build_id=version.build_id,
+                status=exc.status.name,
+                error=exc.message,
+            )
+            outcome, delay = None, min(delay * 2, PROMOTE_MAX_RETRY_S)
+        if outcome is not None:
+            return outcome
+        try:
+            await asyncio.wait_for(stop.wait(), delay)
+        except TimeoutError:
+            pass
+    return False
