@@ -23,7 +23,7 @@ from temporalio.api.workflowservice.v1 import (
     SetWorkerDeploymentCurrentVersionRequest,
 )
 from temporalio.client import Client
-from temporalio.common import WorkerDeploymentVersion
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
@@ -60,13 +60,18 @@ def deployment_version(settings: Settings, queue: str) -> WorkerDeploymentVersio
 def deployment_config(settings: Settings, queue: str) -> WorkerDeploymentConfig | None:
     """The versioning of a workflow worker of `queue` (None: WORKER_VERSIONING is off).
 
-    No default behaviour: every workflow declares in its `@workflow.defn` how it moves between
-    releases, and the worker refuses to start with one that does not.
+    Every workflow of the platform moves to the new release when it becomes current
+    (`AUTO_UPGRADE`), under the patching policy; none is pinned to the release that started it.
+    The behaviour is the worker's default rather than each `@workflow.defn`'s: a workflow that
+    declares one cannot run on an unversioned worker (`just up`, the tests), whose task
+    completions Temporal then refuses.
     """
     if not settings.worker.versioning:
         return None
     return WorkerDeploymentConfig(
-        version=deployment_version(settings, queue), use_worker_versioning=True
+        version=deployment_version(settings, queue),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
     )
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments.contract import SETTLE_ENDED, SettleInput, VoidResult
     from workflows.checkout.contract import TaskQueue
 
 
-@workflow.defn(name="ReconcilePaymentWorkflow", versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name="ReconcilePaymentWorkflow")
 class ReconcilePaymentWorkflow:
     """Id `reconcile-<intent_id>`, on task queue `checkout`."""
 

@@ -26,7 +26,6 @@ from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -117,7 +116,7 @@ def _refused(code: FailureCode, message: str) -> ApplicationError:
     return ApplicationError(message, type=code.value, non_retryable=True)
 
 
-@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.AUTO_UPGRADE)
+@workflow.defn(name=WORKFLOW_TYPE)
 class CheckoutWorkflow:
     """One checkout, id `checkout-<checkout_id>`, on task queue `checkout`."""
 
