@@ -35,6 +35,8 @@ from temporalio.worker import Worker, WorkerDeploymentConfig
 from activities.checkout.activities import CheckoutActivities
 from activities.errors import PermanentFailures
 from domains.checkout.statuses import FINAL
+from kit.logging import get_logger
+from kit.temporal import has_pollers
 from tests.platform import Platform
 from tests.workflows.next_version import PATCH, RELEASE, NextCheckoutWorkflow
 from tools.seed import new_input
@@ -44,6 +46,7 @@ from workflows.checkout.models import CheckoutStatusBody
 from workflows.checkout.workflow import CheckoutWorkflow
 
 pytestmark = pytest.mark.timeout(300)
+log = get_logger(__name__)
 QUEUE = "checkout-release-test"
 THREE_DS = "pm_card_threeDSecure2Required"
 Handle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
@@ -240,6 +243,8 @@ async def test_a_rolling_deploy_under_load_hands_no_checkout_back_to_the_previou
             starting = asyncio.create_task(load.start(platform, queue, mixed * (DURING // 2)))
             await _promote(platform, following.version)
             await starting
+            # What the API's readiness asks: the current version's pods poll the queue.
+            assert await has_pollers(platform.client, queue)
             after = await load.start(platform, queue, mixed * (AFTER // 2))
         # The next release's pods are lost (a crash, a drained node) while the previous
         # release's keep polling: the checkouts they ran wait for a next-release pod.
@@ -255,9 +260,17 @@ async def test_a_rolling_deploy_under_load_hands_no_checkout_back_to_the_previou
     assert all(body.status in FINAL for body in bodies), [b.status for b in bodies]
     assert [body.status for body in bodies] == ["completed"] * len(bodies)
     scan = await _scan(load.handles)
+    old, new = previous.version.build_id, following.version.build_id
+    log.info(
+        "rollout.measured",
+        checkouts=len(bodies),
+        ended=sum(body.status in FINAL for body in bodies),
+        non_deterministic=len(scan.non_deterministic),
+        task_failures=scan.task_failures,
+        moved=sum({old, new} <= set(built) for built in scan.build_ids.values()),
+    )
     assert scan.non_deterministic == []
     assert scan.task_failures == 0
-    old, new = previous.version.build_id, following.version.build_id
     for handle in load.handles:
         built = scan.build_ids[handle.id]
         # Never back: once a checkout ran on the next release, it stays there.
@@ -269,6 +282,8 @@ async def test_a_rolling_deploy_under_load_hands_no_checkout_back_to_the_previou
         assert set(scan.build_ids[handle.id]) == {new}, handle.id
         assert await _release_of(handle) == RELEASE
     assert await platform.invariants(*[body.checkout_id for body in bodies]) == []
+    # A pod of the previous release that starts again never takes the queue back.
+    assert not await promote(platform.client, previous.version, asyncio.Event())
 
 
 async def test_without_versioning_the_same_rollout_hands_new_checkouts_to_old_workers(
@@ -296,6 +311,12 @@ async def test_without_versioning_the_same_rollout_hands_new_checkouts_to_old_wo
         while len((scan := await _scan(on_next)).non_deterministic) < len(on_next):
             assert loop.time() < deadline, scan
             await asyncio.sleep(1)
+    log.info(
+        "rollout.unversioned_measured",
+        checkouts=len(load.handles),
+        started_on_next=len(on_next),
+        non_deterministic=len(set(scan.non_deterministic)),
+    )
     for handle in load.handles:  # those started on the next release never end on the previous
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
             await handle.terminate("test over")
