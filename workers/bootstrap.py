@@ -45,7 +45,7 @@ from workers.consumers import CONSUMERS, consumers_for
 from workers.context import LogContextInterceptor
 from workers.periodic import run_every, run_when_woken
 from workers.sweeper import sweep_expired_reservations
-from workers.versioning import deployment_config, promote
+from workers.versioning import deployment_config, serve_version
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
@@ -315,18 +315,20 @@ async def run_workers(
         workers = [
             await build_worker(d, client, settings, databases[d], stack, extras) for d in domains
         ]
+        runtime = client.service_client.config.runtime or Runtime.default()
         background: list[asyncio.Task[None]] = []
         if "inventory" in domains:
             # The sweeper shares the activities' pool: one sweep at a time, a connection each.
             sweeper = sweep_expired_reservations(databases["inventory"], client, settings, stop)
             background.append(asyncio.create_task(sweeper))
         if settings.relay.enabled:
-            runtime = client.service_client.config.runtime or Runtime.default()
             background += await start_relays(domains, settings, stop, stack, runtime.metric_meter)
         runs = [asyncio.create_task(worker.run()) for worker in workers]
         # A release's workflow workers make their version current once they poll.
         versions = [c.version for w in workers if (c := w.config().get("deployment_config"))]
-        promotions = [asyncio.create_task(promote(client, v, stop)) for v in versions]
+        for version in versions:
+            served = serve_version(client, version, stop, runtime.metric_meter)
+            background.append(asyncio.create_task(served))
         log.info("workers.started", domains=list(domains), task_queues=list(domains))
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)
@@ -336,5 +338,5 @@ async def run_workers(
         log.info("workers.draining", grace_s=settings.worker.shutdown_grace_s)
         await asyncio.gather(*(worker.shutdown() for worker in workers))
         stop.set()
-        await asyncio.gather(*background, *promotions, return_exceptions=True)
+        await asyncio.gather(*background, return_exceptions=True)
         log.info("workers.stopped", domains=list(domains))

@@ -10,6 +10,11 @@ A release's workers promote their own version: once they poll, a version that wa
 before becomes the current one. A version that was current once and was replaced never promotes
 itself again (a restarted pod of the previous release must not take the queue back); going back
 is an operator's decision (`temporal worker deployment set-current-version`).
+
+While it runs, a worker process keeps the gauge `worker_version_current` at 1 while its version
+is the current one, 0 otherwise: the readiness probe of a versioned worker requires it
+(deploy/probes/worker_probe.py `--current-version`), so a rollout whose pods cannot promote
+their version stops before the previous release's pods are gone.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from temporalio.api.workflowservice.v1 import (
     SetWorkerDeploymentCurrentVersionRequest,
 )
 from temporalio.client import Client
-from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.common import MetricMeter, VersioningBehavior, WorkerDeploymentVersion
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
@@ -41,6 +46,8 @@ _NOT_YET = {RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION, RPCStatu
 # Any other failure (Temporal unreachable, a permission missing) is logged and tried again, less
 # and less often, up to this interval.
 PROMOTE_MAX_RETRY_S = 30.0
+# How often a running worker looks whether its version is (still) the current one.
+WATCH_S = 15.0
 
 
 def default_build_id() -> str:
@@ -161,3 +168,40 @@ async def promote(
         except TimeoutError:
             pass
     return False
+
+
+async def _is_current(client: Client, version: WorkerDeploymentVersion) -> bool | None:
+    """Whether `version` is its deployment's current version (None: could not tell)."""
+    try:
+        described = await _describe(client, version.deployment_name)
+    except RPCError:
+        return None
+    if described is None:
+        return None
+    current = described.worker_deployment_info.routing_config.current_deployment_version
+    return current.build_id == version.build_id
+
+
+async def serve_version(
+    client: Client,
+    version: WorkerDeploymentVersion,
+    stop: asyncio.Event,
+    meter: MetricMeter,
+    watch_s: float | None = None,
+) -> None:
+    """Promote `version` (see `promote`), then keep `worker_version_current` up to date until
+    `stop`; an answer Temporal could not give leaves the gauge as it was."""
+    gauge = meter.create_gauge(
+        "worker_version_current", "1 while this process's Worker Deployment version is current"
+    ).with_additional_attributes(
+        {"deployment": version.deployment_name, "build_id": version.build_id}
+    )
+    gauge.set(0)
+    gauge.set(int(await promote(client, version, stop)))
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), watch_s or WATCH_S)
+        except TimeoutError:
+            current = await _is_current(client, version)
+            if current is not None:
+                gauge.set(int(current))

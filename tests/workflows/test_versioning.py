@@ -20,26 +20,33 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
+from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkerDeploymentVersion
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.checkout.activities import CheckoutActivities
 from activities.errors import PermanentFailures
+from devstack.services.process import free_port
 from domains.checkout.statuses import FINAL
 from kit.logging import get_logger
 from kit.temporal import has_pollers
+from tests.deploy.test_probes import probe as worker_probe
 from tests.platform import Platform
 from tests.workflows.next_version import PATCH, RELEASE, NextCheckoutWorkflow
 from tools.seed import new_input
+from workers import versioning
+from workers.bootstrap import run_workers
 from workers.versioning import deployment_config, promote
 from workflows.checkout.contract import workflow_id
 from workflows.checkout.models import CheckoutStatusBody
@@ -321,3 +328,89 @@ async def test_without_versioning_the_same_rollout_hands_new_checkouts_to_old_wo
         if (await handle.describe()).status == WorkflowExecutionStatus.RUNNING:
             await handle.terminate("test over")
     assert sorted(set(scan.non_deterministic)) == sorted(h.id for h in on_next)
+
+
+# --- a worker process's own promotion and readiness -----------------------------------------
+
+
+async def _namespace(platform: Platform) -> str:
+    """A namespace of this test's own: a versioned `checkout` queue would stop the unversioned
+    workers other tests run on it."""
+    name = f"versioning-{uuid.uuid4().hex[:8]}"
+    await platform.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86400)
+        )
+    )
+    return name
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], within_s: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not await condition():
+        assert loop.time() < deadline, "not within the time allowed"
+        await asyncio.sleep(0.5)
+
+
+def _ready(port: int) -> Callable[[], Awaitable[bool]]:
+    """The versioned checkout worker's readiness probe, as its manifest runs it."""
+
+    async def probe() -> bool:
+        argv = ["ready", f"--port={port}", "--task-queue=checkout", "--current-version"]
+        status: int = await asyncio.to_thread(worker_probe.main, argv)
+        return status == 0
+
+    return probe
+
+
+async def test_a_release_s_worker_process_promotes_itself_and_is_ready_only_while_current(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(versioning, "WATCH_S", 0.5)
+    namespace, deployment = await _namespace(platform), f"process-{uuid.uuid4().hex[:8]}"
+    ports = {"2026.1.0": free_port(), "2026.2.0": free_port()}
+    stops = {build_id: asyncio.Event() for build_id in ports}
+
+    def release(build_id: str) -> asyncio.Task[None]:
+        settings = platform.settings.updated(
+            temporal={"namespace": namespace},
+            relay={"enabled": False},
+            worker={
+                "versioning": True,
+                "deployment_name": deployment,
+                "build_id": build_id,
+                "metrics_port": ports[build_id],
+            },
+        )
+        return asyncio.create_task(run_workers(["checkout"], settings, stops[build_id]))
+
+    async def namespace_ready() -> bool:
+        try:
+            await platform.client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=namespace)
+            )
+        except RPCError:
+            return False
+        return True
+
+    await _until(namespace_ready)
+    processes = [release("2026.1.0")]
+    try:
+        await _until(_ready(ports["2026.1.0"]))
+        processes.append(release("2026.2.0"))
+        await _until(_ready(ports["2026.2.0"]))
+        # The previous release's process still polls, but is no longer ready: its version was
+        # replaced (a Deployment rollout would now retire it).
+        await _until(_not(_ready(ports["2026.1.0"])))
+    finally:
+        for stop in stops.values():
+            stop.set()
+        await asyncio.gather(*processes)
+
+
+def _not(condition: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[bool]]:
+    async def negated() -> bool:
+        return not await condition()
+
+    return negated
