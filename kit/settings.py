@@ -242,8 +242,8 @@ class WorkerSettings(Group):
     # unversioned workers (`just up`, tests); the production ConfigMap turns it on.
     versioning: bool = False
     deployment_name: str = Field(default="checkout-platform", pattern=r"^[A-Za-z0-9_-]{1,200}$")
-    # The release's build id (`WORKER_BUILD_ID`): the image tag in production, where it is
-    # required when versioning is on. Unset elsewhere: the package version (`dev` without one).
+    # The release's build id (`WORKER_BUILD_ID`): the image tag in production, where a versioned
+    # worker refuses to start without it. Unset elsewhere: the package version (`dev` without).
     build_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
 
 
@@ -440,10 +440,6 @@ class Settings(BaseSettings):
                 raise ConfigurationError("STRIPE_WEBHOOK_SECRET must be set when ENV=production")
             if self.carrier.webhook_secret.get_secret_value() == DEV_CARRIER_WEBHOOK_SECRET:
                 raise ConfigurationError("CARRIER_WEBHOOK_SECRET must be set when ENV=production")
-            if self.worker.versioning and not self.worker.build_id:
-                raise ConfigurationError(
-                    "WORKER_BUILD_ID must be set when ENV=production and WORKER_VERSIONING is on"
-                )
         return self
 
     def domain_database_url(self, domain: str) -> str:

@@ -33,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import WorkerDeploymentConfig
 
 from kit.logging import get_logger
-from kit.settings import Settings
+from kit.settings import ConfigurationError, Settings
 
 log = get_logger(__name__)
 
@@ -75,6 +75,9 @@ def deployment_config(settings: Settings, queue: str) -> WorkerDeploymentConfig 
     """
     if not settings.worker.versioning:
         return None
+    if settings.env == "production" and not settings.worker.build_id:
+        # Two releases under one default build id would be one version: no switch between them.
+        raise ConfigurationError("WORKER_BUILD_ID must be set for a versioned worker in production")
     return WorkerDeploymentConfig(
         version=deployment_version(settings, queue),
         use_worker_versioning=True,
