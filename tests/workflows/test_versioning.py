@@ -30,7 +30,7 @@ from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.common import WorkerDeploymentVersion
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Worker, WorkerDeploymentConfig
@@ -40,6 +40,7 @@ from activities.errors import PermanentFailures
 from devstack.services.process import free_port
 from domains.checkout.statuses import FINAL
 from kit.logging import get_logger
+from kit.settings import ConfigurationError, Settings
 from kit.temporal import has_pollers
 from tests.deploy.test_probes import probe as worker_probe
 from tests.platform import Platform
@@ -47,7 +48,7 @@ from tests.workflows.next_version import PATCH, RELEASE, NextCheckoutWorkflow
 from tools.seed import new_input
 from workers import versioning
 from workers.bootstrap import run_workers
-from workers.versioning import deployment_config, promote
+from workers.versioning import default_build_id, deployment_config, promote
 from workflows.checkout.contract import workflow_id
 from workflows.checkout.models import CheckoutStatusBody
 from workflows.checkout.workflow import CheckoutWorkflow
@@ -414,3 +415,23 @@ def _not(condition: Callable[[], Awaitable[bool]]) -> Callable[[], Awaitable[boo
         return not await condition()
 
     return negated
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_versioning_is_off_unless_asked_and_needs_a_build_id_in_production() -> None:
+    settings = Settings()
+    assert deployment_config(settings, "checkout") is None  # `just up` and the tests
+    versioned = settings.updated(worker={"versioning": True})
+    config = deployment_config(versioned, "checkout")
+    assert config is not None
+    # Without WORKER_BUILD_ID: the installed package's version.
+    assert config.version == WorkerDeploymentVersion(
+        "checkout-platform-checkout", default_build_id()
+    )
+    assert config.default_versioning_behavior == VersioningBehavior.AUTO_UPGRADE
+    with pytest.raises(ConfigurationError, match="WORKER_BUILD_ID"):
+        deployment_config(versioned.updated(env="production"), "checkout")
+    released = versioned.updated(env="production", worker={"build_id": "2026.2.0"})
+    assert deployment_config(released, "checkout") is not None
