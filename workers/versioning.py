@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from importlib import metadata
 
+from temporalio.api.enums.v1 import WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
     DescribeWorkerDeploymentResponse,
@@ -46,6 +47,10 @@ _NOT_YET = {RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION, RPCStatu
 # Any other failure (Temporal unreachable, a permission missing) is logged and tried again, less
 # and less often, up to this interval.
 PROMOTE_MAX_RETRY_S = 30.0
+_NEVER_ACTIVE = {
+    WorkerDeploymentVersionStatus.WORKER_DEPLOYMENT_VERSION_STATUS_UNSPECIFIED,
+    WorkerDeploymentVersionStatus.WORKER_DEPLOYMENT_VERSION_STATUS_INACTIVE,
+}
 # How often a running worker looks whether its version is (still) the current one.
 WATCH_S = 15.0
 
@@ -109,7 +114,8 @@ async def _try_promote(client: Client, version: WorkerDeploymentVersion) -> bool
     ]
     if not summaries:
         return None  # our first poll has not registered the version yet
-    if summaries[0].HasField("first_activation_time"):
+    # Never active: no activation recorded, and inactive (as opposed to draining or drained).
+    if summaries[0].HasField("first_activation_time") or summaries[0].status not in _NEVER_ACTIVE:
         current = info.routing_config.current_deployment_version.build_id
         log.warning(
             "versioning.not_promoted",
