@@ -10,10 +10,13 @@ changes" and "Worker versioning").
 3. The same rolling deploy without versioning: checkouts started by the next release reach
    previous-release workers and fail to replay. This is what 2 prevents, and it shows that the
    history scan used by 2 does find non-determinism errors.
+4. Two real worker processes (`run_workers`) of successive releases: each promotes its version
+   once it polls, and the readiness probe follows which one is current.
 
-Each scenario runs its releases on a queue of its own (the session's platform keeps serving
-`checkout` and every activity queue). The rolling releases keep no workflow in cache, so every
-workflow task goes through the task queue: the routing is tested, not the sticky cache.
+Each scenario runs its releases on a queue (or namespace) of its own: the session's platform
+keeps serving `checkout` and every activity queue, unversioned. The rolling releases keep few
+workflows in their cache and lose their pods on the way, so workflow tasks often leave their
+sticky worker and go through the task queue: the routing is tested, not the sticky cache.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from tests.deploy.test_probes import probe as worker_probe
 from tests.platform import Platform
 from tests.workflows.next_version import PATCH, RELEASE, NextCheckoutWorkflow
 from tools.seed import new_input
-from workers import versioning
+from workers import versioning as worker_versioning
 from workers.bootstrap import run_workers
 from workers.versioning import default_build_id, deployment_config, promote
 from workflows.checkout.contract import workflow_id
@@ -368,7 +371,7 @@ def _ready(port: int) -> Callable[[], Awaitable[bool]]:
 async def test_a_release_s_worker_process_promotes_itself_and_is_ready_only_while_current(
     platform: Platform, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(versioning, "WATCH_S", 0.5)
+    monkeypatch.setattr(worker_versioning, "WATCH_S", 0.5)
     namespace, deployment = await _namespace(platform), f"process-{uuid.uuid4().hex[:8]}"
     ports = {"2026.1.0": free_port(), "2026.2.0": free_port()}
     stops = {build_id: asyncio.Event() for build_id in ports}
