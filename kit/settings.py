@@ -346,6 +346,15 @@ class WorkerSettings(Group):
     # How often a worker process prunes the inboxes of its domains (`WORKER_PRUNE_INTERVAL_S`):
     # one indexed DELETE per inbox and interval when there is nothing to prune.
     prune_interval_s: float = Field(default=3600.0, gt=0)
+    # Worker Versioning (docs/deployment.md, "Worker versioning"): a process running workflows
+    # polls as version `<WORKER_DEPLOYMENT_NAME>-<queue>` / `WORKER_BUILD_ID` of a Temporal Worker
+    # Deployment and makes a version never active before the current one once it polls. Off:
+    # unversioned workers (`just up`, tests); the production ConfigMap turns it on.
+    versioning: bool = False
+    deployment_name: str = Field(default="checkout-platform", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    # The release's build id (`WORKER_BUILD_ID`): the image tag in production, where a versioned
+    # worker refuses to start without it. Unset elsewhere: the package version (`dev` without).
+    build_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
 
 
 class InventorySettings(Group):
