@@ -35,6 +35,8 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+# Secret and restricted keys, test or live: what may call Stripe's API.
+STRIPE_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
 # Intents are re-read with their charge, where Stripe keeps what was refunded.
 EXPAND_CHARGE: stripe.params.PaymentIntentRetrieveParams = {"expand": ["latest_charge"]}
 
@@ -122,6 +124,9 @@ class StripeProvider:
     def __init__(
         self, *, api_key: str, api_base: str, timeout_s: float, return_url: str | None = None
     ) -> None:
+        if not api_key.startswith(STRIPE_KEY_PREFIXES):
+            # A process given the "unused" marker (or a publishable key) must never call Stripe.
+            raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
         self._return_url = return_url
         self._http = stripe.HTTPXClient(timeout=timeout_s)
         self._client = stripe.StripeClient(

@@ -191,6 +191,8 @@ def process_environment(objects: list[dict[str, Any]], container: dict[str, Any]
             environment[name] = f"postgresql://{domain}@postgres.invalid:5432/{domain}"
         elif name == "NATS_URL":
             environment[name] = "nats://nats.invalid:4222"
+        elif name == "STRIPE_API_KEY":
+            environment[name] = "rk_live_from-secret-" + ref["name"]  # production takes live keys
         else:
             environment[name] = f"from-secret-{ref['name']}-{ref['key']}"
     return environment
