@@ -29,6 +29,7 @@ from activities.shared import CheckoutRef, MoneyValue, NextAction
 from domains.payments import service
 from domains.payments.declines import buyer_code, buyer_message
 from domains.payments.errors import PaymentDeclined, ProviderUnavailable, UnknownIntentStatus
+from domains.payments.minimums import check_minimum
 from domains.payments.models import Payment, TransactionType
 from domains.payments.provider import Intent, PaymentProvider, ProviderRejected
 from domains.payments.statuses import PaymentStatus
@@ -148,9 +149,14 @@ class PaymentsActivities:
     @activity.defn(name=AUTHORIZE.name)
     @counts_unknown_statuses
     async def authorize_payment(self, input: AuthorizeInput) -> PaymentResult:
-        """Authorize the total: authorized, requires_action, processing or failed."""
+        """Authorize the total: authorized, requires_action, processing or failed.
+
+        A total below the provider's minimum charge is refused first (AmountBelowMinimum, not
+        retried): no payment row, no key and no intent exist, so nothing needs undoing.
+        """
         key = service.idempotency_key(input.checkout_id, "authorize")
         amount = input.amount.money()
+        check_minimum(amount)
         async with self.db.begin() as session:
             await service.open_call(session, key, _authorize_request(input))
             await service.ensure_payment(

@@ -11,13 +11,13 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from kit.settings import (
-    UNUSED_SECRET,
     DEFAULT_DATABASE_URL,
     DEV_CARRIER_WEBHOOK_SECRET,
     DEV_JWT_SECRET,
     DEV_STRIPE_API_KEY,
     DEV_STRIPE_WEBHOOK_SECRET,
     DOMAINS,
+    UNUSED_SECRET,
     ConfigurationError,
     Group,
     Settings,
