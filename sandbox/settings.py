@@ -50,6 +50,12 @@ class SandboxSettings(BaseSettings):
     refund_fail_delay_s: float = Field(default=2.0, ge=0)
     dispute_delay_s: float = Field(default=3.0, ge=0)
     flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
+    # How long an idempotency key is kept (Stripe: 24 hours); a retry after that runs again.
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    # Restricted keys (`rk_test_...`) the sandbox accepts beside STRIPE_API_KEY, each with its
+    # permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
+    # a JSON object of key -> list. A call outside them answers Stripe's 403.
+    restricted_keys: dict[str, list[str]] = Field(default_factory=dict)
     webhook_max_attempts: int = Field(default=12, ge=1)
     # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
     # in_transit, out_for_delivery, delivered).
