@@ -10,11 +10,12 @@ logs per LOG_*; `python -m sandbox` reads those through `Settings`.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The OpenID provider's development clients (README, "Configuration"): public on purpose, and only
@@ -23,6 +24,10 @@ DEV_OIDC_CLIENTS: dict[str, dict[str, object]] = {
     "shopctl": {"secret": "dev-only-shopctl-secret-change-me", "scopes": ["operator"]},
     "shop-frontend": {"secret": "dev-only-shop-frontend-secret-change-me", "scopes": ["customer"]},
 }
+
+
+# A restricted key's permission: `payment_intent_write`, `charge_read`, ...
+PERMISSION = re.compile(r"^[a-z]+(?:_[a-z]+)*_(?:read|write)$")
 
 
 class OidcClient(BaseModel):
@@ -72,6 +77,18 @@ class SandboxSettings(BaseSettings):
     oidc_audience: str = "checkout-api"
     oidc_token_ttl_s: int = Field(default=3600, ge=1, le=86_400)
     oidc_signing_alg: Literal["RS256", "ES256"] = "RS256"
+
+    @field_validator("restricted_keys")
+    @classmethod
+    def _test_mode_restricted_keys(cls, keys: dict[str, list[str]]) -> dict[str, list[str]]:
+        """A sandbox is test mode: its restricted keys are `rk_test_` keys."""
+        wrong = [key[:8] for key in keys if not key.startswith("rk_test_")]
+        if wrong:
+            raise ValueError(f"SANDBOX_RESTRICTED_KEYS takes rk_test_ keys only, got {wrong}")
+        odd = sorted({p for granted in keys.values() for p in granted if not PERMISSION.match(p)})
+        if odd:
+            raise ValueError(f"permissions are <resource>_read or <resource>_write, got {odd}")
+        return keys
 
     def is_explicit(self, field: str) -> bool:
         """Whether `field` came from the environment rather than its default."""

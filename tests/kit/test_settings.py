@@ -472,3 +472,18 @@ def test_the_sandbox_settings_are_not_the_platforms(monkeypatch: pytest.MonkeyPa
     assert (sandbox.webhook_url, sandbox.carrier_step_s) == ("http://api:8000/hook", 0.5)
     assert sandbox.is_explicit("webhook_url")
     assert not sandbox.is_explicit("db_path")
+
+
+def test_the_sandbox_takes_test_mode_restricted_keys_with_known_permission_shapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SANDBOX_RESTRICTED_KEYS", '{"rk_test_a": ["payment_intent_write"]}')
+    assert SandboxSettings().restricted_keys == {"rk_test_a": ["payment_intent_write"]}
+    for wrong in ('{"rk_live_a": []}', '{"sk_test_a": []}', '{"rk_test_a": ["refunds"]}'):
+        monkeypatch.setenv("SANDBOX_RESTRICTED_KEYS", wrong)
+        with pytest.raises(ValueError, match=r"rk_test_ keys only|_read or"):
+            SandboxSettings()
+    monkeypatch.setenv("SANDBOX_IDEMPOTENCY_TTL_S", "0")
+    monkeypatch.delenv("SANDBOX_RESTRICTED_KEYS")
+    with pytest.raises(ValueError, match="idempotency_ttl_s"):
+        SandboxSettings()
