@@ -232,9 +232,11 @@ class PspSettings(Group):
 
 class StripeSettings(Group):
     """Stripe as the platform calls it: `STRIPE_API_BASE`, `STRIPE_API_KEY`,
-    `STRIPE_WEBHOOK_SECRET[_PREVIOUS]`, `STRIPE_TIMEOUT_S`, `STRIPE_WEBHOOK_RETENTION`.
+    `STRIPE_WEBHOOK_SECRET[_PREVIOUS]`, `STRIPE_RETURN_URL`, `STRIPE_TIMEOUT_S`,
+    `STRIPE_WEBHOOK_RETENTION`.
 
-    Going live changes the first three and nothing else (README, "Going live with Stripe").
+    Going live changes the first three and the return URL, nothing else (README, "Going live
+    with Stripe"); the key's mode is checked against ENV (`_check_stripe_live_mode`).
     """
 
     # Empty: the sandbox at PSP_URL, or Stripe itself when ENV=production (see Settings).
