@@ -10,11 +10,12 @@ logs per LOG_*; `python -m sandbox` reads those through `Settings`.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The OpenID provider's development clients (README, "Configuration"): public on purpose, and only
@@ -23,6 +24,10 @@ DEV_OIDC_CLIENTS: dict[str, dict[str, object]] = {
     "shopctl": {"secret": "dev-only-shopctl-secret-change-me", "scopes": ["operator"]},
     "shop-frontend": {"secret": "dev-only-shop-frontend-secret-change-me", "scopes": ["customer"]},
 }
+
+
+# A restricted key's permission: `payment_intent_write`, `charge_read`, ...
+PERMISSION = re.compile(r"^[a-z]+(?:_[a-z]+)*_(?:read|write)$")
 
 
 class OidcClient(BaseModel):
@@ -50,6 +55,12 @@ class SandboxSettings(BaseSettings):
     refund_fail_delay_s: float = Field(default=2.0, ge=0)
     dispute_delay_s: float = Field(default=3.0, ge=0)
     flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
+    # How long an idempotency key is kept (Stripe: 24 hours); a retry after that runs again.
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    # Restricted keys (`rk_test_...`) the sandbox accepts beside STRIPE_API_KEY, each with its
+    # permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
+    # a JSON object of key -> list. A call outside them answers Stripe's 403.
+    restricted_keys: dict[str, list[str]] = Field(default_factory=dict)
     webhook_max_attempts: int = Field(default=12, ge=1)
     # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
     # in_transit, out_for_delivery, delivered).
@@ -66,6 +77,18 @@ class SandboxSettings(BaseSettings):
     oidc_audience: str = "checkout-api"
     oidc_token_ttl_s: int = Field(default=3600, ge=1, le=86_400)
     oidc_signing_alg: Literal["RS256", "ES256"] = "RS256"
+
+    @field_validator("restricted_keys")
+    @classmethod
+    def _test_mode_restricted_keys(cls, keys: dict[str, list[str]]) -> dict[str, list[str]]:
+        """A sandbox is test mode: its restricted keys are `rk_test_` keys."""
+        wrong = [key[:8] for key in keys if not key.startswith("rk_test_")]
+        if wrong:
+            raise ValueError(f"SANDBOX_RESTRICTED_KEYS takes rk_test_ keys only, got {wrong}")
+        odd = sorted({p for granted in keys.values() for p in granted if not PERMISSION.match(p)})
+        if odd:
+            raise ValueError(f"permissions are <resource>_read or <resource>_write, got {odd}")
+        return keys
 
     def is_explicit(self, field: str) -> bool:
         """Whether `field` came from the environment rather than its default."""
