@@ -1,0 +1,106 @@
+"""What a fast-tier test drives: a shop starting checkouts, each run with its own world."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+
+from tests.workflows.fast.standins import Standins
+from tests.workflows.fast.world import World
+from tools.seed import new_input
+from workflows.checkout.client import CheckoutClient
+from workflows.checkout.contract import StepName
+from workflows.checkout.models import CheckoutInput, CheckoutStatusBody
+from workflows.checkout.workflow import CheckoutWorkflow
+
+# How long a test waits (real time) for a checkout to reach a state it polls for.
+WITHIN_S = 10.0
+POLL_S = 0.02
+
+
+@dataclass
+class Run:
+    """One checkout on the fast tier: its input, handle and world."""
+
+    input: CheckoutInput
+    handle: WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
+    world: World
+    checkouts: CheckoutClient
+
+    @property
+    def id(self) -> uuid.UUID:
+        """The checkout id."""
+        return self.input.checkout_id
+
+    async def status(self) -> CheckoutStatusBody:
+        """The `status` query."""
+        return await self.handle.query(CheckoutWorkflow.status)
+
+    async def compensations(self) -> list[str]:
+        """The compensations that ran, in order."""
+        return await self.checkouts.compensations(self.id)
+
+    async def wait_for(self, status: str | None = None, step: str | None = None) -> Any:
+        """Poll the status query until the checkout is at `status` and `step`."""
+        deadline = asyncio.get_running_loop().time() + WITHIN_S
+        while True:
+            body = await self.status()
+            if status in (None, body.status) and step in (None, body.step):
+                return body
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"still {body.status} at {body.step}, wanted {status} {step}")
+            await asyncio.sleep(POLL_S)
+
+    async def ended_or_parked(self) -> CheckoutStatusBody:
+        """The body once the checkout has ended or waits at needs_attention."""
+        result = asyncio.ensure_future(self.handle.result())
+        deadline = asyncio.get_running_loop().time() + WITHIN_S
+        try:
+            while not result.done():
+                body = await self.status()
+                if body.step == StepName.NEEDS_ATTENTION:
+                    return body
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(f"still {body.status} at {body.step}")
+                await asyncio.wait([result], timeout=POLL_S * 5)
+            return result.result()
+        finally:
+            if not result.done():
+                result.cancel()
+
+    def recorded(self) -> CheckoutStatusBody | None:
+        """The last status body the checkout recorded of itself (what the API serves)."""
+        bodies = [
+            r.body
+            for r in self.world.records
+            if isinstance(getattr(r, "body", None), CheckoutStatusBody)
+        ]
+        return bodies[-1] if bodies else None
+
+
+@dataclass
+class Shop:
+    """Starts checkouts on the fast tier, each with its own world."""
+
+    client: Client
+    standins: Standins
+
+    async def start(
+        self, *, coupon: bool = False, payment_timeout_s: int = 900, **world: Any
+    ) -> Run:
+        """A new world (its fields from `world`) and a started checkout acting on it."""
+        fresh = self.standins.world(**world)
+        checkout = new_input(
+            user_id=uuid.uuid4(),
+            cart_id=uuid.uuid4(),
+            coupon_code="fast10" if coupon else None,
+            payment_timeout=timedelta(seconds=payment_timeout_s),
+            checkout_id=fresh.checkout_id,
+        )
+        checkouts = CheckoutClient(self.client)
+        return Run(checkout, await checkouts.start(checkout), fresh, checkouts)
