@@ -104,3 +104,21 @@ class Shop:
         )
         checkouts = CheckoutClient(self.client)
         return Run(checkout, await checkouts.start(checkout), fresh, checkouts)
+
+
+# The compensations of a checkout in the order they are registered: each before its step runs.
+UNDO = (
+    "unlock_cart",
+    "release_coupon",
+    "release_inventory",
+    "cancel_order",
+    "void_payment",
+    "cancel_shipment",
+)
+
+
+def undone(registered: int, *, coupon: bool) -> list[str]:
+    """The compensations expected to run, newest first, when the first `registered` of UNDO
+    are registered (without a coupon, none is reserved and none released)."""
+    names = [name for name in UNDO[:registered] if coupon or name != "release_coupon"]
+    return names[::-1]

@@ -83,7 +83,8 @@ def _line(world: World) -> Line:
 
 
 def _unlock(world: World, arg: cart.CartRef) -> bool:
-    if world.cart != "locked":
+    # A converted cart becomes editable again too (the order it became is being undone).
+    if world.cart == "active":
         return False
     world.cart = "active"
     return True
@@ -109,14 +110,19 @@ def _reserve_coupon(world: World, arg: coupons.ReserveCouponInput) -> coupons.Co
 
 
 def _release_coupon(world: World, arg: ReleaseInput) -> bool:
-    if world.coupon != "held":
+    # A confirmed redemption is given back too (the order it paid for is being undone).
+    if world.coupon not in ("held", "confirmed"):
         return False
     world.coupon = "released"
     return True
 
 
 def _confirm_coupon(world: World, arg: Any) -> bool:
-    world.coupon = "confirmed" if world.coupon in ("held", "confirmed") else world.coupon
+    if world.coupon == "released":
+        raise ApplicationError(
+            "the redemption was released", type=FailureCode.COUPON_INVALID.value, non_retryable=True
+        )
+    world.coupon = "confirmed" if world.coupon == "held" else world.coupon
     return world.coupon == "confirmed"
 
 
@@ -160,7 +166,9 @@ def _create_order(world: World, arg: orders.CreateOrderInput) -> orders.OrderInf
 def _cancel_order(world: World, arg: orders.CancelOrderInput) -> bool:
     if world.order in (None, "cancelled", "refunded"):
         return False
-    world.order = "refunded" if arg.refunded else "cancelled"
+    # Only a paid order can become refunded; an unpaid one is cancelled whatever the caller says.
+    paid = world.order in ("paid", "fulfilling")
+    world.order = "refunded" if arg.refunded and paid else "cancelled"
     return True
 
 
