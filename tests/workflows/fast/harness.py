@@ -37,6 +37,10 @@ class Run:
         """The checkout id."""
         return self.input.checkout_id
 
+    def input_window(self) -> timedelta:
+        """The payment window of the checkout."""
+        return timedelta(seconds=self.input.payment_timeout_s)
+
     async def status(self) -> CheckoutStatusBody:
         """The `status` query."""
         return await self.handle.query(CheckoutWorkflow.status)
