@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,13 +15,14 @@ from tests.workflows.fast.standins import Standins
 from tests.workflows.fast.world import World
 from tools.seed import new_input
 from workflows.checkout.client import CheckoutClient
-from workflows.checkout.contract import StepName
+from workflows.checkout.contract import FINAL, StepName
 from workflows.checkout.models import CheckoutInput, CheckoutStatusBody
 from workflows.checkout.workflow import CheckoutWorkflow
 
 # How long a test waits (real time) for a checkout to reach a state it polls for.
 WITHIN_S = 10.0
 POLL_S = 0.02
+NEEDS_ATTENTION = StepName.NEEDS_ATTENTION.value
 
 
 @dataclass
@@ -49,33 +51,32 @@ class Run:
         """The compensations that ran, in order."""
         return await self.checkouts.compensations(self.id)
 
-    async def wait_for(self, status: str | None = None, step: str | None = None) -> Any:
-        """Poll the status query until the checkout is at `status` and `step`."""
+    async def wait_for(
+        self,
+        status: str | None = None,
+        step: str | None = None,
+        until: Callable[[CheckoutStatusBody], bool] | None = None,
+    ) -> CheckoutStatusBody:
+        """Poll the status query (real time: nothing is skipped) until the checkout is at
+        `status` and `step` (and `until` holds)."""
         deadline = asyncio.get_running_loop().time() + WITHIN_S
         while True:
             body = await self.status()
             if status in (None, body.status) and step in (None, body.step):
-                return body
+                if until is None or until(body):
+                    return body
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"still {body.status} at {body.step}, wanted {status} {step}")
             await asyncio.sleep(POLL_S)
 
     async def ended_or_parked(self) -> CheckoutStatusBody:
-        """The body once the checkout has ended or waits at needs_attention."""
-        result = asyncio.ensure_future(self.handle.result())
-        deadline = asyncio.get_running_loop().time() + WITHIN_S
-        try:
-            while not result.done():
-                body = await self.status()
-                if body.step == StepName.NEEDS_ATTENTION:
-                    return body
-                if asyncio.get_running_loop().time() > deadline:
-                    raise AssertionError(f"still {body.status} at {body.step}")
-                await asyncio.wait([result], timeout=POLL_S * 5)
-            return result.result()
-        finally:
-            if not result.done():
-                result.cancel()
+        """The body once the checkout has ended or waits at needs_attention.
+
+        Polled, not awaited: awaiting the result lets the test server skip time, and a
+        checkout waiting for an operator has no timer to skip to (the server would skip
+        until the run times out)."""
+        body = await self.wait_for(until=lambda b: b.status in FINAL or b.step == NEEDS_ATTENTION)
+        return await self.handle.result() if body.status in FINAL else body
 
     def recorded(self) -> CheckoutStatusBody | None:
         """The last status body the checkout recorded of itself (what the API serves)."""
