@@ -69,5 +69,5 @@ async def standins(skipping: WorkflowEnvironment) -> AsyncIterator[Standins]:
 @pytest.fixture
 async def shop(skipping: WorkflowEnvironment, standins: Standins) -> AsyncIterator[Shop]:
     """A shop on the session's workers; no stand-in may be called under an unknown name."""
-    yield Shop(skipping.client, standins)
+    yield Shop(skipping, standins)
     assert standins.unknown == [], f"no stand-in for {standins.unknown}"

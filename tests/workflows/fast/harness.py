@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.fast.standins import Standins
 from tests.workflows.fast.world import World
@@ -33,6 +34,7 @@ class Run:
     handle: WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
     world: World
     checkouts: CheckoutClient
+    env: WorkflowEnvironment
 
     @property
     def id(self) -> uuid.UUID:
@@ -57,8 +59,12 @@ class Run:
         step: str | None = None,
         until: Callable[[CheckoutStatusBody], bool] | None = None,
     ) -> CheckoutStatusBody:
-        """Poll the status query (real time: nothing is skipped) until the checkout is at
-        `status` and `step` (and `until` holds)."""
+        """Poll the status query until the checkout is at `status` and `step` (and `until`
+        holds), in real time: the server skips no time meanwhile.
+
+        Skipping time while workflow tasks are in flight can fire a timer the task is
+        cancelling; the time-skipping test server then refuses the task and the run never gets
+        another one (the real server takes both)."""
         deadline = asyncio.get_running_loop().time() + WITHIN_S
         while True:
             body = await self.status()
@@ -92,7 +98,7 @@ class Run:
 class Shop:
     """Starts checkouts on the fast tier, each with its own world."""
 
-    client: Client
+    env: WorkflowEnvironment
     standins: Standins
 
     async def start(
@@ -107,8 +113,8 @@ class Shop:
             payment_timeout=timedelta(seconds=payment_timeout_s),
             checkout_id=fresh.checkout_id,
         )
-        checkouts = CheckoutClient(self.client)
-        return Run(checkout, await checkouts.start(checkout), fresh, checkouts)
+        checkouts = CheckoutClient(self.env.client)
+        return Run(checkout, await checkouts.start(checkout), fresh, checkouts, self.env)
 
 
 # The compensations of a checkout in the order they are registered: each before its step runs.
