@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from pydantic import BaseModel
@@ -334,11 +335,15 @@ class Standins:
         self.worlds[world.checkout_id] = world
         return world
 
+    def placement(self) -> dict[str, str]:
+        """The task queue of every stand-in, by activity name."""
+        return {name: queue_of(name) for name in self.contract}
+
     def by_queue(self) -> dict[str, list[Callable[..., Any]]]:
         """The stand-ins to register, by task queue (each queue also gets the catch-all)."""
         queues: dict[str, list[Callable[..., Any]]] = {q.value: [] for q in TaskQueue}
-        for name, contract in self.contract.items():
-            queues.setdefault(queue_of(name), []).append(self._standin(contract))
+        for name, queue in self.placement().items():
+            queues.setdefault(queue, []).append(self._standin(self.contract[name]))
         for standins in queues.values():
             standins.append(self._unknown())
         return queues
@@ -349,7 +354,7 @@ class Standins:
 
         async def standin(arg: Any) -> Any:
             world = self._world_of_caller(name)
-            result = await _act(world, name, lambda: behaviour(world, arg))
+            result = await _act(world, name, partial(behaviour, world, arg))
             return _empty(contract.result) if behaviour is _record else result
 
         # Typed like the contract: the SDK decodes the payload into the input model.

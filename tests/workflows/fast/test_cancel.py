@@ -49,7 +49,7 @@ FROM_CAPTURE: list[tuple[ActivityName[Any, Any], int]] = [
 # while the cancel is decided would race the time-skipping test server, which refuses a workflow
 # task cancelling an activity whose completion it holds but has not yet written (the run then
 # never gets another task); the real server takes both.
-STAGES = [
+STAGES: list[tuple[ActivityName[Any, Any], ...]] = [
     (products.PRICE_CART, coupons.RESERVE, inventory.RESERVE),
     (inventory.COMMIT, coupons.CONFIRM, orders.MARK_PAID),
     (cart.CONVERT, orders.MARK_FULFILLING),

@@ -141,7 +141,13 @@ async def test_transient_failures_are_retried_and_change_nothing_twice(
     shop: Shop, after_effect: bool
 ) -> None:
     flaky = Transient(times=2, after_effect=after_effect)
-    steps = [cart.LOCK, inventory.RESERVE, orders.CREATE, payments.CAPTURE, shipping.CREATE]
+    steps: list[ActivityName[Any, Any]] = [
+        cart.LOCK,
+        inventory.RESERVE,
+        orders.CREATE,
+        payments.CAPTURE,
+        shipping.CREATE,
+    ]
     run = await shop.start(coupon=True, script={s.name: flaky for s in steps})
 
     body = await run.handle.result()
