@@ -34,7 +34,6 @@ class Run:
     handle: WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
     world: World
     checkouts: CheckoutClient
-    env: WorkflowEnvironment
 
     @property
     def id(self) -> uuid.UUID:
@@ -60,11 +59,8 @@ class Run:
         until: Callable[[CheckoutStatusBody], bool] | None = None,
     ) -> CheckoutStatusBody:
         """Poll the status query until the checkout is at `status` and `step` (and `until`
-        holds), in real time: the server skips no time meanwhile.
-
-        Skipping time while workflow tasks are in flight can fire a timer the task is
-        cancelling; the time-skipping test server then refuses the task and the run never gets
-        another one (the real server takes both)."""
+        holds), in real time: the server skips no time meanwhile (skipping it by hand while a
+        run was busy left runs stuck on the test server, their workflow task never answered)."""
         deadline = asyncio.get_running_loop().time() + WITHIN_S
         while True:
             body = await self.status()
@@ -114,7 +110,7 @@ class Shop:
             checkout_id=fresh.checkout_id,
         )
         checkouts = CheckoutClient(self.env.client)
-        return Run(checkout, await checkouts.start(checkout), fresh, checkouts, self.env)
+        return Run(checkout, await checkouts.start(checkout), fresh, checkouts)
 
 
 # The compensations of a checkout in the order they are registered: each before its step runs.

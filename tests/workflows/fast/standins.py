@@ -44,7 +44,8 @@ BEAT = timedelta(milliseconds=50)
 RECORDS = TaskQueue.CHECKOUT.value
 CURRENCY = "EUR"
 
-Behaviour = Callable[[World, Any], Any]
+# What an activity does to the world; its return value is the activity's result.
+Effect = Callable[[World, Any], Any]
 
 
 def contract_activities() -> dict[str, ActivityName[Any, Any]]:
@@ -173,7 +174,7 @@ def _cancel_order(world: World, arg: orders.CancelOrderInput) -> bool:
     return True
 
 
-def _mark(status: str, before: tuple[str, ...]) -> Behaviour:
+def _mark(status: str, before: tuple[str, ...]) -> Effect:
     def mark(world: World, arg: orders.OrderTransitionInput) -> orders.OrderInfo:
         if world.order in before:
             world.order = status
@@ -277,7 +278,7 @@ def _cancel_shipment(world: World, arg: shipping.CancelShipmentInput) -> bool:
 
 
 # Every domain activity's behaviour in the fake world (idempotent: a retry changes nothing more).
-BEHAVIOURS: dict[str, Behaviour] = {
+BEHAVIOURS: dict[str, Effect] = {
     cart.LOCK.name: _lock,
     cart.UNLOCK.name: _unlock,
     cart.CONVERT.name: _convert,
@@ -381,6 +382,7 @@ class Standins:
 async def _act(world: World, name: str, effect: Callable[[], Any]) -> Any:
     """Run one attempt as the world's script says: fail, hang, or do the work."""
     world.attempts[name] += 1
+    world.scheduled[name] = activity.info().current_attempt_scheduled_time
     behaviour = world.script.get(name)
     if isinstance(behaviour, Hang):
         await _held(behaviour)

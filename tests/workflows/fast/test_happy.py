@@ -1,20 +1,51 @@
-"""Checkouts that go forward: paid, 3-D Secure, async, zero total."""
+"""Checkouts that go forward: paid with or without a coupon, each step once, the record exact."""
 
 from __future__ import annotations
 
 import pytest
 
+from activities.checkout import contract as record
+from activities.payments import contract as payments
 from tests.workflows.fast.harness import Shop
+from tests.workflows.fast.world import Transient
 
 pytestmark = pytest.mark.timeout(60)
 
 
-async def test_a_paid_checkout_completes(shop: Shop) -> None:
-    run = await shop.start(coupon=True)
+@pytest.mark.parametrize("coupon", [True, False], ids=["coupon", "no-coupon"])
+async def test_a_paid_checkout_completes(shop: Shop, coupon: bool) -> None:
+    run = await shop.start(coupon=coupon)
+
+    body = await run.handle.result()
+
+    assert (body.status, body.step) == ("completed", "complete"), body
+    assert body.failure is None
+    assert body.order is not None
+    # 2 x 19.99 = 39.98; 10 % off is 4.00 (rounded half-up).
+    assert str(body.order.total_amount) == ("35.98" if coupon else "39.98")
+    assert body.payment is not None
+    assert body.payment.status == "captured"
+    assert await run.compensations() == []
+    assert run.world.completed(coupon=coupon) == []
+    assert run.world.captured == body.order.total_amount
+    # Each domain step ran once; nothing was undone.
+    steps = [name for name in run.world.calls if not name.startswith("checkout.")]
+    assert len(steps) == len(set(steps)), steps
+    assert payments.VOID.name not in steps
+    assert run.recorded() == body  # the API serves this record
+
+
+async def test_a_record_failing_for_now_is_retried_and_the_checkout_ends_recorded(
+    shop: Shop,
+) -> None:
+    flaky = Transient(times=1)
+    run = await shop.start(script={record.RECORD_PROGRESS.name: flaky})
 
     body = await run.handle.result()
 
     assert body.status == "completed", body
-    assert await run.compensations() == []
-    assert run.world.completed(coupon=True) == []
+    assert run.world.completed(coupon=False) == []
+    assert run.world.attempts[record.RECORD_PROGRESS.name] > run.world.called(
+        record.RECORD_PROGRESS.name
+    )
     assert run.recorded() == body

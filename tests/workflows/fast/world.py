@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -84,6 +85,8 @@ class World:
     calls: list[str] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     records: list[Any] = field(default_factory=list)
+    # When (server time) each activity's latest attempt was scheduled.
+    scheduled: dict[str, datetime] = field(default_factory=dict)
     script: dict[str, Behaviour] = field(default_factory=dict)
 
     @property
