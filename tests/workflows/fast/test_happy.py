@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from activities.checkout import contract as record
 from activities.payments import contract as payments
 from tests.workflows.fast.harness import Shop
-from tests.workflows.fast.world import Transient
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,19 +31,3 @@ async def test_a_paid_checkout_completes(shop: Shop, coupon: bool) -> None:
     assert len(steps) == len(set(steps)), steps
     assert payments.VOID.name not in steps
     assert run.recorded() == body  # the API serves this record
-
-
-async def test_a_record_failing_for_now_is_retried_and_the_checkout_ends_recorded(
-    shop: Shop,
-) -> None:
-    flaky = Transient(times=1)
-    run = await shop.start(script={record.RECORD_PROGRESS.name: flaky})
-
-    body = await run.handle.result()
-
-    assert body.status == "completed", body
-    assert run.world.completed(coupon=False) == []
-    assert run.world.attempts[record.RECORD_PROGRESS.name] > run.world.called(
-        record.RECORD_PROGRESS.name
-    )
-    assert run.recorded() == body
