@@ -9,16 +9,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from tests.workflows.fast.standins import Standins
 from tests.workflows.fast.world import World
 from tools.seed import new_input
-from workflows.checkout.client import CheckoutClient
+from workflows.checkout.client import CheckoutClient, CheckoutHandle
 from workflows.checkout.contract import FINAL, StepName
 from workflows.checkout.models import CheckoutInput, CheckoutStatusBody
-from workflows.checkout.workflow import CheckoutWorkflow
 
 # How long a test waits (real time) for a checkout to reach a state it polls for.
 WITHIN_S = 10.0
@@ -31,7 +29,7 @@ class Run:
     """One checkout on the fast tier: its input, handle and world."""
 
     input: CheckoutInput
-    handle: WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
+    handle: CheckoutHandle
     world: World
     checkouts: CheckoutClient
 
@@ -46,7 +44,7 @@ class Run:
 
     async def status(self) -> CheckoutStatusBody:
         """The `status` query."""
-        return await self.handle.query(CheckoutWorkflow.status)
+        return await self.checkouts.status(self.id)
 
     async def compensations(self) -> list[str]:
         """The compensations that ran, in order."""
