@@ -258,6 +258,8 @@ def _void(world: World, arg: payments.AuthorizeInput) -> payments.VoidResult:
 
 
 def _settle_ended(world: World, arg: payments.SettleInput) -> payments.VoidResult:
+    if arg.intent_id != world.intent_id:
+        return payments.VoidResult(action="nothing")  # an intent this checkout never made
     return _give_back(world, refund=arg.refund_captured)
 
 

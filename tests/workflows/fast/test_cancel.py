@@ -162,10 +162,10 @@ async def test_an_operators_cancel_undoes_everything_and_refunds_after_the_captu
     run, _ = await _held_at(shop, step)
     captured = run.world.captured > 0
 
-    refunds = await run.checkouts.force_cancel(run.id)
+    # The answer's shape is the client's; what became of the money is read from the world.
+    await run.checkouts.force_cancel(run.id)
     body = await run.handle.result()
 
-    assert refunds is captured
     assert body.status == "cancelled", body
     assert await run.compensations() == undone(registered, coupon=True)
     assert run.world.given_back() == []
@@ -181,13 +181,14 @@ async def test_an_operators_cancel_during_the_capture_refunds_once_it_is_known(
 ) -> None:
     run, hang = await _held_at(shop, payments.CAPTURE)
 
-    refunds = await run.checkouts.force_cancel(run.id)
+    # Answered no sooner than the capture is known (perhaps only once the refund ran).
+    cancel = asyncio.ensure_future(run.checkouts.force_cancel(run.id))
     await asyncio.sleep(0.2)
     assert run.world.called(payments.VOID.name) == 0  # the capture is never left unknown
     hang.release()
+    await cancel
     body = await run.handle.result()
 
-    assert refunds is True
     assert body.status == "cancelled"
     assert run.world.captured > 0
     assert run.world.given_back() == []
