@@ -1,4 +1,4 @@
-"""What a checkout records of itself (`lean-records`): its status body and steps are written
+"""What a checkout records of itself: its status body and steps are written
 when somebody can see them change, not at every stage, and what is written is exact.
 
 `GET /v1/checkouts/{id}` reads this record, so these tests read it the same way.
