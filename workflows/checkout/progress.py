@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.checkout import contract as record
@@ -43,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.checkout.steps import (
         FORWARD,
         LOCAL_RECORD_ATTEMPT,
-        LOCAL_RECORD_BUDGET,
         LOCAL_RECORD_RETRY,
         RECORD_TIMEOUT,
         SLOW_STEP,
@@ -56,7 +55,8 @@ ResultT = TypeVar("ResultT")
 async def write_record(activity: ActivityName[InputT, ResultT], arg: InputT) -> ResultT:
     """Write the checkout's record: locally while that is quick, else as a regular activity.
 
-    The local attempts fit within one workflow task (LOCAL_RECORD_BUDGET), so they never make the
+    The local attempts fit within one workflow task (at most LOCAL_RECORD_RETRY's attempts of
+    LOCAL_RECORD_ATTEMPT and their backoff, under eight seconds), so they never make the
     worker heartbeat the task. When the checkout database does not answer in time, the same
     (idempotent) write is scheduled on the checkout queue, where the server retries it for as long
     as the outage lasts: a handful of events whatever its length, and signals and updates are
@@ -68,13 +68,12 @@ async def write_record(activity: ActivityName[InputT, ResultT], arg: InputT) -> 
             activity.name,
             arg,
             start_to_close_timeout=LOCAL_RECORD_ATTEMPT,
-            schedule_to_close_timeout=LOCAL_RECORD_BUDGET,
             retry_policy=LOCAL_RECORD_RETRY,
             result_type=activity.result,
             summary=summary,
         )
         return local
-    except ActivityError as error:
+    except FailureError as error:  # the attempts failed or timed out (never a cancellation)
         workflow.logger.warning(
             "checkout.record_deferred", extra={"activity": activity.name, "error": str(error)}
         )

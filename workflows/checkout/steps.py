@@ -41,10 +41,10 @@ RECORD_TIMEOUT = timedelta(seconds=10)
 # A record is first written by a local activity on the checkout worker (no extra events), but only
 # for as long as fits in one workflow task: a local activity still retrying past the workflow
 # task timeout makes the worker heartbeat the task, three events every few seconds, for as long
-# as the checkout database is down. Past LOCAL_RECORD_BUDGET the record becomes a regular
+# as the checkout database is down. After the local attempts (at most 4 x 1.5 s plus 1.4 s of
+# backoff: within the 10 s workflow task timeout's heartbeat at 8 s) the record becomes a regular
 # activity on the checkout queue, retried by the server without adding an event per attempt.
-LOCAL_RECORD_ATTEMPT = timedelta(seconds=2)
-LOCAL_RECORD_BUDGET = timedelta(seconds=5)
+LOCAL_RECORD_ATTEMPT = timedelta(seconds=1.5)
 LOCAL_RECORD_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=200),
     backoff_coefficient=2.0,
