@@ -56,7 +56,7 @@ def _replayer() -> Replayer:
     return Replayer(workflows=[CheckoutWorkflow], data_converter=pydantic_data_converter)
 
 
-async def _at_step(handle: Handle, step: str, within_s: float = 60) -> CheckoutStatusBody:
+async def at_step(handle: Handle, step: str, within_s: float = 60) -> CheckoutStatusBody:
     deadline = asyncio.get_running_loop().time() + within_s
     while True:
         body: CheckoutStatusBody = await handle.query(CheckoutWorkflow.status)
@@ -105,7 +105,7 @@ async def _operator_cancel_after_capture(platform: Platform) -> Handle:
         on="INSERT",
     )
     async with fault:
-        await _at_step(handle, "create_shipment")
+        await at_step(handle, "create_shipment")
         client = CheckoutClient(platform.client)
         update_id = f"operator_cancel:{checkout.checkout_id}:test"
         first = await client.force_cancel(checkout.checkout_id, update_id)
@@ -126,9 +126,9 @@ async def _needs_attention(platform: Platform) -> Handle:
     client = CheckoutClient(platform.client)
     async with release_fails(platform, str(variant.variant_id)):
         handle = await platform.start(checkout)
-        await _at_step(handle, "needs_attention")
+        await at_step(handle, "needs_attention")
         await client.retry_compensation(checkout.checkout_id, "retry:1")
-        await _at_step(handle, "needs_attention")
+        await at_step(handle, "needs_attention")
         intent = (await platform.ledger(checkout.checkout_id))[0]["payment_intent"]
         late = PaymentEvent(
             id=f"evt_{uuid.uuid4().hex}",
