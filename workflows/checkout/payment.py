@@ -153,6 +153,7 @@ class PaymentSteps(StepRunner):
                     f"no payment confirmation within {input.payment_timeout_s} s",
                 )
             self._waiting_for = f"the payment's confirmation until {deadline:%H:%M:%S} UTC"
+            self._progress.show_details()
             try:
                 await workflow.wait_condition(
                     lambda: bool(self._unhandled_events) or self._cancel.honoured,

@@ -136,6 +136,10 @@ class Progress:
         self._step_started = workflow.now()
         workflow.set_current_details(self._details())
 
+    def show_details(self) -> None:
+        """Refresh the run's current details (what it waits for changed; no event is written)."""
+        workflow.set_current_details(self._details())
+
     def status_changed(self) -> bool:
         """Whether the status differs from the one last published."""
         return self._body().status != self._published_status
