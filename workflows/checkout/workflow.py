@@ -2,8 +2,10 @@
 
 Orchestration only: no I/O here, and no activity implementation is imported: activities are
 called by name (`activities.<domain>.contract`) with the options of `steps.STEPS`. Every step runs
-on its domain's task queue, and its compensation is registered before it runs. What buyers and
-operators see of the run (its record, search attributes and current details) is `progress`'s.
+on its domain's task queue, and its compensation is registered before it runs. Beside it:
+`payment` (running steps; the payment's steps and provider events), `cancel` (the one cancel
+path), `operator` (waiting at needs_attention), `progress` (what buyers and operators see of the
+run: its record, search attributes and current details).
 
 The pivot is the capture (or, for a zero total, the decision that no payment is needed): before
 it, any failure, a buyer's cancel or an expiry undoes everything; from it on, the buyer's cancel is
@@ -18,9 +20,8 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import TypeVar, cast
+from typing import cast
 
-from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
@@ -66,10 +67,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.saga import Saga
 
-InputT = TypeVar("InputT", bound=BaseModel)
-ResultT = TypeVar("ResultT")
-
-ACTIVE = frozenset({CheckoutStatus.PROCESSING, CheckoutStatus.REQUIRES_ACTION})
 UNWINDING = frozenset({StepName.COMPENSATING, StepName.NEEDS_ATTENTION})
 
 
@@ -229,6 +226,7 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
         self._status, self._step = CheckoutStatus(ended.status), StepName(ended.step)
         self._order, self._payment, self._failure = ended.order, ended.payment, ended.failure
         self._progress.show_ended(ended)
+        self._money = MoneyOutcome.NOTHING_TO_REFUND  # this run moved no money
         return ended
 
     async def _forward(self, input: CheckoutInput) -> None:
