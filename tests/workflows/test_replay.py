@@ -22,15 +22,23 @@ from typing import Any
 
 import httpx
 import pytest
+from temporalio import workflow
 from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
 
 from tests.api.shop import injected_fault, release_fails
 from tests.platform import Platform
 from tools.seed import new_input
 from workflows.checkout.client import CheckoutClient
-from workflows.checkout.models import CheckoutStatusBody, MoneyOutcome, PaymentEvent
+from workflows.checkout.contract import WORKFLOW_TYPE
+from workflows.checkout.models import (
+    CheckoutInput,
+    CheckoutStatusBody,
+    MoneyOutcome,
+    PaymentEvent,
+)
 from workflows.checkout.workflow import CheckoutWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -190,3 +198,22 @@ def test_every_long_lived_path_was_recorded() -> None:
     recorded = {path.name for path in HISTORIES.glob("*.json")}
     missing = {f"{name}.{RECORDED_AS}.json" for name in SCENARIOS} - recorded
     assert not missing, f"record them with RECORD_HISTORIES=1: {sorted(missing)}"
+
+
+@workflow.defn(name=WORKFLOW_TYPE, sandboxed=False)
+class _IncompatibleCheckout(CheckoutWorkflow):
+    """Today's checkout with one unpatched change: a timer before anything else."""
+
+    @workflow.run
+    async def run(self, input: CheckoutInput) -> CheckoutStatusBody:
+        await workflow.sleep(1)
+        return await super().run(input)
+
+
+async def test_an_unpatched_change_fails_the_replay() -> None:
+    path = HISTORIES / f"happy.{RECORDED_AS}.json"
+    history = WorkflowHistory.from_json("checkout-happy", await asyncio.to_thread(path.read_text))
+    replayer = Replayer(workflows=[_IncompatibleCheckout], data_converter=pydantic_data_converter)
+
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(history)
