@@ -101,7 +101,7 @@ def test_a_definite_provider_refusal_is_not_retried() -> None:
     with pytest.raises(ApplicationError) as raised, business_failures():
         raise refusal
     assert raised.value.non_retryable
-    assert FailureCode(raised.value.type) is FailureCode.PROVIDER_REFUSED
+    assert raised.value.type == FailureCode.PROVIDER_REFUSED.value
 
 
 def test_transient_provider_failures_are_left_to_retry() -> None:
