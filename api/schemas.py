@@ -421,6 +421,14 @@ class CheckoutAccepted(Response):
     status: str
 
 
+class OperatorCancelOut(CheckoutAccepted):
+    """The answer to an operator's cancel, once the payment's compensation has run: `money` is
+    what happened to the buyer's money (`refunded`, `voided`, `nothing_to_refund`, or
+    `needs_attention` when giving it back failed and the checkout waits for an operator)."""
+
+    money: str
+
+
 class OrderSummaryOut(Response):
     """The order of a checkout."""
 

@@ -36,20 +36,24 @@ class Saga:
         if all(existing != name for existing, _ in self._pending):
             self._pending.append((name, undo))
 
-    async def compensate(self, *, keep_going: bool = True) -> list[Failed]:
+    @property
+    def names(self) -> set[str]:
+        """Every compensation registered, run or still pending."""
+        return {name for name, _ in self._pending} | set(self.ran)
+
+    async def compensate(self) -> list[Failed]:
         """Run every pending compensation, newest first, each to completion.
 
         A cancellation of the workflow arriving meanwhile does not stop the undo: each step is
         shielded and awaited until it is done. A compensation that fails for good does not stop
         the others; it stays pending (so that `compensate` can run it again once an operator has
-        mended the cause) and is returned. Without `keep_going` (runs recorded before
-        needs_attention existed) the first failure propagates, as it did then.
+        mended the cause) and is returned.
         """
         failed: list[Failed] = []
         kept: list[tuple[str, Undo]] = []
         while self._pending:
             name, undo = self._pending.pop()
-            error = await _run_shielded(name, undo, propagate=not keep_going)
+            error = await _run_shielded(name, undo)
             if error is None:
                 self.ran.append(name)
             else:
@@ -59,9 +63,8 @@ class Saga:
         return failed
 
 
-async def _run_shielded(name: str, undo: Undo, *, propagate: bool = False) -> str | None:
-    """Run one compensation to its end whatever cancels the workflow; its error, if it failed
-    (raised instead with `propagate`)."""
+async def _run_shielded(name: str, undo: Undo) -> str | None:
+    """Run one compensation to its end whatever cancels the workflow; its error, if it failed."""
     task = asyncio.ensure_future(undo())
     while not task.done():
         try:
@@ -69,8 +72,6 @@ async def _run_shielded(name: str, undo: Undo, *, propagate: bool = False) -> st
         except asyncio.CancelledError:
             workflow.logger.warning("saga.compensation_shielded", extra={"step": name})
         except Exception:  # the task failed: its exception is read below
-            if propagate:
-                raise
             break
     error = task.exception()
     if error is None:

@@ -17,6 +17,14 @@ IdempotencyKey = Annotated[
     str | None,
     Header(alias="Idempotency-Key", description="1-255 characters; required (else 400)"),
 ]
+RequestKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="optional, 1-255 characters: the same key again answers the first call's "
+        "result (without one, the request is identified by the checkout and the action)",
+    ),
+]
 
 
 @router.post(
@@ -53,6 +61,12 @@ async def get_checkout(checkout_id: uuid.UUID, wired: PlatformDep, caller: Anyon
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CheckoutAccepted,
 )
-async def cancel(checkout_id: uuid.UUID, wired: PlatformDep, caller: Customer) -> CheckoutAccepted:
-    """Cancel before the payment is captured (compensation runs); 409 after."""
-    return await checkouts.cancel(wired, checkout_id, caller.owner_filter())
+async def cancel(
+    checkout_id: uuid.UUID,
+    wired: PlatformDep,
+    caller: Customer,
+    idempotency_key: RequestKey = None,
+) -> CheckoutAccepted:
+    """Cancel before the payment is captured (compensation runs); 409 after. Sent again (a
+    retry after a timeout), it answers the first call's result."""
+    return await checkouts.cancel(wired, checkout_id, caller.owner_filter(), idempotency_key)

@@ -9,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from api.deps import Operator, PlatformDep
+from api.routers.checkouts import RequestKey
 from api.schemas import (
     CheckoutAccepted,
+    OperatorCancelOut,
     OpsCheckoutDetail,
     OpsCheckoutList,
     ResolutionIn,
@@ -44,11 +46,14 @@ async def stuck_checkouts(wired: PlatformDep, _: Operator) -> StuckList:
 @router.post(
     "/v1/ops/checkouts/{checkout_id}/cancel",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=CheckoutAccepted,
+    response_model=OperatorCancelOut,
 )
-async def force_cancel(checkout_id: uuid.UUID, wired: PlatformDep, _: Operator) -> CheckoutAccepted:
-    """End a running checkout: compensation runs, and a captured payment is refunded."""
-    return await ops.force_cancel(wired, checkout_id)
+async def force_cancel(
+    checkout_id: uuid.UUID, wired: PlatformDep, _: Operator, idempotency_key: RequestKey = None
+) -> OperatorCancelOut:
+    """End a running checkout: compensation runs, and a captured payment is refunded; answered
+    once the money is settled, with what happened to it (`money`)."""
+    return await ops.force_cancel(wired, checkout_id, idempotency_key)
 
 
 @router.post(
@@ -56,9 +61,11 @@ async def force_cancel(checkout_id: uuid.UUID, wired: PlatformDep, _: Operator) 
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CheckoutAccepted,
 )
-async def retry(checkout_id: uuid.UUID, wired: PlatformDep, _: Operator) -> CheckoutAccepted:
+async def retry(
+    checkout_id: uuid.UUID, wired: PlatformDep, _: Operator, idempotency_key: RequestKey = None
+) -> CheckoutAccepted:
     """Run a checkout's failed compensations again (it waits at step needs_attention)."""
-    return await ops.retry(wired, checkout_id)
+    return await ops.retry(wired, checkout_id, idempotency_key)
 
 
 @router.post(
@@ -67,10 +74,14 @@ async def retry(checkout_id: uuid.UUID, wired: PlatformDep, _: Operator) -> Chec
     response_model=CheckoutAccepted,
 )
 async def resolve(
-    checkout_id: uuid.UUID, body: ResolutionIn, wired: PlatformDep, _: Operator
+    checkout_id: uuid.UUID,
+    body: ResolutionIn,
+    wired: PlatformDep,
+    _: Operator,
+    idempotency_key: RequestKey = None,
 ) -> CheckoutAccepted:
     """Record, with a note, that what the checkout could not give back was settled by hand."""
-    return await ops.resolve(wired, checkout_id, body.note)
+    return await ops.resolve(wired, checkout_id, body.note, idempotency_key)
 
 
 @router.get("/v1/ops/checkouts/{checkout_id}", response_model=OpsCheckoutDetail)

@@ -46,6 +46,26 @@ def fingerprint(body: CheckoutIn) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def update_id(
+    action: str, checkout_id: uuid.UUID, idempotency_key: str | None, *scope: object
+) -> str:
+    """The id of a request to a running checkout (an update): Temporal decides an update once
+    per id and answers a repeat with the first answer, so a call retried after a timeout gets
+    the result of the one that took effect instead of a 409.
+
+    The caller's `Idempotency-Key` when given (400 when blank or too long); else derived from the
+    action, the checkout and `scope` (what the request answers, e.g. which wait)."""
+    if idempotency_key is not None:
+        if not idempotency_key.strip() or len(idempotency_key) > MAX_KEY_LENGTH:
+            raise ApiError(
+                400,
+                "invalid_idempotency_key",
+                f"an Idempotency-Key header has 1-{MAX_KEY_LENGTH} characters",
+            )
+        return f"{action}:{idempotency_key}"
+    return ":".join([action, str(checkout_id), *(str(part) for part in scope)])
+
+
 def _admit(wired: Platform, user_id: uuid.UUID, idempotency_key: str | None) -> str:
     """The request's Idempotency-Key, once it is valid (400) and within the rate limit (429)."""
     if not idempotency_key or not idempotency_key.strip() or len(idempotency_key) > MAX_KEY_LENGTH:
@@ -157,8 +177,7 @@ async def status_of(wired: Platform, row: CheckoutSession) -> CheckoutStatusBody
 
     The workflow records it whenever it changes in a way a buyer acts on (requires_action with
     its link, back to processing, the end: exact), and a step once it has lasted a second (a
-    faster step shows with the next record); see `workflows/checkout/workflow.py`,
-    LEAN_RECORDS. Checkouts started before that record at every stage.
+    faster step shows with the next record); see `workflows/checkout/progress.py`.
     """
     return CheckoutStatusBody.of_record(row)
 
@@ -208,12 +227,16 @@ async def running_session(
 
 
 async def cancel(
-    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
+    wired: Platform,
+    checkout_id: uuid.UUID,
+    owner: uuid.UUID | None,
+    idempotency_key: str | None = None,
 ) -> CheckoutAccepted:
     """The buyer's cancel: 202 only when it will be honoured (the checkout then ends
     `cancelled`, nothing charged); 409 `already_captured` once the capture has started, 409
     `checkout_ended` after the end. The workflow decides, atomically."""
+    request = update_id("cancel", checkout_id, idempotency_key)
     row = await running_session(wired, checkout_id, owner)
-    if not await asked(row.id, wired.checkouts.request_cancel(row.id)):
+    if not await asked(row.id, wired.checkouts.request_cancel(row.id, request)):
         raise AlreadyCaptured("the payment is captured; the checkout can no longer be cancelled")
     return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)

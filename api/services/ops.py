@@ -19,6 +19,7 @@ from api.schemas import (
     AttentionOut,
     CheckoutAccepted,
     CheckoutOut,
+    OperatorCancelOut,
     OpsCheckout,
     OpsCheckoutDetail,
     OpsCheckoutList,
@@ -28,7 +29,7 @@ from api.schemas import (
     StuckCheckout,
     StuckList,
 )
-from api.services.checkouts import asked, running_session, status_of
+from api.services.checkouts import asked, running_session, status_of, update_id
 from domains.checkout import service as sessions
 from kit.settings import Settings
 from workflows.checkout.contract import (
@@ -240,24 +241,37 @@ async def show(wired: Platform, checkout_id: uuid.UUID) -> OpsCheckoutDetail:
     )
 
 
-async def force_cancel(wired: Platform, checkout_id: uuid.UUID) -> CheckoutAccepted:
-    """End a running checkout: compensation runs, and a captured payment is refunded."""
-    row = await running_session(wired, checkout_id, None)
-    await asked(checkout_id, wired.checkouts.force_cancel(checkout_id))
-    return CheckoutAccepted(checkout_id=checkout_id, status=row.status)
+async def force_cancel(
+    wired: Platform, checkout_id: uuid.UUID, idempotency_key: str | None = None
+) -> OperatorCancelOut:
+    """End a running checkout: compensation runs, and a captured payment is refunded. Answered
+    once the payment's compensation has run, with what happened to the money."""
+    request = update_id("operator_cancel", checkout_id, idempotency_key)
+    await running_session(wired, checkout_id, None)
+    done = await asked(checkout_id, wired.checkouts.force_cancel(checkout_id, request))
+    return OperatorCancelOut(checkout_id=checkout_id, status=done.status, money=done.money.value)
 
 
-async def retry(wired: Platform, checkout_id: uuid.UUID) -> CheckoutAccepted:
+async def retry(
+    wired: Platform, checkout_id: uuid.UUID, idempotency_key: str | None = None
+) -> CheckoutAccepted:
     """Run again the compensations a checkout waiting at needs_attention failed (the operator
-    has mended the cause); 409 when it does not wait for an operator."""
+    has mended the cause); 409 when it does not wait for an operator. Without an
+    Idempotency-Key the request answers the checkout's current wait: repeated, it is the same
+    request, not a second retry."""
     row = await running_session(wired, checkout_id, None)
-    await asked(checkout_id, wired.checkouts.retry_compensation(checkout_id))
+    wait = await asked(checkout_id, wired.checkouts.attention_round(checkout_id))
+    request = update_id("retry_compensation", checkout_id, idempotency_key, wait)
+    await asked(checkout_id, wired.checkouts.retry_compensation(checkout_id, request))
     return CheckoutAccepted(checkout_id=checkout_id, status=row.status)
 
 
-async def resolve(wired: Platform, checkout_id: uuid.UUID, note: str) -> CheckoutAccepted:
+async def resolve(
+    wired: Platform, checkout_id: uuid.UUID, note: str, idempotency_key: str | None = None
+) -> CheckoutAccepted:
     """Record that an operator settled by hand what a checkout waiting at needs_attention could
     not give back; the checkout then ends, the note kept with it."""
+    request = update_id("resolve", checkout_id, idempotency_key)
     row = await running_session(wired, checkout_id, None)
-    await asked(checkout_id, wired.checkouts.resolve(checkout_id, note))
+    await asked(checkout_id, wired.checkouts.resolve(checkout_id, note, request))
     return CheckoutAccepted(checkout_id=checkout_id, status=row.status)

@@ -43,6 +43,7 @@ from workflows.checkout.models import (
     Attention,
     CheckoutInput,
     CheckoutStatusBody,
+    OperatorCancelResult,
     PaymentEvent,
     Resolution,
 )
@@ -102,6 +103,14 @@ class CheckoutClient:
             checkout,
             id=workflow_id(checkout.checkout_id),
             task_queue=TaskQueue.CHECKOUT.value,
+            # What the web UI shows of the run before it has done anything (no personal data:
+            # the buyer's id, never their name); its current details follow its progress.
+            static_summary=f"Checkout by buyer {checkout.user_id}",
+            static_details=(
+                f"cart {checkout.cart_id}"
+                + (" with a coupon" if checkout.coupon_code else "")
+                + f", payment window {checkout.payment_timeout_s} s"
+            ),
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # A checkout that ended is never run again under its id.
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
@@ -124,34 +133,57 @@ class CheckoutClient:
                 raise CheckoutNotRunning(str(checkout_id)) from exc
             raise
 
-    async def request_cancel(self, checkout_id: uuid.UUID) -> bool:
+    async def request_cancel(self, checkout_id: uuid.UUID, update_id: str | None = None) -> bool:
         """The buyer's cancel; UpdateRefused (`already_captured`, `checkout_ended`) when the
-        workflow will not honour it: decided atomically in the workflow."""
+        workflow will not honour it: decided atomically in the workflow.
+
+        `update_id` names the request: the same id again (a retry after a timeout) answers the
+        first call's result instead of being decided a second time."""
         return await _answer(
-            checkout_id, self.handle(checkout_id).execute_update(CheckoutWorkflow.request_cancel)
+            checkout_id,
+            self.handle(checkout_id).execute_update(CheckoutWorkflow.request_cancel, id=update_id),
         )
 
-    async def force_cancel(self, checkout_id: uuid.UUID) -> bool:
-        """An operator's cancel, honoured at any step; True when the payment will be refunded."""
+    async def force_cancel(
+        self, checkout_id: uuid.UUID, update_id: str | None = None
+    ) -> OperatorCancelResult:
+        """An operator's cancel, honoured at any step; answered once the payment's compensation
+        has run, with what became of the money (see `request_cancel` for `update_id`)."""
         return await _answer(
-            checkout_id, self.handle(checkout_id).execute_update(CheckoutWorkflow.operator_cancel)
+            checkout_id,
+            self.handle(checkout_id).execute_update(
+                # By name: the SDK's typing does not follow an async update's result.
+                "operator_cancel",
+                id=update_id,
+                result_type=OperatorCancelResult,
+            ),
         )
 
-    async def retry_compensation(self, checkout_id: uuid.UUID) -> None:
+    async def retry_compensation(
+        self, checkout_id: uuid.UUID, update_id: str | None = None
+    ) -> None:
         """Run a checkout's failed compensations again (it waits at needs_attention)."""
         await _answer(
             checkout_id,
-            self.handle(checkout_id).execute_update(CheckoutWorkflow.retry_compensation),
+            self.handle(checkout_id).execute_update(
+                CheckoutWorkflow.retry_compensation, id=update_id
+            ),
         )
 
-    async def resolve(self, checkout_id: uuid.UUID, note: str) -> None:
+    async def resolve(
+        self, checkout_id: uuid.UUID, note: str, update_id: str | None = None
+    ) -> None:
         """Record that what a checkout could not give back was settled by hand; it then ends."""
         await _answer(
             checkout_id,
             self.handle(checkout_id).execute_update(
-                CheckoutWorkflow.resolve, Resolution(note=note)
+                CheckoutWorkflow.resolve, Resolution(note=note), id=update_id
             ),
         )
+
+    async def attention_round(self, checkout_id: uuid.UUID) -> int:
+        """How many times the checkout has waited at needs_attention so far."""
+        return await self.handle(checkout_id).query(CheckoutWorkflow.attention_round)
 
     async def attention(self, checkout_id: uuid.UUID) -> Attention | None:
         """Why a checkout waits for an operator (None when it does not)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field
@@ -22,7 +23,9 @@ __all__ = [
     "CheckoutInput",
     "CheckoutStatusBody",
     "Failure",
+    "MoneyOutcome",
     "NextAction",
+    "OperatorCancelResult",
     "OrderSummary",
     "PaymentEvent",
     "PaymentSummary",
@@ -78,3 +81,20 @@ class Resolution(Payload):
     """An operator's record that a checkout waiting for attention was settled by hand."""
 
     note: str = Field(min_length=1, max_length=1000)
+
+
+class MoneyOutcome(StrEnum):
+    """What an operator's cancel did to the buyer's money."""
+
+    REFUNDED = "refunded"  # the capture was refunded in full
+    VOIDED = "voided"  # the authorization was released; nothing had been captured
+    NOTHING_TO_REFUND = "nothing_to_refund"  # no money was held (a zero total, no payment yet)
+    # Giving the money back failed for good: the checkout waits at needs_attention.
+    NEEDS_ATTENTION = "needs_attention"
+
+
+class OperatorCancelResult(Payload):
+    """The answer to an operator's cancel, once the payment's compensation has run."""
+
+    status: str
+    money: MoneyOutcome

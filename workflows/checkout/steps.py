@@ -38,6 +38,19 @@ DB_STEP_TIMEOUT = timedelta(seconds=10)
 # retried under the same idempotency key) rather than being abandoned mid-flight.
 PROVIDER_STEP_TIMEOUT = timedelta(seconds=30)
 RECORD_TIMEOUT = timedelta(seconds=10)
+# A record is first written by a local activity on the checkout worker (no extra events), but only
+# for as long as fits in one workflow task: a local activity still retrying past the workflow
+# task timeout makes the worker heartbeat the task, three events every few seconds, for as long
+# as the checkout database is down. After the local attempts (at most 4 x 1.5 s plus 1.4 s of
+# backoff: within the 10 s workflow task timeout's heartbeat at 8 s) the record becomes a regular
+# activity on the checkout queue, retried by the server without adding an event per attempt.
+LOCAL_RECORD_ATTEMPT = timedelta(seconds=1.5)
+LOCAL_RECORD_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=1),
+    maximum_attempts=4,
+)
 # A step still running after this long is published (its record and search attributes), so that
 # buyers and operators see where a slow or retrying checkout stands; a shorter step is not.
 SLOW_STEP = timedelta(seconds=1)
@@ -51,32 +64,47 @@ class StepOptions:
     """How the workflow runs one activity: where, how long an attempt may take, how to retry."""
 
     queue: TaskQueue
+    summary: str
     timeout: timedelta = DB_STEP_TIMEOUT
     retry: RetryPolicy = field(default_factory=lambda: FORWARD)
 
 
 # Every activity the checkout calls, with its options (a test checks each queue is its domain's).
 STEPS: dict[str, StepOptions] = {
-    cart.LOCK.name: StepOptions(TaskQueue.CART),
-    cart.UNLOCK.name: StepOptions(TaskQueue.CART),
-    cart.CONVERT.name: StepOptions(TaskQueue.CART),
-    products.PRICE_CART.name: StepOptions(TaskQueue.PRODUCTS),
-    coupons.RESERVE.name: StepOptions(TaskQueue.COUPONS),
-    coupons.RELEASE.name: StepOptions(TaskQueue.COUPONS),
-    coupons.CONFIRM.name: StepOptions(TaskQueue.COUPONS),
-    inventory.RESERVE.name: StepOptions(TaskQueue.INVENTORY),
-    inventory.RELEASE.name: StepOptions(TaskQueue.INVENTORY),
-    inventory.COMMIT.name: StepOptions(TaskQueue.INVENTORY),
-    orders.CREATE.name: StepOptions(TaskQueue.ORDERS),
-    orders.CANCEL.name: StepOptions(TaskQueue.ORDERS),
-    orders.MARK_PAID.name: StepOptions(TaskQueue.ORDERS),
-    orders.MARK_FULFILLING.name: StepOptions(TaskQueue.ORDERS),
-    payments.AUTHORIZE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    payments.REFRESH.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    payments.CAPTURE.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    payments.VOID.name: StepOptions(TaskQueue.PAYMENTS, PROVIDER_STEP_TIMEOUT),
-    shipping.CREATE.name: StepOptions(TaskQueue.SHIPPING, PROVIDER_STEP_TIMEOUT),
-    shipping.CANCEL.name: StepOptions(TaskQueue.SHIPPING),
+    cart.LOCK.name: StepOptions(TaskQueue.CART, "lock the cart"),
+    cart.UNLOCK.name: StepOptions(TaskQueue.CART, "undo: unlock the cart"),
+    cart.CONVERT.name: StepOptions(TaskQueue.CART, "convert the cart"),
+    products.PRICE_CART.name: StepOptions(TaskQueue.PRODUCTS, "check the cart's prices"),
+    coupons.RESERVE.name: StepOptions(TaskQueue.COUPONS, "reserve the coupon"),
+    coupons.RELEASE.name: StepOptions(TaskQueue.COUPONS, "undo: release the coupon"),
+    coupons.CONFIRM.name: StepOptions(TaskQueue.COUPONS, "confirm the coupon"),
+    inventory.RESERVE.name: StepOptions(TaskQueue.INVENTORY, "reserve the stock"),
+    inventory.RELEASE.name: StepOptions(TaskQueue.INVENTORY, "undo: release the stock"),
+    inventory.COMMIT.name: StepOptions(TaskQueue.INVENTORY, "commit the stock"),
+    orders.CREATE.name: StepOptions(TaskQueue.ORDERS, "create the order"),
+    orders.CANCEL.name: StepOptions(TaskQueue.ORDERS, "undo: cancel the order"),
+    orders.MARK_PAID.name: StepOptions(TaskQueue.ORDERS, "mark the order paid"),
+    orders.MARK_FULFILLING.name: StepOptions(TaskQueue.ORDERS, "mark the order fulfilling"),
+    payments.AUTHORIZE.name: StepOptions(
+        TaskQueue.PAYMENTS, "authorize the payment", PROVIDER_STEP_TIMEOUT
+    ),
+    payments.REFRESH.name: StepOptions(
+        TaskQueue.PAYMENTS, "re-read the payment", PROVIDER_STEP_TIMEOUT
+    ),
+    payments.CAPTURE.name: StepOptions(
+        TaskQueue.PAYMENTS, "capture the payment", PROVIDER_STEP_TIMEOUT
+    ),
+    payments.VOID.name: StepOptions(
+        TaskQueue.PAYMENTS, "undo: void or refund the payment", PROVIDER_STEP_TIMEOUT
+    ),
+    shipping.CREATE.name: StepOptions(
+        TaskQueue.SHIPPING, "book the shipment", PROVIDER_STEP_TIMEOUT
+    ),
+    shipping.CANCEL.name: StepOptions(TaskQueue.SHIPPING, "undo: cancel the shipment"),
+    # A provider event that reached the checkout after its payment was settled or undone.
+    payments.SETTLE_ENDED.name: StepOptions(
+        TaskQueue.PAYMENTS, "settle a late payment event", PROVIDER_STEP_TIMEOUT
+    ),
 }
 
 

