@@ -21,6 +21,7 @@ from tests.workflows.fast.harness import Run, Shop, undone
 from tests.workflows.fast.world import Hang
 from workflows.checkout.client import CheckoutNotRunning, UpdateRefused
 from workflows.checkout.contract import FailureCode
+from workflows.checkout.models import MoneyOutcome
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -162,9 +163,16 @@ async def test_an_operators_cancel_undoes_everything_and_refunds_after_the_captu
     run, _ = await _held_at(shop, step)
     captured = run.world.captured > 0
 
-    # The answer's shape is the client's; what became of the money is read from the world.
-    await run.checkouts.force_cancel(run.id)
+    answer = await run.checkouts.force_cancel(run.id)
     body = await run.handle.result()
+
+    # The answer says what became of the money, as the world saw it happen.
+    if captured:
+        assert answer.money == MoneyOutcome.REFUNDED
+    elif step == payments.AUTHORIZE:  # the authorization in flight is released, if it exists
+        assert answer.money in (MoneyOutcome.VOIDED, MoneyOutcome.NOTHING_TO_REFUND)
+    else:
+        assert answer.money == MoneyOutcome.NOTHING_TO_REFUND
 
     assert body.status == "cancelled", body
     assert await run.compensations() == undone(registered, coupon=True)

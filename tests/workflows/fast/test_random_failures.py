@@ -79,7 +79,8 @@ class Case:
 
 
 def _undo(name: str) -> bool:
-    return name.split(".", 1)[1] in ("unlock", "release", "cancel", "void")
+    """Off the forward path: a compensation, or the settling of a provider's late news."""
+    return name.split(".", 1)[1] in ("unlock", "release", "cancel", "void", "settle_ended")
 
 
 cases = st.builds(
