@@ -65,8 +65,8 @@ DOMAINS: tuple[str, ...] = (
     "notifications",
 )
 
-# Documented development defaults (README, "Configuration"). They are public on purpose and
-# refused when ENV=production, so a forgotten variable can never ship a known secret.
+# Documented development defaults (docs/reference/configuration.md). They are public on purpose
+# and refused when ENV=production, so a forgotten variable can never ship a known secret.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 # Stripe's test-mode shapes: an `sk_test_` key (the sandbox accepts exactly the configured key)
 # and a `whsec_` signing secret, used as Stripe uses it (the whole string is the HMAC key).
@@ -108,7 +108,8 @@ def async_driver_url(url: str) -> str:
 class Group(BaseModel):
     """One concern's settings; each field is read from `<GROUP>_<FIELD>` (module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # A field's docstring is its description (docs/reference/configuration.md is made from them).
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
 
 
 class DatabaseSettings(Group):
@@ -116,20 +117,25 @@ class DatabaseSettings(Group):
     `DB_PGBOUNCER`, `DB_BUDGET_CHECK`, `DB_FLEET_CONNECTIONS`."""
 
     url: str = DEFAULT_DATABASE_URL
-    # One domain's database elsewhere (`PAYMENTS_DATABASE_URL`), by domain name.
+    """The PostgreSQL server; each domain uses the database named after it on this server."""
     domain_urls: dict[str, str] = Field(default_factory=dict)
+    """One domain's database elsewhere (`PAYMENTS_DATABASE_URL`), by domain name; a worker
+    process gets only its own domains' URLs."""
     pool_size: int = Field(default=5, ge=1, le=200)
+    """Connections kept open per domain database and process."""
     max_overflow: int = Field(default=5, ge=0, le=200)
-    # Connections go through PgBouncer in transaction mode (`DB_PGBOUNCER`): no prepared
-    # statement caches (kit/db.py). Session mode and PgBouncer >= 1.21 with
-    # max_prepared_statements need nothing.
+    """Connections a process may open beyond `DB_POOL_SIZE` per domain database under load."""
     pgbouncer: bool = False
-    # The connection budget, checked by every process at start (kit/budget.py): `enforce` refuses
-    # to start over it, `warn` logs, `off` skips (behind a pooler, whose limits are its own).
+    """Connections go through PgBouncer in transaction mode: no prepared statement caches
+    (kit/db.py). Session mode and PgBouncer >= 1.21 with max_prepared_statements need nothing."""
     budget_check: Literal["enforce", "warn", "off"] = "enforce"
-    # The deployment's worst case on one PostgreSQL server, every process at its maximum replica
-    # count plus surge (`DB_FLEET_CONNECTIONS`; docs/deployment.md, "Connection budget").
+    """The connection budget, checked by every process at start (kit/budget.py): `enforce`
+    refuses to start over it, `warn` logs, `off` skips (behind a pooler, whose limits are its
+    own)."""
     fleet_connections: int | None = Field(default=None, ge=1)
+    """The deployment's worst case on one PostgreSQL server, every process at its maximum replica
+    count plus surge, checked against the server's `max_connections` at start (docs/deployment.md,
+    "Connection budget")."""
 
     @field_validator("domain_urls")
     @classmethod
@@ -146,41 +152,56 @@ class TemporalSettings(Group):
     Temporal Cloud API key (`TEMPORAL_API_KEY`)."""
 
     address: str = DEFAULT_TEMPORAL_ADDRESS
+    """The Temporal frontend, `host:port`."""
     namespace: str = "default"
+    """The Temporal namespace checkouts run in."""
     ui_url: str = "http://127.0.0.1:8233"
+    """The Temporal web UI, for the links the ops API and `shopctl` print."""
     tls_cert: Path | None = None
+    """mTLS: the client certificate (PEM file)."""
     tls_key: Path | None = None
+    """mTLS: the client certificate's private key (PEM file)."""
     tls_ca: Path | None = None
+    """mTLS: the CA that signed the server's certificate (PEM file); unset: the system's."""
     api_key: SecretStr | None = None
+    """A Temporal Cloud API key, instead of mTLS."""
 
 
 class NatsSettings(Group):
     """`NATS_URL`."""
 
     url: str = DEFAULT_NATS_URL
+    """NATS with JetStream, where the outbox relays publish and the consumers read."""
 
 
 class ApiSettings(Group):
     """The HTTP API: `API_HOST`, `API_PORT`, `API_MAX_BODY_BYTES`."""
 
     host: str = "127.0.0.1"
+    """The address the HTTP API listens on."""
     port: int = Field(default=8000, ge=1, le=65535)
+    """The port the HTTP API listens on."""
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    """Request bodies larger than this are refused with 413 `body_too_large`."""
 
 
 class AuthSettings(Group):
     """Bearer tokens: `AUTH_JWT_SECRET`, `AUTH_TOKEN_TTL_S`."""
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    """The HS256 key of bearer tokens (the default is public on purpose and refused when
+    ENV=production)."""
     token_ttl_s: int = Field(default=3600, gt=0)
+    """Lifetime of the tokens `POST /v1/dev/tokens` issues, in seconds."""
 
 
 class PspSettings(Group):
     """The local provider sandbox (Stripe stand-in and carrier): `PSP_URL`, `PSP_TIMEOUT_S`."""
 
     url: str = DEFAULT_PSP_URL
-    # The carrier's calls: slower than this is treated as lost and retried under the same key.
+    """The local payment-provider and carrier sandbox; `just up` starts it when this is unset."""
     timeout_s: float = Field(default=10.0, gt=0)
+    """The carrier's calls: slower than this is treated as lost and retried under the same key."""
 
 
 class StripeSettings(Group):
@@ -190,52 +211,61 @@ class StripeSettings(Group):
     Going live changes the first three and nothing else (README, "Going live with Stripe").
     """
 
-    # Empty: the sandbox at PSP_URL, or Stripe itself when ENV=production (see Settings).
     api_base: str = ""
+    """Where the `stripe` client sends its requests. Unset: the sandbox at PSP_URL, or
+    `https://api.stripe.com` when ENV=production."""
     api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
+    """The Stripe secret (or restricted) key; the sandbox accepts exactly this key. The default
+    is public on purpose and refused when ENV=production."""
     webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
-    # During a rotation: the previous secret, still accepted until the provider stops using it.
+    """The webhook endpoint's signing secret (`whsec_...`). The default is public on purpose and
+    refused when ENV=production."""
     webhook_secret_previous: SecretStr | None = None
-    # Where the buyer's browser returns after a 3-D Secure redirect (`STRIPE_RETURN_URL`): your
-    # shop's page that then polls the checkout. Live Stripe needs it to answer a card that must
-    # authenticate with `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js).
+    """During a rotation: the previous secret, still accepted until the provider stops using it."""
     return_url: str | None = None
-    # A call slower than this is treated as lost and retried under the same idempotency key.
+    """Where the buyer's browser returns after a 3-D Secure redirect: your shop's page that then
+    polls the checkout. Live Stripe needs it to answer a card that must authenticate with
+    `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js)."""
     timeout_s: float = Field(default=10.0, gt=0)
-    # How long a received event's id is kept to drop its redeliveries: longer than Stripe retries
-    # a delivery (about 3 days in live mode).
+    """A call slower than this is treated as lost and retried under the same idempotency key."""
     webhook_retention: timedelta = timedelta(days=7)
+    """How long a received event's id is kept to drop its redeliveries: longer than Stripe retries
+    a delivery (about 3 days in live mode)."""
 
 
 class CarrierSettings(Group):
     """The carrier: `CARRIER_URL` (default: `PSP_URL`), `CARRIER_WEBHOOK_SECRET`."""
 
-    # The carrier's booking API; the sandbox serves it beside the payment provider.
     url: str = ""
-    # Tracking webhooks are signed the way the provider's are, with their own secret.
+    """The carrier's booking API. Unset: PSP_URL (the sandbox serves it beside the payment
+    provider)."""
     webhook_secret: SecretStr = SecretStr(DEV_CARRIER_WEBHOOK_SECRET)
+    """The signing secret of the carrier's tracking webhooks (Standard Webhooks). The default is
+    public on purpose and refused when ENV=production."""
 
 
 class WorkerSettings(Group):
     """Domain worker processes: `WORKER_*`."""
 
-    # Processes per domain task queue that `just up` runs (`WORKER_REPLICAS`).
     replicas: int = Field(default=1, ge=1, le=16)
+    """Processes per domain task queue that `just up` runs."""
 
-    # How much each worker process takes on at once.
     max_concurrent_activities: int = Field(default=200, ge=1)
+    """Activities one worker process runs at once."""
     max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    """Workflow tasks one worker process runs at once."""
     max_concurrent_local_activities: int = Field(default=200, ge=1)
-    # How long SIGTERM waits for in-flight activities before cancelling them.
+    """Local activities (the checkout's own step records) one worker process runs at once."""
     shutdown_grace_s: float = Field(default=30.0, ge=0)
-    # Prometheus: a worker process serves Temporal's runtime metrics (and the platform's own,
-    # recorded through the same meter) on this port when it is set; `just up` gives each worker
-    # process its own, counting up from WORKER_METRICS_BASE_PORT. The API serves /metrics.
+    """How long SIGTERM waits for in-flight activities before cancelling them."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Prometheus: when set, a worker process serves Temporal's runtime metrics (and the
+    platform's own, recorded through the same meter) on this port. The API serves /metrics."""
     metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
-    # How often a worker process prunes the inboxes of its domains (`WORKER_PRUNE_INTERVAL_S`):
-    # one indexed DELETE per inbox and interval when there is nothing to prune.
+    """`just up` gives each worker process its own metrics port, counting up from this one."""
     prune_interval_s: float = Field(default=3600.0, gt=0)
+    """How often a worker process prunes the inboxes of its domains: one indexed DELETE per inbox
+    and interval when there is nothing to prune."""
 
 
 class InventorySettings(Group):
@@ -243,66 +273,76 @@ class InventorySettings(Group):
     checkout has ended."""
 
     sweep_interval_s: float = Field(default=60.0, gt=0)
+    """How often the sweeper releases expired reservations whose checkout has ended."""
 
 
 class RelaySettings(Group):
     """Outbox relays, inside each domain's worker process (and `python -m workers relay <d>`)."""
 
     enabled: bool = True
+    """Whether worker processes run their domains' outbox relays."""
     partitions: int = Field(default=32, ge=1, le=4096)
-    # Used only while the relay cannot hear NOTIFY (`relay.deaf`: a dropped listening connection,
-    # PgBouncer in transaction mode), and as its reconnect delay; otherwise it waits for NOTIFY.
+    """Partitions the aggregates are hashed into; each is held by one relay at a time, so relays
+    share a domain's outbox and keep every aggregate's order."""
     poll_interval_s: float = Field(default=1.0, gt=0)
+    """Used only while the relay cannot hear NOTIFY (`relay.deaf`: a dropped listening connection,
+    PgBouncer in transaction mode), and as its reconnect delay; otherwise it waits for NOTIFY."""
     retention: timedelta = timedelta(hours=24)
+    """How long published outbox rows are kept before they are deleted."""
 
 
 class ConsumerSettings(Group):
     """Event consumers: `CONSUMER_MAX_DELIVER`, `CONSUMER_INBOX_RETENTION`."""
 
-    # Deliveries of an event whose reaction keeps failing before it is dead-lettered.
     max_deliver: int = Field(default=10, ge=1)
-    # How long `consumer_inbox` remembers an applied event (to drop its redeliveries).
+    """Deliveries of an event whose reaction keeps failing before it is dead-lettered."""
     inbox_retention: timedelta = timedelta(days=7)
+    """How long `consumer_inbox` remembers an applied event (to drop its redeliveries)."""
 
 
 class OpsSettings(Group):
     """When /v1/ops/checkouts/stuck lists a checkout: `OPS_*`."""
 
-    # Seconds a checkout may sit in one step (steps not named use the default). Waiting for the
-    # buyer is bounded by CHECKOUT_PAYMENT_TIMEOUT instead.
     step_deadlines_s: dict[str, float] = Field(
         default_factory=lambda: {"authorize_payment": 120.0, "capture_payment": 120.0}
     )
+    """Seconds a checkout may sit in one step, by step name (a JSON object). Waiting for the buyer
+    is bounded by CHECKOUT_PAYMENT_TIMEOUT instead."""
     default_step_deadline_s: float = Field(default=60.0, gt=0)
-    # An activity on its Nth attempt or later counts as stuck.
+    """Seconds a checkout may sit in a step that `OPS_STEP_DEADLINES_S` does not name."""
     stuck_attempt: int = Field(default=4, ge=2)
+    """An activity on this attempt or a later one counts as stuck."""
 
 
 class TracingSettings(Group):
     """OpenTelemetry, off by default; on, the API and workers export spans over OTLP/HTTP."""
 
     enabled: bool = False
+    """Whether the API and the workers export OpenTelemetry spans."""
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """The OTLP/HTTP endpoint spans are sent to."""
 
 
 class LogSettings(Group):
     """`LOG_FORMAT`, `LOG_LEVEL`."""
 
     format: Literal["console", "json"] = "console"
+    """`console` for people, `json` for one JSON object per line."""
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe level logged."""
 
 
 class CheckoutSettings(Group):
     """The checkout's own limits: `CHECKOUT_PAYMENT_TIMEOUT`, `CHECKOUT_PAYMENT_RECHECK_S`,
     `CHECKOUT_RATE_PER_MINUTE`."""
 
-    # How long a checkout waits for a payment action.
     payment_timeout: timedelta = timedelta(minutes=15)
-    # While it waits, how often the workflow re-reads the intent without an event (a lost
-    # webhook never decides a checkout).
+    """How long a checkout waits for a payment action before it expires."""
     payment_recheck_s: int = Field(default=30, gt=0, le=3600)
-    # Checkout starts per user and minute (a token bucket per API process; burst = the rate).
+    """While it waits, how often the workflow re-reads the intent without an event (a lost
+    webhook never decides a checkout)."""
     rate_per_minute: int = Field(default=30, gt=0)
+    """Checkout starts per user and minute (a token bucket per API process; burst = the rate)."""
 
 
 # Variables whose first word is not their group's name, and the field each fills (rule 2).
@@ -346,15 +386,17 @@ class Settings(BaseSettings):
         frozen=True,
         env_nested_delimiter="_",
         env_nested_max_split=1,
+        use_attribute_docstrings=True,
     )
 
     env: Literal["dev", "test", "production"] = "dev"
-    # Local state of `just up` (git-ignored).
+    """`production` refuses the public development secrets and talks to Stripe itself."""
     data_dir: Path = Path(".data")
-    # `just up` starts the local PostgreSQL, Temporal, NATS and payment sandbox whose URL the
-    # environment leaves unset. EMBEDDED_SERVICES names the ones to start regardless, at the URL
-    # given (tests use this to run a whole stack on free ports).
+    """Local state of `just up`, the sandbox and the development mail outbox (git-ignored)."""
     embedded_services: Annotated[frozenset[EmbeddedService] | None, NoDecode] = None
+    """`just up` starts the local PostgreSQL, Temporal, NATS and payment sandbox whose URL the
+    environment leaves unset; this comma-separated list names the ones to start regardless, at
+    the URL given (tests use it to run a whole stack on free ports)."""
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)

@@ -21,20 +21,28 @@ class SandboxSettings(BaseSettings):
     """Payment provider and carrier simulators; each field is `SANDBOX_<FIELD>`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SANDBOX_", env_file=None, extra="ignore", frozen=True
+        env_prefix="SANDBOX_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
-    # Where the provider's webhooks (Stripe events) go: the platform's Stripe endpoint by default
-    # (empty: recorded, not sent).
     webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/stripe"
-    db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
-    async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
-    flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
+    """Where the provider's webhooks (Stripe events) go: the platform's Stripe endpoint by default
+    (empty: recorded, not sent)."""
+    db_path: Path | None = None
+    """The sandbox's SQLite state. Unset: DATA_DIR/sandbox/psp.sqlite."""
+    async_delay_s: float = Field(default=1.0, ge=0)
+    """`pm_sandbox_async` (`tok_async`): seconds from `processing` to capturable."""
+    flaky_hang_s: float = Field(default=15.0, ge=0)
+    """`pm_sandbox_flaky` (`tok_flaky`): how long a simulated hang lasts, in seconds."""
     webhook_max_attempts: int = Field(default=12, ge=1)
-    # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
-    # in_transit, out_for_delivery, delivered).
+    """Deliveries of one webhook (with backoff) before the sandbox gives up on it."""
     carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
+    """Where the carrier's tracking webhooks go."""
     carrier_step_s: float = Field(default=5.0, gt=0)
+    """How fast a parcel moves: seconds per status (in_transit, out_for_delivery, delivered)."""
 
     def is_explicit(self, field: str) -> bool:
         """Whether `field` came from the environment rather than its default."""
