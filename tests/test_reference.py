@@ -1,0 +1,120 @@
+"""The reference documentation agrees with the code: error codes, settings, state diagrams, and the
+README's first commands."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+import pytest
+
+from domains.checkout.statuses import CheckoutStatus, StepName
+from domains.orders.service import ALLOWED
+from domains.orders.statuses import OrderStatus
+from domains.payments.statuses import PaymentStatus
+from tools import config_reference, error_codes
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT / "docs" / "reference"
+
+
+def test_the_error_table_lists_exactly_the_codes_the_platform_answers() -> None:
+    codes = error_codes.collect()
+    rows = error_codes.table(error_codes.ERRORS_REFERENCE.read_text())
+    problems = error_codes.differences(codes, rows)
+    assert not problems, (
+        "docs/reference/errors.md disagrees with the code (python -m tools.error_codes prints "
+        "draft rows):\n" + "\n".join(problems)
+    )
+
+
+def test_the_error_collector_sees_each_kind_of_source() -> None:
+    codes = error_codes.collect()
+    # A typed error with its class's status, an answer spelled out in api/, a framework error
+    # from the status mapping, and a checkout-only failure code.
+    assert codes["cart_locked"].statuses == {409}
+    assert codes["rate_limited"].statuses == {429}
+    assert codes["method_not_allowed"].statuses == {405}
+    assert codes["payment_timeout"].statuses == set()
+    assert codes["not_found"].statuses == {404}
+
+
+def test_the_error_table_check_names_missing_stale_and_wrong_status_rows() -> None:
+    codes = {
+        "kept": error_codes.Code("kept", {409}),
+        "added": error_codes.Code("added", {422}, {"domains.x.errors.Added"}),
+    }
+    text = "| `kept` | 404 | moved | no |\n| `gone` | 410 | removed | no |\n"
+    problems = error_codes.differences(codes, error_codes.table(text))
+    assert problems == [
+        "missing: `added` (422; from domains.x.errors.Added)",
+        "stale: `gone` (line 2) is in no error class or answer",
+        "status: `kept` (line 1) says [404], the code answers [409]",
+    ]
+
+
+def test_the_configuration_reference_is_generated_from_the_settings() -> None:
+    committed = (REFERENCE / "configuration.md").read_text()
+    assert committed == config_reference.render(), (
+        "docs/reference/configuration.md is out of date: "
+        "python -m tools.config_reference > docs/reference/configuration.md"
+    )
+
+
+def test_every_setting_has_a_description() -> None:
+    assert config_reference.undocumented() == [], (
+        "give these settings a docstring under their field (kit/settings.py, sandbox/settings.py)"
+    )
+
+
+def test_the_configuration_reference_names_the_odd_variables() -> None:
+    text = (REFERENCE / "configuration.md").read_text()
+    for name in ("`DB_POOL_SIZE`", "`<DOMAIN>_DATABASE_URL`", "`SANDBOX_WEBHOOK_URL`", "`ENV`"):
+        assert f"| {name} |" in text
+    assert "`DATABASE_POOL_SIZE`" not in text
+
+
+def _diagrams() -> dict[str, str]:
+    """The Mermaid blocks of states.md by their section title."""
+    text = (REFERENCE / "states.md").read_text()
+    found: dict[str, str] = {}
+    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        title, _, body = section.partition("\n")
+        block = re.search(r"```mermaid\n(.*?)```", body, re.DOTALL)
+        if block:
+            found[title.strip()] = block.group(1)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("title", "enum"),
+    [
+        ("Checkout status", CheckoutStatus),
+        ("Checkout steps", StepName),
+        ("Order", OrderStatus),
+        ("Payment", PaymentStatus),
+    ],
+)
+def test_every_status_is_in_its_diagram(title: str, enum: type[StrEnum]) -> None:
+    diagram = _diagrams()[title]
+    missing = [s.value for s in enum if not re.search(rf"\b{s.value}\b", diagram)]
+    assert not missing, f"states.md, {title}: not in the diagram: {missing}"
+
+
+def test_the_order_diagram_has_exactly_the_allowed_transitions() -> None:
+    drawn = set(re.findall(r"^\s*([a-z_]+) --> ([a-z_]+)", _diagrams()["Order"], re.MULTILINE))
+    allowed = {(a.value, b.value) for a, targets in ALLOWED.items() for b in targets}
+    assert drawn == allowed, {"drawn only": drawn - allowed, "allowed only": allowed - drawn}
+
+
+def test_the_readme_starts_in_a_virtualenv_and_ci_runs_its_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first_block = re.search(r"```bash\n(.*?)```", readme, re.DOTALL)
+    assert first_block is not None
+    up, test = first_block.group(1).strip().splitlines()[:2]
+    for command, ends in ((up, "just up"), (test, "just test")):
+        steps = [s.strip() for s in command.split("#")[0].split("&&")]
+        assert steps[:2] == ["python3 -m venv .venv", ". .venv/bin/activate"], command
+        assert steps[-1] == ends, command
+    assert "\njust test\n" in (ROOT / ".ci" / "run").read_text()
