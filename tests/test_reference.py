@@ -118,3 +118,12 @@ def test_the_readme_starts_in_a_virtualenv_and_ci_runs_its_test_command() -> Non
         assert steps[:2] == ["python3 -m venv .venv", ". .venv/bin/activate"], command
         assert steps[-1] == ends, command
     assert "\njust test\n" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_relative_links_in_the_docs_lead_somewhere() -> None:
+    broken = []
+    for page in [ROOT / "README.md", ROOT / "CHANGELOG.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken
