@@ -4,6 +4,7 @@ README's first commands."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from domains.checkout.statuses import CheckoutStatus, StepName
 from domains.orders.service import ALLOWED
 from domains.orders.statuses import OrderStatus
 from domains.payments.statuses import PaymentStatus
-from tools import config_reference, error_codes
+from tools import api_reference, config_reference, error_codes, generated
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "reference"
@@ -54,12 +55,17 @@ def test_the_error_table_check_names_missing_stale_and_wrong_status_rows() -> No
     ]
 
 
-def test_the_configuration_reference_is_generated_from_the_settings() -> None:
-    committed = (REFERENCE / "configuration.md").read_text()
-    assert committed == config_reference.render(), (
-        "docs/reference/configuration.md is out of date: "
-        "python -m tools.config_reference > docs/reference/configuration.md"
-    )
+@pytest.mark.parametrize(
+    ("page", "render", "module"),
+    [
+        ("configuration.md", config_reference.render, "tools.config_reference"),
+        ("api.md", api_reference.render, "tools.api_reference"),
+    ],
+)
+def test_the_generated_references_are_current(
+    page: str, render: Callable[[], str], module: str
+) -> None:
+    assert generated.out_of_date(REFERENCE / page, render, module) is None
 
 
 def test_every_setting_has_a_description() -> None:
@@ -73,6 +79,14 @@ def test_the_configuration_reference_names_the_odd_variables() -> None:
     for name in ("`DB_POOL_SIZE`", "`<DOMAIN>_DATABASE_URL`", "`SANDBOX_WEBHOOK_URL`", "`ENV`"):
         assert f"| {name} |" in text
     assert "`DATABASE_POOL_SIZE`" not in text
+
+
+def test_the_api_reference_says_who_may_call_each_route() -> None:
+    lines = api_reference.render().splitlines()
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| ") and "`/" in line}
+    assert "| operator |" in rows["`/v1/ops/checkouts/stuck`"]
+    assert "| customer |" in rows["`/v1/carts`"]
+    assert "| signature |" in rows["`/v1/webhooks/payments/{provider}`"]
 
 
 def _diagrams() -> dict[str, str]:

@@ -9,9 +9,7 @@ so a new setting documents itself here by having one.
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import types
 from collections.abc import Iterator
 from datetime import timedelta
@@ -24,6 +22,7 @@ from pydantic.fields import FieldInfo
 
 from kit.settings import DOMAINS, ELSEWHERE, Group, Settings
 from sandbox.settings import SandboxSettings
+from tools import generated
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference" / "configuration.md"
 UNSET = "unset"
@@ -183,18 +182,8 @@ def undocumented() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print the reference, or with --check compare it with the committed file."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is not current")
-    args = parser.parse_args(argv)
-    text = render()
-    if not args.check:
-        sys.stdout.write(text)
-        return 0
-    if REFERENCE.read_text() != text:
-        print(f"{REFERENCE} is out of date: python -m tools.config_reference > {REFERENCE}")
-        return 1
-    return 0
+    """Print the document, or with --check compare it with the committed file."""
+    return generated.main(REFERENCE, render, "tools.config_reference", argv)
 
 
 if __name__ == "__main__":
