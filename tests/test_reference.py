@@ -14,6 +14,7 @@ from domains.checkout.statuses import CheckoutStatus, StepName
 from domains.orders.service import ALLOWED
 from domains.orders.statuses import OrderStatus
 from domains.payments.statuses import PaymentStatus
+from kit.settings import DOMAINS, Settings
 from tools import api_reference, config_reference, error_codes, generated
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +88,26 @@ def test_the_api_reference_says_who_may_call_each_route() -> None:
     assert "| operator |" in rows["`/v1/ops/checkouts/stuck`"]
     assert "| customer |" in rows["`/v1/carts`"]
     assert "| signature |" in rows["`/v1/webhooks/payments/{provider}`"]
+
+
+# Pages that name settings only as they are (docs/deployment.md also names proposed ones).
+SETTINGS_PAGES = ("README.md", "docs/operations.md", "docs/troubleshooting.md", "docs/reference")
+
+
+def test_the_docs_name_only_settings_that_exist() -> None:
+    known = {v for _, v, _ in config_reference.variables()}
+    known |= {v for v, _ in config_reference.sandbox_variables()}
+    known |= {f"{d.upper()}_DATABASE_URL" for d in DOMAINS}
+    prefixes = tuple({f"{group.upper()}_" for group in Settings.model_fields} | {"DB_", "SANDBOX_"})
+    pages = [p for name in SETTINGS_PAGES for p in sorted((ROOT / name).glob("**/*.md"))]
+    pages += [ROOT / name for name in SETTINGS_PAGES if name.endswith(".md")]
+    unknown = {
+        f"{page.relative_to(ROOT)}: {name}"
+        for page in pages
+        for name in re.findall(r"`([A-Z][A-Z0-9_]*_[A-Z0-9_]+)(?:=[^`]*)?`", page.read_text())
+        if name.startswith(prefixes) and name not in known
+    }
+    assert not unknown, sorted(unknown)
 
 
 def _diagrams() -> dict[str, str]:
