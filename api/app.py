@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from api import errors
+from api.auth import verifier_for
 from api.deps import Platform, RateLimiter
 from api.routers import carts, catalog, checkouts, health, ops, orders, users, webhooks
 from kit.budget import check_connection_budget, process_connections
@@ -96,10 +97,12 @@ def create_app(
             temporal=client,
             checkouts=CheckoutClient(client),
             checkout_limiter=RateLimiter(config.checkout.rate_per_minute),
+            verifier=verifier_for(config),
         )
         try:
             yield
         finally:
+            await app.state.platform.verifier.aclose()
             for db in databases.values():
                 await db.dispose()
 

@@ -12,11 +12,17 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from temporalio.client import Client
 
-from api.auth import InvalidToken, Principal, decode_token
+from api.auth import AuthUnavailable, InvalidToken, Principal, Verifier
 from api.errors import ApiError
+from api.metrics import TOKEN_VERIFICATIONS
 from kit.db import DomainDatabase
+from kit.logging import get_logger
 from kit.settings import Settings
 from workflows.checkout.client import CheckoutClient
+
+log = get_logger(__name__)
+# How long a caller is asked to wait while the identity provider's keys cannot be fetched.
+AUTH_RETRY_AFTER_S = 5
 
 
 class RateLimiter:
@@ -57,6 +63,7 @@ class Platform:
     temporal: Client
     checkouts: CheckoutClient
     checkout_limiter: RateLimiter
+    verifier: Verifier
 
 
 def platform(request: Request) -> Platform:
@@ -67,7 +74,10 @@ def platform(request: Request) -> Platform:
 
 PlatformDep = Annotated[Platform, Depends(platform)]
 
-_bearer = HTTPBearer(auto_error=False, description="A JWT from POST /v1/dev/tokens (dev)")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT: from POST /v1/dev/tokens in development, else from AUTH_ISSUER",
+)
 
 
 def unauthorized(detail: str) -> ApiError:
@@ -83,9 +93,22 @@ async def principal(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise unauthorized("a bearer token is required")
     try:
-        return decode_token(wired.settings, credentials.credentials)
-    except InvalidToken:
+        caller = await wired.verifier.verify(credentials.credentials)
+    except InvalidToken as exc:
+        TOKEN_VERIFICATIONS.labels("rejected").inc()
+        log.info("auth.token.rejected", reason=str(exc))
         raise unauthorized("the bearer token is not valid") from None
+    except AuthUnavailable as exc:
+        TOKEN_VERIFICATIONS.labels("unavailable").inc()
+        log.warning("auth.unavailable", error=str(exc))
+        raise ApiError(
+            503,
+            "auth_unavailable",
+            "tokens cannot be checked right now: the identity provider's keys are unreachable",
+            headers={"Retry-After": str(AUTH_RETRY_AFTER_S)},
+        ) from None
+    TOKEN_VERIFICATIONS.labels("accepted").inc()
+    return caller
 
 
 def require(scope: str) -> Callable[[Principal], Coroutine[Any, Any, Principal]]:

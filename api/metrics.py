@@ -8,3 +8,6 @@ CHECKOUT_STARTS = Counter("checkout_starts", "POST /v1/checkouts answers", ["out
 WEBHOOK_VERIFICATIONS = Counter(
     "webhook_verifications", "incoming webhooks by signature outcome", ["source", "outcome"]
 )
+# Bearer tokens checked: `accepted`, `rejected` (401), `unavailable` (503: the identity
+# provider's keys could not be fetched).
+TOKEN_VERIFICATIONS = Counter("token_verifications", "bearer tokens by outcome", ["outcome"])

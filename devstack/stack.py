@@ -193,6 +193,8 @@ class Stack:
                 )
             )
         self.urls.append(("Payment provider sandbox", f"{settings.psp.url}/v1/ledger"))
+        # The sandbox also serves an OpenID provider; the API uses it when AUTH_ISSUER names it.
+        self.urls.append(("OpenID provider sandbox", f"{settings.psp.url}/oidc"))
 
     def _start_workers(self) -> None:
         """WORKER_REPLICAS processes per domain, each holding only its own database's URL.
@@ -228,6 +230,13 @@ class Stack:
         self.urls.insert(
             0, ("HTTP API", f"{api}  (docs {api}/docs, health {api}/healthz, {api}/metrics)")
         )
+        # The child inherits AUTH_* from this environment: provider mode when AUTH_ISSUER is set.
+        tokens = (
+            f"RS256/ES256 from {settings.auth.issuer} (audience {settings.auth.audience})"
+            if settings.auth.issuer
+            else f"HS256; development tokens from POST {api}/v1/dev/tokens"
+        )
+        self.urls.insert(1, ("Bearer tokens", tokens))
 
     def banner(self) -> str:
         """What a person needs to use the platform: every URL."""

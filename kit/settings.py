@@ -186,13 +186,66 @@ class ApiSettings(Group):
 
 
 class AuthSettings(Group):
-    """Bearer tokens: `AUTH_JWT_SECRET`, `AUTH_TOKEN_TTL_S`."""
+    """Bearer tokens (docs/identity.md): HS256 with `AUTH_JWT_SECRET` (`AUTH_TOKEN_TTL_S` for the
+    development tokens), or, with `AUTH_ISSUER` set, RS256/ES256 tokens of that OpenID Connect
+    provider: `AUTH_AUDIENCE`, `AUTH_JWKS_URL`, `AUTH_JWKS_MIN_REFRESH_S`, `AUTH_JWKS_MAX_AGE_S`,
+    `AUTH_JWKS_TIMEOUT_S`, `AUTH_LEEWAY_S`, `AUTH_SCOPE_CLAIM`, `AUTH_OPERATOR_SCOPE`,
+    `AUTH_CUSTOMER_SCOPE`, `AUTH_USER_ID_CLAIM`."""
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     """The HS256 key of bearer tokens (the default is public on purpose and refused when
     ENV=production)."""
     token_ttl_s: int = Field(default=3600, gt=0)
     """Lifetime of the tokens `POST /v1/dev/tokens` issues, in seconds."""
+    issuer: str | None = None
+    """The OpenID Connect provider's issuer URL exactly as its tokens' `iss` says it; unset: HS256
+    tokens signed with AUTH_JWT_SECRET (docs/identity.md)."""
+    audience: str = "checkout-api"
+    """The `aud` this API's tokens must carry (the API's identifier at the provider)."""
+    jwks_url: str | None = None
+    """The provider's key set. Unset: the `jwks_uri` of
+    `{issuer}/.well-known/openid-configuration`."""
+    jwks_min_refresh_s: float = Field(default=60.0, ge=0)
+    """A token signed with a key id not in the cached key set refetches the set at most this
+    often."""
+    jwks_max_age_s: float = Field(default=3600.0, gt=0)
+    """The key set is refetched once it is older than this (keys the provider removed go)."""
+    jwks_timeout_s: float = Field(default=5.0, gt=0)
+    """How long fetching the discovery document or the key set may take."""
+    leeway_s: int = Field(default=30, ge=0, le=300)
+    """Clock skew allowed on `exp`, `nbf` and `iat`."""
+    scope_claim: str | None = None
+    """Where the scopes are: unset, `scope` (a space-separated string) if present, else `scopes`
+    (a list); either shape is read from whichever claim is named here (`roles`, `scp`, ...)."""
+    operator_scope: str = "operator"
+    """The provider's scope value that grants the platform's `operator` scope."""
+    customer_scope: str = "customer"
+    """The provider's scope value that grants the platform's `customer` scope."""
+    user_id_claim: str = "sub"
+    """The claim naming the user; a value that is not a UUID maps to a stable UUID
+    (docs/identity.md)."""
+
+
+class ShopctlSettings(Group):
+    """The operator CLI (`shopctl`): `SHOPCTL_API_URL`, a token (`SHOPCTL_TOKEN`,
+    `SHOPCTL_TOKEN_FILE`) or client credentials (`SHOPCTL_CLIENT_ID`, `SHOPCTL_CLIENT_SECRET`,
+    `SHOPCTL_TOKEN_URL`, `SHOPCTL_SCOPE`)."""
+
+    api_url: str | None = None
+    """The API `shopctl` talks to. Unset: http://127.0.0.1:API_PORT."""
+    token: SecretStr | None = None
+    """A bearer token with the operator scope, used when no token file is given."""
+    token_file: Path | None = None
+    """A file whose whole content is the bearer token (`--token-file` overrides it)."""
+    client_id: str | None = None
+    """Client credentials at the provider: the client id."""
+    client_secret: SecretStr | None = None
+    """Client credentials at the provider: the client secret."""
+    token_url: str | None = None
+    """The provider's token endpoint. Unset: `token_endpoint` from AUTH_ISSUER's discovery
+    document."""
+    scope: str | None = None
+    """The scope asked for in the client-credentials grant; unset: AUTH_OPERATOR_SCOPE."""
 
 
 class PspSettings(Group):
@@ -403,6 +456,7 @@ class Settings(BaseSettings):
     nats: NatsSettings = Field(default_factory=NatsSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    shopctl: ShopctlSettings = Field(default_factory=ShopctlSettings)
     psp: PspSettings = Field(default_factory=PspSettings)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     carrier: CarrierSettings = Field(default_factory=CarrierSettings)
@@ -465,8 +519,18 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production":
-            if self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ConfigurationError("AUTH_JWT_SECRET must be set when ENV=production")
+            # With an issuer the secret verifies nothing (HS256 tokens are refused).
+            if not self.auth.issuer and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ConfigurationError(
+                    "AUTH_ISSUER or AUTH_JWT_SECRET must be set when ENV=production"
+                )
+            # Keys fetched in the clear could be swapped by anyone on the path.
+            for name, url in (
+                ("AUTH_ISSUER", self.auth.issuer),
+                ("AUTH_JWKS_URL", self.auth.jwks_url),
+            ):
+                if url and not url.startswith("https://"):
+                    raise ConfigurationError(f"{name} must be an https:// URL when ENV=production")
             if self.stripe.api_key.get_secret_value() == DEV_STRIPE_API_KEY:
                 raise ConfigurationError("STRIPE_API_KEY must be set when ENV=production")
             if self.stripe.webhook_secret.get_secret_value() == DEV_STRIPE_WEBHOOK_SECRET:

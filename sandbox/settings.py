@@ -12,9 +12,26 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The OpenID provider's development clients (docs/reference/configuration.md): public on
+# purpose, and only the sandbox accepts them.
+DEV_OIDC_CLIENTS: dict[str, dict[str, object]] = {
+    "shopctl": {"secret": "dev-only-shopctl-secret-change-me", "scopes": ["operator"]},
+    "shop-frontend": {"secret": "dev-only-shop-frontend-secret-change-me", "scopes": ["customer"]},
+}
+
+
+class OidcClient(BaseModel):
+    """A client of the sandbox's OpenID provider: its secret and the scopes it may be granted."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    secret: str = Field(min_length=1)
+    scopes: list[str] = Field(min_length=1)
 
 
 class SandboxSettings(BaseSettings):
@@ -43,6 +60,20 @@ class SandboxSettings(BaseSettings):
     """Where the carrier's tracking webhooks go."""
     carrier_step_s: float = Field(default=5.0, gt=0)
     """How fast a parcel moves: seconds per status (in_transit, out_for_delivery, delivered)."""
+    oidc_clients: dict[str, OidcClient] = Field(
+        default_factory=lambda: {
+            k: OidcClient.model_validate(v) for k, v in DEV_OIDC_CLIENTS.items()
+        }
+    )
+    """The clients of the OpenID provider at PSP_URL/oidc: a JSON object of client id ->
+    `{secret, scopes}`. The defaults are public on purpose; its signing keys live beside the
+    database (oidc-keys.json), so a restart keeps them."""
+    oidc_audience: str = "checkout-api"
+    """The audience (`aud`) of the tokens the OpenID provider issues."""
+    oidc_token_ttl_s: int = Field(default=3600, ge=1, le=86_400)
+    """Lifetime of the OpenID provider's tokens, in seconds."""
+    oidc_signing_alg: Literal["RS256", "ES256"] = "RS256"
+    """The algorithm the OpenID provider signs with unless the token request names one (`alg`)."""
 
     def is_explicit(self, field: str) -> bool:
         """Whether `field` came from the environment rather than its default."""

@@ -23,8 +23,9 @@ async def create_user(body: UserIn, wired: PlatformDep) -> UserOut:
 
 @router.post("/v1/dev/tokens", response_model=TokenOut, tags=["development"])
 async def mint_token(body: TokenIn, wired: PlatformDep) -> TokenOut:
-    """A bearer token for any user and scopes; only with ENV=dev."""
-    if wired.settings.env != "dev":
+    """An HS256 bearer token for any user and scopes; only with ENV=dev and no AUTH_ISSUER
+    (with an issuer, tokens come from that provider and HS256 ones are refused)."""
+    if wired.settings.env != "dev" or wired.settings.auth.issuer:
         raise ApiError(404, "not_found", "not found")
     token = issue_token(wired.settings, body.user_id, body.scopes)
     return TokenOut(access_token=token, expires_in=wired.settings.auth.token_ttl_s)

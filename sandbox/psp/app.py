@@ -17,6 +17,7 @@ from starlette.responses import Response
 from kit.logging import get_logger
 from kit.settings import Settings
 from kit.webhooks import headers_for
+from sandbox.oidc import KeyRing, oidc_router
 from sandbox.psp import carrier, payments
 from sandbox.psp.errors import ApiError, parameter_error
 from sandbox.psp.idempotency import Idempotency, json_response
@@ -196,10 +197,13 @@ def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
     idempotency = Idempotency(store, flaky_hang_s=config.flaky_hang_s, on_commit=changed)
     sandbox = Sandbox(settings, config, store, idempotency=idempotency, changed=changed)
     scheduler = _scheduler(sandbox, config, on_commit=changed)
+    # The OpenID provider's keys live beside the database, so a restart keeps them.
+    keys = KeyRing(store.path.parent / "oidc-keys.json")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.open()
+        await keys.open()
         tasks = _start_loops(scheduler, endpoints, deliveries)
         log.info("sandbox.ready", psp_url=settings.psp.url, db=str(store.path))
         try:
@@ -221,4 +225,5 @@ def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
 
     app.include_router(payments_router(sandbox))
     app.include_router(carrier_router(sandbox))
+    app.include_router(oidc_router(sandbox.psp_url, config, keys))
     return app
