@@ -16,7 +16,8 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from api import errors
 from api.auth import verifier_for
 from api.deps import Platform, RateLimiter
-from api.routers import carts, catalog, checkouts, health, ops, orders, users, webhooks
+from api.metrics import METRICS_PATH, RequestMetrics
+from api.routers import carts, catalog, checkouts, codec, health, ops, orders, users, webhooks
 from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
 from kit.settings import Settings, get_settings
@@ -116,11 +117,15 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (users, catalog, carts, checkouts, orders, webhooks, ops, health):
+    for module in (users, catalog, carts, checkouts, orders, webhooks, ops, codec, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=config.api.max_body_bytes)
+    # The web UI calls the payload codec from its own origin (api/routers/codec.py).
+    app.add_middleware(codec.CodecCors, origin=codec.ui_origin(config))
+    # Outermost: counts every answer, the body limit's 413 and the error handlers' too.
+    app.add_middleware(RequestMetrics)
     # Prometheus text format; not part of the OpenAPI document.
-    app.mount("/metrics", make_asgi_app())
+    app.mount(METRICS_PATH, make_asgi_app())
     if provider is not None:
         FastAPIInstrumentor.instrument_app(app, tracer_provider=provider)
     return app

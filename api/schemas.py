@@ -1,11 +1,14 @@
 """Request and response bodies of the HTTP API.
 
-Requests forbid unknown fields. Money is a decimal string plus an ISO 4217 code, quantized to
-the currency's minor unit (`money`, the one serializer every response uses); ids are UUIDs.
+Requests forbid unknown fields. Every decimal a response carries is a string in plain positional
+notation, never an exponent ("100", not "1E+2"): money quantized to its currency's minor unit
+(`money`, shown through `AmountOut`), other decimals with no trailing zeros (`plain`, shown through
+`DecimalOut`); money goes with an ISO 4217 code. Ids are UUIDs.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -78,19 +82,66 @@ Country = Annotated[
 Amount = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=4, examples=["19.99"])]
 
 
+# A decimal string as responses show them: digits, at most one point, no exponent.
+PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def _positional(value: Decimal) -> str:
+    """`value` in positional notation ("-0" shown as "0")."""
+    return format(abs(value) if value.is_zero() else value, "f")
+
+
 def money(amount: Decimal | int | str, currency: str) -> str:
-    """An amount as every response shows it: a decimal string at the currency's minor unit."""
-    return str(Money.rounded(amount, currency).amount)
+    """An amount as every response shows it: a plain decimal string at the currency's minor unit
+    ("100.00" in USD, "100" in JPY, whatever exponent the amount came with)."""
+    return _positional(Money.rounded(amount, currency).amount)
+
+
+def plain(value: Decimal | int | str) -> str:
+    """A decimal that is not money (a percentage) as every response shows it: positional
+    notation, trailing zeros dropped ("12.5", "100", "0")."""
+    number = Decimal(value)
+    if not number.is_finite():
+        raise ValueError(f"not a finite decimal: {value!r}")
+    # Not `normalize()`: it rounds to the context's precision.
+    shown = _positional(number)
+    return shown.rstrip("0").rstrip(".") if "." in shown else shown
+
+
+def _shown(value: Any) -> Any:
+    """A value as `plain` shows it, unless it is a plain decimal string already (kept as is:
+    "19.90" stays money)."""
+    if isinstance(value, str) and PLAIN_DECIMAL.fullmatch(value):
+        return value
+    if isinstance(value, Decimal | int | str) and not isinstance(value, bool):
+        try:
+            return plain(value)
+        except ArithmeticError as exc:
+            raise ValueError(f"not a decimal: {value!r}") from exc
+    return value
 
 
 def _in_currency(amount: Any, info: ValidationInfo) -> Any:
     context = info.context
-    return money(amount, context["currency"]) if context else amount
+    return money(amount, context["currency"]) if context else _shown(amount)
 
 
-# An amount of a response read from a row: validated with `context={"currency": ...}`, it is
-# shown by `money` in that currency (without a context it must be shown already).
+# Money in a response: validated with `context={"currency": ...}` (a row's amount), it is shown
+# by `money` in that currency; without one it must be a money string already (`money`'s), and a
+# number in exponent notation is shown plain all the same.
 AmountOut = Annotated[str, BeforeValidator(_in_currency)]
+# Any other decimal in a response (a percentage), shown by `plain`.
+DecimalOut = Annotated[str, BeforeValidator(_shown)]
+
+
+def rounded_seconds(seconds: float) -> float:
+    """Seconds to the millisecond (how responses show a duration)."""
+    return round(seconds, 3)
+
+
+# A duration in seconds, shown to the millisecond: a JSON number that is never in exponent
+# notation (Python writes floats under 1e-4 as "1e-05"; rounded, they are 0.0).
+Seconds = Annotated[float, PlainSerializer(rounded_seconds, return_type=float)]
 
 
 # -- users ---------------------------------------------------------------------------------------
@@ -182,7 +233,7 @@ class PriceOut(Response):
 
     id: uuid.UUID
     currency: str
-    amount: str
+    amount: AmountOut
     valid_from: datetime
     valid_to: datetime | None = None
 
@@ -270,13 +321,13 @@ class CouponOut(Response):
     id: uuid.UUID
     code: str
     discount_type: str
-    discount_value: str
+    discount_value: DecimalOut
     currency: str | None
     valid_from: datetime
     valid_to: datetime
     max_redemptions: int | None
     max_per_user: int | None
-    min_subtotal: str | None
+    min_subtotal: AmountOut | None
     redeemed: int
 
 
@@ -310,8 +361,8 @@ class CartItemOut(Response):
     variant_id: uuid.UUID
     sku: str
     quantity: int
-    unit_price: str
-    line_total: str
+    unit_price: AmountOut
+    line_total: AmountOut
 
 
 class CartOut(Response):
@@ -321,7 +372,7 @@ class CartOut(Response):
     status: str
     currency: str
     items: list[CartItemOut]
-    subtotal: str
+    subtotal: AmountOut
     expires_at: datetime | None = None
 
 
@@ -375,7 +426,7 @@ class OrderSummaryOut(Response):
 
     id: uuid.UUID
     order_number: str
-    total_amount: str
+    total_amount: AmountOut
     currency: str
 
 
@@ -503,7 +554,7 @@ class OpsCheckout(BaseModel):
     customer_id: str | None
     order_number: str | None
     started_at: datetime | None
-    age_s: float
+    age_s: Seconds
     ui_url: str
 
 
@@ -536,7 +587,7 @@ class StuckCheckout(OpsCheckout):
     of a checkout waiting at `needs_attention` (retry or resolve it)."""
 
     reasons: list[str]
-    step_age_s: float | None
+    step_age_s: Seconds | None
     retrying: list[RetryingActivity]
     pending: list[RetryingActivity]
     attention: AttentionOut | None = None

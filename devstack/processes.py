@@ -14,11 +14,10 @@ from pathlib import Path
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client
 
 from devstack.services.process import ManagedProcess, http_ok
 from kit.settings import DOMAINS, Settings
-from kit.temporal import WORKFLOW_QUEUES
+from kit.temporal import WORKFLOW_QUEUES, connect
 
 SANDBOX_HOST = "127.0.0.1"
 
@@ -33,6 +32,7 @@ def api_process(settings: Settings, log_dir: Path) -> ManagedProcess:
     env = {
         **os.environ,
         "TEMPORAL_ADDRESS": settings.temporal.address,
+        "TEMPORAL_UI_URL": settings.temporal.ui_url,
         "NATS_URL": settings.nats.url,
         "PSP_URL": settings.psp.url,
         "DATABASE_URL": settings.database.url,
@@ -105,9 +105,7 @@ def _polled_by(settings: Settings, queue: str, pid: int | None) -> bool:
     )
 
     async def check() -> bool:
-        client = await Client.connect(
-            settings.temporal.address, namespace=settings.temporal.namespace
-        )
+        client = await connect(settings.temporal)
         response = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
                 namespace=client.namespace,

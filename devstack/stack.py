@@ -142,7 +142,14 @@ class Stack:
         if not settings.starts_embedded("temporal"):
             log.info("stack.external", service="temporal")
         else:
-            config = DevServerConfig.load().serving(settings.temporal.address)
+            config = (
+                DevServerConfig.load()
+                .serving(settings.temporal.address)
+                .with_codec_of(f"http://127.0.0.1:{settings.api.port}")
+            )
+            if not settings.is_explicit("temporal.ui_url"):
+                # The API links to this UI and lets its origin call the payload codec.
+                self.settings = settings.updated(temporal={"ui_url": config.ui_url})
             self._start(
                 temporal_process(config, data_dir=self.data_dir / "temporal", log_dir=self.log_dir)
             )

@@ -298,6 +298,10 @@ class OutboxRelay:
         self._age_gauge = meter.create_gauge_float(
             "outbox_oldest_age", "age of the oldest unprocessed event", "s"
         ).with_additional_attributes(attributes)
+        self._hearing_gauge = meter.create_gauge(
+            "outbox_relay_listening", "1 while the relay hears NOTIFY on its LISTEN connection"
+        ).with_additional_attributes(attributes)
+        self._hearing_gauge.set(0)
 
     # Leases -------------------------------------------------------------------------------
 
@@ -376,6 +380,7 @@ class OutboxRelay:
                     log.warning("relay.deaf", domain=self.domain, poll_s=self.poll_interval_s)
                 else:
                     log.info("relay.hearing", domain=self.domain)
+                self._hearing_gauge.set(int(self.hearing))
         return _PROBE + self.owner
 
     async def scan(self) -> set[int]:
@@ -491,6 +496,7 @@ class OutboxRelay:
             # Counted from here on: the others make room for this relay, and tell it.
             await connection.execute("SELECT pg_notify($1, $2)", LEASE_CHANNEL, self.owner)
             self.listening, self.deaf, self._probe_sent_at = True, False, None
+            self._hearing_gauge.set(1)
             # A tick: take what was handed over, publish what committed while nobody listened.
             self._rebalance = True
             self._signal.set()
@@ -500,6 +506,7 @@ class OutboxRelay:
                 task.cancel()
         finally:
             self.listening = False
+            self._hearing_gauge.set(0)
             if not connection.is_closed():
                 await connection.close()
 

@@ -28,6 +28,9 @@ The payment-provider sandbox is not the platform: its `SANDBOX_*` settings are i
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Mapping
 from datetime import timedelta
 from functools import lru_cache
@@ -73,6 +76,9 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 DEV_STRIPE_API_KEY = "sk_test_dev_only_sandbox_key_change_me"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only_stripe_webhook_secret_change_me"
 DEV_CARRIER_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktY2Fycmllci1zZWNyZXQtY2hhbmdlLW1l"
+# The key that encrypts Temporal payloads in development: id `dev`, the 32 bytes
+# `dev-only-payload-key-change-me!!` in base64 (`TEMPORAL_PAYLOAD_KEYS`, kit/codec.py).
+DEV_TEMPORAL_PAYLOAD_KEYS = "dev:ZGV2LW9ubHktcGF5bG9hZC1rZXktY2hhbmdlLW1lISE="
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
@@ -146,17 +152,52 @@ class DatabaseSettings(Group):
         return urls
 
 
+PAYLOAD_KEY_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+PAYLOAD_KEY_BYTES = 32
+_URLSAFE = str.maketrans("-_", "+/")
+
+
+def payload_keyring(text: str) -> tuple[tuple[str, bytes], ...]:
+    """`TEMPORAL_PAYLOAD_KEYS` read: `id:base64key[,id:base64key...]`, the first encrypting.
+
+    Each key is 32 bytes (AES-256) in standard or URL-safe base64; ids are 1-64 letters, digits,
+    `.`, `_` or `-`, and unique. ConfigurationError names the entry that is wrong, never a key.
+    """
+    ring: list[tuple[str, bytes]] = []
+    for position, entry in enumerate(text.split(","), start=1):
+        key_id, sep, encoded = entry.strip().partition(":")
+        if not sep or not PAYLOAD_KEY_ID.fullmatch(key_id):
+            raise ConfigurationError(
+                f"TEMPORAL_PAYLOAD_KEYS entry {position}: expected id:base64key with an id of "
+                "1-64 letters, digits, '.', '_' or '-'"
+            )
+        try:
+            key = base64.b64decode(encoded.strip().translate(_URLSAFE), validate=True)
+        except binascii.Error:
+            key = b""
+        if len(key) != PAYLOAD_KEY_BYTES:
+            raise ConfigurationError(
+                f"TEMPORAL_PAYLOAD_KEYS key {key_id!r}: expected {PAYLOAD_KEY_BYTES} bytes "
+                "in base64 (`openssl rand -base64 32`)"
+            )
+        if any(key_id == known for known, _ in ring):
+            raise ConfigurationError(f"TEMPORAL_PAYLOAD_KEYS: key id {key_id!r} given twice")
+        ring.append((key_id, key))
+    return tuple(ring)
+
+
 class TemporalSettings(Group):
     """`TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_UI_URL`, and in production either
     mTLS (`TEMPORAL_TLS_CERT`, `TEMPORAL_TLS_KEY`, `TEMPORAL_TLS_CA`: paths to PEM files) or a
-    Temporal Cloud API key (`TEMPORAL_API_KEY`)."""
+    Temporal Cloud API key (`TEMPORAL_API_KEY`); `TEMPORAL_PAYLOAD_KEYS` encrypts payloads."""
 
     address: str = DEFAULT_TEMPORAL_ADDRESS
     """The Temporal frontend, `host:port`."""
     namespace: str = "default"
     """The Temporal namespace checkouts run in."""
     ui_url: str = "http://127.0.0.1:8233"
-    """The Temporal web UI, for the links the ops API and `shopctl` print."""
+    """The Temporal web UI: the ops API links to it, and its origin alone may call the payload
+    codec endpoint from a browser."""
     tls_cert: Path | None = None
     """mTLS: the client certificate (PEM file)."""
     tls_key: Path | None = None
@@ -165,6 +206,32 @@ class TemporalSettings(Group):
     """mTLS: the CA that signed the server's certificate (PEM file); unset: the system's."""
     api_key: SecretStr | None = None
     """A Temporal Cloud API key, instead of mTLS."""
+    payload_keys: SecretStr | None = SecretStr(DEV_TEMPORAL_PAYLOAD_KEYS)
+    """AES-256 keys of the payload codec (kit/codec.py): `id:base64key[,id:base64key...]`, the
+    first encrypts, all decrypt (rotation: docs/operations.md, "Payload encryption"). The default
+    is public on purpose and refused when ENV=production, where a process refuses to make a
+    Temporal client without keys (processes that never talk to Temporal, such as the relays,
+    need none)."""
+
+    @field_validator("payload_keys")
+    @classmethod
+    def _readable_keyring(cls, keys: SecretStr | None) -> SecretStr | None:
+        if keys is not None:
+            payload_keyring(keys.get_secret_value())
+        return keys
+
+    def keyring(self) -> tuple[tuple[str, bytes], ...]:
+        """The payload keys as (id, key) pairs, the encrypting key first."""
+        if self.payload_keys is None:
+            raise ConfigurationError("TEMPORAL_PAYLOAD_KEYS must be set when ENV=production")
+        return payload_keyring(self.payload_keys.get_secret_value())
+
+    def uses_dev_payload_key(self) -> bool:
+        """Whether the public development key is among the payload keys."""
+        if self.payload_keys is None:
+            return False
+        dev_key = payload_keyring(DEV_TEMPORAL_PAYLOAD_KEYS)[0][1]
+        return any(key == dev_key for _, key in self.keyring())
 
 
 class NatsSettings(Group):
@@ -193,8 +260,8 @@ class AuthSettings(Group):
     `AUTH_CUSTOMER_SCOPE`, `AUTH_USER_ID_CLAIM`."""
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
-    """The HS256 key of bearer tokens (the default is public on purpose and refused when
-    ENV=production)."""
+    """The HS256 key of bearer tokens (the default is public on purpose; ENV=production refuses
+    it unless AUTH_ISSUER is set, when HS256 tokens are refused anyway)."""
     token_ttl_s: int = Field(default=3600, gt=0)
     """Lifetime of the tokens `POST /v1/dev/tokens` issues, in seconds."""
     issuer: str | None = None
@@ -314,6 +381,9 @@ class WorkerSettings(Group):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Prometheus: when set, a worker process serves Temporal's runtime metrics (and the
     platform's own, recorded through the same meter) on this port. The API serves /metrics."""
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    """The address the metrics port listens on: loopback on a laptop; `0.0.0.0` in a cluster,
+    where Prometheus scrapes the pod's IP (deploy/kubernetes/base/configmap.yaml)."""
     metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
     """`just up` gives each worker process its own metrics port, counting up from this one."""
     prune_interval_s: float = Field(default=3600.0, gt=0)
@@ -516,6 +586,17 @@ class Settings(BaseSettings):
             data = {**data, "stripe": stripe}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_payload_key_by_default_in_production(cls, data: Any) -> Any:
+        """TEMPORAL_PAYLOAD_KEYS unset: the development key, except in production (none)."""
+        if not isinstance(data, dict) or data.get("env") != "production":
+            return data
+        temporal = _given(data.get("temporal"))
+        if "payload_keys" not in temporal:
+            data = {**data, "temporal": {**temporal, "payload_keys": None}}
+        return data
+
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:
         if self.env == "production":
@@ -537,6 +618,10 @@ class Settings(BaseSettings):
                 raise ConfigurationError("STRIPE_WEBHOOK_SECRET must be set when ENV=production")
             if self.carrier.webhook_secret.get_secret_value() == DEV_CARRIER_WEBHOOK_SECRET:
                 raise ConfigurationError("CARRIER_WEBHOOK_SECRET must be set when ENV=production")
+            if self.temporal.uses_dev_payload_key():
+                raise ConfigurationError(
+                    "TEMPORAL_PAYLOAD_KEYS must not hold the development key when ENV=production"
+                )
         return self
 
     def domain_database_url(self, domain: str) -> str:

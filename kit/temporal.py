@@ -8,10 +8,10 @@ from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, Interceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
+from kit.codec import data_converter
 from kit.settings import ConfigurationError, TemporalSettings
 
 # The checkout queue runs workflows; every domain queue runs activities.
@@ -63,11 +63,13 @@ async def connect(
     runtime: Runtime | None = None,
     lazy: bool = False,
 ) -> Client:
-    """The platform's Temporal client: its namespace, pydantic payloads, TLS or an API key."""
+    """The platform's Temporal client: its namespace, pydantic payloads encrypted with
+    `TEMPORAL_PAYLOAD_KEYS` (kit/codec.py), TLS or an API key. Workers built on it inherit its
+    payload conversion."""
     return await Client.connect(
         temporal.address,
         namespace=temporal.namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(temporal),
         tls=tls_config(temporal),
         api_key=temporal.api_key.get_secret_value() if temporal.api_key else None,
         interceptors=interceptors,

@@ -52,6 +52,10 @@ class SandboxSettings(BaseSettings):
     """The sandbox's SQLite state. Unset: DATA_DIR/sandbox/psp.sqlite."""
     async_delay_s: float = Field(default=1.0, ge=0)
     """`pm_sandbox_async` (`tok_async`): seconds from `processing` to capturable."""
+    refund_fail_delay_s: float = Field(default=2.0, ge=0)
+    """`pm_card_refundFail`: seconds before a refund goes from pending to failed."""
+    dispute_delay_s: float = Field(default=3.0, ge=0)
+    """`pm_card_createDispute`: seconds from the capture to the dispute."""
     flaky_hang_s: float = Field(default=15.0, ge=0)
     """`pm_sandbox_flaky` (`tok_flaky`): how long a simulated hang lasts, in seconds."""
     webhook_max_attempts: int = Field(default=12, ge=1)

@@ -14,13 +14,13 @@ import httpx
 import pytest
 import uvicorn
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import create_app
 from devstack.processes import sandbox_process
 from devstack.services.process import free_port
 from kit.db import DomainDatabase
 from kit.settings import Settings
+from kit.temporal import connect
 from tests.conftest import Service
 from tools.invariants import check_invariants
 from tools.seed import Seeder, new_input
@@ -102,9 +102,9 @@ class Platform:
 
 
 @pytest.fixture(scope="session")
-async def temporal_client(temporal: Service) -> Client:
-    """A client of the session's Temporal speaking pydantic payloads."""
-    return await Client.connect(temporal.url, data_converter=pydantic_data_converter)
+async def temporal_client(temporal: Service, settings: Settings) -> Client:
+    """A client of the session's Temporal speaking the platform's (encrypted) payloads."""
+    return await connect(settings.temporal.model_copy(update={"address": temporal.url}))
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from api.app import create_app
 from domains.checkout.statuses import CheckoutStatus, StepName
 from domains.orders.service import ALLOWED
 from domains.orders.statuses import OrderStatus
@@ -88,6 +89,23 @@ def test_the_api_reference_says_who_may_call_each_route() -> None:
     assert "| operator |" in rows["`/v1/ops/checkouts/stuck`"]
     assert "| customer |" in rows["`/v1/carts`"]
     assert "| signature |" in rows["`/v1/webhooks/payments/{provider}`"]
+
+
+def test_a_route_that_reads_a_token_is_never_listed_as_open() -> None:
+    secured = {
+        (method.upper(), path)
+        for path, operations in create_app().openapi()["paths"].items()
+        for method, operation in operations.items()
+        if operation.get("security")
+    }
+    open_routes = {
+        (method, route.path)
+        for route in api_reference.routes()
+        for method in route.methods or ()
+        if api_reference.caller(route) in ("no token", "signature")
+    }
+    assert secured, "the OpenAPI document marks no route as needing a bearer token"
+    assert not secured & open_routes
 
 
 # Pages that name settings only as they are (docs/deployment.md also names proposed ones).

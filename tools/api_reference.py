@@ -15,7 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fastapi import APIRouter
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.security.base import SecurityBase
 
 import api.routers
 from api.deps import Anyone, Customer, Operator
@@ -48,13 +50,23 @@ def routes() -> Iterator[APIRoute]:
             yield from (r for r in router.routes if isinstance(r, APIRoute) and r.include_in_schema)
 
 
+def _checks_the_token(dependant: Dependant) -> bool:
+    """Whether a dependency reads the bearer token (a security scheme), directly or below."""
+    return isinstance(dependant.call, SecurityBase) or any(
+        map(_checks_the_token, dependant.dependencies)
+    )
+
+
 def caller(route: APIRoute) -> str:
-    """Who may call a route, from its endpoint's parameters."""
+    """Who may call a route: the scope its endpoint asks for, or its own token check's docstring."""
     parameters = inspect.signature(route.endpoint, eval_str=True).parameters.values()
     annotations = [p.annotation for p in parameters]
     for alias, name in CALLERS:
         if any(a is alias for a in annotations):
             return name
+    for dependency in route.dependant.dependencies:
+        if _checks_the_token(dependency):
+            return (inspect.getdoc(dependency.call) or "a token").split("\n\n")[0]
     return "signature" if "/webhooks/" in route.path else "no token"
 
 

@@ -42,7 +42,6 @@ import asyncpg
 import httpx
 import psutil  # type: ignore[import-untyped]
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.auth import issue_token
 from db.migrate import migrate
@@ -53,7 +52,7 @@ from devstack.services.temporal import DevServerConfig, temporal_process
 from kit.db import DomainDatabase
 from kit.logging import configure_logging
 from kit.settings import DOMAINS, Settings, database_url_for, get_settings
-from kit.temporal import queues_without_pollers
+from kit.temporal import connect, queues_without_pollers
 from tools.bench_workflow import LEGACY_STAGES, STAGES, CeilingWorkflow, noop
 from tools.capacity import ConnectionPeaks, WorkerCapacity, activities_per_run, worker_capacity
 from tools.capacity import table as capacity_table
@@ -247,11 +246,7 @@ def _env(settings: Settings, work: Path) -> dict[str, str]:
 
 
 async def _client(settings: Settings) -> Client:
-    return await Client.connect(
-        settings.temporal.address,
-        namespace=settings.temporal.namespace,
-        data_converter=pydantic_data_converter,
-    )
+    return await connect(settings.temporal)
 
 
 async def _all_polled(settings: Settings) -> bool:

@@ -23,13 +23,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from temporalio import activity, workflow
-from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from devstack.services.process import free_port
 from devstack.services.temporal import DevServerConfig, temporal_process
 from kit.logging import configure_logging
 from kit.settings import get_settings
+from kit.temporal import connect
 
 QUEUE = "devserver-memory"
 STEPS = 6
@@ -68,7 +68,7 @@ def memory_mb(pid: int) -> dict[str, int]:
 
 async def drive(address: str, pid: int, workflows: int, concurrency: int) -> list[dict[str, int]]:
     """Run the workflows in ten batches; the server's memory after each."""
-    client = await Client.connect(address)
+    client = await connect(get_settings().temporal.model_copy(update={"address": address}))
     samples = []
     gate = asyncio.Semaphore(concurrency)
 

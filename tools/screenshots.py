@@ -5,7 +5,9 @@ Run against a live `just up` (Debian's `chromium` package installed):
     python -m tools.screenshots
 
 It creates a few checkouts through the HTTP API (one waiting for 3-D Secure that never comes,
-one completed, one declined) and captures the UI filtered by `CheckoutStatus` into docs/img/.
+one completed, one declined) and captures the UI filtered by `CheckoutStatus` into docs/img/, and
+the completed checkout's history, its payloads decrypted by the API's codec endpoint (the dev
+server's UI is started with `--ui-codec-endpoint`; Temporal itself stores them encrypted).
 """
 
 from __future__ import annotations
@@ -67,11 +69,12 @@ def seed(api: httpx.Client) -> dict[str, str]:
             json={
                 "cart_id": cart,
                 "shipping_address": {
-                    "name": "Screen Shot",
-                    "line1": "1 Main St",
-                    "city": "Springfield",
-                    "postal_code": "12345",
-                    "country": "US",
+                    "name": "Ada Lovelace",
+                    "line1": "12 St James's Square",
+                    "city": "London",
+                    "postal_code": "SW1Y 4JH",
+                    "country": "GB",
+                    "phone": "+44 20 7946 0000",
                 },
                 "payment": {"provider": "sandbox", "token": token},
             },
@@ -83,7 +86,8 @@ def seed(api: httpx.Client) -> dict[str, str]:
 
 def shoot(chromium: str, url: str, target: Path) -> None:
     """One full-window screenshot of `url` after its scripts have had time to render."""
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helpers may still write the profile as it exits: cleanup is best effort.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         subprocess.run(
             [
                 chromium,
@@ -127,12 +131,14 @@ def main() -> int:
     }
     for name, query in views.items():
         shoot(chromium, f"{ui}/namespaces/{namespace}/workflows?query={quote(query)}", DOCS / name)
-    waiting = started["tok_no_webhook"]
-    shoot(
-        chromium,
-        f"{ui}/namespaces/{namespace}/workflows/checkout-{waiting}",
-        DOCS / "ui-checkout.png",
-    )
+    pages = {"ui-checkout-decoded.png": "tok_visa", "ui-checkout.png": "tok_no_webhook"}
+    for name, token in pages.items():
+        url = f"{ui}/namespaces/{namespace}/workflows/checkout-{started[token]}"
+        try:
+            shoot(chromium, url, DOCS / name)
+        except subprocess.TimeoutExpired:
+            # A running workflow's page keeps polling its history and may never settle.
+            sys.stderr.write(f"{name}: the page did not settle in time, skipped\n")
     sys.stdout.write(f"screenshots in {DOCS}\n")
     return 0
 

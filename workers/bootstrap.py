@@ -25,6 +25,7 @@ from activities.errors import PermanentFailures
 from activities.inventory.activities import InventoryActivities
 from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
+from activities.payments.metered import MeteredProvider
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
 from domains.notifications.models import Notification
@@ -43,6 +44,8 @@ from kit.settings import Settings
 from kit.tracing import tracer_provider
 from workers.consumers import CONSUMERS, consumers_for
 from workers.context import LogContextInterceptor
+from workers.gauges import INTERVAL_S as GAUGES_INTERVAL_S
+from workers.gauges import CheckoutGauges
 from workers.periodic import run_every, run_when_woken
 from workers.sweeper import sweep_expired_reservations
 from workflows.checkout.contract import TaskQueue
@@ -57,19 +60,42 @@ SENDER_IDLE_S = 60.0
 # A notification due but not sent (another sender holds it) is looked at again this soon.
 SENDER_MIN_WAIT_S = 1.0
 
+# `checkout_step_duration`'s buckets (ms): a step takes milliseconds to seconds, the buyer's
+# `awaiting_payment` up to the payment window (15 min); Temporal's default buckets end at 10 s.
+STEP_DURATION_BUCKETS_MS = (
+    10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1_000.0, 2_500.0, 5_000.0, 10_000.0,
+    30_000.0, 60_000.0, 180_000.0, 300_000.0, 600_000.0, 900_000.0, 1_800_000.0,
+)  # fmt: skip
+
 # Domains with a task queue in the checkout saga (accounts and notifications have none yet).
 WORKER_DOMAINS: tuple[str, ...] = tuple(queue.value for queue in TaskQueue)
 
 
 def metrics_runtime(settings: Settings) -> Runtime | None:
-    """A Temporal runtime exporting Prometheus metrics on WORKER_METRICS_PORT, if set."""
+    """A Temporal runtime exporting Prometheus metrics on WORKER_METRICS_HOST:WORKER_METRICS_PORT,
+    if a port is set."""
     if settings.worker.metrics_port is None:
         return None
-    return Runtime(
-        telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=f"127.0.0.1:{settings.worker.metrics_port}")
-        )
+    metrics = PrometheusConfig(
+        bind_address=metrics_address(settings),
+        histogram_bucket_overrides={"checkout_step_duration": STEP_DURATION_BUCKETS_MS},
     )
+    return Runtime(telemetry=TelemetryConfig(metrics=metrics))
+
+
+def metrics_address(settings: Settings) -> str:
+    """Where a worker process serves its metrics (`host:port`; `[v6]:port` for an IPv6 host)."""
+    host = settings.worker.metrics_host
+    return (
+        f"[{host}]:{settings.worker.metrics_port}"
+        if ":" in host
+        else f"{host}:{settings.worker.metrics_port}"
+    )
+
+
+def meter_of(client: Client) -> MetricMeter:
+    """The meter of the runtime a client was connected with (its Prometheus endpoint)."""
+    return (client.service_client.config.runtime or Runtime.default()).metric_meter
 
 
 async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -> Client:
@@ -85,7 +111,7 @@ async def connect_temporal(settings: Settings, runtime: Runtime | None = None) -
 
 
 def _activities(
-    domain: str, db: DomainDatabase, settings: Settings, stack: AsyncExitStack
+    domain: str, db: DomainDatabase, settings: Settings, stack: AsyncExitStack, meter: MetricMeter
 ) -> list[Callable[..., Any]]:
     """The activity callables of one domain, built around its database and clients."""
     if domain == "cart":
@@ -114,7 +140,7 @@ def _activities(
             return_url=settings.stripe.return_url,
         )
         stack.push_async_callback(provider.aclose)
-        payments = PaymentsActivities(db, provider)
+        payments = PaymentsActivities(db, MeteredProvider(provider, meter))
         return [
             payments.authorize_payment,
             payments.refresh_payment,
@@ -158,7 +184,10 @@ async def build_worker(
         client,
         task_queue=domain,
         workflows=[*workflows, *(extras.workflows if domain == TaskQueue.CHECKOUT else ())],
-        activities=[*_activities(domain, db, settings, stack), *extras.activities(domain)],
+        activities=[
+            *_activities(domain, db, settings, stack, meter_of(client)),
+            *extras.activities(domain),
+        ],
         max_concurrent_activities=settings.worker.max_concurrent_activities,
         max_concurrent_workflow_tasks=settings.worker.max_concurrent_workflow_tasks,
         max_concurrent_local_activities=settings.worker.max_concurrent_local_activities,
@@ -314,9 +343,15 @@ async def run_workers(
             # The sweeper shares the activities' pool: one sweep at a time, a connection each.
             sweeper = sweep_expired_reservations(databases["inventory"], client, settings, stop)
             background.append(asyncio.create_task(sweeper))
+        if "checkout" in domains:
+            gauges = CheckoutGauges(databases["checkout"], meter_of(client))
+            background.append(
+                asyncio.create_task(
+                    run_every("checkout.gauges", GAUGES_INTERVAL_S, stop, gauges.observe)
+                )
+            )
         if settings.relay.enabled:
-            runtime = client.service_client.config.runtime or Runtime.default()
-            background += await start_relays(domains, settings, stop, stack, runtime.metric_meter)
+            background += await start_relays(domains, settings, stop, stack, meter_of(client))
         runs = [asyncio.create_task(worker.run()) for worker in workers]
         log.info("workers.started", domains=list(domains), task_queues=list(domains))
         stopped = asyncio.create_task(stop.wait())

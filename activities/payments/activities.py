@@ -7,7 +7,9 @@ again. Provider outages raise ProviderUnavailable and are retried by Temporal.
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Literal, ParamSpec, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -25,20 +27,53 @@ from activities.payments.contract import (
 )
 from activities.shared import CheckoutRef, MoneyValue, NextAction
 from domains.payments import service
-from domains.payments.errors import PaymentDeclined, ProviderUnavailable
+from domains.payments.declines import buyer_code, buyer_message
+from domains.payments.errors import PaymentDeclined, ProviderUnavailable, UnknownIntentStatus
 from domains.payments.models import Payment, TransactionType
 from domains.payments.provider import Intent, PaymentProvider, ProviderRejected
+from domains.payments.statuses import PaymentStatus
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.money import Money
 
 log = get_logger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
-# Intents that still hold (or may still come to hold) money and are released by a cancel.
-CANCELLABLE = frozenset({"requires_action", "processing", "requires_capture"})
+# Intents that still hold (or may still come to hold) money, or could still be confirmed, and
+# are closed by a cancel.
+CANCELLABLE = frozenset(
+    {"requires_confirmation", "requires_action", "processing", "requires_capture"}
+)
+# Counted by the payments worker (Prometheus, with the Temporal SDK's metrics), by status.
+UNKNOWN_STATUS_METRIC = "payments_unknown_intent_status"
+
+
+def counts_unknown_statuses(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """An activity whose provider reported an unknown intent status: logged, counted, and
+    re-raised so that Temporal retries it (it is a ProviderUnavailable)."""
+
+    @functools.wraps(fn)
+    async def counted(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except UnknownIntentStatus as exc:
+            log.error(
+                "payments.intent_status.unknown",
+                status=exc.status,
+                intent_id=exc.intent_id,
+                activity=activity.info().activity_type,
+            )
+            activity.metric_meter().create_counter(
+                UNKNOWN_STATUS_METRIC, "provider intents with a status the platform does not know"
+            ).add(1, {"status": exc.status})
+            raise
+
+    return counted
 
 
 def _result(payment: Payment, intent: Intent) -> PaymentResult:
+    failed = payment.status == PaymentStatus.FAILED.value
     return PaymentResult(
         status=payment.status,
         intent_id=intent.id,
@@ -47,7 +82,9 @@ def _result(payment: Payment, intent: Intent) -> PaymentResult:
             if intent.redirect_url
             else None
         ),
-        error_code=payment.last_error_code,
+        # What the buyer may be told; the payment keeps the issuer's own code for operators.
+        error_code=buyer_code(payment.last_error_code),
+        message=buyer_message(payment.last_error_code) if failed else None,
     )
 
 
@@ -109,6 +146,7 @@ class PaymentsActivities:
         return key
 
     @activity.defn(name=AUTHORIZE.name)
+    @counts_unknown_statuses
     async def authorize_payment(self, input: AuthorizeInput) -> PaymentResult:
         """Authorize the total: authorized, requires_action, processing or failed."""
         key = service.idempotency_key(input.checkout_id, "authorize")
@@ -130,7 +168,7 @@ class PaymentsActivities:
                 # A declined card is an answer, not a fault: the workflow reads it as one.
                 return _result(payment, exc.intent)
             raise ApplicationError(
-                f"the provider refused the payment: {exc.reason}",
+                f"the provider refused the payment: {buyer_code(exc.reason)}",
                 {"code": PaymentDeclined.code, "provider_code": exc.reason},
                 type=PaymentDeclined.code,
                 non_retryable=True,
@@ -143,11 +181,12 @@ class PaymentsActivities:
                 intent,
                 key=key,
                 kind=TransactionType.AUTHORIZE,
-                succeeded=intent.status != "failed",
+                succeeded=service.payment_status(intent) != PaymentStatus.FAILED,
             )
             return _result(payment, intent)
 
     @activity.defn(name=REFRESH.name)
+    @counts_unknown_statuses
     async def refresh_payment(self, input: CheckoutRef) -> PaymentResult:
         """Re-read the intent from the provider (after a webhook) and record what it says."""
         async with self.db.begin() as session:
@@ -162,6 +201,7 @@ class PaymentsActivities:
             return _result(payment, intent)
 
     @activity.defn(name=CAPTURE.name)
+    @counts_unknown_statuses
     async def capture_payment(self, input: CheckoutRef) -> PaymentResult:
         """Capture the authorized amount; `payment_declined` when the provider refuses."""
         key = service.idempotency_key(input.checkout_id, "capture")
@@ -203,6 +243,7 @@ class PaymentsActivities:
         return result
 
     @activity.defn(name=VOID.name)
+    @counts_unknown_statuses
     async def void_payment(self, input: AuthorizeInput) -> VoidResult:
         """Compensation of authorize: release the authorization, or refund what was captured.
 
@@ -255,6 +296,7 @@ class PaymentsActivities:
         return VoidResult(action=action, refunded=MoneyValue.of(refunded) if refunded else None)
 
     @activity.defn(name=SETTLE_ENDED.name)
+    @counts_unknown_statuses
     async def settle_ended(self, input: SettleInput) -> VoidResult:
         """An event about a checkout that already ended: release or refund what the intent holds.
 

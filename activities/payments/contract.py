@@ -24,7 +24,11 @@ class PaymentResult(Payload):
     status: str  # a domains.payments.models.PaymentStatus value
     intent_id: str | None = None
     next_action: NextAction | None = None
+    # Why it failed, as the buyer may see it: a fraud-related decline (lost, stolen, fraudulent
+    # card) is `generic_decline` here; the payment row keeps the issuer's own code.
     error_code: str | None = None
+    # The sentence the buyer is shown when the payment failed ("Your card was declined.").
+    message: str | None = None
 
 
 class VoidResult(Payload):

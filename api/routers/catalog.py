@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 
 from fastapi import APIRouter, status
 
@@ -20,6 +19,7 @@ from api.schemas import (
     StockOut,
     VariantOut,
     money,
+    plain,
 )
 from api.services import catalog
 from domains.coupons import service as coupons
@@ -139,7 +139,7 @@ def _coupon_out(coupon: Coupon, redeemed: int) -> CouponOut:
         id=coupon.id,
         code=coupon.code,
         discount_type=coupon.discount_type,
-        discount_value=str(Decimal(coupon.discount_value).normalize()),
+        discount_value=plain(coupon.discount_value),
         currency=currency,
         valid_from=coupon.valid_from,
         valid_to=coupon.valid_to,

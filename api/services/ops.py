@@ -111,7 +111,9 @@ async def list_checkouts(
     return OpsCheckoutList(data=await _checkouts(wired, query, limit))
 
 
-def _pending(description: WorkflowExecutionDescription | None) -> list[PendingActivity]:
+async def _pending(
+    wired: Platform, description: WorkflowExecutionDescription | None
+) -> list[PendingActivity]:
     """The activities Temporal has scheduled for a workflow and not finished."""
     if description is None:
         return []
@@ -123,7 +125,10 @@ def _pending(description: WorkflowExecutionDescription | None) -> list[PendingAc
             .lower(),
             attempt=activity.attempt,
             last_failure=(
-                activity.last_failure.message if activity.HasField("last_failure") else None
+                # Failure messages are stored encrypted (kit/codec.py): decoded here.
+                str(await wired.temporal.data_converter.decode_failure(activity.last_failure))
+                if activity.HasField("last_failure")
+                else None
             ),
         )
         for activity in description.raw_description.pending_activities
@@ -191,7 +196,7 @@ async def stuck(wired: Platform) -> StuckList:
     )
     found = []
     for row, description in zip(running, descriptions, strict=True):
-        waiting = _retrying(_pending(description))
+        waiting = _retrying(await _pending(wired, description))
         retrying = [a for a in waiting if a.attempt >= settings.ops.stuck_attempt]
         last = moved.get(row.checkout_id)
         step_age = (now - last).total_seconds() if last else None
@@ -221,7 +226,7 @@ async def show(wired: Platform, checkout_id: uuid.UUID) -> OpsCheckoutDetail:
     try:
         description = await wired.checkouts.handle(checkout_id).describe()
         run_status = description.status.name.lower() if description.status else None
-        pending = _pending(description)
+        pending = await _pending(wired, description)
         ran = await wired.checkouts.compensations(checkout_id)
     except RPCError:
         pass  # past Temporal's retention: the database still tells the story

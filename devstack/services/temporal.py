@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from devstack.services.process import ManagedProcess, ServiceError, port_is_open
+from kit.codec import CODEC_ENDPOINT_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = REPO_ROOT / "temporal" / "dev-server.yml"
@@ -44,6 +45,9 @@ class DevServerConfig:
     memory_limit: str | None = "256MiB"
     search_attributes: dict[str, str] = field(default_factory=dict)
     dynamic_config: dict[str, Any] = field(default_factory=dict)
+    # Where the web UI decodes encrypted payloads (`--ui-codec-endpoint`); None: `just up` uses
+    # its API's codec endpoint (`with_codec_of`).
+    ui_codec_endpoint: str | None = None
 
     @classmethod
     def load(cls, path: Path = DEFAULT_CONFIG) -> DevServerConfig:
@@ -61,6 +65,13 @@ class DevServerConfig:
         return replace(
             self, ip=host or self.ip, port=new_port, ui_port=self.ui_port + new_port - self.port
         )
+
+    def with_codec_of(self, api_url: str) -> DevServerConfig:
+        """This config with the web UI decoding through the API at `api_url`, unless the file
+        names another codec endpoint."""
+        if self.ui_codec_endpoint is not None:
+            return self
+        return replace(self, ui_codec_endpoint=f"{api_url.rstrip('/')}{CODEC_ENDPOINT_PATH}")
 
     def environment(self) -> dict[str, str]:
         """The server's environment: this process's, with the memory limit."""
@@ -104,6 +115,8 @@ class DevServerConfig:
             argv += ["--search-attribute", f"{name}={kind}"]
         for key, value in self.dynamic_config.items():
             argv += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]
+        if self.ui_codec_endpoint:
+            argv += ["--ui-codec-endpoint", self.ui_codec_endpoint]
         return argv
 
 

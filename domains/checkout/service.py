@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.checkout.errors import CheckoutNotFound, IdempotencyKeyMismatch
-from domains.checkout.models import CheckoutSession, CheckoutStep
+from domains.checkout.models import OPEN, CheckoutSession, CheckoutStep
 from domains.checkout.statuses import FINAL, CheckoutStatus, StepStatus
 from kit.db import DomainDatabase, get_owned, insert_or_get
 from kit.outbox import append_event
@@ -229,3 +229,14 @@ async def steps_of(session: AsyncSession, checkout_id: uuid.UUID) -> list[Checko
         .order_by(CheckoutStep.started_at, CheckoutStep.step_name)
     )
     return list(rows)
+
+
+async def open_by_step(session: AsyncSession) -> dict[str, tuple[int, datetime]]:
+    """Per step, the checkouts not ended that stand at it: how many, and when the one that moved
+    least recently last recorded progress (what the checkout worker's gauges export)."""
+    rows = await session.execute(
+        select(CheckoutSession.step, func.count(), func.min(CheckoutSession.updated_at))
+        .where(CheckoutSession.status.in_(OPEN))  # as ix_checkout_sessions_open has it
+        .group_by(CheckoutSession.step)
+    )
+    return {step: (count, oldest) for step, count, oldest in rows}

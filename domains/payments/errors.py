@@ -22,3 +22,16 @@ class ProviderUnavailable(Exception):
 
     Deliberately not a DomainError: it is transient, and activities leave it to Temporal's retry.
     """
+
+
+class UnknownIntentStatus(ProviderUnavailable):
+    """The provider reported an intent status the platform does not know (a new API version, a
+    provider's bug). Never read as some other status: the call fails, is retried like an outage,
+    and the payments worker counts it (`payments_unknown_intent_status`) until the mapping in
+    domains/payments/statuses.py learns it.
+    """
+
+    def __init__(self, status: str, intent_id: str) -> None:
+        super().__init__(f"intent {intent_id} has a status the platform does not know: {status!r}")
+        self.status = status
+        self.intent_id = intent_id

@@ -31,7 +31,8 @@ class Intent:
     """The provider's view of a payment intent (Stripe's vocabulary, the lingua franca)."""
 
     id: str
-    # requires_action, processing, requires_capture, succeeded, canceled, failed
+    # One of statuses.INTENT_STATUSES (Stripe's seven): an implementation raises
+    # UnknownIntentStatus rather than return another.
     status: str
     amount: int
     currency: str

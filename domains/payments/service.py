@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.payments.errors import IdempotencyKeyReused, PaymentNotFound
+from domains.payments.errors import IdempotencyKeyReused, PaymentNotFound, UnknownIntentStatus
 from domains.payments.events import AGGREGATE, PaymentChanged
 from domains.payments.models import (
     Payment,
@@ -26,19 +26,24 @@ from domains.payments.models import (
     PaymentWebhookEvent,
 )
 from domains.payments.provider import Intent
-from domains.payments.statuses import PaymentStatus, TransactionStatus, TransactionType
+from domains.payments.statuses import (
+    INTENT_TO_PAYMENT,
+    PaymentStatus,
+    TransactionStatus,
+    TransactionType,
+)
 from kit.db import insert_if_absent, insert_or_get
 from kit.money import Money
 from kit.outbox import append_event
 
-INTENT_TO_PAYMENT = {
-    "requires_action": PaymentStatus.REQUIRES_ACTION,
-    "processing": PaymentStatus.PROCESSING,
-    "requires_capture": PaymentStatus.AUTHORIZED,
-    "succeeded": PaymentStatus.CAPTURED,
-    "canceled": PaymentStatus.VOIDED,
-    "failed": PaymentStatus.FAILED,
-}
+
+def payment_status(intent: Intent) -> PaymentStatus:
+    """The payment status an intent's status means; UnknownIntentStatus for one the platform
+    does not know (never a guess: it is retried and counted until the mapping learns it)."""
+    try:
+        return INTENT_TO_PAYMENT[intent.status]
+    except KeyError:
+        raise UnknownIntentStatus(intent.status, intent.id) from None
 
 
 def idempotency_key(checkout_id: uuid.UUID, operation: str) -> str:
@@ -168,7 +173,7 @@ async def mirror_intent(
 ) -> Payment:
     """Make `payment` say what the provider's intent says (status, captured, refunded)."""
     previous = payment.status
-    status = INTENT_TO_PAYMENT.get(intent.status, PaymentStatus.PENDING)
+    status = payment_status(intent)
     if intent.amount_refunded and intent.amount_refunded >= intent.amount_received > 0:
         status = PaymentStatus.REFUNDED
     payment.status = status.value

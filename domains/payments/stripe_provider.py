@@ -1,16 +1,19 @@
 """The payment provider through the official `stripe` package (async `StripeClient` on HTTPX).
 
-In development and tests `api_base` is the sandbox (CONTRACT.md §6), which speaks Stripe's wire
-protocol; going live changes the API base, the key and the webhook secret, nothing here.
+In development and tests `api_base` is the sandbox, which speaks Stripe's wire protocol (its
+objects validated against Stripe's by tests/sandbox/test_conformance.py); going live changes the
+API base, the key and the webhook secret, nothing here.
 
 Retries are Temporal's, not the SDK's (`max_network_retries=0`): an activity attempt is one
 request, its timeout is ours, and every retry carries the same idempotency key. Stripe's errors
 become the provider interface's three outcomes (domains/payments/provider.py):
 
 - `CardError` (402): `ProviderRejected(card_error=True)` with the code, the decline code and
-  the failed intent; the checkout ends `payment_declined`.
+  the intent, back at `requires_payment_method`; the checkout ends `payment_declined`.
 - `InvalidRequestError` (400, 404): `ProviderRejected`, never retried.
 - `APIConnectionError`, `RateLimitError`, `APIError` (409, 5xx): `ProviderUnavailable`, retried.
+- An intent whose status none of Stripe's known ones is (`UnknownIntentStatus`, a
+  `ProviderUnavailable`): retried and counted, never read as another status.
 - `IdempotencyError`, `AuthenticationError`, `PermissionError`: `ProviderMisuse`, retried and
   logged as the bug or misconfiguration it is.
 """
@@ -22,8 +25,9 @@ from typing import Any, TypeVar, cast
 
 import stripe
 
-from domains.payments.errors import ProviderUnavailable
+from domains.payments.errors import ProviderUnavailable, UnknownIntentStatus
 from domains.payments.provider import Intent, ProviderMisuse, ProviderRejected
+from domains.payments.statuses import INTENT_STATUSES
 from kit.logging import get_logger
 from kit.money import Money
 
@@ -45,16 +49,20 @@ def _get(data: Mapping[str, Any] | None, *path: str) -> Any:
 
 
 def intent_of(data: Mapping[str, Any]) -> Intent:
-    """A Stripe `payment_intent` object (as a dict) in the provider interface's terms."""
+    """A Stripe `payment_intent` object (as a dict) in the provider interface's terms;
+    UnknownIntentStatus when its status is none of Stripe's known ones."""
     charge = data.get("latest_charge")
     # Stripe keeps refunds on the charge; the sandbox also reports them on the intent.
     refunded = _get(charge, "amount_refunded") if isinstance(charge, Mapping) else None
     if refunded is None:
         refunded = data.get("amount_refunded") or 0
     error = data.get("last_payment_error")
+    status = str(data["status"])
+    if status not in INTENT_STATUSES:
+        raise UnknownIntentStatus(status, str(data["id"]))
     return Intent(
         id=str(data["id"]),
-        status=str(data["status"]),
+        status=status,
         amount=int(data["amount"]),
         currency=str(data["currency"]).upper(),
         amount_capturable=int(data.get("amount_capturable") or 0),
@@ -76,7 +84,8 @@ def _rejection(exc: stripe.StripeError, *, card_error: bool) -> ProviderRejected
     error: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     intent = error.get("payment_intent")
     return ProviderRejected(
-        str(error.get("code") or exc.code or "unknown"),
+        # Stripe gives a generic invalid value no code: its type says what kind of refusal.
+        str(error.get("code") or exc.code or error.get("type") or "unknown"),
         str(error.get("message") or exc.user_message or ""),
         status=exc.http_status or 400,
         decline_code=error.get("decline_code"),

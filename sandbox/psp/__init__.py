@@ -1,4 +1,4 @@
-"""The payment-provider sandbox: a Stripe-shaped HTTP service backed by SQLite (CONTRACT.md §6)."""
+"""The payment-provider sandbox: a Stripe-shaped HTTP service backed by SQLite."""
 
 from sandbox.psp.app import create_app
 

@@ -18,7 +18,7 @@ from kit.logging import get_logger
 from kit.settings import Settings
 from kit.webhooks import headers_for
 from sandbox.oidc import KeyRing, oidc_router
-from sandbox.psp import carrier, payments
+from sandbox.psp import carrier, disputes, payments, refunds
 from sandbox.psp.errors import ApiError, parameter_error
 from sandbox.psp.idempotency import Idempotency, json_response
 from sandbox.psp.routes import Sandbox, carrier_router, payments_router
@@ -151,6 +151,8 @@ def _scheduler(
         sandbox.store,
         [
             Timer("tok_async", payments.next_due, payments.settle_due),
+            Timer("refund_fail", refunds.next_due, refunds.fail_due),
+            Timer("dispute", disputes.next_due, disputes.open_due),
             Timer(
                 "tracking",
                 carrier.next_due,

@@ -58,6 +58,13 @@ def invalid_request(
     return ApiError(status, "invalid_request_error", code, message, param=param)
 
 
+def invalid_value(message: str, *, param: str | None = None) -> ApiError:
+    """A parameter (or body) Stripe cannot read or will not take: as at Stripe, an
+    `invalid_request_error` with its message and parameter and no `code` (Stripe's codes name
+    specific failures; a generic "invalid value" has none)."""
+    return ApiError(400, "invalid_request_error", None, message, param=param)
+
+
 def resource_missing(kind: str, object_id: str, *, param: str | None = None) -> ApiError:
     """404 for an unknown object named in the path, 400 for one named in the body (as Stripe)."""
     return invalid_request(
@@ -93,6 +100,8 @@ def card_error(
 
 
 INTEGER_ERRORS = frozenset({"int_type", "int_parsing", "int_from_float"})
+# An integer out of its range is `parameter_invalid_integer` at Stripe too.
+BOUND_ERRORS = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 
 
 def parameter_error(error: Mapping[str, Any]) -> ApiError:
@@ -113,6 +122,10 @@ def parameter_error(error: Mapping[str, Any]) -> ApiError:
             "parameter_invalid_integer", f"Invalid integer: {error.get('input')}", param=param
         )
     message = str(error.get("msg", "Invalid parameter."))
-    return invalid_request(
-        "parameter_invalid", message if param is None else f"{param}: {message}", param=param
-    )
+    if kind in BOUND_ERRORS and isinstance(error.get("input"), int):
+        return invalid_request("parameter_invalid_integer", f"{param}: {message}", param=param)
+    if error.get("input") == "":
+        return invalid_request(
+            "parameter_invalid_empty", f"You passed an empty string for '{param}'.", param=param
+        )
+    return invalid_value(message if param is None else f"{param}: {message}", param=param)

@@ -11,7 +11,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
-from sandbox.psp.errors import invalid_request
+from sandbox.psp.errors import invalid_value
 
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 # Form values are all strings; these parameters are integers or booleans in Stripe's API.
@@ -29,7 +29,7 @@ def is_form(content_type: str | None) -> bool:
 def _path(key: str) -> list[str]:
     match = _KEY.match(key)
     if match is None:
-        raise invalid_request("parameter_invalid", f"Invalid parameter name: {key}", param=key)
+        raise invalid_value(f"Invalid parameter name: {key}", param=key)
     return [match.group(1), *_PART.findall(match.group(2))]
 
 
@@ -40,12 +40,12 @@ def _insert(target: dict[str, Any], parts: list[str], value: str, key: str) -> N
         name = str(len(node)) if part == "" else part  # `list[]=a&list[]=b`: append
         if last:
             if name in node:
-                raise invalid_request("parameter_invalid", f"Duplicate parameter: {key}", param=key)
+                raise invalid_value(f"Duplicate parameter: {key}", param=key)
             node[name] = value
             return
         child = node.setdefault(name, {})
         if not isinstance(child, dict):
-            raise invalid_request("parameter_invalid", f"Invalid parameter: {key}", param=key)
+            raise invalid_value(f"Invalid parameter: {key}", param=key)
         node = child
 
 
@@ -74,7 +74,7 @@ def decode(raw: bytes) -> dict[str, Any]:
     try:
         pairs = parse_qsl(raw.decode(), keep_blank_values=True, strict_parsing=True)
     except (UnicodeDecodeError, ValueError):
-        raise invalid_request("parameter_invalid", "The form-encoded body is invalid.") from None
+        raise invalid_value("The form-encoded body is invalid.") from None
     tree: dict[str, Any] = {}
     for key, value in pairs:
         _insert(tree, _path(key), value, key)

@@ -20,7 +20,7 @@ from typing import Any
 from starlette.responses import Response
 
 from kit.logging import get_logger
-from sandbox.psp.errors import ApiError
+from sandbox.psp.errors import ApiError, invalid_value
 from sandbox.psp.models import Outcome
 from sandbox.psp.store import Store
 
@@ -110,12 +110,7 @@ class Idempotency:
         """
         if key is not None:
             if not 0 < len(key) <= MAX_KEY_LENGTH:
-                raise ApiError(
-                    400,
-                    "invalid_request_error",
-                    "parameter_invalid",
-                    f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.",
-                )
+                raise invalid_value(f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.")
             if key in self._executing:
                 raise key_in_use()
             self._executing.add(key)

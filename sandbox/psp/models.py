@@ -99,6 +99,52 @@ class RefundRequest(_Body):
     metadata: Metadata = Field(default_factory=dict)
 
 
+# The textual evidence Stripe takes on a dispute (its file fields are not simulated).
+EvidenceField = Literal[
+    "access_activity_log",
+    "billing_address",
+    "cancellation_policy",
+    "cancellation_policy_disclosure",
+    "cancellation_rebuttal",
+    "customer_communication",
+    "customer_email_address",
+    "customer_name",
+    "customer_purchase_ip",
+    "customer_signature",
+    "duplicate_charge_documentation",
+    "duplicate_charge_explanation",
+    "duplicate_charge_id",
+    "product_description",
+    "receipt",
+    "refund_policy",
+    "refund_policy_disclosure",
+    "refund_refusal_explanation",
+    "service_date",
+    "service_documentation",
+    "shipping_address",
+    "shipping_carrier",
+    "shipping_date",
+    "shipping_documentation",
+    "shipping_tracking_number",
+    "uncategorized_file",
+    "uncategorized_text",
+]
+
+
+class DisputeUpdateRequest(_Body):
+    """`POST /v1/disputes/{id}`: evidence, staged or submitted to the bank (the default).
+
+    As in Stripe test mode, `uncategorized_text` `winning_evidence` or `losing_evidence` decides
+    a submitted dispute at once (won or lost); other evidence leaves it `under_review`.
+    """
+
+    evidence: dict[EvidenceField, Annotated[str, StringConstraints(max_length=150_000)]] = Field(
+        default_factory=dict
+    )
+    metadata: Metadata = Field(default_factory=dict)
+    submit: bool = True
+
+
 class ShipmentRequest(_Body):
     """`POST /v1/carrier/shipments`; the address is kept as given (the sandbox ships nothing)."""
 

@@ -1,7 +1,10 @@
-"""Payment intents, refunds and their webhook events; synchronous, run inside a Store transaction.
+"""Payment intents, their charges, refunds and webhook events; synchronous, run inside a Store
+transaction.
 
 Each state change writes its event row in the same transaction, so an effect without its webhook
-(or a webhook without its effect) cannot exist.
+(or a webhook without its effect) cannot exist. The states are Stripe's: a declined card leaves
+the intent `requires_payment_method` with its `last_payment_error` (and a failed charge that
+says why), never a status Stripe does not have.
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.psp import disputes, events, methods, objects, refunds
 from sandbox.psp.errors import card_error, invalid_request, resource_missing, unexpected_state
+from sandbox.psp.methods import PAYMENT_METHODS as PAYMENT_METHODS
+from sandbox.psp.methods import TOK_FLAKY as TOK_FLAKY
+from sandbox.psp.methods import behaviour_of as behaviour_of
 from sandbox.psp.models import (
     CaptureRequest,
     CreateIntentRequest,
@@ -22,67 +29,12 @@ from sandbox.psp.models import (
 )
 from sandbox.psp.webhooks import PAYMENTS_TARGET, delivery_state
 
-TOK_VISA = "tok_visa"
-TOK_3DS = "tok_3ds"
-TOK_3DS_FAIL = "tok_3ds_fail"
-TOK_ASYNC = "tok_async"
-TOK_NO_WEBHOOK = "tok_no_webhook"
-TOK_FLAKY = "tok_flaky"
-TOK_CAPTURE_FAILS = "tok_capture_fails"
-DECLINES: dict[str, tuple[str, str]] = {
-    "tok_declined": ("card_declined", "Your card was declined."),
-    "tok_insufficient_funds": ("insufficient_funds", "Your card has insufficient funds."),
-}
-TOKENS = frozenset(
-    {
-        TOK_VISA,
-        TOK_3DS,
-        TOK_3DS_FAIL,
-        TOK_ASYNC,
-        TOK_NO_WEBHOOK,
-        TOK_FLAKY,
-        TOK_CAPTURE_FAILS,
-        *DECLINES,
-    }
-)
-# Tokens that stop at requires_action until somebody visits next_action.url.
-THREE_DS_TOKENS = frozenset({TOK_3DS, TOK_3DS_FAIL, TOK_NO_WEBHOOK})
-# Stripe's test payment methods (CONTRACT.md §6), each the same behaviour as its tok_* alias.
-PAYMENT_METHODS: dict[str, str] = {
-    "pm_card_visa": TOK_VISA,
-    "pm_card_chargeDeclined": "tok_declined",
-    "pm_card_chargeDeclinedInsufficientFunds": "tok_insufficient_funds",
-    "pm_card_threeDSecure2Required": TOK_3DS,
-    "pm_sandbox_3ds_fail": TOK_3DS_FAIL,
-    "pm_sandbox_async": TOK_ASYNC,
-    "pm_sandbox_no_webhook": TOK_NO_WEBHOOK,
-    "pm_sandbox_flaky": TOK_FLAKY,
-    "pm_sandbox_capture_fails": TOK_CAPTURE_FAILS,
-}
-
-
-# Stripe's `last_payment_error` for each error the sandbox stores: (type, code, decline_code).
-STRIPE_ERRORS: dict[str, tuple[str, str, str | None]] = {
-    "card_declined": ("card_error", "card_declined", "generic_decline"),
-    "insufficient_funds": ("card_error", "card_declined", "insufficient_funds"),
-    "authentication_failed": (
-        "invalid_request_error",
-        "payment_intent_authentication_failure",
-        None,
-    ),
-}
-
-
-def behaviour_of(name: str) -> str:
-    """The tok_* name whose behaviour a token or payment method has (unknown names unchanged)."""
-    return PAYMENT_METHODS.get(name, name)
-
-
 AMOUNT_CAPTURABLE_UPDATED = "payment_intent.amount_capturable_updated"
 PAYMENT_FAILED = "payment_intent.payment_failed"
 SUCCEEDED = "payment_intent.succeeded"
 CANCELED = "payment_intent.canceled"
 CHARGE_REFUNDED = "charge.refunded"
+DECLINED = "requires_payment_method"
 
 
 @dataclass(frozen=True)
@@ -103,6 +55,7 @@ class Intent:
     last_error_message: str | None
     authorized: bool
     created: int
+    canceled_at: int | None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Intent:
@@ -122,76 +75,79 @@ class Intent:
             last_error_message=row["last_error_message"],
             authorized=bool(row["authorized"]),
             created=row["created"],
+            canceled_at=row["canceled_at"],
         )
 
-    def to_json(self) -> dict[str, Any]:
-        """The Stripe-shaped PaymentIntent object."""
-        return {
-            "id": self.id,
-            "object": "payment_intent",
-            "amount": self.amount,
-            "currency": self.currency,
-            "status": self.status,
-            "capture_method": "manual",
-            "amount_capturable": self.amount_capturable,
-            "amount_received": self.amount_received,
-            "metadata": dict(self.metadata),
-            "next_action": (
-                {
-                    "type": "redirect_to_url",
-                    "redirect_to_url": {"url": self.next_action_url, "return_url": None},
-                }
-                if self.next_action_url
-                else None
-            ),
-            "last_payment_error": self.last_payment_error(),
+    @property
+    def decline(self) -> methods.Decline | None:
+        """The card decline that failed this intent, None when there was none."""
+        return methods.decline_of(self.last_error_code)
+
+    def to_json(self, *, latest_charge: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Stripe's PaymentIntent object; `latest_charge` expanded when given."""
+        return objects.payment_intent(
+            id=self.id,
+            amount=self.amount,
+            currency=self.currency,
+            status=self.status,
+            amount_capturable=self.amount_capturable,
+            amount_received=self.amount_received,
+            metadata=self.metadata,
+            created=self.created,
+            next_action_url=self.next_action_url,
+            last_payment_error=self.last_payment_error(),
             # Refunds live on the charge, as at Stripe: `expand[]=latest_charge` shows them.
-            "latest_charge": self.charge_id(),
-            "created": self.created,
-            "livemode": False,
-        }
+            latest_charge=latest_charge or self.charge_id(),
+            canceled_at=self.canceled_at,
+        )
 
     def charge_id(self) -> str | None:
-        """The id of the authorization's charge (the sandbox derives it; none before one)."""
-        return f"ch_{self.id.removeprefix('pi_')}" if self.authorized else None
+        """The id of the intent's charge: its authorization, or its declined attempt."""
+        if self.authorized or self.decline is not None:
+            return refunds.charge_id_of(self.id)
+        return None
 
-    def charge_json(self) -> dict[str, Any]:
-        """Stripe's `charge` of an authorized intent: what was captured and refunded."""
-        return {
-            "id": self.charge_id(),
-            "object": "charge",
-            "amount": self.amount,
-            "amount_captured": self.amount_received,
-            "amount_refunded": self.amount_refunded,
-            "captured": self.amount_received > 0,
-            "refunded": 0 < self.amount_received <= self.amount_refunded,
-            "currency": self.currency,
-            "payment_intent": self.id,
-            "metadata": dict(self.metadata),
-            "paid": True,
-            "status": "succeeded",
-            "created": self.created,
-            "livemode": False,
-        }
+    def charge_json(self, conn: sqlite3.Connection) -> dict[str, Any] | None:
+        """Stripe's `charge` of the intent: what was authorized, captured and refunded."""
+        charge_id = self.charge_id()
+        if charge_id is None:
+            return None
+        decline = self.decline
+        return objects.charge(
+            id=charge_id,
+            intent=self.to_json(),
+            amount_refunded=self.amount_refunded,
+            refunds=refunds.of_intent(conn, self.id),
+            disputed=disputes.disputed(conn, self.id),
+            failure=self.last_payment_error() if decline else None,
+            blocked=decline is not None and decline.blocked,
+        )
 
-    def expanded(self, expand: set[str]) -> dict[str, Any]:
+    def expanded(self, conn: sqlite3.Connection, expand: set[str]) -> dict[str, Any]:
         """The intent with the `expand[]` fields Stripe would expand (only `latest_charge`)."""
-        body = self.to_json()
-        if "latest_charge" in expand and self.authorized:
-            body["latest_charge"] = self.charge_json()
-        return body
+        if "latest_charge" in expand:
+            return self.to_json(latest_charge=self.charge_json(conn))
+        return self.to_json()
 
     def last_payment_error(self) -> dict[str, Any] | None:
         """Stripe's `last_payment_error`: the failure with its Stripe `code` and `decline_code`."""
         if self.last_error_code is None:
             return None
-        type_, code, decline_code = STRIPE_ERRORS.get(
-            self.last_error_code, ("card_error", self.last_error_code, None)
+        decline = self.decline
+        message = self.last_error_message or methods.GENERIC
+        if decline is None:
+            return {
+                "type": "invalid_request_error",
+                "code": methods.AUTHENTICATION_FAILURE_CODE,
+                "doc_url": f"{objects.DOC_URL}payment-intent-authentication-failure",
+                "message": message,
+            }
+        return objects.card_error(
+            code=decline.code,
+            decline_code=decline.decline_code,
+            message=message,
+            charge=self.charge_id(),
         )
-        error: dict[str, Any] = {"type": type_, "code": code, "message": self.last_error_message}
-        if decline_code is not None:
-            error["decline_code"] = decline_code
-        return error
 
     def ledger_entry(self) -> dict[str, Any]:
         """What `GET /v1/ledger` says about this intent."""
@@ -242,26 +198,13 @@ def _update(conn: sqlite3.Connection, intent_id: str, **fields: object) -> Inten
 
 
 def emit(conn: sqlite3.Connection, event_type: str, intent: Intent) -> str:
-    """Record a webhook event carrying the intent as it is now (for `charge.*` events its
-    charge, as Stripe sends them); the delivery loop sends it."""
-    now = time.time()
-    event_id = new_id("evt")
-    body = {
-        "id": event_id,
-        "object": "event",
-        "type": event_type,
-        "created": int(now),
-        "livemode": False,
-        "data": {
-            "object": intent.charge_json() if event_type.startswith("charge.") else intent.to_json()
-        },
-    }
-    conn.execute(
-        "INSERT INTO events (id, type, target, payment_intent, created, body, next_attempt_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (event_id, event_type, PAYMENTS_TARGET, intent.id, int(now), json.dumps(body), now),
-    )
-    return event_id
+    """Record an event about the intent: for `charge.*` events its charge, as Stripe sends them."""
+    if event_type.startswith("charge."):
+        obj = intent.charge_json(conn)
+        assert obj is not None, f"{event_type} of an intent without a charge"
+    else:
+        obj = intent.to_json()
+    return events.record(conn, event_type, obj, intent.id)
 
 
 def known_behaviour(req: CreateIntentRequest) -> str:
@@ -275,7 +218,7 @@ def known_behaviour(req: CreateIntentRequest) -> str:
             "parameter_missing", "Missing required param: payment_method.", param="payment_method"
         )
     token = behaviour_of(req.method)
-    if token not in TOKENS:
+    if token not in methods.TOKENS:
         raise resource_missing("PaymentMethod", req.method, param=req.method_param)
     return token
 
@@ -293,13 +236,13 @@ def create_intent(
     error_code: str | None = None
     error_message: str | None = None
     due_at: float | None = None
-    if token in DECLINES:
-        status, capturable, authorized = "failed", 0, False
-        error_code, error_message = DECLINES[token]
-    elif token in THREE_DS_TOKENS:
+    if token in methods.DECLINES:
+        status, capturable, authorized = DECLINED, 0, False
+        error_code, error_message = token, methods.DECLINES[token].message
+    elif token in methods.THREE_DS_TOKENS:
         status, capturable, authorized = "requires_action", 0, False
         next_action_url = authenticate_url(psp_url, intent_id)
-    elif token == TOK_ASYNC:
+    elif token == methods.TOK_ASYNC:
         # Scheduled in the row itself so that a restart still fires it (see scheduler.py).
         status, capturable, authorized = "processing", 0, False
         due_at = now + async_delay_s
@@ -325,24 +268,22 @@ def create_intent(
         ),
     )
     intent = require(conn, intent_id)
-    if status == "failed":
+    if status == DECLINED:
         emit(conn, PAYMENT_FAILED, intent)
         return Outcome(402, declined(intent))
     return Outcome(200, intent.to_json())
 
 
 def declined(intent: Intent) -> dict[str, Any]:
-    """Stripe's answer to a declined confirmation: 402 `card_error` carrying the failed intent."""
+    """Stripe's answer to a declined confirmation: 402 `card_error` carrying the intent, back at
+    `requires_payment_method` with its `last_payment_error`."""
     error = intent.last_payment_error() or {}
-    return card_error(
-        str(error.get("code", "card_declined")),
-        error.get("decline_code"),
-        str(error.get("message") or "Your card was declined."),
-        intent.to_json(),
-    ).body()
+    return {"error": {**error, "payment_intent": intent.to_json()}}
 
 
-def capture_intent(conn: sqlite3.Connection, intent_id: str, req: CaptureRequest) -> Outcome:
+def capture_intent(
+    conn: sqlite3.Connection, intent_id: str, req: CaptureRequest, *, dispute_delay_s: float
+) -> Outcome:
     """requires_capture -> succeeded for the amount asked (at most what is capturable)."""
     intent = require(conn, intent_id)
     if intent.status != "requires_capture":
@@ -354,11 +295,11 @@ def capture_intent(conn: sqlite3.Connection, intent_id: str, req: CaptureRequest
             f"amount_to_capture {amount} is more than amount_capturable {intent.amount_capturable}",
             param="amount_to_capture",
         )
-    if intent.token == TOK_CAPTURE_FAILS:
+    if intent.token == methods.TOK_CAPTURE_FAILS:
         # The decline is the provider's answer to an executed request, so it is stored and
         # replayed like a success; the authorization stays, so the intent can still be canceled.
         refusal = card_error(
-            "capture_declined",
+            "card_declined",
             "generic_decline",
             "The capture was declined by the card issuer.",
             intent.to_json(),
@@ -368,10 +309,17 @@ def capture_intent(conn: sqlite3.Connection, intent_id: str, req: CaptureRequest
         conn, intent_id, status="succeeded", amount_capturable=0, amount_received=amount
     )
     emit(conn, SUCCEEDED, intent)
+    if intent.token == methods.TOK_CREATE_DISPUTE:
+        charge_id = intent.charge_id()
+        assert charge_id is not None, "a captured intent has its charge"
+        disputes.schedule(conn, intent.to_json(), charge_id, at=time.time() + dispute_delay_s)
     return Outcome(200, intent.to_json())
 
 
-CANCELABLE = frozenset({"requires_action", "processing", "requires_capture"})
+# Stripe cancels an intent in any state but succeeded and canceled.
+CANCELABLE = frozenset(
+    {DECLINED, "requires_confirmation", "requires_action", "processing", "requires_capture"}
+)
 
 
 def cancel_intent(conn: sqlite3.Connection, intent_id: str) -> Outcome:
@@ -383,14 +331,26 @@ def cancel_intent(conn: sqlite3.Connection, intent_id: str) -> Outcome:
         raise unexpected_state(intent.to_json(), "cancel")
     # due_at cleared: a pending tok_async transition of a canceled intent must never fire.
     intent = _update(
-        conn, intent_id, status="canceled", amount_capturable=0, next_action_url=None, due_at=None
+        conn,
+        intent_id,
+        status="canceled",
+        amount_capturable=0,
+        next_action_url=None,
+        due_at=None,
+        canceled_at=int(time.time()),
     )
     emit(conn, CANCELED, intent)
     return Outcome(200, intent.to_json())
 
 
-def create_refund(conn: sqlite3.Connection, req: RefundRequest) -> Outcome:
-    """Refund part or all of what was captured and not yet refunded."""
+def create_refund(
+    conn: sqlite3.Connection, req: RefundRequest, *, refund_fail_delay_s: float
+) -> Outcome:
+    """Refund part or all of what was captured and not yet refunded.
+
+    A card refund succeeds at once; one to pm_card_refundFail stays `pending` and fails later
+    (refunds.fail_due), giving the money back to the charge.
+    """
     intent = require(conn, req.payment_intent, param="payment_intent")
     if intent.status != "succeeded":
         raise unexpected_state(intent.to_json(), "refund")
@@ -408,29 +368,27 @@ def create_refund(conn: sqlite3.Connection, req: RefundRequest) -> Outcome:
             f"Refund amount {amount} is greater than the {remaining} left to refund.",
             param="amount",
         )
-    now = int(time.time())
+    now = time.time()
+    fails = intent.token == methods.TOK_REFUND_FAIL
     refund_id = new_id("re")
     conn.execute(
-        "INSERT INTO refunds (id, payment_intent, amount, currency, reason, metadata, created)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (refund_id, intent.id, amount, intent.currency, req.reason, json.dumps(req.metadata), now),
+        "INSERT INTO refunds (id, payment_intent, amount, currency, reason, metadata, created,"
+        " status, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            refund_id,
+            intent.id,
+            amount,
+            intent.currency,
+            req.reason,
+            json.dumps(req.metadata),
+            int(now),
+            "pending" if fails else "succeeded",
+            now + refund_fail_delay_s if fails else None,
+        ),
     )
     intent = _update(conn, intent.id, amount_refunded=intent.amount_refunded + amount)
     emit(conn, CHARGE_REFUNDED, intent)
-    return Outcome(
-        200,
-        {
-            "id": refund_id,
-            "object": "refund",
-            "amount": amount,
-            "currency": intent.currency,
-            "payment_intent": intent.id,
-            "status": "succeeded",
-            "reason": req.reason,
-            "metadata": dict(req.metadata),
-            "created": now,
-        },
-    )
+    return Outcome(200, refunds.get(conn, refund_id))
 
 
 def authenticate(conn: sqlite3.Connection, intent_id: str) -> Intent:
@@ -439,7 +397,7 @@ def authenticate(conn: sqlite3.Connection, intent_id: str) -> Intent:
     # Anything but a pending challenge (a second visit, a canceled intent) changes nothing.
     if intent.status != "requires_action":
         return intent
-    if intent.token == TOK_3DS:
+    if intent.token == methods.TOK_3DS:
         intent = _update(
             conn,
             intent_id,
@@ -449,14 +407,19 @@ def authenticate(conn: sqlite3.Connection, intent_id: str) -> Intent:
             next_action_url=None,
         )
         emit(conn, AMOUNT_CAPTURABLE_UPDATED, intent)
-    elif intent.token == TOK_3DS_FAIL:
+    elif intent.token == methods.TOK_3DS_FAIL:
+        # As at Stripe: back to requires_payment_method, the failure in last_payment_error.
         intent = _update(
             conn,
             intent_id,
-            status="failed",
+            status=DECLINED,
             next_action_url=None,
-            last_error_code="authentication_failed",
-            last_error_message="The customer failed 3D Secure authentication.",
+            last_error_code=methods.AUTHENTICATION_FAILED,
+            last_error_message=(
+                "The provided PaymentMethod has failed authentication. You can provide"
+                " payment_method_data or a new PaymentMethod to attempt to fulfill this"
+                " PaymentIntent again."
+            ),
         )
         emit(conn, PAYMENT_FAILED, intent)
     return intent

@@ -1,7 +1,8 @@
-"""HTTP endpoints of the sandbox: payment intents, refunds, test helpers, carrier bookings.
+"""HTTP endpoints of the sandbox: payment intents, refunds, disputes, test helpers, carrier
+bookings.
 
-Stripe's endpoints (`/v1/payment_intents*`, `/v1/refunds`) want the API key; the sandbox's own
-(the 3DS page a browser visits, the ledger, the event log, the carrier) do not.
+Stripe's endpoints (`/v1/payment_intents*`, `/v1/refunds`, `/v1/disputes*`) want the API key;
+the sandbox's own (the 3DS page a browser visits, the ledger, the event log, the carrier) do not.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, Response
 
 from kit.settings import Settings
-from sandbox.psp import carrier, form, payments
+from sandbox.psp import carrier, disputes, form, payments
 from sandbox.psp.auth import require_api_key
-from sandbox.psp.errors import invalid_request, parameter_error, resource_missing
+from sandbox.psp.errors import invalid_value, parameter_error, resource_missing
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
 from sandbox.psp.models import (
     CancelRequest,
     CaptureRequest,
     CreateIntentRequest,
+    DisputeUpdateRequest,
     EmptyRequest,
     Outcome,
     RefundRequest,
@@ -86,12 +88,11 @@ async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
         try:
             data = json.loads(raw)
         except ValueError:
-            raise invalid_request(
-                "parameter_invalid",
-                "The request body must be JSON (content-type: application/json).",
+            raise invalid_value(
+                "The request body must be JSON (content-type: application/json)."
             ) from None
     if not isinstance(data, dict):
-        raise invalid_request("parameter_invalid", "The request body must be a JSON object.")
+        raise invalid_value("The request body must be a JSON object.")
     try:
         parsed = model.model_validate(data)
     except ValidationError as exc:
@@ -116,6 +117,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
     stripe = APIRouter(dependencies=[Depends(require_api_key(api_key))])
     _intent_routes(stripe, sandbox)
     _refund_routes(stripe, sandbox)
+    _dispute_routes(stripe, sandbox)
     router = APIRouter()
     router.include_router(stripe)
     _3ds_routes(router, sandbox)
@@ -155,8 +157,10 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
         """One payment intent; `expand[]=latest_charge` (or `expand[0]=...`) adds its charge."""
         params = request.query_params.multi_items()
         expand = {value for name, value in params if name.startswith("expand[")}
-        intent = await store.read(lambda conn: payments.require(conn, intent_id))
-        return json_response(200, intent.expanded(expand))
+        body = await store.read(
+            lambda conn: payments.require(conn, intent_id).expanded(conn, expand)
+        )
+        return json_response(200, body)
 
     @router.post("/v1/payment_intents/{intent_id}/capture")
     async def capture_intent(intent_id: str, request: Request) -> Response:
@@ -166,7 +170,9 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             request,
             f"POST /v1/payment_intents/{intent_id}/capture",
             digest,
-            lambda conn: payments.capture_intent(conn, intent_id, body),
+            lambda conn: payments.capture_intent(
+                conn, intent_id, body, dispute_delay_s=config.dispute_delay_s
+            ),
             flaky_scope=await _flaky_scope(store, "capture", intent_id),
         )
 
@@ -186,6 +192,7 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
 def _refund_routes(router: APIRouter, sandbox: Sandbox) -> None:
     """Refunds of captured intents."""
     store = sandbox.store
+    fail_delay_s = sandbox.config.refund_fail_delay_s
 
     @router.post("/v1/refunds")
     async def create_refund(request: Request) -> Response:
@@ -195,8 +202,41 @@ def _refund_routes(router: APIRouter, sandbox: Sandbox) -> None:
             request,
             "POST /v1/refunds",
             digest,
-            lambda conn: payments.create_refund(conn, body),
+            lambda conn: payments.create_refund(conn, body, refund_fail_delay_s=fail_delay_s),
             flaky_scope=await _flaky_scope(store, "refund", body.payment_intent),
+        )
+
+
+def _dispute_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Disputes of captured intents: read one, answer it with evidence, or accept it."""
+    store = sandbox.store
+
+    @router.get("/v1/disputes/{dispute_id}")
+    async def get_dispute(dispute_id: str) -> Response:
+        """One dispute (once opened)."""
+        row = await store.read(lambda conn: disputes.require(conn, dispute_id))
+        return json_response(200, disputes.to_json(row))
+
+    @router.post("/v1/disputes/{dispute_id}")
+    async def update_dispute(dispute_id: str, request: Request) -> Response:
+        """Stage or submit evidence."""
+        body, digest = await parse_body(request, DisputeUpdateRequest)
+        return await sandbox.execute(
+            request,
+            f"POST /v1/disputes/{dispute_id}",
+            digest,
+            lambda conn: disputes.update(conn, dispute_id, body),
+        )
+
+    @router.post("/v1/disputes/{dispute_id}/close")
+    async def close_dispute(dispute_id: str, request: Request) -> Response:
+        """Accept the dispute (it is lost)."""
+        _, digest = await parse_body(request, EmptyRequest)
+        return await sandbox.execute(
+            request,
+            f"POST /v1/disputes/{dispute_id}/close",
+            digest,
+            lambda conn: disputes.close(conn, dispute_id),
         )
 
 
@@ -213,7 +253,7 @@ def _3ds_routes(router: APIRouter, sandbox: Sandbox) -> None:
         if "text/html" in accept and "application/json" not in accept:
             outcome = {
                 "requires_capture": "approved",
-                "failed": "failed",
+                payments.DECLINED: "failed",
             }.get(intent.status, f"unchanged ({intent.status})")
             return HTMLResponse(
                 "<!doctype html><title>Sandbox 3-D Secure</title>"

@@ -31,15 +31,17 @@ CREATE TABLE IF NOT EXISTS {name} (
 )
 """
 
-SCHEMA = (
-    """
-CREATE TABLE IF NOT EXISTS payment_intents (
+# A template because a file from before Stripe's declined state (`failed`, which Stripe does not
+# have) copies its intents into a table of this shape.
+INTENTS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
     id TEXT PRIMARY KEY,
     amount INTEGER NOT NULL,
     currency TEXT NOT NULL,
     token TEXT NOT NULL,
     status TEXT NOT NULL CHECK (status IN (
-        'requires_action', 'processing', 'requires_capture', 'succeeded', 'canceled', 'failed'
+        'requires_payment_method', 'requires_confirmation', 'requires_action', 'processing',
+        'requires_capture', 'succeeded', 'canceled'
     )),
     amount_capturable INTEGER NOT NULL DEFAULT 0,
     amount_received INTEGER NOT NULL DEFAULT 0,
@@ -52,10 +54,21 @@ CREATE TABLE IF NOT EXISTS payment_intents (
     authorized INTEGER NOT NULL DEFAULT 0,
     due_at REAL,
     created INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS payment_intents_checkout_id ON payment_intents (checkout_id);
-CREATE INDEX IF NOT EXISTS payment_intents_due_at
-    ON payment_intents (due_at) WHERE due_at IS NOT NULL;
+)
+"""
+_INTENT_TAIL = (
+    " amount_capturable, amount_received, amount_refunded, metadata, checkout_id,"
+    " next_action_url, last_error_code, last_error_message, authorized, due_at, created"
+)
+INTENT_COLUMNS = "id, amount, currency, token, status," + _INTENT_TAIL
+INTENT_SOURCE = (
+    "id, amount, currency, token,"
+    " CASE status WHEN 'failed' THEN 'requires_payment_method' ELSE status END," + _INTENT_TAIL
+)
+
+SCHEMA = (
+    INTENTS_TABLE.format(name="payment_intents")
+    + """;
 
 CREATE TABLE IF NOT EXISTS refunds (
     id TEXT PRIMARY KEY,
@@ -66,6 +79,23 @@ CREATE TABLE IF NOT EXISTS refunds (
     metadata TEXT NOT NULL,
     created INTEGER NOT NULL
 );
+
+-- A dispute is written at the capture and opened (charge.dispute.created) when due_at comes.
+CREATE TABLE IF NOT EXISTS disputes (
+    id TEXT PRIMARY KEY,
+    payment_intent TEXT NOT NULL REFERENCES payment_intents (id),
+    charge TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    currency TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('needs_response', 'under_review', 'won', 'lost')),
+    evidence TEXT NOT NULL DEFAULT '{}',
+    submission_count INTEGER NOT NULL DEFAULT 0,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    due_at REAL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS disputes_due_at ON disputes (due_at) WHERE due_at IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
@@ -104,6 +134,14 @@ CREATE INDEX IF NOT EXISTS events_payment_intent ON events (payment_intent);
 # Columns added after the table was first released. Every file, new or old, gets them here by
 # ALTER TABLE, so each column is defined once.
 ADDED_COLUMNS: dict[str, dict[str, str]] = {
+    "payment_intents": {"canceled_at": "INTEGER"},
+    "refunds": {
+        "status": "TEXT NOT NULL DEFAULT 'succeeded'"
+        " CHECK (status IN ('pending', 'succeeded', 'failed', 'canceled'))",
+        "failure_reason": "TEXT",
+        # When a pending refund fails (pm_card_refundFail); NULL once settled.
+        "due_at": "REAL",
+    },
     "events": {
         # Whose endpoint the event goes to; each target has its own delivery loop.
         "target": "TEXT NOT NULL DEFAULT 'payments' CHECK (target IN ('payments', 'carrier'))",
@@ -111,10 +149,14 @@ ADDED_COLUMNS: dict[str, dict[str, str]] = {
     },
 }
 
-# Indexes on columns that an older file only has after _migrate.
+# Indexes on columns that an older file only has after _migrate (and on a rebuilt table).
 LATE_INDEXES = """
+CREATE INDEX IF NOT EXISTS payment_intents_checkout_id ON payment_intents (checkout_id);
+CREATE INDEX IF NOT EXISTS payment_intents_due_at
+    ON payment_intents (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_shipment ON events (shipment) WHERE shipment IS NOT NULL;
 CREATE INDEX IF NOT EXISTS shipments_due_at ON shipments (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS refunds_due_at ON refunds (due_at) WHERE due_at IS NOT NULL;
 """
 
 
@@ -123,8 +165,31 @@ def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {str(row["name"]) for row in conn.execute(f"PRAGMA table_info({table})")}
 
 
+def _rebuild_intents(conn: sqlite3.Connection) -> None:
+    """Copy the intents of a file from before Stripe's declined state into the current table: a
+    declined intent (`failed` then) is `requires_payment_method`, as at Stripe."""
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'payment_intents'"
+    ).fetchone()
+    if "requires_payment_method" in row["sql"]:
+        return
+    conn.execute(INTENTS_TABLE.format(name="payment_intents_migrated"))
+    conn.execute(
+        f"INSERT INTO payment_intents_migrated ({INTENT_COLUMNS}) SELECT {INTENT_SOURCE}"
+        " FROM payment_intents"
+    )
+    conn.execute("DROP TABLE payment_intents")
+    conn.execute("ALTER TABLE payment_intents_migrated RENAME TO payment_intents")
+    log.info("sandbox.store.table_rebuilt", table="payment_intents")
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a file written by an older sandbox to the current schema; a no-op once done."""
+    """Bring a file written by an older sandbox to the current schema; a no-op once done.
+
+    Runs with foreign keys off (a rebuilt table is swapped under the rows naming it, as SQLite's
+    ALTER TABLE procedure asks) and checks them all before it commits.
+    """
+    _rebuild_intents(conn)
     for table, columns in ADDED_COLUMNS.items():
         present = _columns(conn, table)
         for column, definition in columns.items():
@@ -144,6 +209,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE shipments")
         conn.execute("ALTER TABLE shipments_migrated RENAME TO shipments")
         log.info("sandbox.store.table_rebuilt", table="shipments")
+    broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+    if broken:
+        raise RuntimeError(f"the sandbox store has rows naming missing rows: {broken[:5]}")
 
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -209,11 +277,13 @@ class Store:
         # FULL: a committed effect (an authorization, a refund) must survive a crash of the host,
         # because its idempotency record promises the client it happened.
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(SCHEMA)
         # One transaction: a crash halfway leaves the old schema, which the next start migrates.
+        # Foreign keys are switched on after it (a pragma that cannot change inside one).
+        conn.execute("PRAGMA foreign_keys=OFF")
         _in_transaction(conn, _migrate)
+        conn.execute("PRAGMA foreign_keys=ON")
         conn.executescript(LATE_INDEXES)
         self._conn = conn
 

@@ -58,6 +58,11 @@ SECRET_USERS = {
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": {"checkout-api"},
     "CARRIER_WEBHOOK_SECRET": {"checkout-api"},
     "STRIPE_API_KEY": {"worker-payments"},
+    # Every process with a Temporal client; the relays and the migrations have none.
+    "TEMPORAL_PAYLOAD_KEYS": {
+        "checkout-api",
+        *(f"worker-{queue.value}" for queue in TaskQueue),
+    },
 }
 # PostgreSQL budget the production overlay must fit: max_connections, less what is kept for
 # superusers, replication, monitoring and an operator's psql (docs/deployment.md).
@@ -191,6 +196,9 @@ def process_environment(objects: list[dict[str, Any]], container: dict[str, Any]
             environment[name] = f"postgresql://{domain}@postgres.invalid:5432/{domain}"
         elif name == "NATS_URL":
             environment[name] = "nats://nats.invalid:4222"
+        elif name == "TEMPORAL_PAYLOAD_KEYS":
+            # A well-formed stand-in: one id and 32 bytes.
+            environment[name] = "from-secret:c3RhbmQtaW4tZm9yLXRoZS1zZWNyZXQta2V5LTAxMjM="
         else:
             environment[name] = f"from-secret-{ref['name']}-{ref['key']}"
     return environment
@@ -728,7 +736,18 @@ def test_network_policies_deny_by_default_and_allow_each_flow(path: Path) -> Non
     assert ingress["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "api"}}
     assert {p["port"] for rule in ingress["ingress"] for p in rule["ports"]} == {api_port}
     allowing_ingress = {n for n, p in policies.items() if "Ingress" in p["policyTypes"]}
-    assert allowing_ingress == {"checkout-default-deny", "checkout-api-ingress"}
+    assert allowing_ingress == {
+        "checkout-default-deny",
+        "checkout-api-ingress",
+        "checkout-metrics-ingress",
+    }
+    # Only Prometheus reaches a worker or relay, only on the metrics port.
+    metrics = policies["checkout-metrics-ingress"]
+    (scrape,) = metrics["ingress"]
+    assert scrape["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    assert {p["port"] for p in scrape["ports"]} == {int(config(objects)["WORKER_METRICS_PORT"])}
     # Only the processes calling Stripe and the carrier may leave the cluster.
     https = policies["checkout-egress-https"]["podSelector"]["matchLabels"]
     outside = [

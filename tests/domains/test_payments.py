@@ -1,16 +1,28 @@
-"""Idempotency keys: the same key for another request is refused before anything is sent."""
+"""Payments: idempotency keys refused for another request before anything is sent; every
+provider intent status mapped (an unknown one an error, counted); what a buyer is told of a
+decline."""
 
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 import pytest
 from sqlalchemy import func, select
+from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
+from temporalio.testing import ActivityEnvironment
 
+from activities.payments.activities import UNKNOWN_STATUS_METRIC, PaymentsActivities
+from activities.payments.contract import SettleInput
 from domains.payments import service
-from domains.payments.errors import IdempotencyKeyReused
+from domains.payments.declines import buyer_code, buyer_message
+from domains.payments.errors import IdempotencyKeyReused, ProviderUnavailable, UnknownIntentStatus
 from domains.payments.models import PaymentIdempotencyKey
+from domains.payments.provider import Intent, PaymentProvider
+from domains.payments.statuses import INTENT_TO_PAYMENT, PaymentStatus
+from domains.payments.stripe_provider import intent_of
 from kit.db import DomainDatabase
+from tests.sandbox.stripe_spec import document
 
 
 async def test_same_key_same_request_is_accepted_again(
@@ -42,3 +54,94 @@ async def test_same_key_another_request_is_refused(databases: dict[str, DomainDa
     with pytest.raises(IdempotencyKeyReused):
         async with db.begin() as session:
             await service.open_call(session, key, {"intent": "pi_1", "amount": "11.00"})
+
+
+# --- intent statuses: every one of Stripe's mapped, an unknown one never guessed ------------
+
+
+def _intent(status: str) -> Intent:
+    return Intent(
+        id="pi_1",
+        status=status,
+        amount=1000,
+        currency="EUR",
+        amount_capturable=0,
+        amount_received=0,
+        amount_refunded=0,
+        redirect_url=None,
+        last_error_code=None,
+    )
+
+
+def test_every_stripe_intent_status_is_mapped_explicitly() -> None:
+    stripe_statuses = document()["schemas"]["payment_intent"]["properties"]["status"]["enum"]
+    assert set(INTENT_TO_PAYMENT) == set(stripe_statuses)
+    assert service.payment_status(_intent("requires_payment_method")) == PaymentStatus.FAILED
+    assert service.payment_status(_intent("requires_capture")) == PaymentStatus.AUTHORIZED
+
+
+@pytest.mark.parametrize("status", ["failed", "requires_source", ""])
+def test_an_unknown_intent_status_is_a_retryable_error_not_pending(status: str) -> None:
+    with pytest.raises(UnknownIntentStatus) as unknown:
+        service.payment_status(_intent(status))
+    assert unknown.value.status == status
+    assert isinstance(unknown.value, ProviderUnavailable)  # retried like an outage
+    with pytest.raises(UnknownIntentStatus):
+        intent_of({"id": "pi_2", "status": status, "amount": 100, "currency": "eur"})
+
+
+class _ProviderSaying:
+    """A provider whose intents all have one status (only `retrieve` is called)."""
+
+    name = "stub"
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+
+    async def retrieve(self, intent_id: str) -> Intent:
+        return intent_of({"id": intent_id, "status": self.status, "amount": 1, "currency": "eur"})
+
+
+async def test_an_activity_meeting_an_unknown_status_counts_it_and_fails_retryably() -> None:
+    buffer = MetricBuffer(100)
+    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer))
+    env = ActivityEnvironment()
+    env.metric_meter = runtime.metric_meter
+    provider = cast(PaymentProvider, _ProviderSaying("partially_captured"))
+    # settle_ended reads the intent before it touches its database.
+    activities = PaymentsActivities(cast(DomainDatabase, None), provider)
+    settle = SettleInput(checkout_id=uuid.uuid4(), intent_id="pi_3")
+
+    with pytest.raises(UnknownIntentStatus):
+        await env.run(activities.settle_ended, settle)
+
+    counted = [
+        (update.value, update.attributes.get("status"))
+        for update in buffer.retrieve_updates()
+        if update.metric.name == UNKNOWN_STATUS_METRIC
+    ]
+    assert counted == [(1, "partially_captured")]
+
+
+# --- what a buyer is told about a declined card -------------------------------------------
+
+
+@pytest.mark.parametrize("code", ["lost_card", "stolen_card", "fraudulent", "pickup_card"])
+def test_a_fraud_related_decline_is_generic_for_the_buyer(code: str) -> None:
+    assert buyer_code(code) == "generic_decline"
+    assert buyer_message(code) == "Your card was declined."
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("insufficient_funds", "Your card has insufficient funds."),
+        ("expired_card", "Your card has expired."),
+        ("incorrect_cvc", "Your card's security code is incorrect."),
+        ("generic_decline", "Your card was declined."),
+        (None, "Your card was declined."),
+    ],
+)
+def test_a_decline_the_buyer_can_act_on_says_so(code: str | None, message: str) -> None:
+    assert buyer_code(code) == code
+    assert buyer_message(code) == message

@@ -97,7 +97,8 @@ class WebhookReceiver:
                 self.rejected += 1
             return 400
         event = json.loads(body)
-        checkout_id = event["data"]["object"]["metadata"].get("checkout_id", "")
+        # A refund's or a dispute's own metadata is empty: those are found by intent instead.
+        checkout_id = (event["data"]["object"].get("metadata") or {}).get("checkout_id", "")
         with self._lock:
             remaining = self._failures.get(checkout_id, 0)
             if remaining:
@@ -110,8 +111,35 @@ class WebhookReceiver:
         """Every delivery (accepted or answered 500) about one checkout."""
         with self._lock:
             return [
-                d for d in self.deliveries if d.intent["metadata"].get("checkout_id") == checkout_id
+                d
+                for d in self.deliveries
+                if (d.intent.get("metadata") or {}).get("checkout_id") == checkout_id
             ]
+
+    def about_intent(self, intent_id: str) -> list[Delivery]:
+        """Every delivery about one payment intent, whatever object it carries."""
+        with self._lock:
+            return [
+                d
+                for d in self.deliveries
+                if intent_id in (d.intent.get("id"), d.intent.get("payment_intent"))
+            ]
+
+    async def wait_for_intent(
+        self, intent_id: str, event_type: str, *, wait_s: float = 10.0
+    ) -> Delivery:
+        """The first 2xx-answered delivery of `event_type` about an intent."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            found = [
+                d
+                for d in self.about_intent(intent_id)
+                if d.type == event_type and d.answered == 200
+            ]
+            if found or time.monotonic() > deadline:
+                assert found, f"{event_type} for {intent_id}: {self.about_intent(intent_id)}"
+                return found[0]
+            await asyncio.sleep(0.05)
 
     async def wait_for(
         self, checkout_id: str, event_type: str, *, count: int = 1, wait_s: float = 10.0

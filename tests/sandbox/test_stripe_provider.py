@@ -79,7 +79,7 @@ async def test_a_declined_card_is_a_card_rejection_with_its_failed_intent(
     assert (refused.value.status, refused.value.code) == (402, "card_declined")
     assert refused.value.reason == decline_code
     assert refused.value.intent is not None
-    assert refused.value.intent.status == "failed"
+    assert refused.value.intent.status == "requires_payment_method"
     assert refused.value.intent.last_error_code == decline_code
 
 

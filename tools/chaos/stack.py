@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from devstack.services.process import ManagedProcess, ServiceError, free_port, http_ok
 from devstack.stack import NATS_MONITOR_OFFSET, STATE_FILE
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.settings import DOMAINS, Settings, get_settings
+from kit.temporal import connect
 from tools.chaos.workload import PAYMENT_TIMEOUT_S
 from workers.bootstrap import WORKER_DOMAINS
 
@@ -184,6 +184,4 @@ class ChaosStack:
 
     async def temporal(self) -> Client:
         """A client of the stack's Temporal speaking the platform's payloads."""
-        return await Client.connect(
-            self.temporal_address, namespace="default", data_converter=pydantic_data_converter
-        )
+        return await connect(self.settings.temporal)
