@@ -389,6 +389,17 @@ class WorkerSettings(Group):
     prune_interval_s: float = Field(default=3600.0, gt=0)
     """How often a worker process prunes the inboxes of its domains: one indexed DELETE per inbox
     and interval when there is nothing to prune."""
+    versioning: bool = False
+    """Worker Versioning (docs/deployment.md, "Worker versioning"): a process running workflows
+    polls as version `<WORKER_DEPLOYMENT_NAME>-<queue>` / `WORKER_BUILD_ID` of a Temporal Worker
+    Deployment and makes a version never active before the current one once it polls. Off:
+    unversioned workers (`just up`, tests); the production ConfigMap turns it on."""
+    deployment_name: str = Field(default="checkout-platform", pattern=r"^[A-Za-z0-9_-]{1,200}$")
+    """The Worker Deployment's name prefix; each workflow queue's deployment is
+    `<WORKER_DEPLOYMENT_NAME>-<queue>`."""
+    build_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
+    """The release's build id: the image tag in production, where a versioned worker refuses to
+    start without it. Unset elsewhere: the package version (`dev` without one)."""
 
 
 class InventorySettings(Group):

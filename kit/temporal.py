@@ -19,7 +19,8 @@ WORKFLOW_QUEUES = frozenset({"checkout"})
 
 
 async def has_pollers(client: Client, queue: str) -> bool:
-    """Whether a worker is polling `queue` right now (workflow pollers for `checkout`)."""
+    """Whether a worker is polling `queue` right now (workflow pollers for `checkout`; those of
+    its current version when the queue's workers are versioned)."""
     kind = (
         TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW
         if queue in WORKFLOW_QUEUES
@@ -30,6 +31,9 @@ async def has_pollers(client: Client, queue: str) -> bool:
             namespace=client.namespace,
             task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
             task_queue_type=kind,
+            # Without it, Temporal leaves out the pollers of a versioned queue's current version
+            # (WORKER_VERSIONING): the workers that actually take its tasks.
+            report_pollers=True,
         )
     )
     return len(response.pollers) > 0

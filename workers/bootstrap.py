@@ -48,6 +48,7 @@ from workers.gauges import INTERVAL_S as GAUGES_INTERVAL_S
 from workers.gauges import CheckoutGauges
 from workers.periodic import run_every, run_when_woken
 from workers.sweeper import sweep_expired_reservations
+from workers.versioning import deployment_config, serve_version
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
@@ -178,12 +179,17 @@ async def build_worker(
     """The worker of one domain's task queue, holding only that domain's database."""
     extras = extras or Extras()
     workflows: list[type] = (
-        [CheckoutWorkflow, ReconcilePaymentWorkflow] if domain == TaskQueue.CHECKOUT else []
+        [CheckoutWorkflow, ReconcilePaymentWorkflow, *extras.workflows]
+        if domain == TaskQueue.CHECKOUT
+        else []
     )
     return Worker(
         client,
         task_queue=domain,
-        workflows=[*workflows, *(extras.workflows if domain == TaskQueue.CHECKOUT else ())],
+        workflows=workflows,
+        # Workflow workers only: activity workers never replay, and their payloads stay
+        # compatible across releases (docs/deployment.md, "Worker versioning").
+        deployment_config=deployment_config(settings, domain) if workflows else None,
         activities=[
             *_activities(domain, db, settings, stack, meter_of(client)),
             *extras.activities(domain),
@@ -353,6 +359,11 @@ async def run_workers(
         if settings.relay.enabled:
             background += await start_relays(domains, settings, stop, stack, meter_of(client))
         runs = [asyncio.create_task(worker.run()) for worker in workers]
+        # A release's workflow workers make their version current once they poll.
+        versions = [c.version for w in workers if (c := w.config().get("deployment_config"))]
+        for version in versions:
+            served = serve_version(client, version, stop, meter_of(client))
+            background.append(asyncio.create_task(served))
         log.info("workers.started", domains=list(domains), task_queues=list(domains))
         stopped = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([stopped, *runs], return_when=asyncio.FIRST_COMPLETED)

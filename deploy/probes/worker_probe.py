@@ -7,11 +7,14 @@ that loopback address; an httpGet or tcpSocket probe from the kubelet could not.
     worker_probe.py live
         The metrics endpoint answers. No dependency is checked: a PostgreSQL, NATS or Temporal
         outage must not make Kubernetes restart every worker (the process reconnects by itself).
-    worker_probe.py ready [--task-queue QUEUE] [--relay DOMAIN ...]
+    worker_probe.py ready [--task-queue QUEUE] [--relay DOMAIN ...] [--current-version]
         Live, and Temporal's SDK reports at least one active poller on QUEUE
         (`temporal_num_pollers{task_queue=QUEUE} > 0`), and each relay has read its outbox at
         least once (its `outbox_backlog{domain=DOMAIN}` gauge exists: it is first set after the
-        relay declared its stream on NATS and queried its database).
+        relay declared its stream on NATS and queried its database). With --current-version
+        (versioned workflow workers), also: the process's Worker Deployment version is the
+        current one (`worker_version_current == 1`, workers/versioning.py), so that a rolling
+        update stops while a new release's version is not promoted.
 
 Exit status 0 when the condition holds, 1 otherwise (with the reason on stderr). The standard
 library only, so the probe starts in milliseconds and never imports the platform (`python -I -S`).
@@ -55,11 +58,18 @@ def samples(text: str) -> Iterator[Sample]:
 
 
 def unready_reasons(
-    text: str, task_queue: str | None = None, relays: Iterable[str] = ()
+    text: str,
+    task_queue: str | None = None,
+    relays: Iterable[str] = (),
+    current_version: bool = False,
 ) -> list[str]:
     """What keeps a worker from being ready, given its metrics (empty: ready)."""
     parsed = list(samples(text))
     reasons = []
+    if current_version and not any(
+        name == "worker_version_current" and value == 1 for name, _labels, value in parsed
+    ):
+        reasons.append("this process's Worker Deployment version is not the current one")
     if task_queue is not None:
         pollers = sum(
             value
@@ -93,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="default: $WORKER_METRICS_PORT")
     parser.add_argument("--task-queue", default=None)
     parser.add_argument("--relay", action="append", default=[], metavar="DOMAIN")
+    parser.add_argument("--current-version", action="store_true")
     args = parser.parse_args(argv)
     port = args.port or int(os.environ.get("WORKER_METRICS_PORT") or 0)
     if not port:
@@ -105,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.mode == "live":
         return 0
-    reasons = unready_reasons(text, args.task_queue, args.relay)
+    reasons = unready_reasons(text, args.task_queue, args.relay, args.current_version)
     for reason in reasons:
         sys.stderr.write(reason + "\n")
     return 1 if reasons else 0

@@ -316,7 +316,9 @@ TEMPORAL_TRIGGER_KEYS = {
     "activationTargetQueueSize",
     "queueTypes",
     "workerDeploymentName",
+    "workerDeploymentNameFromEnv",
     "workerDeploymentBuildId",
+    "workerDeploymentBuildIdFromEnv",
     "buildId",
     "selectAllActive",
     "selectUnversioned",
@@ -344,7 +346,12 @@ def validate(obj: dict[str, Any]) -> None:
             "kind": "HorizontalPodAutoscaler",
             "metadata": {"name": obj["metadata"]["name"]},
             "spec": {
-                "scaleTargetRef": spec["scaleTargetRef"],
+                # envSourceContainerName is KEDA's own: the HPA's reference has the other three.
+                "scaleTargetRef": {
+                    k: v
+                    for k, v in spec["scaleTargetRef"].items()
+                    if k in ("apiVersion", "kind", "name")
+                },
                 "maxReplicas": spec.get("maxReplicaCount", 100),
                 "behavior": behavior,
             },
@@ -357,6 +364,19 @@ def validate(obj: dict[str, Any]) -> None:
             assert keys >= TEMPORAL_TRIGGER_REQUIRED, f"missing: {TEMPORAL_TRIGGER_REQUIRED - keys}"
             queue_types = set(trigger["metadata"].get("queueTypes", "workflow").split(","))
             assert queue_types <= {"workflow", "activity", "nexus"}, queue_types
+            _check_deployment_keys(keys)
+
+
+def _check_deployment_keys(keys: set[str]) -> None:
+    """KEDA's rule: a Worker Deployment version is named by both its name and build id (each
+    literal or `...FromEnv`), and never with the older build-id selectors."""
+    name = keys & {"workerDeploymentName", "workerDeploymentNameFromEnv"}
+    build_id = keys & {"workerDeploymentBuildId", "workerDeploymentBuildIdFromEnv"}
+    assert len(name) <= 1, keys
+    assert len(build_id) <= 1, keys
+    assert bool(name) == bool(build_id), f"a deployment name and a build id, or neither: {keys}"
+    if name:
+        assert not keys & {"buildId", "selectAllActive", "selectUnversioned"}, keys
 
 
 @pytest.mark.parametrize("path", RENDERINGS)
@@ -394,6 +414,14 @@ def test_the_validation_refuses_what_a_cluster_would_refuse() -> None:
     )
     with pytest.raises(jsonschema.ValidationError):
         validate(unquoted)
+    versioned = named(objects, "ScaledObject", "worker-checkout")
+    (trigger,) = versioned["spec"]["triggers"]
+    nameless = {k: v for k, v in trigger["metadata"].items() if k != "workerDeploymentName"}
+    half = kustomize.merge(
+        versioned, {"spec": {"triggers": [{**trigger, "metadata": nameless}]}}, strategic=False
+    )
+    with pytest.raises(AssertionError, match="a deployment name and a build id"):
+        validate(half)
 
 
 # --- the platform's rules ------------------------------------------------------------------
@@ -435,6 +463,41 @@ def test_every_task_queue_has_one_worker_and_one_scaler(path: Path) -> None:
         assert 1 <= scaler["spec"]["minReplicaCount"] <= scaler["spec"]["maxReplicaCount"]
         # KEDA owns the count; a replicas field would reset it on every apply.
         assert "replicas" not in deployment["spec"]
+
+
+@pytest.mark.parametrize("path", RUNTIME_RENDERINGS)
+def test_workflow_workers_are_versioned_by_their_image_and_scaled_per_version(path: Path) -> None:
+    """docs/deployment.md, "Worker versioning": the workflow workers poll as the release's
+    version (build id = image tag), are ready only while it is current, and their scaler counts
+    that version's backlog; activity workers stay unversioned."""
+    objects = render(path)
+    settings = config(objects)
+    assert settings["WORKER_VERSIONING"] == "true"
+    workers = {q: w for w in of_kind(objects, "Deployment") if (q := worker_queue(w))}
+    scalers = {
+        t["metadata"]["taskQueue"]: (s, t)
+        for s in of_kind(objects, "ScaledObject")
+        for t in s["spec"]["triggers"]
+    }
+    for queue, deployment in workers.items():
+        (container,) = containers(deployment)
+        env = env_of(container)
+        scaler, trigger = scalers[queue]
+        ready = container["readinessProbe"]["exec"]["command"]
+        if queue not in WORKFLOW_QUEUES:
+            assert "WORKER_BUILD_ID" not in env, queue
+            assert "--current-version" not in ready, queue
+            assert not {k for k in trigger["metadata"] if k.startswith("workerDeployment")}, queue
+            continue
+        _name, tag, _digest = kustomize.split_image(container["image"])
+        build_id = env["WORKER_BUILD_ID"]["value"]
+        assert build_id == tag, "WORKER_BUILD_ID is the image's tag: set them together"
+        Settings.model_validate({"worker": {"versioning": True, "build_id": build_id}})
+        assert "--current-version" in ready
+        metadata = trigger["metadata"]
+        assert metadata["workerDeploymentName"] == f"{settings['WORKER_DEPLOYMENT_NAME']}-{queue}"
+        assert metadata["workerDeploymentBuildIdFromEnv"] == "WORKER_BUILD_ID"
+        assert scaler["spec"]["scaleTargetRef"]["envSourceContainerName"] == container["name"]
 
 
 @pytest.mark.parametrize("path", RUNTIME_RENDERINGS)

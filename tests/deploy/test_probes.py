@@ -114,3 +114,19 @@ def test_parser_reads_labels_and_skips_comments() -> None:
     assert [name for name, _labels, _value in samples] == ["temporal_num_pollers", "outbox_backlog"]
     assert samples[0][1]["task_queue"] == "payments"
     assert samples[0][2] == 5.0
+
+
+def test_a_versioned_worker_is_ready_only_while_its_version_is_current(metrics: Metrics) -> None:
+    gauge = (
+        "# TYPE worker_version_current gauge\n"
+        'worker_version_current{build_id="0.2.0",deployment="checkout-platform-checkout"} '
+    )
+    ready = ["ready", f"--port={metrics.port}", "--task-queue=payments", "--current-version"]
+    metrics.body = POLLING
+    assert probe.main(ready) == 1  # versioning off, or the gauge not set yet
+    metrics.body = POLLING + gauge + "0\n"
+    assert probe.main(ready) == 1  # not promoted, or replaced by a newer release
+    metrics.body = POLLING + gauge + "1\n"
+    assert probe.main(ready) == 0
+    metrics.body = NOT_POLLING + gauge + "1\n"
+    assert probe.main(ready) == 1

@@ -119,6 +119,9 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("TEMPORAL_TLS_KEY", "/tls/client.key", ("temporal", "tls_key"), Path("/tls/client.key")),
     ("TEMPORAL_TLS_CA", "/tls/ca.pem", ("temporal", "tls_ca"), Path("/tls/ca.pem")),
     ("WORKER_PRUNE_INTERVAL_S", "600", ("worker", "prune_interval_s"), 600.0),
+    ("WORKER_VERSIONING", "true", ("worker", "versioning"), True),
+    ("WORKER_DEPLOYMENT_NAME", "shop", ("worker", "deployment_name"), "shop"),
+    ("WORKER_BUILD_ID", "2026.2.0", ("worker", "build_id"), "2026.2.0"),
     ("DB_BUDGET_CHECK", "warn", ("database", "budget_check"), "warn"),
     ("DB_FLEET_CONNECTIONS", "825", ("database", "fleet_connections"), 825),
     (
