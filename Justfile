@@ -15,6 +15,11 @@ up:
 test *ARGS:
     exec {{python}} -m pytest {{ARGS}}
 
+# The fast tier alone: the checkout workflow against stand-in activities on the time-skipping
+# server (no PostgreSQL, NATS or sandbox), in seconds.
+test-fast *ARGS:
+    exec {{python}} -m pytest tests/workflows/fast {{ARGS}}
+
 # Create missing domain databases and upgrade all ten to head.
 migrate:
     {{python}} -m db.migrate

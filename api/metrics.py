@@ -16,6 +16,13 @@ CHECKOUT_STARTS = Counter("checkout_starts", "POST /v1/checkouts answers", ["out
 WEBHOOK_VERIFICATIONS = Counter(
     "webhook_verifications", "incoming webhooks by signature outcome", ["source", "outcome"]
 )
+# Verified Stripe events whose `api_version` is not the one the platform's `stripe` package is
+# pinned to (their shape may differ): by the event's version.
+STRIPE_API_VERSION_MISMATCHES = Counter(
+    "stripe_event_api_version_mismatches",
+    "verified Stripe events of another API version than the pinned SDK's",
+    ["api_version"],
+)
 # Bearer tokens checked: `accepted`, `rejected` (401), `unavailable` (503: the identity
 # provider's keys could not be fetched).
 TOKEN_VERIFICATIONS = Counter("token_verifications", "bearer tokens by outcome", ["outcome"])

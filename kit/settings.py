@@ -79,12 +79,17 @@ DEV_CARRIER_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktY2Fycmllci1zZWNyZXQtY2hhbmdlLW1l
 # The key that encrypts Temporal payloads in development: id `dev`, the 32 bytes
 # `dev-only-payload-key-change-me!!` in base64 (`TEMPORAL_PAYLOAD_KEYS`, kit/codec.py).
 DEV_TEMPORAL_PAYLOAD_KEYS = "dev:ZGV2LW9ubHktcGF5bG9hZC1rZXktY2hhbmdlLW1lISE="
+# No secret: what a process is given for a secret setting it never uses (docs/deployment.md,
+# "Secrets"), so that ENV=production finds no development default left.
+UNUSED_SECRET = "unused-in-this-process"
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_PSP_URL = "http://127.0.0.1:8100"
 STRIPE_LIVE_API_BASE = "https://api.stripe.com"
+# Stripe's secret and restricted keys by mode: the key's prefix says which money it moves.
+STRIPE_KEY_MODES = {"live": ("sk_live_", "rk_live_"), "test": ("sk_test_", "rk_test_")}
 
 
 EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
@@ -326,17 +331,20 @@ class PspSettings(Group):
 
 class StripeSettings(Group):
     """Stripe as the platform calls it: `STRIPE_API_BASE`, `STRIPE_API_KEY`,
-    `STRIPE_WEBHOOK_SECRET[_PREVIOUS]`, `STRIPE_TIMEOUT_S`, `STRIPE_WEBHOOK_RETENTION`.
+    `STRIPE_WEBHOOK_SECRET[_PREVIOUS]`, `STRIPE_RETURN_URL`, `STRIPE_TIMEOUT_S`,
+    `STRIPE_WEBHOOK_RETENTION`.
 
-    Going live changes the first three and nothing else (README, "Going live with Stripe").
+    Going live changes the first three and the return URL, nothing else (README, "Going live
+    with Stripe"); the key's mode is checked against ENV (`_check_stripe_live_mode`).
     """
 
     api_base: str = ""
     """Where the `stripe` client sends its requests. Unset: the sandbox at PSP_URL, or
     `https://api.stripe.com` when ENV=production."""
     api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
-    """The Stripe secret (or restricted) key; the sandbox accepts exactly this key. The default
-    is public on purpose and refused when ENV=production."""
+    """The Stripe secret (or restricted) key; the sandbox accepts exactly this key (the default,
+    public on purpose). Live keys (`sk_live_...`, `rk_live_...`) only with ENV=production, and
+    only live keys there."""
     webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     """The webhook endpoint's signing secret (`whsec_...`). The default is public on purpose and
     refused when ENV=production."""
@@ -345,7 +353,8 @@ class StripeSettings(Group):
     return_url: str | None = None
     """Where the buyer's browser returns after a 3-D Secure redirect: your shop's page that then
     polls the checkout. Live Stripe needs it to answer a card that must authenticate with
-    `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js)."""
+    `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js). Required
+    (https) with ENV=production in a process holding a live key."""
     timeout_s: float = Field(default=10.0, gt=0)
     """A call slower than this is treated as lost and retried under the same idempotency key."""
     webhook_retention: timedelta = timedelta(days=7)
@@ -633,6 +642,7 @@ class Settings(BaseSettings):
                 raise ConfigurationError(
                     "TEMPORAL_PAYLOAD_KEYS must not hold the development key when ENV=production"
                 )
+        _check_stripe_live_mode(self.env, self.stripe)
         return self
 
     def domain_database_url(self, domain: str) -> str:
@@ -682,6 +692,29 @@ class Settings(BaseSettings):
                 value = current.model_copy(update=dict(value))
             update[name] = value
         return self.model_copy(update=update)
+
+
+def _check_stripe_live_mode(env: str, stripe: StripeSettings) -> None:
+    """Live keys only in production, and only live keys there: a test key in production would
+    take no real money, a live key anywhere else would take real money from tests. A process
+    that never calls Stripe carries the UNUSED_SECRET marker instead of a key. One that does
+    needs STRIPE_RETURN_URL in production, where live cards authenticate (3-D Secure)."""
+    key = stripe.api_key.get_secret_value()
+    live = key.startswith(STRIPE_KEY_MODES["live"])
+    if env != "production":
+        if live:
+            raise ConfigurationError(
+                f"STRIPE_API_KEY is a live key: refused unless ENV=production (ENV={env})"
+            )
+        return
+    if key == UNUSED_SECRET:
+        return
+    if not live:
+        raise ConfigurationError(
+            "STRIPE_API_KEY must be a live key (sk_live_... or rk_live_...) when ENV=production"
+        )
+    if not (stripe.return_url or "").startswith("https://"):
+        raise ConfigurationError("STRIPE_RETURN_URL must be an https:// URL when ENV=production")
 
 
 def _given(group: object) -> dict[str, Any]:

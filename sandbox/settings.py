@@ -10,11 +10,12 @@ logs per LOG_*; `python -m sandbox` reads those through `Settings`.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The OpenID provider's development clients (docs/reference/configuration.md): public on
@@ -23,6 +24,10 @@ DEV_OIDC_CLIENTS: dict[str, dict[str, object]] = {
     "shopctl": {"secret": "dev-only-shopctl-secret-change-me", "scopes": ["operator"]},
     "shop-frontend": {"secret": "dev-only-shop-frontend-secret-change-me", "scopes": ["customer"]},
 }
+
+
+# A restricted key's permission: `payment_intent_write`, `charge_read`, ...
+PERMISSION = re.compile(r"^[a-z]+(?:_[a-z]+)*_(?:read|write)$")
 
 
 class OidcClient(BaseModel):
@@ -58,6 +63,12 @@ class SandboxSettings(BaseSettings):
     """`pm_card_createDispute`: seconds from the capture to the dispute."""
     flaky_hang_s: float = Field(default=15.0, ge=0)
     """`pm_sandbox_flaky` (`tok_flaky`): how long a simulated hang lasts, in seconds."""
+    idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    """How long an idempotency key is kept (Stripe: 24 hours); a retry after that runs again."""
+    restricted_keys: dict[str, list[str]] = Field(default_factory=dict)
+    """Restricted keys (`rk_test_...`) the sandbox accepts beside STRIPE_API_KEY, each with its
+    permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
+    a JSON object of key -> list. A call outside them answers Stripe's 403."""
     webhook_max_attempts: int = Field(default=12, ge=1)
     """Deliveries of one webhook (with backoff) before the sandbox gives up on it."""
     carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
@@ -78,6 +89,18 @@ class SandboxSettings(BaseSettings):
     """Lifetime of the OpenID provider's tokens, in seconds."""
     oidc_signing_alg: Literal["RS256", "ES256"] = "RS256"
     """The algorithm the OpenID provider signs with unless the token request names one (`alg`)."""
+
+    @field_validator("restricted_keys")
+    @classmethod
+    def _test_mode_restricted_keys(cls, keys: dict[str, list[str]]) -> dict[str, list[str]]:
+        """A sandbox is test mode: its restricted keys are `rk_test_` keys."""
+        wrong = [key[:8] for key in keys if not key.startswith("rk_test_")]
+        if wrong:
+            raise ValueError(f"SANDBOX_RESTRICTED_KEYS takes rk_test_ keys only, got {wrong}")
+        odd = sorted({p for granted in keys.values() for p in granted if not PERMISSION.match(p)})
+        if odd:
+            raise ValueError(f"permissions are <resource>_read or <resource>_write, got {odd}")
+        return keys
 
     def is_explicit(self, field: str) -> bool:
         """Whether `field` came from the environment rather than its default."""

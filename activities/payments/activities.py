@@ -29,6 +29,7 @@ from activities.shared import CheckoutRef, MoneyValue, NextAction
 from domains.payments import service
 from domains.payments.declines import buyer_code, buyer_message
 from domains.payments.errors import PaymentDeclined, ProviderUnavailable, UnknownIntentStatus
+from domains.payments.minimums import check_minimum
 from domains.payments.models import Payment, TransactionType
 from domains.payments.provider import Intent, PaymentProvider, ProviderRejected
 from domains.payments.statuses import PaymentStatus
@@ -113,13 +114,32 @@ class PaymentsActivities:
 
     async def _create_intent(self, input: AuthorizeInput) -> Intent:
         """Create (or, under the same key, replay) the authorization; ProviderRejected when the
-        provider refuses the payment details."""
+        provider refuses the payment details. Under a key the provider may have forgotten (a
+        retry days later), the intent an earlier attempt made is looked up and re-read first."""
+        key = service.idempotency_key(input.checkout_id, "authorize")
+        earlier = await self._made_before_the_key_expired(input, key)
+        if earlier is not None:
+            return earlier
         return await self.provider.authorize(
-            input.amount.money(),
-            payment_method=input.token,
-            metadata=_metadata(input),
-            key=service.idempotency_key(input.checkout_id, "authorize"),
+            input.amount.money(), payment_method=input.token, metadata=_metadata(input), key=key
         )
+
+    async def _made_before_the_key_expired(self, input: AuthorizeInput, key: str) -> Intent | None:
+        """The intent an earlier attempt made, when the provider may have forgotten the key."""
+        async with self.db.begin() as session:
+            age = await service.key_age(session, key)
+        if age is None or age < service.KEY_MAY_HAVE_EXPIRED:
+            return None  # the provider still replays its answer under the key
+        found = await self.provider.find_intent(str(input.checkout_id))
+        log.warning(
+            "payments.authorize.key_may_have_expired",
+            checkout_id=str(input.checkout_id),
+            key_age_s=int(age.total_seconds()),
+            found=found.id if found else None,
+        )
+        if found is None or found.metadata.get("checkout_id") != str(input.checkout_id):
+            return None
+        return await self.provider.retrieve(found.id)
 
     async def _refused(self, input: AuthorizeInput, refusal: ProviderRejected) -> Payment:
         """The provider refused the payment: nothing is held; the payment says why, with the
@@ -148,9 +168,14 @@ class PaymentsActivities:
     @activity.defn(name=AUTHORIZE.name)
     @counts_unknown_statuses
     async def authorize_payment(self, input: AuthorizeInput) -> PaymentResult:
-        """Authorize the total: authorized, requires_action, processing or failed."""
+        """Authorize the total: authorized, requires_action, processing or failed.
+
+        A total below the provider's minimum charge is refused first (AmountBelowMinimum, not
+        retried): no payment row, no key and no intent exist, so nothing needs undoing.
+        """
         key = service.idempotency_key(input.checkout_id, "authorize")
         amount = input.amount.money()
+        check_minimum(amount)
         async with self.db.begin() as session:
             await service.open_call(session, key, _authorize_request(input))
             await service.ensure_payment(

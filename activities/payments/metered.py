@@ -62,6 +62,9 @@ class MeteredProvider:
     async def retrieve(self, intent_id: str) -> Intent:
         return await self._counted("retrieve", self.provider.retrieve(intent_id))
 
+    async def find_intent(self, checkout_id: str) -> Intent | None:
+        return await self._counted("find_intent", self.provider.find_intent(checkout_id))
+
     async def capture(self, intent_id: str, *, key: str) -> Intent:
         return await self._counted("capture", self.provider.capture(intent_id, key=key))
 

@@ -16,7 +16,7 @@ import stripe
 from activities.payments.contract import SettleInput
 from api.deps import Platform
 from api.errors import ApiError
-from api.metrics import WEBHOOK_VERIFICATIONS
+from api.metrics import STRIPE_API_VERSION_MISMATCHES, WEBHOOK_VERIFICATIONS
 from api.schemas import WebhookReceipt
 from api.services.checkouts import ended, session_of
 from domains.checkout.errors import CheckoutNotFound
@@ -157,6 +157,26 @@ class IntentEvent:
             return None
 
 
+def check_api_version(event: IntentEvent) -> None:
+    """Log and count an event of another Stripe API version than the pinned SDK's.
+
+    The endpoint's version is chosen at Stripe (per webhook endpoint, or the account's default)
+    and may differ from `stripe.api_version` after an upgrade on either side. The event is still
+    taken when it parses: the fields the platform reads (id, type, the object's id, metadata and
+    status) have been stable across versions, and the intent is re-read through the SDK anyway.
+    """
+    version = event.document.get("api_version")
+    if isinstance(version, str) and version and version != stripe.api_version:
+        STRIPE_API_VERSION_MISMATCHES.labels(version).inc()
+        log.warning(
+            "webhooks.stripe.api_version_mismatch",
+            event_id=event.id,
+            event_type=event.type,
+            event_api_version=version,
+            sdk_api_version=stripe.api_version,
+        )
+
+
 async def receive_payment(
     wired: Platform, provider: str, headers: Mapping[str, str], body: bytes
 ) -> WebhookReceipt:
@@ -171,6 +191,7 @@ async def receive_payment(
     """
     verified_stripe_event(_stripe_secrets(wired.settings), headers, body)
     event = IntentEvent.parse(body)
+    check_api_version(event)
     if event.type not in PAYMENT_EVENT_TYPES:
         log.info("webhooks.ignored_type", provider=provider, event_type=event.type)
         return WebhookReceipt(duplicate=False)

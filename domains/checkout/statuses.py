@@ -112,6 +112,7 @@ class FailureCode(StrEnum):
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_DECLINED = "payment_declined"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    AMOUNT_BELOW_MINIMUM = "amount_below_minimum"
     # domains.products
     PRODUCT_NOT_FOUND = "product_not_found"
     SKU_TAKEN = "sku_taken"

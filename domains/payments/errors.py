@@ -13,6 +13,11 @@ class PaymentDeclined(DomainError, code="payment_declined", http_status=402):
     """The provider refused the authorization or the capture."""
 
 
+class AmountBelowMinimum(DomainError, code="amount_below_minimum"):
+    """The total is below the smallest amount the provider charges in its currency; nothing
+    was sent (domains/payments/minimums.py)."""
+
+
 class IdempotencyKeyReused(Conflict, code="idempotency_key_reused"):
     """The same idempotency key was used for a different request; nothing was sent."""
 

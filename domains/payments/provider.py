@@ -15,7 +15,9 @@ more class with these five calls and the same three outcomes:
 
 Amounts are `Money` going in; an `Intent` reports integers of minor units, as the provider keeps
 them. Every mutating call takes an idempotency key derived from the checkout, so a retry after a
-timeout replays the provider's answer instead of charging again.
+timeout replays the provider's answer instead of charging again. A provider forgets its keys
+after a while (Stripe: 24 hours), so a retry days later first looks the intent up by checkout
+(`find_intent`) rather than trust the key to prevent a second authorization.
 """
 
 from __future__ import annotations
@@ -99,6 +101,11 @@ class PaymentProvider(Protocol):
 
     async def retrieve(self, intent_id: str) -> Intent:
         """The intent as the provider has it now (never trust an event's copy)."""
+        ...
+
+    async def find_intent(self, checkout_id: str) -> Intent | None:
+        """The intent made for a checkout (its `checkout_id` metadata), if any: how a retry
+        after the provider forgot the idempotency key finds what an earlier attempt made."""
         ...
 
     async def capture(self, intent_id: str, *, key: str) -> Intent:

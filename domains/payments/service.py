@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,12 @@ from domains.payments.statuses import (
 from kit.db import insert_if_absent, insert_or_get
 from kit.money import Money
 from kit.outbox import append_event
+
+# Stripe keeps an idempotency key for at least 24 hours; a request under an older key runs again
+# (a create makes a second object). A call whose key is older than this margin first looks for
+# what an earlier attempt may have made (the provider's search can lag by up to an hour).
+PROVIDER_KEY_TTL = timedelta(hours=24)
+KEY_MAY_HAVE_EXPIRED = PROVIDER_KEY_TTL - timedelta(hours=1)
 
 
 def payment_status(intent: Intent) -> PaymentStatus:
@@ -68,6 +74,16 @@ async def open_call(session: AsyncSession, key: str, request: dict[str, Any]) ->
     )
     if stored.request_hash != fingerprint:
         raise IdempotencyKeyReused("this idempotency key was used for another request", key=key)
+
+
+async def key_age(session: AsyncSession, key: str) -> timedelta | None:
+    """How long ago `key` was first recorded (by the database's clock), None if never."""
+    age: timedelta | None = await session.scalar(
+        select(func.now() - PaymentIdempotencyKey.created_at).where(
+            PaymentIdempotencyKey.key == key
+        )
+    )
+    return age
 
 
 async def ensure_payment(

@@ -20,6 +20,7 @@ become the provider interface's three outcomes (domains/payments/provider.py):
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -35,6 +36,24 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 
+# Secret and restricted keys, test or live: what may call Stripe's API.
+STRIPE_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
+# What a restricted key (`rk_live_...`) needs, and nothing more: each of Stripe's permissions
+# (as its errors name them, less the `rak_` prefix; write implies read) with the calls needing it.
+RESTRICTED_KEY_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    # authorize (create + confirm), capture, cancel; retrieve and find_intent (search) read.
+    "payment_intent_write": (
+        "POST /v1/payment_intents",
+        "POST /v1/payment_intents/:id/capture",
+        "POST /v1/payment_intents/:id/cancel",
+        "GET /v1/payment_intents/:id",
+        "GET /v1/payment_intents/search",
+    ),
+    # refund (of a capture the checkout could not keep, or of a late capture).
+    "refund_write": ("POST /v1/refunds",),
+    # retrieve expands the intent's latest_charge, where Stripe keeps what was refunded.
+    "charge_read": ("GET /v1/payment_intents/:id?expand[]=latest_charge",),
+}
 # Intents are re-read with their charge, where Stripe keeps what was refunded.
 EXPAND_CHARGE: stripe.params.PaymentIntentRetrieveParams = {"expand": ["latest_charge"]}
 
@@ -122,6 +141,9 @@ class StripeProvider:
     def __init__(
         self, *, api_key: str, api_base: str, timeout_s: float, return_url: str | None = None
     ) -> None:
+        if not api_key.startswith(STRIPE_KEY_PREFIXES):
+            # A process given the "unused" marker (or a publishable key) must never call Stripe.
+            raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
         self._return_url = return_url
         self._http = stripe.HTTPXClient(timeout=timeout_s)
         self._client = stripe.StripeClient(
@@ -169,6 +191,26 @@ class StripeProvider:
             "retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE)
         )
         return _as_intent(found)
+
+    async def find_intent(self, checkout_id: str) -> Intent | None:
+        """The newest intent whose metadata names the checkout (Stripe's search, which may lag
+        behind a creation by a minute, an hour in an outage; not offered to accounts in India)."""
+        # A checkout id is a UUID: nothing in it can break out of the quoted value.
+        query = f"metadata['checkout_id']:'{uuid.UUID(checkout_id)}'"
+        found = await _translated(
+            "find_intent", self._intents.search_async({"query": query, "limit": 10})
+        )
+        intents = [_as_intent(intent) for intent in found.data]
+        if len(intents) > 1:
+            log.warning(
+                "payments.stripe.several_intents",
+                checkout_id=checkout_id,
+                intents=[i.id for i in intents],
+            )
+        # One that holds or took money first: that is the one the checkout must account for.
+        holding = [i for i in intents if i.status not in ("canceled", "requires_payment_method")]
+        candidates = holding or intents
+        return candidates[0] if candidates else None
 
     async def capture(self, intent_id: str, *, key: str) -> Intent:
         """Capture the whole authorized amount."""

@@ -196,7 +196,12 @@ def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
             delivery.notify()
         scheduler.notify()
 
-    idempotency = Idempotency(store, flaky_hang_s=config.flaky_hang_s, on_commit=changed)
+    idempotency = Idempotency(
+        store,
+        flaky_hang_s=config.flaky_hang_s,
+        on_commit=changed,
+        ttl_s=config.idempotency_ttl_s,
+    )
     sandbox = Sandbox(settings, config, store, idempotency=idempotency, changed=changed)
     scheduler = _scheduler(sandbox, config, on_commit=changed)
     # The OpenID provider's keys live beside the database, so a restart keeps them.

@@ -2,8 +2,9 @@
 
 The key travels as `Authorization: Bearer <key>` (the SDKs) or as HTTP Basic with the key as the
 user name and no password (`curl -u sk_test_...:`, Stripe's documented examples). It must equal
-STRIPE_API_KEY exactly. Failures answer 401 `invalid_request_error`, which the SDKs raise as
-AuthenticationError; a wrong key is echoed masked, as Stripe does, never in full.
+STRIPE_API_KEY exactly, or be one of the restricted keys of SANDBOX_RESTRICTED_KEYS (whose
+calls sandbox/psp/permissions.py limits). Failures answer 401 `invalid_request_error`, which the
+SDKs raise as AuthenticationError; a wrong key is echoed masked, as Stripe does, never in full.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import base64
 import binascii
 import hmac
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from fastapi import Request
 
@@ -54,17 +55,28 @@ def presented_key(authorization: str | None) -> str | None:
     return None
 
 
-def require_api_key(expected: str) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency refusing any request that does not carry `expected`."""
+def require_api_key(
+    expected: str, restricted: Mapping[str, Iterable[str]] | None = None
+) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency refusing any request that carries neither `expected` (the secret
+    key: every permission) nor one of the `restricted` keys (its permissions, kept on
+    `request.state` for sandbox/psp/permissions.py)."""
     wanted = expected.encode()
+    limited = {k.encode(): frozenset(v) for k, v in (restricted or {}).items()}
 
     async def check(request: Request) -> None:
         key = presented_key(request.headers.get("authorization"))
         if key is None:
             raise ApiError(401, "invalid_request_error", None, NO_KEY_MESSAGE)
-        if not hmac.compare_digest(key.encode(), wanted):
-            raise ApiError(
-                401, "invalid_request_error", None, f"Invalid API Key provided: {mask(key)}"
-            )
+        presented = key.encode()
+        request.state.api_key = key
+        if hmac.compare_digest(presented, wanted):
+            request.state.permissions = None
+            return
+        for candidate, permissions in limited.items():
+            if hmac.compare_digest(presented, candidate):
+                request.state.permissions = permissions
+                return
+        raise ApiError(401, "invalid_request_error", None, f"Invalid API Key provided: {mask(key)}")
 
     return check

@@ -4,6 +4,10 @@ The key's record (endpoint, body hash, answer) is written in the same SQLite tra
 effect, so "the effect happened" and "a retry will replay it" are one fact. Only answers from an
 executed operation are stored; validation and state errors raised before any effect are not, so a
 retry after the state changed gets a fresh answer.
+
+Like Stripe, the sandbox forgets a key after a while (SANDBOX_IDEMPOTENCY_TTL_S, 24 hours as at
+Stripe): a request under a key older than that runs again as a new one, and a create makes a
+second object. A client retrying days later must not count on its key.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from sandbox.psp.store import Store
 log = get_logger(__name__)
 
 MAX_KEY_LENGTH = 255
+# How long Stripe keeps an idempotency key: "at least 24 hours".
+DEFAULT_TTL_S = 24 * 3600.0
 
 
 def canonical_hash(body: Any) -> str:
@@ -86,8 +92,16 @@ def _bump(conn: sqlite3.Connection, scope: str) -> int:
 class Idempotency:
     """Runs POST operations under their Idempotency-Key."""
 
-    def __init__(self, store: Store, *, flaky_hang_s: float, on_commit: Callable[[], None]):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        flaky_hang_s: float,
+        on_commit: Callable[[], None],
+        ttl_s: float = DEFAULT_TTL_S,
+    ):
         self._store = store
+        self._ttl_s = ttl_s
         self._flaky_hang_s = flaky_hang_s
         self._on_commit = on_commit
         # Keys whose first request is executing now. In memory on purpose: after a restart
@@ -135,11 +149,7 @@ class Idempotency:
         flaky_scope: str | None,
     ) -> _Answer:
         if key is not None:
-            row = conn.execute(
-                "SELECT endpoint, request_hash, status_code, response_body"
-                " FROM idempotency_keys WHERE key = ?",
-                (key,),
-            ).fetchone()
+            row = self._live_key(conn, key)
             if row is not None:
                 if row["endpoint"] != endpoint or row["request_hash"] != request_hash:
                     raise ApiError(
@@ -164,6 +174,19 @@ class Idempotency:
             )
         flaky = _bump(conn, flaky_scope) if flaky_scope and outcome.status < 300 else None
         return _Answer(outcome.status, body, False, flaky)
+
+    def _live_key(self, conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+        """The record of `key`, unless it has expired (then it is forgotten, as at Stripe)."""
+        row: sqlite3.Row | None = conn.execute(
+            "SELECT endpoint, request_hash, status_code, response_body, created"
+            " FROM idempotency_keys WHERE key = ?",
+            (key,),
+        ).fetchone()
+        if row is not None and time.time() - float(row["created"]) > self._ttl_s:
+            conn.execute("DELETE FROM idempotency_keys WHERE key = ?", (key,))
+            log.info("sandbox.idempotency.expired", key=key, ttl_s=self._ttl_s)
+            return None
+        return row
 
     async def _answer(self, answer: _Answer, *, endpoint: str) -> Response:
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else {}

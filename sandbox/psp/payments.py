@@ -10,13 +10,20 @@ says why), never a status Stripe does not have.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.psp import disputes, events, methods, objects, refunds
-from sandbox.psp.errors import card_error, invalid_request, resource_missing, unexpected_state
+from sandbox.psp.errors import (
+    card_error,
+    invalid_request,
+    invalid_value,
+    resource_missing,
+    unexpected_state,
+)
 from sandbox.psp.methods import PAYMENT_METHODS as PAYMENT_METHODS
 from sandbox.psp.methods import TOK_FLAKY as TOK_FLAKY
 from sandbox.psp.methods import behaviour_of as behaviour_of
@@ -486,3 +493,36 @@ def list_events(conn: sqlite3.Connection, payment_intent: str | None, limit: int
         event["delivery"] = delivery_state(row)
         data.append(event)
     return {"object": "list", "data": data}
+
+
+# One clause of Stripe's search query language the sandbox understands: metadata['key']:'value'.
+_METADATA_CLAUSE = re.compile(r"^metadata\['([^'\]]+)'\]:'([^']*)'$")
+SEARCH_LIMIT_MAX = 100
+
+
+def search(conn: sqlite3.Connection, query: str, limit: int) -> dict[str, Any]:
+    """`GET /v1/payment_intents/search`: intents whose metadata match every clause (joined by
+    AND), newest first, as Stripe's `search_result` list. Other clauses are refused (400)."""
+    wanted: dict[str, str] = {}
+    for clause in re.split(r"\s+AND\s+", query.strip()):
+        match = _METADATA_CLAUSE.match(clause.strip())
+        if match is None:
+            raise invalid_value(
+                f"The sandbox searches payment intents by metadata['key']:'value' clauses only,"
+                f" got {clause!r}.",
+                param="query",
+            )
+        wanted[match.group(1)] = match.group(2)
+    rows = conn.execute("SELECT * FROM payment_intents ORDER BY created DESC, rowid DESC")
+    found = [
+        intent.to_json()
+        for intent in map(Intent.from_row, rows)
+        if all(intent.metadata.get(k) == v for k, v in wanted.items())
+    ]
+    return {
+        "object": "search_result",
+        "data": found[:limit],
+        "has_more": len(found) > limit,
+        "next_page": None,
+        "url": "/v1/payment_intents/search",
+    }

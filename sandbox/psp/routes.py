@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, Response
 
 from kit.settings import Settings
-from sandbox.psp import carrier, disputes, form, payments
+from sandbox.psp import carrier, disputes, form, payments, permissions
 from sandbox.psp.auth import require_api_key
 from sandbox.psp.errors import invalid_value, parameter_error, resource_missing
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
@@ -33,6 +33,7 @@ from sandbox.psp.models import (
     RefundRequest,
     ShipmentRequest,
 )
+from sandbox.psp.permissions import needs
 from sandbox.psp.store import Store
 from sandbox.settings import SandboxSettings
 
@@ -114,7 +115,8 @@ async def _flaky_scope(store: Store, kind: str, intent_id: str) -> str | None:
 def payments_router(sandbox: Sandbox) -> APIRouter:
     """Stripe's endpoints behind the API key, then the 3DS page, the ledger and the event log."""
     api_key = sandbox.settings.stripe.api_key.get_secret_value()
-    stripe = APIRouter(dependencies=[Depends(require_api_key(api_key))])
+    key_check = require_api_key(api_key, sandbox.config.restricted_keys)
+    stripe = APIRouter(dependencies=[Depends(key_check)])
     _intent_routes(stripe, sandbox)
     _refund_routes(stripe, sandbox)
     _dispute_routes(stripe, sandbox)
@@ -130,7 +132,7 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
     store = sandbox.store
     config = sandbox.config
 
-    @router.post("/v1/payment_intents")
+    @router.post("/v1/payment_intents", dependencies=[needs("payment_intent_write")])
     async def create_intent(request: Request) -> Response:
         """Create and authorize a payment intent."""
         body, digest = await parse_body(request, CreateIntentRequest)
@@ -152,17 +154,30 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             flaky_scope=scope,
         )
 
-    @router.get("/v1/payment_intents/{intent_id}")
+    # Before the route of one intent, which would take "search" for an id.
+    @router.get("/v1/payment_intents/search", dependencies=[needs("payment_intent_read")])
+    async def search_intents(
+        query: str, limit: Annotated[int, Query(ge=1, le=payments.SEARCH_LIMIT_MAX)] = 10
+    ) -> Response:
+        """Intents by metadata (`query=metadata['checkout_id']:'...'`), newest first."""
+        found = await store.read(lambda conn: payments.search(conn, query, limit))
+        return json_response(200, found)
+
+    @router.get("/v1/payment_intents/{intent_id}", dependencies=[needs("payment_intent_read")])
     async def get_intent(intent_id: str, request: Request) -> Response:
         """One payment intent; `expand[]=latest_charge` (or `expand[0]=...`) adds its charge."""
         params = request.query_params.multi_items()
         expand = {value for name, value in params if name.startswith("expand[")}
+        if "latest_charge" in expand:
+            permissions.check(request, "charge_read")
         body = await store.read(
             lambda conn: payments.require(conn, intent_id).expanded(conn, expand)
         )
         return json_response(200, body)
 
-    @router.post("/v1/payment_intents/{intent_id}/capture")
+    @router.post(
+        "/v1/payment_intents/{intent_id}/capture", dependencies=[needs("payment_intent_write")]
+    )
     async def capture_intent(intent_id: str, request: Request) -> Response:
         """Capture an authorized intent."""
         body, digest = await parse_body(request, CaptureRequest)
@@ -176,7 +191,9 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             flaky_scope=await _flaky_scope(store, "capture", intent_id),
         )
 
-    @router.post("/v1/payment_intents/{intent_id}/cancel")
+    @router.post(
+        "/v1/payment_intents/{intent_id}/cancel", dependencies=[needs("payment_intent_write")]
+    )
     async def cancel_intent(intent_id: str, request: Request) -> Response:
         """Cancel an intent that has not been captured."""
         _, digest = await parse_body(request, CancelRequest)
@@ -194,7 +211,7 @@ def _refund_routes(router: APIRouter, sandbox: Sandbox) -> None:
     store = sandbox.store
     fail_delay_s = sandbox.config.refund_fail_delay_s
 
-    @router.post("/v1/refunds")
+    @router.post("/v1/refunds", dependencies=[needs("refund_write")])
     async def create_refund(request: Request) -> Response:
         """Refund a captured intent, in part or in full."""
         body, digest = await parse_body(request, RefundRequest)
@@ -211,13 +228,13 @@ def _dispute_routes(router: APIRouter, sandbox: Sandbox) -> None:
     """Disputes of captured intents: read one, answer it with evidence, or accept it."""
     store = sandbox.store
 
-    @router.get("/v1/disputes/{dispute_id}")
+    @router.get("/v1/disputes/{dispute_id}", dependencies=[needs("dispute_read")])
     async def get_dispute(dispute_id: str) -> Response:
         """One dispute (once opened)."""
         row = await store.read(lambda conn: disputes.require(conn, dispute_id))
         return json_response(200, disputes.to_json(row))
 
-    @router.post("/v1/disputes/{dispute_id}")
+    @router.post("/v1/disputes/{dispute_id}", dependencies=[needs("dispute_write")])
     async def update_dispute(dispute_id: str, request: Request) -> Response:
         """Stage or submit evidence."""
         body, digest = await parse_body(request, DisputeUpdateRequest)
@@ -228,7 +245,7 @@ def _dispute_routes(router: APIRouter, sandbox: Sandbox) -> None:
             lambda conn: disputes.update(conn, dispute_id, body),
         )
 
-    @router.post("/v1/disputes/{dispute_id}/close")
+    @router.post("/v1/disputes/{dispute_id}/close", dependencies=[needs("dispute_write")])
     async def close_dispute(dispute_id: str, request: Request) -> Response:
         """Accept the dispute (it is lost)."""
         _, digest = await parse_body(request, EmptyRequest)

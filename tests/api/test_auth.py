@@ -330,6 +330,7 @@ def test_production_takes_an_issuer_instead_of_a_secret(monkeypatch: pytest.Monk
     for name, value in {
         "ENV": "production",
         "STRIPE_API_KEY": "sk_live_x",
+        "STRIPE_RETURN_URL": "https://shop.example/checkout/return",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
         "CARRIER_WEBHOOK_SECRET": "whsec_y",
     }.items():

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from temporalio.client import WorkflowExecutionStatus
 
+from domains.payments.minimums import minimum_charge
 from tests.api.conftest import caller
 from tests.api.shop import Shop
 from tests.api.test_routes import checkout_body
@@ -63,6 +64,15 @@ odd = st.one_of(
 )
 # Mostly text a buyer could type, often text nobody should send.
 address_text = st.one_of(printable, printable, printable, odd)
+
+
+def _below_minimum(order: dict[str, Any] | None) -> bool:
+    """Whether an order's total is positive but below the provider's minimum charge."""
+    if order is None:
+        return False
+    minimum = minimum_charge(order["currency"])
+    total = Decimal(order["total_amount"])
+    return minimum is not None and 0 < total < minimum.amount
 
 
 async def _drive(shop: Shop, checkout_id: str, within_s: float = 90) -> dict[str, Any]:
@@ -140,7 +150,10 @@ async def test_every_accepted_checkout_ends_with_the_invariants_true(
         # Nothing to pay (free product, 100 % coupon, fixed coupon at or above the subtotal):
         # completed without a payment, whatever the payment method.
         free = done["order"] is not None and Decimal(done["order"]["total_amount"]) == 0
-        if method in PAYS or free:
+        if _below_minimum(done["order"]):
+            # Refused before the provider: below the smallest amount Stripe charges.
+            assert done["failure"]["code"] == "amount_below_minimum", done
+        elif method in PAYS or free:
             assert done["status"] == "completed", done
         elif method not in KNOWN:
             assert done["failure"]["code"] == "payment_declined", done

@@ -199,6 +199,8 @@ def process_environment(objects: list[dict[str, Any]], container: dict[str, Any]
         elif name == "TEMPORAL_PAYLOAD_KEYS":
             # A well-formed stand-in: one id and 32 bytes.
             environment[name] = "from-secret:c3RhbmQtaW4tZm9yLXRoZS1zZWNyZXQta2V5LTAxMjM="
+        elif name == "STRIPE_API_KEY":
+            environment[name] = "rk_live_from-secret-" + ref["name"]  # production takes live keys
         else:
             environment[name] = f"from-secret-{ref['name']}-{ref['key']}"
     return environment

@@ -9,20 +9,32 @@ from typing import cast
 
 import pytest
 from sqlalchemy import func, select
+from temporalio.exceptions import ApplicationError
 from temporalio.runtime import MetricBuffer, Runtime, TelemetryConfig
 from temporalio.testing import ActivityEnvironment
 
+from activities.errors import business_failures
 from activities.payments.activities import UNKNOWN_STATUS_METRIC, PaymentsActivities
-from activities.payments.contract import SettleInput
+from activities.payments.contract import AuthorizeInput, SettleInput
+from activities.shared import MoneyValue
+from domains.checkout.statuses import FailureCode
 from domains.payments import service
 from domains.payments.declines import buyer_code, buyer_message
-from domains.payments.errors import IdempotencyKeyReused, ProviderUnavailable, UnknownIntentStatus
+from domains.payments.errors import (
+    AmountBelowMinimum,
+    IdempotencyKeyReused,
+    ProviderUnavailable,
+    UnknownIntentStatus,
+)
+from domains.payments.minimums import STRIPE_MINIMUM_CHARGES, minimum_charge
 from domains.payments.models import PaymentIdempotencyKey
 from domains.payments.provider import Intent, PaymentProvider
 from domains.payments.statuses import INTENT_TO_PAYMENT, PaymentStatus
 from domains.payments.stripe_provider import intent_of
 from kit.db import DomainDatabase
+from kit.money import Money
 from tests.sandbox.stripe_spec import document
+from workflows.checkout.steps import failure_code
 
 
 async def test_same_key_same_request_is_accepted_again(
@@ -145,3 +157,98 @@ def test_a_fraud_related_decline_is_generic_for_the_buyer(code: str) -> None:
 def test_a_decline_the_buyer_can_act_on_says_so(code: str | None, message: str) -> None:
     assert buyer_code(code) == code
     assert buyer_message(code) == message
+
+
+# --- Stripe's minimum charge: refused before anything is recorded or sent ------------------
+
+
+class _ProviderRecording:
+    """A provider that records the authorizations it is asked for (and authorizes them)."""
+
+    name = "stub"
+
+    def __init__(self) -> None:
+        self.authorized: list[Money] = []
+
+    async def authorize(
+        self, amount: Money, *, payment_method: str, metadata: dict[str, str], key: str
+    ) -> Intent:
+        self.authorized.append(amount)
+        minor = amount.to_minor_units()
+        return intent_of(
+            {
+                "id": f"pi_{uuid.uuid4().hex[:24]}",
+                "status": "requires_capture",
+                "amount": minor,
+                "amount_capturable": minor,
+                "currency": amount.currency.lower(),
+            }
+        )
+
+
+def _authorize_input(amount: str, currency: str) -> AuthorizeInput:
+    return AuthorizeInput(
+        checkout_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        amount=MoneyValue.of(Money.of(amount, currency)),
+        provider="stub",
+        token="pm_card_visa",
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "minimum"),
+    [
+        ("0.49", "USD", "0.50"),
+        ("0.01", "EUR", "0.50"),
+        ("0.29", "GBP", "0.30"),
+        ("49", "JPY", "50"),
+    ],
+)
+async def test_a_total_below_the_minimum_charge_is_refused_before_the_provider(
+    databases: dict[str, DomainDatabase], amount: str, currency: str, minimum: str
+) -> None:
+    provider = _ProviderRecording()
+    activities = PaymentsActivities(databases["payments"], cast(PaymentProvider, provider))
+    order = _authorize_input(amount, currency)
+
+    with pytest.raises(ApplicationError) as refused:
+        with business_failures():  # what every worker applies to its activities
+            await ActivityEnvironment().run(activities.authorize_payment, order)
+
+    assert refused.value.type == AmountBelowMinimum.code
+    assert refused.value.non_retryable
+    assert refused.value.details[0]["minimum"] == minimum
+    # The checkout reports this code, not an internal error.
+    assert failure_code(refused.value) == (FailureCode.AMOUNT_BELOW_MINIMUM, refused.value.message)
+    assert provider.authorized == []
+    async with databases["payments"].begin() as session:
+        assert await service.find_payment(session, order.checkout_id) is None
+        key = service.idempotency_key(order.checkout_id, "authorize")
+        stored = select(PaymentIdempotencyKey).where(PaymentIdempotencyKey.key == key)
+        assert await session.scalar(stored) is None
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"), [("0.50", "USD"), ("0.30", "GBP"), ("50", "JPY"), ("0.05", "ILS")]
+)
+async def test_a_total_at_the_minimum_or_of_an_unlisted_currency_reaches_the_provider(
+    databases: dict[str, DomainDatabase], amount: str, currency: str
+) -> None:
+    provider = _ProviderRecording()
+    activities = PaymentsActivities(databases["payments"], cast(PaymentProvider, provider))
+    order = _authorize_input(amount, currency)
+
+    result = await ActivityEnvironment().run(activities.authorize_payment, order)
+
+    assert result.status == PaymentStatus.AUTHORIZED
+    assert provider.authorized == [Money.of(amount, currency)]
+
+
+def test_every_minimum_is_a_positive_amount_of_its_currency() -> None:
+    for currency, amount in STRIPE_MINIMUM_CHARGES.items():
+        minimum = minimum_charge(currency)
+        assert minimum is not None
+        assert minimum.amount == amount > 0
+    assert minimum_charge("usd") == Money.of("0.50", "USD")
+    assert minimum_charge("ILS") is None

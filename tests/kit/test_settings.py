@@ -17,6 +17,7 @@ from kit.settings import (
     DEV_STRIPE_API_KEY,
     DEV_STRIPE_WEBHOOK_SECRET,
     DOMAINS,
+    UNUSED_SECRET,
     ConfigurationError,
     Group,
     Settings,
@@ -275,6 +276,7 @@ def test_stripe_is_the_sandbox_in_dev_and_stripe_itself_in_production(
     monkeypatch.setenv("ENV", "production")
     monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
+    monkeypatch.setenv("STRIPE_RETURN_URL", "https://shop.example/checkout/return")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
     monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
     assert Settings().stripe.api_base == "https://api.stripe.com"
@@ -321,6 +323,7 @@ def test_production_refuses_each_development_secret(
     monkeypatch.setenv("ENV", "production")
     monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
     monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
+    monkeypatch.setenv("STRIPE_RETURN_URL", "https://shop.example/checkout/return")
     monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
     monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
     assert Settings().env == "production"
@@ -330,6 +333,70 @@ def test_production_refuses_each_development_secret(
     monkeypatch.setenv(variable, dev_value)  # set to the documented dev value: refused too
     with pytest.raises(ConfigurationError, match=variable):
         Settings()
+
+
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A production environment that starts, but for what a test changes."""
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
+    monkeypatch.setenv("STRIPE_API_KEY", "rk_live_from_the_vault")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
+    monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
+    monkeypatch.setenv("STRIPE_RETURN_URL", "https://shop.example/checkout/return")
+    assert Settings().env == "production"
+
+
+@pytest.mark.parametrize(
+    ("key", "accepted"),
+    [
+        ("sk_live_from_the_vault", True),
+        ("rk_live_from_the_vault", True),
+        (UNUSED_SECRET, True),  # a process that never calls Stripe
+        ("sk_test_from_the_vault", False),
+        ("rk_test_from_the_vault", False),
+        ("pk_live_publishable", False),
+        ("from_the_vault", False),
+    ],
+)
+def test_production_takes_only_live_stripe_keys(
+    monkeypatch: pytest.MonkeyPatch, key: str, accepted: bool
+) -> None:
+    _production(monkeypatch)
+    monkeypatch.setenv("STRIPE_API_KEY", key)
+    if accepted:
+        assert Settings().stripe.api_key.get_secret_value() == key
+    else:
+        with pytest.raises(ConfigurationError, match="STRIPE_API_KEY must be a live key"):
+            Settings()
+
+
+@pytest.mark.parametrize("env", ["dev", "test"])
+@pytest.mark.parametrize("key", ["sk_live_real_money", "rk_live_real_money"])
+def test_a_live_stripe_key_is_refused_outside_production(
+    monkeypatch: pytest.MonkeyPatch, env: str, key: str
+) -> None:
+    monkeypatch.setenv("ENV", env)
+    monkeypatch.setenv("STRIPE_API_KEY", key)
+    with pytest.raises(ConfigurationError, match=f"live key: refused unless ENV=production.*{env}"):
+        Settings()
+    monkeypatch.setenv("STRIPE_API_KEY", "rk_test_restricted")
+    assert Settings().env == env
+
+
+@pytest.mark.parametrize("url", [None, "", "http://shop.example/back", "shop.example/back"])
+def test_production_needs_an_https_return_url_where_stripe_is_called(
+    monkeypatch: pytest.MonkeyPatch, url: str | None
+) -> None:
+    _production(monkeypatch)
+    if url is None:
+        monkeypatch.delenv("STRIPE_RETURN_URL")
+    else:
+        monkeypatch.setenv("STRIPE_RETURN_URL", url)
+    with pytest.raises(ConfigurationError, match="STRIPE_RETURN_URL must be an https"):
+        Settings()
+    # A process that never calls Stripe needs no return URL.
+    monkeypatch.setenv("STRIPE_API_KEY", UNUSED_SECRET)
+    assert Settings().env == "production"
 
 
 def test_production_refuses_dev_secrets_given_in_code() -> None:
@@ -414,3 +481,18 @@ def test_the_sandbox_settings_are_not_the_platforms(monkeypatch: pytest.MonkeyPa
     assert (sandbox.webhook_url, sandbox.carrier_step_s) == ("http://api:8000/hook", 0.5)
     assert sandbox.is_explicit("webhook_url")
     assert not sandbox.is_explicit("db_path")
+
+
+def test_the_sandbox_takes_test_mode_restricted_keys_with_known_permission_shapes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SANDBOX_RESTRICTED_KEYS", '{"rk_test_a": ["payment_intent_write"]}')
+    assert SandboxSettings().restricted_keys == {"rk_test_a": ["payment_intent_write"]}
+    for wrong in ('{"rk_live_a": []}', '{"sk_test_a": []}', '{"rk_test_a": ["refunds"]}'):
+        monkeypatch.setenv("SANDBOX_RESTRICTED_KEYS", wrong)
+        with pytest.raises(ValueError, match=r"rk_test_ keys only|_read or"):
+            SandboxSettings()
+    monkeypatch.setenv("SANDBOX_IDEMPOTENCY_TTL_S", "0")
+    monkeypatch.delenv("SANDBOX_RESTRICTED_KEYS")
+    with pytest.raises(ValueError, match="idempotency_ttl_s"):
+        SandboxSettings()

@@ -76,6 +76,9 @@ class FlakyProvider:
     async def retrieve(self, intent_id: str) -> Intent:
         return Intent(intent_id, "succeeded", 100, "eur", 0, 100, 0, None, None)
 
+    async def find_intent(self, checkout_id: str) -> Intent | None:
+        return None
+
     async def capture(self, intent_id: str, *, key: str) -> Intent:
         raise ProviderRejected("card_declined", "declined", status=402)
 

@@ -32,9 +32,8 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import WorkflowTaskFailedCause
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest, RegisterNamespaceRequest
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
@@ -44,7 +43,7 @@ from devstack.services.process import free_port
 from domains.checkout.statuses import FINAL
 from kit.logging import get_logger
 from kit.settings import ConfigurationError, Settings
-from kit.temporal import has_pollers
+from kit.temporal import connect, has_pollers
 from tests.deploy.test_probes import probe as worker_probe
 from tests.platform import Platform
 from tests.workflows.next_version import PATCH, RELEASE, NextCheckoutWorkflow
@@ -89,9 +88,7 @@ async def _release(
     local = CheckoutActivities(platform.databases["checkout"])
     async with AsyncExitStack() as stack:
         for _ in range(pods):
-            client = await Client.connect(
-                platform.settings.temporal.address, data_converter=pydantic_data_converter
-            )
+            client = await connect(platform.settings.temporal)
             worker = Worker(
                 client,
                 task_queue=queue,
