@@ -1,8 +1,8 @@
-"""The one place the platform's environment is read (house rule 8), grouped by concern.
+"""The one place the platform's environment is read, grouped by concern.
 
 `Settings` holds one small model per concern (`settings.database`, `settings.api`,
-`settings.worker`, ...); the variable names are CONTRACT.md section 2's and never change. How a
-variable finds its field:
+`settings.worker`, ...); the variable names are public (docs/reference/configuration.md) and
+never change. How a variable finds its field:
 
 1. A variable's first word names its group, the rest is the field: `API_MAX_BODY_BYTES` ->
    `api.max_body_bytes`, `CHECKOUT_RATE_PER_MINUTE` -> `checkout.rate_per_minute`. This is

@@ -4,6 +4,7 @@ README's first commands."""
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -180,3 +181,33 @@ def test_relative_links_in_the_docs_lead_somewhere() -> None:
             if "://" not in target and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(ROOT)}: {target}")
     assert not broken
+
+
+# Documents a user of the project does not have: the outside contract, numbered house rules, the
+# shared folder beside the repository, sections of an unnamed document (a section of a public RFC
+# is fine). Spelled in pieces so this file passes too.
+OUTSIDE_DOCUMENTS = re.compile(
+    "|".join(
+        [
+            "CONT" + "RACT",
+            "house rule [0-9]",
+            r"\.\./sha" + "red",
+            r"(?<!RFC \d{4} )(?<!RFC \d{3} )\u00a7 ?[0-9]",
+        ]
+    )
+)
+
+
+def test_no_file_cites_a_document_outside_the_repository() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.decode()
+    cites = []
+    for name in filter(None, tracked.split("\0")):
+        path = ROOT / name
+        if not path.is_file() or path.suffix in {".png", ".sqlite"}:
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if OUTSIDE_DOCUMENTS.search(line):
+                cites.append(f"{name}:{number}: {line.strip()}")
+    assert not cites, "say it in the project's own words:\n" + "\n".join(cites)
