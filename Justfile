@@ -40,7 +40,7 @@ bench *ARGS:
     {{python}} -m tools.bench {{ARGS}}
 
 # e.g. `just chaos --checkouts 1000 --faults all --rounds 2` (`python -m tools.chaos --help`).
-# Chaos: its own platform under a mixed checkout load while processes are killed; audits §7.
+# Chaos: its own platform under a mixed checkout load while processes are killed; audits the invariants (docs/reference/invariants.md).
 chaos *ARGS:
     exec {{python}} -m tools.chaos {{ARGS}}
 

@@ -387,7 +387,7 @@ class AddressIn(Address, Request):
 
 
 class SandboxPaymentIn(Request):
-    """How the buyer pays, the sandbox's older shape: a `tok_*` name (CONTRACT.md §6)."""
+    """How the buyer pays, the sandbox's older shape: a `tok_*` name (README, sandbox)."""
 
     provider: Literal["sandbox"]
     token: PlainText = Field(min_length=1, max_length=255)

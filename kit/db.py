@@ -185,7 +185,7 @@ async def insert_or_get(
 ) -> tuple[ModelT, bool]:
     """The row with `values`' business `key`: inserted now (True) or found (False).
 
-    Idempotent by construction (house rule 4): insert first, and on a conflict select the row
+    Idempotent by construction (a business key): insert first, and on a conflict select the row
     that holds the key. Never check-then-insert: two concurrent attempts would both see nothing
     and one would fail on the unique constraint. Only the caller that gets True should append the
     row's "created" event or apply its side effects. `lock` takes a found row FOR UPDATE (a row

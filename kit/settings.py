@@ -1,8 +1,8 @@
-"""The one place the platform's environment is read (house rule 8), grouped by concern.
+"""The one place the platform's environment is read, grouped by concern.
 
 `Settings` holds one small model per concern (`settings.database`, `settings.api`,
-`settings.worker`, ...); the variable names are CONTRACT.md section 2's and never change. How a
-variable finds its field:
+`settings.worker`, ...); the variable names are public (docs/reference/configuration.md) and
+never change. How a variable finds its field:
 
 1. A variable's first word names its group, the rest is the field: `API_MAX_BODY_BYTES` ->
    `api.max_body_bytes`, `CHECKOUT_RATE_PER_MINUTE` -> `checkout.rate_per_minute`. This is
@@ -68,8 +68,8 @@ DOMAINS: tuple[str, ...] = (
     "notifications",
 )
 
-# Documented development defaults (README, "Configuration"). They are public on purpose and
-# refused when ENV=production, so a forgotten variable can never ship a known secret.
+# Documented development defaults (docs/reference/configuration.md). They are public on purpose
+# and refused when ENV=production, so a forgotten variable can never ship a known secret.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 # Stripe's test-mode shapes: an `sk_test_` key (the sandbox accepts exactly the configured key)
 # and a `whsec_` signing secret, used as Stripe uses it (the whole string is the HMAC key).
@@ -119,7 +119,8 @@ def async_driver_url(url: str) -> str:
 class Group(BaseModel):
     """One concern's settings; each field is read from `<GROUP>_<FIELD>` (module docstring)."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    # A field's docstring is its description (docs/reference/configuration.md is made from them).
+    model_config = ConfigDict(frozen=True, extra="ignore", use_attribute_docstrings=True)
 
 
 class DatabaseSettings(Group):
@@ -127,20 +128,25 @@ class DatabaseSettings(Group):
     `DB_PGBOUNCER`, `DB_BUDGET_CHECK`, `DB_FLEET_CONNECTIONS`."""
 
     url: str = DEFAULT_DATABASE_URL
-    # One domain's database elsewhere (`PAYMENTS_DATABASE_URL`), by domain name.
+    """The PostgreSQL server; each domain uses the database named after it on this server."""
     domain_urls: dict[str, str] = Field(default_factory=dict)
+    """One domain's database elsewhere (`PAYMENTS_DATABASE_URL`), by domain name; a worker
+    process gets only its own domains' URLs."""
     pool_size: int = Field(default=5, ge=1, le=200)
+    """Connections kept open per domain database and process."""
     max_overflow: int = Field(default=5, ge=0, le=200)
-    # Connections go through PgBouncer in transaction mode (`DB_PGBOUNCER`): no prepared
-    # statement caches (kit/db.py). Session mode and PgBouncer >= 1.21 with
-    # max_prepared_statements need nothing.
+    """Connections a process may open beyond `DB_POOL_SIZE` per domain database under load."""
     pgbouncer: bool = False
-    # The connection budget, checked by every process at start (kit/budget.py): `enforce` refuses
-    # to start over it, `warn` logs, `off` skips (behind a pooler, whose limits are its own).
+    """Connections go through PgBouncer in transaction mode: no prepared statement caches
+    (kit/db.py). Session mode and PgBouncer >= 1.21 with max_prepared_statements need nothing."""
     budget_check: Literal["enforce", "warn", "off"] = "enforce"
-    # The deployment's worst case on one PostgreSQL server, every process at its maximum replica
-    # count plus surge (`DB_FLEET_CONNECTIONS`; docs/deployment.md, "Connection budget").
+    """The connection budget, checked by every process at start (kit/budget.py): `enforce`
+    refuses to start over it, `warn` logs, `off` skips (behind a pooler, whose limits are its
+    own)."""
     fleet_connections: int | None = Field(default=None, ge=1)
+    """The deployment's worst case on one PostgreSQL server, every process at its maximum replica
+    count plus surge, checked against the server's `max_connections` at start (docs/deployment.md,
+    "Connection budget")."""
 
     @field_validator("domain_urls")
     @classmethod
@@ -191,17 +197,26 @@ class TemporalSettings(Group):
     Temporal Cloud API key (`TEMPORAL_API_KEY`); `TEMPORAL_PAYLOAD_KEYS` encrypts payloads."""
 
     address: str = DEFAULT_TEMPORAL_ADDRESS
+    """The Temporal frontend, `host:port`."""
     namespace: str = "default"
+    """The Temporal namespace checkouts run in."""
     ui_url: str = "http://127.0.0.1:8233"
+    """The Temporal web UI: the ops API links to it, and its origin alone may call the payload
+    codec endpoint from a browser."""
     tls_cert: Path | None = None
+    """mTLS: the client certificate (PEM file)."""
     tls_key: Path | None = None
+    """mTLS: the client certificate's private key (PEM file)."""
     tls_ca: Path | None = None
+    """mTLS: the CA that signed the server's certificate (PEM file); unset: the system's."""
     api_key: SecretStr | None = None
-    # AES-256 keys of the payload codec (kit/codec.py): `id:base64key[,id:base64key...]`, the
-    # first encrypts, all decrypt (rotation: docs/operations.md, "Payload encryption").
-    # None: not set with ENV=production, refused by the first Temporal client the process makes
-    # (processes that never talk to Temporal, such as the relays, need no key).
+    """A Temporal Cloud API key, instead of mTLS."""
     payload_keys: SecretStr | None = SecretStr(DEV_TEMPORAL_PAYLOAD_KEYS)
+    """AES-256 keys of the payload codec (kit/codec.py): `id:base64key[,id:base64key...]`, the
+    first encrypts, all decrypt (rotation: docs/operations.md, "Payload encryption"). The default
+    is public on purpose and refused when ENV=production, where a process refuses to make a
+    Temporal client without keys (processes that never talk to Temporal, such as the relays,
+    need none)."""
 
     @field_validator("payload_keys")
     @classmethod
@@ -228,14 +243,18 @@ class NatsSettings(Group):
     """`NATS_URL`."""
 
     url: str = DEFAULT_NATS_URL
+    """NATS with JetStream, where the outbox relays publish and the consumers read."""
 
 
 class ApiSettings(Group):
     """The HTTP API: `API_HOST`, `API_PORT`, `API_MAX_BODY_BYTES`."""
 
     host: str = "127.0.0.1"
+    """The address the HTTP API listens on."""
     port: int = Field(default=8000, ge=1, le=65535)
+    """The port the HTTP API listens on."""
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    """Request bodies larger than this are refused with 413 `body_too_large`."""
 
 
 class AuthSettings(Group):
@@ -246,28 +265,37 @@ class AuthSettings(Group):
     `AUTH_CUSTOMER_SCOPE`, `AUTH_USER_ID_CLAIM`."""
 
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    """The HS256 key of bearer tokens (the default is public on purpose; ENV=production refuses
+    it unless AUTH_ISSUER is set, when HS256 tokens are refused anyway)."""
     token_ttl_s: int = Field(default=3600, gt=0)
-    # The provider's issuer URL exactly as its tokens' `iss` says it; unset: HS256 mode.
+    """Lifetime of the tokens `POST /v1/dev/tokens` issues, in seconds."""
     issuer: str | None = None
-    # The `aud` this API's tokens must carry (the API's identifier at the provider).
+    """The OpenID Connect provider's issuer URL exactly as its tokens' `iss` says it; unset: HS256
+    tokens signed with AUTH_JWT_SECRET (docs/identity.md)."""
     audience: str = "checkout-api"
-    # Unset: `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
+    """The `aud` this API's tokens must carry (the API's identifier at the provider)."""
     jwks_url: str | None = None
-    # A token signed with a key id not in the cached key set refetches the set at most this
-    # often; the set is also refetched once it is older than the max age (removed keys go).
+    """The provider's key set. Unset: the `jwks_uri` of
+    `{issuer}/.well-known/openid-configuration`."""
     jwks_min_refresh_s: float = Field(default=60.0, ge=0)
+    """A token signed with a key id not in the cached key set refetches the set at most this
+    often."""
     jwks_max_age_s: float = Field(default=3600.0, gt=0)
+    """The key set is refetched once it is older than this (keys the provider removed go)."""
     jwks_timeout_s: float = Field(default=5.0, gt=0)
-    # Clock skew allowed on `exp`, `nbf` and `iat`.
+    """How long fetching the discovery document or the key set may take."""
     leeway_s: int = Field(default=30, ge=0, le=300)
-    # Where the scopes are: unset, `scope` (a space-separated string) if present, else `scopes`
-    # (a list); either shape is read from whichever claim is named here (`roles`, `scp`, ...).
+    """Clock skew allowed on `exp`, `nbf` and `iat`."""
     scope_claim: str | None = None
-    # The provider's scope values that grant the platform's `operator` and `customer` scopes.
+    """Where the scopes are: unset, `scope` (a space-separated string) if present, else `scopes`
+    (a list); either shape is read from whichever claim is named here (`roles`, `scp`, ...)."""
     operator_scope: str = "operator"
+    """The provider's scope value that grants the platform's `operator` scope."""
     customer_scope: str = "customer"
-    # The claim naming the user; a value that is not a UUID maps to a stable UUID (identity doc).
+    """The provider's scope value that grants the platform's `customer` scope."""
     user_id_claim: str = "sub"
+    """The claim naming the user; a value that is not a UUID maps to a stable UUID
+    (docs/identity.md)."""
 
 
 class ShopctlSettings(Group):
@@ -275,24 +303,30 @@ class ShopctlSettings(Group):
     `SHOPCTL_TOKEN_FILE`) or client credentials (`SHOPCTL_CLIENT_ID`, `SHOPCTL_CLIENT_SECRET`,
     `SHOPCTL_TOKEN_URL`, `SHOPCTL_SCOPE`)."""
 
-    # Unset: http://127.0.0.1:API_PORT.
     api_url: str | None = None
+    """The API `shopctl` talks to. Unset: http://127.0.0.1:API_PORT."""
     token: SecretStr | None = None
+    """A bearer token with the operator scope, used when no token file is given."""
     token_file: Path | None = None
+    """A file whose whole content is the bearer token (`--token-file` overrides it)."""
     client_id: str | None = None
+    """Client credentials at the provider: the client id."""
     client_secret: SecretStr | None = None
-    # Unset: `token_endpoint` from AUTH_ISSUER's discovery document.
+    """Client credentials at the provider: the client secret."""
     token_url: str | None = None
-    # The scope asked for in the client-credentials grant; unset: AUTH_OPERATOR_SCOPE.
+    """The provider's token endpoint. Unset: `token_endpoint` from AUTH_ISSUER's discovery
+    document."""
     scope: str | None = None
+    """The scope asked for in the client-credentials grant; unset: AUTH_OPERATOR_SCOPE."""
 
 
 class PspSettings(Group):
     """The local provider sandbox (Stripe stand-in and carrier): `PSP_URL`, `PSP_TIMEOUT_S`."""
 
     url: str = DEFAULT_PSP_URL
-    # The carrier's calls: slower than this is treated as lost and retried under the same key.
+    """The local payment-provider and carrier sandbox; `just up` starts it when this is unset."""
     timeout_s: float = Field(default=10.0, gt=0)
+    """The carrier's calls: slower than this is treated as lost and retried under the same key."""
 
 
 class StripeSettings(Group):
@@ -304,65 +338,77 @@ class StripeSettings(Group):
     with Stripe"); the key's mode is checked against ENV (`_check_stripe_live_mode`).
     """
 
-    # Empty: the sandbox at PSP_URL, or Stripe itself when ENV=production (see Settings).
     api_base: str = ""
+    """Where the `stripe` client sends its requests. Unset: the sandbox at PSP_URL, or
+    `https://api.stripe.com` when ENV=production."""
     api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
+    """The Stripe secret (or restricted) key; the sandbox accepts exactly this key (the default,
+    public on purpose). Live keys (`sk_live_...`, `rk_live_...`) only with ENV=production, and
+    only live keys there."""
     webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
-    # During a rotation: the previous secret, still accepted until the provider stops using it.
+    """The webhook endpoint's signing secret (`whsec_...`). The default is public on purpose and
+    refused when ENV=production."""
     webhook_secret_previous: SecretStr | None = None
-    # Where the buyer's browser returns after a 3-D Secure redirect (`STRIPE_RETURN_URL`): your
-    # shop's page that then polls the checkout. Live Stripe needs it to answer a card that must
-    # authenticate with `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js).
-    # Required (https) with ENV=production in a process holding a live key.
+    """During a rotation: the previous secret, still accepted until the provider stops using it."""
     return_url: str | None = None
-    # A call slower than this is treated as lost and retried under the same idempotency key.
+    """Where the buyer's browser returns after a 3-D Secure redirect: your shop's page that then
+    polls the checkout. Live Stripe needs it to answer a card that must authenticate with
+    `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js). Required
+    (https) with ENV=production in a process holding a live key."""
     timeout_s: float = Field(default=10.0, gt=0)
-    # How long a received event's id is kept to drop its redeliveries: longer than Stripe retries
-    # a delivery (about 3 days in live mode).
+    """A call slower than this is treated as lost and retried under the same idempotency key."""
     webhook_retention: timedelta = timedelta(days=7)
+    """How long a received event's id is kept to drop its redeliveries: longer than Stripe retries
+    a delivery (about 3 days in live mode)."""
 
 
 class CarrierSettings(Group):
     """The carrier: `CARRIER_URL` (default: `PSP_URL`), `CARRIER_WEBHOOK_SECRET`."""
 
-    # The carrier's booking API; the sandbox serves it beside the payment provider.
     url: str = ""
-    # Tracking webhooks are signed the way the provider's are, with their own secret.
+    """The carrier's booking API. Unset: PSP_URL (the sandbox serves it beside the payment
+    provider)."""
     webhook_secret: SecretStr = SecretStr(DEV_CARRIER_WEBHOOK_SECRET)
+    """The signing secret of the carrier's tracking webhooks (Standard Webhooks). The default is
+    public on purpose and refused when ENV=production."""
 
 
 class WorkerSettings(Group):
     """Domain worker processes: `WORKER_*`."""
 
-    # Processes per domain task queue that `just up` runs (`WORKER_REPLICAS`).
     replicas: int = Field(default=1, ge=1, le=16)
+    """Processes per domain task queue that `just up` runs."""
 
-    # How much each worker process takes on at once.
     max_concurrent_activities: int = Field(default=200, ge=1)
+    """Activities one worker process runs at once."""
     max_concurrent_workflow_tasks: int = Field(default=100, ge=1)
+    """Workflow tasks one worker process runs at once."""
     max_concurrent_local_activities: int = Field(default=200, ge=1)
-    # How long SIGTERM waits for in-flight activities before cancelling them.
+    """Local activities (the checkout's own step records) one worker process runs at once."""
     shutdown_grace_s: float = Field(default=30.0, ge=0)
-    # Prometheus: a worker process serves Temporal's runtime metrics (and the platform's own,
-    # recorded through the same meter) on this port when it is set; `just up` gives each worker
-    # process its own, counting up from WORKER_METRICS_BASE_PORT. The API serves /metrics.
+    """How long SIGTERM waits for in-flight activities before cancelling them."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    # The address it listens on (`WORKER_METRICS_HOST`): loopback on a laptop; `0.0.0.0` in a
-    # cluster, where Prometheus scrapes the pod's IP (deploy/kubernetes/base/configmap.yaml).
+    """Prometheus: when set, a worker process serves Temporal's runtime metrics (and the
+    platform's own, recorded through the same meter) on this port. The API serves /metrics."""
     metrics_host: str = Field(default="127.0.0.1", min_length=1)
+    """The address the metrics port listens on: loopback on a laptop; `0.0.0.0` in a cluster,
+    where Prometheus scrapes the pod's IP (deploy/kubernetes/base/configmap.yaml)."""
     metrics_base_port: int | None = Field(default=9101, ge=1, le=65000)
-    # How often a worker process prunes the inboxes of its domains (`WORKER_PRUNE_INTERVAL_S`):
-    # one indexed DELETE per inbox and interval when there is nothing to prune.
+    """`just up` gives each worker process its own metrics port, counting up from this one."""
     prune_interval_s: float = Field(default=3600.0, gt=0)
-    # Worker Versioning (docs/deployment.md, "Worker versioning"): a process running workflows
-    # polls as version `<WORKER_DEPLOYMENT_NAME>-<queue>` / `WORKER_BUILD_ID` of a Temporal Worker
-    # Deployment and makes a version never active before the current one once it polls. Off:
-    # unversioned workers (`just up`, tests); the production ConfigMap turns it on.
+    """How often a worker process prunes the inboxes of its domains: one indexed DELETE per inbox
+    and interval when there is nothing to prune."""
     versioning: bool = False
+    """Worker Versioning (docs/deployment.md, "Worker versioning"): a process running workflows
+    polls as version `<WORKER_DEPLOYMENT_NAME>-<queue>` / `WORKER_BUILD_ID` of a Temporal Worker
+    Deployment and makes a version never active before the current one once it polls. Off:
+    unversioned workers (`just up`, tests); the production ConfigMap turns it on."""
     deployment_name: str = Field(default="checkout-platform", pattern=r"^[A-Za-z0-9_-]{1,200}$")
-    # The release's build id (`WORKER_BUILD_ID`): the image tag in production, where a versioned
-    # worker refuses to start without it. Unset elsewhere: the package version (`dev` without).
+    """The Worker Deployment's name prefix; each workflow queue's deployment is
+    `<WORKER_DEPLOYMENT_NAME>-<queue>`."""
     build_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,254}$")
+    """The release's build id: the image tag in production, where a versioned worker refuses to
+    start without it. Unset elsewhere: the package version (`dev` without one)."""
 
 
 class InventorySettings(Group):
@@ -370,66 +416,76 @@ class InventorySettings(Group):
     checkout has ended."""
 
     sweep_interval_s: float = Field(default=60.0, gt=0)
+    """How often the sweeper releases expired reservations whose checkout has ended."""
 
 
 class RelaySettings(Group):
     """Outbox relays, inside each domain's worker process (and `python -m workers relay <d>`)."""
 
     enabled: bool = True
+    """Whether worker processes run their domains' outbox relays."""
     partitions: int = Field(default=32, ge=1, le=4096)
-    # Used only while the relay cannot hear NOTIFY (`relay.deaf`: a dropped listening connection,
-    # PgBouncer in transaction mode), and as its reconnect delay; otherwise it waits for NOTIFY.
+    """Partitions the aggregates are hashed into; each is held by one relay at a time, so relays
+    share a domain's outbox and keep every aggregate's order."""
     poll_interval_s: float = Field(default=1.0, gt=0)
+    """Used only while the relay cannot hear NOTIFY (`relay.deaf`: a dropped listening connection,
+    PgBouncer in transaction mode), and as its reconnect delay; otherwise it waits for NOTIFY."""
     retention: timedelta = timedelta(hours=24)
+    """How long published outbox rows are kept before they are deleted."""
 
 
 class ConsumerSettings(Group):
     """Event consumers: `CONSUMER_MAX_DELIVER`, `CONSUMER_INBOX_RETENTION`."""
 
-    # Deliveries of an event whose reaction keeps failing before it is dead-lettered.
     max_deliver: int = Field(default=10, ge=1)
-    # How long `consumer_inbox` remembers an applied event (to drop its redeliveries).
+    """Deliveries of an event whose reaction keeps failing before it is dead-lettered."""
     inbox_retention: timedelta = timedelta(days=7)
+    """How long `consumer_inbox` remembers an applied event (to drop its redeliveries)."""
 
 
 class OpsSettings(Group):
     """When /v1/ops/checkouts/stuck lists a checkout: `OPS_*`."""
 
-    # Seconds a checkout may sit in one step (steps not named use the default). Waiting for the
-    # buyer is bounded by CHECKOUT_PAYMENT_TIMEOUT instead.
     step_deadlines_s: dict[str, float] = Field(
         default_factory=lambda: {"authorize_payment": 120.0, "capture_payment": 120.0}
     )
+    """Seconds a checkout may sit in one step, by step name (a JSON object). Waiting for the buyer
+    is bounded by CHECKOUT_PAYMENT_TIMEOUT instead."""
     default_step_deadline_s: float = Field(default=60.0, gt=0)
-    # An activity on its Nth attempt or later counts as stuck.
+    """Seconds a checkout may sit in a step that `OPS_STEP_DEADLINES_S` does not name."""
     stuck_attempt: int = Field(default=4, ge=2)
+    """An activity on this attempt or a later one counts as stuck."""
 
 
 class TracingSettings(Group):
     """OpenTelemetry, off by default; on, the API and workers export spans over OTLP/HTTP."""
 
     enabled: bool = False
+    """Whether the API and the workers export OpenTelemetry spans."""
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
+    """The OTLP/HTTP endpoint spans are sent to."""
 
 
 class LogSettings(Group):
     """`LOG_FORMAT`, `LOG_LEVEL`."""
 
     format: Literal["console", "json"] = "console"
+    """`console` for people, `json` for one JSON object per line."""
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The least severe level logged."""
 
 
 class CheckoutSettings(Group):
     """The checkout's own limits: `CHECKOUT_PAYMENT_TIMEOUT`, `CHECKOUT_PAYMENT_RECHECK_S`,
     `CHECKOUT_RATE_PER_MINUTE`."""
 
-    # How long a checkout waits for a payment action.
     payment_timeout: timedelta = timedelta(minutes=15)
-    # While it waits, how often the workflow re-reads the intent without an event (a lost
-    # webhook never decides a checkout).
+    """How long a checkout waits for a payment action before it expires."""
     payment_recheck_s: int = Field(default=30, gt=0, le=3600)
-    # Checkout starts per user and minute (a token bucket per API process; burst = the rate).
+    """While it waits, how often the workflow re-reads the intent without an event (a lost
+    webhook never decides a checkout)."""
     rate_per_minute: int = Field(default=30, gt=0)
+    """Checkout starts per user and minute (a token bucket per API process; burst = the rate)."""
 
 
 # Variables whose first word is not their group's name, and the field each fills (rule 2).
@@ -473,15 +529,17 @@ class Settings(BaseSettings):
         frozen=True,
         env_nested_delimiter="_",
         env_nested_max_split=1,
+        use_attribute_docstrings=True,
     )
 
     env: Literal["dev", "test", "production"] = "dev"
-    # Local state of `just up` (git-ignored).
+    """`production` refuses the public development secrets and talks to Stripe itself."""
     data_dir: Path = Path(".data")
-    # `just up` starts the local PostgreSQL, Temporal, NATS and payment sandbox whose URL the
-    # environment leaves unset. EMBEDDED_SERVICES names the ones to start regardless, at the URL
-    # given (tests use this to run a whole stack on free ports).
+    """Local state of `just up`, the sandbox and the development mail outbox (git-ignored)."""
     embedded_services: Annotated[frozenset[EmbeddedService] | None, NoDecode] = None
+    """`just up` starts the local PostgreSQL, Temporal, NATS and payment sandbox whose URL the
+    environment leaves unset; this comma-separated list names the ones to start regardless, at
+    the URL given (tests use it to run a whole stack on free ports)."""
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)

@@ -18,8 +18,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The OpenID provider's development clients (README, "Configuration"): public on purpose, and only
-# the sandbox accepts them.
+# The OpenID provider's development clients (docs/reference/configuration.md): public on
+# purpose, and only the sandbox accepts them.
 DEV_OIDC_CLIENTS: dict[str, dict[str, object]] = {
     "shopctl": {"secret": "dev-only-shopctl-secret-change-me", "scopes": ["operator"]},
     "shop-frontend": {"secret": "dev-only-shop-frontend-secret-change-me", "scopes": ["customer"]},
@@ -43,40 +43,52 @@ class SandboxSettings(BaseSettings):
     """Payment provider and carrier simulators; each field is `SANDBOX_<FIELD>`."""
 
     model_config = SettingsConfigDict(
-        env_prefix="SANDBOX_", env_file=None, extra="ignore", frozen=True
+        env_prefix="SANDBOX_",
+        env_file=None,
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
     )
 
-    # Where the provider's webhooks (Stripe events) go: the platform's Stripe endpoint by default
-    # (empty: recorded, not sent).
     webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/payments/stripe"
-    db_path: Path | None = None  # default: DATA_DIR/sandbox/psp.sqlite
-    async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
-    # pm_card_refundFail: a refund's pending -> failed; pm_card_createDispute: capture -> dispute.
+    """Where the provider's webhooks (Stripe events) go: the platform's Stripe endpoint by default
+    (empty: recorded, not sent)."""
+    db_path: Path | None = None
+    """The sandbox's SQLite state. Unset: DATA_DIR/sandbox/psp.sqlite."""
+    async_delay_s: float = Field(default=1.0, ge=0)
+    """`pm_sandbox_async` (`tok_async`): seconds from `processing` to capturable."""
     refund_fail_delay_s: float = Field(default=2.0, ge=0)
+    """`pm_card_refundFail`: seconds before a refund goes from pending to failed."""
     dispute_delay_s: float = Field(default=3.0, ge=0)
-    flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
-    # How long an idempotency key is kept (Stripe: 24 hours); a retry after that runs again.
+    """`pm_card_createDispute`: seconds from the capture to the dispute."""
+    flaky_hang_s: float = Field(default=15.0, ge=0)
+    """`pm_sandbox_flaky` (`tok_flaky`): how long a simulated hang lasts, in seconds."""
     idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0)
-    # Restricted keys (`rk_test_...`) the sandbox accepts beside STRIPE_API_KEY, each with its
-    # permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
-    # a JSON object of key -> list. A call outside them answers Stripe's 403.
+    """How long an idempotency key is kept (Stripe: 24 hours); a retry after that runs again."""
     restricted_keys: dict[str, list[str]] = Field(default_factory=dict)
+    """Restricted keys (`rk_test_...`) the sandbox accepts beside STRIPE_API_KEY, each with its
+    permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
+    a JSON object of key -> list. A call outside them answers Stripe's 403."""
     webhook_max_attempts: int = Field(default=12, ge=1)
-    # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
-    # in_transit, out_for_delivery, delivered).
+    """Deliveries of one webhook (with backoff) before the sandbox gives up on it."""
     carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
+    """Where the carrier's tracking webhooks go."""
     carrier_step_s: float = Field(default=5.0, gt=0)
-    # The OpenID provider at PSP_URL/oidc (sandbox/oidc): its clients (a JSON object of client id
-    # -> {secret, scopes}), the audience of its tokens, their lifetime and the default algorithm.
-    # Its signing keys live beside the database (oidc-keys.json) so a restart keeps them.
+    """How fast a parcel moves: seconds per status (in_transit, out_for_delivery, delivered)."""
     oidc_clients: dict[str, OidcClient] = Field(
         default_factory=lambda: {
             k: OidcClient.model_validate(v) for k, v in DEV_OIDC_CLIENTS.items()
         }
     )
+    """The clients of the OpenID provider at PSP_URL/oidc: a JSON object of client id ->
+    `{secret, scopes}`. The defaults are public on purpose; its signing keys live beside the
+    database (oidc-keys.json), so a restart keeps them."""
     oidc_audience: str = "checkout-api"
+    """The audience (`aud`) of the tokens the OpenID provider issues."""
     oidc_token_ttl_s: int = Field(default=3600, ge=1, le=86_400)
+    """Lifetime of the OpenID provider's tokens, in seconds."""
     oidc_signing_alg: Literal["RS256", "ES256"] = "RS256"
+    """The algorithm the OpenID provider signs with unless the token request names one (`alg`)."""
 
     @field_validator("restricted_keys")
     @classmethod

@@ -77,7 +77,7 @@ class Platform:
         return checkout, await self.start(checkout)
 
     async def invariants(self, *checkout_ids: uuid.UUID) -> list[str]:
-        """Violations of the contract's invariants (empty when all hold)."""
+        """Violations of the invariants (empty when all hold)."""
         report = await check_invariants(self.databases, self.psp_url, checkout_ids or None)
         return report.violations
 

@@ -1,4 +1,4 @@
-"""The contract's invariants (CONTRACT.md section 7), checked from the databases and the ledger.
+"""The invariants (docs/reference/invariants.md), checked from the databases and the ledger.
 
 Meant for moments when nothing is in flight: after a test, after the benchmark, by an operator.
 Returns human-readable violations; an empty list means every invariant holds.
@@ -258,7 +258,7 @@ async def _check_completed(
     if len(orders) != 1 or orders[0]["status"] in ("pending_payment", "cancelled", "refunded"):
         report.fail(f"{tag}: order {[o['status'] for o in orders]}")
     if orders and Decimal(orders[0]["total_amount"]) == 0:
-        # A zero total is completed with no payment at all (CONTRACT §4: payment not_required).
+        # A zero total is completed with no payment at all (payment `not_required`).
         if payments or checkout.intents:
             report.fail(f"{tag}: a zero total took a payment ({captured=}, {refunded=})")
     elif not payments or payments[0]["status"] != "captured" or captured == 0 or refunded:

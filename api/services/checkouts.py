@@ -113,7 +113,7 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
     billing = body.billing_address
     payment = body.payment
     # Both shapes pay through Stripe: the older `{provider: "sandbox", token}` is an alias whose
-    # `tok_*` names the sandbox takes as payment methods (CONTRACT.md §6).
+    # `tok_*` names the sandbox takes as payment methods (its `pm_*` aliases).
     method = payment.payment_method if isinstance(payment, StripePaymentIn) else payment.token
     return CheckoutInput(
         checkout_id=row.id,

@@ -36,7 +36,7 @@ log = get_logger(__name__)
 # A provider's events are taken at /v1/webhooks/payments/<provider>.
 PAYMENT_PROVIDERS = frozenset({"stripe"})
 CARRIERS = frozenset({"sandbox"})
-# The Stripe events a checkout acts on (CONTRACT.md §6); others are acknowledged and ignored, so
+# The Stripe events a checkout acts on (README, "Going live"); others are acknowledged, ignored, so
 # that enabling more types at Stripe never turns into redeliveries.
 PAYMENT_EVENT_TYPES = frozenset(
     {

@@ -1,4 +1,4 @@
-"""Cart operations. Each takes the caller's session and never commits (house rule 2)."""
+"""Cart operations. Each takes the caller's session and never commits (its caller does)."""
 
 from __future__ import annotations
 

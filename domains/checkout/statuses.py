@@ -1,4 +1,4 @@
-"""The checkout's vocabulary (CONTRACT.md sections 4 and 5): statuses, steps, failure codes.
+"""The checkout's vocabulary (docs/reference/states.md): statuses, steps, failure codes.
 
 Plain enums, no ORM: the workflow, the API and the checkout database all speak them.
 `workflows.checkout.contract` is where everybody else imports them from.
@@ -10,7 +10,7 @@ from enum import StrEnum
 
 
 class CheckoutStatus(StrEnum):
-    """Checkout status (CONTRACT.md section 4)."""
+    """Checkout status, as `GET /v1/checkouts/{id}` reports it."""
 
     PROCESSING = "processing"
     REQUIRES_ACTION = "requires_action"
@@ -32,7 +32,7 @@ FINAL = frozenset(
 
 
 class StepName(StrEnum):
-    """Saga step names (CONTRACT.md section 5), in logical order."""
+    """Saga step names, in logical order."""
 
     LOCK_CART = "lock_cart"
     PRICE_CART = "price_cart"
@@ -62,7 +62,7 @@ class StepStatus(StrEnum):
 
 
 class FailureCode(StrEnum):
-    """Why a checkout did not complete (CONTRACT.md section 4).
+    """Why a checkout did not complete (docs/reference/errors.md).
 
     The checkout's own codes, then every domain error code an activity can fail with (a test
     keeps this list equal to the domains' `errors.py`): an activity's business failure carries its

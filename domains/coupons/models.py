@@ -24,7 +24,7 @@ class Coupon(Base):
     """A discount code.
 
     Added: `currency` (required for fixed discounts and for `min_subtotal`), `max_redemptions`,
-    `max_per_user`, `min_subtotal` (CONTRACT.md section 4), `created_at`; codes stored upper-case
+    `max_per_user`, `min_subtotal` (the coupon API's fields), `created_at`; codes stored upper-case
     so uniqueness is case-insensitive; a percentage lies in (0, 100].
     """
 

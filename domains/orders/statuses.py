@@ -6,7 +6,7 @@ from enum import StrEnum
 
 
 class OrderStatus(StrEnum):
-    """Order lifecycle (CONTRACT.md section 4)."""
+    """Order lifecycle (docs/reference/states.md)."""
 
     PENDING_PAYMENT = "pending_payment"
     PAID = "paid"

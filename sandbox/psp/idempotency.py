@@ -52,7 +52,7 @@ def json_response(
 def key_in_use() -> ApiError:
     """A second request under a key whose first request is still executing.
 
-    409 `idempotency_error` (code `idempotency_key_in_use`), as the contract says, with
+    409 `idempotency_error` (code `idempotency_key_in_use`), as Stripe answers it, with
     `Stripe-Should-Retry: true`. Why 409 and not 400: stripe-python turns a 400 `idempotency_error`
     into IdempotencyError, which means "this key was misused", a bug nobody should retry; here
     the key is used correctly and the answer will simply be ready later. Its

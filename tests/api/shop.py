@@ -109,7 +109,7 @@ class Shop:
         return await self.wait(checkout_id, step=StepName.NEEDS_ATTENTION.value)
 
     async def invariants(self, checkout_id: str) -> list[str]:
-        """Violations of the contract's invariants for this checkout (and stock, coupons)."""
+        """Violations of the invariants for this checkout (and stock, coupons)."""
         return await self.platform.invariants(uuid.UUID(checkout_id))
 
 

@@ -4,8 +4,8 @@ Hypothesis generates carts (prices with 0 included, quantities), coupons (percen
 fixed amounts above the subtotal), payment methods (every sandbox behaviour the buyer can drive,
 and unknown ones) and address text (control characters, very long, any Unicode). Each example goes
 through the HTTP API of the real stack: refused with 422 and nothing recorded, or accepted and then
-ended in a contract status within a bounded time, its workflow run not Failed, and CONTRACT §7's
-invariants holding.
+ended in a final status within a bounded time, its workflow run not Failed, and the invariants
+(docs/reference/invariants.md) holding.
 """
 
 from __future__ import annotations

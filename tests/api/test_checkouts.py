@@ -187,7 +187,7 @@ async def test_cancel_before_capture(
     assert body["failure"] == {"code": "cancelled", "message": "the checkout was cancelled"}
     cart = (await http.get(f"/v1/carts/{cart_id}", headers=alice.headers)).json()
     assert cart["status"] == "active"
-    # Ended: nothing more to cancel (CONTRACT §4).
+    # Ended: nothing more to cancel (409 checkout_ended).
     assert_problem(
         await http.post(f"/v1/checkouts/{checkout_id}/cancel", headers=alice.headers),
         409,

@@ -1,4 +1,4 @@
-"""Every checkout ends (CONTRACT §4, §5, §7): odd totals, odd input and odd timing, tried through
+"""Every checkout ends (invariant 8): odd totals, odd input and odd timing, tried through
 the HTTP API against the real stack, as a user found them."""
 
 from __future__ import annotations
@@ -512,7 +512,7 @@ async def test_a_temporal_cancellation_completes_the_run_as_cancelled(
 
     await handle.cancel()
 
-    body = await handle.result()  # completed, not Canceled: the §4 body
+    body = await handle.result()  # completed, not Canceled: the status body
     assert (body.status, body.failure and body.failure.code) == ("cancelled", "cancelled")
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
     assert await shop.invariants(checkout_id) == []

@@ -1,4 +1,4 @@
-"""The two shapes of `payment` in `POST /v1/checkouts` (CONTRACT §4, §6): Stripe's
+"""The two shapes of `payment` in `POST /v1/checkouts` (README, "The HTTP API"): Stripe's
 `{provider: "stripe", payment_method}` and the sandbox's older `{provider: "sandbox", token}`."""
 
 from __future__ import annotations

@@ -427,7 +427,7 @@ async def test_orders_belong_to_their_buyer(
     assert (
         await http.get(f"/v1/checkouts/{checkout_id}", headers=operator.headers)
     ).status_code == 200
-    # Completed: too late to cancel (CONTRACT §4: checkout_ended after the end).
+    # Completed: too late to cancel (checkout_ended after the end).
     assert_problem(
         await http.post(f"/v1/checkouts/{checkout_id}/cancel", headers=alice.headers),
         409,

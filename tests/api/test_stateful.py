@@ -3,11 +3,11 @@
 A hypothesis `RuleBasedStateMachine` drives the real stack through the HTTP API only: shoppers
 register, fill carts from a few variants with very little stock (so concurrent checkouts race for
 it), operators create coupons with tight limits, checkouts start with every payment method of
-CONTRACT §6 (and an unknown one), sometimes twice at once or replayed under the same
+the sandbox (and an unknown one), sometimes twice at once or replayed under the same
 Idempotency-Key, buyers approve 3-D Secure challenges and cancel, operators force cancels, and the
 provider's events are delivered again.
 
-After every step the contract's invariants (§7: stock, coupon limits, and every invariant of each
+After every step the invariants (docs/reference/invariants.md: stock, coupon limits, all of a
 checkout that has just ended) and the model's expectations hold: a cancel the API accepted ends
 `cancelled` with nothing charged, a replay answers the recorded outcome and changes nothing, the
 run ends Completed with its `CheckoutStatus` search attribute equal to the API's status. At the

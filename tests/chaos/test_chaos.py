@@ -2,7 +2,7 @@
 its own, with one fault of each kind while about a hundred checkouts of every kind run.
 
 Deselect with `-m "not chaos"`; it runs by default. What it holds the platform to is the run's own
-report (tools/chaos/report.py): no violation of CONTRACT.md §7 over any checkout, nothing left
+report (tools/chaos/report.py): no violation of docs/reference/invariants.md, nothing left
 unfinished, every fault recovered from, and a workload that really exercised every path.
 """
 

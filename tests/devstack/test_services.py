@@ -12,7 +12,7 @@ from temporalio.client import Client
 from devstack.services.temporal import DevServerConfig
 from tests.conftest import Service
 
-CONTRACT_SEARCH_ATTRIBUTES = {"CheckoutStatus", "CheckoutStep", "OrderNumber", "CustomerId"}
+OPERATOR_SEARCH_ATTRIBUTES = {"CheckoutStatus", "CheckoutStep", "OrderNumber", "CustomerId"}
 
 
 async def test_temporal_knows_the_search_attributes(temporal: Service) -> None:
@@ -22,9 +22,9 @@ async def test_temporal_knows_the_search_attributes(temporal: Service) -> None:
     response = await client.operator_service.list_search_attributes(
         ListSearchAttributesRequest(namespace="default")
     )
-    assert set(response.custom_attributes) >= CONTRACT_SEARCH_ATTRIBUTES
+    assert set(response.custom_attributes) >= OPERATOR_SEARCH_ATTRIBUTES
     assert all(
-        response.custom_attributes[name] == 2 for name in CONTRACT_SEARCH_ATTRIBUTES
+        response.custom_attributes[name] == 2 for name in OPERATOR_SEARCH_ATTRIBUTES
     )  # KEYWORD
 
 

@@ -1,4 +1,4 @@
-"""Settings follow CONTRACT.md section 2: grouped by concern, every variable under its own name."""
+"""Settings are grouped by concern, every variable under its documented name."""
 
 from __future__ import annotations
 

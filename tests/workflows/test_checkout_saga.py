@@ -1,7 +1,7 @@
 """CheckoutWorkflow against real Temporal, PostgreSQL and the payment-provider sandbox.
 
 Each failure test injects one failure and asserts exactly which compensations ran, what each
-domain holds afterwards, and that every invariant of the contract still holds.
+domain holds afterwards, and that every invariant (docs/reference/invariants.md) still holds.
 """
 
 from __future__ import annotations

@@ -4,6 +4,6 @@
 in a fresh temporary DATA_DIR on free ports, runs a mixed checkout workload over the HTTP API
 (`workload`, `journey`, `client`), injects a schedule of faults while the load runs (`faults`),
 waits until nothing is in flight and audits the databases, Temporal and the provider's ledger
-against CONTRACT.md section 7 (`audit`), then prints a report (`report`) whose last line is JSON.
+against docs/reference/invariants.md (`audit`), then prints a report (`report`) ending in JSON.
 `tools/soak.py` reuses the stack and the load generator without faults.
 """

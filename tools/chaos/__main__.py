@@ -23,7 +23,7 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
     parser = argparse.ArgumentParser(
         prog="python -m tools.chaos",
         description="Run the platform under a mixed checkout load while faults are injected, "
-        "then audit it against CONTRACT.md section 7.",
+        "then audit it against the platform's invariants.",
     )
     parser.add_argument("--checkouts", type=int, default=100, help="checkouts to start (100)")
     parser.add_argument(

@@ -1,6 +1,6 @@
-"""After the load: wait until nothing is in flight, then hold the platform to CONTRACT.md §7.
+"""After the load: wait until nothing is in flight, then hold the platform to its invariants.
 
-Checked over every checkout of the run: the contract's invariants (tools/invariants.py: stock,
+Checked over every checkout of the run: docs/reference/invariants.md (tools/invariants.py: stock,
 coupons, reservations, charges against the provider's ledger, what a completed or given-back
 checkout leaves behind), that every accepted checkout ended as its scenario allows, that Temporal
 visibility's `CheckoutStatus` agrees with `checkout_sessions` and no run ended Failed or
@@ -214,7 +214,7 @@ def check_clients(records: list[Record], sessions: dict[str, Row], audit: Audit)
 async def check_contract(
     databases: Mapping[str, DomainDatabase], psp_url: str, sessions: dict[str, Row], audit: Audit
 ) -> None:
-    """CONTRACT.md §7 through tools/invariants.py, over every checkout of the run."""
+    """The invariants through tools/invariants.py, over every checkout of the run."""
     report = await check_invariants(databases, psp_url, [uuid.UUID(c) for c in sessions])
     audit.checked = report.checkouts
     audit.violations += report.violations
@@ -337,7 +337,7 @@ async def check_replays(
     audit: Audit,
 ) -> None:
     """Replaying an ended checkout's request (same key, same body) answers its recorded outcome
-    and changes nothing (CONTRACT.md §7.9)."""
+    and changes nothing (invariant 9)."""
     ended = [r for r in records if r.status in FINAL and r.plan.buyer][:REPLAYS]
     if not ended:
         return

@@ -1,4 +1,4 @@
-"""What the load buys and how: a mixed workload over every payment method of CONTRACT.md §6.
+"""What the load buys and how: a mixed workload over every payment method of the sandbox.
 
 Each checkout follows a `Scenario` (its payment method, whether the buyer completes 3-D Secure,
 a coupon, and the outcomes the contract allows). Singles are drawn by weight; races are groups

@@ -1,4 +1,4 @@
-"""The checkout's contract (CONTRACT.md section 5): one home for the names others rely on.
+"""The checkout's contract: one home for the names others rely on.
 
 Task queues, workflow ids, search-attribute keys and the vocabularies of a checkout (status, step,
 payment status, failure code). The API, ops, workers, tests and the benchmark import them from
