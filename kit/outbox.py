@@ -5,6 +5,8 @@ beside it `outbox_relay_leases`, which relay publishes which partition of it (ki
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -21,6 +23,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -102,6 +105,17 @@ def lease_table(metadata: MetaData) -> Table:
 _OUTBOX = outbox_table(MetaData())
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to append: what `append_events` writes as one outbox row."""
+
+    aggregate_type: str
+    aggregate_id: uuid.UUID
+    event_type: str
+    payload: BaseModel
+    headers: dict[str, Any] | None = None
+
+
 async def append_event(
     session: AsyncSession,
     aggregate_type: str,
@@ -116,18 +130,34 @@ async def append_event(
     Nothing is published here: the relay reads committed rows, so a rolled-back transaction
     leaves no trace.
     """
+    (event_id,) = await append_events(
+        session, [NewEvent(aggregate_type, aggregate_id, event_type, payload, headers)]
+    )
+    return event_id
+
+
+async def append_events(session: AsyncSession, events: Sequence[NewEvent]) -> list[uuid.UUID]:
+    """Write `events` in the session's current transaction, in order; their ids.
+
+    One statement whatever their number: a multi-row INSERT (rows take `seq` in list order) in a
+    CTE, and `pg_notify` of the relay's channel in the same statement, delivered at commit.
+    """
     if not session.in_transaction():
         raise RuntimeError("append_event needs the caller's open transaction")
-    event_id = uuid.uuid4()
-    await session.execute(
-        insert(_OUTBOX).values(
-            id=event_id,
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            event_type=event_type,
-            payload=payload.model_dump(mode="json"),
-            headers=headers or {},
-        )
-    )
-    await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-    return event_id
+    if not events:
+        return []
+    ids = [uuid.uuid4() for _ in events]
+    rows = [
+        {
+            "id": event_id,
+            "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_id,
+            "event_type": event.event_type,
+            "payload": event.payload.model_dump(mode="json"),
+            "headers": event.headers or {},
+        }
+        for event_id, event in zip(ids, events, strict=True)
+    ]
+    appended = insert(_OUTBOX).values(rows).returning(_OUTBOX.c.id).cte("appended")
+    await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(appended))
+    return ids
