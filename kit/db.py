@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, MappedColumn, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from kit.settings import Settings, async_driver_url
@@ -254,6 +255,22 @@ async def insert_or_get(
     if existing is None:  # only if the conflicting row was deleted since: not a business case
         raise LookupError(f"{model.__name__} with this key conflicted but cannot be read")
     return existing, False
+
+
+def written(
+    session: AsyncSession,
+    row: DeclarativeBase,
+    values: Mapping[str, Any],
+    *,
+    expire: Sequence[str] = (),
+) -> None:
+    """Make the loaded `row` say what a Core statement has just written to its database row:
+    `values` as its attributes' current state (nothing left for a flush to write again), and the
+    attributes in `expire` (set by the database, e.g. `updated_at`) unknown until reloaded."""
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+    if expire:
+        session.expire(row, list(expire))
 
 
 class Owned(Protocol):

@@ -20,9 +20,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UpdateBase,
     false,
     func,
     insert,
+    literal,
     select,
     text,
 )
@@ -137,14 +139,24 @@ async def append_event(
 
 
 async def append_events(session: AsyncSession, events: Sequence[NewEvent]) -> list[uuid.UUID]:
-    """Write `events` in the session's current transaction, in order; their ids.
+    """Write `events` in the session's current transaction, in order; their ids."""
+    return await write_with_events(session, (), events)
 
-    One statement whatever their number: a multi-row INSERT (rows take `seq` in list order) in a
-    CTE, and `pg_notify` of the relay's channel in the same statement, delivered at commit.
+
+async def write_with_events(
+    session: AsyncSession, changes: Sequence[UpdateBase], events: Sequence[NewEvent]
+) -> list[uuid.UUID]:
+    """Run `changes` (INSERT, UPDATE or DELETE statements, without RETURNING) and append `events`
+    (in order) in the session's current transaction, as one statement; the events' ids.
+
+    The statement is a SELECT of `pg_notify` on the relay's channel (delivered at commit) under
+    one data-modifying CTE per change and one multi-row INSERT of the events (rows take `seq` in
+    list order). The CTEs run against one snapshot: each change must stand on its own (no change
+    may need to see another's rows; a row inserted here is not visible to an UPDATE beside it).
     """
     if not session.in_transaction():
         raise RuntimeError("append_event needs the caller's open transaction")
-    if not events:
+    if not changes and not events:
         return []
     ids = [uuid.uuid4() for _ in events]
     rows = [
@@ -158,6 +170,10 @@ async def append_events(session: AsyncSession, events: Sequence[NewEvent]) -> li
         }
         for event_id, event in zip(ids, events, strict=True)
     ]
-    appended = insert(_OUTBOX).values(rows).returning(_OUTBOX.c.id).cte("appended")
-    await session.execute(select(func.pg_notify(NOTIFY_CHANNEL, "")).add_cte(appended))
+    statements = [*changes, *([insert(_OUTBOX).values(rows)] if rows else [])]
+    ctes = [statement.cte(f"change_{n}") for n, statement in enumerate(statements)]
+    signal = func.pg_notify(NOTIFY_CHANNEL, "") if rows else literal(None)
+    await session.flush()  # pending ORM changes first: the statement may depend on them
+    connection = await session.connection()
+    await connection.execute(select(signal).add_cte(*ctes))
     return ids
