@@ -7,10 +7,11 @@ connections were used moments ago and are all but certainly alive, and an uncond
 (`pool_pre_ping`) costs a round trip and a BEGIN/ROLLBACK per transaction. The connections that
 do go stale (a server's or a firewall's idle timeout, a PostgreSQL restart during a quiet spell)
 are the rested ones, and they are pinged; a failed ping discards the connection and the pool
-hands out a new one, invisibly to the caller. A connection that breaks while in steady use (a
-restart under load) fails the statement that meets it with a disconnect error; SQLAlchemy then
-invalidates the whole pool, so that one failure is all a process sees, and the caller's retry (a
-Temporal activity retry, the API's 503 with Retry-After) runs on fresh connections.
+hands out a new one, invisibly to the caller. Connections that break while in steady use (a
+restart under load) fail the statements that meet them with a disconnect error; the first such
+error makes SQLAlchemy invalidate the whole pool (every connection older than it is replaced at
+its next checkout), and the caller's retry (a Temporal activity retry, the API's 503 with
+Retry-After) runs on fresh connections.
 """
 
 from __future__ import annotations
