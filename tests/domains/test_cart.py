@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
@@ -88,6 +89,27 @@ async def test_a_lock_attempt_arriving_after_an_unlock_that_found_nothing_is_ref
 
     # The compensation stays idempotent: unlocking again has nothing to do.
     assert not await _unlock(db, cart_id, checkout)
+
+
+async def test_a_lock_waiting_behind_its_own_unlock_is_refused_when_the_unlock_commits(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    """The lock attempt's UPDATE started before the unlock committed and waited for the cart's
+    row: the release it could not see then is read after the row lock, and wins."""
+    db = databases["cart"]
+    cart_id, user_id = await _cart(db)
+    checkout = uuid.uuid4()
+
+    async with db.begin() as session:
+        assert not await service.unlock(session, cart_id, checkout)  # holds the cart's row lock
+        late = asyncio.create_task(_lock(db, cart_id, user_id, checkout))
+        await asyncio.sleep(0.5)
+        assert not late.done()  # waiting for the row
+
+    with pytest.raises(DomainError) as refused:
+        await late
+    assert refused.value.code == "cart_released"
+    assert await _status(db, cart_id, user_id) == ("active", None)
 
 
 async def test_a_lock_returns_the_lines_and_a_retry_the_same(

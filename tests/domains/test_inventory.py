@@ -7,6 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from domains.inventory import service
 from domains.inventory.errors import OutOfStock, StockBelowReserved
@@ -185,3 +187,59 @@ async def test_a_retry_returns_the_reservations_of_the_first_attempt(
     assert [r.quantity for r in first] == ([1, 2] if a < b else [2, 1])
     assert await _levels(db, a) == (5, 1)
     assert await _levels(db, b) == (5, 2)
+
+
+_LINES = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=2), st.integers(min_value=1, max_value=3)),
+    min_size=1,
+    max_size=3,
+)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    stocks=st.lists(st.integers(min_value=0, max_value=6), min_size=3, max_size=3),
+    checkouts=st.lists(_LINES, min_size=1, max_size=8),
+)
+async def test_concurrent_reserve_commit_and_release_keep_the_books(
+    stocks: list[int],
+    checkouts: list[list[tuple[int, int]]],
+    databases: dict[str, DomainDatabase],
+) -> None:
+    """Checkouts of random lines at once: each reserves all its lines or none, never more than
+    the stock, without deadlocks; then half commit and half release, at once too."""
+    db = databases["inventory"]
+    variants = [await _item(db, stock) for stock in stocks]
+    ids = [uuid.uuid4() for _ in checkouts]
+    lines = [[(variants[v], q) for v, q in spec] for spec in checkouts]
+
+    results = await asyncio.gather(
+        *(_reserve(db, c, *ls) for c, ls in zip(ids, lines, strict=True)),
+        return_exceptions=True,
+    )
+    assert all(r is None or isinstance(r, OutOfStock) for r in results), results
+    held = [(c, ls) for c, ls, r in zip(ids, lines, results, strict=True) if r is None]
+
+    def wanted(
+        variant: uuid.UUID, among: list[tuple[uuid.UUID, list[tuple[uuid.UUID, int]]]]
+    ) -> int:
+        return sum(q for _, ls in among for v, q in ls if v == variant)
+
+    for variant, stock in zip(variants, stocks, strict=True):
+        assert await _levels(db, variant) == (stock, wanted(variant, held))
+
+    sold, dropped = held[::2], held[1::2]
+
+    async def settle(checkout_id: uuid.UUID, sell: bool) -> int:
+        async with db.begin() as session:
+            if sell:
+                return await service.commit(session, checkout_id, uuid.uuid4())
+            return await service.release(session, checkout_id)
+
+    await asyncio.gather(
+        *(settle(c, True) for c, _ in sold), *(settle(c, False) for c, _ in dropped)
+    )
+    for variant, stock in zip(variants, stocks, strict=True):
+        assert await _levels(db, variant) == (stock - wanted(variant, sold), 0)
