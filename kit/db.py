@@ -2,12 +2,14 @@
 and the idempotent insert every service writes through.
 
 Stale connections: a pooled connection is pinged before use only when it has rested in the pool
-longer than `ping_after_idle_s` (10 s by default), not on every checkout. A busy pool's
+longer than `ping_after_idle_s` (60 s by default), not on every checkout. A busy pool's
 connections were used moments ago and are all but certainly alive, and an unconditional ping
-(`pool_pre_ping`) costs a round trip and a BEGIN/ROLLBACK per transaction. The connections that
-do go stale (a server's or a firewall's idle timeout, a PostgreSQL restart during a quiet spell)
-are the rested ones, and they are pinged; a failed ping discards the connection and the pool
-hands out a new one, invisibly to the caller. Connections that break while in steady use (a
+(`pool_pre_ping`) costs a round trip and a transaction of its own (BEGIN, ROLLBACK) per
+transaction. The connections that do go stale (a server's, a pooler's or a firewall's idle
+timeout: minutes) are the rested ones, and they are pinged; a failed ping discards the connection
+and the pool hands out a new one, invisibly to the caller. A minute is longer than the relays'
+30-second tick, so that a platform at rest does not ping before each tick (it would double the
+transactions it runs at rest). Connections that break while in steady use (a
 restart under load) fail the statements that meet them with a disconnect error; the first such
 error makes SQLAlchemy invalidate the whole pool (every connection older than it is replaced at
 its next checkout), and the caller's retry (a Temporal activity retry, the API's 503 with
@@ -115,7 +117,7 @@ def _unique_statement_name() -> str:
 # When a pooled connection was last handed back (`ConnectionPoolEntry.info`, monotonic seconds).
 _RESTING_SINCE = "checkout.resting_since"
 # Pinged before use when it rested in the pool longer than this (see the module's docstring).
-PING_AFTER_IDLE_S = 10.0
+PING_AFTER_IDLE_S = 60.0
 
 
 def ping_rested_connections(engine: AsyncEngine, after_s: float) -> None:
