@@ -41,13 +41,9 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
 ORDER_NUMBER_PREFIX = "ORD-"
 
 
-def format_order_number(sequence_value: int) -> str:
-    """A short number a buyer can read out on the phone: `ORD-100042`."""
-    return f"{ORDER_NUMBER_PREFIX}{sequence_value}"
-
-
 def _next_order_number() -> ColumnElement[str]:
-    """`format_order_number` of the sequence's next value, computed by the INSERT itself."""
+    """A short number a buyer can read out on the phone (`ORD-100042`): the prefix and the
+    sequence's next value, drawn by the INSERT that uses it."""
     return func.concat(ORDER_NUMBER_PREFIX, order_number_seq.next_value())
 
 
