@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Integer, Row, column, select, update, values
 from sqlalchemy.dialects.postgresql import UUID, insert
@@ -89,13 +90,9 @@ def _reservation(row: _ReservationRow) -> Reservation:
     return Reservation(*row)
 
 
-def _change(kind: str, reservation: InventoryReservation | Reservation) -> NewEvent:
+def _change(kind: str, reservation: Reservation) -> NewEvent:
     payload = ReservationChanged.model_validate(reservation, from_attributes=True)
     return NewEvent(AGGREGATE, reservation.variant_id, f"inventory.{kind}", payload)
-
-
-async def _event(session: AsyncSession, kind: str, r: InventoryReservation) -> None:
-    await append_events(session, [_change(kind, r)])
 
 
 @dataclass(frozen=True)
@@ -209,19 +206,31 @@ async def reserve(
     return sorted(created + list(map(_reservation, found)), key=lambda r: r.variant_id)
 
 
-async def _held(
-    session: AsyncSession, checkout_id: uuid.UUID, statuses: Sequence[ReservationStatus]
-) -> list[InventoryReservation]:
-    rows = await session.scalars(
-        select(InventoryReservation)
-        .where(
-            InventoryReservation.checkout_id == checkout_id,
-            InventoryReservation.status.in_([s.value for s in statuses]),
-        )
-        .order_by(InventoryReservation.variant_id)
+async def _move_reservations(
+    connection: AsyncConnection,
+    checkout_id: uuid.UUID,
+    wanted: Sequence[ReservationStatus],
+    **values: Any,
+) -> list[tuple[str, Reservation]]:
+    """Set `values` on the checkout's reservations whose status is in `wanted`, in one UPDATE
+    (rows locked in variant order, the status rechecked under the lock); each changed
+    reservation as it is now, with the status it had, in variant order."""
+    statuses = [s.value for s in wanted]
+    held = (
+        select(_R.id, _R.status)
+        .where(_R.checkout_id == checkout_id, _R.status.in_(statuses))
+        .order_by(_R.variant_id)
         .with_for_update()
+        .cte("held")
     )
-    return list(rows)
+    rows = await connection.execute(
+        update(InventoryReservation)
+        .where(_R.id == held.c.id, _R.status.in_(statuses))
+        .values(**values)
+        .returning(*_RESERVATION_COLUMNS, held.c.status.label("previous"))
+    )
+    moved = [(row.previous, Reservation(*row[:6])) for row in rows]
+    return sorted(moved, key=lambda pair: pair[1].variant_id)
 
 
 async def release(
@@ -233,24 +242,24 @@ async def release(
 ) -> int:
     """Give back the checkout's active reservations; with `restock`, committed units too.
 
-    Returns how many reservations changed (0: nothing to undo).
+    Returns how many reservations changed (0: nothing to undo, as for a second release). Three
+    statements when there is something to give back: the reservations, the stock, the events.
     """
     wanted = [ReservationStatus.ACTIVE] + ([ReservationStatus.COMMITTED] if restock else [])
-    changed = 0
-    for reservation in await _held(session, checkout_id, wanted):
-        if reservation.status == ReservationStatus.ACTIVE:
-            delta = {"reserved": InventoryItem.reserved - reservation.quantity}
-        else:  # taken stock comes back to the shelf
-            delta = {"total_stock": InventoryItem.total_stock + reservation.quantity}
-        await session.execute(
-            update(InventoryItem)
-            .where(InventoryItem.variant_id == reservation.variant_id)
-            .values(**delta)
-        )
-        reservation.status = status.value
-        await _event(session, status.value, reservation)
-        changed += 1
-    return changed
+    connection = await session.connection()
+    moved = await _move_reservations(connection, checkout_id, wanted, status=status.value)
+    if not moved:
+        return 0
+    deltas = [
+        # An active reservation frees its units; taken stock comes back to the shelf.
+        _StockDelta(r.variant_id, -r.quantity, 0)
+        if previous == ReservationStatus.ACTIVE.value
+        else _StockDelta(r.variant_id, 0, r.quantity)
+        for previous, r in moved
+    ]
+    await _move_stock(connection, deltas)
+    await append_events(session, [_change(status.value, r) for _, r in moved])
+    return len(moved)
 
 
 async def commit(session: AsyncSession, checkout_id: uuid.UUID, order_id: uuid.UUID) -> int:
@@ -261,27 +270,20 @@ async def commit(session: AsyncSession, checkout_id: uuid.UUID, order_id: uuid.U
     reservations, the stock, the events.
     """
     connection = await session.connection()
-    held = (
-        select(_R.id)
-        .where(_R.checkout_id == checkout_id, _R.status == ReservationStatus.ACTIVE.value)
-        .order_by(_R.variant_id)
-        .with_for_update()
-        .cte("held")
+    moved = await _move_reservations(
+        connection,
+        checkout_id,
+        [ReservationStatus.ACTIVE],
+        status=ReservationStatus.COMMITTED.value,
+        order_id=order_id,
     )
-    changed = await connection.execute(
-        update(InventoryReservation)
-        .where(_R.id == held.c.id, _R.status == ReservationStatus.ACTIVE.value)
-        .values(status=ReservationStatus.COMMITTED.value, order_id=order_id)
-        .returning(*_RESERVATION_COLUMNS)
-    )
-    committed = sorted(map(_reservation, changed), key=lambda r: r.variant_id)
-    if not committed:
+    if not moved:
         return 0
     await _move_stock(
-        connection, [_StockDelta(r.variant_id, -r.quantity, -r.quantity) for r in committed]
+        connection, [_StockDelta(r.variant_id, -r.quantity, -r.quantity) for _, r in moved]
     )
-    await append_events(session, [_change("committed", r) for r in committed])
-    return len(committed)
+    await append_events(session, [_change("committed", r) for _, r in moved])
+    return len(moved)
 
 
 async def expired_checkouts(
