@@ -3,8 +3,9 @@
 The sandbox stands in for outside systems, so it is configured apart from the platform's
 `kit.settings.Settings`. What the two sides share stays the platform's: the sandbox listens on
 PSP_URL's port, accepts exactly STRIPE_API_KEY on Stripe's endpoints, signs payment events as
-Stripe does with STRIPE_WEBHOOK_SECRET (and STRIPE_WEBHOOK_SECRET_PREVIOUS during a rotation) and
-carrier events (Standard Webhooks) with CARRIER_WEBHOOK_SECRET, keeps its state under DATA_DIR and
+Stripe does with STRIPE_WEBHOOK_SECRET (and STRIPE_WEBHOOK_SECRET_PREVIOUS during a rotation),
+accepts exactly EASYPOST_API_KEY on EasyPost's endpoints (`/v2`) and signs tracker events as
+EasyPost does with EASYPOST_WEBHOOK_SECRET, keeps its state under DATA_DIR and
 logs per LOG_*; `python -m sandbox` reads those through `Settings`.
 """
 
@@ -48,9 +49,9 @@ class SandboxSettings(BaseSettings):
     async_delay_s: float = Field(default=1.0, ge=0)  # tok_async: processing -> capturable
     flaky_hang_s: float = Field(default=15.0, ge=0)  # tok_flaky: how long a "hang" lasts
     webhook_max_attempts: int = Field(default=12, ge=1)
-    # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
-    # in_transit, out_for_delivery, delivered).
-    carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
+    # Where the carrier's tracker events (EasyPost `tracker.updated`) go and how fast a parcel
+    # moves once its label is bought (seconds per status: in_transit, out_for_delivery, delivered).
+    carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/easypost"
     carrier_step_s: float = Field(default=5.0, gt=0)
     # The OpenID provider at PSP_URL/oidc (sandbox/oidc): its clients (a JSON object of client id
     # -> {secret, scopes}), the audience of its tokens, their lifetime and the default algorithm.

@@ -125,7 +125,7 @@ async def platform(
         webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/payments/stripe",
         log_dir=work_dir / "logs",
         extra_env=SANDBOX_ENV,
-        carrier_webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/carriers/sandbox",
+        carrier_webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/carriers/easypost",
     )
     settings = migrated.updated(
         temporal={"address": temporal.url},

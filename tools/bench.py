@@ -237,7 +237,7 @@ def _env(settings: Settings, work: Path) -> dict[str, str]:
         DATABASE_URL=settings.database.url,
         TEMPORAL_ADDRESS=settings.temporal.address,
         PSP_URL=settings.psp.url,
-        CARRIER_URL=settings.carrier.url,
+        EASYPOST_API_BASE=settings.easypost.api_base,
         LOG_LEVEL="WARNING",
         ENV="dev",
         # The bench measures the saga; the outbox relay's publishing is not part of it.

@@ -33,7 +33,7 @@ from domains.notifications.sender import DevSender, send_due
 from domains.notifications.statuses import NotificationStatus
 from domains.payments.models import PaymentWebhookEvent
 from domains.payments.stripe_provider import StripeProvider
-from domains.shipping.carrier import CarrierClient
+from domains.shipping.carrier import EasyPostCarrier
 from kit import inbox, temporal
 from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
@@ -149,10 +149,13 @@ def _activities(
             payments.settle_ended,
         ]
     if domain == "shipping":
-        carrier = CarrierClient(settings.carrier.url, timeout_s=settings.psp.timeout_s)
-        stack.push_async_callback(carrier.aclose)
-        shipping = ShippingActivities(db, carrier)
-        return [shipping.create_shipment, shipping.cancel_shipment]
+        carrier = EasyPostCarrier(
+            settings.easypost.api_key.get_secret_value(),
+            api_base=settings.easypost.api_base,
+            timeout_s=settings.easypost.timeout_s,
+        )
+        shipping = ShippingActivities(db, carrier, warehouse=settings.shipping.from_address)
+        return [shipping.create_shipment, shipping.cancel_shipment, shipping.create_return_label]
     if domain == "checkout":
         checkout = CheckoutActivities(db)
         return [checkout.open_session, checkout.record_progress]

@@ -82,6 +82,10 @@ async def create_product(body: ProductIn, wired: PlatformDep, _: Operator) -> Pr
                     sku=v.sku,
                     attributes=dict(v.attributes),
                     prices=[Money.of(p.amount, p.currency) for p in v.prices],
+                    weight_g=v.weight_g,
+                    length_cm=v.length_cm,
+                    width_cm=v.width_cm,
+                    height_cm=v.height_cm,
                 )
                 for v in body.variants
             ],

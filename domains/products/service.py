@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -14,7 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.products.errors import NoPrice, PriceChanged, ProductNotFound, SkuTaken
 from domains.products.events import PriceChangedEvent, ProductCreated
-from domains.products.models import Product, ProductImage, ProductPrice, ProductVariant
+from domains.products.models import (
+    DEFAULT_HEIGHT_CM,
+    DEFAULT_LENGTH_CM,
+    DEFAULT_WEIGHT_G,
+    DEFAULT_WIDTH_CM,
+    Product,
+    ProductImage,
+    ProductPrice,
+    ProductVariant,
+)
 from domains.products.statuses import ProductStatus
 from kit.money import Money
 from kit.outbox import append_event
@@ -27,6 +37,22 @@ class NewVariant:
     sku: str
     attributes: dict[str, Any]
     prices: Sequence[Money]
+    # What one unit weighs and measures packed (unset: the defaults).
+    weight_g: int | None = None
+    length_cm: Decimal | None = None
+    width_cm: Decimal | None = None
+    height_cm: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class VariantParcel:
+    """What one unit of a variant weighs (grams) and measures (centimetres) packed."""
+
+    variant_id: uuid.UUID
+    weight_g: int
+    length_cm: Decimal
+    width_cm: Decimal
+    height_cm: Decimal
 
 
 @dataclass(frozen=True)
@@ -70,6 +96,10 @@ async def create_product(
             sku=spec.sku,
             attributes=spec.attributes,
             position=position,
+            weight_g=spec.weight_g or DEFAULT_WEIGHT_G,
+            length_cm=spec.length_cm or DEFAULT_LENGTH_CM,
+            width_cm=spec.width_cm or DEFAULT_WIDTH_CM,
+            height_cm=spec.height_cm or DEFAULT_HEIGHT_CM,
         )
         for position, spec in enumerate(variants)
     ]
@@ -270,3 +300,19 @@ async def variant_product(session: AsyncSession, variant_id: uuid.UUID) -> uuid.
     if product_id is None:
         raise ProductNotFound("no such variant", variant_id=str(variant_id))
     return product_id
+
+
+async def variant_parcels(
+    session: AsyncSession, variant_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, VariantParcel]:
+    """Each known variant's packed weight and dimensions (unknown ids are left out)."""
+    rows = await session.execute(
+        select(
+            ProductVariant.id,
+            ProductVariant.weight_g,
+            ProductVariant.length_cm,
+            ProductVariant.width_cm,
+            ProductVariant.height_cm,
+        ).where(ProductVariant.id.in_(list(variant_ids)))
+    )
+    return {row.id: VariantParcel(*row) for row in rows}
