@@ -11,7 +11,7 @@ import itertools
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
 
 MODE = "test"
@@ -69,7 +69,7 @@ def timestamp(at: float) -> str:
 
 def price(service: Service, weight_oz: Decimal) -> Decimal:
     """The table's price of a parcel: the base, and the per-pound price for every started pound."""
-    pounds = max(Decimal(1), -(-weight_oz // OUNCES_PER_POUND))
+    pounds = max(Decimal(1), (weight_oz / OUNCES_PER_POUND).to_integral_value(ROUND_CEILING))
     return (service.base + service.per_pound * pounds).quantize(CENT, ROUND_HALF_UP)
 
 
