@@ -56,7 +56,9 @@ SECRET_USERS = {
     "AUTH_JWT_SECRET": {"checkout-api"},
     "STRIPE_WEBHOOK_SECRET": {"checkout-api"},
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": {"checkout-api"},
-    "CARRIER_WEBHOOK_SECRET": {"checkout-api"},
+    "EASYPOST_WEBHOOK_SECRET": {"checkout-api"},
+    "EASYPOST_WEBHOOK_SECRET_PREVIOUS": {"checkout-api"},
+    "EASYPOST_API_KEY": {"checkout-api", "worker-shipping"},
     "STRIPE_API_KEY": {"worker-payments"},
 }
 # PostgreSQL budget the production overlay must fit: max_connections, less what is kept for

@@ -27,7 +27,7 @@ from easypost.errors.api.invalid_request_error import InvalidRequestError
 from easypost.errors.api.not_found_error import NotFoundError
 from easypost.errors.api.unauthorized_error import UnauthorizedError
 from easypost.errors.general.signature_verification_error import SignatureVerificationError
-from easypost.models import Shipment
+from easypost.models.shipment import Shipment
 from easypost.util import validate_webhook
 
 from sandbox.easypost.signing import signature
