@@ -132,7 +132,7 @@ async def platform(
         nats={"url": nats.url},
         psp={"url": psp_url, "timeout_s": PSP_TIMEOUT_S},
         stripe={"api_base": psp_url, "timeout_s": PSP_TIMEOUT_S},
-        carrier={"url": psp_url},
+        easypost={"api_base": f"{psp_url}/v2"},
         worker={"shutdown_grace_s": 2.0},
         data_dir=work_dir,
     )
