@@ -180,8 +180,8 @@ class TokenOut(Response):
 # -- catalog -------------------------------------------------------------------------------------
 
 
-# A packed dimension: more than nothing, at most 10 m, to the millimetre.
-Centimetres = Annotated[Decimal, Field(gt=0, le=1000, max_digits=5, decimal_places=1)]
+# A packed dimension: more than nothing, at most 10 m.
+Millimetres = Annotated[int, Field(ge=1, le=10_000)]
 
 
 class PriceIn(Request):
@@ -197,11 +197,11 @@ class VariantIn(Request):
     sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     attributes: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
     prices: list[PriceIn] = Field(min_length=1, max_length=20)
-    # One unit packed, for shipping rates (unset: 500 g, 30 x 20 x 10 cm).
+    # One unit packed, for shipping rates (unset: 500 g, 300 x 200 x 100 mm).
     weight_g: int | None = Field(default=None, ge=1, le=1_000_000)
-    length_cm: Centimetres | None = None
-    width_cm: Centimetres | None = None
-    height_cm: Centimetres | None = None
+    length_mm: Millimetres | None = None
+    width_mm: Millimetres | None = None
+    height_mm: Millimetres | None = None
 
     @field_validator("prices")
     @classmethod

@@ -47,7 +47,10 @@ async def _cart_parcel(wired: Platform, cart_id: uuid.UUID, user_id: uuid.UUID) 
         if unit is None:
             raise ApiError(422, "product_not_found", "a variant of the cart no longer exists")
         units.append(
-            (Parcel(unit.weight_g, unit.length_cm, unit.width_cm, unit.height_cm), item.quantity)
+            (
+                Parcel.of_millimetres(unit.weight_g, unit.length_mm, unit.width_mm, unit.height_mm),
+                item.quantity,
+            )
         )
     return Parcel.stacked(units)
 

@@ -7,20 +7,18 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, Text, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from domains.products.statuses import ProductStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
-# What a variant weighs and measures packed when its seller did not say.
+# What a variant weighs and measures packed when its seller did not say (grams, millimetres).
 DEFAULT_WEIGHT_G = 500
-DEFAULT_LENGTH_CM = Decimal("30")
-DEFAULT_WIDTH_CM = Decimal("20")
-DEFAULT_HEIGHT_CM = Decimal("10")
-# Centimetres to the millimetre.
-DIMENSION = Numeric(8, 1)
+DEFAULT_LENGTH_MM = 300
+DEFAULT_WIDTH_MM = 200
+DEFAULT_HEIGHT_MM = 100
 
 
 class Base(DeclarativeBase):
@@ -50,14 +48,14 @@ class ProductVariant(Base):
 
     Added: `position`, the variant's place in the order the seller gave (XS, S, M, L, ...), in
     which the product shows its variants (as Shopify and Medusa rank them), not the SKUs' order;
-    `weight_g` and `length_cm`/`width_cm`/`height_cm`, what one unit weighs and measures packed
-    (the parcel a cart's shipping rates are priced for; defaults 500 g and 30x20x10 cm).
+    `weight_g` and `length_mm`/`width_mm`/`height_mm`, what one unit weighs and measures packed
+    (the parcel a cart's shipping rates are priced for; defaults 500 g and 300x200x100 mm).
     """
 
     __tablename__ = "product_variants"
     __table_args__ = (
         CheckConstraint(
-            "weight_g > 0 AND length_cm > 0 AND width_cm > 0 AND height_cm > 0",
+            "weight_g > 0 AND length_mm > 0 AND width_mm > 0 AND height_mm > 0",
             name="parcel_positive",
         ),
     )
@@ -68,9 +66,9 @@ class ProductVariant(Base):
     attributes: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     position: Mapped[int] = mapped_column(Integer, server_default="0")
     weight_g: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_WEIGHT_G))
-    length_cm: Mapped[Decimal] = mapped_column(DIMENSION, server_default=str(DEFAULT_LENGTH_CM))
-    width_cm: Mapped[Decimal] = mapped_column(DIMENSION, server_default=str(DEFAULT_WIDTH_CM))
-    height_cm: Mapped[Decimal] = mapped_column(DIMENSION, server_default=str(DEFAULT_HEIGHT_CM))
+    length_mm: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_LENGTH_MM))
+    width_mm: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_WIDTH_MM))
+    height_mm: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_HEIGHT_MM))
 
 
 class ProductPrice(Base):

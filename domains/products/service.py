@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import or_, select, update
@@ -16,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domains.products.errors import NoPrice, PriceChanged, ProductNotFound, SkuTaken
 from domains.products.events import PriceChangedEvent, ProductCreated
 from domains.products.models import (
-    DEFAULT_HEIGHT_CM,
-    DEFAULT_LENGTH_CM,
+    DEFAULT_HEIGHT_MM,
+    DEFAULT_LENGTH_MM,
     DEFAULT_WEIGHT_G,
-    DEFAULT_WIDTH_CM,
+    DEFAULT_WIDTH_MM,
     Product,
     ProductImage,
     ProductPrice,
@@ -37,22 +36,22 @@ class NewVariant:
     sku: str
     attributes: dict[str, Any]
     prices: Sequence[Money]
-    # What one unit weighs and measures packed (unset: the defaults).
+    # What one unit weighs and measures packed, grams and millimetres (unset: the defaults).
     weight_g: int | None = None
-    length_cm: Decimal | None = None
-    width_cm: Decimal | None = None
-    height_cm: Decimal | None = None
+    length_mm: int | None = None
+    width_mm: int | None = None
+    height_mm: int | None = None
 
 
 @dataclass(frozen=True)
 class VariantParcel:
-    """What one unit of a variant weighs (grams) and measures (centimetres) packed."""
+    """What one unit of a variant weighs (grams) and measures (millimetres) packed."""
 
     variant_id: uuid.UUID
     weight_g: int
-    length_cm: Decimal
-    width_cm: Decimal
-    height_cm: Decimal
+    length_mm: int
+    width_mm: int
+    height_mm: int
 
 
 @dataclass(frozen=True)
@@ -97,9 +96,9 @@ async def create_product(
             attributes=spec.attributes,
             position=position,
             weight_g=spec.weight_g or DEFAULT_WEIGHT_G,
-            length_cm=spec.length_cm or DEFAULT_LENGTH_CM,
-            width_cm=spec.width_cm or DEFAULT_WIDTH_CM,
-            height_cm=spec.height_cm or DEFAULT_HEIGHT_CM,
+            length_mm=spec.length_mm or DEFAULT_LENGTH_MM,
+            width_mm=spec.width_mm or DEFAULT_WIDTH_MM,
+            height_mm=spec.height_mm or DEFAULT_HEIGHT_MM,
         )
         for position, spec in enumerate(variants)
     ]
@@ -310,9 +309,9 @@ async def variant_parcels(
         select(
             ProductVariant.id,
             ProductVariant.weight_g,
-            ProductVariant.length_cm,
-            ProductVariant.width_cm,
-            ProductVariant.height_cm,
+            ProductVariant.length_mm,
+            ProductVariant.width_mm,
+            ProductVariant.height_mm,
         ).where(ProductVariant.id.in_(list(variant_ids)))
     )
     return {row.id: VariantParcel(*row) for row in rows}

@@ -45,6 +45,11 @@ class Parcel:
     height_cm: Decimal
 
     @classmethod
+    def of_millimetres(cls, weight_g: int, length: int, width: int, height: int) -> Parcel:
+        """From grams and millimetres (how the catalog keeps a unit's size)."""
+        return cls(weight_g, *(Decimal(mm) / 10 for mm in (length, width, height)))
+
+    @classmethod
     def stacked(cls, units: list[tuple[Parcel, int]]) -> Parcel:
         """One box for several units: their weights added, stacked on the largest footprint."""
         if not units:
@@ -57,12 +62,12 @@ class Parcel:
         )
 
     def document(self) -> dict[str, Any]:
-        """As stored beside a quote (JSON: decimals as strings)."""
+        """As stored beside a quote (JSON: decimals as positional strings)."""
         return {
             "weight_g": self.weight_g,
-            "length_cm": str(self.length_cm),
-            "width_cm": str(self.width_cm),
-            "height_cm": str(self.height_cm),
+            "length_cm": f"{self.length_cm:f}",
+            "width_cm": f"{self.width_cm:f}",
+            "height_cm": f"{self.height_cm:f}",
         }
 
     @classmethod

@@ -77,7 +77,7 @@ async def _rates(
 async def test_rates_are_priced_for_the_carts_parcel_and_kept_as_quotes(
     http: httpx.AsyncClient, platform: Platform, operator: Caller, alice: Caller
 ) -> None:
-    heavy = {"weight_g": 1200, "length_cm": "40", "width_cm": "30", "height_cm": "5"}
+    heavy = {"weight_g": 1200, "length_mm": 400, "width_mm": 300, "height_mm": 50}
     cart_id = await _cart(http, operator, alice, 2, **heavy)
     before = datetime.now(UTC)
     answer = await _rates(http, alice, cart_id)
@@ -110,9 +110,9 @@ async def test_rates_are_priced_for_the_carts_parcel_and_kept_as_quotes(
     # Stacked: the units' weights added, the footprint of the largest, their heights summed.
     assert stored.parcel == {
         "weight_g": 2400,
-        "length_cm": "40.0",
-        "width_cm": "30.0",
-        "height_cm": "10.0",
+        "length_cm": "40",
+        "width_cm": "30",
+        "height_cm": "10",
     }
 
 

@@ -1,4 +1,4 @@
-"""product_variants.weight_g, length_cm, width_cm, height_cm: what a unit weighs and measures
+"""product_variants.weight_g, length_mm, width_mm, height_mm: what a unit weighs and measures
 packed, the parcel shipping rates are priced for (existing variants get the defaults)
 
 Revision ID: 0004
@@ -18,9 +18,9 @@ depends_on: str | Sequence[str] | None = None
 
 COLUMNS = (
     ("weight_g", sa.Integer(), "500"),
-    ("length_cm", sa.Numeric(precision=8, scale=1), "30"),
-    ("width_cm", sa.Numeric(precision=8, scale=1), "20"),
-    ("height_cm", sa.Numeric(precision=8, scale=1), "10"),
+    ("length_mm", sa.Integer(), "300"),
+    ("width_mm", sa.Integer(), "200"),
+    ("height_mm", sa.Integer(), "100"),
 )
 
 
@@ -32,7 +32,7 @@ def upgrade() -> None:
     op.create_check_constraint(
         op.f("ck_product_variants_parcel_positive"),
         "product_variants",
-        "weight_g > 0 AND length_cm > 0 AND width_cm > 0 AND height_cm > 0",
+        "weight_g > 0 AND length_mm > 0 AND width_mm > 0 AND height_mm > 0",
     )
 
 
