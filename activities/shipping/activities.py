@@ -90,6 +90,21 @@ class ShippingActivities:
         same = fresh.rate_like(quote.carrier, quote.service) if quote else None
         return fresh.id, (same or fresh.cheapest()).id
 
+    async def _record(
+        self, key: str, kind: str, order_id: uuid.UUID, shipment_id: str, rate_id: str
+    ) -> LabelPurchase:
+        """Record what is about to be bought under `key` (the purchase recorded first wins)."""
+        async with self.db.begin() as session:
+            return await service.record_purchase(
+                session,
+                key=key,
+                kind=kind,
+                order_id=order_id,
+                carrier=self.carrier.name,
+                carrier_shipment_id=shipment_id,
+                carrier_rate_id=rate_id,
+            )
+
     async def _buy(self, purchase: LabelPurchase) -> CarrierShipment:
         bought = await self.carrier.buy(purchase.carrier_shipment_id, purchase.carrier_rate_id)
         log.info(
@@ -110,16 +125,7 @@ class ShippingActivities:
         if existing is None:
             if purchase is None:
                 shipment_id, rate_id = await self._plan(input)
-                async with self.db.begin() as session:
-                    purchase = await service.record_purchase(
-                        session,
-                        key=key,
-                        kind="outbound",
-                        order_id=input.order_id,
-                        carrier=self.carrier.name,
-                        carrier_shipment_id=shipment_id,
-                        carrier_rate_id=rate_id,
-                    )
+                purchase = await self._record(key, "outbound", input.order_id, shipment_id, rate_id)
             bought = await self._buy(purchase)
             async with self.db.begin() as session:
                 existing = await service.record_booking(
@@ -180,16 +186,8 @@ class ShippingActivities:
             fresh = await self._fresh(
                 input.ship_from, _parcel(input.parcel), f"return:{input.order_id}", is_return=True
             )
-            async with self.db.begin() as session:
-                purchase = await service.record_purchase(
-                    session,
-                    key=key,
-                    kind="return",
-                    order_id=input.order_id,
-                    carrier=self.carrier.name,
-                    carrier_shipment_id=fresh.id,
-                    carrier_rate_id=fresh.cheapest().id,
-                )
+            cheapest = fresh.cheapest()
+            purchase = await self._record(key, "return", input.order_id, fresh.id, cheapest.id)
         bought = await self._buy(purchase)
         rate = bought.selected_rate
         if rate is None or bought.tracking_code is None:

@@ -102,6 +102,16 @@ def easypost_router(sandbox: Sandbox) -> APIRouter:
         """Void the shipment's label."""
         return await answer(request, lambda conn: shipments.refund(conn, shipment_id))
 
+    _add_sandbox_routes(router, sandbox)
+    return router
+
+
+def _add_sandbox_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """The sandbox's own endpoints beside EasyPost's: the test helper moving a tracker now, the
+    label PDFs, the event log with delivery states (no API key)."""
+    store = sandbox.store
+    step_s = sandbox.config.carrier_step_s
+
     @router.post("/test_helpers/shipments/{shipment_id}/advance")
     async def advance(shipment_id: str) -> Response:
         """Move the shipment's tracker to its next status now (sends its `tracker.updated`)."""
@@ -138,5 +148,3 @@ def easypost_router(sandbox: Sandbox) -> APIRouter:
         return json_response(
             200, await store.read(lambda conn: shipments.list_events(conn, shipment, limit))
         )
-
-    return router

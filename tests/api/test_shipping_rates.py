@@ -31,7 +31,7 @@ from domains.shipping import quotes, service
 from domains.shipping.carrier import Parcel
 from domains.shipping.errors import AddressUnserviceable, ShippingRateExpired
 from tests.api.conftest import Caller
-from tests.api.test_routes import assert_problem, product_body
+from tests.api.test_routes import assert_problem, new_cart, product_body
 from tests.platform import Platform
 
 pytestmark = pytest.mark.timeout(120)
@@ -52,16 +52,7 @@ async def _cart(
     body["variants"][0].update(parcel)
     created = await http.post("/v1/products", json=body, headers=operator.headers)
     assert created.status_code == 201, created.text
-    variant_id = created.json()["variants"][0]["id"]
-    cart = await http.post("/v1/carts", json={"currency": "USD"}, headers=who.headers)
-    cart_id: str = cart.json()["id"]
-    added = await http.post(
-        f"/v1/carts/{cart_id}/items",
-        json={"variant_id": variant_id, "quantity": quantity},
-        headers=who.headers,
-    )
-    assert added.status_code == 200, added.text
-    return cart_id
+    return await new_cart(http, who, created.json()["variants"][0]["id"], quantity)
 
 
 async def _rates(
