@@ -28,13 +28,14 @@ from domains.shipping.errors import ShipmentNotFound
 from domains.shipping.statuses import TRACKER_STATUSES, ShipmentStatus
 from kit.logging import get_logger
 from kit.settings import Settings
-from kit.webhooks import TOLERANCE_S
 from workflows.checkout.client import CheckoutNotRunning
 from workflows.checkout.contract import CheckoutStatus
 from workflows.checkout.models import PaymentEvent
 
 log = get_logger(__name__)
 
+# How old a Stripe signature's timestamp may be (Stripe's own default tolerance).
+TOLERANCE_S = 300
 # A provider's events are taken at /v1/webhooks/payments/<provider>.
 PAYMENT_PROVIDERS = frozenset({"stripe"})
 CARRIERS = frozenset({"easypost"})
