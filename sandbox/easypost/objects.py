@@ -2,7 +2,7 @@
 
 Field names, id prefixes (`shp_`, `rate_`, `pl_`, `trk_`, `evt_`) and enum values are EasyPost's
 own (its recorded API answers), so the `easypost` package reads them as it reads the real ones
-(tests/sandbox/test_easypost_conformance.py checks them). Amounts are decimal strings ("6.07").
+(tests/sandbox/test_easypost.py checks them). Amounts are decimal strings ("6.07").
 """
 
 from __future__ import annotations
@@ -22,21 +22,10 @@ OUNCES_PER_POUND = 16
 # A postal code no service reaches: the shipment answers no rates (and a rate_error message), the
 # way to test an order whose shipping fails for good after its payment was captured.
 UNSERVICEABLE_ZIP = "00000"
-# EasyPost's tracker statuses, in the order a parcel goes through them (and the ones besides).
+# The tracker statuses a parcel goes through, in order (EasyPost has more: `unknown`,
+# `return_to_sender`, `failure`, ...; the sandbox's parcels always arrive).
 ROUTE = ("pre_transit", "in_transit", "out_for_delivery", "delivered")
-TRACKER_STATUSES = frozenset(
-    {
-        *ROUTE,
-        "unknown",
-        "available_for_pickup",
-        "return_to_sender",
-        "failure",
-        "cancelled",
-        "error",
-    }
-)
 NEXT_STATUS = dict(itertools.pairwise(ROUTE))
-REFUND_STATUSES = frozenset({"submitted", "refunded", "rejected", "not_applicable"})
 
 
 @dataclass(frozen=True)

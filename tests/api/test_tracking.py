@@ -13,6 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.errors import ApiError
+from api.services.webhooks import verified_easypost_event
 from sandbox.easypost import objects
 from sandbox.easypost.signing import easypost_headers
 from tests.api.test_routes import assert_problem
@@ -162,3 +164,16 @@ async def test_the_sandbox_carrier_delivers_and_the_buyer_is_told(
             break
         await asyncio.sleep(0.1)
     assert kinds >= expected
+
+
+def test_the_previous_secret_is_accepted_during_a_rotation() -> None:
+    event = _tracking("shp_x", "in_transit")
+    body = json.dumps(event).encode()
+    secrets = ["easypost-new-secret", "easypost-old-secret"]
+    for signer in secrets:
+        headers = {"x-hmac-signature": easypost_headers(signer, body)["X-Hmac-Signature"]}
+        assert verified_easypost_event(secrets, headers, body)["id"] == event["id"]
+    forged = {"x-hmac-signature": easypost_headers("someone-else", body)["X-Hmac-Signature"]}
+    with pytest.raises(ApiError) as refused:
+        verified_easypost_event(secrets, forged, body)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_signature")
