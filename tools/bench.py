@@ -182,7 +182,8 @@ def services(settings: Settings) -> Iterator[Stack]:
                     port=port, db_path=work / "psp.sqlite", webhook_url="", log_dir=logs
                 )
             )
-            updates["psp"] = updates["carrier"] = {"url": f"http://127.0.0.1:{port}"}
+            updates["psp"] = {"url": f"http://127.0.0.1:{port}"}
+            updates["easypost"] = {"api_base": f"http://127.0.0.1:{port}/v2"}
         configured = settings.updated(**updates)
         migrate(configured)
         # The deployment shape of `just up`: one worker process per domain queue, the API apart.
