@@ -34,6 +34,7 @@ from domains.notifications.statuses import NotificationStatus
 from domains.payments.models import PaymentWebhookEvent
 from domains.payments.stripe_provider import StripeProvider
 from domains.shipping.carrier import EasyPostCarrier
+from domains.shipping.models import ShippingQuote
 from kit import inbox, temporal
 from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
@@ -199,16 +200,24 @@ async def build_worker(
     )
 
 
-def inboxes(domain: str, settings: Settings) -> list[tuple[Table, timedelta]]:
-    """The tables of a domain's database that drop redelivered messages, each with how long a
-    row must stay (pruned by `received_at`): a consuming domain's consumer inbox, the payments'
-    webhook inbox (kept longer than the provider redelivers)."""
+# How long an expired shipping quote is kept (for questions about a checkout that just used it).
+EXPIRED_QUOTE_RETENTION = timedelta(days=1)
+
+
+def inboxes(domain: str, settings: Settings) -> list[tuple[Table, str, timedelta]]:
+    """The tables of a domain's database whose rows only matter for a while, each with the column
+    their age is read from and how long a row must stay: a consuming domain's consumer inbox, the
+    payments' webhook inbox (kept longer than the provider redelivers), the shipping quotes (a
+    day past their expiry)."""
     tables = []
     if domain in CONSUMERS:
-        tables.append((inbox.INBOX, settings.consumer.inbox_retention))
+        tables.append((inbox.INBOX, "received_at", settings.consumer.inbox_retention))
     if domain == "payments":
         webhooks = PaymentWebhookEvent.metadata.tables[PaymentWebhookEvent.__tablename__]
-        tables.append((webhooks, settings.stripe.webhook_retention))
+        tables.append((webhooks, "received_at", settings.stripe.webhook_retention))
+    if domain == "shipping":
+        quotes = ShippingQuote.metadata.tables[ShippingQuote.__tablename__]
+        tables.append((quotes, "expires_at", EXPIRED_QUOTE_RETENTION))
     return tables
 
 
@@ -217,8 +226,8 @@ async def prune_inboxes(
 ) -> int:
     """Delete the rows of a domain's inboxes past their retention, in batches."""
     deleted = 0
-    for table, retention in inboxes(domain, settings):
-        deleted += await prune_older_than(db, table, "received_at", retention, batch)
+    for table, column, retention in inboxes(domain, settings):
+        deleted += await prune_older_than(db, table, column, retention, batch)
     if deleted:
         log.info("inbox.pruned", domain=domain, deleted=deleted)
     return deleted

@@ -97,7 +97,8 @@ class ShippingQuote(Base):
     """
 
     __tablename__ = "shipping_quotes"
-    __table_args__ = (Index("ix_shipping_quotes_cart", "cart_id", "expires_at"),)
+    # Expired quotes are pruned by age (the shipping worker).
+    __table_args__ = (Index("ix_shipping_quotes_expires_at", "expires_at"),)
 
     id: Mapped[uuid.UUID] = uuid_pk()
     cart_id: Mapped[uuid.UUID]

@@ -68,12 +68,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_shipping_quotes")),
     )
     op.create_index(
-        "ix_shipping_quotes_cart", "shipping_quotes", ["cart_id", "expires_at"], unique=False
+        "ix_shipping_quotes_expires_at", "shipping_quotes", ["expires_at"], unique=False
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_shipping_quotes_cart", table_name="shipping_quotes")
+    op.drop_index("ix_shipping_quotes_expires_at", table_name="shipping_quotes")
     op.drop_table("shipping_quotes")
     op.drop_index(op.f("ix_label_purchases_order_id"), table_name="label_purchases")
     op.drop_table("label_purchases")
