@@ -259,6 +259,16 @@ def test_defaults_match_the_contract() -> None:
     assert settings.checkout.payment_timeout.total_seconds() == 15 * 60
 
 
+def _production(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENV=production with every secret set to a non-development value."""
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
+    monkeypatch.setenv("EASYPOST_API_KEY", "EZAKfromthevault")
+    monkeypatch.setenv("EASYPOST_WEBHOOK_SECRET", "easypost-secret-from-the-vault")
+
+
 def test_easypost_is_the_sandbox_in_dev_and_easypost_itself_in_production(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -268,12 +278,7 @@ def test_easypost_is_the_sandbox_in_dev_and_easypost_itself_in_production(
     monkeypatch.setenv("EASYPOST_API_BASE", "http://ep:9100/v2")
     assert Settings().easypost.api_base == "http://ep:9100/v2"
     monkeypatch.delenv("EASYPOST_API_BASE")
-    monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
-    monkeypatch.setenv("EASYPOST_API_KEY", "EZAKfromthevault")
-    monkeypatch.setenv("EASYPOST_WEBHOOK_SECRET", "easypost-secret-from-the-vault")
+    _production(monkeypatch)
     assert Settings().easypost.api_base == "https://api.easypost.com/v2"
 
 
@@ -282,12 +287,7 @@ def test_stripe_is_the_sandbox_in_dev_and_stripe_itself_in_production(
 ) -> None:
     monkeypatch.setenv("PSP_URL", "http://psp:9000")
     assert Settings().stripe.api_base == "http://psp:9000"
-    monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
-    monkeypatch.setenv("EASYPOST_API_KEY", "EZAKfromthevault")
-    monkeypatch.setenv("EASYPOST_WEBHOOK_SECRET", "easypost-secret-from-the-vault")
+    _production(monkeypatch)
     assert Settings().stripe.api_base == "https://api.stripe.com"
     monkeypatch.setenv("STRIPE_API_BASE", "https://stripe-proxy.internal")
     assert Settings().stripe.api_base == "https://stripe-proxy.internal"
@@ -330,12 +330,7 @@ def test_unknown_domain_is_refused() -> None:
 def test_production_refuses_each_development_secret(
     monkeypatch: pytest.MonkeyPatch, variable: str, dev_value: str
 ) -> None:
-    monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
-    monkeypatch.setenv("EASYPOST_API_KEY", "EZAKfromthevault")
-    monkeypatch.setenv("EASYPOST_WEBHOOK_SECRET", "easypost-secret-from-the-vault")
+    _production(monkeypatch)
     assert Settings().env == "production"
     monkeypatch.delenv(variable)  # unset: the development default applies, and is refused
     with pytest.raises(ConfigurationError, match=variable):
