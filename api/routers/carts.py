@@ -94,7 +94,15 @@ async def remove_item(
     return cart_out(await carts.remove_item(wired, cart_id, caller.user_id, item_id))
 
 
-@router.post("/v1/carts/{cart_id}/shipping-rates", response_model=ShippingRatesOut)
+@router.post(
+    "/v1/carts/{cart_id}/shipping-rates",
+    response_model=ShippingRatesOut,
+    responses={
+        404: {"description": "not the caller's cart"},
+        422: {"description": "empty cart, or no service reaches the address"},
+        503: {"description": "the carrier did not answer"},
+    },
+)
 async def shipping_rates(
     cart_id: uuid.UUID, body: ShippingRatesIn, wired: PlatformDep, caller: Customer
 ) -> ShippingRatesOut:
