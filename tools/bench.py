@@ -184,7 +184,8 @@ def services(settings: Settings) -> Iterator[Stack]:
                     port=port, db_path=work / "psp.sqlite", webhook_url="", log_dir=logs
                 )
             )
-            updates["psp"] = updates["carrier"] = {"url": f"http://127.0.0.1:{port}"}
+            updates["psp"] = {"url": f"http://127.0.0.1:{port}"}
+            updates["easypost"] = {"api_base": f"http://127.0.0.1:{port}/v2"}
         configured = settings.updated(**updates)
         migrate(configured)
         # The deployment shape of `just up`: one worker process per domain queue, the API apart.
@@ -239,7 +240,7 @@ def _env(settings: Settings, work: Path) -> dict[str, str]:
         DATABASE_URL=settings.database.url,
         TEMPORAL_ADDRESS=settings.temporal.address,
         PSP_URL=settings.psp.url,
-        CARRIER_URL=settings.carrier.url,
+        EASYPOST_API_BASE=settings.easypost.api_base,
         LOG_LEVEL="WARNING",
         ENV="dev",
         # The bench measures the saga; the outbox relay's publishing is not part of it.

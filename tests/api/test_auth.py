@@ -332,7 +332,8 @@ def test_production_takes_an_issuer_instead_of_a_secret(monkeypatch: pytest.Monk
         "STRIPE_API_KEY": "sk_live_x",
         "STRIPE_RETURN_URL": "https://shop.example/checkout/return",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
-        "CARRIER_WEBHOOK_SECRET": "whsec_y",
+        "EASYPOST_API_KEY": "EZAKx",
+        "EASYPOST_WEBHOOK_SECRET": "easypost-y",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AUTH_JWT_SECRET", raising=False)

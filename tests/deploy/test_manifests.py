@@ -56,7 +56,9 @@ SECRET_USERS = {
     "AUTH_JWT_SECRET": {"checkout-api"},
     "STRIPE_WEBHOOK_SECRET": {"checkout-api"},
     "STRIPE_WEBHOOK_SECRET_PREVIOUS": {"checkout-api"},
-    "CARRIER_WEBHOOK_SECRET": {"checkout-api"},
+    "EASYPOST_WEBHOOK_SECRET": {"checkout-api"},
+    "EASYPOST_WEBHOOK_SECRET_PREVIOUS": {"checkout-api"},
+    "EASYPOST_API_KEY": {"checkout-api", "worker-shipping"},
     "STRIPE_API_KEY": {"worker-payments"},
     # Every process with a Temporal client; the relays and the migrations have none.
     "TEMPORAL_PAYLOAD_KEYS": {
@@ -813,14 +815,14 @@ def test_network_policies_deny_by_default_and_allow_each_flow(path: Path) -> Non
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
     assert {p["port"] for p in scrape["ports"]} == {int(config(objects)["WORKER_METRICS_PORT"])}
-    # Only the processes calling Stripe and the carrier may leave the cluster.
+    # Only the processes calling Stripe and EasyPost (labels; rates at checkout) may leave.
     https = policies["checkout-egress-https"]["podSelector"]["matchLabels"]
     outside = [
         w["metadata"]["name"]
         for w in workloads(objects)
         if https.items() <= w["spec"]["template"]["metadata"]["labels"].items()
     ]
-    assert sorted(outside) == ["worker-payments", "worker-shipping"]
+    assert sorted(outside) == ["checkout-api", "worker-payments", "worker-shipping"]
 
 
 def test_migrations_run_as_a_job_before_the_rollout() -> None:

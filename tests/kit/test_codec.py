@@ -152,7 +152,9 @@ PRODUCTION = {
     "AUTH_JWT_SECRET": "a-real-secret-from-the-vault-0123456789",
     "STRIPE_API_KEY": "sk_live_from_the_vault",
     "STRIPE_WEBHOOK_SECRET": "whsec_from_the_vault",
-    "CARRIER_WEBHOOK_SECRET": "whsec_Y2Fycmllci1zZWNyZXQ=",
+    "STRIPE_RETURN_URL": "https://shop.example/checkout/return",
+    "EASYPOST_API_KEY": "EZAKfromthevault",
+    "EASYPOST_WEBHOOK_SECRET": "easypost-secret-from-the-vault",
 }
 
 
