@@ -25,6 +25,7 @@ from activities.errors import PermanentFailures
 from activities.inventory.activities import InventoryActivities
 from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
+from activities.payments.aftersale import AfterSaleActivities
 from activities.payments.metered import MeteredProvider
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
@@ -50,6 +51,7 @@ from workers.gauges import CheckoutGauges
 from workers.periodic import run_every, run_when_woken
 from workers.sweeper import sweep_expired_reservations
 from workers.versioning import deployment_config, serve_version
+from workflows.aftersale import PaymentAfterSaleWorkflow, RefundRetryWorkflow
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
@@ -142,13 +144,17 @@ def _activities(
             return_url=settings.stripe.return_url,
         )
         stack.push_async_callback(provider.aclose)
-        payments = PaymentsActivities(db, MeteredProvider(provider, meter))
+        metered = MeteredProvider(provider, meter)
+        payments = PaymentsActivities(db, metered)
+        after_sale = AfterSaleActivities(db, metered)
         return [
             payments.authorize_payment,
             payments.refresh_payment,
             payments.capture_payment,
             payments.void_payment,
             payments.settle_ended,
+            after_sale.after_sale,
+            after_sale.retry_refund,
         ]
     if domain == "shipping":
         carrier = EasyPostCarrier(
@@ -183,7 +189,13 @@ async def build_worker(
     """The worker of one domain's task queue, holding only that domain's database."""
     extras = extras or Extras()
     workflows: list[type] = (
-        [CheckoutWorkflow, ReconcilePaymentWorkflow, *extras.workflows]
+        [
+            CheckoutWorkflow,
+            ReconcilePaymentWorkflow,
+            PaymentAfterSaleWorkflow,
+            RefundRetryWorkflow,
+            *extras.workflows,
+        ]
         if domain == TaskQueue.CHECKOUT
         else []
     )

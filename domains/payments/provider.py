@@ -29,6 +29,32 @@ from kit.money import Money
 
 
 @dataclass(frozen=True)
+class Refund:
+    """One refund of an intent's capture as the provider has it (a `RefundStatus` value)."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+    reason: str | None = None
+    failure_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A buyer's bank contesting an intent's capture (a `DisputeStatus` value); `evidence_due_by`
+    is a Unix timestamp, as the provider reports it."""
+
+    id: str
+    intent_id: str
+    amount: int
+    currency: str
+    reason: str
+    status: str
+    evidence_due_by: int | None
+
+
+@dataclass(frozen=True)
 class Intent:
     """The provider's view of a payment intent (Stripe's vocabulary, the lingua franca)."""
 
@@ -46,6 +72,8 @@ class Intent:
     # Why it failed: the issuer's decline code when there is one, else the provider's code.
     last_error_code: str | None
     metadata: dict[str, str] = field(default_factory=dict)
+    # Every refund of the capture, whoever made it (the platform or someone in the dashboard).
+    refunds: tuple[Refund, ...] = ()
 
 
 class ProviderRejected(Exception):
@@ -116,8 +144,12 @@ class PaymentProvider(Protocol):
         """Release an authorization, or an intent still waiting for the customer."""
         ...
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> None:
-        """Refund captured money; `amount=None` refunds whatever is left."""
+    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> str:
+        """Refund captured money; `amount=None` refunds whatever is left. The refund's id."""
+        ...
+
+    async def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        """A dispute as the provider has it now."""
         ...
 
     async def aclose(self) -> None:
