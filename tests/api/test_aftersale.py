@@ -114,7 +114,7 @@ async def test_dashboard_refunds_partial_then_the_rest_reach_the_order(shop: Sho
 
 
 async def test_a_dispute_reaches_the_order_and_the_operators_and_is_won(shop: Shop) -> None:
-    checkout_id, order_id, intent = await completed(shop, "pm_card_createDispute")
+    checkout_id, order_id, _ = await completed(shop, "pm_card_createDispute")
 
     async def listed() -> Body | None:
         answer = await shop.http.get("/v1/ops/disputes", headers=shop.operator.headers)
@@ -124,11 +124,14 @@ async def test_a_dispute_reaches_the_order_and_the_operators_and_is_won(shop: Sh
 
     dispute = await eventually(listed)
     assert dispute["status"] == "needs_response"
-    assert dispute["amount"] == "20.00" and dispute["currency"] == "USD"
-    assert dispute["reason"] and dispute["evidence_due_by"]
+    assert dispute["amount"] == "20.00"
+    assert dispute["currency"] == "USD"
+    assert dispute["reason"]
+    assert dispute["evidence_due_by"]
     assert dispute["order_number"].startswith("ORD-")
     shown = (await order(shop, order_id))["dispute"]
-    assert shown["status"] == "needs_response" and shown["amount"] == "20.00"
+    assert shown["status"] == "needs_response"
+    assert shown["amount"] == "20.00"
     assert await _payment_status(shop.platform, checkout_id) == "disputed"
     refused = await shop.http.get("/v1/ops/disputes", headers=shop.buyer.headers)
     assert refused.status_code == 403
@@ -190,8 +193,10 @@ async def test_a_failing_refund_waits_for_an_operator_until_retried_or_resolved(
     await dashboard(shop.platform).v1.refunds.create_async({"payment_intent": intent})
 
     failed = await failed_refund_of(shop, checkout_id, set())
-    assert failed["status"] == "failed" and failed["failure_reason"]
-    assert failed["amount"] == "20.00" and failed["origin"] == "dashboard"
+    assert failed["status"] == "failed"
+    assert failed["failure_reason"]
+    assert failed["amount"] == "20.00"
+    assert failed["origin"] == "dashboard"
     # The refund never succeeded: the order keeps its money and its status.
     assert (await order(shop, order_id))["refunded_amount"] == "0.00"
 
@@ -222,11 +227,13 @@ async def test_a_failing_refund_waits_for_an_operator_until_retried_or_resolved(
         json={"note": "x"},
         headers=shop.operator.headers,
     )
-    assert twice.status_code == 409 and twice.json()["code"] == "refund_not_failed"
+    assert twice.status_code == 409
+    assert twice.json()["code"] == "refund_not_failed"
     missing = await shop.http.post(
         f"/v1/ops/refunds/{uuid.uuid4()}/resolve", json={"note": "x"}, headers=shop.operator.headers
     )
-    assert missing.status_code == 404 and missing.json()["code"] == "refund_not_found"
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "refund_not_found"
 
     rows = await refund_rows(shop.platform, checkout_id)
     assert [(r["status"], r["origin"], r["resolution"]) for r in rows] == [
@@ -252,13 +259,15 @@ async def test_duplicate_out_of_order_and_unknown_after_sale_events(shop: Shop) 
         document = {k: v for k, v in event.items() if k not in ("payment_intent", "delivery")}
         raw = json.dumps(document).encode()
         answer = await shop.http.post(URL, content=raw, headers=stripe_headers(raw, secret))
-        assert answer.status_code == 200 and answer.json()["duplicate"] is True
+        assert answer.status_code == 200
+        assert answer.json()["duplicate"] is True
     # The same events again under new ids, oldest last: each is re-read, none moves anything.
     for event in reversed(events):
         document = {k: v for k, v in event.items() if k not in ("payment_intent", "delivery")}
         raw = json.dumps({**document, "id": f"evt_{uuid.uuid4().hex}"}).encode()
         answer = await shop.http.post(URL, content=raw, headers=stripe_headers(raw, secret))
-        assert answer.status_code == 200 and answer.json()["duplicate"] is False
+        assert answer.status_code == 200
+        assert answer.json()["duplicate"] is False
     handle = shop.platform.client.get_workflow_handle(after_sale_workflow_id(intent))
     await handle.result()
     unknown = {**events[0], "id": f"evt_{uuid.uuid4().hex}"}
@@ -266,7 +275,8 @@ async def test_duplicate_out_of_order_and_unknown_after_sale_events(shop: Shop) 
     unknown.pop("delivery", None)
     raw = json.dumps(unknown).encode()
     answer = await shop.http.post(URL, content=raw, headers=stripe_headers(raw, secret))
-    assert answer.status_code == 200 and answer.json()["duplicate"] is False
+    assert answer.status_code == 200
+    assert answer.json()["duplicate"] is False
     after = await order(shop, order_id)
     assert after["transitions"] == before["transitions"]
     assert after["refunded_amount"] == before["refunded_amount"]
