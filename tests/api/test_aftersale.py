@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from api.services.webhooks import AFTER_SALE_EVENT_TYPES
 from tests.api.conftest import Caller
-from tests.api.shop import Body, Shop
+from tests.api.shop import Body, Shop, injected_fault
 from tests.api.test_webhooks import URL, _secret, stripe_headers
 from tests.platform import Platform
 from workflows.aftersale import after_sale_workflow_id
@@ -281,3 +281,49 @@ async def test_duplicate_out_of_order_and_unknown_after_sale_events(shop: Shop) 
     assert after["transitions"] == before["transitions"]
     assert after["refunded_amount"] == before["refunded_amount"]
     assert await shop.invariants(checkout_id) == []
+
+
+async def test_a_compensation_refund_that_fails_later_waits_for_an_operator(
+    shop: Shop, platform: Platform
+) -> None:
+    """An operator cancels a checkout after its capture; its refund is accepted, then fails at the
+    card network: the failed refund waits in `/v1/ops/refunds/failed` until resolved."""
+    variant = await shop.variant(price="20.00")
+    cart_id = await shop.cart((variant, 1))
+    async with injected_fault(
+        platform.databases["orders"],
+        "orders",
+        f"ROW.user_id = '{shop.buyer.user_id}' AND NEW.status = 'paid'",
+        sqlstate="40001",  # serialization_failure: transient, retried: the checkout holds
+    ):
+        checkout_id = await shop.checkout(cart_id, token="pm_card_refundFail")
+        await eventually(lambda: _captured(platform, checkout_id))
+        await asyncio.sleep(1.0)  # confirming the order keeps failing, and is retried
+        cancelled = await shop.http.post(
+            f"/v1/ops/checkouts/{checkout_id}/cancel", headers=shop.operator.headers
+        )
+        assert cancelled.status_code == 202, cancelled.text
+        assert cancelled.json()["money"] == "refunded"
+        done = await shop.wait(checkout_id)
+    assert done["status"] == "cancelled"
+
+    failed = await failed_refund_of(shop, checkout_id, set())
+    assert failed["origin"] == "platform"
+    assert failed["amount"] == "20.00"
+    ledger = await platform.ledger(uuid.UUID(checkout_id))
+    assert (ledger[0]["captured"], ledger[0]["refunded"]) == (2000, 0)
+
+    resolved = await shop.http.post(
+        f"/v1/ops/refunds/{failed['id']}/resolve",
+        json={"note": "refunded by bank transfer"},
+        headers=shop.operator.headers,
+    )
+    assert resolved.status_code == 200, resolved.text
+    listed = await shop.http.get("/v1/ops/refunds/failed", headers=shop.operator.headers)
+    assert all(r["id"] != failed["id"] for r in listed.json()["data"])
+    assert await shop.invariants(checkout_id) == []
+
+
+async def _captured(platform: Platform, checkout_id: str) -> bool | None:
+    ledger = await platform.ledger(uuid.UUID(checkout_id))
+    return True if ledger and ledger[0]["captured"] else None
