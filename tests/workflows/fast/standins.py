@@ -263,6 +263,15 @@ def _settle_ended(world: World, arg: payments.SettleInput) -> payments.VoidResul
     return _give_back(world, refund=arg.refund_captured)
 
 
+def _after_sale(world: World, arg: payments.AfterSaleInput) -> payments.AfterSaleResult:
+    return payments.AfterSaleResult()  # no refund or dispute in the fake world: nothing moves
+
+
+def _retry_refund(world: World, arg: payments.RetryRefundInput) -> payments.RetryRefundResult:
+    # The checkout never retries refunds (operators do, through RefundRetryWorkflow).
+    raise ApplicationError("no failed refund in the fake world", non_retryable=True)
+
+
 def _ship(world: World, arg: shipping.CreateShipmentInput) -> shipping.ShipmentInfo:
     world.shipment = "booked" if world.shipment is None else world.shipment
     return shipping.ShipmentInfo(
@@ -300,6 +309,8 @@ BEHAVIOURS: dict[str, Effect] = {
     payments.CAPTURE.name: _capture,
     payments.VOID.name: _void,
     payments.SETTLE_ENDED.name: _settle_ended,
+    payments.AFTER_SALE.name: _after_sale,
+    payments.RETRY_REFUND.name: _retry_refund,
     shipping.CREATE.name: _ship,
     shipping.CANCEL.name: _cancel_shipment,
 }
