@@ -113,6 +113,8 @@ class FailureCode(StrEnum):
     PAYMENT_DECLINED = "payment_declined"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     AMOUNT_BELOW_MINIMUM = "amount_below_minimum"
+    REFUND_NOT_FOUND = "refund_not_found"
+    REFUND_NOT_FAILED = "refund_not_failed"
     # domains.products
     PRODUCT_NOT_FOUND = "product_not_found"
     SKU_TAKEN = "sku_taken"

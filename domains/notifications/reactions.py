@@ -185,10 +185,15 @@ def _refund_notice(kind: NotificationKind) -> Reaction[OrderRefunded]:
     return notify
 
 
-reactions.on(ORDER_PARTIALLY_REFUNDED, OrderRefunded)(
+# Money after the sale has a consumer of its own (its own durables): the first consumer's
+# subject filters stay as deployed durables know them.
+after_sale_reactions = Reactions()
+after_sale_reactions.on(ORDER_PARTIALLY_REFUNDED, OrderRefunded)(
     _refund_notice(NotificationKind.ORDER_PARTIALLY_REFUNDED)
 )
-reactions.on(ORDER_REFUNDED, OrderRefunded)(_refund_notice(NotificationKind.ORDER_REFUNDED))
+after_sale_reactions.on(ORDER_REFUNDED, OrderRefunded)(
+    _refund_notice(NotificationKind.ORDER_REFUNDED)
+)
 
 
 class DisputeOpened(_Read):
@@ -202,7 +207,7 @@ class DisputeOpened(_Read):
     evidence_due_by: datetime | None
 
 
-@reactions.on(DISPUTE_OPENED, DisputeOpened)
+@after_sale_reactions.on(DISPUTE_OPENED, DisputeOpened)
 async def payment_disputed(session: AsyncSession, event: DisputeOpened) -> None:
     """Tell the operators: a dispute has a deadline for the shop's evidence."""
     body = {

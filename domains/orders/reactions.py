@@ -81,5 +81,8 @@ async def refunds_changed(session: AsyncSession, event: RefundReported) -> None:
     await service.record_refunds(session, event.checkout_id, event.refunded_total, REFUND_REASON)
 
 
+# A consumer of its own (its own durables): the tracking consumer's subject filters stay as
+# deployed durables know them.
+refund_reactions = Reactions()
 for _name in REFUND_EVENTS:
-    reactions.on(_name, RefundReported)(refunds_changed)
+    refund_reactions.on(_name, RefundReported)(refunds_changed)
