@@ -113,7 +113,13 @@ async def test_dashboard_refunds_partial_then_the_rest_reach_the_order(shop: Sho
     assert await shop.invariants(checkout_id) == []
 
 
-async def test_a_dispute_reaches_the_order_and_the_operators_and_is_won(shop: Shop) -> None:
+@pytest.mark.parametrize(
+    ("evidence", "outcome", "payment"),
+    [("winning_evidence", "won", "captured"), ("losing_evidence", "lost", "disputed")],
+)
+async def test_a_dispute_reaches_the_order_and_the_operators_until_decided(
+    shop: Shop, evidence: str, outcome: str, payment: str
+) -> None:
     checkout_id, order_id, _ = await completed(shop, "pm_card_createDispute")
 
     async def listed() -> Body | None:
@@ -138,11 +144,17 @@ async def test_a_dispute_reaches_the_order_and_the_operators_and_is_won(shop: Sh
 
     client = dashboard(shop.platform)
     await client.v1.disputes.update_async(
-        dispute["provider_dispute_id"], {"evidence": {"uncategorized_text": "winning_evidence"}}
+        dispute["provider_dispute_id"], {"evidence": {"uncategorized_text": evidence}}
     )
-    won = await order_when(shop, order_id, lambda o: o["dispute"]["status"] == "won")
-    assert won["status"] == "paid" or won["status"] in ("fulfilling", "shipped")
-    assert await _payment_status(shop.platform, checkout_id) == "captured"
+    decided = await order_when(shop, order_id, lambda o: o["dispute"]["status"] == outcome)
+    # A dispute is not a refund: the order keeps its status and its refunded amount.
+    assert decided["status"] in ("paid", "fulfilling", "shipped")
+    assert decided["refunded_amount"] == "0.00"
+    assert await _payment_status(shop.platform, checkout_id) == payment
+    closed = await shop.http.get(
+        "/v1/ops/disputes", params={"open": "true"}, headers=shop.operator.headers
+    )
+    assert all(d["order_id"] != order_id for d in closed.json()["data"])
     assert await _operator_notices(shop.platform, dispute["provider_dispute_id"]) == 1
     assert await shop.invariants(checkout_id) == []
 
