@@ -220,11 +220,12 @@ def _dispute_final(status: str) -> bool:
 
 
 async def _follow_dispute(session: AsyncSession, payment: Payment, status: DisputeStatus) -> None:
-    """The payment's status as the dispute leaves it."""
-    if status not in DISPUTE_CLOSED:
-        if payment.status in (PaymentStatus.CAPTURED.value, PaymentStatus.DISPUTED.value):
+    """The payment's status as the dispute leaves it: open or lost (even one first seen lost)
+    → `disputed`; won, prevented or a warning closed → `captured` again."""
+    if status not in DISPUTE_CLOSED or status == DisputeStatus.LOST:
+        if payment.status == PaymentStatus.CAPTURED.value:
             await service.set_status(session, payment, PaymentStatus.DISPUTED)
-    elif status != DisputeStatus.LOST and payment.status == PaymentStatus.DISPUTED.value:
+    elif payment.status == PaymentStatus.DISPUTED.value:
         await service.set_status(session, payment, PaymentStatus.CAPTURED)
 
 
