@@ -82,10 +82,13 @@ DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 # and a `whsec_` signing secret, used as Stripe uses it (the whole string is the HMAC key).
 DEV_STRIPE_API_KEY = "sk_test_dev_only_sandbox_key_change_me"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only_stripe_webhook_secret_change_me"
-DEV_CARRIER_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktY2Fycmllci1zZWNyZXQtY2hhbmdlLW1l"
 # The key that encrypts Temporal payloads in development: id `dev`, the 32 bytes
 # `dev-only-payload-key-change-me!!` in base64 (`TEMPORAL_PAYLOAD_KEYS`, kit/codec.py).
 DEV_TEMPORAL_PAYLOAD_KEYS = "dev:ZGV2LW9ubHktcGF5bG9hZC1rZXktY2hhbmdlLW1lISE="
+# EasyPost's shapes: a test key (`EZTK...`; the sandbox accepts exactly the configured key) and the
+# webhook secret its HMAC signatures are made with.
+DEV_EASYPOST_API_KEY = "EZTKdevonlysandboxkeychangeme"
+DEV_EASYPOST_WEBHOOK_SECRET = "dev-only-easypost-webhook-secret-change-me"
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
@@ -94,6 +97,9 @@ DEFAULT_PSP_URL = "http://127.0.0.1:8100"
 STRIPE_LIVE_API_BASE = "https://api.stripe.com"
 # Stripe's secret and restricted keys by mode: the key's prefix says which money it moves.
 STRIPE_KEY_MODES = {"live": ("sk_live_", "rk_live_"), "test": ("sk_test_", "rk_test_")}
+EASYPOST_LIVE_API_BASE = "https://api.easypost.com/v2"
+# Where the sandbox serves EasyPost's API, under PSP_URL.
+EASYPOST_SANDBOX_PATH = "/v2"
 
 
 EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
@@ -107,17 +113,19 @@ ProcessKind = Literal["api", "worker", "relay", "migrate", "shopctl"]
 
 # The secret settings each kind of process reads, and so the only ones it is given
 # (deploy/kubernetes) and the only ones ENV=production checks in it (`Settings.validate_for`):
-# the API verifies tokens and webhooks and starts workflows; a worker talks to Temporal; the
-# relays and the migrations use no secret beyond their database and NATS URLs; `shopctl` holds
-# an operator's credentials. Optional ones (a Temporal Cloud API key, the previous webhook secret
-# during a rotation) are read when given and never required.
+# the API verifies tokens and webhooks, quotes shipping rates and starts workflows; a worker talks
+# to Temporal; the relays and the migrations use no secret beyond their database and NATS URLs;
+# `shopctl` holds an operator's credentials. Optional ones (a Temporal Cloud API key, the previous
+# webhook secret during a rotation) are read when given and never required.
 SECRETS_BY_KIND: dict[ProcessKind, frozenset[str]] = {
     "api": frozenset(
         {
             "AUTH_JWT_SECRET",
             "STRIPE_WEBHOOK_SECRET",
             "STRIPE_WEBHOOK_SECRET_PREVIOUS",
-            "CARRIER_WEBHOOK_SECRET",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
+            "EASYPOST_WEBHOOK_SECRET_PREVIOUS",
             "TEMPORAL_PAYLOAD_KEYS",
             "TEMPORAL_API_KEY",
         }
@@ -127,9 +135,11 @@ SECRETS_BY_KIND: dict[ProcessKind, frozenset[str]] = {
     "migrate": frozenset(),
     "shopctl": frozenset({"SHOPCTL_TOKEN", "SHOPCTL_CLIENT_SECRET"}),
 }
-# What a worker reads beyond that for a domain it serves: the payments worker calls Stripe.
+# What a worker reads beyond that for a domain it serves: the payments worker calls Stripe, the
+# shipping worker EasyPost.
 SECRETS_BY_WORKER_DOMAIN: dict[str, frozenset[str]] = {
     "payments": frozenset({"STRIPE_API_KEY"}),
+    "shipping": frozenset({"EASYPOST_API_KEY"}),
 }
 
 
@@ -385,7 +395,7 @@ class ShopctlSettings(Group):
 
 
 class PspSettings(Group):
-    """The local provider sandbox (Stripe stand-in and carrier): `PSP_URL`, `PSP_TIMEOUT_S`."""
+    """The local provider sandbox (Stripe and EasyPost stand-in): `PSP_URL`, `PSP_TIMEOUT_S`."""
 
     url: str = DEFAULT_PSP_URL
     """The local payment-provider and carrier sandbox; `just up` starts it when this is unset."""
@@ -427,15 +437,42 @@ class StripeSettings(Group):
     a delivery (about 3 days in live mode)."""
 
 
-class CarrierSettings(Group):
-    """The carrier: `CARRIER_URL` (default: `PSP_URL`), `CARRIER_WEBHOOK_SECRET`."""
+class EasyPostSettings(Group):
+    """The carrier, EasyPost, through its `easypost` package: `EASYPOST_API_BASE`,
+    `EASYPOST_API_KEY`, `EASYPOST_WEBHOOK_SECRET[_PREVIOUS]`, `EASYPOST_TIMEOUT_S`.
 
-    url: str = ""
-    """The carrier's booking API. Unset: PSP_URL (the sandbox serves it beside the payment
-    provider)."""
-    webhook_secret: SecretStr = SecretStr(DEV_CARRIER_WEBHOOK_SECRET)
-    """The signing secret of the carrier's tracking webhooks (Standard Webhooks). The default is
-    public on purpose and refused when ENV=production."""
+    Going live changes the first three and nothing else (README, "Going live with EasyPost").
+    """
+
+    api_base: str = ""
+    """Empty: the sandbox at PSP_URL/v2, or EasyPost itself when ENV=production (see Settings)."""
+    api_key: SecretStr = SecretStr(DEV_EASYPOST_API_KEY)
+    """EasyPost's API key. The default is the sandbox's public one, refused when ENV=production."""
+    webhook_secret: SecretStr = SecretStr(DEV_EASYPOST_WEBHOOK_SECRET)
+    """Tracker webhooks carry `X-Hmac-Signature`, an HMAC-SHA256 of the body under this secret."""
+    webhook_secret_previous: SecretStr | None = None
+    """During a rotation: the previous secret, still accepted until EasyPost stops using it."""
+    timeout_s: int = Field(default=10, ge=1)
+    """The package takes whole seconds; a slower call is treated as lost and retried."""
+
+
+class ShippingSettings(Group):
+    """Shipping quotes and where parcels leave from: `SHIPPING_QUOTE_TTL_S`,
+    `SHIPPING_FROM_ADDRESS` (a JSON object in EasyPost's address fields)."""
+
+    quote_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    """How long a rate quoted at checkout may be chosen (EasyPost's own rates last longer)."""
+    from_address: dict[str, str] = Field(
+        default_factory=lambda: {
+            "company": "Checkout Platform Warehouse",
+            "street1": "1 Dock Road",
+            "city": "Springfield",
+            "state": "CA",
+            "zip": "94107",
+            "country": "US",
+        }
+    )
+    """The warehouse every parcel leaves from (and every return comes back to)."""
 
 
 class WorkerSettings(Group):
@@ -614,7 +651,8 @@ class Settings(BaseSettings):
     shopctl: ShopctlSettings = Field(default_factory=ShopctlSettings)
     psp: PspSettings = Field(default_factory=PspSettings)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
-    carrier: CarrierSettings = Field(default_factory=CarrierSettings)
+    easypost: EasyPostSettings = Field(default_factory=EasyPostSettings)
+    shipping: ShippingSettings = Field(default_factory=ShippingSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
@@ -646,14 +684,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _carrier_beside_provider(cls, data: Any) -> Any:
-        """CARRIER_URL unset: the carrier is served beside the payment provider, at PSP_URL."""
+    def _easypost_where_the_environment_says(cls, data: Any) -> Any:
+        """EASYPOST_API_BASE unset: EasyPost itself in production, the sandbox (PSP_URL/v2)
+        elsewhere."""
         if not isinstance(data, dict):
             return data
-        carrier = _given(data.get("carrier"))
-        if not carrier.get("url"):
-            carrier["url"] = _given(data.get("psp")).get("url") or DEFAULT_PSP_URL
-            data = {**data, "carrier": carrier}
+        easypost = _given(data.get("easypost"))
+        if not easypost.get("api_base"):
+            if data.get("env") == "production":
+                easypost["api_base"] = EASYPOST_LIVE_API_BASE
+            else:
+                psp = _given(data.get("psp")).get("url") or DEFAULT_PSP_URL
+                easypost["api_base"] = str(psp).rstrip("/") + EASYPOST_SANDBOX_PATH
+            data = {**data, "easypost": easypost}
         return data
 
     @model_validator(mode="before")
@@ -797,10 +840,16 @@ def _stripe_webhook_secret_refusal(settings: Settings) -> str | None:
     return "STRIPE_WEBHOOK_SECRET must be set when ENV=production"
 
 
-def _carrier_webhook_secret_refusal(settings: Settings) -> str | None:
-    if settings.carrier.webhook_secret.get_secret_value() != DEV_CARRIER_WEBHOOK_SECRET:
+def _easypost_key_refusal(settings: Settings) -> str | None:
+    if settings.easypost.api_key.get_secret_value() != DEV_EASYPOST_API_KEY:
         return None
-    return "CARRIER_WEBHOOK_SECRET must be set when ENV=production"
+    return "EASYPOST_API_KEY must be set when ENV=production"
+
+
+def _easypost_webhook_secret_refusal(settings: Settings) -> str | None:
+    if settings.easypost.webhook_secret.get_secret_value() != DEV_EASYPOST_WEBHOOK_SECRET:
+        return None
+    return "EASYPOST_WEBHOOK_SECRET must be set when ENV=production"
 
 
 def _payload_keys_refusal(settings: Settings) -> str | None:
@@ -815,7 +864,8 @@ PRODUCTION_CHECKS: dict[str, Callable[[Settings], str | None]] = {
     "AUTH_JWT_SECRET": _jwt_secret_refusal,
     "STRIPE_API_KEY": _stripe_key_refusal,
     "STRIPE_WEBHOOK_SECRET": _stripe_webhook_secret_refusal,
-    "CARRIER_WEBHOOK_SECRET": _carrier_webhook_secret_refusal,
+    "EASYPOST_API_KEY": _easypost_key_refusal,
+    "EASYPOST_WEBHOOK_SECRET": _easypost_webhook_secret_refusal,
     "TEMPORAL_PAYLOAD_KEYS": _payload_keys_refusal,
 }
 

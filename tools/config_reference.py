@@ -167,7 +167,7 @@ def render() -> str:
         "## The payment-provider sandbox (`SANDBOX_*`)",
         "",
         "Read only by `python -m sandbox` (`sandbox/settings.py`), never by the platform's "
-        "processes; the sandbox also reads `PSP_URL`, `STRIPE_*`, `CARRIER_WEBHOOK_SECRET`, "
+        "processes; the sandbox also reads `PSP_URL`, `STRIPE_*`, `EASYPOST_*`, "
         "`DATA_DIR` and `LOG_*` above.",
         "",
         *_table(list(sandbox_variables())),

@@ -121,3 +121,6 @@ class FailureCode(StrEnum):
     # domains.shipping
     SHIPMENT_NOT_FOUND = "shipment_not_found"
     SHIPPING_UNAVAILABLE = "shipping_unavailable"
+    ADDRESS_UNSERVICEABLE = "address_unserviceable"
+    LABEL_NOT_VOIDABLE = "label_not_voidable"
+    SHIPPING_RATE_EXPIRED = "shipping_rate_expired"

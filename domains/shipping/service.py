@@ -1,4 +1,5 @@
-"""Shipments: one per order, booked with a carrier."""
+"""Shipments: one per order, its label bought from the carrier; labels recorded before they are
+bought; rates quoted for carts."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.shipping.carrier import Booking
+from domains.shipping.carrier import CarrierShipment
 from domains.shipping.errors import ShipmentNotFound
 from domains.shipping.events import AGGREGATE, ShipmentChanged
-from domains.shipping.models import Shipment, ShipmentEvent
+from domains.shipping.models import LabelPurchase, Shipment, ShipmentEvent
 from domains.shipping.statuses import ShipmentStatus
 from kit.db import insert_if_absent, insert_or_get
 from kit.outbox import append_event
@@ -24,9 +25,12 @@ async def record_booking(
     order_id: uuid.UUID,
     checkout_id: uuid.UUID,
     ship_to: dict[str, Any],
-    booking: Booking,
+    carrier: str,
+    bought: CarrierShipment,
 ) -> Shipment:
-    """Store the carrier's booking as the order's shipment (a retry finds the first one)."""
+    """Store the carrier's bought shipment as the order's shipment (a retry finds the first)."""
+    if bought.tracking_code is None:
+        raise ValueError("a shipment is recorded once its label is bought")
     shipment, created = await insert_or_get(
         session,
         Shipment,
@@ -34,10 +38,10 @@ async def record_booking(
             "id": uuid.uuid4(),
             "order_id": order_id,
             "checkout_id": checkout_id,
-            "carrier": booking.carrier,
-            "tracking_number": booking.tracking_number,
-            "label_url": booking.label_url,
-            "carrier_shipment_id": booking.id,
+            "carrier": carrier,
+            "tracking_number": bought.tracking_code,
+            "label_url": bought.label_url,
+            "carrier_shipment_id": bought.id,
             "status": ShipmentStatus.LABEL_CREATED.value,
             "ship_to": ship_to,
         },
@@ -46,6 +50,46 @@ async def record_booking(
     if created:
         await _event(session, "created", shipment)
     return shipment
+
+
+async def purchase(session: AsyncSession, key: str) -> LabelPurchase | None:
+    """The label purchase recorded under `key`, if any."""
+    return await session.get(LabelPurchase, key)
+
+
+async def purchase_of(session: AsyncSession, carrier_shipment_id: str) -> LabelPurchase | None:
+    """The label purchase that claimed the carrier's shipment, if any."""
+    return await session.scalar(
+        select(LabelPurchase).where(LabelPurchase.carrier_shipment_id == carrier_shipment_id)
+    )
+
+
+async def record_purchase(
+    session: AsyncSession,
+    *,
+    key: str,
+    kind: str,
+    order_id: uuid.UUID,
+    carrier: str,
+    carrier_shipment_id: str,
+    carrier_rate_id: str,
+) -> LabelPurchase:
+    """Record the carrier's shipment and the rate to buy under `key`, before buying it; a retry
+    (or a concurrent attempt) gets the purchase recorded first."""
+    row, _ = await insert_or_get(
+        session,
+        LabelPurchase,
+        {
+            "key": key,
+            "kind": kind,
+            "order_id": order_id,
+            "carrier": carrier,
+            "carrier_shipment_id": carrier_shipment_id,
+            "carrier_rate_id": carrier_rate_id,
+        },
+        key=[LabelPurchase.key],
+    )
+    return row
 
 
 async def shipment_for_order(

@@ -10,7 +10,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     StrictInt,
     StringConstraints,
     model_validator,
@@ -143,13 +142,6 @@ class DisputeUpdateRequest(_Body):
     )
     metadata: Metadata = Field(default_factory=dict)
     submit: bool = True
-
-
-class ShipmentRequest(_Body):
-    """`POST /v1/carrier/shipments`; the address is kept as given (the sandbox ships nothing)."""
-
-    reference: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    ship_to: Annotated[dict[str, JsonValue], Field(min_length=1)]
 
 
 class EmptyRequest(_Body):

@@ -1,8 +1,8 @@
-"""HTTP endpoints of the sandbox: payment intents, refunds, disputes, test helpers, carrier
-bookings.
+"""HTTP endpoints of the sandbox: payment intents, refunds, disputes, test helpers.
 
 Stripe's endpoints (`/v1/payment_intents*`, `/v1/refunds`, `/v1/disputes*`) want the API key;
-the sandbox's own (the 3DS page a browser visits, the ledger, the event log, the carrier) do not.
+the sandbox's own (the 3DS page a browser visits, the ledger, the event log) do not. The carrier
+(EasyPost's API) is sandbox/easypost.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, Response
 
 from kit.settings import Settings
-from sandbox.psp import carrier, disputes, form, payments, permissions
+from sandbox.psp import disputes, form, payments, permissions
 from sandbox.psp.auth import require_api_key
-from sandbox.psp.errors import invalid_value, parameter_error, resource_missing
+from sandbox.psp.errors import invalid_value, parameter_error
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
 from sandbox.psp.models import (
     CancelRequest,
@@ -31,7 +31,6 @@ from sandbox.psp.models import (
     EmptyRequest,
     Outcome,
     RefundRequest,
-    ShipmentRequest,
 )
 from sandbox.psp.permissions import needs
 from sandbox.psp.store import Store
@@ -298,81 +297,3 @@ def _ledger_routes(router: APIRouter, sandbox: Sandbox) -> None:
             200,
             await store.read(lambda conn: payments.list_events(conn, payment_intent, limit)),
         )
-
-
-def carrier_router(sandbox: Sandbox) -> APIRouter:
-    """Carrier bookings (a label and a tracking number per shipment) and their tracking events."""
-    router = APIRouter()
-    store = sandbox.store
-    step_s = sandbox.config.carrier_step_s
-
-    @router.post("/v1/carrier/shipments")
-    async def create_shipment(request: Request) -> Response:
-        """Book a shipment."""
-        body, digest = await parse_body(request, ShipmentRequest)
-        return await sandbox.execute(
-            request,
-            "POST /v1/carrier/shipments",
-            digest,
-            lambda conn: carrier.create_shipment(
-                conn, body, psp_url=sandbox.psp_url, step_s=step_s
-            ),
-        )
-
-    @router.post("/v1/carrier/shipments/{shipment_id}/cancel")
-    async def cancel_shipment(shipment_id: str, request: Request) -> Response:
-        """Cancel a booked shipment."""
-        _, digest = await parse_body(request, EmptyRequest)
-        return await sandbox.execute(
-            request,
-            f"POST /v1/carrier/shipments/{shipment_id}/cancel",
-            digest,
-            lambda conn: carrier.cancel_shipment(conn, shipment_id, psp_url=sandbox.psp_url),
-        )
-
-    @router.post("/v1/test_helpers/carrier/shipments/{shipment_id}/advance")
-    async def advance_shipment(shipment_id: str, request: Request) -> Response:
-        """Move a shipment to its next tracking status now."""
-        _, digest = await parse_body(request, EmptyRequest)
-        return await sandbox.execute(
-            request,
-            f"POST /v1/test_helpers/carrier/shipments/{shipment_id}/advance",
-            digest,
-            lambda conn: carrier.advance_shipment(
-                conn, shipment_id, psp_url=sandbox.psp_url, step_s=step_s
-            ),
-        )
-
-    @router.get("/v1/carrier/shipments/{shipment_id}")
-    async def get_shipment(shipment_id: str) -> Response:
-        """One shipment."""
-        shipment = await store.read(
-            lambda conn: carrier.get_shipment(conn, shipment_id, psp_url=sandbox.psp_url)
-        )
-        return json_response(200, shipment)
-
-    @router.get("/v1/carrier/labels/{filename}")
-    async def label(filename: str) -> Response:
-        """The shipment's label as a PDF."""
-        shipment_id = filename.removesuffix(".pdf")
-        if shipment_id == filename:
-            raise resource_missing("label", filename)
-        shipment = await store.read(
-            lambda conn: carrier.get_shipment(conn, shipment_id, psp_url=sandbox.psp_url)
-        )
-        return Response(
-            carrier.label_pdf(shipment["id"], shipment["tracking_number"]),
-            media_type="application/pdf",
-        )
-
-    @router.get("/v1/carrier/events")
-    async def events(
-        shipment: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    ) -> Response:
-        """Tracking events, newest first, with their delivery state."""
-        return json_response(
-            200, await store.read(lambda conn: carrier.list_events(conn, shipment, limit))
-        )
-
-    return router

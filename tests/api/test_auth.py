@@ -330,7 +330,8 @@ def test_production_takes_an_issuer_instead_of_a_secret(monkeypatch: pytest.Monk
     for name, value in {
         "ENV": "production",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
-        "CARRIER_WEBHOOK_SECRET": "whsec_y",
+        "EASYPOST_API_KEY": "EZAKx",
+        "EASYPOST_WEBHOOK_SECRET": "easypost-y",
         "TEMPORAL_PAYLOAD_KEYS": "k1:cmVhbC1wYXlsb2FkLWtleS1mcm9tLXRoZS12YXVsdCE=",
     }.items():
         monkeypatch.setenv(name, value)

@@ -28,6 +28,7 @@ ADDED_TABLES = {
     "payments": {"payment_webhook_events"},
     "notifications": {"consumer_inbox", "consumer_dead_letters", "order_recipients"},
     "orders": {"consumer_inbox", "consumer_dead_letters"},
+    "shipping": {"label_purchases", "shipping_quotes"},
 }
 # Beside every outbox: which relay publishes which partition of it (kit/outbox.py).
 EVERY_DATABASE_ADDS = {"outbox_relay_leases"}

@@ -852,14 +852,14 @@ def test_network_policies_deny_by_default_and_allow_each_flow(path: Path) -> Non
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
     assert {p["port"] for p in scrape["ports"]} == {int(config(objects)["WORKER_METRICS_PORT"])}
-    # Only the processes calling Stripe and the carrier may leave the cluster.
+    # Only the processes calling Stripe and EasyPost (labels; rates at checkout) may leave.
     https = policies["checkout-egress-https"]["podSelector"]["matchLabels"]
     outside = [
         w["metadata"]["name"]
         for w in workloads(objects)
         if https.items() <= w["spec"]["template"]["metadata"]["labels"].items()
     ]
-    assert sorted(outside) == ["worker-payments", "worker-shipping"]
+    assert sorted(outside) == ["checkout-api", "worker-payments", "worker-shipping"]
 
 
 def test_migrations_run_as_a_job_before_the_rollout() -> None:

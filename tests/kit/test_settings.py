@@ -14,7 +14,8 @@ from pydantic import BaseModel, SecretStr
 from api.app import create_app
 from kit.settings import (
     DEFAULT_DATABASE_URL,
-    DEV_CARRIER_WEBHOOK_SECRET,
+    DEV_EASYPOST_API_KEY,
+    DEV_EASYPOST_WEBHOOK_SECRET,
     DEV_JWT_SECRET,
     DEV_STRIPE_API_KEY,
     DEV_STRIPE_WEBHOOK_SECRET,
@@ -103,8 +104,18 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
         ("temporal", "payload_keys"),
         "k1:a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
     ),
-    ("CARRIER_URL", "http://carrier:9100", ("carrier", "url"), "http://carrier:9100"),
-    ("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fy", ("carrier", "webhook_secret"), "whsec_Y2Fy"),
+    ("EASYPOST_API_BASE", "http://ep:9100/v2", ("easypost", "api_base"), "http://ep:9100/v2"),
+    ("EASYPOST_WEBHOOK_SECRET", "ep-secret", ("easypost", "webhook_secret"), "ep-secret"),
+    ("EASYPOST_TIMEOUT_S", "4", ("easypost", "timeout_s"), 4),
+    ("EASYPOST_API_KEY", "EZAKlive", ("easypost", "api_key"), "EZAKlive"),
+    (
+        "EASYPOST_WEBHOOK_SECRET_PREVIOUS",
+        "ep-old",
+        ("easypost", "webhook_secret_previous"),
+        "ep-old",
+    ),
+    ("SHIPPING_FROM_ADDRESS", '{"zip": "10001"}', ("shipping", "from_address"), {"zip": "10001"}),
+    ("SHIPPING_QUOTE_TTL_S", "60", ("shipping", "quote_ttl_s"), 60),
     ("WORKER_MAX_CONCURRENT_ACTIVITIES", "7", ("worker", "max_concurrent_activities"), 7),
     ("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "8", ("worker", "max_concurrent_workflow_tasks"), 8),
     (
@@ -267,14 +278,17 @@ def test_defaults_match_the_contract() -> None:
     assert settings.checkout.payment_timeout.total_seconds() == 15 * 60
 
 
-def test_the_carrier_is_served_beside_the_provider_unless_named(
+def test_easypost_is_the_sandbox_in_dev_and_easypost_itself_in_production(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PSP_URL", "http://psp:9000")
-    assert Settings().carrier.url == "http://psp:9000"
-    assert Settings(psp={"url": "http://other:1"}).carrier.url == "http://other:1"
-    monkeypatch.setenv("CARRIER_URL", "http://carrier:9100")
-    assert Settings().carrier.url == "http://carrier:9100"
+    monkeypatch.setenv("PSP_URL", "http://psp:9000/")
+    assert Settings().easypost.api_base == "http://psp:9000/v2"
+    assert Settings(psp={"url": "http://other:1"}).easypost.api_base == "http://other:1/v2"
+    monkeypatch.setenv("EASYPOST_API_BASE", "http://ep:9100/v2")
+    assert Settings().easypost.api_base == "http://ep:9100/v2"
+    monkeypatch.delenv("EASYPOST_API_BASE")
+    monkeypatch.setenv("ENV", "production")
+    assert Settings().easypost.api_base == "https://api.easypost.com/v2"
 
 
 def test_stripe_is_the_sandbox_in_dev_and_stripe_itself_in_production(
@@ -320,7 +334,8 @@ REAL_SECRETS = {
     "AUTH_JWT_SECRET": "a-real-secret-from-the-vault-0123456789",
     "STRIPE_API_KEY": "rk_live_from_the_vault",
     "STRIPE_WEBHOOK_SECRET": "whsec_from_the_vault",
-    "CARRIER_WEBHOOK_SECRET": "whsec_Y2Fycmllci1zZWNyZXQ=",
+    "EASYPOST_API_KEY": "EZAKfromthevault",
+    "EASYPOST_WEBHOOK_SECRET": "easypost-secret-from-the-vault",
     "TEMPORAL_PAYLOAD_KEYS": REAL_PAYLOAD_KEYS,
 }
 # The documented development value of each: public, refused in production where it is needed.
@@ -328,7 +343,8 @@ DEV_SECRETS = {
     "AUTH_JWT_SECRET": DEV_JWT_SECRET,
     "STRIPE_API_KEY": DEV_STRIPE_API_KEY,
     "STRIPE_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
-    "CARRIER_WEBHOOK_SECRET": DEV_CARRIER_WEBHOOK_SECRET,
+    "EASYPOST_API_KEY": DEV_EASYPOST_API_KEY,
+    "EASYPOST_WEBHOOK_SECRET": DEV_EASYPOST_WEBHOOK_SECRET,
     "TEMPORAL_PAYLOAD_KEYS": DEV_TEMPORAL_PAYLOAD_KEYS,
 }
 # Each kind of process and the secrets it needs in production, written out by hand: the tables
@@ -339,13 +355,18 @@ ROLES: dict[str, tuple[ProcessRole, set[str]]] = {
         {
             "AUTH_JWT_SECRET",
             "STRIPE_WEBHOOK_SECRET",
-            "CARRIER_WEBHOOK_SECRET",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
             "TEMPORAL_PAYLOAD_KEYS",
         },
     ),
     "worker:payments": (
         ProcessRole("worker", ("payments",)),
         {"STRIPE_API_KEY", "TEMPORAL_PAYLOAD_KEYS"},
+    ),
+    "worker:shipping": (
+        ProcessRole("worker", ("shipping",)),
+        {"EASYPOST_API_KEY", "TEMPORAL_PAYLOAD_KEYS"},
     ),
     "worker:cart": (ProcessRole("worker", ("cart",)), {"TEMPORAL_PAYLOAD_KEYS"}),
     "worker:checkout,orders": (
@@ -585,7 +606,8 @@ def test_secrets_do_not_leak_into_reprs() -> None:
         DEV_JWT_SECRET,
         DEV_STRIPE_API_KEY,
         DEV_STRIPE_WEBHOOK_SECRET,
-        DEV_CARRIER_WEBHOOK_SECRET,
+        DEV_EASYPOST_API_KEY,
+        DEV_EASYPOST_WEBHOOK_SECRET,
     ):
         assert secret not in text
 
