@@ -109,14 +109,16 @@ class ConfigurationError(RuntimeError):
     """The environment describes a configuration the platform refuses to run with."""
 
 
-ProcessKind = Literal["api", "worker", "relay", "migrate", "shopctl"]
+ProcessKind = Literal["api", "worker", "relay", "migrate", "shopctl", "sandbox"]
 
 # The secret settings each kind of process reads, and so the only ones it is given
 # (deploy/kubernetes) and the only ones ENV=production checks in it (`Settings.validate_for`):
 # the API verifies tokens and webhooks, quotes shipping rates and starts workflows; a worker talks
 # to Temporal; the relays and the migrations use no secret beyond their database and NATS URLs;
-# `shopctl` holds an operator's credentials. Optional ones (a Temporal Cloud API key, the previous
-# webhook secret during a rotation) are read when given and never required.
+# `shopctl` holds an operator's credentials; the sandbox, a stand-in for Stripe and EasyPost in
+# development and tests only, accepts the keys and signs with the secrets the platform is given.
+# Optional ones (a Temporal Cloud API key, the previous webhook secret during a rotation) are read
+# when given and never required.
 SECRETS_BY_KIND: dict[ProcessKind, frozenset[str]] = {
     "api": frozenset(
         {
@@ -134,6 +136,15 @@ SECRETS_BY_KIND: dict[ProcessKind, frozenset[str]] = {
     "relay": frozenset(),
     "migrate": frozenset(),
     "shopctl": frozenset({"SHOPCTL_TOKEN", "SHOPCTL_CLIENT_SECRET"}),
+    "sandbox": frozenset(
+        {
+            "STRIPE_API_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+            "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
+        }
+    ),
 }
 # What a worker reads beyond that for a domain it serves: the payments worker calls Stripe, the
 # shipping worker EasyPost.
@@ -146,8 +157,8 @@ SECRETS_BY_WORKER_DOMAIN: dict[str, frozenset[str]] = {
 @dataclass(frozen=True)
 class ProcessRole:
     """What a process is: the API, a worker of some domains, a relay of some domains, the
-    migrations or `shopctl`. Its role says which secrets it reads (`secrets`), and so which it
-    needs with ENV=production (`Settings.validate_for`)."""
+    migrations, `shopctl` or the provider sandbox. Its role says which secrets it reads
+    (`secrets`), and so which it needs with ENV=production (`Settings.validate_for`)."""
 
     kind: ProcessKind
     domains: tuple[str, ...] = ()
@@ -752,6 +763,11 @@ class Settings(BaseSettings):
         """
         if self.env != "production":
             return self
+        if role.kind == "sandbox":
+            raise ConfigurationError(
+                "the sandbox stands in for Stripe and EasyPost in development and tests: "
+                "refused when ENV=production"
+            )
         refusals = [
             refusal
             for variable in sorted(role.secrets() & PRODUCTION_CHECKS.keys())

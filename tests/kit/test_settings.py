@@ -456,8 +456,15 @@ def test_a_refusal_names_every_secret_that_is_wrong(monkeypatch: pytest.MonkeyPa
 
 
 def test_development_checks_no_secret() -> None:
-    for role, _ in ROLES.values():
+    for role in (*(role for role, _ in ROLES.values()), ProcessRole("sandbox")):
         assert Settings(env="dev").validate_for(role).env == "dev"
+        assert Settings(env="test").validate_for(role).env == "test"
+
+
+def test_the_sandbox_never_runs_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    _production(monkeypatch, REAL_SECRETS)
+    with pytest.raises(ConfigurationError, match=r"sandbox .*refused when ENV=production"):
+        Settings().validate_for(ProcessRole("sandbox"))
 
 
 def test_production_payload_keys_must_not_hold_the_development_key(
