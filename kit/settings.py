@@ -322,6 +322,25 @@ class StripeSettings(Group):
     webhook_retention: timedelta = timedelta(days=7)
 
 
+class TaxSettings(Group):
+    """Sales tax and VAT: `TAX_PROVIDER`, `TAX_ON_FAILURE`, `TAX_DEFAULT_CODE`, `TAX_MAX_ATTEMPTS`.
+
+    `none` charges no tax (an order's total is its items less the coupon); `stripe` calculates
+    it with Stripe Tax (the sandbox in development) before the payment is authorized, records
+    it after the capture and reverses it on refunds.
+    """
+
+    provider: Literal["none", "stripe"] = "none"
+    # When the tax service cannot answer after `max_attempts`: `fail` ends the checkout
+    # `tax_unavailable` before anything is held; `open` goes on with zero tax, logged
+    # (`tax.unavailable_opened`) and counted (`tax_fail_open_total`).
+    on_failure: Literal["fail", "open"] = "fail"
+    # The product tax code of every line (Stripe's "General - Tangible Goods").
+    default_code: str = Field(default="txcd_99999999", pattern=r"^txcd_\d{8}$")
+    # Attempts of a tax calculation before the service counts as down (retries are Temporal's).
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+
 class CarrierSettings(Group):
     """The carrier: `CARRIER_URL` (default: `PSP_URL`), `CARRIER_WEBHOOK_SECRET`."""
 
@@ -492,6 +511,7 @@ class Settings(BaseSettings):
     psp: PspSettings = Field(default_factory=PspSettings)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     carrier: CarrierSettings = Field(default_factory=CarrierSettings)
+    tax: TaxSettings = Field(default_factory=TaxSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)

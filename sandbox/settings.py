@@ -61,6 +61,10 @@ class SandboxSettings(BaseSettings):
     # permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
     # a JSON object of key -> list. A call outside them answers Stripe's 403.
     restricted_keys: dict[str, list[str]] = Field(default_factory=dict)
+    # Stripe Tax's endpoints: `none` (they work), `error` (500 before any effect) or `hang` (answer
+    # after tax_hang_s); switched at run time by POST /v1/test_helpers/tax/fault.
+    tax_fault: Literal["none", "error", "hang"] = "none"
+    tax_hang_s: float = Field(default=30.0, ge=0)
     webhook_max_attempts: int = Field(default=12, ge=1)
     # The carrier's tracking webhooks and how fast a parcel moves (seconds per status:
     # in_transit, out_for_delivery, delivered).

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from kit.logging import get_logger
+from sandbox.psp.tax import SCHEMA as TAX_SCHEMA
 
 log = get_logger(__name__)
 
@@ -129,6 +130,7 @@ CREATE INDEX IF NOT EXISTS events_payment_intent ON events (payment_intent);
 """
     + SHIPMENTS_TABLE.format(name="shipments")
     + ";"
+    + TAX_SCHEMA
 )
 
 # Columns added after the table was first released. Every file, new or old, gets them here by
