@@ -64,9 +64,7 @@ def upgrade() -> None:
         sa.Column("tax_amount", MONEY, nullable=False),
         sa.Column("lines", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=NOW, nullable=False),
-        sa.CheckConstraint(
-            "mode IN ('full', 'partial')", name=op.f("ck_tax_reversals_mode_valid")
-        ),
+        sa.CheckConstraint("mode IN ('full', 'partial')", name=op.f("ck_tax_reversals_mode_valid")),
         sa.CheckConstraint(
             "tax_amount >= 0", name=op.f("ck_tax_reversals_tax_amount_non_negative")
         ),
