@@ -31,7 +31,7 @@ from activities.payments.contract import (
 )
 from activities.shared import CheckoutRef, MoneyValue
 from domains.payments import tax_records
-from domains.payments.errors import ProviderUnavailable
+from domains.payments.errors import ProviderUnavailable, TaxNotRecorded, TaxUnavailable
 from domains.payments.models import TaxRecord
 from domains.payments.provider import ProviderMisuse, ProviderRejected
 from domains.payments.stripe_tax import StripeTaxProvider
@@ -39,11 +39,9 @@ from domains.payments.tax import (
     NoTax,
     TaxableLine,
     TaxAddress,
-    TaxNotRecorded,
     TaxProvider,
     TaxResult,
     TaxStatus,
-    TaxUnavailable,
     untaxed,
 )
 from kit.db import DomainDatabase

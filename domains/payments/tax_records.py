@@ -16,13 +16,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.payments.errors import TaxAlreadyRecorded, TaxReversalTooLarge
 from domains.payments.models import TaxRecord, TaxReversal
 from domains.payments.tax import (
     LineTax,
     ReversalLine,
-    TaxAlreadyRecorded,
     TaxResult,
-    TaxReversalTooLarge,
     TaxStatus,
     remaining,
     share_of_tax,

@@ -10,12 +10,12 @@ import pytest
 from pydantic import ValidationError
 
 from activities.payments.contract import ReverseTaxInput, TaxAddressValue
+from domains.payments.errors import TaxReversalTooLarge
 from domains.payments.models import TaxRecord, TaxReversal
 from domains.payments.tax import (
     NoTax,
     TaxableLine,
     TaxAddress,
-    TaxReversalTooLarge,
     TaxStatus,
     share_of_tax,
 )

@@ -27,16 +27,14 @@ from activities.payments.contract import (
 )
 from activities.payments.tax import FAIL_OPEN_METRIC, TaxActivities
 from activities.shared import CheckoutRef, MoneyValue
-from domains.payments.errors import ProviderUnavailable
+from domains.payments.errors import ProviderUnavailable, TaxReversalTooLarge, TaxUnavailable
 from domains.payments.models import TaxRecord, TaxReversal
 from domains.payments.stripe_tax import StripeTaxProvider
 from domains.payments.tax import (
     NoTax,
     TaxableLine,
     TaxAddress,
-    TaxReversalTooLarge,
     TaxStatus,
-    TaxUnavailable,
 )
 from kit.db import DomainDatabase
 from kit.money import Money
