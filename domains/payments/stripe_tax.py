@@ -24,6 +24,17 @@ from kit.money import Money
 # Stripe's tax code of shipping.
 SHIPPING_TAX_CODE = "txcd_92010001"
 PAGE = 100
+# What a restricted key needs for tax, besides the payments' RESTRICTED_KEY_PERMISSIONS
+# (stripe_provider.py), with the calls needing it.
+TAX_RESTRICTED_KEY_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "tax_calculations_and_transactions_write": (
+        "POST /v1/tax/calculations",
+        "GET /v1/tax/calculations/:id/line_items",
+        "POST /v1/tax/transactions/create_from_calculation",
+        "POST /v1/tax/transactions/create_reversal",
+        "GET /v1/tax/transactions/:id/line_items",
+    ),
+}
 
 
 def _money(units: int, currency: str) -> Money:

@@ -9,8 +9,8 @@ SDKs raise as PermissionError.
 Which call needs what: creating, capturing and cancelling an intent `payment_intent_write`;
 reading or searching intents `payment_intent_read`, and expanding an intent's `latest_charge`
 `charge_read` as well; creating a refund `refund_write`; reading a dispute `dispute_read`,
-answering or closing one `dispute_write`; calculating tax `tax_calculations_write`, recording
-and reversing tax transactions `tax_transactions_write`.
+answering or closing one `dispute_write`; calculating tax, recording and reversing tax
+transactions `tax_calculations_and_transactions_write`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sandbox.psp.auth import mask
 from sandbox.psp.errors import ApiError
 
 RESOURCES = frozenset(
-    {"payment_intent", "charge", "refund", "dispute", "tax_calculations", "tax_transactions"}
+    {"payment_intent", "charge", "refund", "dispute", "tax_calculations_and_transactions"}
 )
 ACCESSES = ("read", "write")
 ACCOUNT = "acct_sandbox"

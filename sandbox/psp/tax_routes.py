@@ -82,7 +82,9 @@ def tax_router(sandbox: Sandbox) -> APIRouter:
 
 
 def _calculation_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) -> None:
-    @router.post("/v1/tax/calculations", dependencies=[needs("tax_calculations_write")])
+    @router.post(
+        "/v1/tax/calculations", dependencies=[needs("tax_calculations_and_transactions_write")]
+    )
     async def create_calculation(request: Request) -> Response:
         """Calculate the tax of line items and shipping for a customer's address."""
         await faults.check("POST /v1/tax/calculations")
@@ -96,7 +98,7 @@ def _calculation_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
 
     @router.get(
         "/v1/tax/calculations/{calculation_id}/line_items",
-        dependencies=[needs("tax_calculations_read")],
+        dependencies=[needs("tax_calculations_and_transactions_read")],
     )
     async def calculation_lines(
         calculation_id: str, limit: PageLimit = 10, starting_after: str | None = None
@@ -111,7 +113,7 @@ def _calculation_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
 def _transaction_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) -> None:
     @router.post(
         "/v1/tax/transactions/create_from_calculation",
-        dependencies=[needs("tax_transactions_write")],
+        dependencies=[needs("tax_calculations_and_transactions_write")],
     )
     async def create_from_calculation(request: Request) -> Response:
         """Record a calculation as a tax transaction."""
@@ -125,7 +127,8 @@ def _transaction_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
         )
 
     @router.post(
-        "/v1/tax/transactions/create_reversal", dependencies=[needs("tax_transactions_write")]
+        "/v1/tax/transactions/create_reversal",
+        dependencies=[needs("tax_calculations_and_transactions_write")],
     )
     async def create_reversal(request: Request) -> Response:
         """Reverse a tax transaction in full or in part."""
@@ -140,7 +143,7 @@ def _transaction_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
 
     @router.get(
         "/v1/tax/transactions/{transaction_id}/line_items",
-        dependencies=[needs("tax_transactions_read")],
+        dependencies=[needs("tax_calculations_and_transactions_read")],
     )
     async def transaction_lines(
         transaction_id: str, limit: PageLimit = 10, starting_after: str | None = None

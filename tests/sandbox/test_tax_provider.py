@@ -6,6 +6,7 @@ checkout closed, or opening it with zero tax when TAX_ON_FAILURE=open."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
@@ -29,7 +30,8 @@ from activities.payments.tax import FAIL_OPEN_METRIC, TaxActivities
 from activities.shared import CheckoutRef, MoneyValue
 from domains.payments.errors import ProviderUnavailable, TaxReversalTooLarge, TaxUnavailable
 from domains.payments.models import TaxRecord, TaxReversal
-from domains.payments.stripe_tax import StripeTaxProvider
+from domains.payments.provider import ProviderMisuse
+from domains.payments.stripe_tax import TAX_RESTRICTED_KEY_PERMISSIONS, StripeTaxProvider
 from domains.payments.tax import (
     NoTax,
     TaxableLine,
@@ -51,10 +53,18 @@ def usd(amount: str) -> Money:
     return Money.of(amount, "USD")
 
 
+TAX_KEY = "rk_test_tax_only"
+PAYMENTS_ONLY_KEY = "rk_test_payments_only"
+
+
 @pytest.fixture(scope="module")
 def tax_psp(start_sandbox: SandboxFactory) -> Psp:
-    """A sandbox of its own (the fault switch), whose hang outlasts the client's timeout."""
-    return start_sandbox(webhook_url="", SANDBOX_TAX_HANG_S="3")
+    """A sandbox of its own (the fault switch), whose hang outlasts the client's timeout, with
+    a restricted key holding the documented tax permission and one holding none of it."""
+    keys = {TAX_KEY: list(TAX_RESTRICTED_KEY_PERMISSIONS), PAYMENTS_ONLY_KEY: ["refund_write"]}
+    return start_sandbox(
+        webhook_url="", SANDBOX_TAX_HANG_S="3", SANDBOX_RESTRICTED_KEYS=json.dumps(keys)
+    )
 
 
 @pytest.fixture
@@ -145,6 +155,27 @@ async def test_commit_and_reverse_in_part_then_the_rest(stripe_tax: StripeTaxPro
         ("SKU-A", usd("19.99"), usd("1.45"))
     ]
     assert (full.shipping, full.shipping_tax) == (usd("7.00"), usd("0.51"))
+
+
+async def test_the_documented_permission_is_all_a_restricted_key_needs(tax_psp: Psp) -> None:
+    lines = [TaxableLine("SKU-A", usd("1.00"), 1)]
+    for key, allowed in ((TAX_KEY, True), (PAYMENTS_ONLY_KEY, False)):
+        provider = StripeTaxProvider(api_key=key, api_base=tax_psp.url, timeout_s=5, tax_code=CODE)
+        try:
+            if not allowed:
+                with pytest.raises(ProviderMisuse, match="rak_tax_calculations_and_transactions"):
+                    await provider.calculate("USD", lines, usd("0"), CA, key=uuid.uuid4().hex)
+                continue
+            calc = await provider.calculate("USD", lines, usd("0"), CA, key=uuid.uuid4().hex)
+            assert calc.id is not None
+            reference = str(uuid.uuid4())
+            done = await provider.commit(calc.id, reference=reference, key=reference)
+            assert done.id is not None
+            await provider.reverse(
+                done.id, reference=f"{reference}:r", key=f"{reference}:r", lines=None
+            )
+        finally:
+            await provider.aclose()
 
 
 async def test_a_service_that_errors_or_hangs_is_unavailable(
