@@ -448,6 +448,26 @@ class StripeSettings(Group):
     a delivery (about 3 days in live mode)."""
 
 
+class TaxSettings(Group):
+    """Sales tax and VAT: `TAX_PROVIDER`, `TAX_ON_FAILURE`, `TAX_DEFAULT_CODE`, `TAX_MAX_ATTEMPTS`.
+
+    `none` charges no tax (an order's total is its items less the coupon); `stripe` calculates
+    it with Stripe Tax (the sandbox in development) before the payment is authorized, records
+    it after the capture and reverses it on refunds.
+    """
+
+    provider: Literal["none", "stripe"] = "none"
+    """`none`: no tax lines; `stripe`: Stripe Tax (the sandbox in development)."""
+    on_failure: Literal["fail", "open"] = "fail"
+    """When the tax service cannot answer after `max_attempts`: `fail` ends the checkout
+    `tax_unavailable` before anything is held; `open` goes on with zero tax, logged
+    (`tax.unavailable_opened`) and counted (`tax_fail_open_total`)."""
+    default_code: str = Field(default="txcd_99999999", pattern=r"^txcd_\d{8}$")
+    """The product tax code of every line (Stripe's "General - Tangible Goods")."""
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts of a tax calculation before the service counts as down (retries are Temporal's)."""
+
+
 class EasyPostSettings(Group):
     """The carrier, EasyPost, through its `easypost` package: `EASYPOST_API_BASE`,
     `EASYPOST_API_KEY`, `EASYPOST_WEBHOOK_SECRET[_PREVIOUS]`, `EASYPOST_TIMEOUT_S`.
@@ -664,6 +684,7 @@ class Settings(BaseSettings):
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     easypost: EasyPostSettings = Field(default_factory=EasyPostSettings)
     shipping: ShippingSettings = Field(default_factory=ShippingSettings)
+    tax: TaxSettings = Field(default_factory=TaxSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)

@@ -26,6 +26,7 @@ from activities.inventory.activities import InventoryActivities
 from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
 from activities.payments.metered import MeteredProvider
+from activities.payments.tax import TaxActivities, tax_provider
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
 from domains.notifications.models import Notification
@@ -143,12 +144,18 @@ def _activities(
         )
         stack.push_async_callback(provider.aclose)
         payments = PaymentsActivities(db, MeteredProvider(provider, meter))
+        taxes = tax_provider(settings)
+        stack.push_async_callback(taxes.aclose)
+        tax = TaxActivities(db, taxes, settings.tax)
         return [
             payments.authorize_payment,
             payments.refresh_payment,
             payments.capture_payment,
             payments.void_payment,
             payments.settle_ended,
+            tax.calculate_tax,
+            tax.commit_tax,
+            tax.reverse_tax,
         ]
     if domain == "shipping":
         carrier = EasyPostCarrier(

@@ -113,6 +113,10 @@ class FailureCode(StrEnum):
     PAYMENT_DECLINED = "payment_declined"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     AMOUNT_BELOW_MINIMUM = "amount_below_minimum"
+    TAX_UNAVAILABLE = "tax_unavailable"
+    TAX_NOT_RECORDED = "tax_not_recorded"
+    TAX_ALREADY_RECORDED = "tax_already_recorded"
+    TAX_REVERSAL_TOO_LARGE = "tax_reversal_too_large"
     # domains.products
     PRODUCT_NOT_FOUND = "product_not_found"
     SKU_TAKEN = "sku_taken"

@@ -113,7 +113,7 @@ def _rejection(exc: stripe.StripeError, *, card_error: bool) -> ProviderRejected
     )
 
 
-async def _translated(operation: str, call: Awaitable[T]) -> T:
+async def translated(operation: str, call: Awaitable[T]) -> T:
     """Await a Stripe call, its errors translated by class (module docstring)."""
     try:
         return await call
@@ -180,16 +180,14 @@ class StripeProvider:
         if self._return_url is not None:
             # A card that must authenticate then answers next_action.redirect_to_url.
             params["return_url"] = self._return_url
-        created = await _translated(
+        created = await translated(
             "authorize", self._intents.create_async(params, {"idempotency_key": key})
         )
         return _as_intent(created)
 
     async def retrieve(self, intent_id: str) -> Intent:
         """The intent as Stripe has it now, with its charge's refunds."""
-        found = await _translated(
-            "retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE)
-        )
+        found = await translated("retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE))
         return _as_intent(found)
 
     async def find_intent(self, checkout_id: str) -> Intent | None:
@@ -197,7 +195,7 @@ class StripeProvider:
         behind a creation by a minute, an hour in an outage; not offered to accounts in India)."""
         # A checkout id is a UUID: nothing in it can break out of the quoted value.
         query = f"metadata['checkout_id']:'{uuid.UUID(checkout_id)}'"
-        found = await _translated(
+        found = await translated(
             "find_intent", self._intents.search_async({"query": query, "limit": 10})
         )
         intents = [_as_intent(intent) for intent in found.data]
@@ -214,14 +212,14 @@ class StripeProvider:
 
     async def capture(self, intent_id: str, *, key: str) -> Intent:
         """Capture the whole authorized amount."""
-        captured = await _translated(
+        captured = await translated(
             "capture", self._intents.capture_async(intent_id, {}, {"idempotency_key": key})
         )
         return _as_intent(captured)
 
     async def cancel(self, intent_id: str, *, key: str) -> Intent:
         """Release the authorization (or an intent still waiting for the customer)."""
-        canceled = await _translated(
+        canceled = await translated(
             "cancel", self._intents.cancel_async(intent_id, {}, {"idempotency_key": key})
         )
         return _as_intent(canceled)
@@ -231,4 +229,4 @@ class StripeProvider:
         params: stripe.params.RefundCreateParams = {"payment_intent": intent_id}
         if amount is not None:
             params["amount"] = amount.to_minor_units()
-        await _translated("refund", self._refunds.create_async(params, {"idempotency_key": key}))
+        await translated("refund", self._refunds.create_async(params, {"idempotency_key": key}))

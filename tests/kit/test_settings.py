@@ -96,6 +96,10 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ),
     ("STRIPE_TIMEOUT_S", "4", ("stripe", "timeout_s"), 4.0),
     ("STRIPE_RETURN_URL", "https://shop/back", ("stripe", "return_url"), "https://shop/back"),
+    ("TAX_PROVIDER", "stripe", ("tax", "provider"), "stripe"),
+    ("TAX_ON_FAILURE", "open", ("tax", "on_failure"), "open"),
+    ("TAX_DEFAULT_CODE", "txcd_30011000", ("tax", "default_code"), "txcd_30011000"),
+    ("TAX_MAX_ATTEMPTS", "5", ("tax", "max_attempts"), 5),
     ("WORKER_REPLICAS", "3", ("worker", "replicas"), 3),
     ("TEMPORAL_API_KEY", "tmprl-key", ("temporal", "api_key"), "tmprl-key"),
     (

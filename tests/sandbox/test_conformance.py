@@ -207,6 +207,10 @@ def test_the_schemas_are_of_the_pinned_sdks_api_version() -> None:
         "dispute",
         "event",
         "error",
+        "tax.calculation",
+        "tax.calculation_line_item",
+        "tax.transaction",
+        "tax.transaction_line_item",
     }
 
 

@@ -32,7 +32,14 @@ from activities.inventory import contract as inventory
 from activities.orders import contract as orders
 from activities.payments import contract as payments
 from activities.products import contract as products
-from activities.shared import ActivityName, Line, MoneyValue, NextAction, ReleaseInput
+from activities.shared import (
+    ActivityName,
+    CheckoutRef,
+    Line,
+    MoneyValue,
+    NextAction,
+    ReleaseInput,
+)
 from activities.shipping import contract as shipping
 from tests.workflows.fast.world import LIVE_INTENT, Fail, Hang, Transient, World
 from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of
@@ -263,6 +270,35 @@ def _settle_ended(world: World, arg: payments.SettleInput) -> payments.VoidResul
     return _give_back(world, refund=arg.refund_captured)
 
 
+def _untaxed(currency: str, lines: list[payments.LineTaxValue]) -> payments.TaxResultValue:
+    zero = MoneyValue(amount=Decimal(0), currency=currency)
+    return payments.TaxResultValue(
+        status="untaxed",
+        lines=lines,
+        shipping_tax=zero,
+        total_tax=zero,
+        untaxed_reason="tax_provider_none",
+    )
+
+
+def _calculate_tax(world: World, arg: payments.CalculateTaxInput) -> payments.TaxResultValue:
+    """TAX_PROVIDER=none: zero tax on every line."""
+    zero = MoneyValue(amount=Decimal(0), currency=arg.currency)
+    lines = [
+        payments.LineTaxValue(reference=line.reference, amount=line.amount, tax=zero)
+        for line in arg.lines
+    ]
+    return _untaxed(arg.currency, lines)
+
+
+def _commit_tax(world: World, arg: CheckoutRef) -> payments.TaxResultValue:
+    return _untaxed(CURRENCY, [])
+
+
+def _reverse_tax(world: World, arg: payments.ReverseTaxInput) -> payments.TaxReversalResult:
+    return payments.TaxReversalResult(action="nothing")
+
+
 def _ship(world: World, arg: shipping.CreateShipmentInput) -> shipping.ShipmentInfo:
     world.shipment = "booked" if world.shipment is None else world.shipment
     return shipping.ShipmentInfo(
@@ -300,6 +336,9 @@ BEHAVIOURS: dict[str, Effect] = {
     payments.CAPTURE.name: _capture,
     payments.VOID.name: _void,
     payments.SETTLE_ENDED.name: _settle_ended,
+    payments.CALCULATE_TAX.name: _calculate_tax,
+    payments.COMMIT_TAX.name: _commit_tax,
+    payments.REVERSE_TAX.name: _reverse_tax,
     shipping.CREATE.name: _ship,
     shipping.CANCEL.name: _cancel_shipment,
 }
