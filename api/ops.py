@@ -48,7 +48,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from kit.settings import Settings, get_settings
+from kit.settings import ProcessRole, Settings, get_settings
 
 OPERATOR = "00000000-0000-4000-8000-0000000000ff"
 
@@ -424,7 +424,7 @@ def execute(
 
 def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
     """Parse, call the ops API, print; the exit code (module docstring)."""
-    settings = get_settings()
+    settings = get_settings().validate_for(ProcessRole("shopctl"))
     args = parser(settings).parse_args(argv)
     try:
         body = execute(settings, args, transport)

@@ -142,7 +142,7 @@ class StripeProvider:
         self, *, api_key: str, api_base: str, timeout_s: float, return_url: str | None = None
     ) -> None:
         if not api_key.startswith(STRIPE_KEY_PREFIXES):
-            # A process given the "unused" marker (or a publishable key) must never call Stripe.
+            # A publishable key (or anything else) would fail every call: refuse it at start.
             raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
         self._return_url = return_url
         self._http = stripe.HTTPXClient(timeout=timeout_s)
