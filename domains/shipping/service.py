@@ -7,11 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.shipping.carrier import CarrierShipment
-from domains.shipping.errors import ShipmentNotFound
+from domains.shipping.errors import ParcelWithCarrier, ShipmentNotFound
 from domains.shipping.events import AGGREGATE, ShipmentChanged
 from domains.shipping.models import LabelPurchase, Shipment, ShipmentEvent
 from domains.shipping.statuses import ShipmentStatus
@@ -107,6 +107,55 @@ async def mark_cancelled(session: AsyncSession, shipment: Shipment) -> bool:
     shipment.status = ShipmentStatus.CANCELLED.value
     await _event(session, "cancelled", shipment)
     return True
+
+
+async def withdraw(session: AsyncSession, order_id: uuid.UUID) -> Shipment | None:
+    """Take the order's parcel back from the carrier before pickup: its shipment is `cancelled`
+    unless tracking has moved it past `label_created` (ParcelWithCarrier). None without a shipment.
+
+    The guard is the UPDATE's WHERE: a tracking event recorded afterwards keeps the shipment
+    cancelled (`record_tracking` moves no cancelled shipment), so it cannot move the order.
+    Withdrawing again finds the shipment cancelled and answers it.
+    """
+    claimed = await session.scalar(
+        update(Shipment)
+        .where(
+            Shipment.order_id == order_id,
+            Shipment.status == ShipmentStatus.LABEL_CREATED.value,
+        )
+        .values(status=ShipmentStatus.CANCELLED.value)
+        .returning(Shipment)
+        .execution_options(populate_existing=True)
+    )
+    if claimed is not None:
+        await _event(session, "cancelled", claimed)
+        return claimed
+    shipment = await shipment_for_order(session, order_id)
+    if shipment is None or shipment.status == ShipmentStatus.CANCELLED:
+        return shipment
+    raise ParcelWithCarrier(
+        f"the carrier has the parcel ({shipment.status})", order_id=str(order_id)
+    )
+
+
+async def restore_withdrawn(session: AsyncSession, shipment_id: uuid.UUID) -> ShipmentStatus:
+    """Undo `withdraw` when the carrier refused to void the label (the parcel moved before its
+    tracking reached us): the shipment takes the furthest status its recorded tracking reached,
+    and that status is announced so that the order follows the parcel."""
+    shipment = await session.get_one(Shipment, shipment_id, with_for_update=True)
+    reached = [
+        ShipmentStatus(status)
+        for status in await session.scalars(
+            select(ShipmentEvent.status).where(ShipmentEvent.shipment_id == shipment_id)
+        )
+        if ShipmentStatus(status) in PROGRESS
+    ]
+    if shipment.status != ShipmentStatus.CANCELLED:
+        return ShipmentStatus(shipment.status)
+    furthest = max(reached, key=PROGRESS.__getitem__, default=ShipmentStatus.LABEL_CREATED)
+    shipment.status = furthest.value
+    await _event(session, furthest.value, shipment)
+    return furthest
 
 
 async def _event(session: AsyncSession, kind: str, shipment: Shipment) -> None:

@@ -1,0 +1,61 @@
+"""Cancelling an order after its checkout: the API's checks, then the order's cancellation
+workflow (`workflows.order_cancel`), which decides against the carrier atomically."""
+
+from __future__ import annotations
+
+import uuid
+
+from activities.shared import MoneyValue
+from api.auth import Principal
+from api.deps import Platform
+from api.schemas import OrderCancelAccepted
+from api.services.checkouts import update_id
+from domains.orders import service as orders
+from domains.orders.errors import AlreadyShipped, OrderNotCancellable
+from domains.orders.statuses import OrderStatus
+from kit.money import Money
+from workflows.order_cancel.client import OrderCancelClient
+from workflows.order_cancel.models import Decision, OrderCancelBody, OrderCancelInput
+
+# Past the carrier's pickup: too late to cancel (a return is the way back).
+SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
+
+
+def _answer(body: OrderCancelBody) -> OrderCancelAccepted:
+    if body.decision == Decision.ALREADY_SHIPPED:
+        raise AlreadyShipped("the carrier has the parcel: the order can no longer be cancelled")
+    return OrderCancelAccepted(order_id=body.order_id, status=body.status.value)
+
+
+async def cancel(
+    wired: Platform, order_id: uuid.UUID, caller: Principal, idempotency_key: str | None
+) -> OrderCancelAccepted:
+    """Cancel a paid order whose parcel the carrier does not have yet (202); 409
+    `already_shipped` once it does, `order_not_cancellable` when it is cancelled or refunded
+    already, or its checkout still runs. Asked again, the same cancellation answers."""
+    request = update_id("order-cancel", order_id, idempotency_key)
+    async with wired.databases["orders"].begin() as session:
+        order = (await orders.get_order(session, order_id, caller.owner_filter())).order
+    cancellations = OrderCancelClient(wired.temporal)
+    status = OrderStatus(order.status)
+    if status != OrderStatus.FULFILLING:
+        asked = await cancellations.status(order.id)
+        if asked is not None and asked.decision is not None:
+            return _answer(asked)
+        if status in SHIPPED:
+            raise AlreadyShipped("the carrier has the parcel: the order can no longer be cancelled")
+        raise OrderNotCancellable(
+            f"an order {status.value} cannot be cancelled"
+            + (" (its checkout is still running)" if status == OrderStatus.PAID else ""),
+            order_id=str(order.id),
+        )
+    body = await cancellations.request(
+        OrderCancelInput(
+            order_id=order.id,
+            checkout_id=order.checkout_id,
+            total=MoneyValue.of(Money.of(order.total_amount, order.currency)),
+            requested_by="operator" if caller.is_operator else "buyer",
+        ),
+        request,
+    )
+    return _answer(body)
