@@ -28,7 +28,8 @@ def _owner(platform: Platform, checkout: CheckoutInput) -> dict[str, str]:
 async def _completed(platform: Platform, **kwargs: Any) -> tuple[CheckoutInput, uuid.UUID]:
     checkout, handle = await platform.checkout(**kwargs)
     body = await handle.result()
-    assert body.status == "completed" and body.order is not None
+    assert body.status == "completed"
+    assert body.order is not None
     return checkout, body.order.id
 
 
@@ -125,7 +126,7 @@ async def test_cancel_before_pickup_refunds_restocks_and_releases_the_coupon(
 async def test_an_operator_cancels_any_order(
     http: httpx.AsyncClient, platform: Platform, operator: Caller
 ) -> None:
-    checkout, order_id = await _completed(platform)
+    _checkout, order_id = await _completed(platform)
     answer = await http.post(f"/v1/orders/{order_id}/cancel", headers=operator.headers)
     assert answer.status_code == 202, answer.text
     order = await _wait_order(http, order_id, operator.headers, "cancelled")
@@ -170,8 +171,9 @@ async def test_a_parcel_picked_up_while_the_cancel_is_asked_is_not_cancelled(
 async def test_a_cancelled_checkout_s_order_is_not_cancellable(
     http: httpx.AsyncClient, platform: Platform, operator: Caller
 ) -> None:
-    checkout, handle = await platform.checkout(token="tok_insufficient_funds")
+    _checkout, handle = await platform.checkout(token="tok_insufficient_funds")
     body = await handle.result()
-    assert body.status == "failed" and body.order is not None
+    assert body.status == "failed"
+    assert body.order is not None
     refused = await http.post(f"/v1/orders/{body.order.id}/cancel", headers=operator.headers)
     assert (refused.status_code, refused.json()["code"]) == (409, "order_not_cancellable")

@@ -177,10 +177,10 @@ class OrderCancelWorkflow:
                 FailedStep(name=n, error=str(e.__cause__ or e)) for n, e in failed.items()
             ]
             workflow.logger.error("order_cancel.needs_attention", extra={"steps": list(failed)})
-            self._status = CancelStatus.NEEDS_ATTENTION
+            resumed, self._status = self._status, CancelStatus.NEEDS_ATTENTION
             await workflow.wait_condition(lambda: self._operator is not None)
             action, self._operator, self._failed = self._operator, None, []
-            self._status = CancelStatus.CANCELLING
+            self._status = resumed
             if isinstance(action, Resolution):
                 self._note = action.note
                 return
