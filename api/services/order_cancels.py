@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import uuid
 
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
 from activities.shared import MoneyValue
 from api.auth import Principal
 from api.deps import Platform
 from api.schemas import OrderCancelAccepted
 from api.services.checkouts import update_id
+from domains.checkout.errors import NotWaitingForOperator
 from domains.orders import service as orders
 from domains.orders.errors import AlreadyShipped, OrderNotCancellable
 from domains.orders.statuses import OrderStatus
 from kit.money import Money
 from workflows.order_cancel.client import OrderCancelClient
-from workflows.order_cancel.models import Decision, OrderCancelBody, OrderCancelInput
+from workflows.order_cancel.models import CancelStatus, Decision, OrderCancelBody, OrderCancelInput
 
 # Past the carrier's pickup: too late to cancel (a return is the way back).
 SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
@@ -33,7 +37,9 @@ async def cancel(
     """Cancel a paid order whose parcel the carrier does not have yet (202); 409
     `already_shipped` once it does, `order_not_cancellable` when it is cancelled or refunded
     already, or its checkout still runs. Asked again, the same cancellation answers."""
-    request = update_id("order-cancel", order_id, idempotency_key)
+    # Deciding has no effect of its own (the workflow, one per order, is what acts): a repeated
+    # request is not deduplicated as an update, so that it answers the cancellation's status now.
+    update_id("order-cancel", order_id, idempotency_key)  # a malformed key is still a 400
     async with wired.databases["orders"].begin() as session:
         order = (await orders.get_order(session, order_id, caller.owner_filter())).order
     cancellations = OrderCancelClient(wired.temporal)
@@ -56,6 +62,33 @@ async def cancel(
             total=MoneyValue.of(Money.of(order.total_amount, order.currency)),
             requested_by="operator" if caller.is_operator else "buyer",
         ),
-        request,
     )
     return _answer(body)
+
+
+async def attend(
+    wired: Platform, order_id: uuid.UUID, note: str | None, idempotency_key: str | None
+) -> OrderCancelAccepted:
+    """An operator's answer to a cancellation waiting at needs_attention: run its failed steps
+    again (`note` None) or record that they were settled by hand; 409
+    `not_waiting_for_operator` when it does not wait for one."""
+    # With a key, a repeated request answers the first; without one, each is a new request (one
+    # made while the cancellation no longer waits is 409).
+    request = (
+        update_id("order-cancel-attend", order_id, idempotency_key) if idempotency_key else None
+    )
+    cancellations = OrderCancelClient(wired.temporal)
+    try:
+        if note is None:
+            await cancellations.retry(order_id, request)
+        else:
+            await cancellations.resolve(order_id, note, request)
+    except WorkflowUpdateFailedError as exc:
+        raise NotWaitingForOperator("the cancellation is not waiting for an operator") from exc
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        raise NotWaitingForOperator("the order has no running cancellation") from exc
+    body = await cancellations.status(order_id)
+    status = body.status if body is not None else CancelStatus.CANCELLING
+    return OrderCancelAccepted(order_id=order_id, status=status.value)

@@ -14,6 +14,7 @@ from sqlalchemy import text
 
 from api.auth import issue_token
 from tests.api.conftest import Caller
+from tests.api.shop import release_fails
 from tests.platform import Platform
 from workflows.checkout.models import CheckoutInput
 
@@ -177,3 +178,36 @@ async def test_a_cancelled_checkout_s_order_is_not_cancellable(
     assert body.order is not None
     refused = await http.post(f"/v1/orders/{body.order.id}/cancel", headers=operator.headers)
     assert (refused.status_code, refused.json()["code"]) == (409, "order_not_cancellable")
+
+
+async def test_a_step_failing_for_good_waits_for_an_operator(
+    http: httpx.AsyncClient, platform: Platform, operator: Caller
+) -> None:
+    checkout, order_id = await _completed(platform)
+    owner = _owner(platform, checkout)
+    async with platform.databases["inventory"].begin() as session:
+        variant_id = await session.scalar(
+            text("SELECT variant_id FROM inventory_reservations WHERE checkout_id = :c"),
+            {"c": checkout.checkout_id},
+        )
+    retry = f"/v1/ops/orders/{order_id}/cancel/retry"
+    not_yet = await http.post(retry, headers=operator.headers)
+    assert (not_yet.status_code, not_yet.json()["code"]) == (409, "not_waiting_for_operator")
+
+    async with release_fails(platform, str(variant_id)):
+        accepted = await http.post(f"/v1/orders/{order_id}/cancel", headers=owner)
+        assert accepted.status_code == 202, accepted.text
+        for _ in range(300):
+            again = await http.post(f"/v1/orders/{order_id}/cancel", headers=owner)
+            if again.json()["status"] == "needs_attention":
+                break
+            await asyncio.sleep(0.1)
+        assert again.json()["status"] == "needs_attention"
+        assert (await _order(http, order_id, owner))["status"] == "fulfilling"
+        assert (await http.post(retry, headers=owner)).status_code == 403  # operators only
+    retried = await http.post(retry, headers=operator.headers)
+    assert retried.status_code == 202, retried.text
+    await _wait_order(http, order_id, owner, "cancelled")
+    assert await _stock(platform, checkout.checkout_id) == (100, 0)
+    ledger = await platform.ledger(checkout.checkout_id)
+    assert [(r["captured"], r["refunded"]) for r in ledger] == [(1999, 1999)]

@@ -63,12 +63,12 @@ class OrderCancelClient:
                 return None
             raise
 
-    async def retry(self, order_id: uuid.UUID) -> None:
+    async def retry(self, order_id: uuid.UUID, update_id: str | None = None) -> None:
         """Run a cancellation's failed steps again (it waits at needs_attention)."""
-        await self.handle(order_id).execute_update(OrderCancelWorkflow.retry)
+        await self.handle(order_id).execute_update(OrderCancelWorkflow.retry, id=update_id)
 
-    async def resolve(self, order_id: uuid.UUID, note: str) -> None:
+    async def resolve(self, order_id: uuid.UUID, note: str, update_id: str | None = None) -> None:
         """Record that a cancellation's failed steps were settled by hand."""
         await self.handle(order_id).execute_update(
-            OrderCancelWorkflow.resolve, Resolution(note=note)
+            OrderCancelWorkflow.resolve, Resolution(note=note), id=update_id
         )
