@@ -4,21 +4,29 @@ label is voided, the payment refunded in full, the stock and the coupon given ba
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from easypost.easypost_client import EasyPostClient
 from sqlalchemy import text
+from temporalio.worker import Replayer
 
 from api.auth import issue_token
+from kit.codec import data_converter
 from tests.api.conftest import Caller
 from tests.api.shop import release_fails
 from tests.platform import Platform
 from workflows.checkout.models import CheckoutInput
+from workflows.order_cancel.client import OrderCancelClient
+from workflows.order_cancel.workflow import OrderCancelWorkflow
 
 pytestmark = pytest.mark.timeout(180)
+HISTORIES = Path(__file__).parents[1] / "workflows" / "histories"
+RECORDED_AS = "0.1.0"
 
 
 def _owner(platform: Platform, checkout: CheckoutInput) -> dict[str, str]:
@@ -88,6 +96,22 @@ async def _advance(platform: Platform, carrier_id: str) -> None:
         assert moved.status_code == 200, moved.text
 
 
+async def _replays(platform: Platform, order_id: uuid.UUID, scenario: str) -> None:
+    """The cancellation's history replays on today's code. `RECORD_HISTORIES=1` keeps it as
+    `tests/workflows/histories/order_cancel_<scenario>.<RECORDED_AS>.json` (never overwriting),
+    which `tests/workflows/test_replay.py` replays from then on."""
+    handle = OrderCancelClient(platform.client).handle(order_id)
+    await handle.result()
+    history = await handle.fetch_history()
+    path = HISTORIES / f"order_cancel_{scenario}.{RECORDED_AS}.json"
+    if os.environ.get("RECORD_HISTORIES") == "1" and not path.exists():
+        path.write_text(history.to_json())
+    replayer = Replayer(
+        workflows=[OrderCancelWorkflow], data_converter=data_converter(platform.settings.temporal)
+    )
+    await replayer.replay_workflow(history)
+
+
 async def test_cancel_before_pickup_refunds_restocks_and_releases_the_coupon(
     http: httpx.AsyncClient, platform: Platform, bob: Caller
 ) -> None:
@@ -122,6 +146,7 @@ async def test_cancel_before_pickup_refunds_restocks_and_releases_the_coupon(
     ledger = await platform.ledger(checkout.checkout_id)
     assert [(r["captured"], r["refunded"]) for r in ledger] == [(3500, 3500)]
     assert await platform.invariants(checkout.checkout_id) == []
+    await _replays(platform, order_id, "coupon")
 
 
 async def test_an_operator_cancels_any_order(
@@ -167,6 +192,8 @@ async def test_a_parcel_picked_up_while_the_cancel_is_asked_is_not_cancelled(
     # Asked again: the same answer.
     again = await http.post(f"/v1/orders/{order_id}/cancel", headers=owner)
     assert (again.status_code, again.json()["code"]) == (409, "already_shipped")
+    if await OrderCancelClient(platform.client).status(order_id) is not None:
+        await _replays(platform, order_id, "refused")  # the claim, not the API, refused it
 
 
 async def test_a_cancelled_checkout_s_order_is_not_cancellable(
@@ -211,3 +238,4 @@ async def test_a_step_failing_for_good_waits_for_an_operator(
     assert await _stock(platform, checkout.checkout_id) == (100, 0)
     ledger = await platform.ledger(checkout.checkout_id)
     assert [(r["captured"], r["refunded"]) for r in ledger] == [(1999, 1999)]
+    await _replays(platform, order_id, "needs_attention_retry")
