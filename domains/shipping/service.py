@@ -140,22 +140,26 @@ async def withdraw(session: AsyncSession, order_id: uuid.UUID) -> Shipment | Non
 
 async def restore_withdrawn(session: AsyncSession, shipment_id: uuid.UUID) -> ShipmentStatus:
     """Undo `withdraw` when the carrier refused to void the label (the parcel moved before its
-    tracking reached us): the shipment takes the furthest status its recorded tracking reached,
-    and that status is announced so that the order follows the parcel."""
+    tracking reached us): the shipment takes the furthest status its recorded tracking reached
+    (shipped when it first left), and that status is announced so that the order follows it."""
     shipment = await session.get_one(Shipment, shipment_id, with_for_update=True)
-    reached = [
-        ShipmentStatus(status)
-        for status in await session.scalars(
-            select(ShipmentEvent.status).where(ShipmentEvent.shipment_id == shipment_id)
-        )
-        if ShipmentStatus(status) in PROGRESS
-    ]
     if shipment.status != ShipmentStatus.CANCELLED:
         return ShipmentStatus(shipment.status)
-    furthest = max(reached, key=PROGRESS.__getitem__, default=ShipmentStatus.LABEL_CREATED)
-    shipment.status = furthest.value
-    await _event(session, furthest.value, shipment)
-    return furthest
+    tracked = (
+        await session.execute(
+            select(ShipmentEvent.status, ShipmentEvent.occurred_at)
+            .where(ShipmentEvent.shipment_id == shipment_id)
+            .order_by(ShipmentEvent.occurred_at)
+        )
+    ).all()
+    reached = [(ShipmentStatus(s), at) for s, at in tracked if ShipmentStatus(s) in PROGRESS]
+    furthest = max((s for s, _ in reached), key=PROGRESS.__getitem__, default=None)
+    shipment.status = (furthest or ShipmentStatus.LABEL_CREATED).value
+    left = [at for s, at in reached if PROGRESS[s] >= PROGRESS[ShipmentStatus.IN_TRANSIT]]
+    if left and shipment.shipped_at is None:
+        shipment.shipped_at = left[0]
+    await _event(session, shipment.status, shipment)
+    return ShipmentStatus(shipment.status)
 
 
 async def _event(session: AsyncSession, kind: str, shipment: Shipment) -> None:
