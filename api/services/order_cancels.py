@@ -4,25 +4,43 @@ workflow (`workflows.order_cancel`), which decides against the carrier atomicall
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
 
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.shared import MoneyValue
 from api.auth import Principal
 from api.deps import Platform
+from api.errors import ApiError
 from api.schemas import OrderCancelAccepted
 from api.services.checkouts import update_id
 from domains.checkout.errors import NotWaitingForOperator
 from domains.orders import service as orders
 from domains.orders.errors import AlreadyShipped, OrderNotCancellable
 from domains.orders.statuses import OrderStatus
+from kit.logging import get_logger
 from kit.money import Money
 from workflows.order_cancel.client import OrderCancelClient
 from workflows.order_cancel.models import CancelStatus, Decision, OrderCancelBody, OrderCancelInput
 
+T = TypeVar("T")
+log = get_logger(__name__)
+
 # Past the carrier's pickup: too late to cancel (a return is the way back).
 SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
+
+
+async def _temporal(order_id: uuid.UUID, call: Awaitable[T]) -> T:
+    """A call to the order's cancellation workflow; Temporal not answering is 503."""
+    try:
+        return await call
+    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
+        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
+            raise
+        log.error("order_cancel.temporal_unavailable", order_id=str(order_id), reason=str(exc))
+        raise ApiError(503, "temporal_unavailable", "try again") from exc
 
 
 def _answer(body: OrderCancelBody) -> OrderCancelAccepted:
@@ -45,7 +63,7 @@ async def cancel(
     cancellations = OrderCancelClient(wired.temporal)
     status = OrderStatus(order.status)
     if status != OrderStatus.FULFILLING:
-        asked = await cancellations.status(order.id)
+        asked = await _temporal(order.id, cancellations.status(order.id))
         if asked is not None and asked.decision is not None:
             return _answer(asked)
         if status in SHIPPED:
@@ -55,7 +73,7 @@ async def cancel(
             + (" (its checkout is still running)" if status == OrderStatus.PAID else ""),
             order_id=str(order.id),
         )
-    body = await cancellations.request(
+    request = cancellations.request(
         OrderCancelInput(
             order_id=order.id,
             checkout_id=order.checkout_id,
@@ -63,7 +81,7 @@ async def cancel(
             requested_by="operator" if caller.is_operator else "buyer",
         ),
     )
-    return _answer(body)
+    return _answer(await _temporal(order.id, request))
 
 
 async def attend(
@@ -80,15 +98,15 @@ async def attend(
     cancellations = OrderCancelClient(wired.temporal)
     try:
         if note is None:
-            await cancellations.retry(order_id, request)
+            await _temporal(order_id, cancellations.retry(order_id, request))
         else:
-            await cancellations.resolve(order_id, note, request)
+            await _temporal(order_id, cancellations.resolve(order_id, note, request))
     except WorkflowUpdateFailedError as exc:
         raise NotWaitingForOperator("the cancellation is not waiting for an operator") from exc
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
         raise NotWaitingForOperator("the order has no running cancellation") from exc
-    body = await cancellations.status(order_id)
+    body = await _temporal(order_id, cancellations.status(order_id))
     status = body.status if body is not None else CancelStatus.CANCELLING
     return OrderCancelAccepted(order_id=order_id, status=status.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -50,7 +50,9 @@ class OrderCancelClient:
                 "decision", id=update_id, result_type=OrderCancelBody
             )
             return decided
-        except (WorkflowUpdateFailedError, RPCError):
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
             # It ended between the start and the update: its final body answers.
             return await handle.query(OrderCancelWorkflow.status)
 
