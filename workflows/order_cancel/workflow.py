@@ -41,6 +41,16 @@ with workflow.unsafe.imports_passed_through():
 
 Step = Callable[[], Awaitable[object]]
 PROVIDER_CALLS = {shipping.WITHDRAW.name, payments.VOID.name}
+# Every activity the cancellation calls (a test checks each has options somewhere).
+CALLS = frozenset(
+    {
+        shipping.WITHDRAW.name,
+        payments.VOID.name,
+        inventory.RELEASE.name,
+        coupons.RELEASE.name,
+        orders.CANCEL.name,
+    }
+)
 
 
 def _code(error: BaseException) -> str | None:
