@@ -15,7 +15,11 @@ from easypost.easypost_client import EasyPostClient
 from sqlalchemy import text
 from temporalio.worker import Replayer
 
+from activities.shipping.activities import ShippingActivities
+from activities.shipping.contract import WithdrawInput
 from api.auth import issue_token
+from api.services.shipping import carrier
+from domains.shipping.errors import ParcelWithCarrier
 from kit.codec import data_converter
 from tests.api.conftest import Caller
 from tests.api.shop import release_fails
@@ -239,3 +243,34 @@ async def test_a_step_failing_for_good_waits_for_an_operator(
     ledger = await platform.ledger(checkout.checkout_id)
     assert [(r["captured"], r["refunded"]) for r in ledger] == [(1999, 1999)]
     await _replays(platform, order_id, "needs_attention_retry")
+
+
+async def test_a_void_the_carrier_refuses_restores_the_shipment(
+    http: httpx.AsyncClient, platform: Platform
+) -> None:
+    """The carrier has the parcel but its tracking has not reached the platform yet: the claim
+    succeeds, the void is refused, and the shipment takes back what tracking recorded."""
+    checkout, order_id = await _completed(platform)
+    owner = _owner(platform, checkout)
+    await _advance(platform, await _carrier_id(platform, order_id))
+    await _wait_order(http, order_id, owner, "shipped")
+    async with platform.databases["shipping"].begin() as session:
+        # As if the tracking event were still on its way: the shipment looks not picked up.
+        await session.execute(
+            text("UPDATE shipments SET status = 'label_created' WHERE order_id = :o"),
+            {"o": order_id},
+        )
+    shipping = ShippingActivities(
+        platform.databases["shipping"],
+        carrier(platform.settings),
+        warehouse=platform.settings.shipping.from_address,
+    )
+
+    with pytest.raises(ParcelWithCarrier):
+        await shipping.withdraw_shipment(WithdrawInput(order_id=order_id))
+    order = await _order(http, order_id, owner)
+    assert order["shipments"][0]["status"] == "in_transit"
+    assert order["status"] == "shipped"
+    assert (
+        await _carrier_shipment(platform, await _carrier_id(platform, order_id))
+    ).refund_status == "rejected"
