@@ -228,6 +228,10 @@ def _after_sale_commands(commands: Any) -> None:
         if name == "receive":
             action.add_argument("--line", type=_line, action="append", required=True, dest="lines")
     commands.add_parser("disputes", help="disputed payments and their deadlines")
+    cancel = commands.add_parser(
+        "cancel-order", help="cancel a paid order before the carrier has its parcel"
+    )
+    cancel.add_argument("order_id", type=uuid.UUID)
 
 
 def parser(settings: Settings) -> argparse.ArgumentParser:
@@ -260,6 +264,7 @@ def call_for(args: argparse.Namespace) -> Call:
         "retry": lambda: Call("POST", f"{checkout}/retry"),
         "resolve": lambda: Call("POST", f"{checkout}/resolve", body={"note": args.note}),
         "disputes": lambda: Call("GET", "/v1/ops/disputes"),
+        "cancel-order": lambda: Call("POST", f"/v1/orders/{args.order_id}/cancel"),
     }
     if args.command in simple:
         return simple[args.command]()

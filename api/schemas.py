@@ -684,3 +684,12 @@ class ShippingRatesOut(Response):
     """The rates quoted for a cart, cheapest first."""
 
     rates: list[ShippingRateOut]
+
+
+class OrderCancelAccepted(Response):
+    """The answer to an order's cancel: `status` is the cancellation's (`cancelling` while the
+    refund, restock and coupon release run, `cancelled` once the order is, `needs_attention`
+    when a step failed for good and an operator must retry or resolve it)."""
+
+    order_id: uuid.UUID
+    status: str

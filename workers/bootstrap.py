@@ -53,6 +53,7 @@ from workers.sweeper import sweep_expired_reservations
 from workers.versioning import deployment_config, serve_version
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
+from workflows.order_cancel.workflow import OrderCancelWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
@@ -164,7 +165,12 @@ def _activities(
             timeout_s=settings.easypost.timeout_s,
         )
         shipping = ShippingActivities(db, carrier, warehouse=settings.shipping.from_address)
-        return [shipping.create_shipment, shipping.cancel_shipment, shipping.create_return_label]
+        return [
+            shipping.create_shipment,
+            shipping.cancel_shipment,
+            shipping.create_return_label,
+            shipping.withdraw_shipment,
+        ]
     if domain == "checkout":
         checkout = CheckoutActivities(db)
         return [checkout.open_session, checkout.record_progress]
@@ -190,7 +196,7 @@ async def build_worker(
     """The worker of one domain's task queue, holding only that domain's database."""
     extras = extras or Extras()
     workflows: list[type] = (
-        [CheckoutWorkflow, ReconcilePaymentWorkflow, *extras.workflows]
+        [CheckoutWorkflow, ReconcilePaymentWorkflow, OrderCancelWorkflow, *extras.workflows]
         if domain == TaskQueue.CHECKOUT
         else []
     )

@@ -108,6 +108,7 @@ class FailureCode(StrEnum):
     # domains.orders
     ORDER_NOT_FOUND = "order_not_found"
     INVALID_ORDER_TRANSITION = "invalid_order_transition"
+    ORDER_NOT_CANCELLABLE = "order_not_cancellable"
     # domains.payments
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_DECLINED = "payment_declined"
@@ -128,3 +129,4 @@ class FailureCode(StrEnum):
     ADDRESS_UNSERVICEABLE = "address_unserviceable"
     LABEL_NOT_VOIDABLE = "label_not_voidable"
     SHIPPING_RATE_EXPIRED = "shipping_rate_expired"
+    ALREADY_SHIPPED = "already_shipped"

@@ -41,6 +41,7 @@ from workflows.checkout.models import (
     PaymentEvent,
 )
 from workflows.checkout.workflow import CheckoutWorkflow
+from workflows.order_cancel.workflow import OrderCancelWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 # The histories of the first release (0.1.0): the paths every later change must keep replaying.
@@ -63,7 +64,8 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
 
 def _replayer() -> Replayer:
     return Replayer(
-        workflows=[CheckoutWorkflow], data_converter=data_converter(get_settings().temporal)
+        workflows=[CheckoutWorkflow, OrderCancelWorkflow],
+        data_converter=data_converter(get_settings().temporal),
     )
 
 

@@ -315,6 +315,19 @@ def _cancel_shipment(world: World, arg: shipping.CancelShipmentInput) -> bool:
     return True
 
 
+def _return_label(world: World, arg: shipping.ReturnLabelInput) -> shipping.ReturnLabel:
+    """A return's label (not called by the checkout)."""
+    return shipping.ReturnLabel(
+        carrier_shipment_id=f"shp_return_{arg.return_id.hex[:10]}",
+        tracking_number=f"RET{arg.return_id.hex[:10]}",
+        label_url=None,
+        carrier="fake",
+        service="Ground",
+        amount=Decimal("5.00"),
+        currency=CURRENCY,
+    )
+
+
 # Every domain activity's behaviour in the fake world (idempotent: a retry changes nothing more).
 BEHAVIOURS: dict[str, Effect] = {
     cart.LOCK.name: _lock,
@@ -341,6 +354,9 @@ BEHAVIOURS: dict[str, Effect] = {
     payments.REVERSE_TAX.name: _reverse_tax,
     shipping.CREATE.name: _ship,
     shipping.CANCEL.name: _cancel_shipment,
+    # An order cancellation's claim (not called by the checkout): as the compensation.
+    shipping.WITHDRAW.name: _cancel_shipment,
+    shipping.RETURN_LABEL.name: _return_label,
 }
 
 
