@@ -17,17 +17,19 @@ from temporalio.exceptions import ApplicationError
 from activities.payments.contract import (
     AUTHORIZE,
     CAPTURE,
+    CONFIRM,
     REFRESH,
     SETTLE_ENDED,
     VOID,
     AuthorizeInput,
+    ConfirmInput,
     PaymentResult,
     SettleInput,
     VoidResult,
 )
 from activities.shared import CheckoutRef, MoneyValue, NextAction
 from domains.payments import service
-from domains.payments.declines import buyer_code, buyer_message
+from domains.payments.declines import buyer_code, buyer_error_type, buyer_message
 from domains.payments.errors import PaymentDeclined, ProviderUnavailable, UnknownIntentStatus
 from domains.payments.minimums import check_minimum
 from domains.payments.models import Payment, TransactionType
@@ -86,6 +88,7 @@ def _result(payment: Payment, intent: Intent) -> PaymentResult:
         # What the buyer may be told; the payment keeps the issuer's own code for operators.
         error_code=buyer_code(payment.last_error_code),
         message=buyer_message(payment.last_error_code) if failed else None,
+        error_type=buyer_error_type(payment.last_error_code) if failed else None,
     )
 
 
@@ -207,6 +210,51 @@ class PaymentsActivities:
                 key=key,
                 kind=TransactionType.AUTHORIZE,
                 succeeded=service.payment_status(intent) != PaymentStatus.FAILED,
+            )
+            return _result(payment, intent)
+
+    @activity.defn(name=CONFIRM.name)
+    @counts_unknown_statuses
+    async def confirm_payment(self, input: ConfirmInput) -> PaymentResult:
+        """Confirm the checkout's intent again with a new payment method (after a decline).
+
+        The same intent, never a second one: one payment per checkout. Each attempt has its key
+        (`<checkout_id>:confirm:<attempt>`), so a retry replays the provider's answer. A declined
+        card is an answer (status `failed`, with the buyer's error), not a fault; a refusal of
+        another kind (an unknown payment method) fails the attempt as `payment_declined`."""
+        key = service.idempotency_key(input.checkout_id, f"confirm:{input.attempt}")
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id)
+            intent_id = payment.provider_payment_id
+            await service.open_call(
+                session, key, {"intent": intent_id, "payment_method": input.payment_method}
+            )
+        if intent_id is None:
+            raise ApplicationError("the payment has no intent yet", type="payment_not_authorized")
+        refusal: ProviderRejected | None = None
+        try:
+            intent = await self.provider.confirm(
+                intent_id, payment_method=input.payment_method, key=key
+            )
+        except ProviderRejected as exc:
+            if exc.intent is None:
+                raise ApplicationError(
+                    f"the provider refused the payment method: {buyer_code(exc.reason)}",
+                    {"code": PaymentDeclined.code, "provider_code": exc.reason},
+                    type=PaymentDeclined.code,
+                    non_retryable=True,
+                ) from exc
+            refusal, intent = exc, exc.intent
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+            await service.apply_intent(
+                session,
+                payment,
+                intent,
+                key=key,
+                kind=TransactionType.AUTHORIZE,
+                succeeded=service.payment_status(intent) != PaymentStatus.FAILED,
+                error_code=refusal.reason if refusal else None,
             )
             return _result(payment, intent)
 
