@@ -48,6 +48,8 @@ R = TypeVar("R")
 CANCELLABLE = frozenset(
     {"requires_confirmation", "requires_action", "processing", "requires_capture"}
 )
+# A declined intent, cancelled by the undo of a checkout that took other methods after a decline.
+DECLINED = frozenset({"requires_payment_method"})
 # Counted by the payments worker (Prometheus, with the Temporal SDK's metrics), by status.
 UNKNOWN_STATUS_METRIC = "payments_unknown_intent_status"
 
@@ -340,7 +342,8 @@ class PaymentsActivities:
         else:
             intent = await self.provider.retrieve(intent_id)
 
-        if intent.status in CANCELLABLE:
+        cancellable = CANCELLABLE | (DECLINED if input.cancel_declined else frozenset())
+        if intent.status in cancellable:
             key = await self._open(input, "void", intent.id)
             try:
                 intent = await self.provider.cancel(intent.id, key=key)

@@ -16,6 +16,9 @@ class AuthorizeInput(Payload):
     amount: MoneyValue
     provider: str
     token: str
+    # The checkout takes another method after a decline (`on_decline: retry`): its undo also
+    # cancels an intent left declined, which could otherwise still be confirmed later.
+    cancel_declined: bool = False
 
 
 class ConfirmInput(Payload):
