@@ -144,6 +144,7 @@ def _activities(
         payments = PaymentsActivities(db, MeteredProvider(provider, meter))
         return [
             payments.authorize_payment,
+            payments.confirm_payment,
             payments.refresh_payment,
             payments.capture_payment,
             payments.void_payment,
