@@ -119,6 +119,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
     key_check = require_api_key(api_key, sandbox.config.restricted_keys)
     stripe = APIRouter(dependencies=[Depends(key_check)])
     _intent_routes(stripe, sandbox)
+    _intent_action_routes(stripe, sandbox)
     _refund_routes(stripe, sandbox)
     _dispute_routes(stripe, sandbox)
     router = APIRouter()
@@ -129,7 +130,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
 
 
 def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
-    """Create, read, confirm, capture and cancel payment intents."""
+    """Create, search and read payment intents."""
     store = sandbox.store
     config = sandbox.config
 
@@ -175,6 +176,12 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             lambda conn: payments.require(conn, intent_id).expanded(conn, expand)
         )
         return json_response(200, body)
+
+
+def _intent_action_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Confirm (again, after a decline), capture and cancel a payment intent."""
+    store = sandbox.store
+    config = sandbox.config
 
     @router.post(
         "/v1/payment_intents/{intent_id}/confirm", dependencies=[needs("payment_intent_write")]
