@@ -29,7 +29,13 @@ from activities.payments.contract import (
 )
 from activities.shared import CheckoutRef, MoneyValue, NextAction
 from domains.payments import service
-from domains.payments.declines import buyer_code, buyer_error_type, buyer_message
+from domains.payments.declines import (
+    UNUSABLE_METHOD,
+    UNUSABLE_METHOD_MESSAGE,
+    buyer_code,
+    buyer_error_type,
+    buyer_message,
+)
 from domains.payments.errors import PaymentDeclined, ProviderUnavailable, UnknownIntentStatus
 from domains.payments.minimums import check_minimum
 from domains.payments.models import Payment, TransactionType
@@ -222,8 +228,8 @@ class PaymentsActivities:
 
         The same intent, never a second one: one payment per checkout. Each attempt has its key
         (`<checkout_id>:confirm:<attempt>`), so a retry replays the provider's answer. A declined
-        card is an answer (status `failed`, with the buyer's error), not a fault; a refusal of
-        another kind (an unknown payment method) fails the attempt as `payment_declined`."""
+        card is an answer (status `failed`, with the buyer's error), not a fault, and so is a
+        payment method the provider does not know (`payment_method_unusable`)."""
         key = service.idempotency_key(input.checkout_id, f"confirm:{input.attempt}")
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, input.checkout_id)
@@ -239,14 +245,21 @@ class PaymentsActivities:
                 intent_id, payment_method=input.payment_method, key=key
             )
         except ProviderRejected as exc:
-            if exc.intent is None:
-                raise ApplicationError(
-                    f"the provider refused the payment method: {buyer_code(exc.reason)}",
-                    {"code": PaymentDeclined.code, "provider_code": exc.reason},
-                    type=PaymentDeclined.code,
-                    non_retryable=True,
-                ) from exc
-            refusal, intent = exc, exc.intent
+            if exc.intent is not None:
+                refusal, intent = exc, exc.intent
+            elif exc.code == "resource_missing":
+                # A payment method the provider does not know: the buyer may try another one.
+                log.info("payments.confirm.unknown_method", checkout_id=str(input.checkout_id))
+                return PaymentResult(
+                    status=PaymentStatus.FAILED.value,
+                    intent_id=intent_id,
+                    message=UNUSABLE_METHOD_MESSAGE,
+                    error_type=UNUSABLE_METHOD,
+                )
+            else:
+                # The intent moved meanwhile (e.g. an earlier attempt's answer was lost): what
+                # it is now decides.
+                intent = await self.provider.retrieve(intent_id)
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
             await service.apply_intent(

@@ -51,6 +51,10 @@ def buyer_message(code: str | None) -> str:
     return MESSAGES.get(visible or "", GENERIC_MESSAGE)
 
 
+# A new payment method the provider does not know (after a decline): the buyer may try another.
+UNUSABLE_METHOD = "payment_method_unusable"
+UNUSABLE_METHOD_MESSAGE = "This payment method cannot be used. Try another one."
+
 # Failures that are no decline by the card's issuer: the buyer is shown the code itself.
 NOT_ISSUER_DECLINES = frozenset({"payment_intent_authentication_failure"})
 CARD_DECLINED = "card_declined"

@@ -94,12 +94,17 @@ async def test_a_stolen_card_reads_as_a_generic_decline_and_a_cancel_releases_it
         "Your card was declined.",
     )
     assert "stolen" not in str(waiting)
+    # A payment method the provider does not know: the buyer may try another one.
+    unknown = await _pay(shop, checkout_id, stripe("pm_nonsense"))
+    assert unknown.status_code == 202, unknown.text
+    waiting = await _until_error(shop, checkout_id, code="payment_method_unusable")
+    assert waiting["payment"]["last_error"]["message"].startswith("This payment method cannot")
     # Declined again (the sandbox's older shape): it waits again, the same intent.
     again = await _pay(
         shop, checkout_id, {"provider": "sandbox", "token": "tok_insufficient_funds"}
     )
     assert again.status_code == 202, again.text
-    waiting = await _until_error(shop, checkout_id, "insufficient_funds")
+    waiting = await _until_error(shop, checkout_id, decline_code="insufficient_funds")
     assert waiting["payment"]["last_error"]["message"] == "Your card has insufficient funds."
     cancelled = await shop.http.post(
         f"/v1/checkouts/{checkout_id}/cancel", headers=shop.buyer.headers
@@ -115,12 +120,16 @@ async def test_a_stolen_card_reads_as_a_generic_decline_and_a_cancel_releases_it
     assert await shop.invariants(checkout_id) == []
 
 
-async def _until_error(shop: Shop, checkout_id: str, decline_code: str) -> Body:
+async def _until_error(
+    shop: Shop, checkout_id: str, *, code: str = "card_declined", decline_code: str | None = None
+) -> Body:
+    """Poll until the checkout waits again, with that error."""
     deadline = asyncio.get_running_loop().time() + 60
     while True:
         body = await shop.status(checkout_id)
         error = (body.get("payment") or {}).get("last_error") or {}
-        if body["status"] == WAITING and error.get("decline_code") == decline_code:
+        wanted = (error.get("code"), error.get("decline_code")) == (code, decline_code)
+        if body["status"] == WAITING and wanted:
             return body
         assert asyncio.get_running_loop().time() < deadline, body
         await asyncio.sleep(0.1)

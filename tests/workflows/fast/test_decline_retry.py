@@ -12,7 +12,7 @@ from activities.payments import contract as payments
 from tests.workflows.fast.harness import Run, Shop, undone
 from workflows.checkout.client import CheckoutNotRunning, UpdateRefused
 from workflows.checkout.contract import CHECKOUT_STATUS, FailureCode
-from workflows.checkout.models import CheckoutStatusBody
+from workflows.checkout.models import CheckoutStatusBody, PaymentEvent
 from workflows.checkout.payment import MAX_CONFIRMATIONS
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,6 +69,28 @@ async def test_declined_again_waits_again_then_a_good_card_completes(shop: Shop)
 
     assert body.status == "completed", body
     assert run.world.confirmed == ["pm_card_chargeDeclinedInsufficientFunds", "pm_card_visa"]
+    assert run.world.completed(coupon=False) == []
+
+
+async def test_a_new_method_asking_for_3ds_waits_for_the_buyer_then_completes(
+    shop: Shop,
+) -> None:
+    run, _ = await _declined(shop)
+
+    await run.checkouts.retry_payment(run.id, "pm_card_threeDSecure2Required")
+    waiting = await run.wait_for("requires_action", "awaiting_payment")
+    assert waiting.payment is not None
+    assert waiting.payment.next_action is not None
+    run.world.approve()
+    await run.checkouts.deliver_payment_event(
+        run.id,
+        PaymentEvent(
+            id="evt_ok", type="payment_intent.amount_capturable_updated", intent=run.world.intent_id
+        ),
+    )
+    body = await run.handle.result()
+
+    assert body.status == "completed", body
     assert run.world.completed(coupon=False) == []
 
 
