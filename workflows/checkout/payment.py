@@ -2,7 +2,9 @@
 
 `StepRunner` runs a domain activity with its options (`steps.STEPS`), interrupted by an accepted
 cancel; `PaymentSteps` authorizes, waits for the provider (3-D Secure, an asynchronous method),
-captures, undoes the payment, and settles what provider events report at any other time.
+after a decline waits for the buyer's next method and confirms the same intent with it
+(`on_decline: retry`), captures, undoes the payment, and settles what provider events report at
+any other time.
 Workflow code: deterministic, no I/O.
 """
 
@@ -137,7 +139,8 @@ class PaymentSteps(StepRunner):
             raise ApplicationError(
                 "the checkout has ended", type=FailureCode.CHECKOUT_ENDED.value, non_retryable=True
             )
-        if self._status != CheckoutStatus.REQUIRES_PAYMENT_METHOD or self._new_method is not None:
+        waiting = self._status == CheckoutStatus.REQUIRES_PAYMENT_METHOD
+        if not waiting or self._new_method is not None or self._cancel.honoured:
             raise ApplicationError(
                 f"the checkout is {self._status.value}, not waiting for a payment method",
                 type=FailureCode.NOT_AWAITING_PAYMENT_METHOD.value,
@@ -164,7 +167,7 @@ class PaymentSteps(StepRunner):
         while self._may_try_again(input, payment):
             payment = await self._confirm_new_method(input, payment, deadline)
         if payment.status != PaymentStatus.AUTHORIZED:
-            reason = payment.error_code or payment.status
+            reason = payment.error_code or payment.error_type or payment.status
             raise CheckoutStopped(
                 CheckoutStatus.FAILED,
                 FailureCode.PAYMENT_DECLINED,
@@ -204,9 +207,7 @@ class PaymentSteps(StepRunner):
         self._status = CheckoutStatus.REQUIRES_PAYMENT_METHOD
         self._payment = PaymentSummary(status=declined.status, last_error=_last_error(declined))
         self._waiting_for = f"a new payment method until {deadline:%H:%M:%S} UTC"
-        await self._enter(StepName.AWAITING_PAYMENT)
-        if not self._progress.status_changed():
-            self._progress.show_details()
+        await self._enter(StepName.AWAITING_PAYMENT)  # published: the status changed
         remaining = (deadline - workflow.now()).total_seconds()
         try:
             if remaining <= 0:
