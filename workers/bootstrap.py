@@ -150,6 +150,7 @@ def _activities(
         tax = TaxActivities(db, taxes, settings.tax)
         return [
             payments.authorize_payment,
+            payments.confirm_payment,
             payments.refresh_payment,
             payments.capture_payment,
             payments.void_payment,

@@ -18,6 +18,19 @@ class AuthorizeInput(Payload):
     amount: MoneyValue
     provider: str
     token: str
+    # The checkout takes another method after a decline (`on_decline: retry`): its undo also
+    # cancels an intent left declined, which could otherwise still be confirmed later.
+    cancel_declined: bool = False
+
+
+class ConfirmInput(Payload):
+    """Confirm the checkout's intent again with another payment method, after a decline."""
+
+    checkout_id: uuid.UUID
+    # 1 for the first new method after the authorization, then 2, 3...: each attempt has its
+    # own idempotency key, `<checkout_id>:confirm:<attempt>`.
+    attempt: int
+    payment_method: str
 
 
 class PaymentResult(Payload):
@@ -31,6 +44,10 @@ class PaymentResult(Payload):
     error_code: str | None = None
     # The sentence the buyer is shown when the payment failed ("Your card was declined.").
     message: str | None = None
+    # The kind of failure the buyer is shown (`card_declined`, or
+    # `payment_intent_authentication_failure` for a failed 3-D Secure challenge); `error_code`
+    # then says more when it differs (the issuer's decline code, generic for fraud).
+    error_type: str | None = None
 
 
 class VoidResult(Payload):
@@ -51,6 +68,7 @@ class SettleInput(Payload):
 
 AUTHORIZE = ActivityName("payments.authorize", AuthorizeInput, PaymentResult)
 REFRESH = ActivityName("payments.refresh", CheckoutRef, PaymentResult)
+CONFIRM = ActivityName("payments.confirm", ConfirmInput, PaymentResult)
 CAPTURE = ActivityName("payments.capture", CheckoutRef, PaymentResult)
 VOID = ActivityName("payments.void", AuthorizeInput, VoidResult)
 SETTLE_ENDED = ActivityName("payments.settle_ended", SettleInput, VoidResult)

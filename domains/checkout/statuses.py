@@ -14,6 +14,9 @@ class CheckoutStatus(StrEnum):
 
     PROCESSING = "processing"
     REQUIRES_ACTION = "requires_action"
+    # The card was declined and the checkout (`on_decline: retry`) waits for another payment
+    # method until its payment window ends.
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -96,6 +99,7 @@ class FailureCode(StrEnum):
     ALREADY_CAPTURED = "already_captured"
     CHECKOUT_ENDED = "checkout_ended"
     NOT_WAITING_FOR_OPERATOR = "not_waiting_for_operator"
+    NOT_AWAITING_PAYMENT_METHOD = "checkout_not_awaiting_payment_method"
     # domains.coupons
     COUPON_NOT_FOUND = "coupon_not_found"
     COUPON_CODE_TAKEN = "coupon_code_taken"

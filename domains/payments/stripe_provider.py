@@ -41,9 +41,11 @@ STRIPE_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
 # What a restricted key (`rk_live_...`) needs, and nothing more: each of Stripe's permissions
 # (as its errors name them, less the `rak_` prefix; write implies read) with the calls needing it.
 RESTRICTED_KEY_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    # authorize (create + confirm), capture, cancel; retrieve and find_intent (search) read.
+    # authorize (create + confirm), confirm again after a decline, capture, cancel; retrieve
+    # and find_intent (search) read.
     "payment_intent_write": (
         "POST /v1/payment_intents",
+        "POST /v1/payment_intents/:id/confirm",
         "POST /v1/payment_intents/:id/capture",
         "POST /v1/payment_intents/:id/cancel",
         "GET /v1/payment_intents/:id",
@@ -184,6 +186,16 @@ class StripeProvider:
             "authorize", self._intents.create_async(params, {"idempotency_key": key})
         )
         return _as_intent(created)
+
+    async def confirm(self, intent_id: str, *, payment_method: str, key: str) -> Intent:
+        """Confirm the same intent again with another payment method (after a decline)."""
+        params: stripe.params.PaymentIntentConfirmParams = {"payment_method": payment_method}
+        if self._return_url is not None:
+            params["return_url"] = self._return_url
+        confirmed = await translated(
+            "confirm", self._intents.confirm_async(intent_id, params, {"idempotency_key": key})
+        )
+        return _as_intent(confirmed)
 
     async def retrieve(self, intent_id: str) -> Intent:
         """The intent as Stripe has it now, with its charge's refunds."""

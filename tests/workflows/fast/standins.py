@@ -220,12 +220,27 @@ def _payment(world: World) -> payments.PaymentResult:
         intent_id=world.intent_id,
         next_action=action,
         error_code="card_declined" if world.intent == "failed" else None,
+        message="Your card was declined." if world.intent == "failed" else None,
     )
 
 
 def _authorize(world: World, arg: payments.AuthorizeInput) -> payments.PaymentResult:
     if world.intent is None:  # a retry finds the intent of the first attempt
         world.intent = {"authorized": "requires_capture"}.get(world.payment, world.payment)
+    return _payment(world)
+
+
+def _confirm(world: World, arg: payments.ConfirmInput) -> payments.PaymentResult:
+    """The same intent confirmed with another method: declined when its name says so, a 3-D
+    Secure challenge for `...threeDSecure...`, else authorized. Once per attempt."""
+    if len(world.confirmed) < arg.attempt:
+        world.confirmed.append(arg.payment_method)
+        if "Declined" in arg.payment_method:
+            world.intent = "failed"
+        elif "threeDSecure" in arg.payment_method:
+            world.intent, world.approved = "requires_action", None
+        else:
+            world.intent = "requires_capture"
     return _payment(world)
 
 
@@ -261,6 +276,9 @@ def _give_back(world: World, *, refund: bool = True) -> payments.VoidResult:
 
 
 def _void(world: World, arg: payments.AuthorizeInput) -> payments.VoidResult:
+    if arg.cancel_declined and world.intent == "failed":
+        world.intent = "canceled"  # nobody can confirm it later
+        return payments.VoidResult(action="canceled")
     return _give_back(world)
 
 
@@ -345,6 +363,7 @@ BEHAVIOURS: dict[str, Effect] = {
     orders.MARK_PAID.name: _mark("paid", ("pending_payment",)),
     orders.MARK_FULFILLING.name: _mark("fulfilling", ("paid",)),
     payments.AUTHORIZE.name: _authorize,
+    payments.CONFIRM.name: _confirm,
     payments.REFRESH.name: _refresh,
     payments.CAPTURE.name: _capture,
     payments.VOID.name: _void,
