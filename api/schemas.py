@@ -421,6 +421,15 @@ class CheckoutIn(Request):
     shipping_address: AddressIn
     billing_address: AddressIn | None = None
     payment: PaymentIn
+    # A declined card: `fail` ends the checkout failed; `retry` waits at
+    # `requires_payment_method` for another method (`POST /v1/checkouts/{id}/payment`).
+    on_decline: Literal["fail", "retry"] = "fail"
+
+
+class PaymentRetryIn(Request):
+    """Another payment method for a checkout waiting at `requires_payment_method`."""
+
+    payment: PaymentIn
 
 
 class CheckoutAccepted(Response):
@@ -454,11 +463,21 @@ class NextActionOut(Response):
     url: str
 
 
+class PaymentErrorOut(Response):
+    """Why the last payment method was declined, as the buyer may see it (a decline about fraud
+    or a lost or stolen card reads as a generic decline)."""
+
+    code: str
+    decline_code: str | None = None
+    message: str
+
+
 class PaymentOut(Response):
     """Where the payment stands."""
 
     status: str
     next_action: NextActionOut | None = None
+    last_error: PaymentErrorOut | None = None
 
 
 class FailureOut(Response):
@@ -761,3 +780,12 @@ class ShippingRatesOut(Response):
     """The rates quoted for a cart, cheapest first."""
 
     rates: list[ShippingRateOut]
+
+
+class OrderCancelAccepted(Response):
+    """The answer to an order's cancel: `status` is the cancellation's (`cancelling` while the
+    refund, restock and coupon release run, `cancelled` once the order is, `needs_attention`
+    when a step failed for good and an operator must retry or resolve it)."""
+
+    order_id: uuid.UUID
+    status: str

@@ -22,6 +22,11 @@ unknown keys: variables of another concern may share a first word (`CHECKOUT_DAT
 also reads as `checkout.database_url`), and a group is read field by field only: a variable
 named like a group itself (`LOG=/var/log`, set for some other tool) is not taken for its JSON.
 
+Every process reads the same settings, but needs only some of its secrets: each entry point
+names its `ProcessRole` and calls `Settings.validate_for(role)`, which with ENV=production refuses
+a missing or development-default secret that process uses and looks at no other
+(`SECRETS_BY_KIND`, `SECRETS_BY_WORKER_DOMAIN`, `PRODUCTION_CHECKS`).
+
 The payment-provider sandbox is not the platform: its `SANDBOX_*` settings are its own, in
 `sandbox/settings.py`.
 """
@@ -31,7 +36,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -69,7 +75,8 @@ DOMAINS: tuple[str, ...] = (
 )
 
 # Documented development defaults (docs/reference/configuration.md). They are public on purpose
-# and refused when ENV=production, so a forgotten variable can never ship a known secret.
+# and refused when ENV=production by each process that uses them (`Settings.validate_for`), so a
+# forgotten variable can never ship a known secret.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 # Stripe's test-mode shapes: an `sk_test_` key (the sandbox accepts exactly the configured key)
 # and a `whsec_` signing secret, used as Stripe uses it (the whole string is the HMAC key).
@@ -78,9 +85,6 @@ DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only_stripe_webhook_secret_change_me"
 # The key that encrypts Temporal payloads in development: id `dev`, the 32 bytes
 # `dev-only-payload-key-change-me!!` in base64 (`TEMPORAL_PAYLOAD_KEYS`, kit/codec.py).
 DEV_TEMPORAL_PAYLOAD_KEYS = "dev:ZGV2LW9ubHktcGF5bG9hZC1rZXktY2hhbmdlLW1lISE="
-# No secret: what a process is given for a secret setting it never uses (docs/deployment.md,
-# "Secrets"), so that ENV=production finds no development default left.
-UNUSED_SECRET = "unused-in-this-process"
 # EasyPost's shapes: a test key (`EZTK...`; the sandbox accepts exactly the configured key) and the
 # webhook secret its HMAC signatures are made with.
 DEV_EASYPOST_API_KEY = "EZTKdevonlysandboxkeychangeme"
@@ -103,6 +107,81 @@ EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
 
 class ConfigurationError(RuntimeError):
     """The environment describes a configuration the platform refuses to run with."""
+
+
+ProcessKind = Literal["api", "worker", "relay", "migrate", "shopctl", "sandbox"]
+
+# The secret settings each kind of process reads, and so the only ones it is given
+# (deploy/kubernetes) and the only ones ENV=production checks in it (`Settings.validate_for`):
+# the API verifies tokens and webhooks, quotes shipping rates and starts workflows; a worker talks
+# to Temporal; the relays and the migrations use no secret beyond their database and NATS URLs;
+# `shopctl` holds an operator's credentials; the sandbox, a stand-in for Stripe and EasyPost in
+# development and tests only, accepts the keys and signs with the secrets the platform is given.
+# Optional ones (a Temporal Cloud API key, the previous webhook secret during a rotation) are read
+# when given and never required.
+SECRETS_BY_KIND: dict[ProcessKind, frozenset[str]] = {
+    "api": frozenset(
+        {
+            "AUTH_JWT_SECRET",
+            "STRIPE_WEBHOOK_SECRET",
+            "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
+            "EASYPOST_WEBHOOK_SECRET_PREVIOUS",
+            "TEMPORAL_PAYLOAD_KEYS",
+            "TEMPORAL_API_KEY",
+        }
+    ),
+    "worker": frozenset({"TEMPORAL_PAYLOAD_KEYS", "TEMPORAL_API_KEY"}),
+    "relay": frozenset(),
+    "migrate": frozenset(),
+    "shopctl": frozenset({"SHOPCTL_TOKEN", "SHOPCTL_CLIENT_SECRET"}),
+    "sandbox": frozenset(
+        {
+            "STRIPE_API_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+            "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
+        }
+    ),
+}
+# What a worker reads beyond that for a domain it serves: the payments worker calls Stripe, the
+# shipping worker EasyPost.
+SECRETS_BY_WORKER_DOMAIN: dict[str, frozenset[str]] = {
+    "payments": frozenset({"STRIPE_API_KEY"}),
+    "shipping": frozenset({"EASYPOST_API_KEY"}),
+}
+
+
+@dataclass(frozen=True)
+class ProcessRole:
+    """What a process is: the API, a worker of some domains, a relay of some domains, the
+    migrations, `shopctl` or the provider sandbox. Its role says which secrets it reads
+    (`secrets`), and so which it needs with ENV=production (`Settings.validate_for`)."""
+
+    kind: ProcessKind
+    domains: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.domains) - set(DOMAINS))
+        if unknown:
+            raise ConfigurationError(f"{self.kind} process of unknown domains: {unknown}")
+        if self.kind == "worker" and not self.domains:
+            raise ConfigurationError("a worker process serves at least one domain")
+        if self.domains and self.kind not in ("worker", "relay"):
+            raise ConfigurationError(f"a {self.kind} process serves no domain")
+
+    def secrets(self) -> frozenset[str]:
+        """The secret variables this process reads: it is given these and no others."""
+        used = set(SECRETS_BY_KIND[self.kind])
+        if self.kind == "worker":
+            for domain in self.domains:
+                used |= SECRETS_BY_WORKER_DOMAIN.get(domain, frozenset())
+        return frozenset(used)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{','.join(self.domains)}" if self.domains else self.kind
 
 
 def database_url_for(server_url: str, database: str) -> str:
@@ -341,7 +420,8 @@ class StripeSettings(Group):
     `STRIPE_WEBHOOK_RETENTION`.
 
     Going live changes the first three and the return URL, nothing else (README, "Going live
-    with Stripe"); the key's mode is checked against ENV (`_check_stripe_live_mode`).
+    with Stripe"); the key's mode is checked against ENV where it is used (`_stripe_key_refusal`)
+    and refused everywhere outside production when it is live.
     """
 
     api_base: str = ""
@@ -350,7 +430,7 @@ class StripeSettings(Group):
     api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
     """The Stripe secret (or restricted) key; the sandbox accepts exactly this key (the default,
     public on purpose). Live keys (`sk_live_...`, `rk_live_...`) only with ENV=production, and
-    only live keys there."""
+    only live keys there in the process that calls Stripe (the payments worker)."""
     webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     """The webhook endpoint's signing secret (`whsec_...`). The default is public on purpose and
     refused when ENV=production."""
@@ -360,12 +440,32 @@ class StripeSettings(Group):
     """Where the buyer's browser returns after a 3-D Secure redirect: your shop's page that then
     polls the checkout. Live Stripe needs it to answer a card that must authenticate with
     `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js). Required
-    (https) with ENV=production in a process holding a live key."""
+    (https) with ENV=production in the process that calls Stripe (the payments worker)."""
     timeout_s: float = Field(default=10.0, gt=0)
     """A call slower than this is treated as lost and retried under the same idempotency key."""
     webhook_retention: timedelta = timedelta(days=7)
     """How long a received event's id is kept to drop its redeliveries: longer than Stripe retries
     a delivery (about 3 days in live mode)."""
+
+
+class TaxSettings(Group):
+    """Sales tax and VAT: `TAX_PROVIDER`, `TAX_ON_FAILURE`, `TAX_DEFAULT_CODE`, `TAX_MAX_ATTEMPTS`.
+
+    `none` charges no tax (an order's total is its items less the coupon); `stripe` calculates
+    it with Stripe Tax (the sandbox in development) before the payment is authorized, records
+    it after the capture and reverses it on refunds.
+    """
+
+    provider: Literal["none", "stripe"] = "none"
+    """`none`: no tax lines; `stripe`: Stripe Tax (the sandbox in development)."""
+    on_failure: Literal["fail", "open"] = "fail"
+    """When the tax service cannot answer after `max_attempts`: `fail` ends the checkout
+    `tax_unavailable` before anything is held; `open` goes on with zero tax, logged
+    (`tax.unavailable_opened`) and counted (`tax_fail_open_total`)."""
+    default_code: str = Field(default="txcd_99999999", pattern=r"^txcd_\d{8}$")
+    """The product tax code of every line (Stripe's "General - Tangible Goods")."""
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts of a tax calculation before the service counts as down (retries are Temporal's)."""
 
 
 class EasyPostSettings(Group):
@@ -584,6 +684,7 @@ class Settings(BaseSettings):
     stripe: StripeSettings = Field(default_factory=StripeSettings)
     easypost: EasyPostSettings = Field(default_factory=EasyPostSettings)
     shipping: ShippingSettings = Field(default_factory=ShippingSettings)
+    tax: TaxSettings = Field(default_factory=TaxSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
@@ -657,13 +758,9 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> Settings:
+    def _refuse_what_no_process_may_run_with(self) -> Settings:
+        """Values wrong in any process; what each process needs is `validate_for`'s."""
         if self.env == "production":
-            # With an issuer the secret verifies nothing (HS256 tokens are refused).
-            if not self.auth.issuer and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ConfigurationError(
-                    "AUTH_ISSUER or AUTH_JWT_SECRET must be set when ENV=production"
-                )
             # Keys fetched in the clear could be swapped by anyone on the path.
             for name, url in (
                 ("AUTH_ISSUER", self.auth.issuer),
@@ -671,19 +768,34 @@ class Settings(BaseSettings):
             ):
                 if url and not url.startswith("https://"):
                     raise ConfigurationError(f"{name} must be an https:// URL when ENV=production")
-            if self.stripe.api_key.get_secret_value() == DEV_STRIPE_API_KEY:
-                raise ConfigurationError("STRIPE_API_KEY must be set when ENV=production")
-            if self.stripe.webhook_secret.get_secret_value() == DEV_STRIPE_WEBHOOK_SECRET:
-                raise ConfigurationError("STRIPE_WEBHOOK_SECRET must be set when ENV=production")
-            if self.easypost.api_key.get_secret_value() == DEV_EASYPOST_API_KEY:
-                raise ConfigurationError("EASYPOST_API_KEY must be set when ENV=production")
-            if self.easypost.webhook_secret.get_secret_value() == DEV_EASYPOST_WEBHOOK_SECRET:
-                raise ConfigurationError("EASYPOST_WEBHOOK_SECRET must be set when ENV=production")
-            if self.temporal.uses_dev_payload_key():
-                raise ConfigurationError(
-                    "TEMPORAL_PAYLOAD_KEYS must not hold the development key when ENV=production"
-                )
-        _check_stripe_live_mode(self.env, self.stripe)
+        elif self.stripe.api_key.get_secret_value().startswith(STRIPE_KEY_MODES["live"]):
+            # A live key anywhere but production would take real money from tests.
+            raise ConfigurationError(
+                f"STRIPE_API_KEY is a live key: refused unless ENV=production (ENV={self.env})"
+            )
+        return self
+
+    def validate_for(self, role: ProcessRole) -> Settings:
+        """These settings, checked for a process of `role`; every entry point calls it first.
+
+        With ENV=production each secret the process needs must be set and must not be a public
+        development default; secrets it never reads are not looked at (it is not given them).
+        Returns the settings; ConfigurationError names every variable that is wrong.
+        """
+        if self.env != "production":
+            return self
+        if role.kind == "sandbox":
+            raise ConfigurationError(
+                "the sandbox stands in for Stripe and EasyPost in development and tests: "
+                "refused when ENV=production"
+            )
+        refusals = [
+            refusal
+            for variable in sorted(role.secrets() & PRODUCTION_CHECKS.keys())
+            if (refusal := PRODUCTION_CHECKS[variable](self)) is not None
+        ]
+        if refusals:
+            raise ConfigurationError(f"{role} process: " + "; ".join(refusals))
         return self
 
     def domain_database_url(self, domain: str) -> str:
@@ -735,27 +847,64 @@ class Settings(BaseSettings):
         return self.model_copy(update=update)
 
 
-def _check_stripe_live_mode(env: str, stripe: StripeSettings) -> None:
-    """Live keys only in production, and only live keys there: a test key in production would
-    take no real money, a live key anywhere else would take real money from tests. A process
-    that never calls Stripe carries the UNUSED_SECRET marker instead of a key. One that does
-    needs STRIPE_RETURN_URL in production, where live cards authenticate (3-D Secure)."""
-    key = stripe.api_key.get_secret_value()
-    live = key.startswith(STRIPE_KEY_MODES["live"])
-    if env != "production":
-        if live:
-            raise ConfigurationError(
-                f"STRIPE_API_KEY is a live key: refused unless ENV=production (ENV={env})"
-            )
-        return
-    if key == UNUSED_SECRET:
-        return
-    if not live:
-        raise ConfigurationError(
-            "STRIPE_API_KEY must be a live key (sk_live_... or rk_live_...) when ENV=production"
-        )
-    if not (stripe.return_url or "").startswith("https://"):
-        raise ConfigurationError("STRIPE_RETURN_URL must be an https:// URL when ENV=production")
+# Each secret a process may need, and why ENV=production refuses it as given (None: accepted).
+# A process is checked for the secrets of its role only (`ProcessRole.secrets`).
+
+
+def _jwt_secret_refusal(settings: Settings) -> str | None:
+    # With an issuer the secret verifies nothing (HS256 tokens are refused).
+    if settings.auth.issuer or settings.auth.jwt_secret.get_secret_value() != DEV_JWT_SECRET:
+        return None
+    return "AUTH_ISSUER or AUTH_JWT_SECRET must be set when ENV=production"
+
+
+def _stripe_key_refusal(settings: Settings) -> str | None:
+    """Only live keys in production (a test key would take no real money), and a live key needs
+    STRIPE_RETURN_URL, where live cards authenticate (3-D Secure)."""
+    key = settings.stripe.api_key.get_secret_value()
+    if key == DEV_STRIPE_API_KEY:
+        return "STRIPE_API_KEY must be set when ENV=production"
+    if not key.startswith(STRIPE_KEY_MODES["live"]):
+        return "STRIPE_API_KEY must be a live key (sk_live_... or rk_live_...) when ENV=production"
+    if not (settings.stripe.return_url or "").startswith("https://"):
+        return "STRIPE_RETURN_URL must be an https:// URL when ENV=production"
+    return None
+
+
+def _stripe_webhook_secret_refusal(settings: Settings) -> str | None:
+    if settings.stripe.webhook_secret.get_secret_value() != DEV_STRIPE_WEBHOOK_SECRET:
+        return None
+    return "STRIPE_WEBHOOK_SECRET must be set when ENV=production"
+
+
+def _easypost_key_refusal(settings: Settings) -> str | None:
+    if settings.easypost.api_key.get_secret_value() != DEV_EASYPOST_API_KEY:
+        return None
+    return "EASYPOST_API_KEY must be set when ENV=production"
+
+
+def _easypost_webhook_secret_refusal(settings: Settings) -> str | None:
+    if settings.easypost.webhook_secret.get_secret_value() != DEV_EASYPOST_WEBHOOK_SECRET:
+        return None
+    return "EASYPOST_WEBHOOK_SECRET must be set when ENV=production"
+
+
+def _payload_keys_refusal(settings: Settings) -> str | None:
+    if settings.temporal.payload_keys is None:
+        return "TEMPORAL_PAYLOAD_KEYS must be set when ENV=production"
+    if settings.temporal.uses_dev_payload_key():
+        return "TEMPORAL_PAYLOAD_KEYS must not hold the development key when ENV=production"
+    return None
+
+
+PRODUCTION_CHECKS: dict[str, Callable[[Settings], str | None]] = {
+    "AUTH_JWT_SECRET": _jwt_secret_refusal,
+    "STRIPE_API_KEY": _stripe_key_refusal,
+    "STRIPE_WEBHOOK_SECRET": _stripe_webhook_secret_refusal,
+    "EASYPOST_API_KEY": _easypost_key_refusal,
+    "EASYPOST_WEBHOOK_SECRET": _easypost_webhook_secret_refusal,
+    "TEMPORAL_PAYLOAD_KEYS": _payload_keys_refusal,
+}
 
 
 def _given(group: object) -> dict[str, Any]:

@@ -70,6 +70,11 @@ class SandboxSettings(BaseSettings):
     """Restricted keys (`rk_test_...`) the sandbox accepts beside STRIPE_API_KEY, each with its
     permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
     a JSON object of key -> list. A call outside them answers Stripe's 403."""
+    tax_fault: Literal["none", "error", "hang"] = "none"
+    """Stripe Tax's endpoints: `none` (they work), `error` (500 before any effect) or `hang`
+    (answer after tax_hang_s); switched at run time by POST /v1/test_helpers/tax/fault."""
+    tax_hang_s: float = Field(default=30.0, ge=0)
+    """How long a `hang` tax fault holds each answer (seconds)."""
     webhook_max_attempts: int = Field(default=12, ge=1)
     """Deliveries of one webhook (with backoff) before the sandbox gives up on it."""
     carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/easypost"

@@ -232,7 +232,9 @@ async def _check_checkout(
         report.fail(f"{checkout.tag}: {len(checkout.active)} reservations still active")
     _check_charged_once(checkout, report)
     _check_after_the_sale(checkout, report)
-    if checkout.status == "completed":
+    if checkout.status == "completed" and _cancelled_after_sale(checkout):
+        await _check_cancelled_after_sale(databases, checkout, report)
+    elif checkout.status == "completed":
         await _check_completed(databases, checkout, report)
     else:
         _check_given_back(checkout, report)
@@ -309,10 +311,47 @@ def _check_after_the_sale(checkout: _Ended, report: Report) -> None:
     if checkout.status != "completed":
         return  # a compensation's refund reaches its cancelled order through an event, later
     for order in checkout.orders:
-        if checkout.refunds:
+        # A cancelled order's refunds reach it through an event, later (as a compensation's).
+        if checkout.refunds and order["status"] != "cancelled":
             shown = min(succeeded, Decimal(order["total_amount"]))
             if Decimal(order["refunded_amount"]) != shown:
                 report.fail(f"{tag}: order refunded {order['refunded_amount']}, refunds {shown}")
+
+
+def _cancelled_after_sale(checkout: _Ended) -> bool:
+    """Whether the completed checkout's order was cancelled afterwards (before pickup)."""
+    return len(checkout.orders) == 1 and checkout.orders[0]["status"] == "cancelled"
+
+
+async def _check_cancelled_after_sale(
+    databases: Mapping[str, DomainDatabase], checkout: _Ended, report: Report
+) -> None:
+    """4b. An order cancelled after its checkout gave everything back: the payment refunded in
+    full, no stock still taken, the redemption released, the shipment cancelled."""
+    tag = checkout.tag
+    if checkout.captured != checkout.refunded:
+        report.fail(
+            f"{tag}: cancelled order, captured {checkout.captured} but refunded {checkout.refunded}"
+        )
+    taken = await _rows(
+        databases["inventory"],
+        "SELECT variant_id FROM inventory_reservations WHERE checkout_id = :c AND status = "
+        "'committed'",
+        c=checkout.id,
+    )
+    if taken:
+        report.fail(f"{tag}: cancelled order, {len(taken)} reservations still committed")
+    if any(r["status"] != "released" for r in checkout.redemptions):
+        report.fail(
+            f"{tag}: cancelled order, redemption {[r['status'] for r in checkout.redemptions]}"
+        )
+    shipments = await _rows(
+        databases["shipping"],
+        "SELECT status FROM shipments WHERE order_id = :o",
+        o=checkout.orders[0]["id"],
+    )
+    if any(s["status"] != "cancelled" for s in shipments):
+        report.fail(f"{tag}: cancelled order, shipment {[s['status'] for s in shipments]}")
 
 
 def _check_given_back(checkout: _Ended, report: Report) -> None:

@@ -27,6 +27,7 @@ from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
 from activities.payments.aftersale import AfterSaleActivities
 from activities.payments.metered import MeteredProvider
+from activities.payments.tax import TaxActivities, tax_provider
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
 from domains.notifications.models import Notification
@@ -54,6 +55,7 @@ from workers.versioning import deployment_config, serve_version
 from workflows.aftersale import PaymentAfterSaleWorkflow, RefundRetryWorkflow
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
+from workflows.order_cancel.workflow import OrderCancelWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
@@ -147,14 +149,21 @@ def _activities(
         metered = MeteredProvider(provider, meter)
         payments = PaymentsActivities(db, metered)
         after_sale = AfterSaleActivities(db, metered)
+        taxes = tax_provider(settings)
+        stack.push_async_callback(taxes.aclose)
+        tax = TaxActivities(db, taxes, settings.tax)
         return [
             payments.authorize_payment,
+            payments.confirm_payment,
             payments.refresh_payment,
             payments.capture_payment,
             payments.void_payment,
             payments.settle_ended,
             after_sale.after_sale,
             after_sale.retry_refund,
+            tax.calculate_tax,
+            tax.commit_tax,
+            tax.reverse_tax,
         ]
     if domain == "shipping":
         carrier = EasyPostCarrier(
@@ -163,7 +172,12 @@ def _activities(
             timeout_s=settings.easypost.timeout_s,
         )
         shipping = ShippingActivities(db, carrier, warehouse=settings.shipping.from_address)
-        return [shipping.create_shipment, shipping.cancel_shipment, shipping.create_return_label]
+        return [
+            shipping.create_shipment,
+            shipping.cancel_shipment,
+            shipping.create_return_label,
+            shipping.withdraw_shipment,
+        ]
     if domain == "checkout":
         checkout = CheckoutActivities(db)
         return [checkout.open_session, checkout.record_progress]
@@ -192,6 +206,7 @@ async def build_worker(
         [
             CheckoutWorkflow,
             ReconcilePaymentWorkflow,
+            OrderCancelWorkflow,
             PaymentAfterSaleWorkflow,
             RefundRetryWorkflow,
             *extras.workflows,

@@ -16,7 +16,7 @@ from activities.payments.contract import (
 )
 from domains.payments import aftersale, service
 from domains.payments.errors import RefundNotFound
-from domains.payments.provider import Dispute, Intent, PaymentProvider
+from domains.payments.provider import OPERATOR_RETRY, Dispute, Intent, PaymentProvider
 from domains.payments.statuses import RefundResolution, RefundStatus
 from kit.db import DomainDatabase
 from kit.logging import get_logger
@@ -90,7 +90,7 @@ class AfterSaleActivities:
             raise RefundNotFound(
                 "the refund's payment has no intent", refund_id=str(input.refund_id)
             )
-        made = await self.provider.refund(intent_id, amount=amount, key=key)
+        made = await self.provider.refund(intent_id, amount=amount, key=key, purpose=OPERATOR_RETRY)
         intent = await self.provider.retrieve(intent_id)
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, checkout_id, lock=True)

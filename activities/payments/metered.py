@@ -15,6 +15,7 @@ from temporalio.common import MetricMeter
 
 from domains.payments.errors import ProviderUnavailable
 from domains.payments.provider import (
+    COMPENSATION,
     Dispute,
     Intent,
     PaymentProvider,
@@ -65,6 +66,11 @@ class MeteredProvider:
             ),
         )
 
+    async def confirm(self, intent_id: str, *, payment_method: str, key: str) -> Intent:
+        return await self._counted(
+            "confirm", self.provider.confirm(intent_id, payment_method=payment_method, key=key)
+        )
+
     async def retrieve(self, intent_id: str) -> Intent:
         return await self._counted("retrieve", self.provider.retrieve(intent_id))
 
@@ -77,9 +83,11 @@ class MeteredProvider:
     async def cancel(self, intent_id: str, *, key: str) -> Intent:
         return await self._counted("cancel", self.provider.cancel(intent_id, key=key))
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> str:
+    async def refund(
+        self, intent_id: str, *, amount: Money | None, key: str, purpose: str = COMPENSATION
+    ) -> str:
         return await self._counted(
-            "refund", self.provider.refund(intent_id, amount=amount, key=key)
+            "refund", self.provider.refund(intent_id, amount=amount, key=key, purpose=purpose)
         )
 
     async def retrieve_dispute(self, dispute_id: str) -> Dispute:

@@ -19,16 +19,18 @@ from activities.shipping.contract import (
     CANCEL,
     CREATE,
     RETURN_LABEL,
+    WITHDRAW,
     CancelShipmentInput,
     CreateShipmentInput,
     ParcelValue,
     ReturnLabel,
     ReturnLabelInput,
     ShipmentInfo,
+    WithdrawInput,
 )
 from domains.shipping import quotes, service
 from domains.shipping.carrier import CarrierShipment, EasyPostCarrier, Parcel
-from domains.shipping.errors import LabelNotVoidable
+from domains.shipping.errors import LabelNotVoidable, ParcelWithCarrier
 from domains.shipping.models import LabelPurchase, ShippingQuote
 from kit.db import DomainDatabase
 from kit.logging import get_logger
@@ -174,6 +176,31 @@ class ShippingActivities:
         async with self.db.begin() as session:
             locked = await service.shipment_for_order(session, input.order_id, lock=True)
             return locked is not None and await service.mark_cancelled(session, locked)
+
+    @activity.defn(name=WITHDRAW.name)
+    async def withdraw_shipment(self, input: WithdrawInput) -> bool:
+        """Cancel the order's shipment before pickup and void its label; False without one.
+
+        The shipment is marked cancelled first (a guarded update: tracking that moved it past the
+        label answers ParcelWithCarrier), so that a tracking event racing the void moves neither
+        it nor the order. When the carrier refuses the void (the parcel moved before its tracking
+        reached us) the shipment is restored to what its tracking says: ParcelWithCarrier.
+        """
+        async with self.db.begin() as session:
+            shipment = await service.withdraw(session, input.order_id)
+        if shipment is None or shipment.carrier_shipment_id is None:
+            return False
+        try:
+            await self._void(shipment.carrier_shipment_id)
+        except LabelNotVoidable as refused:
+            async with self.db.begin() as session:
+                status = await service.restore_withdrawn(session, shipment.id)
+            log.warning("shipping.withdraw.refused", order_id=str(input.order_id), status=status)
+            raise ParcelWithCarrier(
+                "the carrier has the parcel", order_id=str(input.order_id)
+            ) from refused
+        log.info("shipping.withdrawn", order_id=str(input.order_id))
+        return True
 
     @activity.defn(name=RETURN_LABEL.name)
     async def create_return_label(self, input: ReturnLabelInput) -> ReturnLabel:

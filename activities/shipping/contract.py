@@ -75,6 +75,13 @@ class ReturnLabel(Payload):
     currency: str
 
 
+class WithdrawInput(Payload):
+    """Take an order's parcel back before the carrier has it (the order is being cancelled)."""
+
+    order_id: uuid.UUID
+
+
 CREATE = ActivityName("shipping.create", CreateShipmentInput, ShipmentInfo)
 CANCEL = ActivityName("shipping.cancel", CancelShipmentInput, bool)
 RETURN_LABEL = ActivityName("shipping.create_return_label", ReturnLabelInput, ReturnLabel)
+WITHDRAW = ActivityName("shipping.withdraw", WithdrawInput, bool)

@@ -74,11 +74,20 @@ class RefundReported(BaseModel):
 
     checkout_id: uuid.UUID
     refunded_total: Decimal
+    # A checkout's or an order cancellation's own refund: they move the order's status.
+    compensation: bool = False
 
 
 async def refunds_changed(session: AsyncSession, event: RefundReported) -> None:
-    """The order shows what went back to the buyer."""
-    await service.record_refunds(session, event.checkout_id, event.refunded_total, REFUND_REASON)
+    """The order shows what went back to the buyer; its status follows refunds made after the
+    sale (in the dashboard, or an operator's retry), not a compensation's."""
+    await service.record_refunds(
+        session,
+        event.checkout_id,
+        event.refunded_total,
+        REFUND_REASON,
+        move=not event.compensation,
+    )
 
 
 # A consumer of its own (its own durables): the tracking consumer's subject filters stay as

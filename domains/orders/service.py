@@ -308,12 +308,17 @@ REFUNDABLE = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.DELIVERED, S.PARTIALL
 
 
 async def record_refunds(
-    session: AsyncSession, checkout_id: uuid.UUID, refunded: Decimal, reason: str
+    session: AsyncSession,
+    checkout_id: uuid.UUID,
+    refunded: Decimal,
+    reason: str,
+    *,
+    move: bool = True,
 ) -> Order:
     """The checkout's order as the provider's succeeded refunds leave it: `refunded_amount`
-    (absolute, so a repeated report changes nothing), and `partially_refunded` or `refunded`
-    with its transition and event when a paid order's status follows. A cancelled order keeps
-    its status; an amount above the order's total is capped at it."""
+    (absolute, so a repeated report changes nothing), and, when `move`, `partially_refunded` or
+    `refunded` with its transition and event for a paid order. A cancelled order keeps its
+    status; an amount above the order's total is capped at it."""
     order = await order_for_checkout(session, checkout_id, lock=True)
     amount = min(refunded, order.total_amount)
     if amount != order.refunded_amount:
@@ -322,7 +327,7 @@ async def record_refunds(
         )
         written(session, order, {"refunded_amount": amount}, expire=["updated_at"])
     current = OrderStatus(order.status)
-    if current not in REFUNDABLE or amount <= 0:
+    if not move or current not in REFUNDABLE or amount <= 0:
         return order
     target = S.REFUNDED if amount >= order.total_amount else S.PARTIALLY_REFUNDED
     if target in ALLOWED[current]:

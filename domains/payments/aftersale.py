@@ -53,6 +53,8 @@ class RefundChanged(BaseModel):
     failure_reason: str | None
     refunded_total: Decimal
     captured_amount: Decimal
+    # A checkout's or an order cancellation's own refund: their owner moves the order's status.
+    compensation: bool = False
 
 
 class DisputeChanged(BaseModel):
@@ -98,10 +100,11 @@ async def record_refunds(
     """Record the intent's refunds on `payment` (locked by the caller); those new or moved, each
     with its `payment.refund_<status>` event. A refund whose id is in `ours` was made by the
     platform; any other one was made in the provider's dashboard."""
-    changed: list[PaymentRefund] = []
+    changed: list[tuple[PaymentRefund, Refund]] = []
     for refund in refunds:
         status = RefundStatus(refund.status).value  # an unknown status is refused, not guessed
-        origin = RefundOrigin.PLATFORM if refund.id in ours else RefundOrigin.DASHBOARD
+        mine = refund.id in ours or refund.by_platform
+        origin = RefundOrigin.PLATFORM if mine else RefundOrigin.DASHBOARD
         row = await _refund_row(session, refund.id)
         if row is None:
             row = PaymentRefund(
@@ -116,22 +119,22 @@ async def record_refunds(
                 failure_reason=refund.failure_reason,
             )
             session.add(row)
-            changed.append(row)
+            changed.append((row, refund))
             continue
         if origin == RefundOrigin.PLATFORM:
             row.origin = origin.value  # the platform's own record wins over a webhook's guess
         if _may_move(row.status, status):
             row.status = status
             row.failure_reason = refund.failure_reason
-            changed.append(row)
+            changed.append((row, refund))
     await session.flush()
     total = await refunded_total(session, payment.id)
-    events = [_refund_event(payment, row, total) for row in changed]
+    events = [_refund_event(payment, row, refund, total) for row, refund in changed]
     await write_with_events(session, [], events)
-    return changed
+    return [row for row, _ in changed]
 
 
-def _refund_event(payment: Payment, row: PaymentRefund, total: Decimal) -> NewEvent:
+def _refund_event(payment: Payment, row: PaymentRefund, refund: Refund, total: Decimal) -> NewEvent:
     payload = RefundChanged(
         refund_id=row.id,
         provider_refund_id=row.provider_refund_id,
@@ -145,6 +148,7 @@ def _refund_event(payment: Payment, row: PaymentRefund, total: Decimal) -> NewEv
         failure_reason=row.failure_reason,
         refunded_total=total,
         captured_amount=payment.captured_amount,
+        compensation=refund.compensation,
     )
     return NewEvent(AGGREGATE, payment.id, f"payment.refund_{row.status}", payload)
 

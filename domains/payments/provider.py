@@ -2,7 +2,7 @@
 
 The activities speak to a `PaymentProvider`; `domains/payments/stripe_provider.py` is the one
 implementation today (the official `stripe` package). Another provider (Adyen, Braintree) is one
-more class with these five calls and the same three outcomes:
+more class with these calls and the same three outcomes:
 
 - an `Intent`: the provider's view of the payment after the call;
 - `ProviderRejected`: a definite refusal (a declined card, an unknown payment method, an intent
@@ -27,6 +27,14 @@ from typing import Protocol
 
 from kit.money import Money
 
+# What the platform writes in the metadata of every refund it makes: who made it, and why. A
+# refund without it was made by someone else (in the provider's dashboard).
+REFUNDED_BY, PLATFORM = "refunded_by", "platform"
+PURPOSE = "purpose"
+# Why: a compensation (a checkout's or an order cancellation's: their owner sets the order's
+# status), or an operator's retry of a failed refund (the order follows it like a dashboard one).
+COMPENSATION, OPERATOR_RETRY = "compensation", "operator_retry"
+
 
 @dataclass(frozen=True)
 class Refund:
@@ -38,6 +46,17 @@ class Refund:
     status: str
     reason: str | None = None
     failure_reason: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def by_platform(self) -> bool:
+        """Whether the platform made it (its metadata says so)."""
+        return self.metadata.get(REFUNDED_BY) == PLATFORM
+
+    @property
+    def compensation(self) -> bool:
+        """Whether it gives back a checkout or a cancelled order (whose owner moves the order)."""
+        return self.by_platform and self.metadata.get(PURPOSE, COMPENSATION) == COMPENSATION
 
 
 @dataclass(frozen=True)
@@ -127,6 +146,10 @@ class PaymentProvider(Protocol):
         """Create and confirm an intent for `amount`, to be captured later."""
         ...
 
+    async def confirm(self, intent_id: str, *, payment_method: str, key: str) -> Intent:
+        """Confirm the same intent again with another payment method (after a decline)."""
+        ...
+
     async def retrieve(self, intent_id: str) -> Intent:
         """The intent as the provider has it now (never trust an event's copy)."""
         ...
@@ -144,8 +167,11 @@ class PaymentProvider(Protocol):
         """Release an authorization, or an intent still waiting for the customer."""
         ...
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> str:
-        """Refund captured money; `amount=None` refunds whatever is left. The refund's id."""
+    async def refund(
+        self, intent_id: str, *, amount: Money | None, key: str, purpose: str = COMPENSATION
+    ) -> str:
+        """Refund captured money; `amount=None` refunds whatever is left. The refund's id; its
+        metadata says the platform made it, and why (`purpose`)."""
         ...
 
     async def retrieve_dispute(self, dispute_id: str) -> Dispute:

@@ -28,6 +28,10 @@ import stripe
 
 from domains.payments.errors import ProviderUnavailable, UnknownIntentStatus
 from domains.payments.provider import (
+    COMPENSATION,
+    PLATFORM,
+    PURPOSE,
+    REFUNDED_BY,
     Dispute,
     Intent,
     ProviderMisuse,
@@ -47,9 +51,11 @@ STRIPE_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
 # What a restricted key (`rk_live_...`) needs, and nothing more: each of Stripe's permissions
 # (as its errors name them, less the `rak_` prefix; write implies read) with the calls needing it.
 RESTRICTED_KEY_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    # authorize (create + confirm), capture, cancel; retrieve and find_intent (search) read.
+    # authorize (create + confirm), confirm again after a decline, capture, cancel; retrieve
+    # and find_intent (search) read.
     "payment_intent_write": (
         "POST /v1/payment_intents",
+        "POST /v1/payment_intents/:id/confirm",
         "POST /v1/payment_intents/:id/capture",
         "POST /v1/payment_intents/:id/cancel",
         "GET /v1/payment_intents/:id",
@@ -114,6 +120,7 @@ def refund_of(data: Mapping[str, Any]) -> Refund:
         status=str(data["status"]),
         reason=data.get("reason"),
         failure_reason=data.get("failure_reason"),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
     )
 
 
@@ -151,7 +158,7 @@ def _rejection(exc: stripe.StripeError, *, card_error: bool) -> ProviderRejected
     )
 
 
-async def _translated(operation: str, call: Awaitable[T]) -> T:
+async def translated(operation: str, call: Awaitable[T]) -> T:
     """Await a Stripe call, its errors translated by class (module docstring)."""
     try:
         return await call
@@ -180,7 +187,7 @@ class StripeProvider:
         self, *, api_key: str, api_base: str, timeout_s: float, return_url: str | None = None
     ) -> None:
         if not api_key.startswith(STRIPE_KEY_PREFIXES):
-            # A process given the "unused" marker (or a publishable key) must never call Stripe.
+            # A publishable key (or anything else) would fail every call: refuse it at start.
             raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
         self._return_url = return_url
         self._http = stripe.HTTPXClient(timeout=timeout_s)
@@ -219,16 +226,24 @@ class StripeProvider:
         if self._return_url is not None:
             # A card that must authenticate then answers next_action.redirect_to_url.
             params["return_url"] = self._return_url
-        created = await _translated(
+        created = await translated(
             "authorize", self._intents.create_async(params, {"idempotency_key": key})
         )
         return _as_intent(created)
 
+    async def confirm(self, intent_id: str, *, payment_method: str, key: str) -> Intent:
+        """Confirm the same intent again with another payment method (after a decline)."""
+        params: stripe.params.PaymentIntentConfirmParams = {"payment_method": payment_method}
+        if self._return_url is not None:
+            params["return_url"] = self._return_url
+        confirmed = await translated(
+            "confirm", self._intents.confirm_async(intent_id, params, {"idempotency_key": key})
+        )
+        return _as_intent(confirmed)
+
     async def retrieve(self, intent_id: str) -> Intent:
         """The intent as Stripe has it now, with its charge's refunds."""
-        found = await _translated(
-            "retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE)
-        )
+        found = await translated("retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE))
         return _as_intent(found)
 
     async def find_intent(self, checkout_id: str) -> Intent | None:
@@ -236,7 +251,7 @@ class StripeProvider:
         behind a creation by a minute, an hour in an outage; not offered to accounts in India)."""
         # A checkout id is a UUID: nothing in it can break out of the quoted value.
         query = f"metadata['checkout_id']:'{uuid.UUID(checkout_id)}'"
-        found = await _translated(
+        found = await translated(
             "find_intent", self._intents.search_async({"query": query, "limit": 10})
         )
         intents = [_as_intent(intent) for intent in found.data]
@@ -253,29 +268,35 @@ class StripeProvider:
 
     async def capture(self, intent_id: str, *, key: str) -> Intent:
         """Capture the whole authorized amount."""
-        captured = await _translated(
+        captured = await translated(
             "capture", self._intents.capture_async(intent_id, {}, {"idempotency_key": key})
         )
         return _as_intent(captured)
 
     async def cancel(self, intent_id: str, *, key: str) -> Intent:
         """Release the authorization (or an intent still waiting for the customer)."""
-        canceled = await _translated(
+        canceled = await translated(
             "cancel", self._intents.cancel_async(intent_id, {}, {"idempotency_key": key})
         )
         return _as_intent(canceled)
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> str:
-        """Refund captured money; without an amount whatever is left (a retry is identical)."""
-        params: stripe.params.RefundCreateParams = {"payment_intent": intent_id}
+    async def refund(
+        self, intent_id: str, *, amount: Money | None, key: str, purpose: str = COMPENSATION
+    ) -> str:
+        """Refund captured money; without an amount whatever is left (a retry is identical).
+        The refund's metadata says the platform made it, and why (`purpose`)."""
+        params: stripe.params.RefundCreateParams = {
+            "payment_intent": intent_id,
+            "metadata": {REFUNDED_BY: PLATFORM, PURPOSE: purpose},
+        }
         if amount is not None:
             params["amount"] = amount.to_minor_units()
-        made = await _translated(
+        made = await translated(
             "refund", self._refunds.create_async(params, {"idempotency_key": key})
         )
         return made.id
 
     async def retrieve_dispute(self, dispute_id: str) -> Dispute:
         """The dispute as Stripe has it now."""
-        found = await _translated("retrieve_dispute", self._disputes.retrieve_async(dispute_id))
+        found = await translated("retrieve_dispute", self._disputes.retrieve_async(dispute_id))
         return dispute_of(found.to_dict())

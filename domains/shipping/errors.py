@@ -28,3 +28,8 @@ class ShippingRateExpired(DomainError, code="shipping_rate_expired"):
 
 class CarrierUnavailable(Exception):
     """The carrier failed or did not answer: retry (transient)."""
+
+
+class ParcelWithCarrier(DomainError, code="already_shipped", http_status=409):
+    """The carrier has the parcel (its tracking moved past the bought label): the order can no
+    longer be cancelled, only returned."""

@@ -27,6 +27,7 @@ from sandbox.psp.routes import Sandbox, payments_router
 from sandbox.psp.scheduler import Scheduler, Timer
 from sandbox.psp.signing import stripe_headers
 from sandbox.psp.store import Store
+from sandbox.psp.tax_routes import tax_router
 from sandbox.psp.webhooks import (
     CARRIER_TARGET,
     PAYMENTS_TARGET,
@@ -230,6 +231,7 @@ def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(payments_router(sandbox))
+    app.include_router(tax_router(sandbox))
     app.include_router(easypost_router(sandbox))
     app.include_router(oidc_router(sandbox.psp_url, config, keys))
     return app

@@ -75,6 +75,17 @@ class CreateIntentRequest(_Body):
         return "token" if self.token is not None else "payment_method"
 
 
+class ConfirmIntentRequest(_Body):
+    """`POST /v1/payment_intents/{id}/confirm`: try the intent again, with another payment
+    method after a decline (without one, the method it has)."""
+
+    payment_method: PaymentMethodName | None = None
+    # As at creation: accepted, the sandbox's challenge page shows the outcome instead.
+    return_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None
+    ) = None
+
+
 class CaptureRequest(_Body):
     """`POST /v1/payment_intents/{id}/capture`; without an amount the whole capturable amount."""
 

@@ -26,6 +26,7 @@ from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
 from sandbox.psp.models import (
     CancelRequest,
     CaptureRequest,
+    ConfirmIntentRequest,
     CreateIntentRequest,
     DisputeUpdateRequest,
     EmptyRequest,
@@ -106,7 +107,7 @@ def _key(request: Request) -> str | None:
 
 async def _flaky_scope(store: Store, kind: str, intent_id: str) -> str | None:
     """The tok_flaky call counter of `kind` calls on an intent (None: not a tok_flaky intent)."""
-    # The token never changes after creation, so reading it outside the transaction is safe.
+    # Read outside the transaction: only a confirmation with another method changes it.
     token = await store.read(lambda conn: payments.token_of(conn, intent_id))
     return f"{kind}:{intent_id}" if token == payments.TOK_FLAKY else None
 
@@ -117,6 +118,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
     key_check = require_api_key(api_key, sandbox.config.restricted_keys)
     stripe = APIRouter(dependencies=[Depends(key_check)])
     _intent_routes(stripe, sandbox)
+    _intent_action_routes(stripe, sandbox)
     _refund_routes(stripe, sandbox)
     _dispute_routes(stripe, sandbox)
     router = APIRouter()
@@ -127,7 +129,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
 
 
 def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
-    """Create, read, capture and cancel payment intents."""
+    """Create, search and read payment intents."""
     store = sandbox.store
     config = sandbox.config
 
@@ -173,6 +175,31 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             lambda conn: payments.require(conn, intent_id).expanded(conn, expand)
         )
         return json_response(200, body)
+
+
+def _intent_action_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Confirm (again, after a decline), capture and cancel a payment intent."""
+    store = sandbox.store
+    config = sandbox.config
+
+    @router.post(
+        "/v1/payment_intents/{intent_id}/confirm", dependencies=[needs("payment_intent_write")]
+    )
+    async def confirm_intent(intent_id: str, request: Request) -> Response:
+        """Confirm an intent again: after a decline, with another payment method."""
+        body, digest = await parse_body(request, ConfirmIntentRequest)
+        return await sandbox.execute(
+            request,
+            f"POST /v1/payment_intents/{intent_id}/confirm",
+            digest,
+            functools.partial(
+                payments.confirm_intent,
+                intent_id=intent_id,
+                req=body,
+                psp_url=sandbox.psp_url,
+                async_delay_s=config.async_delay_s,
+            ),
+        )
 
     @router.post(
         "/v1/payment_intents/{intent_id}/capture", dependencies=[needs("payment_intent_write")]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from kit.logging import get_logger
+from sandbox.psp.tax import SCHEMA as TAX_SCHEMA
 
 log = get_logger(__name__)
 
@@ -111,6 +112,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_pending ON events (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS events_payment_intent ON events (payment_intent);
 """
+    + ";"
+    + TAX_SCHEMA
 )
 
 # Columns added after the table was first released. Every file, new or old, gets them here by

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from domains.orders import service as orders
@@ -78,7 +78,7 @@ async def test_a_run_started_for_an_ended_checkout_answers_its_outcome(
     done = await shop.wait(checkout_id)
     assert done["status"] == "completed", done
     first = CheckoutClient(platform.client).handle(uuid.UUID(checkout_id))
-    replayed_input = await _input_of(first)
+    replayed_input = await _input_of(platform.client, first)
     # The same checkout again, as a new run (under another id: the dev server keeps closed runs).
     again = await platform.client.start_workflow(
         CheckoutWorkflow.run,
@@ -101,11 +101,15 @@ async def test_a_run_started_for_an_ended_checkout_answers_its_outcome(
     assert await _untouched(shop, platform, checkout_id, cart_id)
 
 
-async def _input_of(handle: WorkflowHandle[Any, Any]) -> CheckoutInput:
+async def _input_of(client: Client, handle: WorkflowHandle[Any, Any]) -> CheckoutInput:
+    """The run's input as the history keeps it: encrypted, decoded with the platform's keys."""
     async for event in handle.fetch_history_events():
         started = event.workflow_execution_started_event_attributes
-        payload = started.input.payloads[0]
-        return CheckoutInput.model_validate_json(payload.data)
+        [decoded] = await client.data_converter.decode(
+            list(started.input.payloads[:1]), [CheckoutInput]
+        )
+        assert isinstance(decoded, CheckoutInput)
+        return decoded
     raise AssertionError("no history")
 
 
