@@ -17,7 +17,18 @@ from api import errors
 from api.auth import verifier_for
 from api.deps import Platform, RateLimiter
 from api.metrics import METRICS_PATH, RequestMetrics
-from api.routers import carts, catalog, checkouts, codec, health, ops, orders, users, webhooks
+from api.routers import (
+    aftersale,
+    carts,
+    catalog,
+    checkouts,
+    codec,
+    health,
+    ops,
+    orders,
+    users,
+    webhooks,
+)
 from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
 from kit.settings import ProcessRole, Settings, get_settings
@@ -117,7 +128,18 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (users, catalog, carts, checkouts, orders, webhooks, ops, codec, health):
+    for module in (
+        users,
+        catalog,
+        carts,
+        checkouts,
+        orders,
+        webhooks,
+        ops,
+        aftersale,
+        codec,
+        health,
+    ):
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=config.api.max_body_bytes)
     # The web UI calls the payload codec from its own origin (api/routers/codec.py).

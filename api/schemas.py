@@ -539,6 +539,16 @@ class ShipmentOut(Response):
     label_url: str | None
 
 
+class OrderDisputeOut(Response):
+    """A dispute of the order's payment, as the provider reports it."""
+
+    status: str
+    reason: str
+    amount: AmountOut
+    currency: str
+    evidence_due_by: datetime | None
+
+
 class OrderOut(Response):
     """An order with its lines, addresses, history and shipments."""
 
@@ -551,12 +561,16 @@ class OrderOut(Response):
     subtotal_amount: AmountOut
     discount_amount: AmountOut
     total_amount: AmountOut
+    # What went back to the buyer (refunds made by the platform or in the provider's dashboard).
+    refunded_amount: AmountOut
     coupon_code: str | None
     created_at: datetime
     items: list[OrderItemOut]
     addresses: dict[str, dict[str, Any]]
     transitions: list[TransitionOut]
     shipments: list[ShipmentOut]
+    # The payment's newest dispute (chargeback), if the buyer's bank ever disputed it.
+    dispute: OrderDisputeOut | None = None
 
 
 class OrderList(Response):
@@ -676,6 +690,69 @@ class ResolutionIn(Request):
     """An operator's record that what a checkout could not give back was settled by hand."""
 
     note: MultilineText = Field(min_length=1, max_length=1000)
+
+
+class RefundRetryIn(Request):
+    """An operator's retry of a failed refund, with an optional note."""
+
+    note: MultilineText | None = Field(default=None, max_length=1000)
+
+
+class OpsDisputeOut(Response):
+    """A disputed payment: its order, amount, reason, status and evidence deadline."""
+
+    id: uuid.UUID
+    provider_dispute_id: str
+    order_id: uuid.UUID | None
+    order_number: str | None
+    checkout_id: uuid.UUID
+    payment_id: uuid.UUID
+    amount: AmountOut
+    currency: str
+    reason: str
+    status: str
+    evidence_due_by: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OpsDisputeList(Response):
+    """Disputes, the nearest evidence deadline first."""
+
+    data: list[OpsDisputeOut]
+
+
+class OpsRefundOut(Response):
+    """A refund and where it stands; a failed one waits for an operator until settled."""
+
+    id: uuid.UUID
+    provider_refund_id: str
+    order_id: uuid.UUID | None
+    checkout_id: uuid.UUID
+    payment_id: uuid.UUID
+    amount: AmountOut
+    currency: str
+    status: str
+    origin: str
+    failure_reason: str | None
+    resolution: str | None
+    resolution_note: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OpsRefundList(Response):
+    """Failed refunds waiting for an operator, oldest first."""
+
+    data: list[OpsRefundOut]
+
+
+class RefundRetryOut(Response):
+    """An operator's retry of a failed refund: the refund it settled and the new one."""
+
+    refund: OpsRefundOut
+    new_provider_refund_id: str
+    new_status: str
 
 
 # -- shipping rates ------------------------------------------------------------------------------

@@ -74,6 +74,12 @@ async def fetch_ledger(psp_url: str) -> dict[str, list[LedgerEntry]]:
     return grouped
 
 
+# Statuses of a completed checkout's order that say it was never paid (or gave it all back).
+NOT_PAID = ("pending_payment", "cancelled", "refunded", "partially_refunded")
+# A completed checkout's payment: captured, then perhaps disputed or refunded after the sale.
+AFTER_CAPTURE = ("captured", "disputed", "refunded")
+
+
 async def check_invariants(
     databases: Mapping[str, DomainDatabase],
     psp_url: str,
@@ -152,6 +158,7 @@ class _Ended:
     active: list[Row]  # its reservations still active
     orders: list[Row]
     payments: list[Row]
+    refunds: list[Row]
     redemptions: list[Row]
     carts: list[Row]
 
@@ -190,13 +197,18 @@ async def _read_ended(
         ),
         orders=await of_checkout(
             "orders",
-            "SELECT id::text AS id, status, total_amount, currency FROM orders "
+            "SELECT id::text AS id, status, total_amount, refunded_amount, currency FROM orders "
             "WHERE checkout_id = :c",
         ),
         payments=await of_checkout(
             "payments",
             "SELECT status, captured_amount, refunded_amount, currency FROM payments "
             "WHERE checkout_id = :c",
+        ),
+        refunds=await of_checkout(
+            "payments",
+            "SELECT r.amount, r.currency, r.status, r.resolution FROM payment_refunds r "
+            "JOIN payments p ON p.id = r.payment_id WHERE p.checkout_id = :c",
         ),
         redemptions=await of_checkout(
             "coupons", "SELECT status FROM coupon_redemptions WHERE checkout_id = :c"
@@ -219,6 +231,7 @@ async def _check_checkout(
     if checkout.active:
         report.fail(f"{checkout.tag}: {len(checkout.active)} reservations still active")
     _check_charged_once(checkout, report)
+    _check_after_the_sale(checkout, report)
     if checkout.status == "completed" and _cancelled_after_sale(checkout):
         await _check_cancelled_after_sale(databases, checkout, report)
     elif checkout.status == "completed":
@@ -257,13 +270,15 @@ async def _check_completed(
     """4. Exactly one order, paid or later, one capture, one shipment, coupon used, cart done."""
     tag, orders, payments = checkout.tag, checkout.orders, checkout.payments
     captured, refunded = checkout.captured, checkout.refunded
-    if len(orders) != 1 or orders[0]["status"] in ("pending_payment", "cancelled", "refunded"):
+    # Refunds after the sale (money after the sale, 11) may leave the order (partially) refunded.
+    unpaid = ("pending_payment", "cancelled") if refunded else NOT_PAID
+    if len(orders) != 1 or orders[0]["status"] in unpaid:
         report.fail(f"{tag}: order {[o['status'] for o in orders]}")
     if orders and Decimal(orders[0]["total_amount"]) == 0:
         # A zero total is completed with no payment at all (payment `not_required`).
         if payments or checkout.intents:
             report.fail(f"{tag}: a zero total took a payment ({captured=}, {refunded=})")
-    elif not payments or payments[0]["status"] != "captured" or captured == 0 or refunded:
+    elif not payments or payments[0]["status"] not in AFTER_CAPTURE or captured == 0:
         report.fail(f"{tag}: payment not captured exactly ({captured=}, {refunded=})")
     if orders:
         shipments = await _rows(
@@ -277,6 +292,30 @@ async def _check_completed(
         report.fail(f"{tag}: redemption {[r['status'] for r in checkout.redemptions]}")
     if not checkout.carts or checkout.carts[0]["status"] != "converted":
         report.fail(f"{tag}: cart {[c['status'] for c in checkout.carts]}")
+
+
+def _check_after_the_sale(checkout: _Ended, report: Report) -> None:
+    """11. Money after the sale: refunded <= captured, the payments database's refunds add up to
+    the ledger's, and the order shows what its succeeded refunds gave back."""
+    tag, captured, refunded = checkout.tag, checkout.captured, checkout.refunded
+    if refunded > captured:
+        report.fail(f"{tag}: refunded {refunded} > captured {captured}")
+    # The provider counts a refund from its creation until it fails or is canceled.
+    counted = [r for r in checkout.refunds if r["status"] not in ("failed", "canceled")]
+    units = sum(Money.of(Decimal(r["amount"]), r["currency"]).to_minor_units() for r in counted)
+    if checkout.refunds and units != refunded:
+        report.fail(f"{tag}: payments db refunds add up to {units}, ledger says {refunded}")
+    succeeded = sum(
+        (Decimal(r["amount"]) for r in checkout.refunds if r["status"] == "succeeded"), Decimal(0)
+    )
+    if checkout.status != "completed":
+        return  # a compensation's refund reaches its cancelled order through an event, later
+    for order in checkout.orders:
+        # A cancelled order's refunds reach it through an event, later (as a compensation's).
+        if checkout.refunds and order["status"] != "cancelled":
+            shown = min(succeeded, Decimal(order["total_amount"]))
+            if Decimal(order["refunded_amount"]) != shown:
+                report.fail(f"{tag}: order refunded {order['refunded_amount']}, refunds {shown}")
 
 
 def _cancelled_after_sale(checkout: _Ended) -> bool:
@@ -318,7 +357,14 @@ async def _check_cancelled_after_sale(
 def _check_given_back(checkout: _Ended, report: Report) -> None:
     """5. Nothing held, nobody paying, order cancelled, cart editable again."""
     tag, intents, carts = checkout.tag, checkout.intents, checkout.carts
-    if checkout.captured != checkout.refunded:
+    # A refund that failed at the card network is money still owed: it waits visibly for an
+    # operator (`/v1/ops/refunds/failed`), or an operator settled it by hand (11).
+    owed = sum(
+        Money.of(Decimal(r["amount"]), r["currency"]).to_minor_units()
+        for r in checkout.refunds
+        if r["status"] == "failed" and r["resolution"] != "retried"
+    )
+    if checkout.captured != checkout.refunded + owed:
         report.fail(f"{tag}: captured {checkout.captured} but refunded {checkout.refunded}")
     if any(i.status in ("requires_capture", "requires_action", "processing") for i in intents):
         report.fail(f"{tag}: an authorization is still live: {[i.status for i in intents]}")

@@ -25,6 +25,7 @@ from activities.errors import PermanentFailures
 from activities.inventory.activities import InventoryActivities
 from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
+from activities.payments.aftersale import AfterSaleActivities
 from activities.payments.metered import MeteredProvider
 from activities.payments.tax import TaxActivities, tax_provider
 from activities.products.activities import ProductsActivities
@@ -51,6 +52,7 @@ from workers.gauges import CheckoutGauges
 from workers.periodic import run_every, run_when_woken
 from workers.sweeper import sweep_expired_reservations
 from workers.versioning import deployment_config, serve_version
+from workflows.aftersale import PaymentAfterSaleWorkflow, RefundRetryWorkflow
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.order_cancel.workflow import OrderCancelWorkflow
@@ -144,7 +146,9 @@ def _activities(
             return_url=settings.stripe.return_url,
         )
         stack.push_async_callback(provider.aclose)
-        payments = PaymentsActivities(db, MeteredProvider(provider, meter))
+        metered = MeteredProvider(provider, meter)
+        payments = PaymentsActivities(db, metered)
+        after_sale = AfterSaleActivities(db, metered)
         taxes = tax_provider(settings)
         stack.push_async_callback(taxes.aclose)
         tax = TaxActivities(db, taxes, settings.tax)
@@ -155,6 +159,8 @@ def _activities(
             payments.capture_payment,
             payments.void_payment,
             payments.settle_ended,
+            after_sale.after_sale,
+            after_sale.retry_refund,
             tax.calculate_tax,
             tax.commit_tax,
             tax.reverse_tax,
@@ -197,7 +203,14 @@ async def build_worker(
     """The worker of one domain's task queue, holding only that domain's database."""
     extras = extras or Extras()
     workflows: list[type] = (
-        [CheckoutWorkflow, ReconcilePaymentWorkflow, OrderCancelWorkflow, *extras.workflows]
+        [
+            CheckoutWorkflow,
+            ReconcilePaymentWorkflow,
+            OrderCancelWorkflow,
+            PaymentAfterSaleWorkflow,
+            RefundRetryWorkflow,
+            *extras.workflows,
+        ]
         if domain == TaskQueue.CHECKOUT
         else []
     )

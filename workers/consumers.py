@@ -23,8 +23,14 @@ from kit.relay import StreamLimits, ensure_stream
 
 # Per domain process: consumer name -> the reactions it feeds (applied in that domain's database).
 CONSUMERS: dict[str, dict[str, Reactions]] = {
-    "notifications": {"notifications": notifications.reactions},
-    "orders": {"order-tracking": orders.reactions},
+    "notifications": {
+        "notifications": notifications.reactions,
+        "notifications-after-sale": notifications.after_sale_reactions,
+    },
+    "orders": {
+        "order-tracking": orders.reactions,
+        "order-refunds": orders.refund_reactions,
+    },
 }
 
 

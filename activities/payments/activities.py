@@ -28,7 +28,7 @@ from activities.payments.contract import (
     VoidResult,
 )
 from activities.shared import CheckoutRef, MoneyValue, NextAction
-from domains.payments import service
+from domains.payments import aftersale, service
 from domains.payments.declines import (
     UNUSABLE_METHOD,
     UNUSABLE_METHOD_MESSAGE,
@@ -363,12 +363,12 @@ class PaymentsActivities:
             except ProviderRejected as exc:
                 # It moved under us (e.g. captured meanwhile): look again on the next attempt.
                 raise ProviderUnavailable(f"cancel refused: {exc.code}") from exc
-            kind, action, refunded = TransactionType.VOID, "canceled", None
+            kind, action, refunded, ours = TransactionType.VOID, "canceled", None, []
         elif intent.status == "succeeded" and intent.amount_received > intent.amount_refunded:
             key = await self._open(input, "refund", intent.id)
             remaining = intent.amount_received - intent.amount_refunded
             # No amount: "whatever is left", so a retry sends the very same request.
-            await self.provider.refund(intent.id, amount=None, key=key)
+            ours = [await self.provider.refund(intent.id, amount=None, key=key)]
             intent = await self.provider.retrieve(intent.id)
             kind, action = TransactionType.REFUND, "refunded"
             refunded = Money.from_minor_units(remaining, intent.currency)
@@ -381,6 +381,7 @@ class PaymentsActivities:
         async with self.db.begin() as session:
             locked = await service.payment_for_checkout(session, input.checkout_id, lock=True)
             await service.apply_intent(session, locked, intent, key=key, kind=kind, amount=refunded)
+            await aftersale.record_refunds(session, locked, intent.refunds, ours=ours)
         log.info("payments.compensated", checkout_id=str(input.checkout_id), action=action)
         return VoidResult(action=action, refunded=MoneyValue.of(refunded) if refunded else None)
 
@@ -398,6 +399,7 @@ class PaymentsActivities:
             log.warning("payments.settle.foreign_intent", checkout_id=str(input.checkout_id))
             return VoidResult(action="nothing")
         refunded: Money | None = None
+        ours: list[str] = []
         if intent.status in CANCELLABLE:
             intent = await self.provider.cancel(intent.id, key=f"{intent.id}:late-void")
             action: Literal["canceled", "refunded"] = "canceled"
@@ -409,7 +411,9 @@ class PaymentsActivities:
             refunded = Money.from_minor_units(
                 intent.amount_received - intent.amount_refunded, intent.currency
             )
-            await self.provider.refund(intent.id, amount=None, key=f"{intent.id}:late-refund")
+            ours = [
+                await self.provider.refund(intent.id, amount=None, key=f"{intent.id}:late-refund")
+            ]
             intent = await self.provider.retrieve(intent.id)
             action = "refunded"
         else:
@@ -418,5 +422,6 @@ class PaymentsActivities:
             payment = await service.find_payment(session, input.checkout_id)
             if payment is not None and payment.provider_payment_id == intent.id:
                 await service.mirror_intent(session, payment, intent)
+                await aftersale.record_refunds(session, payment, intent.refunds, ours=ours)
         log.warning("payments.settled_late", checkout_id=str(input.checkout_id), action=action)
         return VoidResult(action=action, refunded=MoneyValue.of(refunded) if refunded else None)

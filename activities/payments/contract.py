@@ -74,6 +74,41 @@ VOID = ActivityName("payments.void", AuthorizeInput, VoidResult)
 SETTLE_ENDED = ActivityName("payments.settle_ended", SettleInput, VoidResult)
 
 
+class AfterSaleInput(Payload):
+    """Provider events about a payment's money after the sale: refunds (the platform's or a
+    dashboard's) and disputes. The intent, and each named dispute, is re-read from the provider."""
+
+    checkout_id: uuid.UUID
+    intent_id: str
+    dispute_ids: list[str] = Field(default_factory=list)
+
+
+class AfterSaleResult(Payload):
+    """What the re-read changed: refunds new or moved, disputes new or moved, failed refunds
+    now waiting for an operator."""
+
+    refunds_changed: int = 0
+    disputes_changed: int = 0
+    refunds_failed: int = 0
+
+
+class RetryRefundInput(Payload):
+    """An operator's retry of a failed refund: the same amount, once more, to the same payment."""
+
+    refund_id: uuid.UUID
+    note: str | None = None
+
+
+class RetryRefundResult(Payload):
+    """The provider's id and status of the new refund."""
+
+    provider_refund_id: str
+    status: str
+
+
+AFTER_SALE = ActivityName("payments.after_sale", AfterSaleInput, AfterSaleResult)
+RETRY_REFUND = ActivityName("payments.retry_refund", RetryRefundInput, RetryRefundResult)
+
 # --- tax (domains/payments/tax.py) ---------------------------------------------------------
 
 

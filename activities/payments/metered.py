@@ -14,7 +14,14 @@ from typing import TypeVar
 from temporalio.common import MetricMeter
 
 from domains.payments.errors import ProviderUnavailable
-from domains.payments.provider import Intent, PaymentProvider, ProviderMisuse, ProviderRejected
+from domains.payments.provider import (
+    COMPENSATION,
+    Dispute,
+    Intent,
+    PaymentProvider,
+    ProviderMisuse,
+    ProviderRejected,
+)
 from kit.money import Money
 
 T = TypeVar("T")
@@ -76,8 +83,15 @@ class MeteredProvider:
     async def cancel(self, intent_id: str, *, key: str) -> Intent:
         return await self._counted("cancel", self.provider.cancel(intent_id, key=key))
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> None:
-        await self._counted("refund", self.provider.refund(intent_id, amount=amount, key=key))
+    async def refund(
+        self, intent_id: str, *, amount: Money | None, key: str, purpose: str = COMPENSATION
+    ) -> str:
+        return await self._counted(
+            "refund", self.provider.refund(intent_id, amount=amount, key=key, purpose=purpose)
+        )
+
+    async def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        return await self._counted("retrieve_dispute", self.provider.retrieve_dispute(dispute_id))
 
     async def aclose(self) -> None:
         await self.provider.aclose()

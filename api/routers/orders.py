@@ -20,7 +20,7 @@ router = APIRouter(tags=["orders"])
 
 def order_out(found: OrderWithShipments) -> OrderOut:
     """The API's view of an order with its shipments, amounts in the order's currency."""
-    view, shipments = found
+    view, shipments, dispute = found
     return OrderOut.model_validate(
         {
             **columns(view.order),
@@ -28,6 +28,7 @@ def order_out(found: OrderWithShipments) -> OrderOut:
             "addresses": {a.type: a.address for a in view.addresses},
             "transitions": view.transitions,
             "shipments": shipments,
+            "dispute": dispute,
         },
         from_attributes=True,
         context={"currency": view.order.currency},

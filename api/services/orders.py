@@ -1,5 +1,5 @@
 """Orders as the API offers them: from the orders database, with their shipments from the
-shipping database."""
+shipping database and their payment's dispute, if any, from the payments database."""
 
 from __future__ import annotations
 
@@ -8,18 +8,23 @@ from datetime import datetime
 
 from api.deps import Platform
 from domains.orders import service as orders
+from domains.payments import aftersale
+from domains.payments.models import PaymentDispute
 from domains.shipping import service as shipping
 from domains.shipping.models import Shipment
 
-OrderWithShipments = tuple[orders.OrderView, list[Shipment]]
+OrderWithShipments = tuple[orders.OrderView, list[Shipment], PaymentDispute | None]
 
 
 async def _with_shipments(
     wired: Platform, views: list[orders.OrderView]
 ) -> list[OrderWithShipments]:
+    ids = [v.order.id for v in views]
     async with wired.databases["shipping"].begin() as session:
-        found = await shipping.shipments_for_orders(session, [v.order.id for v in views])
-    return [(view, found[view.order.id]) for view in views]
+        found = await shipping.shipments_for_orders(session, ids)
+    async with wired.databases["payments"].begin() as session:
+        disputes = await aftersale.disputes_of_orders(session, ids)
+    return [(view, found[view.order.id], disputes.get(view.order.id)) for view in views]
 
 
 async def get(wired: Platform, order_id: uuid.UUID, owner: uuid.UUID | None) -> OrderWithShipments:

@@ -28,6 +28,8 @@ from domains.shipping.errors import ShipmentNotFound
 from domains.shipping.statuses import TRACKER_STATUSES, ShipmentStatus
 from kit.logging import get_logger
 from kit.settings import Settings
+from workflows.aftersale import AfterSaleEvent, AfterSaleStart
+from workflows.aftersale_client import deliver_after_sale
 from workflows.checkout.client import CheckoutNotRunning
 from workflows.checkout.contract import CheckoutStatus
 from workflows.checkout.models import PaymentEvent
@@ -44,7 +46,7 @@ TRACKER_UPDATED = "tracker.updated"
 EASYPOST_SIGNATURE = "X-Hmac-Signature"
 # The Stripe events a checkout acts on (README, "Going live"); others are acknowledged, ignored, so
 # that enabling more types at Stripe never turns into redeliveries.
-PAYMENT_EVENT_TYPES = frozenset(
+CHECKOUT_EVENT_TYPES = frozenset(
     {
         "payment_intent.amount_capturable_updated",
         "payment_intent.payment_failed",
@@ -53,6 +55,21 @@ PAYMENT_EVENT_TYPES = frozenset(
         "charge.refunded",
     }
 )
+# The Stripe events about money after the sale (refunds, whoever made them, and disputes): they
+# go to the intent's PaymentAfterSaleWorkflow whatever the checkout's state.
+AFTER_SALE_EVENT_TYPES = frozenset(
+    {
+        "charge.refunded",
+        "charge.refund.updated",
+        "refund.failed",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+    }
+)
+PAYMENT_EVENT_TYPES = CHECKOUT_EVENT_TYPES | AFTER_SALE_EVENT_TYPES
+# Objects that name their payment intent in `payment_intent` (an intent's own events carry it).
+NAMES_ITS_INTENT = frozenset({"charge", "refund", "dispute"})
 
 
 def known_provider(provider: str) -> str:
@@ -135,8 +152,8 @@ class IntentEvent:
 
     @property
     def intent_id(self) -> str | None:
-        """The provider's id of the payment intent (a charge names its intent)."""
-        if self.object.get("object") == "charge":
+        """The provider's id of the payment intent (a charge, refund or dispute names it)."""
+        if self.object.get("object") in NAMES_ITS_INTENT:
             value = self.object.get("payment_intent")
         else:
             value = self.object.get("id")
@@ -209,8 +226,28 @@ async def receive_payment(
         if checkout_id is None or event.intent_id is None:
             log.warning("webhooks.unknown_intent", provider=provider, event_type=event.type)
             return WebhookReceipt(duplicate=False)
-        await _deliver(wired, checkout_id, event)
+        if event.type in AFTER_SALE_EVENT_TYPES:
+            await _after_sale(wired, checkout_id, event.intent_id, event)
+        if event.type in CHECKOUT_EVENT_TYPES:
+            await _deliver(wired, checkout_id, event)
     return WebhookReceipt(duplicate=False)
+
+
+async def _after_sale(
+    wired: Platform, checkout_id: uuid.UUID, intent_id: str, event: IntentEvent
+) -> None:
+    """Hand a refund or dispute event to the intent's after-sale workflow (started with it when
+    none runs). A Temporal failure propagates: the inbox row rolls back, the provider redelivers."""
+    object_id = event.object.get("id")
+    await deliver_after_sale(
+        wired.temporal,
+        AfterSaleStart(checkout_id=checkout_id, intent_id=intent_id),
+        AfterSaleEvent(
+            id=event.id,
+            type=event.type,
+            object_id=object_id if isinstance(object_id, str) else None,
+        ),
+    )
 
 
 async def _deliver(wired: Platform, checkout_id: uuid.UUID, event: IntentEvent) -> None:

@@ -118,6 +118,8 @@ class FailureCode(StrEnum):
     PAYMENT_DECLINED = "payment_declined"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     AMOUNT_BELOW_MINIMUM = "amount_below_minimum"
+    REFUND_NOT_FOUND = "refund_not_found"
+    REFUND_NOT_FAILED = "refund_not_failed"
     TAX_UNAVAILABLE = "tax_unavailable"
     TAX_NOT_RECORDED = "tax_not_recorded"
     TAX_ALREADY_RECORDED = "tax_already_recorded"

@@ -11,6 +11,7 @@ belongs to, and an event about an order not learned yet waits (`NotYet`: redeliv
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
@@ -31,6 +32,14 @@ class NotificationKind(StrEnum):
     SHIPMENT_DELIVERED = "shipment_delivered"
     CHECKOUT_FAILED = "checkout_failed"
     CHECKOUT_EXPIRED = "checkout_expired"
+    ORDER_PARTIALLY_REFUNDED = "order_partially_refunded"
+    ORDER_REFUNDED = "order_refunded"
+    # To the operators (OPERATORS), not a buyer: a buyer's bank disputes a payment.
+    PAYMENT_DISPUTED = "payment_disputed"
+
+
+# The recipient of notifications meant for the shop's operators (the nil UUID: no buyer has it).
+OPERATORS = uuid.UUID(int=0)
 
 
 ORDER_CREATED = EventName("orders", "order", "order.created")
@@ -40,6 +49,9 @@ SHIPMENT_CREATED = EventName("shipping", "shipment", "shipment.created")
 SHIPMENT_DELIVERED = EventName("shipping", "shipment", "shipment.delivered")
 CHECKOUT_FAILED = EventName("checkout", "checkout", "checkout.failed")
 CHECKOUT_EXPIRED = EventName("checkout", "checkout", "checkout.expired")
+ORDER_PARTIALLY_REFUNDED = EventName("orders", "order", "order.partially_refunded")
+ORDER_REFUNDED = EventName("orders", "order", "order.refunded")
+DISPUTE_OPENED = EventName("payments", "payment", "payment.dispute_opened")
 
 
 class _Read(BaseModel):
@@ -153,3 +165,57 @@ reactions.on(SHIPMENT_DELIVERED, ShipmentChanged)(
 # The checkout failed, or it ran out of time.
 reactions.on(CHECKOUT_FAILED, CheckoutEnded)(_no_order_notice(NotificationKind.CHECKOUT_FAILED))
 reactions.on(CHECKOUT_EXPIRED, CheckoutEnded)(_no_order_notice(NotificationKind.CHECKOUT_EXPIRED))
+
+
+class OrderRefunded(_Read):
+    """`order.partially_refunded`, `order.refunded`."""
+
+    order_id: uuid.UUID
+    order_number: str
+    user_id: uuid.UUID
+
+
+def _refund_notice(kind: NotificationKind) -> Reaction[OrderRefunded]:
+    """Tell the buyer money went back to them (`kind`: in part, or all of it)."""
+
+    async def notify(session: AsyncSession, event: OrderRefunded) -> None:
+        body = {"order_id": str(event.order_id), "order_number": event.order_number}
+        await service.notify(session, event.user_id, kind, body)
+
+    return notify
+
+
+# Money after the sale has a consumer of its own (its own durables): the first consumer's
+# subject filters stay as deployed durables know them.
+after_sale_reactions = Reactions()
+after_sale_reactions.on(ORDER_PARTIALLY_REFUNDED, OrderRefunded)(
+    _refund_notice(NotificationKind.ORDER_PARTIALLY_REFUNDED)
+)
+after_sale_reactions.on(ORDER_REFUNDED, OrderRefunded)(
+    _refund_notice(NotificationKind.ORDER_REFUNDED)
+)
+
+
+class DisputeOpened(_Read):
+    """`payment.dispute_opened`."""
+
+    order_id: uuid.UUID | None
+    provider_dispute_id: str
+    amount: Decimal
+    currency: str
+    reason: str
+    evidence_due_by: datetime | None
+
+
+@after_sale_reactions.on(DISPUTE_OPENED, DisputeOpened)
+async def payment_disputed(session: AsyncSession, event: DisputeOpened) -> None:
+    """Tell the operators: a dispute has a deadline for the shop's evidence."""
+    body = {
+        "order_id": str(event.order_id) if event.order_id else None,
+        "dispute": event.provider_dispute_id,
+        "amount": str(event.amount),
+        "currency": event.currency,
+        "reason": event.reason,
+        "evidence_due_by": event.evidence_due_by.isoformat() if event.evidence_due_by else None,
+    }
+    await service.notify(session, OPERATORS, NotificationKind.PAYMENT_DISPUTED, body)

@@ -43,7 +43,8 @@ class Order(Base):
 
     Added: `checkout_id` (unique: creating the order is idempotent per checkout, the seed only knows
     `order_id` downstream), `subtotal_amount`, `discount_amount` and `coupon_code` (the total's
-    breakdown), `updated_at`; non-negative amounts with total = subtotal - discount.
+    breakdown), `updated_at`, `refunded_amount`; non-negative amounts with total = subtotal -
+    discount, refunds bounded by the total.
     """
 
     __tablename__ = "orders"
@@ -57,6 +58,10 @@ class Order(Base):
         CheckConstraint(
             "total_amount = subtotal_amount - discount_amount",
             name="total_is_subtotal_less_discount",
+        ),
+        CheckConstraint(
+            "refunded_amount >= 0 AND refunded_amount <= total_amount",
+            name="refunded_bounded",
         ),
     )
 
@@ -72,6 +77,8 @@ class Order(Base):
     discount_amount: Mapped[Decimal]
     coupon_code: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = updated_at_column()
+    # What went back to the buyer, as the payment provider reports it (platform or dashboard).
+    refunded_amount: Mapped[Decimal] = mapped_column(server_default="0")
 
 
 class OrderItem(Base):

@@ -1,12 +1,17 @@
-"""The orders domain's reactions to other domains' events: the carrier's tracking moves the order.
+"""The orders domain's reactions to other domains' events: the carrier's tracking moves the order,
+and the payment's refunds reach it.
 
-A shipment in transit makes the order `shipped`, a delivered one `delivered`. Each event is read
-into this domain's own model of it (only the fields used here; a domain imports no other domain).
+A shipment in transit makes the order `shipped`, a delivered one `delivered`. A refund's change
+(the platform's or one made in the provider's dashboard) sets the order's `refunded_amount` to
+what the payment's succeeded refunds add up to, and the order `partially_refunded` or `refunded`.
+Each event is read into this domain's own model of it (only the fields used here; a domain imports
+no other domain).
 """
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,8 +24,15 @@ from kit.subjects import EventName
 SHIPMENT_IN_TRANSIT = EventName("shipping", "shipment", "shipment.in_transit")
 SHIPMENT_DELIVERED = EventName("shipping", "shipment", "shipment.delivered")
 
+# Each refund status the payments domain reports; all carry the payment's refunded total.
+REFUND_EVENTS = [
+    EventName("payments", "payment", f"payment.refund_{status}")
+    for status in ("pending", "succeeded", "failed", "canceled")
+]
+
 # Who moves the order, in its transition history.
 REASON = "carrier"
+REFUND_REASON = "provider_refund"
 
 
 class ShipmentTracked(BaseModel):
@@ -53,3 +65,33 @@ async def shipped(session: AsyncSession, event: ShipmentTracked) -> None:
 async def delivered(session: AsyncSession, event: ShipmentTracked) -> None:
     """The parcel arrived: the order is delivered."""
     await follow_parcel(session, event.checkout_id, OrderStatus.DELIVERED)
+
+
+class RefundReported(BaseModel):
+    """`payment.refund_<status>`, as far as orders reads it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    checkout_id: uuid.UUID
+    refunded_total: Decimal
+    # A checkout's or an order cancellation's own refund: they move the order's status.
+    compensation: bool = False
+
+
+async def refunds_changed(session: AsyncSession, event: RefundReported) -> None:
+    """The order shows what went back to the buyer; its status follows refunds made after the
+    sale (in the dashboard, or an operator's retry), not a compensation's."""
+    await service.record_refunds(
+        session,
+        event.checkout_id,
+        event.refunded_total,
+        REFUND_REASON,
+        move=not event.compensation,
+    )
+
+
+# A consumer of its own (its own durables): the tracking consumer's subject filters stay as
+# deployed durables know them.
+refund_reactions = Reactions()
+for _name in REFUND_EVENTS:
+    refund_reactions.on(_name, RefundReported)(refunds_changed)

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, Insert, func, insert, select, update
@@ -29,10 +30,14 @@ S = OrderStatus
 # Which status may follow which. Anything else is a bug or a race, refused loudly.
 ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING_PAYMENT: frozenset({S.PAID, S.CANCELLED}),
-    S.PAID: frozenset({S.FULFILLING, S.SHIPPED, S.CANCELLED, S.REFUNDED}),
-    S.FULFILLING: frozenset({S.SHIPPED, S.DELIVERED, S.CANCELLED, S.REFUNDED}),
-    S.SHIPPED: frozenset({S.DELIVERED, S.REFUNDED}),
-    S.DELIVERED: frozenset({S.REFUNDED}),
+    S.PAID: frozenset({S.FULFILLING, S.SHIPPED, S.CANCELLED, S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.FULFILLING: frozenset(
+        {S.SHIPPED, S.DELIVERED, S.CANCELLED, S.PARTIALLY_REFUNDED, S.REFUNDED}
+    ),
+    S.SHIPPED: frozenset({S.DELIVERED, S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.DELIVERED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    # Part of the money went back (a dashboard refund): the rest may follow.
+    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
     S.CANCELLED: frozenset(),
     S.REFUNDED: frozenset(),
 }
@@ -296,3 +301,47 @@ async def list_orders(
     if before is not None:
         query = query.where(Order.created_at < before)
     return [await _view(session, order) for order in await session.scalars(query)]
+
+
+# An order whose money went back to the buyer, in part or all of it, after the sale.
+REFUNDABLE = frozenset({S.PAID, S.FULFILLING, S.SHIPPED, S.DELIVERED, S.PARTIALLY_REFUNDED})
+
+
+async def record_refunds(
+    session: AsyncSession,
+    checkout_id: uuid.UUID,
+    refunded: Decimal,
+    reason: str,
+    *,
+    move: bool = True,
+) -> Order:
+    """The checkout's order as the provider's succeeded refunds leave it: `refunded_amount`
+    (absolute, so a repeated report changes nothing), and, when `move`, `partially_refunded` or
+    `refunded` with its transition and event for a paid order. A cancelled order keeps its
+    status; an amount above the order's total is capped at it."""
+    order = await order_for_checkout(session, checkout_id, lock=True)
+    amount = min(refunded, order.total_amount)
+    if amount != order.refunded_amount:
+        await session.execute(
+            update(Order).where(Order.id == order.id).values(refunded_amount=amount)
+        )
+        written(session, order, {"refunded_amount": amount}, expire=["updated_at"])
+    current = OrderStatus(order.status)
+    if not move or current not in REFUNDABLE or amount <= 0:
+        return order
+    target = S.REFUNDED if amount >= order.total_amount else S.PARTIALLY_REFUNDED
+    if target in ALLOWED[current]:
+        await transition(session, order, target, reason)
+    return order
+
+
+async def order_numbers(
+    session: AsyncSession, order_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """The numbers of the orders `order_ids` (those that exist)."""
+    if not order_ids:
+        return {}
+    rows = await session.execute(
+        select(Order.id, Order.order_number).where(Order.id.in_(order_ids))
+    )
+    return dict(rows.tuples().all())

@@ -58,3 +58,11 @@ class UnknownIntentStatus(ProviderUnavailable):
         super().__init__(f"intent {intent_id} has a status the platform does not know: {status!r}")
         self.status = status
         self.intent_id = intent_id
+
+
+class RefundNotFound(NotFound, code="refund_not_found"):
+    """No refund with this id."""
+
+
+class RefundNotFailed(Conflict, code="refund_not_failed"):
+    """Only a failed refund that no operator has settled yet can be retried or resolved."""

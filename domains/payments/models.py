@@ -10,7 +10,14 @@ from typing import Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from domains.payments.statuses import PaymentStatus, TransactionStatus
+from domains.payments.statuses import (
+    DisputeStatus,
+    PaymentStatus,
+    RefundOrigin,
+    RefundResolution,
+    RefundStatus,
+    TransactionStatus,
+)
 
 # Re-exported (`as`): the payments activities import it from here.
 from domains.payments.statuses import TransactionType as TransactionType
@@ -127,6 +134,40 @@ class PaymentWebhookEvent(Base):
     received_at: Mapped[datetime] = created_at_column()
 
 
+class PaymentRefund(Base):
+    """One refund of a payment's capture, as the provider reports it, whoever made it.
+
+    `origin` says who: the platform (a compensation, a late capture given back) or someone in the
+    provider's dashboard (learnt from the provider's events). A `failed` refund waits for an
+    operator (`resolution` says how it was settled: retried or resolved with a note).
+    """
+
+    __tablename__ = "payment_refunds"
+    __table_args__ = (
+        one_of("status", [s.value for s in RefundStatus]),
+        one_of("origin", [o.value for o in RefundOrigin]),
+        one_of("resolution", [r.value for r in RefundResolution], name="resolution_valid"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        Index("ix_payment_refunds_payment", "payment_id", "created_at"),
+        Index("ix_payment_refunds_status", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
+    provider_refund_id: Mapped[str] = mapped_column(String(128), unique=True)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(24))
+    origin: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(64))
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    resolution_note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
 class TaxRecord(Base):
     """A checkout's tax (domains/payments/tax.py): its calculation, the transaction recorded
     from it after the capture, and what reversals took back.
@@ -162,6 +203,34 @@ class TaxRecord(Base):
     reversed_tax: Mapped[Decimal] = mapped_column(server_default="0")
     lines: Mapped[dict[str, Any]]
     untaxed_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class PaymentDispute(Base):
+    """A buyer's bank contesting a payment's capture (a chargeback), as the provider reports it.
+
+    `evidence_due_by` is when the provider must have the merchant's answer; a closed dispute's
+    status says how it ended (won: the money stays; lost: it went back to the buyer).
+    """
+
+    __tablename__ = "payment_disputes"
+    __table_args__ = (
+        one_of("status", [s.value for s in DisputeStatus]),
+        CheckConstraint("amount >= 0", name="amount_non_negative"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        Index("ix_payment_disputes_payment", "payment_id"),
+        Index("ix_payment_disputes_status", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
+    provider_dispute_id: Mapped[str] = mapped_column(String(128), unique=True)
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(32))
+    evidence_due_by: Mapped[datetime | None]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 

@@ -27,6 +27,51 @@ from typing import Protocol
 
 from kit.money import Money
 
+# What the platform writes in the metadata of every refund it makes: who made it, and why. A
+# refund without it was made by someone else (in the provider's dashboard).
+REFUNDED_BY, PLATFORM = "refunded_by", "platform"
+PURPOSE = "purpose"
+# Why: a compensation (a checkout's or an order cancellation's: their owner sets the order's
+# status), or an operator's retry of a failed refund (the order follows it like a dashboard one).
+COMPENSATION, OPERATOR_RETRY = "compensation", "operator_retry"
+
+
+@dataclass(frozen=True)
+class Refund:
+    """One refund of an intent's capture as the provider has it (a `RefundStatus` value)."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+    reason: str | None = None
+    failure_reason: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def by_platform(self) -> bool:
+        """Whether the platform made it (its metadata says so)."""
+        return self.metadata.get(REFUNDED_BY) == PLATFORM
+
+    @property
+    def compensation(self) -> bool:
+        """Whether it gives back a checkout or a cancelled order (whose owner moves the order)."""
+        return self.by_platform and self.metadata.get(PURPOSE, COMPENSATION) == COMPENSATION
+
+
+@dataclass(frozen=True)
+class Dispute:
+    """A buyer's bank contesting an intent's capture (a `DisputeStatus` value); `evidence_due_by`
+    is a Unix timestamp, as the provider reports it."""
+
+    id: str
+    intent_id: str
+    amount: int
+    currency: str
+    reason: str
+    status: str
+    evidence_due_by: int | None
+
 
 @dataclass(frozen=True)
 class Intent:
@@ -46,6 +91,8 @@ class Intent:
     # Why it failed: the issuer's decline code when there is one, else the provider's code.
     last_error_code: str | None
     metadata: dict[str, str] = field(default_factory=dict)
+    # Every refund of the capture, whoever made it (the platform or someone in the dashboard).
+    refunds: tuple[Refund, ...] = ()
 
 
 class ProviderRejected(Exception):
@@ -120,8 +167,15 @@ class PaymentProvider(Protocol):
         """Release an authorization, or an intent still waiting for the customer."""
         ...
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> None:
-        """Refund captured money; `amount=None` refunds whatever is left."""
+    async def refund(
+        self, intent_id: str, *, amount: Money | None, key: str, purpose: str = COMPENSATION
+    ) -> str:
+        """Refund captured money; `amount=None` refunds whatever is left. The refund's id; its
+        metadata says the platform made it, and why (`purpose`)."""
+        ...
+
+    async def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        """A dispute as the provider has it now."""
         ...
 
     async def aclose(self) -> None:

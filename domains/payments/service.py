@@ -204,6 +204,9 @@ def _mirrored(payment: Payment, intent: Intent, error_code: str | None) -> dict[
     status = payment_status(intent)
     if intent.amount_refunded and intent.amount_refunded >= intent.amount_received > 0:
         status = PaymentStatus.REFUNDED
+    elif status == PaymentStatus.CAPTURED and payment.status == PaymentStatus.DISPUTED.value:
+        # The intent says nothing of disputes: a disputed payment stays so until its dispute ends.
+        status = PaymentStatus.DISPUTED
     return {
         "status": status.value,
         "provider_payment_id": intent.id,
@@ -211,6 +214,11 @@ def _mirrored(payment: Payment, intent: Intent, error_code: str | None) -> dict[
         "refunded_amount": Money.from_minor_units(intent.amount_refunded, payment.currency).amount,
         "last_error_code": error_code or intent.last_error_code,
     }
+
+
+async def set_status(session: AsyncSession, payment: Payment, status: PaymentStatus) -> None:
+    """Put `payment` (locked by the caller) in `status`, with its event when it changes."""
+    await _write(session, payment, {"status": status.value})
 
 
 async def _write(

@@ -17,6 +17,8 @@ class PaymentStatus(StrEnum):
     FAILED = "failed"
     VOIDED = "voided"
     REFUNDED = "refunded"
+    # A buyer's bank contests the capture (a chargeback); see DisputeStatus for how it ends.
+    DISPUTED = "disputed"
 
 
 # The provider has not settled the authorization yet: the buyer acts, or the provider decides.
@@ -55,3 +57,55 @@ class TransactionStatus(StrEnum):
     PENDING = "pending"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+class RefundStatus(StrEnum):
+    """Where one refund stands with the provider (Stripe's refund statuses)."""
+
+    PENDING = "pending"
+    REQUIRES_ACTION = "requires_action"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+# A refund's status never goes back from these (an older re-read cannot undo a newer one).
+REFUND_FINAL = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.CANCELED})
+
+
+class RefundOrigin(StrEnum):
+    """Who made a refund: the platform itself, or someone in the provider's dashboard."""
+
+    PLATFORM = "platform"
+    DASHBOARD = "dashboard"
+
+
+class RefundResolution(StrEnum):
+    """How an operator settled a failed refund."""
+
+    RETRIED = "retried"
+    RESOLVED = "resolved"
+
+
+class DisputeStatus(StrEnum):
+    """Where a dispute (chargeback) stands (Stripe's dispute statuses)."""
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response"
+    WARNING_UNDER_REVIEW = "warning_under_review"
+    WARNING_CLOSED = "warning_closed"
+    NEEDS_RESPONSE = "needs_response"
+    UNDER_REVIEW = "under_review"
+    WON = "won"
+    LOST = "lost"
+    PREVENTED = "prevented"
+
+
+# A closed dispute: the money stays with the merchant (won, prevented, warning closed) or the buyer.
+DISPUTE_CLOSED = frozenset(
+    {
+        DisputeStatus.WON,
+        DisputeStatus.LOST,
+        DisputeStatus.PREVENTED,
+        DisputeStatus.WARNING_CLOSED,
+    }
+)

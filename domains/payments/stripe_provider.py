@@ -27,7 +27,17 @@ from typing import Any, TypeVar, cast
 import stripe
 
 from domains.payments.errors import ProviderUnavailable, UnknownIntentStatus
-from domains.payments.provider import Intent, ProviderMisuse, ProviderRejected
+from domains.payments.provider import (
+    COMPENSATION,
+    PLATFORM,
+    PURPOSE,
+    REFUNDED_BY,
+    Dispute,
+    Intent,
+    ProviderMisuse,
+    ProviderRejected,
+    Refund,
+)
 from domains.payments.statuses import INTENT_STATUSES
 from kit.logging import get_logger
 from kit.money import Money
@@ -55,9 +65,14 @@ RESTRICTED_KEY_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "refund_write": ("POST /v1/refunds",),
     # retrieve expands the intent's latest_charge, where Stripe keeps what was refunded.
     "charge_read": ("GET /v1/payment_intents/:id?expand[]=latest_charge",),
+    # a dispute's reason, amount, status and deadline, re-read after its webhook.
+    "dispute_read": ("GET /v1/disputes/:id",),
 }
-# Intents are re-read with their charge, where Stripe keeps what was refunded.
-EXPAND_CHARGE: stripe.params.PaymentIntentRetrieveParams = {"expand": ["latest_charge"]}
+# Intents are re-read with their charge, where Stripe keeps what was refunded; the charge's
+# refunds are listed only when asked for (Stripe no longer includes them by default).
+EXPAND_CHARGE: stripe.params.PaymentIntentRetrieveParams = {
+    "expand": ["latest_charge", "latest_charge.refunds"]
+}
 
 
 def _get(data: Mapping[str, Any] | None, *path: str) -> Any:
@@ -92,6 +107,34 @@ def intent_of(data: Mapping[str, Any]) -> Intent:
         redirect_url=_get(data, "next_action", "redirect_to_url", "url"),
         last_error_code=(_get(error, "decline_code") or _get(error, "code")) if error else None,
         metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+        refunds=tuple(refund_of(r) for r in (_get(charge, "refunds", "data") or [])),
+    )
+
+
+def refund_of(data: Mapping[str, Any]) -> Refund:
+    """A Stripe `refund` object (as a dict) in the provider interface's terms."""
+    return Refund(
+        id=str(data["id"]),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        status=str(data["status"]),
+        reason=data.get("reason"),
+        failure_reason=data.get("failure_reason"),
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )
+
+
+def dispute_of(data: Mapping[str, Any]) -> Dispute:
+    """A Stripe `dispute` object (as a dict) in the provider interface's terms."""
+    due_by = _get(data, "evidence_details", "due_by")
+    return Dispute(
+        id=str(data["id"]),
+        intent_id=str(data["payment_intent"]),
+        amount=int(data["amount"]),
+        currency=str(data["currency"]).upper(),
+        reason=str(data.get("reason") or "general"),
+        status=str(data["status"]),
+        evidence_due_by=int(due_by) if due_by is not None else None,
     )
 
 
@@ -156,6 +199,7 @@ class StripeProvider:
         )
         self._intents = self._client.v1.payment_intents
         self._refunds = self._client.v1.refunds
+        self._disputes = self._client.v1.disputes
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -236,9 +280,23 @@ class StripeProvider:
         )
         return _as_intent(canceled)
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> None:
-        """Refund captured money; without an amount whatever is left (a retry is identical)."""
-        params: stripe.params.RefundCreateParams = {"payment_intent": intent_id}
+    async def refund(
+        self, intent_id: str, *, amount: Money | None, key: str, purpose: str = COMPENSATION
+    ) -> str:
+        """Refund captured money; without an amount whatever is left (a retry is identical).
+        The refund's metadata says the platform made it, and why (`purpose`)."""
+        params: stripe.params.RefundCreateParams = {
+            "payment_intent": intent_id,
+            "metadata": {REFUNDED_BY: PLATFORM, PURPOSE: purpose},
+        }
         if amount is not None:
             params["amount"] = amount.to_minor_units()
-        await translated("refund", self._refunds.create_async(params, {"idempotency_key": key}))
+        made = await translated(
+            "refund", self._refunds.create_async(params, {"idempotency_key": key})
+        )
+        return made.id
+
+    async def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        """The dispute as Stripe has it now."""
+        found = await translated("retrieve_dispute", self._disputes.retrieve_async(dispute_id))
+        return dispute_of(found.to_dict())

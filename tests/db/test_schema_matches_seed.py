@@ -25,7 +25,13 @@ SEED = dbml.load()
 # Tables the platform adds beside the seed's, each explained in its model's docstring.
 ADDED_TABLES = {
     "cart": {"cart_releases"},
-    "payments": {"payment_webhook_events", "tax_transactions", "tax_reversals"},
+    "payments": {
+        "payment_webhook_events",
+        "tax_transactions",
+        "tax_reversals",
+        "payment_refunds",
+        "payment_disputes",
+    },
     "notifications": {"consumer_inbox", "consumer_dead_letters", "order_recipients"},
     "orders": {"consumer_inbox", "consumer_dead_letters"},
     "shipping": {"label_purchases", "shipping_quotes"},

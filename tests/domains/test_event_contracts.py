@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from domains.checkout.service import CheckoutEnded
 from domains.orders import events as orders
+from domains.payments import aftersale
 from domains.payments import events as payments
 from domains.shipping import events as shipping
 from kit.consumer import Envelope, Reactions
@@ -42,6 +43,33 @@ def _checkout(status: str) -> CheckoutEnded:
         order_id=None,
         order_number=None,
         failure_code="card_declined",
+    )
+
+
+def _refund(status: str) -> aftersale.RefundChanged:
+    return aftersale.RefundChanged(
+        refund_id=uuid.uuid4(),
+        provider_refund_id="re_1",
+        payment_id=uuid.uuid4(),
+        checkout_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        amount=Decimal("5.00"),
+        currency="EUR",
+        status=status,
+        origin="dashboard",
+        failure_reason=None,
+        refunded_total=Decimal("5.00"),
+        captured_amount=Decimal("42.00"),
+    )
+
+
+def _order_status(to_state: str) -> orders.OrderStatusChanged:
+    return orders.OrderStatusChanged(
+        order_id=uuid.uuid4(),
+        order_number="ORD-100001",
+        user_id=uuid.uuid4(),
+        from_state="paid",
+        to_state=to_state,
     )
 
 
@@ -82,6 +110,27 @@ PUBLISHED: dict[tuple[str, str], tuple[str, BaseModel]] = {
             provider_payment_id="pi_1",
         ),
     ),
+    **{
+        ("payments", f"payment.refund_{status}"): (payments.AGGREGATE, _refund(status))
+        for status in ("pending", "succeeded", "failed", "canceled")
+    },
+    ("payments", "payment.dispute_opened"): (
+        payments.AGGREGATE,
+        aftersale.DisputeChanged(
+            dispute_id=uuid.uuid4(),
+            provider_dispute_id="dp_1",
+            payment_id=uuid.uuid4(),
+            checkout_id=uuid.uuid4(),
+            order_id=uuid.uuid4(),
+            amount=Decimal("42.00"),
+            currency="EUR",
+            reason="fraudulent",
+            status="needs_response",
+            evidence_due_by=datetime.now(UTC),
+        ),
+    ),
+    ("orders", "order.partially_refunded"): (orders.AGGREGATE, _order_status("partially_refunded")),
+    ("orders", "order.refunded"): (orders.AGGREGATE, _order_status("refunded")),
     ("shipping", "shipment.created"): (shipping.AGGREGATE, _shipment("label_created")),
     ("shipping", "shipment.in_transit"): (shipping.AGGREGATE, _shipment("in_transit")),
     ("shipping", "shipment.delivered"): (shipping.AGGREGATE, _shipment("delivered")),

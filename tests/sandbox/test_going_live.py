@@ -110,6 +110,8 @@ async def test_a_key_without_a_documented_permission_fails_clearly(
         ),
         "charge_read": lambda p: p.retrieve(captured.id),
         "refund_write": lambda p: p.refund(captured.id, amount=None, key=uuid.uuid4().hex),
+        # The permission is checked before the dispute is looked for.
+        "dispute_read": lambda p: p.retrieve_dispute("dp_none"),
     }
     assert set(calls) == set(RESTRICTED_KEY_PERMISSIONS)
     limited = StripeProvider(api_key=without(permission), api_base=live.url, timeout_s=5.0)

@@ -138,8 +138,28 @@ async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
                 ["shipping.shipment.shipment.in_transit", "shipping.shipment.shipment.delivered"],
             )
         ],
+        # Money after the sale came later: consumers of their own, so that the durables above
+        # keep their filters.
+        "notifications-after-sale": [
+            (
+                "DOMAIN_ORDERS",
+                ["orders.order.order.partially_refunded", "orders.order.order.refunded"],
+            ),
+            ("DOMAIN_PAYMENTS", ["payments.payment.payment.dispute_opened"]),
+        ],
+        "order-refunds": [
+            (
+                "DOMAIN_PAYMENTS",
+                [
+                    "payments.payment.payment.refund_pending",
+                    "payments.payment.payment.refund_succeeded",
+                    "payments.payment.payment.refund_failed",
+                    "payments.payment.payment.refund_canceled",
+                ],
+            )
+        ],
     }
     assert {domain: list(consumers) for domain, consumers in CONSUMERS.items()} == {
-        "notifications": ["notifications"],
-        "orders": ["order-tracking"],
+        "notifications": ["notifications", "notifications-after-sale"],
+        "orders": ["order-tracking", "order-refunds"],
     }

@@ -22,7 +22,7 @@ from devstack.services.process import free_port
 from domains.checkout.models import CheckoutSession
 from domains.checkout.statuses import CheckoutStatus, StepName
 from domains.payments.errors import ProviderUnavailable
-from domains.payments.provider import Intent, ProviderRejected
+from domains.payments.provider import Dispute, Intent, ProviderRejected
 from kit.db import DomainDatabase
 from kit.money import Money
 from kit.relay import OutboxRelay
@@ -85,8 +85,13 @@ class FlakyProvider:
     async def cancel(self, intent_id: str, *, key: str) -> Intent:
         raise ProviderUnavailable("timeout")
 
-    async def refund(self, intent_id: str, *, amount: Money | None, key: str) -> None:
-        return None
+    async def refund(
+        self, intent_id: str, *, amount: Money | None, key: str, purpose: str = "compensation"
+    ) -> str:
+        return "re_1"
+
+    async def retrieve_dispute(self, dispute_id: str) -> Dispute:
+        raise ProviderUnavailable("timeout")
 
     async def aclose(self) -> None:
         return None

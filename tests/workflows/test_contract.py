@@ -82,8 +82,15 @@ def test_every_step_runs_on_its_domains_queue() -> None:
 
 def test_every_remote_activity_has_options() -> None:
     # The checkout's own record has its own options (local first, then on the checkout queue);
-    # return labels are bought by the returns flow, not by the checkout.
-    records = {"checkout.open_session", "checkout.record_progress", "shipping.create_return_label"}
+    # return labels are bought by the returns flow, not by the checkout; refunds and disputes
+    # after the sale are recorded by their own workflows.
+    records = {
+        "checkout.open_session",
+        "checkout.record_progress",
+        "shipping.create_return_label",
+        "payments.after_sale",
+        "payments.retry_refund",
+    }
     # Tax steps, until the checkout calls them (README, "Tax"): then they belong in STEPS.
     records |= {"payments.calculate_tax", "payments.commit_tax", "payments.reverse_tax"}
     named = {activity.name for activity in _contract_activities()}

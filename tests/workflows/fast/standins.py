@@ -288,6 +288,15 @@ def _settle_ended(world: World, arg: payments.SettleInput) -> payments.VoidResul
     return _give_back(world, refund=arg.refund_captured)
 
 
+def _after_sale(world: World, arg: payments.AfterSaleInput) -> payments.AfterSaleResult:
+    return payments.AfterSaleResult()  # no refund or dispute in the fake world: nothing moves
+
+
+def _retry_refund(world: World, arg: payments.RetryRefundInput) -> payments.RetryRefundResult:
+    # The checkout never retries refunds (operators do, through RefundRetryWorkflow).
+    raise ApplicationError("no failed refund in the fake world", non_retryable=True)
+
+
 def _untaxed(currency: str, lines: list[payments.LineTaxValue]) -> payments.TaxResultValue:
     zero = MoneyValue(amount=Decimal(0), currency=currency)
     return payments.TaxResultValue(
@@ -368,6 +377,8 @@ BEHAVIOURS: dict[str, Effect] = {
     payments.CAPTURE.name: _capture,
     payments.VOID.name: _void,
     payments.SETTLE_ENDED.name: _settle_ended,
+    payments.AFTER_SALE.name: _after_sale,
+    payments.RETRY_REFUND.name: _retry_refund,
     payments.CALCULATE_TAX.name: _calculate_tax,
     payments.COMMIT_TAX.name: _commit_tax,
     payments.REVERSE_TAX.name: _reverse_tax,

@@ -1,0 +1,82 @@
+"""Money after the sale for operators: disputes, failed refunds waiting for them, and their two
+ways out (retry the refund, or resolve it with a note once settled by hand)."""
+
+from __future__ import annotations
+
+import uuid
+
+from activities.payments.contract import RetryRefundInput
+from api.deps import Platform
+from api.schemas import OpsDisputeList, OpsDisputeOut, OpsRefundList, OpsRefundOut, RefundRetryOut
+from domains.orders import service as orders
+from domains.payments import aftersale
+from domains.payments.statuses import RefundResolution
+from kit.db import columns
+from kit.logging import get_logger
+from workflows.aftersale_client import retry_refund
+
+log = get_logger(__name__)
+
+
+async def disputes(wired: Platform, *, open_only: bool, limit: int) -> OpsDisputeList:
+    """Disputed payments with their orders, the nearest evidence deadline first."""
+    async with wired.databases["payments"].begin() as session:
+        views = await aftersale.disputes(session, open_only=open_only, limit=limit)
+    order_ids = [v.payment.order_id for v in views if v.payment.order_id is not None]
+    async with wired.databases["orders"].begin() as session:
+        numbers = await orders.order_numbers(session, order_ids)
+    data = [
+        OpsDisputeOut.model_validate(
+            {
+                **columns(v.dispute),
+                "order_id": v.payment.order_id,
+                "order_number": numbers.get(v.payment.order_id) if v.payment.order_id else None,
+                "checkout_id": v.payment.checkout_id,
+            },
+            context={"currency": v.dispute.currency},
+        )
+        for v in views
+    ]
+    return OpsDisputeList(data=data)
+
+
+def _refund_out(view: aftersale.RefundView) -> OpsRefundOut:
+    return OpsRefundOut.model_validate(
+        {
+            **columns(view.refund),
+            "order_id": view.payment.order_id,
+            "checkout_id": view.payment.checkout_id,
+        },
+        context={"currency": view.refund.currency},
+    )
+
+
+async def waiting_refunds(wired: Platform, limit: int) -> OpsRefundList:
+    """Failed refunds no operator has settled yet, oldest first."""
+    async with wired.databases["payments"].begin() as session:
+        views = await aftersale.waiting_refunds(session, limit)
+        return OpsRefundList(data=[_refund_out(v) for v in views])
+
+
+async def retry(wired: Platform, refund_id: uuid.UUID, note: str | None) -> RefundRetryOut:
+    """Refund a failed refund's amount once more (once per refund: a repeated request answers
+    the first retry); 404 `refund_not_found`, 409 `refund_not_failed` for one not waiting."""
+    async with wired.databases["payments"].begin() as session:
+        await aftersale.failed_refund(session, refund_id, settled_as=RefundResolution.RETRIED)
+    made = await retry_refund(wired.temporal, RetryRefundInput(refund_id=refund_id, note=note))
+    async with wired.databases["payments"].begin() as session:
+        view = await aftersale.refund(session, refund_id)
+        out = _refund_out(view)
+    log.info("ops.refund.retried", refund_id=str(refund_id), new_refund=made.provider_refund_id)
+    return RefundRetryOut(
+        refund=out, new_provider_refund_id=made.provider_refund_id, new_status=made.status
+    )
+
+
+async def resolve(wired: Platform, refund_id: uuid.UUID, note: str) -> OpsRefundOut:
+    """Record that an operator settled a failed refund by hand (a repeat is the same record)."""
+    async with wired.databases["payments"].begin() as session:
+        view = await aftersale.settle_refund(session, refund_id, RefundResolution.RESOLVED, note)
+        out = _refund_out(view)
+    log.info("ops.refund.resolved", refund_id=str(refund_id))
+    return out

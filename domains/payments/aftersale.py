@@ -1,0 +1,342 @@
+"""Money after the sale: every refund (the platform's or one made in the provider's dashboard)
+and every dispute, recorded as the provider reports them, each change with its event.
+
+The provider is the source of truth: callers re-read the intent (and the dispute) through the
+provider and hand the answer here, never an event's copy. A refund's status only moves forward
+(a re-read older than the last one cannot undo it); a failed refund waits for an operator, who
+retries it or resolves it with a note.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.payments import service
+from domains.payments.errors import RefundNotFailed, RefundNotFound
+from domains.payments.events import AGGREGATE
+from domains.payments.models import Payment, PaymentDispute, PaymentRefund
+from domains.payments.provider import Dispute, Refund
+from domains.payments.statuses import (
+    DISPUTE_CLOSED,
+    REFUND_FINAL,
+    DisputeStatus,
+    PaymentStatus,
+    RefundOrigin,
+    RefundResolution,
+    RefundStatus,
+)
+from kit.money import Money
+from kit.outbox import NewEvent, write_with_events
+
+
+class RefundChanged(BaseModel):
+    """`payment.refund_<status>` (pending, succeeded, failed, canceled): one refund, and what
+    the payment's succeeded refunds add up to now (`refunded_total`)."""
+
+    refund_id: uuid.UUID
+    provider_refund_id: str
+    payment_id: uuid.UUID
+    checkout_id: uuid.UUID
+    order_id: uuid.UUID | None
+    amount: Decimal
+    currency: str
+    status: str
+    origin: str
+    failure_reason: str | None
+    refunded_total: Decimal
+    captured_amount: Decimal
+    # A checkout's or an order cancellation's own refund: their owner moves the order's status.
+    compensation: bool = False
+
+
+class DisputeChanged(BaseModel):
+    """`payment.dispute_opened`, `payment.dispute_updated`, `payment.dispute_closed`."""
+
+    dispute_id: uuid.UUID
+    provider_dispute_id: str
+    payment_id: uuid.UUID
+    checkout_id: uuid.UUID
+    order_id: uuid.UUID | None
+    amount: Decimal
+    currency: str
+    reason: str
+    status: str
+    evidence_due_by: datetime | None
+
+
+def _may_move(current: str, to: str) -> bool:
+    """Pending moves anywhere; a succeeded refund can still fail or be canceled; failed and
+    canceled are final."""
+    if current == to:
+        return False
+    if current == RefundStatus.SUCCEEDED.value:
+        return to in (RefundStatus.FAILED.value, RefundStatus.CANCELED.value)
+    return RefundStatus(current) not in REFUND_FINAL
+
+
+async def _refund_row(session: AsyncSession, provider_refund_id: str) -> PaymentRefund | None:
+    return await session.scalar(
+        select(PaymentRefund)
+        .where(PaymentRefund.provider_refund_id == provider_refund_id)
+        .with_for_update()
+    )
+
+
+async def record_refunds(
+    session: AsyncSession,
+    payment: Payment,
+    refunds: Sequence[Refund],
+    *,
+    ours: Collection[str] = (),
+) -> list[PaymentRefund]:
+    """Record the intent's refunds on `payment` (locked by the caller); those new or moved, each
+    with its `payment.refund_<status>` event. A refund whose id is in `ours` was made by the
+    platform; any other one was made in the provider's dashboard."""
+    changed: list[tuple[PaymentRefund, Refund]] = []
+    for refund in refunds:
+        status = RefundStatus(refund.status).value  # an unknown status is refused, not guessed
+        mine = refund.id in ours or refund.by_platform
+        origin = RefundOrigin.PLATFORM if mine else RefundOrigin.DASHBOARD
+        row = await _refund_row(session, refund.id)
+        if row is None:
+            row = PaymentRefund(
+                id=uuid.uuid4(),
+                payment_id=payment.id,
+                provider_refund_id=refund.id,
+                amount=Money.from_minor_units(refund.amount, refund.currency).amount,
+                currency=refund.currency,
+                status=status,
+                origin=origin.value,
+                reason=refund.reason,
+                failure_reason=refund.failure_reason,
+            )
+            session.add(row)
+            changed.append((row, refund))
+            continue
+        if origin == RefundOrigin.PLATFORM:
+            row.origin = origin.value  # the platform's own record wins over a webhook's guess
+        if _may_move(row.status, status):
+            row.status = status
+            row.failure_reason = refund.failure_reason
+            changed.append((row, refund))
+    await session.flush()
+    total = await refunded_total(session, payment.id)
+    events = [_refund_event(payment, row, refund, total) for row, refund in changed]
+    await write_with_events(session, [], events)
+    return [row for row, _ in changed]
+
+
+def _refund_event(payment: Payment, row: PaymentRefund, refund: Refund, total: Decimal) -> NewEvent:
+    payload = RefundChanged(
+        refund_id=row.id,
+        provider_refund_id=row.provider_refund_id,
+        payment_id=payment.id,
+        checkout_id=payment.checkout_id,
+        order_id=payment.order_id,
+        amount=row.amount,
+        currency=row.currency,
+        status=row.status,
+        origin=row.origin,
+        failure_reason=row.failure_reason,
+        refunded_total=total,
+        captured_amount=payment.captured_amount,
+        compensation=refund.compensation,
+    )
+    return NewEvent(AGGREGATE, payment.id, f"payment.refund_{row.status}", payload)
+
+
+async def refunded_total(session: AsyncSession, payment_id: uuid.UUID) -> Decimal:
+    """What the payment's succeeded refunds add up to."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(PaymentRefund.amount), 0)).where(
+            PaymentRefund.payment_id == payment_id,
+            PaymentRefund.status == RefundStatus.SUCCEEDED.value,
+        )
+    )
+    return Decimal(total or 0)
+
+
+def _due_by(dispute: Dispute) -> datetime | None:
+    if dispute.evidence_due_by is None:
+        return None
+    return datetime.fromtimestamp(dispute.evidence_due_by, UTC)
+
+
+async def record_dispute(
+    session: AsyncSession, payment: Payment, dispute: Dispute
+) -> PaymentDispute | None:
+    """Record `dispute` on `payment` (locked by the caller): the payment is `disputed` while it
+    is open and `captured` again when it is won; a lost one leaves it `disputed` (the money went
+    back to the buyer through the bank). The row when it is new or changed, with its event."""
+    status = DisputeStatus(dispute.status)
+    row = await session.scalar(
+        select(PaymentDispute)
+        .where(PaymentDispute.provider_dispute_id == dispute.id)
+        .with_for_update()
+    )
+    values = {
+        "amount": Money.from_minor_units(dispute.amount, dispute.currency).amount,
+        "currency": dispute.currency,
+        "reason": dispute.reason,
+        "status": status.value,
+        "evidence_due_by": _due_by(dispute),
+    }
+    if row is None:
+        row = PaymentDispute(
+            id=uuid.uuid4(), payment_id=payment.id, provider_dispute_id=dispute.id, **values
+        )
+        session.add(row)
+        kind = "opened"
+    elif _dispute_final(row.status) or all(getattr(row, k) == v for k, v in values.items()):
+        return None
+    else:
+        for name, value in values.items():
+            setattr(row, name, value)
+        kind = "updated"
+    if status in DISPUTE_CLOSED:
+        kind = "closed"
+    await session.flush()
+    await _follow_dispute(session, payment, status)
+    event = DisputeChanged(
+        dispute_id=row.id,
+        provider_dispute_id=row.provider_dispute_id,
+        payment_id=payment.id,
+        checkout_id=payment.checkout_id,
+        order_id=payment.order_id,
+        **values,
+    )
+    await write_with_events(
+        session, [], [NewEvent(AGGREGATE, payment.id, f"payment.dispute_{kind}", event)]
+    )
+    return row
+
+
+def _dispute_final(status: str) -> bool:
+    return DisputeStatus(status) in DISPUTE_CLOSED
+
+
+async def _follow_dispute(session: AsyncSession, payment: Payment, status: DisputeStatus) -> None:
+    """The payment's status as the dispute leaves it: open or lost (even one first seen lost)
+    → `disputed`; won, prevented or a warning closed → `captured` again."""
+    if status not in DISPUTE_CLOSED or status == DisputeStatus.LOST:
+        if payment.status == PaymentStatus.CAPTURED.value:
+            await service.set_status(session, payment, PaymentStatus.DISPUTED)
+    elif payment.status == PaymentStatus.DISPUTED.value:
+        await service.set_status(session, payment, PaymentStatus.CAPTURED)
+
+
+@dataclass(frozen=True)
+class DisputeView:
+    """A dispute with the payment it contests."""
+
+    dispute: PaymentDispute
+    payment: Payment
+
+
+async def disputes(
+    session: AsyncSession, *, open_only: bool = False, limit: int = 100
+) -> list[DisputeView]:
+    """Disputes, the nearest evidence deadline first (open ones only, if asked)."""
+    query = (
+        select(PaymentDispute, Payment)
+        .join(Payment, Payment.id == PaymentDispute.payment_id)
+        .order_by(PaymentDispute.evidence_due_by.asc().nulls_last(), PaymentDispute.id)
+        .limit(limit)
+    )
+    if open_only:
+        query = query.where(PaymentDispute.status.not_in([s.value for s in DISPUTE_CLOSED]))
+    rows = await session.execute(query)
+    return [DisputeView(dispute, payment) for dispute, payment in rows.tuples()]
+
+
+async def disputes_of_orders(
+    session: AsyncSession, order_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, PaymentDispute]:
+    """Each order's newest dispute, for those whose payment was ever disputed."""
+    if not order_ids:
+        return {}
+    rows = await session.execute(
+        select(Payment.order_id, PaymentDispute)
+        .join(Payment, Payment.id == PaymentDispute.payment_id)
+        .where(Payment.order_id.in_(order_ids))
+        .order_by(PaymentDispute.created_at)
+    )
+    return {order_id: dispute for order_id, dispute in rows.tuples() if order_id is not None}
+
+
+@dataclass(frozen=True)
+class RefundView:
+    """A refund with the payment it gives back."""
+
+    refund: PaymentRefund
+    payment: Payment
+
+
+async def waiting_refunds(session: AsyncSession, limit: int = 100) -> list[RefundView]:
+    """Failed refunds no operator has settled yet, oldest first."""
+    rows = await session.execute(
+        select(PaymentRefund, Payment)
+        .join(Payment, Payment.id == PaymentRefund.payment_id)
+        .where(
+            PaymentRefund.status == RefundStatus.FAILED.value,
+            PaymentRefund.resolution.is_(None),
+        )
+        .order_by(PaymentRefund.created_at, PaymentRefund.id)
+        .limit(limit)
+    )
+    return [RefundView(refund, payment) for refund, payment in rows.tuples()]
+
+
+async def failed_refund(
+    session: AsyncSession, refund_id: uuid.UUID, *, settled_as: RefundResolution | None = None
+) -> RefundView:
+    """A failed refund still waiting for an operator (or already settled as `settled_as`: a
+    repeated settlement is the same one), locked; RefundNotFound, RefundNotFailed otherwise."""
+    row = await session.scalar(
+        select(PaymentRefund).where(PaymentRefund.id == refund_id).with_for_update()
+    )
+    if row is None:
+        raise RefundNotFound("no such refund", refund_id=str(refund_id))
+    waiting = row.resolution is None or (
+        settled_as is not None and row.resolution == settled_as.value
+    )
+    if row.status != RefundStatus.FAILED.value or not waiting:
+        raise RefundNotFailed(
+            "only a failed refund that nobody has settled waits for an operator",
+            refund_id=str(refund_id),
+            status=row.status,
+            resolution=row.resolution,
+        )
+    payment = await session.get_one(Payment, row.payment_id)
+    return RefundView(row, payment)
+
+
+async def refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:
+    """One refund with its payment (RefundNotFound)."""
+    row = await session.get(PaymentRefund, refund_id)
+    if row is None:
+        raise RefundNotFound("no such refund", refund_id=str(refund_id))
+    return RefundView(row, await session.get_one(Payment, row.payment_id))
+
+
+async def settle_refund(
+    session: AsyncSession,
+    refund_id: uuid.UUID,
+    resolution: RefundResolution,
+    note: str | None,
+) -> RefundView:
+    """Mark a failed refund settled by an operator (retried, or resolved with a note)."""
+    view = await failed_refund(session, refund_id, settled_as=resolution)
+    view.refund.resolution = resolution.value
+    view.refund.resolution_note = note
+    await session.flush()
+    await session.refresh(view.refund)  # its updated_at, set by the database
+    return view
