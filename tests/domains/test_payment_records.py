@@ -122,7 +122,8 @@ async def test_a_declined_authorization_records_the_reason(
 ) -> None:
     db = databases["payments"]
     checkout_id = await _payment(db)
-    declined = _intent(checkout_id, "failed", error="card_declined")
+    # As at Stripe: a declined confirmation leaves the intent waiting for another method.
+    declined = _intent(checkout_id, "requires_payment_method", error="card_declined")
 
     status = await _apply(
         db, checkout_id, declined, "authorize", succeeded=False, error_code="insufficient_funds"
