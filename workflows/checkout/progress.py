@@ -123,6 +123,9 @@ class Progress:
         self._step_started: datetime | None = None
         self._publishing = asyncio.Lock()  # records are written in the order they were taken
         self._watching: asyncio.Future[None] | None = None  # the current stage's slow-step watch
+        # The status body as the checkout database last recorded it (None before the first
+        # record): what a client waiting for the status to leave `processing` is answered.
+        self.recorded: CheckoutStatusBody | None = None
 
     def show_start(self, customer_id: str) -> None:
         """The search attributes a run starts with, upserted only where the start lacked them."""
@@ -139,6 +142,10 @@ class Progress:
     def show_details(self) -> None:
         """Refresh the run's current details (what it waits for changed; no event is written)."""
         workflow.set_current_details(self._details())
+
+    def settled(self) -> bool:
+        """Whether the checkout database records a status other than `processing`."""
+        return self.recorded is not None and self.recorded.status != CheckoutStatus.PROCESSING
 
     def status_changed(self) -> bool:
         """Whether the status differs from the one last published."""
@@ -191,9 +198,11 @@ class Progress:
                     started_at={name.value: at for name, at in started.items()},
                 ),
             )
+            self.recorded = body
 
     def show_ended(self, body: CheckoutStatusBody) -> None:
         """A checkout found ended when its run started: its final status, shown as recorded."""
+        self.recorded = body
         self._show_changed(body)
         workflow.set_current_details(self._details())
 
