@@ -96,12 +96,12 @@ async def _outcome(
     accepted: Awaitable[WorkflowUpdateHandle[CheckoutStatusBody]],
 ) -> CheckoutStatusBody | None:
     """A `wait_settled` update's answer (the caller bounds the wait); None when the workflow
-    refused it. A wait given up on leaves the update to complete later, unread."""
+    refused it (a refusal can surface with the handle or with its result). A wait given up on
+    leaves the update to complete later, unread."""
     try:
-        handle = await accepted
+        return await (await accepted).result()
     except (UpdateRefused, WorkflowUpdateFailedError):
         return None
-    return await handle.result()
 
 
 class CheckoutClient:
