@@ -11,7 +11,10 @@ Three views, kept in step by `Progress`:
 
 A record and the search attributes are written together ("published"), when somebody acts on the
 change (requires_action with its link, back to processing, an undo, the end) and for a step still
-running after SLOW_STEP; a step that ends sooner is recorded with the next record. Records survive
+running after SLOW_STEP; a step that ends sooner is recorded with the next record. Watching costs
+history events (a timer started, and cancelled when the stage ends first), so a run watches as a
+whole until it has lasted SLOW_STEP (one timer: most checkouts end sooner), and each stage on its
+own only from then on (runs started before the `run-watch` patch watch every stage). Records survive
 an outage of the checkout database without lengthening the history: see `write_record`.
 """
 
@@ -47,6 +50,9 @@ with workflow.unsafe.imports_passed_through():
         RECORD_TIMEOUT,
         SLOW_STEP,
     )
+
+# The patch that replaced a timer per stage with one per run for the run's first SLOW_STEP.
+RUN_WATCH = "run-watch"
 
 InputT = TypeVar("InputT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -123,6 +129,9 @@ class Progress:
         self._step_started: datetime | None = None
         self._publishing = asyncio.Lock()  # records are written in the order they were taken
         self._watching: asyncio.Future[None] | None = None  # the current stage's slow-step watch
+        self._run_watch: bool | None = None  # RUN_WATCH's path, decided at the first stage
+        self._run_watched: asyncio.Future[None] | None = None  # the run's watch
+        self._slow_run = False  # the run has lasted SLOW_STEP: every stage is watched
         # The status body as the checkout database last recorded it (None before the first
         # record): what a client waiting for the status to leave `processing` is answered.
         self.recorded: CheckoutStatusBody | None = None
@@ -168,7 +177,19 @@ class Progress:
             await self.publish()
         else:
             self._stage += 1
-            self._watching = asyncio.ensure_future(self._publish_if_slow(self._stage))
+            if self._watch_stage():
+                self._watching = asyncio.ensure_future(self._publish_if_slow(self._stage))
+
+    def _watch_stage(self) -> bool:
+        """Whether this stage gets a slow-step watch of its own: always in runs started before
+        RUN_WATCH; in later ones once the run has lasted SLOW_STEP (it is watched as a whole
+        until then, from its first stage)."""
+        if self._run_watch is None:
+            self._run_watch = workflow.patched(RUN_WATCH)
+            if self._run_watch:
+                self._run_watched = asyncio.ensure_future(self._watch_run())
+                return False
+        return not self._run_watch or self._slow_run
 
     async def publish(
         self,
@@ -211,6 +232,14 @@ class Progress:
         for step, status in moved.items():
             self._moved[step] = status
             self._started.setdefault(step, now)
+
+    async def _watch_run(self) -> None:
+        """The run's first SLOW_STEP: then what moved since the last record is shown, and every
+        later stage is watched on its own. Never cancelled (a run that ends sooner leaves it)."""
+        await workflow.sleep(SLOW_STEP)
+        self._slow_run = True
+        if self._moved:
+            await self.publish()
 
     async def _publish_if_slow(self, stage: int) -> None:
         try:
