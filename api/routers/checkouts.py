@@ -52,11 +52,11 @@ async def start(
     idempotency_key: IdempotencyKey = None,
     wait_s: WaitS = 0,
 ) -> CheckoutAccepted:
-    """Start a checkout of the caller's cart, once per Idempotency-Key.
+    """Start a checkout of the caller's cart, once per Idempotency-Key. With `wait_s`, the
+    answer is held until the status leaves `processing` (at most `wait_s` seconds).
 
     The same key and body again answer the same checkout (its current status); the same key with
     another body is 422. However many identical requests race, one checkout and one workflow.
-    With `wait_s`, the answer is held until the status leaves `processing` (at most `wait_s`).
     """
     accepted = await checkouts.start(wired, caller.user_id, idempotency_key, body, wait_s)
     response.headers["Location"] = f"/v1/checkouts/{accepted.checkout_id}"
