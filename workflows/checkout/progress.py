@@ -129,8 +129,8 @@ class Progress:
         self._step_started: datetime | None = None
         self._publishing = asyncio.Lock()  # records are written in the order they were taken
         self._watching: asyncio.Future[None] | None = None  # the current stage's slow-step watch
-        self._run_watch: bool | None = None  # RUN_WATCH's path, decided at the first stage
-        self._run_watched: asyncio.Future[None] | None = None  # the run's watch
+        self._run_watch: bool | None = None  # RUN_WATCH taken (None: not decided yet)
+        self._run_watched: asyncio.Future[None] | None = None  # the first stage's watch
         self._slow_run = False  # the run has lasted SLOW_STEP: every stage is watched
         # The status body as the checkout database last recorded it (None before the first
         # record): what a client waiting for the status to leave `processing` is answered.
@@ -176,20 +176,20 @@ class Progress:
         if self.status_changed():
             await self.publish()
         else:
-            self._stage += 1
-            if self._watch_stage():
+            self._next_stage()
+            if self._run_watched is None:
+                self._run_watched = asyncio.ensure_future(self._watch_first(self._stage))
+            elif not self._run_watch or self._slow_run:
                 self._watching = asyncio.ensure_future(self._publish_if_slow(self._stage))
 
-    def _watch_stage(self) -> bool:
-        """Whether this stage gets a slow-step watch of its own: always in runs started before
-        RUN_WATCH; in later ones once the run has lasted SLOW_STEP (it is watched as a whole
-        until then, from its first stage)."""
-        if self._run_watch is None:
+    def _next_stage(self) -> None:
+        """A new stage or a record: a stage's watch still waiting has nothing left to show.
+
+        RUN_WATCH is decided here, at the first change after the first stage started (after an
+        activity's end, a timer or a signal: the same workflow task on replay as when it ran)."""
+        if self._run_watch is None and self._run_watched is not None:
             self._run_watch = workflow.patched(RUN_WATCH)
-            if self._run_watch:
-                self._run_watched = asyncio.ensure_future(self._watch_run())
-                return False
-        return not self._run_watch or self._slow_run
+        self._stage += 1
 
     async def publish(
         self,
@@ -200,7 +200,7 @@ class Progress:
         """Show the checkout as it is now: one upsert of the search attributes that changed,
         one record of the status body and of the steps that moved."""
         self._note_moves(moved or {})
-        self._stage += 1  # a watch still waiting has nothing left to show
+        self._next_stage()
         async with self._publishing:
             body = self._body()
             self._show_changed(body)
@@ -233,13 +233,25 @@ class Progress:
             self._moved[step] = status
             self._started.setdefault(step, now)
 
-    async def _watch_run(self) -> None:
-        """The run's first SLOW_STEP: then what moved since the last record is shown, and every
-        later stage is watched on its own. Never cancelled (a run that ends sooner leaves it)."""
-        await workflow.sleep(SLOW_STEP)
-        self._slow_run = True
-        if self._moved:
-            await self.publish()
+    async def _watch_first(self, stage: int) -> None:
+        """The first stage's watch, the same timer on either path of RUN_WATCH: before it, it
+        ended with the stage; since, it watches the run's first SLOW_STEP (never cancelled: a run
+        that ends sooner leaves it), then shows what moved since the last record, and every
+        later stage is watched on its own."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._stage != stage and not self._run_watch, timeout=SLOW_STEP
+            )
+            return  # runs started before RUN_WATCH: the stage ended first
+        except TimeoutError:
+            pass
+        if self._run_watch is None:
+            self._run_watch = workflow.patched(RUN_WATCH)
+        if self._run_watch:
+            self._slow_run = True
+            if not self._moved:
+                return
+        await self.publish()
 
     async def _publish_if_slow(self, stage: int) -> None:
         try:
