@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -132,6 +132,7 @@ class Progress:
         self._run_watch: bool | None = None  # RUN_WATCH taken (None: not decided yet)
         self._run_watched: asyncio.Future[None] | None = None  # the first stage's watch
         self._slow_run = False  # the run has lasted SLOW_STEP: every stage is watched
+        self._stage_began = workflow.now()  # when the current stage began
         # The status body as the checkout database last recorded it (None before the first
         # record): what a client waiting for the status to leave `processing` is answered.
         self.recorded: CheckoutStatusBody | None = None
@@ -172,6 +173,7 @@ class Progress:
         moved |= {step: StepStatus.STARTED for step in steps}
         self._stage_steps = steps
         self._note_moves(ended | moved)
+        self._stage_began = workflow.now()
         workflow.set_current_details(self._details())
         if self.status_changed():
             await self.publish()
@@ -236,8 +238,8 @@ class Progress:
     async def _watch_first(self, stage: int) -> None:
         """The first stage's watch, the same timer on either path of RUN_WATCH: before it, it
         ended with the stage; since, it watches the run's first SLOW_STEP (never cancelled: a run
-        that ends sooner leaves it), then shows what moved since the last record, and every
-        later stage is watched on its own."""
+        that ends sooner leaves it). Then the current stage is shown if it has lasted SLOW_STEP,
+        else watched for the rest of it; every later stage is watched on its own."""
         try:
             await workflow.wait_condition(
                 lambda: self._stage != stage and not self._run_watch, timeout=SLOW_STEP
@@ -249,13 +251,17 @@ class Progress:
             self._run_watch = workflow.patched(RUN_WATCH)
         if self._run_watch:
             self._slow_run = True
-            if not self._moved:
+            lasted = workflow.now() - self._stage_began
+            if lasted < SLOW_STEP:  # the current stage began since: it is watched on its own
+                self._watching = asyncio.ensure_future(
+                    self._publish_if_slow(self._stage, SLOW_STEP - lasted)
+                )
                 return
         await self.publish()
 
-    async def _publish_if_slow(self, stage: int) -> None:
+    async def _publish_if_slow(self, stage: int, after: timedelta = SLOW_STEP) -> None:
         try:
-            await workflow.wait_condition(lambda: self._stage != stage, timeout=SLOW_STEP)
+            await workflow.wait_condition(lambda: self._stage != stage, timeout=after)
         except TimeoutError:
             await self.publish()
 
