@@ -20,7 +20,7 @@ from api.metrics import METRICS_PATH, RequestMetrics
 from api.routers import carts, catalog, checkouts, codec, health, ops, orders, users, webhooks
 from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
-from kit.settings import Settings, get_settings
+from kit.settings import ProcessRole, Settings, get_settings
 from kit.temporal import connect
 from kit.tracing import tracer_provider
 from workflows.checkout.client import CheckoutClient
@@ -75,7 +75,7 @@ def create_app(
     tracing: TracerProvider | None = None,
 ) -> FastAPI:
     """The API; `temporal` may be handed in (tests), else it is connected in the lifespan."""
-    config = settings or get_settings()
+    config = (settings or get_settings()).validate_for(ProcessRole("api"))
     provider = tracing or tracer_provider(config, "api")
 
     @asynccontextmanager

@@ -48,7 +48,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from kit.settings import Settings, get_settings
+from kit.settings import ProcessRole, Settings, get_settings
 
 OPERATOR = "00000000-0000-4000-8000-0000000000ff"
 
@@ -228,6 +228,10 @@ def _after_sale_commands(commands: Any) -> None:
         if name == "receive":
             action.add_argument("--line", type=_line, action="append", required=True, dest="lines")
     commands.add_parser("disputes", help="disputed payments and their deadlines")
+    cancel = commands.add_parser(
+        "cancel-order", help="cancel a paid order before the carrier has its parcel"
+    )
+    cancel.add_argument("order_id", type=uuid.UUID)
 
 
 def parser(settings: Settings) -> argparse.ArgumentParser:
@@ -260,6 +264,7 @@ def call_for(args: argparse.Namespace) -> Call:
         "retry": lambda: Call("POST", f"{checkout}/retry"),
         "resolve": lambda: Call("POST", f"{checkout}/resolve", body={"note": args.note}),
         "disputes": lambda: Call("GET", "/v1/ops/disputes"),
+        "cancel-order": lambda: Call("POST", f"/v1/orders/{args.order_id}/cancel"),
     }
     if args.command in simple:
         return simple[args.command]()
@@ -424,7 +429,7 @@ def execute(
 
 def run(argv: list[str] | None = None, *, transport: httpx.BaseTransport | None = None) -> int:
     """Parse, call the ops API, print; the exit code (module docstring)."""
-    settings = get_settings()
+    settings = get_settings().validate_for(ProcessRole("shopctl"))
     args = parser(settings).parse_args(argv)
     try:
         body = execute(settings, args, transport)

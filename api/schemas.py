@@ -180,6 +180,10 @@ class TokenOut(Response):
 # -- catalog -------------------------------------------------------------------------------------
 
 
+# A packed dimension: more than nothing, at most 10 m.
+Millimetres = Annotated[int, Field(ge=1, le=10_000)]
+
+
 class PriceIn(Request):
     """A price of a variant in one currency."""
 
@@ -193,6 +197,11 @@ class VariantIn(Request):
     sku: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     attributes: dict[str, str | int | float | bool] = Field(default_factory=dict, max_length=50)
     prices: list[PriceIn] = Field(min_length=1, max_length=20)
+    # One unit packed, for shipping rates (unset: 500 g, 300 x 200 x 100 mm).
+    weight_g: int | None = Field(default=None, ge=1, le=1_000_000)
+    length_mm: Millimetres | None = None
+    width_mm: Millimetres | None = None
+    height_mm: Millimetres | None = None
 
     @field_validator("prices")
     @classmethod
@@ -412,6 +421,15 @@ class CheckoutIn(Request):
     shipping_address: AddressIn
     billing_address: AddressIn | None = None
     payment: PaymentIn
+    # A declined card: `fail` ends the checkout failed; `retry` waits at
+    # `requires_payment_method` for another method (`POST /v1/checkouts/{id}/payment`).
+    on_decline: Literal["fail", "retry"] = "fail"
+
+
+class PaymentRetryIn(Request):
+    """Another payment method for a checkout waiting at `requires_payment_method`."""
+
+    payment: PaymentIn
 
 
 class CheckoutAccepted(Response):
@@ -445,11 +463,21 @@ class NextActionOut(Response):
     url: str
 
 
+class PaymentErrorOut(Response):
+    """Why the last payment method was declined, as the buyer may see it (a decline about fraud
+    or a lost or stolen card reads as a generic decline)."""
+
+    code: str
+    decline_code: str | None = None
+    message: str
+
+
 class PaymentOut(Response):
     """Where the payment stands."""
 
     status: str
     next_action: NextActionOut | None = None
+    last_error: PaymentErrorOut | None = None
 
 
 class FailureOut(Response):
@@ -648,3 +676,39 @@ class ResolutionIn(Request):
     """An operator's record that what a checkout could not give back was settled by hand."""
 
     note: MultilineText = Field(min_length=1, max_length=1000)
+
+
+# -- shipping rates ------------------------------------------------------------------------------
+
+
+class ShippingRatesIn(Request):
+    """Where the cart would be shipped."""
+
+    shipping_address: AddressIn
+
+
+class ShippingRateOut(Response):
+    """A carrier's rate for the cart's parcel, choosable at checkout until `expires_at`."""
+
+    id: uuid.UUID
+    carrier: str
+    service: str
+    amount: AmountOut
+    currency: str
+    delivery_days: int | None = None
+    expires_at: datetime
+
+
+class ShippingRatesOut(Response):
+    """The rates quoted for a cart, cheapest first."""
+
+    rates: list[ShippingRateOut]
+
+
+class OrderCancelAccepted(Response):
+    """The answer to an order's cancel: `status` is the cancellation's (`cancelling` while the
+    refund, restock and coupon release run, `cancelled` once the order is, `needs_attention`
+    when a step failed for good and an operator must retry or resolve it)."""
+
+    order_id: uuid.UUID
+    status: str

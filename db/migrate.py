@@ -13,7 +13,7 @@ from alembic import command
 from alembic.config import Config
 
 from kit.logging import configure_logging, get_logger
-from kit.settings import DOMAINS, Settings, database_url_for, get_settings
+from kit.settings import DOMAINS, ProcessRole, Settings, database_url_for, get_settings
 
 log = get_logger(__name__)
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("revision", nargs="?", default=None)
     parser.add_argument("--domain", action="append", choices=DOMAINS, dest="domains")
     args = parser.parse_args(argv)
-    settings = get_settings()
+    settings = get_settings().validate_for(ProcessRole("migrate"))
     configure_logging(settings)
     domains = args.domains or list(DOMAINS)
     if args.action == "upgrade":

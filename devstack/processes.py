@@ -87,7 +87,7 @@ def worker_env(settings: Settings, *domains: str) -> dict[str, str]:
     env["TEMPORAL_ADDRESS"] = settings.temporal.address
     env["TEMPORAL_NAMESPACE"] = settings.temporal.namespace
     env["PSP_URL"] = settings.psp.url
-    env["CARRIER_URL"] = settings.carrier.url
+    env["EASYPOST_API_BASE"] = settings.easypost.api_base
     env["NATS_URL"] = settings.nats.url
     return env
 

@@ -189,7 +189,7 @@ class Stack:
             if not sandbox.is_explicit("webhook_url"):
                 webhook_url = f"{api}/v1/webhooks/payments/stripe"
             if not sandbox.is_explicit("carrier_webhook_url"):
-                carrier_url = f"{api}/v1/webhooks/carriers/sandbox"
+                carrier_url = f"{api}/v1/webhooks/carriers/easypost"
             self._start(
                 sandbox_process(
                     port=port,

@@ -1,8 +1,24 @@
 """Per-domain database access: declarative vocabulary with a naming convention, engines, sessions
-and the idempotent insert every service writes through."""
+and the idempotent insert every service writes through.
+
+Stale connections: a pooled connection is pinged before use only when it has rested in the pool
+longer than `ping_after_idle_s` (60 s by default), not on every checkout. A busy pool's
+connections were used moments ago and are all but certainly alive, and an unconditional ping
+(`pool_pre_ping`) costs a round trip and a transaction of its own (BEGIN, ROLLBACK) per
+transaction. The connections that do go stale (a server's, a pooler's or a firewall's idle
+timeout: minutes) are the rested ones, and they are pinged; a failed ping discards the connection
+and the pool hands out a new one, invisibly to the caller. A minute is longer than the relays'
+30-second tick, so that a platform at rest does not ping before each tick (it would double the
+transactions it runs at rest). Connections that break while in steady use (a
+restart under load) fail the statements that meet them with a disconnect error; the first such
+error makes SQLAlchemy invalidate the whole pool (every connection older than it is replaced at
+its next checkout), and the caller's retry (a Temporal activity retry, the API's 503 with
+Retry-After) runs on fresh connections.
+"""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -10,7 +26,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import CheckConstraint, DateTime, MetaData, Numeric, func, inspect, select
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    MetaData,
+    Numeric,
+    event,
+    exc,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -19,6 +45,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.orm import DeclarativeBase, InstrumentedAttribute, MappedColumn, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection
 
 from kit.settings import Settings, async_driver_url
 
@@ -86,6 +114,36 @@ def _unique_statement_name() -> str:
     return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
+# When a pooled connection was last handed back (`ConnectionPoolEntry.info`, monotonic seconds).
+_RESTING_SINCE = "checkout.resting_since"
+# Pinged before use when it rested in the pool longer than this (see the module's docstring).
+PING_AFTER_IDLE_S = 60.0
+
+
+def ping_rested_connections(engine: AsyncEngine, after_s: float) -> None:
+    """Ping a connection at checkout only if it rested in the pool over `after_s` seconds; a
+    failed ping raises DisconnectionError, on which the pool replaces the connection and retries.
+    """
+    sync_engine = engine.sync_engine
+
+    def checked_in(dbapi_connection: Any, entry: ConnectionPoolEntry) -> None:
+        entry.info[_RESTING_SINCE] = time.monotonic()
+
+    def checked_out(
+        dbapi_connection: Any, entry: ConnectionPoolEntry, proxy: PoolProxiedConnection
+    ) -> None:
+        since = entry.info.pop(_RESTING_SINCE, None)
+        if since is None or time.monotonic() - since <= after_s:
+            return  # just connected, or used moments ago
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError("a rested pooled connection failed its ping") from error
+
+    event.listen(sync_engine, "checkin", checked_in)
+    event.listen(sync_engine, "checkout", checked_out)
+
+
 class DomainDatabase:
     """One domain's engine and session factory; built by the process wiring, never at import."""
 
@@ -99,6 +157,7 @@ class DomainDatabase:
         echo: bool = False,
         pgbouncer: bool = False,
         role: str | None = None,
+        ping_after_idle_s: float = PING_AFTER_IDLE_S,
     ) -> None:
         self.domain = domain
         # `pg_stat_activity` tells whose connections these are: `checkout-payments:worker`.
@@ -119,10 +178,10 @@ class DomainDatabase:
             driver_url,
             pool_size=pool_size,
             max_overflow=max_overflow,
-            pool_pre_ping=True,
             echo=echo,
             connect_args=connect_args,
         )
+        ping_rested_connections(self.engine, ping_after_idle_s)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
@@ -199,6 +258,22 @@ async def insert_or_get(
     if existing is None:  # only if the conflicting row was deleted since: not a business case
         raise LookupError(f"{model.__name__} with this key conflicted but cannot be read")
     return existing, False
+
+
+def written(
+    session: AsyncSession,
+    row: DeclarativeBase,
+    values: Mapping[str, Any],
+    *,
+    expire: Sequence[str] = (),
+) -> None:
+    """Make the loaded `row` say what a Core statement has just written to its database row:
+    `values` as its attributes' current state (nothing left for a flush to write again), and the
+    attributes in `expire` (set by the database, e.g. `updated_at`) unknown until reloaded."""
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+    if expire:
+        session.expire(row, list(expire))
 
 
 class Owned(Protocol):

@@ -5,6 +5,8 @@ beside it `outbox_relay_leases`, which relay publishes which partition of it (ki
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,9 +20,12 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    UpdateBase,
     false,
     func,
     insert,
+    literal,
+    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -102,6 +107,17 @@ def lease_table(metadata: MetaData) -> Table:
 _OUTBOX = outbox_table(MetaData())
 
 
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to append: what `append_events` writes as one outbox row."""
+
+    aggregate_type: str
+    aggregate_id: uuid.UUID
+    event_type: str
+    payload: BaseModel
+    headers: dict[str, Any] | None = None
+
+
 async def append_event(
     session: AsyncSession,
     aggregate_type: str,
@@ -116,18 +132,48 @@ async def append_event(
     Nothing is published here: the relay reads committed rows, so a rolled-back transaction
     leaves no trace.
     """
+    (event_id,) = await append_events(
+        session, [NewEvent(aggregate_type, aggregate_id, event_type, payload, headers)]
+    )
+    return event_id
+
+
+async def append_events(session: AsyncSession, events: Sequence[NewEvent]) -> list[uuid.UUID]:
+    """Write `events` in the session's current transaction, in order; their ids."""
+    return await write_with_events(session, (), events)
+
+
+async def write_with_events(
+    session: AsyncSession, changes: Sequence[UpdateBase], events: Sequence[NewEvent]
+) -> list[uuid.UUID]:
+    """Run `changes` (INSERT, UPDATE or DELETE statements, without RETURNING) and append `events`
+    (in order) in the session's current transaction, as one statement; the events' ids.
+
+    The statement is a SELECT of `pg_notify` on the relay's channel (delivered at commit) under
+    one data-modifying CTE per change and one multi-row INSERT of the events (rows take `seq` in
+    list order). The CTEs run against one snapshot: each change must stand on its own (no change
+    may need to see another's rows; a row inserted here is not visible to an UPDATE beside it).
+    """
     if not session.in_transaction():
         raise RuntimeError("append_event needs the caller's open transaction")
-    event_id = uuid.uuid4()
-    await session.execute(
-        insert(_OUTBOX).values(
-            id=event_id,
-            aggregate_type=aggregate_type,
-            aggregate_id=aggregate_id,
-            event_type=event_type,
-            payload=payload.model_dump(mode="json"),
-            headers=headers or {},
-        )
-    )
-    await session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
-    return event_id
+    if not changes and not events:
+        return []
+    ids = [uuid.uuid4() for _ in events]
+    rows = [
+        {
+            "id": event_id,
+            "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_id,
+            "event_type": event.event_type,
+            "payload": event.payload.model_dump(mode="json"),
+            "headers": event.headers or {},
+        }
+        for event_id, event in zip(ids, events, strict=True)
+    ]
+    statements = [*changes, *([insert(_OUTBOX).values(rows)] if rows else [])]
+    ctes = [statement.cte(f"change_{n}") for n, statement in enumerate(statements)]
+    signal = func.pg_notify(NOTIFY_CHANNEL, "") if rows else literal(None)
+    await session.flush()  # pending ORM changes first: the statement may depend on them
+    connection = await session.connection()
+    await connection.execute(select(signal).add_cte(*ctes))
+    return ids

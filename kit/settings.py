@@ -22,6 +22,11 @@ unknown keys: variables of another concern may share a first word (`CHECKOUT_DAT
 also reads as `checkout.database_url`), and a group is read field by field only: a variable
 named like a group itself (`LOG=/var/log`, set for some other tool) is not taken for its JSON.
 
+Every process reads the same settings, but needs only some of its secrets: each entry point
+names its `ProcessRole` and calls `Settings.validate_for(role)`, which with ENV=production refuses
+a missing or development-default secret that process uses and looks at no other
+(`SECRETS_BY_KIND`, `SECRETS_BY_WORKER_DOMAIN`, `PRODUCTION_CHECKS`).
+
 The payment-provider sandbox is not the platform: its `SANDBOX_*` settings are its own, in
 `sandbox/settings.py`.
 """
@@ -31,7 +36,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -69,19 +75,20 @@ DOMAINS: tuple[str, ...] = (
 )
 
 # Documented development defaults (docs/reference/configuration.md). They are public on purpose
-# and refused when ENV=production, so a forgotten variable can never ship a known secret.
+# and refused when ENV=production by each process that uses them (`Settings.validate_for`), so a
+# forgotten variable can never ship a known secret.
 DEV_JWT_SECRET = "dev-only-jwt-secret-change-me-0123456789abcdef"
 # Stripe's test-mode shapes: an `sk_test_` key (the sandbox accepts exactly the configured key)
 # and a `whsec_` signing secret, used as Stripe uses it (the whole string is the HMAC key).
 DEV_STRIPE_API_KEY = "sk_test_dev_only_sandbox_key_change_me"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_dev_only_stripe_webhook_secret_change_me"
-DEV_CARRIER_WEBHOOK_SECRET = "whsec_ZGV2LW9ubHktY2Fycmllci1zZWNyZXQtY2hhbmdlLW1l"
 # The key that encrypts Temporal payloads in development: id `dev`, the 32 bytes
 # `dev-only-payload-key-change-me!!` in base64 (`TEMPORAL_PAYLOAD_KEYS`, kit/codec.py).
 DEV_TEMPORAL_PAYLOAD_KEYS = "dev:ZGV2LW9ubHktcGF5bG9hZC1rZXktY2hhbmdlLW1lISE="
-# No secret: what a process is given for a secret setting it never uses (docs/deployment.md,
-# "Secrets"), so that ENV=production finds no development default left.
-UNUSED_SECRET = "unused-in-this-process"
+# EasyPost's shapes: a test key (`EZTK...`; the sandbox accepts exactly the configured key) and the
+# webhook secret its HMAC signatures are made with.
+DEV_EASYPOST_API_KEY = "EZTKdevonlysandboxkeychangeme"
+DEV_EASYPOST_WEBHOOK_SECRET = "dev-only-easypost-webhook-secret-change-me"
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:54329"
 DEFAULT_TEMPORAL_ADDRESS = "127.0.0.1:7233"
@@ -90,6 +97,9 @@ DEFAULT_PSP_URL = "http://127.0.0.1:8100"
 STRIPE_LIVE_API_BASE = "https://api.stripe.com"
 # Stripe's secret and restricted keys by mode: the key's prefix says which money it moves.
 STRIPE_KEY_MODES = {"live": ("sk_live_", "rk_live_"), "test": ("sk_test_", "rk_test_")}
+EASYPOST_LIVE_API_BASE = "https://api.easypost.com/v2"
+# Where the sandbox serves EasyPost's API, under PSP_URL.
+EASYPOST_SANDBOX_PATH = "/v2"
 
 
 EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
@@ -97,6 +107,81 @@ EmbeddedService = Literal["postgres", "temporal", "nats", "sandbox"]
 
 class ConfigurationError(RuntimeError):
     """The environment describes a configuration the platform refuses to run with."""
+
+
+ProcessKind = Literal["api", "worker", "relay", "migrate", "shopctl", "sandbox"]
+
+# The secret settings each kind of process reads, and so the only ones it is given
+# (deploy/kubernetes) and the only ones ENV=production checks in it (`Settings.validate_for`):
+# the API verifies tokens and webhooks, quotes shipping rates and starts workflows; a worker talks
+# to Temporal; the relays and the migrations use no secret beyond their database and NATS URLs;
+# `shopctl` holds an operator's credentials; the sandbox, a stand-in for Stripe and EasyPost in
+# development and tests only, accepts the keys and signs with the secrets the platform is given.
+# Optional ones (a Temporal Cloud API key, the previous webhook secret during a rotation) are read
+# when given and never required.
+SECRETS_BY_KIND: dict[ProcessKind, frozenset[str]] = {
+    "api": frozenset(
+        {
+            "AUTH_JWT_SECRET",
+            "STRIPE_WEBHOOK_SECRET",
+            "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
+            "EASYPOST_WEBHOOK_SECRET_PREVIOUS",
+            "TEMPORAL_PAYLOAD_KEYS",
+            "TEMPORAL_API_KEY",
+        }
+    ),
+    "worker": frozenset({"TEMPORAL_PAYLOAD_KEYS", "TEMPORAL_API_KEY"}),
+    "relay": frozenset(),
+    "migrate": frozenset(),
+    "shopctl": frozenset({"SHOPCTL_TOKEN", "SHOPCTL_CLIENT_SECRET"}),
+    "sandbox": frozenset(
+        {
+            "STRIPE_API_KEY",
+            "STRIPE_WEBHOOK_SECRET",
+            "STRIPE_WEBHOOK_SECRET_PREVIOUS",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
+        }
+    ),
+}
+# What a worker reads beyond that for a domain it serves: the payments worker calls Stripe, the
+# shipping worker EasyPost.
+SECRETS_BY_WORKER_DOMAIN: dict[str, frozenset[str]] = {
+    "payments": frozenset({"STRIPE_API_KEY"}),
+    "shipping": frozenset({"EASYPOST_API_KEY"}),
+}
+
+
+@dataclass(frozen=True)
+class ProcessRole:
+    """What a process is: the API, a worker of some domains, a relay of some domains, the
+    migrations, `shopctl` or the provider sandbox. Its role says which secrets it reads
+    (`secrets`), and so which it needs with ENV=production (`Settings.validate_for`)."""
+
+    kind: ProcessKind
+    domains: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.domains) - set(DOMAINS))
+        if unknown:
+            raise ConfigurationError(f"{self.kind} process of unknown domains: {unknown}")
+        if self.kind == "worker" and not self.domains:
+            raise ConfigurationError("a worker process serves at least one domain")
+        if self.domains and self.kind not in ("worker", "relay"):
+            raise ConfigurationError(f"a {self.kind} process serves no domain")
+
+    def secrets(self) -> frozenset[str]:
+        """The secret variables this process reads: it is given these and no others."""
+        used = set(SECRETS_BY_KIND[self.kind])
+        if self.kind == "worker":
+            for domain in self.domains:
+                used |= SECRETS_BY_WORKER_DOMAIN.get(domain, frozenset())
+        return frozenset(used)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{','.join(self.domains)}" if self.domains else self.kind
 
 
 def database_url_for(server_url: str, database: str) -> str:
@@ -321,7 +406,7 @@ class ShopctlSettings(Group):
 
 
 class PspSettings(Group):
-    """The local provider sandbox (Stripe stand-in and carrier): `PSP_URL`, `PSP_TIMEOUT_S`."""
+    """The local provider sandbox (Stripe and EasyPost stand-in): `PSP_URL`, `PSP_TIMEOUT_S`."""
 
     url: str = DEFAULT_PSP_URL
     """The local payment-provider and carrier sandbox; `just up` starts it when this is unset."""
@@ -335,7 +420,8 @@ class StripeSettings(Group):
     `STRIPE_WEBHOOK_RETENTION`.
 
     Going live changes the first three and the return URL, nothing else (README, "Going live
-    with Stripe"); the key's mode is checked against ENV (`_check_stripe_live_mode`).
+    with Stripe"); the key's mode is checked against ENV where it is used (`_stripe_key_refusal`)
+    and refused everywhere outside production when it is live.
     """
 
     api_base: str = ""
@@ -344,7 +430,7 @@ class StripeSettings(Group):
     api_key: SecretStr = SecretStr(DEV_STRIPE_API_KEY)
     """The Stripe secret (or restricted) key; the sandbox accepts exactly this key (the default,
     public on purpose). Live keys (`sk_live_...`, `rk_live_...`) only with ENV=production, and
-    only live keys there."""
+    only live keys there in the process that calls Stripe (the payments worker)."""
     webhook_secret: SecretStr = SecretStr(DEV_STRIPE_WEBHOOK_SECRET)
     """The webhook endpoint's signing secret (`whsec_...`). The default is public on purpose and
     refused when ENV=production."""
@@ -354,7 +440,7 @@ class StripeSettings(Group):
     """Where the buyer's browser returns after a 3-D Secure redirect: your shop's page that then
     polls the checkout. Live Stripe needs it to answer a card that must authenticate with
     `next_action.redirect_to_url` (without it: `use_stripe_sdk`, for Stripe.js). Required
-    (https) with ENV=production in a process holding a live key."""
+    (https) with ENV=production in the process that calls Stripe (the payments worker)."""
     timeout_s: float = Field(default=10.0, gt=0)
     """A call slower than this is treated as lost and retried under the same idempotency key."""
     webhook_retention: timedelta = timedelta(days=7)
@@ -362,15 +448,62 @@ class StripeSettings(Group):
     a delivery (about 3 days in live mode)."""
 
 
-class CarrierSettings(Group):
-    """The carrier: `CARRIER_URL` (default: `PSP_URL`), `CARRIER_WEBHOOK_SECRET`."""
+class TaxSettings(Group):
+    """Sales tax and VAT: `TAX_PROVIDER`, `TAX_ON_FAILURE`, `TAX_DEFAULT_CODE`, `TAX_MAX_ATTEMPTS`.
 
-    url: str = ""
-    """The carrier's booking API. Unset: PSP_URL (the sandbox serves it beside the payment
-    provider)."""
-    webhook_secret: SecretStr = SecretStr(DEV_CARRIER_WEBHOOK_SECRET)
-    """The signing secret of the carrier's tracking webhooks (Standard Webhooks). The default is
-    public on purpose and refused when ENV=production."""
+    `none` charges no tax (an order's total is its items less the coupon); `stripe` calculates
+    it with Stripe Tax (the sandbox in development) before the payment is authorized, records
+    it after the capture and reverses it on refunds.
+    """
+
+    provider: Literal["none", "stripe"] = "none"
+    """`none`: no tax lines; `stripe`: Stripe Tax (the sandbox in development)."""
+    on_failure: Literal["fail", "open"] = "fail"
+    """When the tax service cannot answer after `max_attempts`: `fail` ends the checkout
+    `tax_unavailable` before anything is held; `open` goes on with zero tax, logged
+    (`tax.unavailable_opened`) and counted (`tax_fail_open_total`)."""
+    default_code: str = Field(default="txcd_99999999", pattern=r"^txcd_\d{8}$")
+    """The product tax code of every line (Stripe's "General - Tangible Goods")."""
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    """Attempts of a tax calculation before the service counts as down (retries are Temporal's)."""
+
+
+class EasyPostSettings(Group):
+    """The carrier, EasyPost, through its `easypost` package: `EASYPOST_API_BASE`,
+    `EASYPOST_API_KEY`, `EASYPOST_WEBHOOK_SECRET[_PREVIOUS]`, `EASYPOST_TIMEOUT_S`.
+
+    Going live changes the first three and nothing else (README, "Going live with EasyPost").
+    """
+
+    api_base: str = ""
+    """Empty: the sandbox at PSP_URL/v2, or EasyPost itself when ENV=production (see Settings)."""
+    api_key: SecretStr = SecretStr(DEV_EASYPOST_API_KEY)
+    """EasyPost's API key. The default is the sandbox's public one, refused when ENV=production."""
+    webhook_secret: SecretStr = SecretStr(DEV_EASYPOST_WEBHOOK_SECRET)
+    """Tracker webhooks carry `X-Hmac-Signature`, an HMAC-SHA256 of the body under this secret."""
+    webhook_secret_previous: SecretStr | None = None
+    """During a rotation: the previous secret, still accepted until EasyPost stops using it."""
+    timeout_s: int = Field(default=10, ge=1)
+    """The package takes whole seconds; a slower call is treated as lost and retried."""
+
+
+class ShippingSettings(Group):
+    """Shipping quotes and where parcels leave from: `SHIPPING_QUOTE_TTL_S`,
+    `SHIPPING_FROM_ADDRESS` (a JSON object in EasyPost's address fields)."""
+
+    quote_ttl_s: int = Field(default=900, ge=30, le=86_400)
+    """How long a rate quoted at checkout may be chosen (EasyPost's own rates last longer)."""
+    from_address: dict[str, str] = Field(
+        default_factory=lambda: {
+            "company": "Checkout Platform Warehouse",
+            "street1": "1 Dock Road",
+            "city": "Springfield",
+            "state": "CA",
+            "zip": "94107",
+            "country": "US",
+        }
+    )
+    """The warehouse every parcel leaves from (and every return comes back to)."""
 
 
 class WorkerSettings(Group):
@@ -549,7 +682,9 @@ class Settings(BaseSettings):
     shopctl: ShopctlSettings = Field(default_factory=ShopctlSettings)
     psp: PspSettings = Field(default_factory=PspSettings)
     stripe: StripeSettings = Field(default_factory=StripeSettings)
-    carrier: CarrierSettings = Field(default_factory=CarrierSettings)
+    easypost: EasyPostSettings = Field(default_factory=EasyPostSettings)
+    shipping: ShippingSettings = Field(default_factory=ShippingSettings)
+    tax: TaxSettings = Field(default_factory=TaxSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     inventory: InventorySettings = Field(default_factory=InventorySettings)
     relay: RelaySettings = Field(default_factory=RelaySettings)
@@ -581,14 +716,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _carrier_beside_provider(cls, data: Any) -> Any:
-        """CARRIER_URL unset: the carrier is served beside the payment provider, at PSP_URL."""
+    def _easypost_where_the_environment_says(cls, data: Any) -> Any:
+        """EASYPOST_API_BASE unset: EasyPost itself in production, the sandbox (PSP_URL/v2)
+        elsewhere."""
         if not isinstance(data, dict):
             return data
-        carrier = _given(data.get("carrier"))
-        if not carrier.get("url"):
-            carrier["url"] = _given(data.get("psp")).get("url") or DEFAULT_PSP_URL
-            data = {**data, "carrier": carrier}
+        easypost = _given(data.get("easypost"))
+        if not easypost.get("api_base"):
+            if data.get("env") == "production":
+                easypost["api_base"] = EASYPOST_LIVE_API_BASE
+            else:
+                psp = _given(data.get("psp")).get("url") or DEFAULT_PSP_URL
+                easypost["api_base"] = str(psp).rstrip("/") + EASYPOST_SANDBOX_PATH
+            data = {**data, "easypost": easypost}
         return data
 
     @model_validator(mode="before")
@@ -618,13 +758,9 @@ class Settings(BaseSettings):
         return data
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> Settings:
+    def _refuse_what_no_process_may_run_with(self) -> Settings:
+        """Values wrong in any process; what each process needs is `validate_for`'s."""
         if self.env == "production":
-            # With an issuer the secret verifies nothing (HS256 tokens are refused).
-            if not self.auth.issuer and self.auth.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ConfigurationError(
-                    "AUTH_ISSUER or AUTH_JWT_SECRET must be set when ENV=production"
-                )
             # Keys fetched in the clear could be swapped by anyone on the path.
             for name, url in (
                 ("AUTH_ISSUER", self.auth.issuer),
@@ -632,17 +768,34 @@ class Settings(BaseSettings):
             ):
                 if url and not url.startswith("https://"):
                     raise ConfigurationError(f"{name} must be an https:// URL when ENV=production")
-            if self.stripe.api_key.get_secret_value() == DEV_STRIPE_API_KEY:
-                raise ConfigurationError("STRIPE_API_KEY must be set when ENV=production")
-            if self.stripe.webhook_secret.get_secret_value() == DEV_STRIPE_WEBHOOK_SECRET:
-                raise ConfigurationError("STRIPE_WEBHOOK_SECRET must be set when ENV=production")
-            if self.carrier.webhook_secret.get_secret_value() == DEV_CARRIER_WEBHOOK_SECRET:
-                raise ConfigurationError("CARRIER_WEBHOOK_SECRET must be set when ENV=production")
-            if self.temporal.uses_dev_payload_key():
-                raise ConfigurationError(
-                    "TEMPORAL_PAYLOAD_KEYS must not hold the development key when ENV=production"
-                )
-        _check_stripe_live_mode(self.env, self.stripe)
+        elif self.stripe.api_key.get_secret_value().startswith(STRIPE_KEY_MODES["live"]):
+            # A live key anywhere but production would take real money from tests.
+            raise ConfigurationError(
+                f"STRIPE_API_KEY is a live key: refused unless ENV=production (ENV={self.env})"
+            )
+        return self
+
+    def validate_for(self, role: ProcessRole) -> Settings:
+        """These settings, checked for a process of `role`; every entry point calls it first.
+
+        With ENV=production each secret the process needs must be set and must not be a public
+        development default; secrets it never reads are not looked at (it is not given them).
+        Returns the settings; ConfigurationError names every variable that is wrong.
+        """
+        if self.env != "production":
+            return self
+        if role.kind == "sandbox":
+            raise ConfigurationError(
+                "the sandbox stands in for Stripe and EasyPost in development and tests: "
+                "refused when ENV=production"
+            )
+        refusals = [
+            refusal
+            for variable in sorted(role.secrets() & PRODUCTION_CHECKS.keys())
+            if (refusal := PRODUCTION_CHECKS[variable](self)) is not None
+        ]
+        if refusals:
+            raise ConfigurationError(f"{role} process: " + "; ".join(refusals))
         return self
 
     def domain_database_url(self, domain: str) -> str:
@@ -694,27 +847,64 @@ class Settings(BaseSettings):
         return self.model_copy(update=update)
 
 
-def _check_stripe_live_mode(env: str, stripe: StripeSettings) -> None:
-    """Live keys only in production, and only live keys there: a test key in production would
-    take no real money, a live key anywhere else would take real money from tests. A process
-    that never calls Stripe carries the UNUSED_SECRET marker instead of a key. One that does
-    needs STRIPE_RETURN_URL in production, where live cards authenticate (3-D Secure)."""
-    key = stripe.api_key.get_secret_value()
-    live = key.startswith(STRIPE_KEY_MODES["live"])
-    if env != "production":
-        if live:
-            raise ConfigurationError(
-                f"STRIPE_API_KEY is a live key: refused unless ENV=production (ENV={env})"
-            )
-        return
-    if key == UNUSED_SECRET:
-        return
-    if not live:
-        raise ConfigurationError(
-            "STRIPE_API_KEY must be a live key (sk_live_... or rk_live_...) when ENV=production"
-        )
-    if not (stripe.return_url or "").startswith("https://"):
-        raise ConfigurationError("STRIPE_RETURN_URL must be an https:// URL when ENV=production")
+# Each secret a process may need, and why ENV=production refuses it as given (None: accepted).
+# A process is checked for the secrets of its role only (`ProcessRole.secrets`).
+
+
+def _jwt_secret_refusal(settings: Settings) -> str | None:
+    # With an issuer the secret verifies nothing (HS256 tokens are refused).
+    if settings.auth.issuer or settings.auth.jwt_secret.get_secret_value() != DEV_JWT_SECRET:
+        return None
+    return "AUTH_ISSUER or AUTH_JWT_SECRET must be set when ENV=production"
+
+
+def _stripe_key_refusal(settings: Settings) -> str | None:
+    """Only live keys in production (a test key would take no real money), and a live key needs
+    STRIPE_RETURN_URL, where live cards authenticate (3-D Secure)."""
+    key = settings.stripe.api_key.get_secret_value()
+    if key == DEV_STRIPE_API_KEY:
+        return "STRIPE_API_KEY must be set when ENV=production"
+    if not key.startswith(STRIPE_KEY_MODES["live"]):
+        return "STRIPE_API_KEY must be a live key (sk_live_... or rk_live_...) when ENV=production"
+    if not (settings.stripe.return_url or "").startswith("https://"):
+        return "STRIPE_RETURN_URL must be an https:// URL when ENV=production"
+    return None
+
+
+def _stripe_webhook_secret_refusal(settings: Settings) -> str | None:
+    if settings.stripe.webhook_secret.get_secret_value() != DEV_STRIPE_WEBHOOK_SECRET:
+        return None
+    return "STRIPE_WEBHOOK_SECRET must be set when ENV=production"
+
+
+def _easypost_key_refusal(settings: Settings) -> str | None:
+    if settings.easypost.api_key.get_secret_value() != DEV_EASYPOST_API_KEY:
+        return None
+    return "EASYPOST_API_KEY must be set when ENV=production"
+
+
+def _easypost_webhook_secret_refusal(settings: Settings) -> str | None:
+    if settings.easypost.webhook_secret.get_secret_value() != DEV_EASYPOST_WEBHOOK_SECRET:
+        return None
+    return "EASYPOST_WEBHOOK_SECRET must be set when ENV=production"
+
+
+def _payload_keys_refusal(settings: Settings) -> str | None:
+    if settings.temporal.payload_keys is None:
+        return "TEMPORAL_PAYLOAD_KEYS must be set when ENV=production"
+    if settings.temporal.uses_dev_payload_key():
+        return "TEMPORAL_PAYLOAD_KEYS must not hold the development key when ENV=production"
+    return None
+
+
+PRODUCTION_CHECKS: dict[str, Callable[[Settings], str | None]] = {
+    "AUTH_JWT_SECRET": _jwt_secret_refusal,
+    "STRIPE_API_KEY": _stripe_key_refusal,
+    "STRIPE_WEBHOOK_SECRET": _stripe_webhook_secret_refusal,
+    "EASYPOST_API_KEY": _easypost_key_refusal,
+    "EASYPOST_WEBHOOK_SECRET": _easypost_webhook_secret_refusal,
+    "TEMPORAL_PAYLOAD_KEYS": _payload_keys_refusal,
+}
 
 
 def _given(group: object) -> dict[str, Any]:

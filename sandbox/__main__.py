@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 import uvicorn
 
 from kit.logging import configure_logging, get_logger
-from kit.settings import get_settings
+from kit.settings import ProcessRole, get_settings
 from sandbox.psp import create_app
 from sandbox.settings import get_sandbox_settings
 
@@ -18,7 +18,7 @@ GRACEFUL_SHUTDOWN_S = 5
 
 def main() -> None:
     """Serve until SIGINT/SIGTERM; uvicorn then drains requests and the lifespan stops the loops."""
-    settings = get_settings()
+    settings = get_settings().validate_for(ProcessRole("sandbox"))
     configure_logging(settings)
     url = urlsplit(settings.psp.url)
     port = url.port or (443 if url.scheme == "https" else 80)

@@ -3,8 +3,9 @@
 The sandbox stands in for outside systems, so it is configured apart from the platform's
 `kit.settings.Settings`. What the two sides share stays the platform's: the sandbox listens on
 PSP_URL's port, accepts exactly STRIPE_API_KEY on Stripe's endpoints, signs payment events as
-Stripe does with STRIPE_WEBHOOK_SECRET (and STRIPE_WEBHOOK_SECRET_PREVIOUS during a rotation) and
-carrier events (Standard Webhooks) with CARRIER_WEBHOOK_SECRET, keeps its state under DATA_DIR and
+Stripe does with STRIPE_WEBHOOK_SECRET (and STRIPE_WEBHOOK_SECRET_PREVIOUS during a rotation),
+accepts exactly EASYPOST_API_KEY on EasyPost's endpoints (`/v2`) and signs tracker events as
+EasyPost does with EASYPOST_WEBHOOK_SECRET, keeps its state under DATA_DIR and
 logs per LOG_*; `python -m sandbox` reads those through `Settings`.
 """
 
@@ -69,10 +70,15 @@ class SandboxSettings(BaseSettings):
     """Restricted keys (`rk_test_...`) the sandbox accepts beside STRIPE_API_KEY, each with its
     permissions (`payment_intent_write`, `refund_write`, `charge_read`, ...; write implies read):
     a JSON object of key -> list. A call outside them answers Stripe's 403."""
+    tax_fault: Literal["none", "error", "hang"] = "none"
+    """Stripe Tax's endpoints: `none` (they work), `error` (500 before any effect) or `hang`
+    (answer after tax_hang_s); switched at run time by POST /v1/test_helpers/tax/fault."""
+    tax_hang_s: float = Field(default=30.0, ge=0)
+    """How long a `hang` tax fault holds each answer (seconds)."""
     webhook_max_attempts: int = Field(default=12, ge=1)
     """Deliveries of one webhook (with backoff) before the sandbox gives up on it."""
-    carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/sandbox"
-    """Where the carrier's tracking webhooks go."""
+    carrier_webhook_url: str = "http://127.0.0.1:8000/v1/webhooks/carriers/easypost"
+    """Where the carrier's tracker events (EasyPost `tracker.updated`) go."""
     carrier_step_s: float = Field(default=5.0, gt=0)
     """How fast a parcel moves: seconds per status (in_transit, out_for_delivery, delivered)."""
     oidc_clients: dict[str, OidcClient] = Field(

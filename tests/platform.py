@@ -125,14 +125,14 @@ async def platform(
         webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/payments/stripe",
         log_dir=work_dir / "logs",
         extra_env=SANDBOX_ENV,
-        carrier_webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/carriers/sandbox",
+        carrier_webhook_url=f"http://127.0.0.1:{api_port}/v1/webhooks/carriers/easypost",
     )
     settings = migrated.updated(
         temporal={"address": temporal.url},
         nats={"url": nats.url},
         psp={"url": psp_url, "timeout_s": PSP_TIMEOUT_S},
         stripe={"api_base": psp_url, "timeout_s": PSP_TIMEOUT_S},
-        carrier={"url": psp_url},
+        easypost={"api_base": f"{psp_url}/v2"},
         worker={"shutdown_grace_s": 2.0},
         data_dir=work_dir,
     )

@@ -40,7 +40,8 @@ The platform reads its environment in one place, `kit.settings.Settings`, groupe
 rest its field (`API_MAX_BODY_BYTES` is `api.max_body_bytes`); the few exceptions (`DB_*`,
 `<DOMAIN>_DATABASE_URL`) are listed by exact name in `kit.settings.ELSEWHERE`. Names are not
 case-sensitive. Durations take ISO 8601 (`PT15M`, `P7D`) or seconds; lists are comma-separated;
-mappings are JSON objects. `ENV=production` refuses to start with the development secrets below.
+mappings are JSON objects. With `ENV=production` a process refuses to start with the development
+value of a secret below that it uses (docs/deployment.md, "Secrets").
 """
 
 
@@ -166,7 +167,7 @@ def render() -> str:
         "## The payment-provider sandbox (`SANDBOX_*`)",
         "",
         "Read only by `python -m sandbox` (`sandbox/settings.py`), never by the platform's "
-        "processes; the sandbox also reads `PSP_URL`, `STRIPE_*`, `CARRIER_WEBHOOK_SECRET`, "
+        "processes; the sandbox also reads `PSP_URL`, `STRIPE_*`, `EASYPOST_*`, "
         "`DATA_DIR` and `LOG_*` above.",
         "",
         *_table(list(sandbox_variables())),

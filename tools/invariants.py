@@ -219,7 +219,9 @@ async def _check_checkout(
     if checkout.active:
         report.fail(f"{checkout.tag}: {len(checkout.active)} reservations still active")
     _check_charged_once(checkout, report)
-    if checkout.status == "completed":
+    if checkout.status == "completed" and _cancelled_after_sale(checkout):
+        await _check_cancelled_after_sale(databases, checkout, report)
+    elif checkout.status == "completed":
         await _check_completed(databases, checkout, report)
     else:
         _check_given_back(checkout, report)
@@ -275,6 +277,42 @@ async def _check_completed(
         report.fail(f"{tag}: redemption {[r['status'] for r in checkout.redemptions]}")
     if not checkout.carts or checkout.carts[0]["status"] != "converted":
         report.fail(f"{tag}: cart {[c['status'] for c in checkout.carts]}")
+
+
+def _cancelled_after_sale(checkout: _Ended) -> bool:
+    """Whether the completed checkout's order was cancelled afterwards (before pickup)."""
+    return len(checkout.orders) == 1 and checkout.orders[0]["status"] == "cancelled"
+
+
+async def _check_cancelled_after_sale(
+    databases: Mapping[str, DomainDatabase], checkout: _Ended, report: Report
+) -> None:
+    """4b. An order cancelled after its checkout gave everything back: the payment refunded in
+    full, no stock still taken, the redemption released, the shipment cancelled."""
+    tag = checkout.tag
+    if checkout.captured != checkout.refunded:
+        report.fail(
+            f"{tag}: cancelled order, captured {checkout.captured} but refunded {checkout.refunded}"
+        )
+    taken = await _rows(
+        databases["inventory"],
+        "SELECT variant_id FROM inventory_reservations WHERE checkout_id = :c AND status = "
+        "'committed'",
+        c=checkout.id,
+    )
+    if taken:
+        report.fail(f"{tag}: cancelled order, {len(taken)} reservations still committed")
+    if any(r["status"] != "released" for r in checkout.redemptions):
+        report.fail(
+            f"{tag}: cancelled order, redemption {[r['status'] for r in checkout.redemptions]}"
+        )
+    shipments = await _rows(
+        databases["shipping"],
+        "SELECT status FROM shipments WHERE order_id = :o",
+        o=checkout.orders[0]["id"],
+    )
+    if any(s["status"] != "cancelled" for s in shipments):
+        report.fail(f"{tag}: cancelled order, shipment {[s['status'] for s in shipments]}")
 
 
 def _check_given_back(checkout: _Ended, report: Report) -> None:

@@ -14,7 +14,7 @@ import signal
 import sys
 
 from kit.logging import configure_logging, get_logger
-from kit.settings import DOMAINS, get_settings
+from kit.settings import DOMAINS, ProcessRole, get_settings
 from workers.bootstrap import WORKER_DOMAINS, run_relays, run_workers
 
 log = get_logger("workers")
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("domains", nargs="+", choices=choices)
     args = parser.parse_args(arguments[1:] if relays_only else arguments)
     domains = list(WORKER_DOMAINS) if "all" in args.domains else list(dict.fromkeys(args.domains))
-    configure_logging(get_settings())
+    role = ProcessRole("relay" if relays_only else "worker", tuple(domains))
+    configure_logging(get_settings().validate_for(role))
     asyncio.run(_main(domains, relays_only))
     return 0
 

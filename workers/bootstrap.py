@@ -26,6 +26,7 @@ from activities.inventory.activities import InventoryActivities
 from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
 from activities.payments.metered import MeteredProvider
+from activities.payments.tax import TaxActivities, tax_provider
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
 from domains.notifications.models import Notification
@@ -33,7 +34,8 @@ from domains.notifications.sender import DevSender, send_due
 from domains.notifications.statuses import NotificationStatus
 from domains.payments.models import PaymentWebhookEvent
 from domains.payments.stripe_provider import StripeProvider
-from domains.shipping.carrier import CarrierClient
+from domains.shipping.carrier import EasyPostCarrier
+from domains.shipping.models import ShippingQuote
 from kit import inbox, temporal
 from kit.budget import check_connection_budget, process_connections
 from kit.db import DomainDatabase
@@ -51,6 +53,7 @@ from workers.sweeper import sweep_expired_reservations
 from workers.versioning import deployment_config, serve_version
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
+from workflows.order_cancel.workflow import OrderCancelWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
@@ -142,18 +145,33 @@ def _activities(
         )
         stack.push_async_callback(provider.aclose)
         payments = PaymentsActivities(db, MeteredProvider(provider, meter))
+        taxes = tax_provider(settings)
+        stack.push_async_callback(taxes.aclose)
+        tax = TaxActivities(db, taxes, settings.tax)
         return [
             payments.authorize_payment,
+            payments.confirm_payment,
             payments.refresh_payment,
             payments.capture_payment,
             payments.void_payment,
             payments.settle_ended,
+            tax.calculate_tax,
+            tax.commit_tax,
+            tax.reverse_tax,
         ]
     if domain == "shipping":
-        carrier = CarrierClient(settings.carrier.url, timeout_s=settings.psp.timeout_s)
-        stack.push_async_callback(carrier.aclose)
-        shipping = ShippingActivities(db, carrier)
-        return [shipping.create_shipment, shipping.cancel_shipment]
+        carrier = EasyPostCarrier(
+            settings.easypost.api_key.get_secret_value(),
+            api_base=settings.easypost.api_base,
+            timeout_s=settings.easypost.timeout_s,
+        )
+        shipping = ShippingActivities(db, carrier, warehouse=settings.shipping.from_address)
+        return [
+            shipping.create_shipment,
+            shipping.cancel_shipment,
+            shipping.create_return_label,
+            shipping.withdraw_shipment,
+        ]
     if domain == "checkout":
         checkout = CheckoutActivities(db)
         return [checkout.open_session, checkout.record_progress]
@@ -179,7 +197,7 @@ async def build_worker(
     """The worker of one domain's task queue, holding only that domain's database."""
     extras = extras or Extras()
     workflows: list[type] = (
-        [CheckoutWorkflow, ReconcilePaymentWorkflow, *extras.workflows]
+        [CheckoutWorkflow, ReconcilePaymentWorkflow, OrderCancelWorkflow, *extras.workflows]
         if domain == TaskQueue.CHECKOUT
         else []
     )
@@ -202,16 +220,24 @@ async def build_worker(
     )
 
 
-def inboxes(domain: str, settings: Settings) -> list[tuple[Table, timedelta]]:
-    """The tables of a domain's database that drop redelivered messages, each with how long a
-    row must stay (pruned by `received_at`): a consuming domain's consumer inbox, the payments'
-    webhook inbox (kept longer than the provider redelivers)."""
+# How long an expired shipping quote is kept (for questions about a checkout that just used it).
+EXPIRED_QUOTE_RETENTION = timedelta(days=1)
+
+
+def inboxes(domain: str, settings: Settings) -> list[tuple[Table, str, timedelta]]:
+    """The tables of a domain's database whose rows only matter for a while, each with the column
+    their age is read from and how long a row must stay: a consuming domain's consumer inbox, the
+    payments' webhook inbox (kept longer than the provider redelivers), the shipping quotes (a
+    day past their expiry)."""
     tables = []
     if domain in CONSUMERS:
-        tables.append((inbox.INBOX, settings.consumer.inbox_retention))
+        tables.append((inbox.INBOX, "received_at", settings.consumer.inbox_retention))
     if domain == "payments":
         webhooks = PaymentWebhookEvent.metadata.tables[PaymentWebhookEvent.__tablename__]
-        tables.append((webhooks, settings.stripe.webhook_retention))
+        tables.append((webhooks, "received_at", settings.stripe.webhook_retention))
+    if domain == "shipping":
+        quotes = ShippingQuote.metadata.tables[ShippingQuote.__tablename__]
+        tables.append((quotes, "expires_at", EXPIRED_QUOTE_RETENTION))
     return tables
 
 
@@ -220,8 +246,8 @@ async def prune_inboxes(
 ) -> int:
     """Delete the rows of a domain's inboxes past their retention, in batches."""
     deleted = 0
-    for table, retention in inboxes(domain, settings):
-        deleted += await prune_older_than(db, table, "received_at", retention, batch)
+    for table, column, retention in inboxes(domain, settings):
+        deleted += await prune_older_than(db, table, column, retention, batch)
     if deleted:
         log.info("inbox.pruned", domain=domain, deleted=deleted)
     return deleted

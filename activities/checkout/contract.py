@@ -29,6 +29,7 @@ class SessionRecord(Protocol):
     currency: str | None
     payment_status: str | None
     next_action: dict[str, Any] | None
+    payment_error: dict[str, Any] | None
     failure_code: str | None
     failure_message: str | None
     completed_at: datetime | None
@@ -43,11 +44,22 @@ class OrderSummary(Payload):
     currency: str
 
 
+class PaymentError(Payload):
+    """Why the last payment method was declined, as the buyer may see it: a decline that says
+    something about fraud (a lost or stolen card) is a generic decline here."""
+
+    code: str
+    decline_code: str | None = None
+    message: str
+
+
 class PaymentSummary(Payload):
     """The payment part of the status body."""
 
     status: str
     next_action: NextAction | None = None
+    # Set while the checkout waits at `requires_payment_method` (and kept if it then ends).
+    last_error: PaymentError | None = None
 
 
 class Failure(Payload):
@@ -81,7 +93,10 @@ class CheckoutStatusBody(Payload):
         payment = None
         if row.payment_status:
             action = NextAction(**row.next_action) if row.next_action else None
-            payment = PaymentSummary(status=row.payment_status, next_action=action)
+            error = PaymentError(**row.payment_error) if row.payment_error else None
+            payment = PaymentSummary(
+                status=row.payment_status, next_action=action, last_error=error
+            )
         failure = None
         if row.failure_code:
             failure = Failure(code=FailureCode(row.failure_code), message=row.failure_message or "")
@@ -132,6 +147,9 @@ class ProgressInput(Payload):
             "payment_status": payment.status if payment else None,
             "next_action": payment.next_action.model_dump()
             if payment and payment.next_action
+            else None,
+            "payment_error": payment.last_error.model_dump()
+            if payment and payment.last_error
             else None,
             "failure_code": failure.code.value if failure else None,
             "failure_message": failure.message if failure else None,

@@ -17,17 +17,25 @@ from temporalio.exceptions import ApplicationError
 from activities.payments.contract import (
     AUTHORIZE,
     CAPTURE,
+    CONFIRM,
     REFRESH,
     SETTLE_ENDED,
     VOID,
     AuthorizeInput,
+    ConfirmInput,
     PaymentResult,
     SettleInput,
     VoidResult,
 )
 from activities.shared import CheckoutRef, MoneyValue, NextAction
 from domains.payments import service
-from domains.payments.declines import buyer_code, buyer_message
+from domains.payments.declines import (
+    UNUSABLE_METHOD,
+    UNUSABLE_METHOD_MESSAGE,
+    buyer_code,
+    buyer_error_type,
+    buyer_message,
+)
 from domains.payments.errors import PaymentDeclined, ProviderUnavailable, UnknownIntentStatus
 from domains.payments.minimums import check_minimum
 from domains.payments.models import Payment, TransactionType
@@ -46,6 +54,8 @@ R = TypeVar("R")
 CANCELLABLE = frozenset(
     {"requires_confirmation", "requires_action", "processing", "requires_capture"}
 )
+# A declined intent, cancelled by the undo of a checkout that took other methods after a decline.
+DECLINED = frozenset({"requires_payment_method"})
 # Counted by the payments worker (Prometheus, with the Temporal SDK's metrics), by status.
 UNKNOWN_STATUS_METRIC = "payments_unknown_intent_status"
 
@@ -86,6 +96,7 @@ def _result(payment: Payment, intent: Intent) -> PaymentResult:
         # What the buyer may be told; the payment keeps the issuer's own code for operators.
         error_code=buyer_code(payment.last_error_code),
         message=buyer_message(payment.last_error_code) if failed else None,
+        error_type=buyer_error_type(payment.last_error_code) if failed else None,
     )
 
 
@@ -210,6 +221,58 @@ class PaymentsActivities:
             )
             return _result(payment, intent)
 
+    @activity.defn(name=CONFIRM.name)
+    @counts_unknown_statuses
+    async def confirm_payment(self, input: ConfirmInput) -> PaymentResult:
+        """Confirm the checkout's intent again with a new payment method (after a decline).
+
+        The same intent, never a second one: one payment per checkout. Each attempt has its key
+        (`<checkout_id>:confirm:<attempt>`), so a retry replays the provider's answer. A declined
+        card is an answer (status `failed`, with the buyer's error), not a fault, and so is a
+        payment method the provider does not know (`payment_method_unusable`)."""
+        key = service.idempotency_key(input.checkout_id, f"confirm:{input.attempt}")
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id)
+            intent_id = payment.provider_payment_id
+            await service.open_call(
+                session, key, {"intent": intent_id, "payment_method": input.payment_method}
+            )
+        if intent_id is None:
+            raise ApplicationError("the payment has no intent yet", type="payment_not_authorized")
+        refusal: ProviderRejected | None = None
+        try:
+            intent = await self.provider.confirm(
+                intent_id, payment_method=input.payment_method, key=key
+            )
+        except ProviderRejected as exc:
+            if exc.intent is not None:
+                refusal, intent = exc, exc.intent
+            elif exc.code == "resource_missing":
+                # A payment method the provider does not know: the buyer may try another one.
+                log.info("payments.confirm.unknown_method", checkout_id=str(input.checkout_id))
+                return PaymentResult(
+                    status=PaymentStatus.FAILED.value,
+                    intent_id=intent_id,
+                    message=UNUSABLE_METHOD_MESSAGE,
+                    error_type=UNUSABLE_METHOD,
+                )
+            else:
+                # The intent moved meanwhile (e.g. an earlier attempt's answer was lost): what
+                # it is now decides.
+                intent = await self.provider.retrieve(intent_id)
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
+            await service.apply_intent(
+                session,
+                payment,
+                intent,
+                key=key,
+                kind=TransactionType.AUTHORIZE,
+                succeeded=service.payment_status(intent) != PaymentStatus.FAILED,
+                error_code=refusal.reason if refusal else None,
+            )
+            return _result(payment, intent)
+
     @activity.defn(name=REFRESH.name)
     @counts_unknown_statuses
     async def refresh_payment(self, input: CheckoutRef) -> PaymentResult:
@@ -292,7 +355,8 @@ class PaymentsActivities:
         else:
             intent = await self.provider.retrieve(intent_id)
 
-        if intent.status in CANCELLABLE:
+        cancellable = CANCELLABLE | (DECLINED if input.cancel_declined else frozenset())
+        if intent.status in cancellable:
             key = await self._open(input, "void", intent.id)
             try:
                 intent = await self.provider.cancel(intent.id, key=key)

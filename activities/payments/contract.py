@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
+from pydantic import Field
+
 from activities.shared import ActivityName, CheckoutRef, MoneyValue, NextAction, Payload
 
 
@@ -16,6 +18,19 @@ class AuthorizeInput(Payload):
     amount: MoneyValue
     provider: str
     token: str
+    # The checkout takes another method after a decline (`on_decline: retry`): its undo also
+    # cancels an intent left declined, which could otherwise still be confirmed later.
+    cancel_declined: bool = False
+
+
+class ConfirmInput(Payload):
+    """Confirm the checkout's intent again with another payment method, after a decline."""
+
+    checkout_id: uuid.UUID
+    # 1 for the first new method after the authorization, then 2, 3...: each attempt has its
+    # own idempotency key, `<checkout_id>:confirm:<attempt>`.
+    attempt: int
+    payment_method: str
 
 
 class PaymentResult(Payload):
@@ -29,6 +44,10 @@ class PaymentResult(Payload):
     error_code: str | None = None
     # The sentence the buyer is shown when the payment failed ("Your card was declined.").
     message: str | None = None
+    # The kind of failure the buyer is shown (`card_declined`, or
+    # `payment_intent_authentication_failure` for a failed 3-D Secure challenge); `error_code`
+    # then says more when it differs (the issuer's decline code, generic for fraud).
+    error_type: str | None = None
 
 
 class VoidResult(Payload):
@@ -49,6 +68,92 @@ class SettleInput(Payload):
 
 AUTHORIZE = ActivityName("payments.authorize", AuthorizeInput, PaymentResult)
 REFRESH = ActivityName("payments.refresh", CheckoutRef, PaymentResult)
+CONFIRM = ActivityName("payments.confirm", ConfirmInput, PaymentResult)
 CAPTURE = ActivityName("payments.capture", CheckoutRef, PaymentResult)
 VOID = ActivityName("payments.void", AuthorizeInput, VoidResult)
 SETTLE_ENDED = ActivityName("payments.settle_ended", SettleInput, VoidResult)
+
+
+# --- tax (domains/payments/tax.py) ---------------------------------------------------------
+
+
+class TaxAddressValue(Payload):
+    """The shipping address as the tax service reads it: the country and (US) state decide."""
+
+    country: str = Field(pattern=r"^[A-Z]{2}$")
+    state: str | None = Field(default=None, max_length=100)
+    postal_code: str | None = Field(default=None, max_length=20)
+    city: str | None = Field(default=None, max_length=100)
+    line1: str | None = Field(default=None, max_length=200)
+
+
+class TaxLineValue(Payload):
+    """One order line to tax: its reference (unique in the checkout, e.g. the SKU), its total
+    (unit price times quantity, after any discount on it) and its quantity."""
+
+    reference: str = Field(min_length=1, max_length=200)
+    amount: MoneyValue
+    quantity: int = Field(ge=1)
+
+
+class CalculateTaxInput(Payload):
+    """Tax the lines and the shipping of a checkout for its shipping address."""
+
+    checkout_id: uuid.UUID
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    lines: list[TaxLineValue] = Field(min_length=1, max_length=100)
+    shipping: MoneyValue
+    address: TaxAddressValue
+
+
+class LineTaxValue(Payload):
+    """A line's amount and its tax (a reversal: what it took back)."""
+
+    reference: str
+    amount: MoneyValue
+    tax: MoneyValue
+
+
+class TaxResultValue(Payload):
+    """A checkout's tax: per line, of the shipping, in total."""
+
+    status: str  # a domains.payments.tax.TaxStatus value
+    lines: list[LineTaxValue]
+    shipping_tax: MoneyValue
+    total_tax: MoneyValue
+    calculation_id: str | None = None
+    transaction_id: str | None = None
+    # Why an `untaxed` checkout carries no tax: tax_provider_none, tax_unavailable (opened).
+    untaxed_reason: str | None = None
+
+
+class ReverseLineValue(Payload):
+    """How much of a line's amount goes back (its tax follows in proportion)."""
+
+    reference: str = Field(min_length=1, max_length=200)
+    amount: MoneyValue
+
+
+class ReverseTaxInput(Payload):
+    """Take back a checkout's recorded tax: all of it (`lines` None), or some lines' amounts
+    and some of the shipping. `reversal_key` names this reversal (the refund's or return's id,
+    `compensation` for the checkout's own undoing): a retry under it reverses nothing twice."""
+
+    checkout_id: uuid.UUID
+    reversal_key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    lines: list[ReverseLineValue] | None = None
+    shipping: MoneyValue | None = None
+
+
+class TaxReversalResult(Payload):
+    """What a reversal took back; `nothing` when no tax was ever recorded."""
+
+    action: Literal["nothing", "reversed"]
+    tax_reversed: MoneyValue | None = None
+    lines: list[LineTaxValue] = Field(default_factory=list)
+    transaction_id: str | None = None
+
+
+CALCULATE_TAX = ActivityName("payments.calculate_tax", CalculateTaxInput, TaxResultValue)
+COMMIT_TAX = ActivityName("payments.commit_tax", CheckoutRef, TaxResultValue)
+REVERSE_TAX = ActivityName("payments.reverse_tax", ReverseTaxInput, TaxReversalResult)

@@ -59,6 +59,11 @@ class MeteredProvider:
             ),
         )
 
+    async def confirm(self, intent_id: str, *, payment_method: str, key: str) -> Intent:
+        return await self._counted(
+            "confirm", self.provider.confirm(intent_id, payment_method=payment_method, key=key)
+        )
+
     async def retrieve(self, intent_id: str) -> Intent:
         return await self._counted("retrieve", self.provider.retrieve(intent_id))
 

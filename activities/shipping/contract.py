@@ -3,20 +3,39 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
+
+from pydantic import Field
 
 from activities.shared import ActivityName, Address, Payload
 
 
+class ParcelValue(Payload):
+    """A parcel in grams and centimetres."""
+
+    weight_g: int = Field(ge=1)
+    length_cm: Decimal = Field(gt=0)
+    width_cm: Decimal = Field(gt=0)
+    height_cm: Decimal = Field(gt=0)
+
+
 class CreateShipmentInput(Payload):
-    """Book one shipment for an order."""
+    """Buy the label of an order's one shipment.
+
+    `shipping_rate_id` is the quote the buyer chose at checkout (its rate is bought); without
+    one, shipping is free to the buyer and the cheapest service is bought for `parcel` (unset:
+    a default parcel). Both are optional so that histories recorded before them replay.
+    """
 
     checkout_id: uuid.UUID
     order_id: uuid.UUID
     ship_to: Address
+    shipping_rate_id: uuid.UUID | None = None
+    parcel: ParcelValue | None = None
 
 
 class ShipmentInfo(Payload):
-    """The booked shipment."""
+    """The shipment whose label was bought."""
 
     shipment_id: uuid.UUID
     carrier: str
@@ -24,14 +43,45 @@ class ShipmentInfo(Payload):
 
 
 class CancelShipmentInput(Payload):
-    """Cancel an order's shipment; `ship_to` (the booking's own request) lets the compensation
-    find a booking the carrier made whose record was never written (histories recorded before it
-    carry only the two ids)."""
+    """Void the label of an order's shipment (the compensation of create).
+
+    `ship_to` is no longer needed (the carrier's shipment is recorded before its label is
+    bought); it stays accepted so that histories recorded with it replay."""
 
     checkout_id: uuid.UUID
     order_id: uuid.UUID
     ship_to: Address | None = None
 
 
+class ReturnLabelInput(Payload):
+    """Buy a return label (the buyer sends the parcel back to the warehouse) for an order;
+    idempotent by `return_id`."""
+
+    return_id: uuid.UUID
+    order_id: uuid.UUID
+    ship_from: Address
+    parcel: ParcelValue | None = None
+
+
+class ReturnLabel(Payload):
+    """A bought return label."""
+
+    carrier_shipment_id: str
+    tracking_number: str
+    label_url: str | None
+    carrier: str
+    service: str
+    amount: Decimal
+    currency: str
+
+
+class WithdrawInput(Payload):
+    """Take an order's parcel back before the carrier has it (the order is being cancelled)."""
+
+    order_id: uuid.UUID
+
+
 CREATE = ActivityName("shipping.create", CreateShipmentInput, ShipmentInfo)
 CANCEL = ActivityName("shipping.cancel", CancelShipmentInput, bool)
+RETURN_LABEL = ActivityName("shipping.create_return_label", ReturnLabelInput, ReturnLabel)
+WITHDRAW = ActivityName("shipping.withdraw", WithdrawInput, bool)

@@ -8,8 +8,18 @@ from decimal import Decimal
 from fastapi import APIRouter, status
 
 from api.deps import Customer, PlatformDep
-from api.schemas import CartIn, CartItemOut, CartOut, ItemIn, QuantityIn, money
-from api.services import carts
+from api.schemas import (
+    CartIn,
+    CartItemOut,
+    CartOut,
+    ItemIn,
+    QuantityIn,
+    ShippingRateOut,
+    ShippingRatesIn,
+    ShippingRatesOut,
+    money,
+)
+from api.services import carts, shipping
 from api.services.carts import CartView
 from kit.money import Money
 
@@ -82,3 +92,35 @@ async def remove_item(
 ) -> CartOut:
     """Remove a line."""
     return cart_out(await carts.remove_item(wired, cart_id, caller.user_id, item_id))
+
+
+@router.post(
+    "/v1/carts/{cart_id}/shipping-rates",
+    response_model=ShippingRatesOut,
+    responses={
+        404: {"description": "not the caller's cart"},
+        422: {"description": "empty cart, or no service reaches the address"},
+        503: {"description": "the carrier did not answer"},
+    },
+)
+async def shipping_rates(
+    cart_id: uuid.UUID, body: ShippingRatesIn, wired: PlatformDep, caller: Customer
+) -> ShippingRatesOut:
+    """The carrier's rates for the cart to `shipping_address`, cheapest first; each `id` may be
+    named as the checkout's `shipping_rate_id` until `expires_at`. 422 `address_unserviceable`
+    when no service reaches the address, 503 `carrier_unavailable` when the carrier is down."""
+    found = await shipping.quote_rates(wired, cart_id, caller.user_id, body.shipping_address)
+    return ShippingRatesOut(
+        rates=[
+            ShippingRateOut(
+                id=q.id,
+                carrier=q.carrier,
+                service=q.service,
+                amount=money(q.amount, q.currency),
+                currency=q.currency,
+                delivery_days=q.delivery_days,
+                expires_at=q.expires_at,
+            )
+            for q in found
+        ]
+    )

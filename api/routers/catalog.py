@@ -82,6 +82,10 @@ async def create_product(body: ProductIn, wired: PlatformDep, _: Operator) -> Pr
                     sku=v.sku,
                     attributes=dict(v.attributes),
                     prices=[Money.of(p.amount, p.currency) for p in v.prices],
+                    weight_g=v.weight_g,
+                    length_mm=v.length_mm,
+                    width_mm=v.width_mm,
+                    height_mm=v.height_mm,
                 )
                 for v in body.variants
             ],

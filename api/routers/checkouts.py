@@ -1,4 +1,5 @@
-"""Checkouts: idempotent start, status, cancel (the work is in `api.services.checkouts`)."""
+"""Checkouts: idempotent start, status, cancel, another payment method after a decline (the work
+is in `api.services.checkouts`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import Anyone, Customer, PlatformDep
-from api.schemas import CheckoutAccepted, CheckoutIn, CheckoutOut
+from api.schemas import CheckoutAccepted, CheckoutIn, CheckoutOut, PaymentRetryIn
 from api.services import checkouts
 from api.services.checkouts import MAX_WAIT_S
 
@@ -88,3 +89,24 @@ async def cancel(
     """Cancel before the payment is captured (compensation runs); 409 after. Sent again (a
     retry after a timeout), it answers the first call's result."""
     return await checkouts.cancel(wired, checkout_id, caller.owner_filter(), idempotency_key)
+
+
+@router.post(
+    "/v1/checkouts/{checkout_id}/payment",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=CheckoutAccepted,
+    responses={409: {"description": "not waiting for a payment method"}},
+)
+async def retry_payment(
+    checkout_id: uuid.UUID,
+    body: PaymentRetryIn,
+    wired: PlatformDep,
+    caller: Customer,
+    idempotency_key: RequestKey = None,
+) -> CheckoutAccepted:
+    """Another payment method for a checkout whose card was declined (started with
+    `on_decline: retry`, waiting at `requires_payment_method`): the same payment intent is
+    confirmed with it. 409 `checkout_not_awaiting_payment_method` at any other time."""
+    return await checkouts.retry_payment(
+        wired, checkout_id, caller.owner_filter(), body, idempotency_key
+    )

@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 
-from api.deps import Anyone, PlatformDep
-from api.schemas import OrderList, OrderOut
-from api.services import orders
+from api.deps import Anyone, Operator, PlatformDep
+from api.routers.checkouts import RequestKey
+from api.schemas import OrderCancelAccepted, OrderList, OrderOut, ResolutionIn
+from api.services import order_cancels, orders
 from api.services.orders import OrderWithShipments
 from kit.db import columns
 
@@ -51,3 +52,56 @@ async def list_orders(
     """The caller's orders (an operator: all), newest first."""
     data = [order_out(o) for o in await orders.page(wired, caller.owner_filter(), limit, before)]
     return OrderList(data=data, next_before=data[-1].created_at if len(data) == limit else None)
+
+
+@router.post(
+    "/v1/orders/{order_id}/cancel",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderCancelAccepted,
+    responses={
+        404: {"description": "no such order (or not the caller's)"},
+        409: {"description": "`already_shipped` or `order_not_cancellable`"},
+    },
+)
+async def cancel_order(
+    order_id: uuid.UUID,
+    wired: PlatformDep,
+    caller: Anyone,
+    idempotency_key: RequestKey = None,
+) -> OrderCancelAccepted:
+    """Cancel a paid order before the carrier has its parcel: the label is voided, the payment
+    refunded in full, the stock put back, the coupon redemption released, and the order ends
+    `cancelled`. The owner or an operator; 409 `already_shipped` once the carrier has the
+    parcel. Asked again, the same cancellation answers (one refund)."""
+    return await order_cancels.cancel(wired, order_id, caller, idempotency_key)
+
+
+@router.post(
+    "/v1/ops/orders/{order_id}/cancel/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderCancelAccepted,
+    tags=["operations"],
+)
+async def retry_order_cancel(
+    order_id: uuid.UUID, wired: PlatformDep, _: Operator, idempotency_key: RequestKey = None
+) -> OrderCancelAccepted:
+    """Run an order cancellation's failed steps again (it waits at needs_attention)."""
+    return await order_cancels.attend(wired, order_id, None, idempotency_key)
+
+
+@router.post(
+    "/v1/ops/orders/{order_id}/cancel/resolve",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderCancelAccepted,
+    tags=["operations"],
+)
+async def resolve_order_cancel(
+    order_id: uuid.UUID,
+    body: ResolutionIn,
+    wired: PlatformDep,
+    _: Operator,
+    idempotency_key: RequestKey = None,
+) -> OrderCancelAccepted:
+    """Record, with a note, that an order cancellation's failed steps were settled by hand; the
+    cancellation then goes on (the order ends `cancelled`)."""
+    return await order_cancels.attend(wired, order_id, body.note, idempotency_key)

@@ -1,5 +1,5 @@
-"""Provider webhooks: payments (verified, deduplicated, turned into workflow signals) and
-carrier tracking (verified, recorded once, announced through the shipping outbox)."""
+"""Provider webhooks: payments (verified, deduplicated, turned into workflow signals) and the
+carrier's tracking (verified, recorded once, announced through the shipping outbox)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ async def receive(provider: Provider, request: Request, wired: PlatformDep) -> J
     responses={400: {"description": "bad signature or body"}},
 )
 async def receive_tracking(carrier: Carrier, request: Request, wired: PlatformDep) -> JSONResponse:
-    """A carrier's tracking event: Standard Webhooks signature, recorded once per event id.
+    """EasyPost's tracker events (`tracker.updated`): `X-Hmac-Signature` verified over the raw
+    body with the `easypost` package, recorded once per event id; only `easypost` is known.
 
     The shipment moves forward and its outbox announces it (`shipment.in_transit`, ...,
     `shipment.delivered`); the order follows through the order-tracking consumer.

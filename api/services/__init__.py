@@ -11,6 +11,8 @@ domain in one transaction may call that domain's service itself (users, most of 
 - `checkouts`: idempotent start, status (the workflow while it runs, the database once ended),
   cancel.
 - `webhooks`: payment and carrier webhook intake (verify, inbox, deliver, settle after the end).
+- `shipping`: shipping rates for a cart (its parcel from the catalog, priced by the carrier, kept
+  as quotes).
 - `ops`: visibility listing, the stuck policy, one checkout in detail, an operator's cancel.
 - `carts`, `orders`, `catalog`: reads and writes that cross two domains' databases.
 """

@@ -18,11 +18,16 @@ from temporalio.service import RPCError
 from api.deps import Platform
 from api.errors import ApiError
 from api.metrics import CHECKOUT_STARTS
-from api.schemas import CheckoutAccepted, CheckoutIn, StripePaymentIn
+from api.schemas import CheckoutAccepted, CheckoutIn, PaymentIn, PaymentRetryIn, StripePaymentIn
 from domains.cart import service as carts
 from domains.cart.errors import CartEmpty
 from domains.checkout import service as sessions
-from domains.checkout.errors import AlreadyCaptured, CheckoutHasEnded, NotWaitingForOperator
+from domains.checkout.errors import (
+    AlreadyCaptured,
+    CheckoutHasEnded,
+    NotAwaitingPaymentMethod,
+    NotWaitingForOperator,
+)
 from domains.checkout.models import CheckoutSession
 from kit.errors import Conflict
 from kit.logging import get_logger
@@ -38,6 +43,7 @@ REFUSALS: dict[str, type[Conflict]] = {
     FailureCode.ALREADY_CAPTURED: AlreadyCaptured,
     FailureCode.CHECKOUT_ENDED: CheckoutHasEnded,
     FailureCode.NOT_WAITING_FOR_OPERATOR: NotWaitingForOperator,
+    FailureCode.NOT_AWAITING_PAYMENT_METHOD: NotAwaitingPaymentMethod,
 }
 
 MAX_KEY_LENGTH = 255
@@ -45,8 +51,14 @@ MAX_WAIT_S = 20  # how long a request may be held for the status to leave `proce
 
 
 def fingerprint(body: CheckoutIn) -> str:
-    """The request's identity for idempotency: its parsed content, not its bytes or key order."""
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """The request's identity for idempotency: its parsed content, not its bytes or key order.
+
+    `on_decline` counts only when it is not the default, so the requests of clients that never
+    send it keep the identity they had before it existed."""
+    content = body.model_dump(mode="json")
+    if content.get("on_decline") == "fail":
+        del content["on_decline"]
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -115,10 +127,6 @@ async def _session(
 def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutInput:
     """What the workflow runs on, fixed now."""
     billing = body.billing_address
-    payment = body.payment
-    # Both shapes pay through Stripe: the older `{provider: "sandbox", token}` is an alias whose
-    # `tok_*` names the sandbox takes as payment methods (its `pm_*` aliases).
-    method = payment.payment_method if isinstance(payment, StripePaymentIn) else payment.token
     return CheckoutInput(
         checkout_id=row.id,
         user_id=row.user_id,
@@ -129,10 +137,19 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
         shipping_address=Address.model_validate(body.shipping_address.model_dump()),
         billing_address=Address.model_validate(billing.model_dump()) if billing else None,
         payment_provider="stripe",
-        payment_token=method,
+        payment_token=method_of(body.payment),
         payment_timeout_s=int(wired.settings.checkout.payment_timeout.total_seconds()),
         payment_recheck_s=wired.settings.checkout.payment_recheck_s,
+        on_decline=body.on_decline,
     )
+
+
+def method_of(payment: PaymentIn) -> str:
+    """The payment method a request names, in either shape.
+
+    Both shapes pay through Stripe: the older `{provider: "sandbox", token}` is an alias whose
+    `tok_*` names the sandbox takes as payment methods (its `pm_*` aliases)."""
+    return payment.payment_method if isinstance(payment, StripePaymentIn) else payment.token
 
 
 async def _run(wired: Platform, checkout: CheckoutInput) -> None:
@@ -303,4 +320,23 @@ async def cancel(
     row = await running_session(wired, checkout_id, owner)
     if not await asked(row.id, wired.checkouts.request_cancel(row.id, request)):
         raise AlreadyCaptured("the payment is captured; the checkout can no longer be cancelled")
+    return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)
+
+
+async def retry_payment(
+    wired: Platform,
+    checkout_id: uuid.UUID,
+    owner: uuid.UUID | None,
+    body: PaymentRetryIn,
+    idempotency_key: str | None = None,
+) -> CheckoutAccepted:
+    """The buyer's next payment method after a decline: 202 once the checkout (waiting at
+    `requires_payment_method`) has taken it, the same intent then confirmed with it; 409
+    `checkout_not_awaiting_payment_method` at any other time, `checkout_ended` after the end.
+
+    With an Idempotency-Key, the same request again answers the first one's result; without
+    one, a repeat after it was taken is a 409 (the checkout no longer waits)."""
+    request = update_id("payment", checkout_id, idempotency_key) if idempotency_key else None
+    row = await running_session(wired, checkout_id, owner)
+    await asked(row.id, wired.checkouts.retry_payment(row.id, method_of(body.payment), request))
     return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)

@@ -1,5 +1,5 @@
 """Webhook intake: Stripe's payment events (verified, kept once in the payments inbox, delivered
-to the checkout, settled after its end) and carrier tracking (verified, recorded once,
+to the checkout, settled after its end) and EasyPost's tracker events (verified, recorded once,
 announced)."""
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 import stripe
+from easypost.errors.general.signature_verification_error import SignatureVerificationError
+from easypost.util import validate_webhook
 
 from activities.payments.contract import SettleInput
 from api.deps import Platform
@@ -23,19 +25,23 @@ from domains.checkout.errors import CheckoutNotFound
 from domains.payments import service as payments
 from domains.shipping import service as shipping
 from domains.shipping.errors import ShipmentNotFound
-from domains.shipping.statuses import ShipmentStatus
+from domains.shipping.statuses import TRACKER_STATUSES, ShipmentStatus
 from kit.logging import get_logger
 from kit.settings import Settings
-from kit.webhooks import TOLERANCE_S, WebhookVerificationError, verify
 from workflows.checkout.client import CheckoutNotRunning
 from workflows.checkout.contract import CheckoutStatus
 from workflows.checkout.models import PaymentEvent
 
 log = get_logger(__name__)
 
+# How old a Stripe signature's timestamp may be (Stripe's own default tolerance).
+TOLERANCE_S = 300
 # A provider's events are taken at /v1/webhooks/payments/<provider>.
 PAYMENT_PROVIDERS = frozenset({"stripe"})
-CARRIERS = frozenset({"sandbox"})
+CARRIERS = frozenset({"easypost"})
+# The EasyPost events the platform acts on; others are acknowledged and ignored.
+TRACKER_UPDATED = "tracker.updated"
+EASYPOST_SIGNATURE = "X-Hmac-Signature"
 # The Stripe events a checkout acts on (README, "Going live"); others are acknowledged, ignored, so
 # that enabling more types at Stripe never turns into redeliveries.
 PAYMENT_EVENT_TYPES = frozenset(
@@ -67,17 +73,6 @@ def _rejected(source: str, reason: str) -> ApiError:
     WEBHOOK_VERIFICATIONS.labels(source, "rejected").inc()
     log.warning("webhooks.rejected", source=source, reason=reason)
     return ApiError(400, "invalid_signature", "the webhook signature is not valid")
-
-
-def verified(source: str, secrets: list[str], headers: Mapping[str, str], body: bytes) -> str:
-    """The webhook id of a genuine, fresh Standard Webhooks delivery; 400 `invalid_signature`
-    otherwise (counted)."""
-    try:
-        webhook_id = verify(secrets, dict(headers), body)
-    except WebhookVerificationError as exc:
-        raise _rejected(source, str(exc)) from exc
-    WEBHOOK_VERIFICATIONS.labels(source, "verified").inc()
-    return webhook_id
 
 
 def _stripe_secrets(settings: Settings) -> list[str]:
@@ -256,56 +251,114 @@ async def _after_the_end(wired: Platform, checkout_id: uuid.UUID, event: IntentE
     )
 
 
+def _easypost_secrets(settings: Settings) -> list[str]:
+    """The current webhook secret, and the previous one while a rotation is under way."""
+    secrets = [settings.easypost.webhook_secret.get_secret_value()]
+    previous = settings.easypost.webhook_secret_previous
+    if previous is not None and previous.get_secret_value():
+        secrets.append(previous.get_secret_value())
+    return secrets
+
+
+def verified_easypost_event(
+    secrets: list[str], headers: Mapping[str, str], body: bytes
+) -> dict[str, Any]:
+    """The event of a genuine EasyPost webhook: `X-Hmac-Signature` checked over the raw body with
+    the `easypost` package against each of `secrets`; 400 `invalid_signature` otherwise (counted),
+    400 `invalid_event` for a genuine body that is not a JSON object."""
+    source = "carriers:easypost"
+    signature = headers.get(EASYPOST_SIGNATURE.lower()) or headers.get(EASYPOST_SIGNATURE)
+    if not signature:
+        raise _rejected(source, f"no {EASYPOST_SIGNATURE} header")
+    for secret in secrets:
+        try:
+            # The package reads the header under its exact name.
+            document = validate_webhook(body, {EASYPOST_SIGNATURE: signature}, secret)
+        except SignatureVerificationError:
+            continue
+        except ValueError as exc:  # signed, yet not JSON
+            raise ApiError(400, "invalid_event", "the webhook body is not an event") from exc
+        WEBHOOK_VERIFICATIONS.labels(source, "verified").inc()
+        if not isinstance(document, dict):
+            raise ApiError(400, "invalid_event", "the webhook body is not an event")
+        return document
+    raise _rejected(source, "no secret matches the signature")
+
+
 @dataclass(frozen=True)
 class TrackingEvent:
-    """A carrier's tracking event: where one shipment stands, and since when."""
+    """An EasyPost `tracker.updated` event: where one shipment's parcel stands, and since when."""
 
+    id: str
     shipment_id: str
-    status: ShipmentStatus
+    tracker_status: str
     occurred_at: datetime
 
     @classmethod
-    def parse(cls, body: bytes) -> TrackingEvent:
-        """The event in a webhook body; 400 `invalid_event` when it is not one."""
+    def parse(cls, document: dict[str, Any]) -> TrackingEvent:
+        """The event's tracker; 400 `invalid_event` when it is not one."""
         try:
-            data = json.loads(body)["data"]
-            return cls(
-                status=ShipmentStatus(data["status"]),
-                shipment_id=str(data["object"]["id"]),
-                occurred_at=datetime.fromisoformat(str(data["occurred_at"])),
+            tracker = document["result"]
+            details = tracker.get("tracking_details") or []
+            when = details[-1]["datetime"] if details else tracker["updated_at"]
+            event = cls(
+                id=str(document["id"]),
+                shipment_id=str(tracker["shipment_id"]),
+                tracker_status=str(tracker["status"]),
+                occurred_at=datetime.fromisoformat(str(when)),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ApiError(
-                400, "invalid_event", "the webhook body is not a tracking event"
-            ) from exc
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise ApiError(400, "invalid_event", "the webhook body is not a tracker event") from exc
+        if not event.id.strip() or tracker.get("object") != "Tracker":
+            raise ApiError(400, "invalid_event", "the webhook body is not a tracker event")
+        return event
 
 
 async def receive_tracking(
     wired: Platform, carrier: str, headers: Mapping[str, str], body: bytes
 ) -> WebhookReceipt:
-    """A carrier's tracking event: verified like payment webhooks, recorded once per event id.
+    """An EasyPost tracker event: verified with the `easypost` package, recorded once per event.
 
     The shipment moves forward and its outbox announces it (`shipment.in_transit`, ...,
-    `shipment.delivered`); the order follows through the order-tracking consumer.
+    `shipment.delivered`); the order follows through the order-tracking consumer. Other event
+    types, tracker statuses that move nothing, and return labels' trackers are acknowledged.
     """
-    secret = wired.settings.carrier.webhook_secret.get_secret_value()
-    event_id = verified(f"carriers:{carrier}", [secret], headers, body)
-    event = TrackingEvent.parse(body)
+    document = verified_easypost_event(_easypost_secrets(wired.settings), headers, body)
+    if document.get("description") != TRACKER_UPDATED:
+        log.info("webhooks.ignored_type", carrier=carrier, event_type=document.get("description"))
+        return WebhookReceipt(duplicate=False)
+    event = TrackingEvent.parse(document)
+    status = TRACKER_STATUSES.get(event.tracker_status)
+    if status is None:
+        log.info("webhooks.ignored_status", carrier=carrier, status=event.tracker_status)
+        return WebhookReceipt(duplicate=False)
+    return await _record_tracking(wired, carrier, event, status)
+
+
+async def _record_tracking(
+    wired: Platform, carrier: str, event: TrackingEvent, status: ShipmentStatus
+) -> WebhookReceipt:
     try:
         async with wired.databases["shipping"].begin() as session:
             new = await shipping.record_tracking(
                 session,
                 carrier=carrier,
                 carrier_shipment_id=event.shipment_id,
-                provider_event_id=event_id,
-                status=event.status,
+                provider_event_id=event.id,
+                status=status,
                 occurred_at=event.occurred_at,
             )
     except ShipmentNotFound as exc:
-        # Tracking can overtake the booking's own record (the carrier answers the booking, then
-        # reports the parcel before our row is committed): refuse it unrecorded, so the carrier
-        # redelivers it once the shipment exists, instead of acknowledging and losing it.
-        log.warning("webhooks.unknown_shipment", carrier=carrier, status=event.status.value)
+        async with wired.databases["shipping"].begin() as session:
+            purchase = await shipping.purchase_of(session, event.shipment_id)
+        if purchase is not None and purchase.kind == "return":
+            # A return label's parcel: the returns flow follows it, not the order's shipment.
+            log.info("webhooks.return_tracking", carrier=carrier, status=status.value)
+            return WebhookReceipt(duplicate=False)
+        # Tracking can overtake the purchase's own record (the carrier answers the purchase,
+        # then reports the parcel before our row is committed): refuse it unrecorded, so the
+        # carrier redelivers it once the shipment exists, instead of acknowledging and losing it.
+        log.warning("webhooks.unknown_shipment", carrier=carrier, status=status.value)
         raise ApiError(
             503,
             "shipment_not_yet_known",

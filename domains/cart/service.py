@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, exists, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -76,13 +76,15 @@ async def _cart_for_update(session: AsyncSession, cart_id: uuid.UUID, user_id: u
     return cart
 
 
-async def _event(session: AsyncSession, kind: str, cart: Cart, checkout_id: uuid.UUID) -> None:
+async def _event(
+    session: AsyncSession, kind: str, cart_id: uuid.UUID, user_id: uuid.UUID, checkout_id: uuid.UUID
+) -> None:
     await append_event(
         session,
         AGGREGATE,
-        cart.id,
+        cart_id,
         f"cart.{kind}",
-        CartCheckoutEvent(cart_id=cart.id, user_id=cart.user_id, checkout_id=checkout_id),
+        CartCheckoutEvent(cart_id=cart_id, user_id=user_id, checkout_id=checkout_id),
     )
 
 
@@ -92,38 +94,75 @@ async def lock_for_checkout(
     """Hold the cart for `checkout_id`; again for the same checkout is a no-op, another is refused,
     and so is a checkout that released the cart already (CartReleased).
 
-    The row lock (FOR UPDATE) serialises concurrent checkouts of one cart, and a lock with the
-    unlock of the same checkout: exactly one wins, and a lock never lands after its own unlock.
+    The first attempt of a checkout is three statements: an UPDATE guarded by the cart's status
+    (it takes the row lock), the lines with whether this checkout released the cart (read after
+    the lock, so that a release committed meanwhile is seen: a lock never lands after its own
+    unlock), and the event. Anything else (a retry, a cart held or gone) takes `_lock_checked`.
     """
+    connection = await session.connection()
+    locked = await connection.scalar(
+        update(Cart)
+        .where(Cart.id == cart_id, Cart.user_id == user_id, Cart.status == CartStatus.ACTIVE.value)
+        .values(status=CartStatus.LOCKED.value, checkout_id=checkout_id)
+        .returning(Cart.currency)
+    )
+    if locked is None:
+        return await _lock_checked(session, cart_id, user_id, checkout_id)
+    released = (
+        exists()
+        .where(CartRelease.cart_id == cart_id, CartRelease.checkout_id == checkout_id)
+        .label("released")
+    )
+    rows = (await connection.execute(_lines(cart_id).add_columns(released))).all()
+    if (rows and rows[0].released) or (not rows and await _released(session, cart_id, checkout_id)):
+        # An abandoned attempt of the lock step committing after the checkout gave the cart back
+        # (the caller's rollback undoes the UPDATE above).
+        raise CartReleased("this checkout released the cart already", cart_id=str(cart_id))
+    if not rows:
+        raise CartEmpty("the cart has no items", cart_id=str(cart_id))
+    await _event(session, "locked", cart_id, user_id, checkout_id)
+    return LockedCart(cart_id, locked, [_locked_line(row) for row in rows])
+
+
+async def _lock_checked(
+    session: AsyncSession, cart_id: uuid.UUID, user_id: uuid.UUID, checkout_id: uuid.UUID
+) -> LockedCart:
+    """`lock_for_checkout` when the cart was not active: under the row lock (FOR UPDATE, which
+    serialises it with other checkouts' locks and this checkout's unlock), a retry of our own
+    step, a cart another checkout holds, or one that became active again meanwhile."""
     cart = await _cart_for_update(session, cart_id, user_id)
     if await _released(session, cart_id, checkout_id):
-        # An abandoned attempt of the lock step committing after the checkout gave the cart back.
         raise CartReleased("this checkout released the cart already", cart_id=str(cart_id))
     if cart.checkout_id == checkout_id and cart.status in (CartStatus.LOCKED, CartStatus.CONVERTED):
         pass  # a retry of our own step
     elif cart.status != CartStatus.ACTIVE:
         raise CartLocked("the cart is held by another checkout", cart_id=str(cart_id))
     else:
-        items = await _items(session, cart_id)
-        if not items:
+        if not await _items(session, cart_id):
             raise CartEmpty("the cart has no items", cart_id=str(cart_id))
         cart.status = CartStatus.LOCKED
         cart.checkout_id = checkout_id
-        await _event(session, "locked", cart, checkout_id)
-    items = await _items(session, cart_id)
-    return LockedCart(
-        cart_id=cart.id,
-        currency=cart.currency,
-        lines=[
-            LockedLine(
-                product_id=item.product_id,
-                variant_id=item.variant_id,
-                sku=str(item.price_snapshot["sku"]),
-                quantity=item.quantity,
-                unit_price=Decimal(str(item.price_snapshot["unit_price"])),
-            )
-            for item in items
-        ],
+        await _event(session, "locked", cart.id, cart.user_id, checkout_id)
+    rows = (await (await session.connection()).execute(_lines(cart_id))).all()
+    return LockedCart(cart.id, cart.currency, [_locked_line(row) for row in rows])
+
+
+def _lines(cart_id: uuid.UUID) -> Select[Any]:
+    """The columns of a cart's lines a locked cart reports, in variant order."""
+    return (
+        select(CartItem.product_id, CartItem.variant_id, CartItem.quantity, CartItem.price_snapshot)
+        .where(CartItem.cart_id == cart_id)
+        .order_by(CartItem.variant_id)
+    )
+
+
+def _locked_line(row: Row[Any]) -> LockedLine:
+    return LockedLine(
+        product_id=row.product_id,
+        variant_id=row.variant_id,
+        sku=str(row.price_snapshot["sku"]),
+        quantity=row.quantity,
+        unit_price=Decimal(str(row.price_snapshot["unit_price"])),
     )
 
 
@@ -132,14 +171,6 @@ async def _items(session: AsyncSession, cart_id: uuid.UUID) -> list[CartItem]:
         select(CartItem).where(CartItem.cart_id == cart_id).order_by(CartItem.variant_id)
     )
     return list(rows)
-
-
-async def _held_by(
-    session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID
-) -> Cart | None:
-    return await session.scalar(
-        select(Cart).where(Cart.id == cart_id, Cart.checkout_id == checkout_id).with_for_update()
-    )
 
 
 async def _released(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID) -> bool:
@@ -170,19 +201,34 @@ async def unlock(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UU
         return False
     cart.status = CartStatus.ACTIVE
     cart.checkout_id = None
-    await _event(session, "unlocked", cart, checkout_id)
+    await _event(session, "unlocked", cart.id, cart.user_id, checkout_id)
     return True
 
 
 async def mark_converted(session: AsyncSession, cart_id: uuid.UUID, checkout_id: uuid.UUID) -> None:
-    """The checkout holding the cart produced a paid order: the cart is done."""
-    cart = await _held_by(session, cart_id, checkout_id)
-    if cart is None:
-        raise CartLocked("the cart is not held by this checkout", cart_id=str(cart_id))
-    if cart.status == CartStatus.CONVERTED:
+    """The checkout holding the cart produced a paid order: the cart is done.
+
+    One guarded UPDATE (locked by this checkout, to converted) and the event; a retry, whose cart
+    is converted already, is a no-op, and a cart this checkout does not hold is CartLocked.
+    """
+    user_id = await (await session.connection()).scalar(
+        update(Cart)
+        .where(
+            Cart.id == cart_id,
+            Cart.checkout_id == checkout_id,
+            Cart.status == CartStatus.LOCKED.value,
+        )
+        .values(status=CartStatus.CONVERTED.value)
+        .returning(Cart.user_id)
+    )
+    if user_id is not None:
+        await _event(session, "converted", cart_id, user_id, checkout_id)
         return
-    cart.status = CartStatus.CONVERTED
-    await _event(session, "converted", cart, checkout_id)
+    held = await session.scalar(
+        select(Cart.status).where(Cart.id == cart_id, Cart.checkout_id == checkout_id)
+    )
+    if held != CartStatus.CONVERTED:
+        raise CartLocked("the cart is not held by this checkout", cart_id=str(cart_id))
 
 
 async def create_cart(

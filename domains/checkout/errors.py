@@ -23,3 +23,7 @@ class CheckoutHasEnded(Conflict, code="checkout_ended"):
 
 class NotWaitingForOperator(Conflict, code="not_waiting_for_operator"):
     """The checkout is not waiting at `needs_attention`: there is nothing to retry or resolve."""
+
+
+class NotAwaitingPaymentMethod(Conflict, code="checkout_not_awaiting_payment_method"):
+    """The checkout is not at `requires_payment_method`: it takes no new payment method now."""

@@ -31,10 +31,11 @@ class CheckoutSession(Base):
 
     Added: `idempotency_key` and `request_hash` (unique per user and key: a retried
     `POST /v1/checkouts` finds this row, another body under the same key is refused);
-    `step`, `payment_status`, `next_action`, `failure_code`, `failure_message`, and the order's
-    `order_id`, `order_number`, `total_amount`, `currency`: the status body survives the workflow's
-    retention in Temporal; `updated_at`, `completed_at`; `resolution_note`: what the operator
-    wrote when settling by hand a checkout that waited at `needs_attention`.
+    `step`, `payment_status`, `next_action`, `payment_error`, `failure_code`, `failure_message`,
+    and the order's `order_id`, `order_number`, `total_amount`, `currency`: the status body
+    survives the workflow's retention in Temporal; `updated_at`, `completed_at`;
+    `resolution_note`: what the operator wrote when settling by hand a checkout that waited at
+    `needs_attention`.
     """
 
     __tablename__ = "checkout_sessions"
@@ -62,6 +63,8 @@ class CheckoutSession(Base):
     step: Mapped[str] = mapped_column(String(32), server_default=StepName.LOCK_CART.value)
     payment_status: Mapped[str | None] = mapped_column(String(24))
     next_action: Mapped[dict[str, Any] | None]
+    # Why the last payment method was declined, as the buyer may see it (`payment.last_error`).
+    payment_error: Mapped[dict[str, Any] | None]
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(String(500))
     order_id: Mapped[uuid.UUID | None]

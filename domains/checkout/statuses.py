@@ -14,6 +14,9 @@ class CheckoutStatus(StrEnum):
 
     PROCESSING = "processing"
     REQUIRES_ACTION = "requires_action"
+    # The card was declined and the checkout (`on_decline: retry`) waits for another payment
+    # method until its payment window ends.
+    REQUIRES_PAYMENT_METHOD = "requires_payment_method"
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -96,6 +99,7 @@ class FailureCode(StrEnum):
     ALREADY_CAPTURED = "already_captured"
     CHECKOUT_ENDED = "checkout_ended"
     NOT_WAITING_FOR_OPERATOR = "not_waiting_for_operator"
+    NOT_AWAITING_PAYMENT_METHOD = "checkout_not_awaiting_payment_method"
     # domains.coupons
     COUPON_NOT_FOUND = "coupon_not_found"
     COUPON_CODE_TAKEN = "coupon_code_taken"
@@ -108,11 +112,16 @@ class FailureCode(StrEnum):
     # domains.orders
     ORDER_NOT_FOUND = "order_not_found"
     INVALID_ORDER_TRANSITION = "invalid_order_transition"
+    ORDER_NOT_CANCELLABLE = "order_not_cancellable"
     # domains.payments
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_DECLINED = "payment_declined"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     AMOUNT_BELOW_MINIMUM = "amount_below_minimum"
+    TAX_UNAVAILABLE = "tax_unavailable"
+    TAX_NOT_RECORDED = "tax_not_recorded"
+    TAX_ALREADY_RECORDED = "tax_already_recorded"
+    TAX_REVERSAL_TOO_LARGE = "tax_reversal_too_large"
     # domains.products
     PRODUCT_NOT_FOUND = "product_not_found"
     SKU_TAKEN = "sku_taken"
@@ -121,3 +130,7 @@ class FailureCode(StrEnum):
     # domains.shipping
     SHIPMENT_NOT_FOUND = "shipment_not_found"
     SHIPPING_UNAVAILABLE = "shipping_unavailable"
+    ADDRESS_UNSERVICEABLE = "address_unserviceable"
+    LABEL_NOT_VOIDABLE = "label_not_voidable"
+    SHIPPING_RATE_EXPIRED = "shipping_rate_expired"
+    ALREADY_SHIPPED = "already_shipped"

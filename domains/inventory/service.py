@@ -7,17 +7,17 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Integer, Row, column, select, update, values
+from sqlalchemy.dialects.postgresql import UUID, insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from domains.inventory.errors import InventoryNotFound, OutOfStock, StockBelowReserved
 from domains.inventory.events import AGGREGATE, ReservationChanged, StockLevel
 from domains.inventory.models import InventoryItem, InventoryReservation
 from domains.inventory.statuses import ReservationStatus
-from kit.db import insert_or_get
-from kit.outbox import append_event
+from kit.outbox import NewEvent, append_event, append_events
 
 
 @dataclass(frozen=True)
@@ -67,76 +67,170 @@ async def get_stock(session: AsyncSession, variant_id: uuid.UUID) -> InventoryIt
     return item
 
 
-async def _event(session: AsyncSession, kind: str, r: InventoryReservation) -> None:
-    event = ReservationChanged.model_validate(r, from_attributes=True)
-    await append_event(session, AGGREGATE, r.variant_id, f"inventory.{kind}", event)
+@dataclass(frozen=True)
+class Reservation:
+    """A reservation row as a statement returned it."""
+
+    id: uuid.UUID
+    checkout_id: uuid.UUID
+    variant_id: uuid.UUID
+    quantity: int
+    status: str
+    order_id: uuid.UUID | None
 
 
-async def reserve(
-    session: AsyncSession, checkout_id: uuid.UUID, lines: Sequence[Line], expires_at: datetime
-) -> list[InventoryReservation]:
-    """Reserve every line for `checkout_id` until `expires_at`, or raise OutOfStock for all.
+_R = InventoryReservation
+_RESERVATION_COLUMNS = (_R.id, _R.checkout_id, _R.variant_id, _R.quantity, _R.status, _R.order_id)
 
-    Idempotent by construction: the reservation row is inserted first (unique per checkout and
-    variant); only a row this call inserted moves `reserved`. A concurrent retry of the same
-    checkout blocks on that unique key and then finds the row. Lines are taken in variant order so
-    two checkouts never lock the same items in opposite orders. The caller's transaction rolls
-    everything back when one line is short.
+
+_ReservationRow = Row[uuid.UUID, uuid.UUID, uuid.UUID, int, str, uuid.UUID | None]
+
+
+def _reservation(row: _ReservationRow) -> Reservation:
+    return Reservation(*row)
+
+
+def _change(kind: str, reservation: Reservation) -> NewEvent:
+    payload = ReservationChanged.model_validate(reservation, from_attributes=True)
+    return NewEvent(AGGREGATE, reservation.variant_id, f"inventory.{kind}", payload)
+
+
+@dataclass(frozen=True)
+class _StockDelta:
+    variant_id: uuid.UUID
+    reserved: int
+    total_stock: int
+
+
+async def _move_stock(
+    connection: AsyncConnection, deltas: Sequence[_StockDelta], *, within_stock: bool = False
+) -> set[uuid.UUID]:
+    """Add `deltas` to the variants' `reserved` and `total_stock` in one statement; the variants
+    it changed. With `within_stock`, a variant whose free stock is below its `reserved` delta is
+    left alone (and missing from the answer).
+
+    The rows are locked in variant order first (a CTE `SELECT ... ORDER BY ... FOR UPDATE`), as
+    every writer of stock locks them, so two transactions never wait for each other in a cycle.
     """
+    locked = (
+        select(InventoryItem.variant_id)
+        .where(InventoryItem.variant_id.in_([d.variant_id for d in deltas]))
+        .order_by(InventoryItem.variant_id)
+        .with_for_update()
+        .cte("locked")
+    )
+    delta = values(
+        column("variant_id", UUID(as_uuid=True)),
+        column("reserved", Integer),
+        column("total_stock", Integer),
+        name="delta",
+    ).data([(d.variant_id, d.reserved, d.total_stock) for d in deltas])
+    statement = (
+        update(InventoryItem)
+        .where(
+            InventoryItem.variant_id == locked.c.variant_id,
+            InventoryItem.variant_id == delta.c.variant_id,
+        )
+        .values(
+            reserved=InventoryItem.reserved + delta.c.reserved,
+            total_stock=InventoryItem.total_stock + delta.c.total_stock,
+        )
+        .returning(InventoryItem.variant_id)
+    )
+    if within_stock:
+        statement = statement.where(
+            InventoryItem.total_stock - InventoryItem.reserved >= delta.c.reserved
+        )
+    return set((await connection.scalars(statement)).all())
+
+
+def _merged(lines: Sequence[Line]) -> list[Line]:
+    """One line per variant (quantities summed), in variant order."""
     merged: dict[uuid.UUID, Line] = {}
     for line in lines:
         seen = merged.get(line.variant_id)
         quantity = line.quantity + (seen.quantity if seen else 0)
         merged[line.variant_id] = Line(line.product_id, line.variant_id, quantity)
-    result = []
-    for line in sorted(merged.values(), key=lambda item: item.variant_id):
-        reservation, created = await insert_or_get(
-            session,
-            InventoryReservation,
-            {
-                "id": uuid.uuid4(),
-                "checkout_id": checkout_id,
-                "variant_id": line.variant_id,
-                "quantity": line.quantity,
-                "status": ReservationStatus.ACTIVE.value,
-                "expires_at": expires_at,
-            },
-            key=[InventoryReservation.checkout_id, InventoryReservation.variant_id],
-        )
-        if not created:
-            result.append(reservation)
-            continue
-        taken = await session.scalar(
-            update(InventoryItem)
-            .where(
-                InventoryItem.variant_id == line.variant_id,
-                InventoryItem.total_stock - InventoryItem.reserved >= line.quantity,
-            )
-            .values(reserved=InventoryItem.reserved + line.quantity)
-            .returning(InventoryItem.id)
-        )
-        if taken is None:
-            raise OutOfStock(
-                "not enough stock", variant_id=str(line.variant_id), quantity=line.quantity
-            )
-        await _event(session, "reserved", reservation)
-        result.append(reservation)
-    return result
+    return sorted(merged.values(), key=lambda item: item.variant_id)
 
 
-async def _held(
-    session: AsyncSession, checkout_id: uuid.UUID, statuses: Sequence[ReservationStatus]
-) -> list[InventoryReservation]:
-    rows = await session.scalars(
-        select(InventoryReservation)
-        .where(
-            InventoryReservation.checkout_id == checkout_id,
-            InventoryReservation.status.in_([s.value for s in statuses]),
+async def reserve(
+    session: AsyncSession, checkout_id: uuid.UUID, lines: Sequence[Line], expires_at: datetime
+) -> list[Reservation]:
+    """Reserve every line for `checkout_id` until `expires_at`, or raise OutOfStock for all.
+
+    Idempotent by construction: the reservation rows are inserted first (unique per checkout and
+    variant, one multi-row `INSERT ... ON CONFLICT DO NOTHING`); only rows this call inserted move
+    `reserved`, all in one guarded UPDATE. A concurrent retry of the same checkout blocks on that
+    unique key and then finds the rows. The caller's transaction rolls everything back when one
+    line is short. Three statements for a first attempt, whatever the number of lines.
+    """
+    ordered = _merged(lines)
+    connection = await session.connection()
+    inserted = await connection.execute(
+        insert(InventoryReservation)
+        .values(
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "checkout_id": checkout_id,
+                    "variant_id": line.variant_id,
+                    "quantity": line.quantity,
+                    "status": ReservationStatus.ACTIVE.value,
+                    "expires_at": expires_at,
+                }
+                for line in ordered
+            ]
         )
-        .order_by(InventoryReservation.variant_id)
-        .with_for_update()
+        .on_conflict_do_nothing(index_elements=[_R.checkout_id, _R.variant_id])
+        .returning(*_RESERVATION_COLUMNS)
     )
-    return list(rows)
+    created = sorted(map(_reservation, inserted), key=lambda r: r.variant_id)
+    if created:
+        deltas = [_StockDelta(r.variant_id, r.quantity, 0) for r in created]
+        taken = await _move_stock(connection, deltas, within_stock=True)
+        for short in (r for r in created if r.variant_id not in taken):
+            raise OutOfStock(
+                "not enough stock", variant_id=str(short.variant_id), quantity=short.quantity
+            )
+        await append_events(session, [_change("reserved", r) for r in created])
+    if len(created) == len(ordered):
+        return created
+    found = await connection.execute(
+        select(*_RESERVATION_COLUMNS).where(
+            _R.checkout_id == checkout_id,
+            _R.variant_id.in_([line.variant_id for line in ordered]),
+            _R.id.not_in([r.id for r in created]),
+        )
+    )
+    return sorted(created + list(map(_reservation, found)), key=lambda r: r.variant_id)
+
+
+async def _move_reservations(
+    connection: AsyncConnection,
+    checkout_id: uuid.UUID,
+    wanted: Sequence[ReservationStatus],
+    **values: Any,
+) -> list[tuple[str, Reservation]]:
+    """Set `values` on the checkout's reservations whose status is in `wanted`, in one UPDATE
+    (rows locked in variant order, the status rechecked under the lock); each changed
+    reservation as it is now, with the status it had, in variant order."""
+    statuses = [s.value for s in wanted]
+    held = (
+        select(_R.id, _R.status)
+        .where(_R.checkout_id == checkout_id, _R.status.in_(statuses))
+        .order_by(_R.variant_id)
+        .with_for_update()
+        .cte("held")
+    )
+    rows = await connection.execute(
+        update(InventoryReservation)
+        .where(_R.id == held.c.id, _R.status.in_(statuses))
+        .values(**values)
+        .returning(*_RESERVATION_COLUMNS, held.c.status.label("previous"))
+    )
+    moved = [(row.previous, Reservation(*row[:6])) for row in rows]
+    return sorted(moved, key=lambda pair: pair[1].variant_id)
 
 
 async def release(
@@ -148,43 +242,48 @@ async def release(
 ) -> int:
     """Give back the checkout's active reservations; with `restock`, committed units too.
 
-    Returns how many reservations changed (0: nothing to undo).
+    Returns how many reservations changed (0: nothing to undo, as for a second release). Three
+    statements when there is something to give back: the reservations, the stock, the events.
     """
     wanted = [ReservationStatus.ACTIVE] + ([ReservationStatus.COMMITTED] if restock else [])
-    changed = 0
-    for reservation in await _held(session, checkout_id, wanted):
-        if reservation.status == ReservationStatus.ACTIVE:
-            delta = {"reserved": InventoryItem.reserved - reservation.quantity}
-        else:  # taken stock comes back to the shelf
-            delta = {"total_stock": InventoryItem.total_stock + reservation.quantity}
-        await session.execute(
-            update(InventoryItem)
-            .where(InventoryItem.variant_id == reservation.variant_id)
-            .values(**delta)
-        )
-        reservation.status = status.value
-        await _event(session, status.value, reservation)
-        changed += 1
-    return changed
+    connection = await session.connection()
+    moved = await _move_reservations(connection, checkout_id, wanted, status=status.value)
+    if not moved:
+        return 0
+    deltas = [
+        # An active reservation frees its units; taken stock comes back to the shelf.
+        _StockDelta(r.variant_id, -r.quantity, 0)
+        if previous == ReservationStatus.ACTIVE.value
+        else _StockDelta(r.variant_id, 0, r.quantity)
+        for previous, r in moved
+    ]
+    await _move_stock(connection, deltas)
+    await append_events(session, [_change(status.value, r) for _, r in moved])
+    return len(moved)
 
 
 async def commit(session: AsyncSession, checkout_id: uuid.UUID, order_id: uuid.UUID) -> int:
-    """Turn the checkout's active reservations into taken stock for `order_id`."""
-    changed = 0
-    for reservation in await _held(session, checkout_id, [ReservationStatus.ACTIVE]):
-        await session.execute(
-            update(InventoryItem)
-            .where(InventoryItem.variant_id == reservation.variant_id)
-            .values(
-                total_stock=InventoryItem.total_stock - reservation.quantity,
-                reserved=InventoryItem.reserved - reservation.quantity,
-            )
-        )
-        reservation.status = ReservationStatus.COMMITTED.value
-        reservation.order_id = order_id
-        await _event(session, "committed", reservation)
-        changed += 1
-    return changed
+    """Turn the checkout's active reservations into taken stock for `order_id`; how many.
+
+    Only active reservations move (the guard is the UPDATE's WHERE, rechecked under the row
+    locks): committing twice, or after a release, changes nothing. Three statements: the
+    reservations, the stock, the events.
+    """
+    connection = await session.connection()
+    moved = await _move_reservations(
+        connection,
+        checkout_id,
+        [ReservationStatus.ACTIVE],
+        status=ReservationStatus.COMMITTED.value,
+        order_id=order_id,
+    )
+    if not moved:
+        return 0
+    await _move_stock(
+        connection, [_StockDelta(r.variant_id, -r.quantity, -r.quantity) for _, r in moved]
+    )
+    await append_events(session, [_change("committed", r) for _, r in moved])
+    return len(moved)
 
 
 async def expired_checkouts(

@@ -11,3 +11,12 @@ class OrderNotFound(NotFound, code="order_not_found"):
 
 class InvalidTransition(Conflict, code="invalid_order_transition"):
     """The order cannot move from its status to the asked one."""
+
+
+class OrderNotCancellable(Conflict, code="order_not_cancellable"):
+    """The order cannot be cancelled: it is cancelled or refunded already, or its checkout is
+    still running (cancel the checkout instead)."""
+
+
+class AlreadyShipped(Conflict, code="already_shipped"):
+    """The carrier has the parcel: the order can no longer be cancelled."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Insert, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.orders.errors import InvalidTransition, OrderNotFound
@@ -21,9 +21,9 @@ from domains.orders.models import (
     order_number_seq,
 )
 from domains.orders.statuses import AddressType, OrderStatus
-from kit.db import get_owned, insert_or_get
+from kit.db import get_owned, insert_or_get, written
 from kit.money import Money
-from kit.outbox import append_event
+from kit.outbox import NewEvent, write_with_events
 
 S = OrderStatus
 # Which status may follow which. Anything else is a bug or a race, refused loudly.
@@ -38,9 +38,13 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
 }
 
 
-def format_order_number(sequence_value: int) -> str:
-    """A short number a buyer can read out on the phone: `ORD-100042`."""
-    return f"ORD-{sequence_value}"
+ORDER_NUMBER_PREFIX = "ORD-"
+
+
+def _next_order_number() -> ColumnElement[str]:
+    """A short number a buyer can read out on the phone (`ORD-100042`): the prefix and the
+    sequence's next value, drawn by the INSERT that uses it."""
+    return func.concat(ORDER_NUMBER_PREFIX, order_number_seq.next_value())
 
 
 @dataclass(frozen=True)
@@ -70,9 +74,12 @@ class NewOrder:
 
 
 async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
-    """The checkout's order, created once: a retry finds the first one (unique `checkout_id`)."""
-    number = await session.scalar(select(order_number_seq.next_value()))
-    assert number is not None
+    """The checkout's order, created once: a retry finds the first one (unique `checkout_id`).
+
+    Two statements for a new order: the order (`INSERT ... ON CONFLICT DO NOTHING RETURNING`,
+    its number drawn by the same statement), then its lines, addresses, first transition and
+    `order.created` event together.
+    """
     order, created = await insert_or_get(
         session,
         Order,
@@ -80,7 +87,7 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
             "id": uuid.uuid4(),
             "checkout_id": spec.checkout_id,
             "user_id": spec.user_id,
-            "order_number": format_order_number(number),
+            "order_number": _next_order_number(),
             "status": OrderStatus.PENDING_PAYMENT.value,
             "currency": spec.total.currency,
             "subtotal_amount": spec.subtotal.amount,
@@ -92,39 +99,45 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
     )
     if not created:
         return order
-    for line in spec.lines:
-        session.add(
-            OrderItem(
-                order_id=order.id,
-                product_id=line.product_id,
-                variant_id=line.variant_id,
-                sku=line.sku,
-                quantity=line.quantity,
-                unit_price=line.unit_price.amount,
-                total_price=(line.unit_price * line.quantity).amount,
-            )
+    items = [
+        {
+            "id": uuid.uuid4(),
+            "order_id": order.id,
+            "product_id": line.product_id,
+            "variant_id": line.variant_id,
+            "sku": line.sku,
+            "quantity": line.quantity,
+            "unit_price": line.unit_price.amount,
+            "total_price": (line.unit_price * line.quantity).amount,
+        }
+        for line in spec.lines
+    ]
+    addresses = [
+        {"id": uuid.uuid4(), "order_id": order.id, "type": kind.value, "address": address}
+        for kind, address in (
+            (AddressType.SHIPPING, spec.shipping_address),
+            (AddressType.BILLING, spec.billing_address or spec.shipping_address),
         )
-    session.add(
-        OrderAddress(
-            order_id=order.id, type=AddressType.SHIPPING.value, address=spec.shipping_address
-        )
-    )
-    session.add(
-        OrderAddress(
-            order_id=order.id,
-            type=AddressType.BILLING.value,
-            address=spec.billing_address or spec.shipping_address,
-        )
-    )
-    session.add(
-        OrderStateTransition(
-            order_id=order.id, from_state=None, to_state=order.status, reason="checkout"
-        )
-    )
-    await session.flush()
+    ]
     event = OrderCreated.model_validate(order, from_attributes=True)
-    await append_event(session, AGGREGATE, order.id, "order.created", event)
+    await write_with_events(
+        session,
+        [
+            *([insert(OrderItem).values(items)] if items else []),
+            insert(OrderAddress).values(addresses),
+            _transition_row(order.id, None, order.status, "checkout"),
+        ],
+        [NewEvent(AGGREGATE, order.id, "order.created", event)],
+    )
     return order
+
+
+def _transition_row(
+    order_id: uuid.UUID, from_state: str | None, to_state: str, reason: str | None
+) -> Insert:
+    return insert(OrderStateTransition).values(
+        id=uuid.uuid4(), order_id=order_id, from_state=from_state, to_state=to_state, reason=reason
+    )
 
 
 async def order_for_checkout(
@@ -141,7 +154,11 @@ async def order_for_checkout(
 async def transition(
     session: AsyncSession, order: Order, to: OrderStatus, reason: str | None
 ) -> bool:
-    """Move `order` (locked by the caller) to `to`; False when it is there already."""
+    """Move `order` (locked by the caller) to `to`; False when it is there already.
+
+    One statement: the order's UPDATE, its transition row and the event. `order` says the new
+    status afterwards; its `updated_at` (the database's clock) is expired.
+    """
     current = OrderStatus(order.status)
     if current == to:
         return False
@@ -149,26 +166,23 @@ async def transition(
         raise InvalidTransition(
             f"an order cannot go from {current} to {to}", order_id=str(order.id)
         )
-    order.status = to.value
-    session.add(
-        OrderStateTransition(
-            order_id=order.id, from_state=current.value, to_state=to.value, reason=reason
-        )
+    changed = OrderStatusChanged(
+        order_id=order.id,
+        order_number=order.order_number,
+        user_id=order.user_id,
+        from_state=current.value,
+        to_state=to.value,
+        reason=reason,
     )
-    await append_event(
+    await write_with_events(
         session,
-        AGGREGATE,
-        order.id,
-        f"order.{to.value}",
-        OrderStatusChanged(
-            order_id=order.id,
-            order_number=order.order_number,
-            user_id=order.user_id,
-            from_state=current.value,
-            to_state=to.value,
-            reason=reason,
-        ),
+        [
+            update(Order).where(Order.id == order.id).values(status=to.value),
+            _transition_row(order.id, current.value, to.value, reason),
+        ],
+        [NewEvent(AGGREGATE, order.id, f"order.{to.value}", changed)],
     )
+    written(session, order, {"status": to.value}, expire=["updated_at"])
     return True
 
 

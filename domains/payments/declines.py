@@ -49,3 +49,20 @@ def buyer_message(code: str | None) -> str:
     """The sentence a buyer is shown for a refused card (generic unless it helps them act)."""
     visible = buyer_code(code)
     return MESSAGES.get(visible or "", GENERIC_MESSAGE)
+
+
+# A new payment method the provider does not know (after a decline): the buyer may try another.
+UNUSABLE_METHOD = "payment_method_unusable"
+UNUSABLE_METHOD_MESSAGE = "This payment method cannot be used. Try another one."
+
+# Failures that are no decline by the card's issuer: the buyer is shown the code itself.
+NOT_ISSUER_DECLINES = frozenset({"payment_intent_authentication_failure"})
+CARD_DECLINED = "card_declined"
+
+
+def buyer_error_type(code: str | None) -> str | None:
+    """The kind of failure a buyer is shown: `card_declined` unless the card's issuer never
+    decided (a failed 3-D Secure challenge keeps its own code)."""
+    if code is None:
+        return None
+    return code if code in NOT_ISSUER_DECLINES else CARD_DECLINED

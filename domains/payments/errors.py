@@ -22,6 +22,24 @@ class IdempotencyKeyReused(Conflict, code="idempotency_key_reused"):
     """The same idempotency key was used for a different request; nothing was sent."""
 
 
+class TaxUnavailable(DomainError, code="tax_unavailable", http_status=503):
+    """The tax could not be calculated (the service is down, or refused the request): with
+    TAX_ON_FAILURE=fail the checkout ends here, before anything is held."""
+
+
+class TaxNotRecorded(Conflict, code="tax_not_recorded"):
+    """A reversal of tax that was never recorded as a transaction (not captured yet)."""
+
+
+class TaxAlreadyRecorded(Conflict, code="tax_already_recorded"):
+    """A new calculation for a checkout whose tax is already recorded as a transaction."""
+
+
+class TaxReversalTooLarge(DomainError, code="tax_reversal_too_large"):
+    """A reversal of more than remains of a line or of the shipping, or of a line the
+    checkout does not have; nothing was sent."""
+
+
 class ProviderUnavailable(Exception):
     """The provider failed or did not answer in time: retry with the same idempotency key.
 

@@ -14,6 +14,7 @@ from domains.payments.statuses import PaymentStatus, TransactionStatus
 
 # Re-exported (`as`): the payments activities import it from here.
 from domains.payments.statuses import TransactionType as TransactionType
+from domains.payments.tax import TaxStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
@@ -124,3 +125,64 @@ class PaymentWebhookEvent(Base):
     checkout_id: Mapped[uuid.UUID | None]
     payload: Mapped[dict[str, Any]]
     received_at: Mapped[datetime] = created_at_column()
+
+
+class TaxRecord(Base):
+    """A checkout's tax (domains/payments/tax.py): its calculation, the transaction recorded
+    from it after the capture, and what reversals took back.
+
+    `lines` holds each order line by reference: `amount`, `tax`, the provider's `item_id` of
+    the transaction line, and the `reversed_amount` and `reversed_tax` so far; `shipping_*`
+    the same of the shipping. `untaxed_reason` says why an `untaxed` checkout carries no tax
+    (`tax_provider_none`, or `tax_unavailable` when the service was down and TAX_ON_FAILURE is
+    `open`).
+    """
+
+    __tablename__ = "tax_transactions"
+    __table_args__ = (
+        one_of("status", [s.value for s in TaxStatus]),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        CheckConstraint(
+            "tax_amount >= 0 AND shipping_amount >= 0 AND shipping_tax >= 0 "
+            "AND shipping_tax <= tax_amount AND reversed_tax >= 0 AND reversed_tax <= tax_amount",
+            name="amounts_bounded",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    checkout_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    provider: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    calculation_id: Mapped[str | None] = mapped_column(String(128))
+    transaction_id: Mapped[str | None] = mapped_column(String(128), unique=True)
+    tax_amount: Mapped[Decimal]
+    shipping_amount: Mapped[Decimal]
+    shipping_tax: Mapped[Decimal]
+    reversed_tax: Mapped[Decimal] = mapped_column(server_default="0")
+    lines: Mapped[dict[str, Any]]
+    untaxed_reason: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class TaxReversal(Base):
+    """One reversal of a checkout's tax transaction, under its own key (a retried refund or
+    return finds its row instead of reversing twice); `lines` what it took back by reference."""
+
+    __tablename__ = "tax_reversals"
+    __table_args__ = (
+        one_of("mode", ["full", "partial"]),
+        CheckConstraint("tax_amount >= 0", name="tax_amount_non_negative"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    tax_transaction_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tax_transactions.id"), index=True
+    )
+    reversal_key: Mapped[str] = mapped_column(String(255), unique=True)
+    transaction_id: Mapped[str] = mapped_column(String(128), unique=True)
+    mode: Mapped[str] = mapped_column(String(8))
+    tax_amount: Mapped[Decimal]
+    lines: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = created_at_column()

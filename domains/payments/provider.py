@@ -2,7 +2,7 @@
 
 The activities speak to a `PaymentProvider`; `domains/payments/stripe_provider.py` is the one
 implementation today (the official `stripe` package). Another provider (Adyen, Braintree) is one
-more class with these five calls and the same three outcomes:
+more class with these calls and the same three outcomes:
 
 - an `Intent`: the provider's view of the payment after the call;
 - `ProviderRejected`: a definite refusal (a declined card, an unknown payment method, an intent
@@ -97,6 +97,10 @@ class PaymentProvider(Protocol):
         self, amount: Money, *, payment_method: str, metadata: dict[str, str], key: str
     ) -> Intent:
         """Create and confirm an intent for `amount`, to be captured later."""
+        ...
+
+    async def confirm(self, intent_id: str, *, payment_method: str, key: str) -> Intent:
+        """Confirm the same intent again with another payment method (after a decline)."""
         ...
 
     async def retrieve(self, intent_id: str) -> Intent:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import UpdateBase, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -32,9 +33,9 @@ from domains.payments.statuses import (
     TransactionStatus,
     TransactionType,
 )
-from kit.db import insert_if_absent, insert_or_get
+from kit.db import insert_if_absent, insert_or_get, written
 from kit.money import Money
-from kit.outbox import append_event
+from kit.outbox import NewEvent, write_with_events
 
 # Stripe keeps an idempotency key for at least 24 hours; a request under an older key runs again
 # (a create makes a second object). A call whose key is older than this margin first looks for
@@ -149,11 +150,15 @@ async def apply_intent(
     succeeded: bool = True,
     error_code: str | None = None,
 ) -> Payment:
-    """Mirror the provider's intent on `payment` and record the call as a transaction."""
-    await mirror_intent(session, payment, intent, error_code=error_code)
+    """Mirror the provider's intent on `payment` and record the call as a transaction.
+
+    One statement: the payment's UPDATE, the transaction row (upserted by idempotency key), the
+    key's completion and the event when the status changed.
+    """
+    values = _mirrored(payment, intent, error_code)
     txn_amount = amount.amount if amount is not None else payment.amount
     txn_status = (TransactionStatus.SUCCEEDED if succeeded else TransactionStatus.FAILED).value
-    await session.execute(
+    transaction = (
         insert(PaymentTransaction)
         .values(
             id=uuid.uuid4(),
@@ -163,24 +168,26 @@ async def apply_intent(
             amount=txn_amount,
             status=txn_status,
             idempotency_key=key,
-            error_code=payment.last_error_code if not succeeded else None,
+            error_code=values["last_error_code"] if not succeeded else None,
         )
         .on_conflict_do_update(
             index_elements=[PaymentTransaction.idempotency_key],
             set_={"status": txn_status, "provider_txn_id": intent.id},
         )
     )
-    await _complete_key(session, key, intent)
+    completed = (
+        update(PaymentIdempotencyKey)
+        .where(PaymentIdempotencyKey.key == key)
+        .values(response={"id": intent.id, "status": intent.status}, completed_at=datetime.now(UTC))
+    )
+    await _write(session, payment, values, [transaction, completed])
     return payment
 
 
 async def record_refusal(session: AsyncSession, payment: Payment, code: str) -> Payment:
     """The provider refused the payment details outright: no intent exists, nothing is held."""
-    previous = payment.status
-    payment.status = PaymentStatus.FAILED.value
-    payment.last_error_code = code
-    if previous != payment.status:
-        await _event(session, payment)
+    values = {"status": PaymentStatus.FAILED.value, "last_error_code": code}
+    await _write(session, payment, values)
     return payment
 
 
@@ -188,36 +195,42 @@ async def mirror_intent(
     session: AsyncSession, payment: Payment, intent: Intent, *, error_code: str | None = None
 ) -> Payment:
     """Make `payment` say what the provider's intent says (status, captured, refunded)."""
-    previous = payment.status
-    status = payment_status(intent)
-    if intent.amount_refunded and intent.amount_refunded >= intent.amount_received > 0:
-        status = PaymentStatus.REFUNDED
-    payment.status = status.value
-    payment.provider_payment_id = intent.id
-    payment.captured_amount = Money.from_minor_units(
-        intent.amount_received, payment.currency
-    ).amount
-    payment.refunded_amount = Money.from_minor_units(
-        intent.amount_refunded, payment.currency
-    ).amount
-    payment.last_error_code = error_code or intent.last_error_code
-    if previous != payment.status:
-        await _event(session, payment)
+    await _write(session, payment, _mirrored(payment, intent, error_code))
     return payment
 
 
-async def _complete_key(session: AsyncSession, key: str, intent: Intent) -> None:
-    row = await session.scalar(
-        select(PaymentIdempotencyKey).where(PaymentIdempotencyKey.key == key)
-    )
-    if row is not None:
-        row.response = {"id": intent.id, "status": intent.status}
-        row.completed_at = datetime.now(UTC)
+def _mirrored(payment: Payment, intent: Intent, error_code: str | None) -> dict[str, Any]:
+    """The payment's columns as the provider's intent says they are."""
+    status = payment_status(intent)
+    if intent.amount_refunded and intent.amount_refunded >= intent.amount_received > 0:
+        status = PaymentStatus.REFUNDED
+    return {
+        "status": status.value,
+        "provider_payment_id": intent.id,
+        "captured_amount": Money.from_minor_units(intent.amount_received, payment.currency).amount,
+        "refunded_amount": Money.from_minor_units(intent.amount_refunded, payment.currency).amount,
+        "last_error_code": error_code or intent.last_error_code,
+    }
 
 
-async def _event(session: AsyncSession, payment: Payment) -> None:
-    event = PaymentChanged.model_validate(payment, from_attributes=True)
-    await append_event(session, AGGREGATE, payment.id, f"payment.{payment.status}", event)
+async def _write(
+    session: AsyncSession,
+    payment: Payment,
+    values: dict[str, Any],
+    also: Sequence[UpdateBase] = (),
+) -> None:
+    """Write `values` on `payment` (locked by the caller) with the statements `also`, and the
+    `payment.<status>` event when its status changes, as one statement; `payment` says the new
+    values afterwards (its `updated_at` expired when they changed it)."""
+    changed = {k: v for k, v in values.items() if getattr(payment, k) != v}
+    previous = payment.status
+    written(session, payment, changed, expire=["updated_at"] if changed else ())
+    events = []
+    if payment.status != previous:
+        event = PaymentChanged.model_validate(payment, from_attributes=True)
+        events.append(NewEvent(AGGREGATE, payment.id, f"payment.{payment.status}", event))
+    update_row = update(Payment).where(Payment.id == payment.id).values(**changed)
+    await write_with_events(session, [*([update_row] if changed else []), *also], events)
 
 
 async def record_webhook(

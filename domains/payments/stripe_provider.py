@@ -41,9 +41,11 @@ STRIPE_KEY_PREFIXES = ("sk_test_", "sk_live_", "rk_test_", "rk_live_")
 # What a restricted key (`rk_live_...`) needs, and nothing more: each of Stripe's permissions
 # (as its errors name them, less the `rak_` prefix; write implies read) with the calls needing it.
 RESTRICTED_KEY_PERMISSIONS: dict[str, tuple[str, ...]] = {
-    # authorize (create + confirm), capture, cancel; retrieve and find_intent (search) read.
+    # authorize (create + confirm), confirm again after a decline, capture, cancel; retrieve
+    # and find_intent (search) read.
     "payment_intent_write": (
         "POST /v1/payment_intents",
+        "POST /v1/payment_intents/:id/confirm",
         "POST /v1/payment_intents/:id/capture",
         "POST /v1/payment_intents/:id/cancel",
         "GET /v1/payment_intents/:id",
@@ -113,7 +115,7 @@ def _rejection(exc: stripe.StripeError, *, card_error: bool) -> ProviderRejected
     )
 
 
-async def _translated(operation: str, call: Awaitable[T]) -> T:
+async def translated(operation: str, call: Awaitable[T]) -> T:
     """Await a Stripe call, its errors translated by class (module docstring)."""
     try:
         return await call
@@ -142,7 +144,7 @@ class StripeProvider:
         self, *, api_key: str, api_base: str, timeout_s: float, return_url: str | None = None
     ) -> None:
         if not api_key.startswith(STRIPE_KEY_PREFIXES):
-            # A process given the "unused" marker (or a publishable key) must never call Stripe.
+            # A publishable key (or anything else) would fail every call: refuse it at start.
             raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
         self._return_url = return_url
         self._http = stripe.HTTPXClient(timeout=timeout_s)
@@ -180,16 +182,24 @@ class StripeProvider:
         if self._return_url is not None:
             # A card that must authenticate then answers next_action.redirect_to_url.
             params["return_url"] = self._return_url
-        created = await _translated(
+        created = await translated(
             "authorize", self._intents.create_async(params, {"idempotency_key": key})
         )
         return _as_intent(created)
 
+    async def confirm(self, intent_id: str, *, payment_method: str, key: str) -> Intent:
+        """Confirm the same intent again with another payment method (after a decline)."""
+        params: stripe.params.PaymentIntentConfirmParams = {"payment_method": payment_method}
+        if self._return_url is not None:
+            params["return_url"] = self._return_url
+        confirmed = await translated(
+            "confirm", self._intents.confirm_async(intent_id, params, {"idempotency_key": key})
+        )
+        return _as_intent(confirmed)
+
     async def retrieve(self, intent_id: str) -> Intent:
         """The intent as Stripe has it now, with its charge's refunds."""
-        found = await _translated(
-            "retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE)
-        )
+        found = await translated("retrieve", self._intents.retrieve_async(intent_id, EXPAND_CHARGE))
         return _as_intent(found)
 
     async def find_intent(self, checkout_id: str) -> Intent | None:
@@ -197,7 +207,7 @@ class StripeProvider:
         behind a creation by a minute, an hour in an outage; not offered to accounts in India)."""
         # A checkout id is a UUID: nothing in it can break out of the quoted value.
         query = f"metadata['checkout_id']:'{uuid.UUID(checkout_id)}'"
-        found = await _translated(
+        found = await translated(
             "find_intent", self._intents.search_async({"query": query, "limit": 10})
         )
         intents = [_as_intent(intent) for intent in found.data]
@@ -214,14 +224,14 @@ class StripeProvider:
 
     async def capture(self, intent_id: str, *, key: str) -> Intent:
         """Capture the whole authorized amount."""
-        captured = await _translated(
+        captured = await translated(
             "capture", self._intents.capture_async(intent_id, {}, {"idempotency_key": key})
         )
         return _as_intent(captured)
 
     async def cancel(self, intent_id: str, *, key: str) -> Intent:
         """Release the authorization (or an intent still waiting for the customer)."""
-        canceled = await _translated(
+        canceled = await translated(
             "cancel", self._intents.cancel_async(intent_id, {}, {"idempotency_key": key})
         )
         return _as_intent(canceled)
@@ -231,4 +241,4 @@ class StripeProvider:
         params: stripe.params.RefundCreateParams = {"payment_intent": intent_id}
         if amount is not None:
             params["amount"] = amount.to_minor_units()
-        await _translated("refund", self._refunds.create_async(params, {"idempotency_key": key}))
+        await translated("refund", self._refunds.create_async(params, {"idempotency_key": key}))

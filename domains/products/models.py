@@ -14,6 +14,12 @@ from domains.products.statuses import ProductStatus
 from kit.db import created_at_column, one_of, updated_at_column, uuid_pk
 from kit.orm import domain_registry
 
+# What a variant weighs and measures packed when its seller did not say (grams, millimetres).
+DEFAULT_WEIGHT_G = 500
+DEFAULT_LENGTH_MM = 300
+DEFAULT_WIDTH_MM = 200
+DEFAULT_HEIGHT_MM = 100
+
 
 class Base(DeclarativeBase):
     """Declarative base of the products database."""
@@ -41,16 +47,28 @@ class ProductVariant(Base):
     """One buyable variant (size, colour, ...) with a globally unique SKU.
 
     Added: `position`, the variant's place in the order the seller gave (XS, S, M, L, ...), in
-    which the product shows its variants (as Shopify and Medusa rank them), not the SKUs' order.
+    which the product shows its variants (as Shopify and Medusa rank them), not the SKUs' order;
+    `weight_g` and `length_mm`/`width_mm`/`height_mm`, what one unit weighs and measures packed
+    (the parcel a cart's shipping rates are priced for; defaults 500 g and 300x200x100 mm).
     """
 
     __tablename__ = "product_variants"
+    __table_args__ = (
+        CheckConstraint(
+            "weight_g > 0 AND length_mm > 0 AND width_mm > 0 AND height_mm > 0",
+            name="parcel_positive",
+        ),
+    )
 
     id: Mapped[uuid.UUID] = uuid_pk()
     product_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("products.id"), index=True)
     sku: Mapped[str] = mapped_column(String(64), unique=True)
     attributes: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'::jsonb"))
     position: Mapped[int] = mapped_column(Integer, server_default="0")
+    weight_g: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_WEIGHT_G))
+    length_mm: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_LENGTH_MM))
+    width_mm: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_WIDTH_MM))
+    height_mm: Mapped[int] = mapped_column(Integer, server_default=str(DEFAULT_HEIGHT_MM))
 
 
 class ProductPrice(Base):

@@ -14,7 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.products.errors import NoPrice, PriceChanged, ProductNotFound, SkuTaken
 from domains.products.events import PriceChangedEvent, ProductCreated
-from domains.products.models import Product, ProductImage, ProductPrice, ProductVariant
+from domains.products.models import (
+    DEFAULT_HEIGHT_MM,
+    DEFAULT_LENGTH_MM,
+    DEFAULT_WEIGHT_G,
+    DEFAULT_WIDTH_MM,
+    Product,
+    ProductImage,
+    ProductPrice,
+    ProductVariant,
+)
 from domains.products.statuses import ProductStatus
 from kit.money import Money
 from kit.outbox import append_event
@@ -27,6 +36,22 @@ class NewVariant:
     sku: str
     attributes: dict[str, Any]
     prices: Sequence[Money]
+    # What one unit weighs and measures packed, grams and millimetres (unset: the defaults).
+    weight_g: int | None = None
+    length_mm: int | None = None
+    width_mm: int | None = None
+    height_mm: int | None = None
+
+
+@dataclass(frozen=True)
+class VariantParcel:
+    """What one unit of a variant weighs (grams) and measures (millimetres) packed."""
+
+    variant_id: uuid.UUID
+    weight_g: int
+    length_mm: int
+    width_mm: int
+    height_mm: int
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,10 @@ async def create_product(
             sku=spec.sku,
             attributes=spec.attributes,
             position=position,
+            weight_g=spec.weight_g or DEFAULT_WEIGHT_G,
+            length_mm=spec.length_mm or DEFAULT_LENGTH_MM,
+            width_mm=spec.width_mm or DEFAULT_WIDTH_MM,
+            height_mm=spec.height_mm or DEFAULT_HEIGHT_MM,
         )
         for position, spec in enumerate(variants)
     ]
@@ -270,3 +299,19 @@ async def variant_product(session: AsyncSession, variant_id: uuid.UUID) -> uuid.
     if product_id is None:
         raise ProductNotFound("no such variant", variant_id=str(variant_id))
     return product_id
+
+
+async def variant_parcels(
+    session: AsyncSession, variant_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, VariantParcel]:
+    """Each known variant's packed weight and dimensions (unknown ids are left out)."""
+    rows = await session.execute(
+        select(
+            ProductVariant.id,
+            ProductVariant.weight_g,
+            ProductVariant.length_mm,
+            ProductVariant.width_mm,
+            ProductVariant.height_mm,
+        ).where(ProductVariant.id.in_(list(variant_ids)))
+    )
+    return {row.id: VariantParcel(*row) for row in rows}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from domains.shipping.statuses import ShipmentStatus
@@ -65,3 +66,52 @@ class ShipmentEvent(Base):
     status: Mapped[str] = mapped_column(String(24))
     occurred_at: Mapped[datetime]
     provider_event_id: Mapped[str] = mapped_column(String(128))
+
+
+class LabelPurchase(Base):
+    """A label the platform set out to buy, written before the purchase (added beside the seed).
+
+    `key` names the purchase (`checkout:<id>` for an order's shipment, `return:<id>` for a
+    return label); the carrier's shipment is recorded under it before its rate is bought, so a
+    retry re-reads that shipment instead of creating (and paying for) a second one.
+    """
+
+    __tablename__ = "label_purchases"
+    __table_args__ = (one_of("kind", ["outbound", "return"]),)
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    order_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    carrier: Mapped[str] = mapped_column(String(32))
+    carrier_shipment_id: Mapped[str] = mapped_column(String(64), unique=True)
+    carrier_rate_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = created_at_column()
+
+
+class ShippingQuote(Base):
+    """A carrier's rate quoted for a cart, choosable at checkout until `expires_at` (added beside
+    the seed).
+
+    `address_fingerprint` (a SHA-256 of the normalized address) ties the quote to the address it
+    was priced for; `carrier_shipment_id` and `carrier_rate_id` are what gets bought.
+    """
+
+    __tablename__ = "shipping_quotes"
+    # Expired quotes are pruned by age (the shipping worker).
+    __table_args__ = (Index("ix_shipping_quotes_expires_at", "expires_at"),)
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    cart_id: Mapped[uuid.UUID]
+    user_id: Mapped[uuid.UUID | None]
+    address_fingerprint: Mapped[str] = mapped_column(String(64))
+    carrier: Mapped[str] = mapped_column(String(32))
+    service: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    delivery_days: Mapped[int | None] = mapped_column(Integer)
+    expires_at: Mapped[datetime]
+    carrier_shipment_id: Mapped[str] = mapped_column(String(64))
+    carrier_rate_id: Mapped[str] = mapped_column(String(64))
+    # The parcel it was priced for, in grams and centimetres (`weight_g`, `length_cm`, ...).
+    parcel: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = created_at_column()

@@ -16,15 +16,18 @@ from starlette.responses import Response
 
 from kit.logging import get_logger
 from kit.settings import Settings
-from kit.webhooks import headers_for
+from sandbox.easypost import shipments
+from sandbox.easypost.routes import easypost_router
+from sandbox.easypost.signing import easypost_headers
 from sandbox.oidc import KeyRing, oidc_router
-from sandbox.psp import carrier, disputes, payments, refunds
+from sandbox.psp import disputes, payments, refunds
 from sandbox.psp.errors import ApiError, parameter_error
 from sandbox.psp.idempotency import Idempotency, json_response
-from sandbox.psp.routes import Sandbox, carrier_router, payments_router
+from sandbox.psp.routes import Sandbox, payments_router
 from sandbox.psp.scheduler import Scheduler, Timer
 from sandbox.psp.signing import stripe_headers
 from sandbox.psp.store import Store
+from sandbox.psp.tax_routes import tax_router
 from sandbox.psp.webhooks import (
     CARRIER_TARGET,
     PAYMENTS_TARGET,
@@ -108,12 +111,12 @@ def _webhook_endpoints(settings: Settings, config: SandboxSettings) -> Endpoints
     """Each target's webhook URL and signer.
 
     Payment events are Stripe `event` objects signed as Stripe signs them (`Stripe-Signature`
-    with STRIPE_WEBHOOK_SECRET[_PREVIOUS]); the carrier's use Standard Webhooks with
-    CARRIER_WEBHOOK_SECRET. An empty URL records events without sending: they stay pending,
-    listed with their delivery state.
+    with STRIPE_WEBHOOK_SECRET[_PREVIOUS]); the carrier's are EasyPost `Event`s signed as EasyPost
+    signs them (`X-Hmac-Signature` with EASYPOST_WEBHOOK_SECRET). An empty URL records events
+    without sending: they stay pending, listed with their delivery state.
     """
     payment_secrets = stripe_secrets(settings)
-    carrier_secret = settings.carrier.webhook_secret.get_secret_value()
+    carrier_secret = settings.easypost.webhook_secret.get_secret_value()
     return {
         PAYMENTS_TARGET: (
             config.webhook_url,
@@ -121,7 +124,7 @@ def _webhook_endpoints(settings: Settings, config: SandboxSettings) -> Endpoints
         ),
         CARRIER_TARGET: (
             config.carrier_webhook_url,
-            lambda event_id, body: headers_for(carrier_secret, event_id, body),
+            lambda _event_id, body: easypost_headers(carrier_secret, body),
         ),
     }
 
@@ -155,12 +158,8 @@ def _scheduler(
             Timer("dispute", disputes.next_due, disputes.open_due),
             Timer(
                 "tracking",
-                carrier.next_due,
-                functools.partial(
-                    carrier.advance_due,
-                    psp_url=sandbox.psp_url,
-                    step_s=config.carrier_step_s,
-                ),
+                shipments.next_due,
+                functools.partial(shipments.advance_due, step_s=config.carrier_step_s),
             ),
         ],
         on_commit=on_commit,
@@ -210,6 +209,7 @@ def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await store.open()
+        await store.transaction(shipments.create_schema)
         await keys.open()
         tasks = _start_loops(scheduler, endpoints, deliveries)
         log.info("sandbox.ready", psp_url=settings.psp.url, db=str(store.path))
@@ -231,6 +231,7 @@ def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
         return {"status": "ok"}
 
     app.include_router(payments_router(sandbox))
-    app.include_router(carrier_router(sandbox))
+    app.include_router(tax_router(sandbox))
+    app.include_router(easypost_router(sandbox))
     app.include_router(oidc_router(sandbox.psp_url, config, keys))
     return app

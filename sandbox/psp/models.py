@@ -10,7 +10,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    JsonValue,
     StrictInt,
     StringConstraints,
     model_validator,
@@ -74,6 +73,17 @@ class CreateIntentRequest(_Body):
     def method_param(self) -> str:
         """The parameter that named it: `token` only when the caller used that legacy name."""
         return "token" if self.token is not None else "payment_method"
+
+
+class ConfirmIntentRequest(_Body):
+    """`POST /v1/payment_intents/{id}/confirm`: try the intent again, with another payment
+    method after a decline (without one, the method it has)."""
+
+    payment_method: PaymentMethodName | None = None
+    # As at creation: accepted, the sandbox's challenge page shows the outcome instead.
+    return_url: (
+        Annotated[str, StringConstraints(pattern=r"^https?://\S+$", max_length=2048)] | None
+    ) = None
 
 
 class CaptureRequest(_Body):
@@ -143,13 +153,6 @@ class DisputeUpdateRequest(_Body):
     )
     metadata: Metadata = Field(default_factory=dict)
     submit: bool = True
-
-
-class ShipmentRequest(_Body):
-    """`POST /v1/carrier/shipments`; the address is kept as given (the sandbox ships nothing)."""
-
-    reference: Annotated[str, StringConstraints(min_length=1, max_length=255)]
-    ship_to: Annotated[dict[str, JsonValue], Field(min_length=1)]
 
 
 class EmptyRequest(_Body):

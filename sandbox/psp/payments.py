@@ -29,6 +29,7 @@ from sandbox.psp.methods import TOK_FLAKY as TOK_FLAKY
 from sandbox.psp.methods import behaviour_of as behaviour_of
 from sandbox.psp.models import (
     CaptureRequest,
+    ConfirmIntentRequest,
     CreateIntentRequest,
     Outcome,
     RefundRequest,
@@ -190,7 +191,8 @@ def require(conn: sqlite3.Connection, intent_id: str, *, param: str | None = Non
 
 
 def token_of(conn: sqlite3.Connection, intent_id: str) -> str | None:
-    """The token an intent was created with (it never changes), None when unknown."""
+    """The token of an intent (changed only by a confirmation with another payment method),
+    None when unknown."""
     row = conn.execute("SELECT token FROM payment_intents WHERE id = ?", (intent_id,)).fetchone()
     return str(row["token"]) if row else None
 
@@ -230,29 +232,52 @@ def known_behaviour(req: CreateIntentRequest) -> str:
     return token
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """What confirming an intent with a payment method leads to (the intent's columns)."""
+
+    status: str
+    amount_capturable: int
+    authorized: bool
+    next_action_url: str | None = None
+    last_error_code: str | None = None
+    last_error_message: str | None = None
+    due_at: float | None = None
+
+
+def _attempt(
+    token: str, intent_id: str, amount: int, *, psp_url: str, async_delay_s: float
+) -> _Attempt:
+    """Authorize according to the payment method: capturable, declined, 3DS, or processing."""
+    if token in methods.DECLINES:
+        decline = methods.DECLINES[token]
+        return _Attempt(
+            DECLINED, 0, False, last_error_code=token, last_error_message=decline.message
+        )
+    if token in methods.THREE_DS_TOKENS:
+        return _Attempt("requires_action", 0, False, authenticate_url(psp_url, intent_id))
+    if token == methods.TOK_ASYNC:
+        # Scheduled in the row itself so that a restart still fires it (see scheduler.py).
+        return _Attempt("processing", 0, False, due_at=time.time() + async_delay_s)
+    return _Attempt("requires_capture", amount, True)
+
+
+def _answer(conn: sqlite3.Connection, intent: Intent) -> Outcome:
+    """A confirmation's answer, with its event when it was declined."""
+    if intent.status == DECLINED:
+        emit(conn, PAYMENT_FAILED, intent)
+        return Outcome(402, declined(intent))
+    return Outcome(200, intent.to_json())
+
+
 def create_intent(
     conn: sqlite3.Connection, req: CreateIntentRequest, *, psp_url: str, async_delay_s: float
 ) -> Outcome:
-    """Authorize according to the payment method: capturable, declined, 3DS, or processing."""
+    """Create and confirm: capturable, declined, 3DS, or processing by the payment method."""
     # The row keeps the tok_* name: every later step (capture, 3DS, tok_flaky) reads it.
     token = known_behaviour(req)
-    now = time.time()
     intent_id = new_id("pi")
-    status, capturable, authorized = "requires_capture", req.amount, True
-    next_action_url: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    due_at: float | None = None
-    if token in methods.DECLINES:
-        status, capturable, authorized = DECLINED, 0, False
-        error_code, error_message = token, methods.DECLINES[token].message
-    elif token in methods.THREE_DS_TOKENS:
-        status, capturable, authorized = "requires_action", 0, False
-        next_action_url = authenticate_url(psp_url, intent_id)
-    elif token == methods.TOK_ASYNC:
-        # Scheduled in the row itself so that a restart still fires it (see scheduler.py).
-        status, capturable, authorized = "processing", 0, False
-        due_at = now + async_delay_s
+    attempt = _attempt(token, intent_id, req.amount, psp_url=psp_url, async_delay_s=async_delay_s)
     conn.execute(
         "INSERT INTO payment_intents (id, amount, currency, token, status, amount_capturable,"
         " metadata, checkout_id, next_action_url, last_error_code, last_error_message,"
@@ -262,23 +287,61 @@ def create_intent(
             req.amount,
             req.currency,
             token,
-            status,
-            capturable,
+            attempt.status,
+            attempt.amount_capturable,
             json.dumps(req.metadata),
             req.metadata.get("checkout_id"),
-            next_action_url,
-            error_code,
-            error_message,
-            int(authorized),
-            due_at,
-            int(now),
+            attempt.next_action_url,
+            attempt.last_error_code,
+            attempt.last_error_message,
+            int(attempt.authorized),
+            attempt.due_at,
+            int(time.time()),
         ),
     )
+    return _answer(conn, require(conn, intent_id))
+
+
+# Stripe confirms an intent that waits for a payment method or a confirmation.
+CONFIRMABLE = frozenset({DECLINED, "requires_confirmation"})
+
+
+def confirm_intent(
+    conn: sqlite3.Connection,
+    intent_id: str,
+    req: ConfirmIntentRequest,
+    *,
+    psp_url: str,
+    async_delay_s: float,
+) -> Outcome:
+    """Confirm the intent again, with the payment method given (else the one it has): after a
+    decline the same intent is tried with another card. As at Stripe, a success clears
+    `last_payment_error`; another decline replaces it and the intent stays
+    `requires_payment_method`; any other status is refused (payment_intent_unexpected_state)."""
     intent = require(conn, intent_id)
-    if status == DECLINED:
-        emit(conn, PAYMENT_FAILED, intent)
-        return Outcome(402, declined(intent))
-    return Outcome(200, intent.to_json())
+    if intent.status not in CONFIRMABLE:
+        raise unexpected_state(intent.to_json(), "confirm")
+    token = intent.token
+    if req.payment_method is not None:
+        token = behaviour_of(req.payment_method)
+        if token not in methods.TOKENS:
+            raise resource_missing("PaymentMethod", req.payment_method, param="payment_method")
+    attempt = _attempt(
+        token, intent_id, intent.amount, psp_url=psp_url, async_delay_s=async_delay_s
+    )
+    intent = _update(
+        conn,
+        intent_id,
+        token=token,
+        status=attempt.status,
+        amount_capturable=attempt.amount_capturable,
+        authorized=int(attempt.authorized),
+        next_action_url=attempt.next_action_url,
+        last_error_code=attempt.last_error_code,
+        last_error_message=attempt.last_error_message,
+        due_at=attempt.due_at,
+    )
+    return _answer(conn, intent)
 
 
 def declined(intent: Intent) -> dict[str, Any]:

@@ -9,7 +9,8 @@ SDKs raise as PermissionError.
 Which call needs what: creating, capturing and cancelling an intent `payment_intent_write`;
 reading or searching intents `payment_intent_read`, and expanding an intent's `latest_charge`
 `charge_read` as well; creating a refund `refund_write`; reading a dispute `dispute_read`,
-answering or closing one `dispute_write`.
+answering or closing one `dispute_write`; calculating tax, recording and reversing tax
+transactions `tax_calculations_and_transactions_write`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from fastapi import Depends, Request
 from sandbox.psp.auth import mask
 from sandbox.psp.errors import ApiError
 
-RESOURCES = frozenset({"payment_intent", "charge", "refund", "dispute"})
+RESOURCES = frozenset(
+    {"payment_intent", "charge", "refund", "dispute", "tax_calculations_and_transactions"}
+)
 ACCESSES = ("read", "write")
 ACCOUNT = "acct_sandbox"
 # What request.state holds for the key of the request: None is the secret key (everything).

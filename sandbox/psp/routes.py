@@ -1,8 +1,8 @@
-"""HTTP endpoints of the sandbox: payment intents, refunds, disputes, test helpers, carrier
-bookings.
+"""HTTP endpoints of the sandbox: payment intents, refunds, disputes, test helpers.
 
 Stripe's endpoints (`/v1/payment_intents*`, `/v1/refunds`, `/v1/disputes*`) want the API key;
-the sandbox's own (the 3DS page a browser visits, the ledger, the event log, the carrier) do not.
+the sandbox's own (the 3DS page a browser visits, the ledger, the event log) do not. The carrier
+(EasyPost's API) is sandbox/easypost.
 """
 
 from __future__ import annotations
@@ -19,19 +19,19 @@ from pydantic import BaseModel, ValidationError
 from starlette.responses import HTMLResponse, Response
 
 from kit.settings import Settings
-from sandbox.psp import carrier, disputes, form, payments, permissions
+from sandbox.psp import disputes, form, payments, permissions
 from sandbox.psp.auth import require_api_key
-from sandbox.psp.errors import invalid_value, parameter_error, resource_missing
+from sandbox.psp.errors import invalid_value, parameter_error
 from sandbox.psp.idempotency import Idempotency, canonical_hash, json_response
 from sandbox.psp.models import (
     CancelRequest,
     CaptureRequest,
+    ConfirmIntentRequest,
     CreateIntentRequest,
     DisputeUpdateRequest,
     EmptyRequest,
     Outcome,
     RefundRequest,
-    ShipmentRequest,
 )
 from sandbox.psp.permissions import needs
 from sandbox.psp.store import Store
@@ -107,7 +107,7 @@ def _key(request: Request) -> str | None:
 
 async def _flaky_scope(store: Store, kind: str, intent_id: str) -> str | None:
     """The tok_flaky call counter of `kind` calls on an intent (None: not a tok_flaky intent)."""
-    # The token never changes after creation, so reading it outside the transaction is safe.
+    # Read outside the transaction: only a confirmation with another method changes it.
     token = await store.read(lambda conn: payments.token_of(conn, intent_id))
     return f"{kind}:{intent_id}" if token == payments.TOK_FLAKY else None
 
@@ -118,6 +118,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
     key_check = require_api_key(api_key, sandbox.config.restricted_keys)
     stripe = APIRouter(dependencies=[Depends(key_check)])
     _intent_routes(stripe, sandbox)
+    _intent_action_routes(stripe, sandbox)
     _refund_routes(stripe, sandbox)
     _dispute_routes(stripe, sandbox)
     router = APIRouter()
@@ -128,7 +129,7 @@ def payments_router(sandbox: Sandbox) -> APIRouter:
 
 
 def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
-    """Create, read, capture and cancel payment intents."""
+    """Create, search and read payment intents."""
     store = sandbox.store
     config = sandbox.config
 
@@ -174,6 +175,31 @@ def _intent_routes(router: APIRouter, sandbox: Sandbox) -> None:
             lambda conn: payments.require(conn, intent_id).expanded(conn, expand)
         )
         return json_response(200, body)
+
+
+def _intent_action_routes(router: APIRouter, sandbox: Sandbox) -> None:
+    """Confirm (again, after a decline), capture and cancel a payment intent."""
+    store = sandbox.store
+    config = sandbox.config
+
+    @router.post(
+        "/v1/payment_intents/{intent_id}/confirm", dependencies=[needs("payment_intent_write")]
+    )
+    async def confirm_intent(intent_id: str, request: Request) -> Response:
+        """Confirm an intent again: after a decline, with another payment method."""
+        body, digest = await parse_body(request, ConfirmIntentRequest)
+        return await sandbox.execute(
+            request,
+            f"POST /v1/payment_intents/{intent_id}/confirm",
+            digest,
+            functools.partial(
+                payments.confirm_intent,
+                intent_id=intent_id,
+                req=body,
+                psp_url=sandbox.psp_url,
+                async_delay_s=config.async_delay_s,
+            ),
+        )
 
     @router.post(
         "/v1/payment_intents/{intent_id}/capture", dependencies=[needs("payment_intent_write")]
@@ -298,81 +324,3 @@ def _ledger_routes(router: APIRouter, sandbox: Sandbox) -> None:
             200,
             await store.read(lambda conn: payments.list_events(conn, payment_intent, limit)),
         )
-
-
-def carrier_router(sandbox: Sandbox) -> APIRouter:
-    """Carrier bookings (a label and a tracking number per shipment) and their tracking events."""
-    router = APIRouter()
-    store = sandbox.store
-    step_s = sandbox.config.carrier_step_s
-
-    @router.post("/v1/carrier/shipments")
-    async def create_shipment(request: Request) -> Response:
-        """Book a shipment."""
-        body, digest = await parse_body(request, ShipmentRequest)
-        return await sandbox.execute(
-            request,
-            "POST /v1/carrier/shipments",
-            digest,
-            lambda conn: carrier.create_shipment(
-                conn, body, psp_url=sandbox.psp_url, step_s=step_s
-            ),
-        )
-
-    @router.post("/v1/carrier/shipments/{shipment_id}/cancel")
-    async def cancel_shipment(shipment_id: str, request: Request) -> Response:
-        """Cancel a booked shipment."""
-        _, digest = await parse_body(request, EmptyRequest)
-        return await sandbox.execute(
-            request,
-            f"POST /v1/carrier/shipments/{shipment_id}/cancel",
-            digest,
-            lambda conn: carrier.cancel_shipment(conn, shipment_id, psp_url=sandbox.psp_url),
-        )
-
-    @router.post("/v1/test_helpers/carrier/shipments/{shipment_id}/advance")
-    async def advance_shipment(shipment_id: str, request: Request) -> Response:
-        """Move a shipment to its next tracking status now."""
-        _, digest = await parse_body(request, EmptyRequest)
-        return await sandbox.execute(
-            request,
-            f"POST /v1/test_helpers/carrier/shipments/{shipment_id}/advance",
-            digest,
-            lambda conn: carrier.advance_shipment(
-                conn, shipment_id, psp_url=sandbox.psp_url, step_s=step_s
-            ),
-        )
-
-    @router.get("/v1/carrier/shipments/{shipment_id}")
-    async def get_shipment(shipment_id: str) -> Response:
-        """One shipment."""
-        shipment = await store.read(
-            lambda conn: carrier.get_shipment(conn, shipment_id, psp_url=sandbox.psp_url)
-        )
-        return json_response(200, shipment)
-
-    @router.get("/v1/carrier/labels/{filename}")
-    async def label(filename: str) -> Response:
-        """The shipment's label as a PDF."""
-        shipment_id = filename.removesuffix(".pdf")
-        if shipment_id == filename:
-            raise resource_missing("label", filename)
-        shipment = await store.read(
-            lambda conn: carrier.get_shipment(conn, shipment_id, psp_url=sandbox.psp_url)
-        )
-        return Response(
-            carrier.label_pdf(shipment["id"], shipment["tracking_number"]),
-            media_type="application/pdf",
-        )
-
-    @router.get("/v1/carrier/events")
-    async def events(
-        shipment: str | None = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    ) -> Response:
-        """Tracking events, newest first, with their delivery state."""
-        return json_response(
-            200, await store.read(lambda conn: carrier.list_events(conn, shipment, limit))
-        )
-
-    return router

@@ -10,26 +10,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from kit.logging import get_logger
+from sandbox.psp.tax import SCHEMA as TAX_SCHEMA
 
 log = get_logger(__name__)
 
 T = TypeVar("T")
-
-# A template because a file from before tracking copies its shipments into a table of this shape.
-SHIPMENTS_TABLE = """
-CREATE TABLE IF NOT EXISTS {name} (
-    id TEXT PRIMARY KEY,
-    reference TEXT NOT NULL,
-    ship_to TEXT NOT NULL,
-    tracking_number TEXT NOT NULL UNIQUE,
-    status TEXT NOT NULL CHECK (status IN (
-        'label_created', 'in_transit', 'out_for_delivery', 'delivered', 'cancelled'
-    )),
-    -- When the next tracking status is due; NULL once nothing moves it on its own.
-    due_at REAL,
-    created INTEGER NOT NULL
-)
-"""
 
 # A template because a file from before Stripe's declined state (`failed`, which Stripe does not
 # have) copies its intents into a table of this shape.
@@ -127,8 +112,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_pending ON events (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS events_payment_intent ON events (payment_intent);
 """
-    + SHIPMENTS_TABLE.format(name="shipments")
     + ";"
+    + TAX_SCHEMA
 )
 
 # Columns added after the table was first released. Every file, new or old, gets them here by
@@ -155,7 +140,6 @@ CREATE INDEX IF NOT EXISTS payment_intents_checkout_id ON payment_intents (check
 CREATE INDEX IF NOT EXISTS payment_intents_due_at
     ON payment_intents (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS events_shipment ON events (shipment) WHERE shipment IS NOT NULL;
-CREATE INDEX IF NOT EXISTS shipments_due_at ON shipments (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS refunds_due_at ON refunds (due_at) WHERE due_at IS NOT NULL;
 """
 
@@ -196,19 +180,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
             if column not in present:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
                 log.info("sandbox.store.column_added", table=table, column=column)
-    if "due_at" not in _columns(conn, "shipments"):
-        # Tracking widened the status CHECK, which SQLite cannot alter in place: copy the rows
-        # into a table of the current shape. Their due_at stays NULL (no step was promised to
-        # them); the advance test helper still moves them.
-        conn.execute(SHIPMENTS_TABLE.format(name="shipments_migrated"))
-        conn.execute(
-            "INSERT INTO shipments_migrated (id, reference, ship_to, tracking_number, status,"
-            " created) SELECT id, reference, ship_to, tracking_number, status, created"
-            " FROM shipments"
-        )
-        conn.execute("DROP TABLE shipments")
-        conn.execute("ALTER TABLE shipments_migrated RENAME TO shipments")
-        log.info("sandbox.store.table_rebuilt", table="shipments")
     broken = conn.execute("PRAGMA foreign_key_check").fetchall()
     if broken:
         raise RuntimeError(f"the sandbox store has rows naming missing rows: {broken[:5]}")

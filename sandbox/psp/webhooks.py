@@ -4,8 +4,8 @@ Events are rows written with the state change that caused them; this loop only s
 event is marked delivered after a 2xx, so a crash between the POST and the mark sends it again:
 delivery is at least once, in no guaranteed order, and receivers deduplicate on the event id.
 Each row names its target; one loop per target sends with that target's signer: the payment
-provider's events as Stripe signs them (`Stripe-Signature`, signing.py), the carrier's with
-Standard Webhooks (kit/webhooks.py).
+provider's events as Stripe signs them (`Stripe-Signature`, signing.py), the carrier's as
+EasyPost signs them (`X-Hmac-Signature`, sandbox/easypost/signing.py).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from api.auth import (
     issue_token,
     user_id_of,
 )
-from kit.settings import AuthSettings, ConfigurationError, Settings
+from kit.settings import AuthSettings, ConfigurationError, ProcessRole, Settings
 
 ISSUER = "https://id.example.test/tenant"
 AUDIENCE = "checkout-api"
@@ -329,18 +329,19 @@ async def test_the_secret_mode_still_takes_hs256() -> None:
 def test_production_takes_an_issuer_instead_of_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {
         "ENV": "production",
-        "STRIPE_API_KEY": "sk_live_x",
-        "STRIPE_RETURN_URL": "https://shop.example/checkout/return",
         "STRIPE_WEBHOOK_SECRET": "whsec_x",
-        "CARRIER_WEBHOOK_SECRET": "whsec_y",
+        "EASYPOST_API_KEY": "EZAKx",
+        "EASYPOST_WEBHOOK_SECRET": "easypost-y",
+        "TEMPORAL_PAYLOAD_KEYS": "k1:cmVhbC1wYXlsb2FkLWtleS1mcm9tLXRoZS12YXVsdCE=",
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AUTH_JWT_SECRET", raising=False)
     monkeypatch.delenv("AUTH_ISSUER", raising=False)
+    api = ProcessRole("api")
     with pytest.raises(ConfigurationError, match="AUTH_ISSUER or AUTH_JWT_SECRET"):
-        Settings()
+        Settings().validate_for(api)
     monkeypatch.setenv("AUTH_ISSUER", ISSUER)
-    assert Settings().auth.issuer == ISSUER
+    assert Settings().validate_for(api).auth.issuer == ISSUER
     monkeypatch.setenv("AUTH_JWKS_URL", "http://id.example.test/keys")
     with pytest.raises(ConfigurationError, match="AUTH_JWKS_URL must be an https"):
         Settings()

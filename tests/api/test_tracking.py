@@ -1,4 +1,5 @@
-"""Carrier tracking: signed events recorded once, the shipment and then the order move forward."""
+"""EasyPost tracking: `tracker.updated` events verified with the `easypost` package, recorded once,
+the shipment and then the order move forward; forged events are refused."""
 
 from __future__ import annotations
 
@@ -6,41 +7,41 @@ import asyncio
 import json
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from kit.webhooks import headers_for
+from api.errors import ApiError
+from api.services.webhooks import verified_easypost_event
+from sandbox.easypost import objects
+from sandbox.easypost.signing import easypost_headers
 from tests.api.test_routes import assert_problem
 from tests.platform import Platform
 
 pytestmark = pytest.mark.timeout(120)
-URL = "/v1/webhooks/carriers/sandbox"
+URL = "/v1/webhooks/carriers/easypost"
 
 
-def _tracking(shipment_id: str, status: str) -> dict[str, Any]:
-    return {
-        "id": f"cev_{uuid.uuid4().hex[:24]}",
-        "object": "event",
-        "type": "shipment.tracking",
-        "created": int(time.time()),
-        "data": {
-            "status": status,
-            "occurred_at": datetime.now(UTC).isoformat(),
-            "object": {"id": shipment_id, "object": "shipment", "status": status},
-        },
-    }
+def _tracking(
+    shipment_id: str, status: str, description: str = "tracker.updated"
+) -> dict[str, Any]:
+    """An EasyPost event about the shipment's tracker, as the sandbox builds them."""
+    now = time.time()
+    tracker = objects.tracker(
+        shipment_id=shipment_id, tracking_code="9400100000000000000000", public_url="", at=now
+    )
+    tracker.update(status=status, tracking_details=[objects.tracking_detail(status, now)])
+    return objects.event("tracker.updated", tracker, {"status": "pre_transit"}, now)
 
 
 async def _send(
-    http: httpx.AsyncClient, platform: Platform, event: dict[str, Any]
+    http: httpx.AsyncClient, platform: Platform, event: dict[str, Any], secret: str | None = None
 ) -> httpx.Response:
     body = json.dumps(event).encode()
-    secret = platform.settings.carrier.webhook_secret.get_secret_value()
-    return await http.post(URL, content=body, headers=headers_for(secret, event["id"], body))
+    key = secret or platform.settings.easypost.webhook_secret.get_secret_value()
+    return await http.post(URL, content=body, headers=easypost_headers(key, body))
 
 
 async def _order_status(platform: Platform, checkout_id: uuid.UUID) -> str:
@@ -103,9 +104,18 @@ async def test_bad_carrier_signatures_are_refused(
 ) -> None:
     event = _tracking("shp_x", "in_transit")
     body = json.dumps(event).encode()
-    # Signed with the payment secret instead of the carrier's.
-    wrong = headers_for("whsec_c29tZWJvZHktZWxzZQ==", event["id"], body)
-    assert_problem(await http.post(URL, content=body, headers=wrong), 400, "invalid_signature")
+    # Signed with another secret, a forged body under a genuine signature, no signature at all.
+    forged = await _send(http, platform, event, secret="not-the-easypost-secret")
+    assert_problem(forged, 400, "invalid_signature")
+    genuine = easypost_headers(platform.settings.easypost.webhook_secret.get_secret_value(), body)
+    tampered = body.replace(b"in_transit", b"delivered!")
+    answer = await http.post(URL, content=tampered, headers=genuine)
+    assert_problem(answer, 400, "invalid_signature")
+    unsigned = await http.post(URL, content=body, headers={"Content-Type": "application/json"})
+    assert_problem(unsigned, 400, "invalid_signature")
+    # The old sandbox protocol's route is gone.
+    old = await http.post("/v1/webhooks/carriers/sandbox", content=body, headers=genuine)
+    assert_problem(old, 404, "unknown_carrier")
     # A valid event for a shipment not (yet) recorded: refused unrecorded, so that the carrier's
     # redelivery applies it once the booking's row exists, instead of being acknowledged and lost.
     early = await _send(http, platform, event)
@@ -131,7 +141,7 @@ async def test_the_sandbox_carrier_delivers_and_the_buyer_is_told(
         )
     async with httpx.AsyncClient(base_url=platform.psp_url) as carrier:
         for expected in ("in_transit", "out_for_delivery", "delivered"):
-            moved = await carrier.post(f"/v1/test_helpers/carrier/shipments/{carrier_id}/advance")
+            moved = await carrier.post(f"/v2/test_helpers/shipments/{carrier_id}/advance")
             assert moved.json()["status"] == expected
 
     for _ in range(300):
@@ -154,3 +164,16 @@ async def test_the_sandbox_carrier_delivers_and_the_buyer_is_told(
             break
         await asyncio.sleep(0.1)
     assert kinds >= expected
+
+
+def test_the_previous_secret_is_accepted_during_a_rotation() -> None:
+    event = _tracking("shp_x", "in_transit")
+    body = json.dumps(event).encode()
+    secrets = ["easypost-new-secret", "easypost-old-secret"]
+    for signer in secrets:
+        headers = {"x-hmac-signature": easypost_headers(signer, body)["X-Hmac-Signature"]}
+        assert verified_easypost_event(secrets, headers, body)["id"] == event["id"]
+    forged = {"x-hmac-signature": easypost_headers("someone-else", body)["X-Hmac-Signature"]}
+    with pytest.raises(ApiError) as refused:
+        verified_easypost_event(secrets, forged, body)
+    assert (refused.value.status, refused.value.code) == (400, "invalid_signature")

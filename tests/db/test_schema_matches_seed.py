@@ -25,9 +25,10 @@ SEED = dbml.load()
 # Tables the platform adds beside the seed's, each explained in its model's docstring.
 ADDED_TABLES = {
     "cart": {"cart_releases"},
-    "payments": {"payment_webhook_events"},
+    "payments": {"payment_webhook_events", "tax_transactions", "tax_reversals"},
     "notifications": {"consumer_inbox", "consumer_dead_letters", "order_recipients"},
     "orders": {"consumer_inbox", "consumer_dead_letters"},
+    "shipping": {"label_purchases", "shipping_quotes"},
 }
 # Beside every outbox: which relay publishes which partition of it (kit/outbox.py).
 EVERY_DATABASE_ADDS = {"outbox_relay_leases"}

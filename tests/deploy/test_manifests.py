@@ -26,7 +26,15 @@ import yaml
 from pydantic import SecretStr
 
 from api.app import API_DOMAINS
-from kit.settings import DOMAINS, ELSEWHERE, ConfigurationError, Group, Settings
+from kit.settings import (
+    DOMAINS,
+    ELSEWHERE,
+    PRODUCTION_CHECKS,
+    ConfigurationError,
+    Group,
+    ProcessRole,
+    Settings,
+)
 from kit.temporal import WORKFLOW_QUEUES
 from tests.deploy import kustomize
 from workflows.checkout.contract import TaskQueue
@@ -46,24 +54,8 @@ RENDERINGS = [
 ]
 RUNTIME_RENDERINGS = [pytest.param(path, id=env) for env, path in RUNTIME.items()]
 
-# Not a secret: what a process gets for a secret setting it never uses (ENV=production refuses
-# the documented dev values in every process; docs/deployment.md, "Secrets").
-UNUSED = "unused-in-this-process"
 # Read by asyncpg itself (libpq's names), not by Settings; set on purpose (configmap.yaml).
 DRIVER_VARIABLES = {"PGSSLMODE", "PGSSLROOTCERT"}
-# Which process must hold which secret for real (the others get UNUSED).
-SECRET_USERS = {
-    "AUTH_JWT_SECRET": {"checkout-api"},
-    "STRIPE_WEBHOOK_SECRET": {"checkout-api"},
-    "STRIPE_WEBHOOK_SECRET_PREVIOUS": {"checkout-api"},
-    "CARRIER_WEBHOOK_SECRET": {"checkout-api"},
-    "STRIPE_API_KEY": {"worker-payments"},
-    # Every process with a Temporal client; the relays and the migrations have none.
-    "TEMPORAL_PAYLOAD_KEYS": {
-        "checkout-api",
-        *(f"worker-{queue.value}" for queue in TaskQueue),
-    },
-}
 # PostgreSQL budget the production overlay must fit: max_connections, less what is kept for
 # superusers, replication, monitoring and an operator's psql (docs/deployment.md).
 POSTGRES_MAX_CONNECTIONS = 1000
@@ -143,6 +135,21 @@ def relay_domains(workload: dict[str, Any]) -> list[str]:
     """The domains a relay Deployment relays (`python -m workers relay <domain> ...`)."""
     command = containers(workload)[-1].get("command", [])
     return list(command[4:]) if command[:4] == ["python", "-m", "workers", "relay"] else []
+
+
+def role_of(workload: dict[str, Any]) -> ProcessRole:
+    """What the workload's process is, from its command: it reads the secrets of that role."""
+    command = containers(workload)[-1].get("command", [])
+    assert command[:2] == ["python", "-m"], f"{workload['metadata']['name']}: {command}"
+    module, arguments = command[2], command[3:]
+    if module == "api":
+        return ProcessRole("api")
+    if module == "db.migrate":
+        return ProcessRole("migrate")
+    assert module == "workers", f"{workload['metadata']['name']}: unknown process {command}"
+    if arguments[:1] == ["relay"]:
+        return ProcessRole("relay", tuple(arguments[1:]))
+    return ProcessRole("worker", tuple(arguments))
 
 
 def settings_variables() -> set[str]:
@@ -592,8 +599,9 @@ def test_no_secret_value_is_in_the_repository() -> None:
         for workload in workloads(objects):
             for container in containers(workload):
                 for name, entry in env_of(container).items():
-                    if name in secrets:
-                        assert secret_ref(entry) or entry.get("value") == UNUSED, name
+                    if name in secrets:  # never a literal, not even a stand-in
+                        assert secret_ref(entry), name
+                        assert "value" not in entry, name
                         checked += 1
                     if name.endswith("DATABASE_URL") or name == "NATS_URL":
                         assert secret_ref(entry), f"{name} may carry a password: a Secret"
@@ -602,18 +610,40 @@ def test_no_secret_value_is_in_the_repository() -> None:
 
 @pytest.mark.parametrize("path", RENDERINGS)
 def test_processes_hold_only_the_secrets_they_use(path: Path) -> None:
+    """Least privilege: a container is given exactly the secrets its process needs (each from a
+    Secret), may be given those it reads when set (optional references), and no other one."""
     objects = render(path)
+    secrets = secret_variables()
+    roles: set[str] = set()
     for workload in workloads(objects):
-        name = workload["metadata"]["name"]
+        name, role = workload["metadata"]["name"], role_of(workload)
+        roles.add(role.kind)
+        needed = role.secrets() & set(PRODUCTION_CHECKS)
         for container in containers(workload):
             env = env_of(container)
-            for variable, users in SECRET_USERS.items():
-                if name in users:
-                    ref = secret_ref(env[variable])
-                    assert ref, (name, variable)
-                    assert ref["name"].startswith("checkout-"), (name, variable)
-                elif variable in env:
-                    assert env[variable].get("value") == UNUSED, (name, variable)
+            held = {variable for variable in env if variable in secrets}
+            assert held <= role.secrets(), (name, sorted(held - role.secrets()))
+            assert needed <= held, (name, sorted(needed - held))
+            for variable in held:
+                ref = secret_ref(env[variable])
+                assert ref, (name, variable)
+                assert ref["name"].startswith("checkout-"), (name, variable)
+                assert bool(ref.get("optional")) == (variable not in needed), (name, variable)
+    if "migrations" in path.parts:
+        assert roles == {"migrate"}
+    else:
+        assert roles == {"api", "worker", "relay"}
+
+
+def test_only_the_payments_worker_holds_the_stripe_key() -> None:
+    objects = render(RUNTIME["production"])
+    holders = [
+        w["metadata"]["name"]
+        for w in workloads(objects)
+        for c in containers(w)
+        if "STRIPE_API_KEY" in env_of(c)
+    ]
+    assert holders == ["worker-payments"]
 
 
 @pytest.mark.parametrize("path", RENDERINGS)
@@ -635,8 +665,8 @@ def test_every_variable_is_one_the_platform_reads(path: Path) -> None:
 def test_each_process_starts_with_its_environment(
     path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Settings accepts every process's environment under ENV=production (values parse, and no
-    documented dev secret is left for the production check to refuse)."""
+    """Every process starts with its environment under ENV=production: values parse, and each
+    secret its role needs is there and not a documented development value."""
     objects = render(path)
     for workload in workloads(objects):
         for container in containers(workload):
@@ -645,7 +675,7 @@ def test_each_process_starts_with_its_environment(
                 for name, value in process_environment(objects, container).items():
                     patch.setenv(name, value)
                 try:
-                    settings = Settings()
+                    settings = Settings().validate_for(role_of(workload))
                 except (ConfigurationError, ValueError) as exc:
                     pytest.fail(f"{workload['metadata']['name']}: {exc}")
             assert settings.env == "production"
@@ -660,8 +690,17 @@ def test_the_start_check_would_catch_a_missing_secret(monkeypatch: pytest.Monkey
     clear_platform_environment(monkeypatch)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(ConfigurationError):
-        Settings()
+    with pytest.raises(ConfigurationError, match="api process: AUTH_ISSUER or AUTH_JWT_SECRET"):
+        Settings().validate_for(ProcessRole("api"))
+    # And a worker's without the payload keys.
+    worker = named(objects, "Deployment", "worker-payments")
+    environment = process_environment(objects, containers(worker)[0])
+    del environment["TEMPORAL_PAYLOAD_KEYS"]
+    clear_platform_environment(monkeypatch)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="worker:payments process: TEMPORAL_PAYLOAD_KEYS"):
+        Settings().validate_for(role_of(worker))
 
 
 @pytest.mark.parametrize("path", RENDERINGS)
@@ -813,14 +852,14 @@ def test_network_policies_deny_by_default_and_allow_each_flow(path: Path) -> Non
         {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ]
     assert {p["port"] for p in scrape["ports"]} == {int(config(objects)["WORKER_METRICS_PORT"])}
-    # Only the processes calling Stripe and the carrier may leave the cluster.
+    # Only the processes calling Stripe and EasyPost (labels; rates at checkout) may leave.
     https = policies["checkout-egress-https"]["podSelector"]["matchLabels"]
     outside = [
         w["metadata"]["name"]
         for w in workloads(objects)
         if https.items() <= w["spec"]["template"]["metadata"]["labels"].items()
     ]
-    assert sorted(outside) == ["worker-payments", "worker-shipping"]
+    assert sorted(outside) == ["checkout-api", "worker-payments", "worker-shipping"]
 
 
 def test_migrations_run_as_a_job_before_the_rollout() -> None:

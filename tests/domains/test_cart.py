@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -87,3 +89,93 @@ async def test_a_lock_attempt_arriving_after_an_unlock_that_found_nothing_is_ref
 
     # The compensation stays idempotent: unlocking again has nothing to do.
     assert not await _unlock(db, cart_id, checkout)
+
+
+async def test_a_lock_waiting_behind_its_own_unlock_is_refused_when_the_unlock_commits(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    """The lock attempt's UPDATE started before the unlock committed and waited for the cart's
+    row: the release it could not see then is read after the row lock, and wins."""
+    db = databases["cart"]
+    cart_id, user_id = await _cart(db)
+    checkout = uuid.uuid4()
+
+    async with db.begin() as session:
+        assert not await service.unlock(session, cart_id, checkout)  # holds the cart's row lock
+        late = asyncio.create_task(_lock(db, cart_id, user_id, checkout))
+        await asyncio.sleep(0.5)
+        assert not late.done()  # waiting for the row
+
+    with pytest.raises(DomainError) as refused:
+        await late
+    assert refused.value.code == "cart_released"
+    assert await _status(db, cart_id, user_id) == ("active", None)
+
+
+async def test_a_lock_returns_the_lines_and_a_retry_the_same(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    db = databases["cart"]
+    cart_id, user_id = await _cart(db)
+    checkout = uuid.uuid4()
+
+    async with db.begin() as session:
+        first = await service.lock_for_checkout(session, cart_id, user_id, checkout)
+    async with db.begin() as session:
+        again = await service.lock_for_checkout(session, cart_id, user_id, checkout)
+
+    assert first == again
+    assert first.currency == "USD"
+    assert [(line.sku, line.quantity, line.unit_price) for line in first.lines] == [
+        ("SKU-CART", 1, Decimal("5"))
+    ]
+    assert await _status(db, cart_id, user_id) == ("locked", checkout)
+
+
+async def test_a_cart_held_by_one_checkout_is_refused_to_another_and_to_a_stranger(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    db = databases["cart"]
+    cart_id, user_id = await _cart(db)
+    holder = uuid.uuid4()
+    await _lock(db, cart_id, user_id, holder)
+
+    with pytest.raises(DomainError) as held:
+        await _lock(db, cart_id, user_id, uuid.uuid4())
+    with pytest.raises(DomainError) as stranger:
+        await _lock(db, cart_id, uuid.uuid4(), holder)
+
+    assert (held.value.code, stranger.value.code) == ("cart_locked", "cart_not_found")
+    assert await _status(db, cart_id, user_id) == ("locked", holder)
+
+
+async def test_an_empty_cart_is_not_locked(databases: dict[str, DomainDatabase]) -> None:
+    db = databases["cart"]
+    user_id = uuid.uuid4()
+    async with db.begin() as session:
+        cart_id = (await service.create_cart(session, user_id, "USD")).id
+
+    with pytest.raises(DomainError) as empty:
+        await _lock(db, cart_id, user_id, uuid.uuid4())
+
+    assert empty.value.code == "cart_empty"
+    assert await _status(db, cart_id, user_id) == ("active", None)
+
+
+async def test_only_the_holding_checkout_converts_the_cart_and_twice_is_once(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    db = databases["cart"]
+    cart_id, user_id = await _cart(db)
+    holder = uuid.uuid4()
+    await _lock(db, cart_id, user_id, holder)
+
+    with pytest.raises(DomainError) as other:
+        async with db.begin() as session:
+            await service.mark_converted(session, cart_id, uuid.uuid4())
+    for _ in range(2):
+        async with db.begin() as session:
+            await service.mark_converted(session, cart_id, holder)
+
+    assert other.value.code == "cart_locked"
+    assert await _status(db, cart_id, user_id) == ("converted", holder)

@@ -23,6 +23,7 @@ from kit.codec import (
 from kit.settings import (
     DEV_TEMPORAL_PAYLOAD_KEYS,
     ConfigurationError,
+    ProcessRole,
     Settings,
     TemporalSettings,
     payload_keyring,
@@ -147,13 +148,9 @@ def test_bad_keys_are_refused_without_showing_them(text: str, complaint: str) ->
     assert "eHh4" not in str(refused.value)  # no key material in the message
 
 
-PRODUCTION = {
-    "ENV": "production",
-    "AUTH_JWT_SECRET": "a-real-secret-from-the-vault-0123456789",
-    "STRIPE_API_KEY": "sk_live_from_the_vault",
-    "STRIPE_WEBHOOK_SECRET": "whsec_from_the_vault",
-    "CARRIER_WEBHOOK_SECRET": "whsec_Y2Fycmllci1zZWNyZXQ=",
-}
+PRODUCTION = {"ENV": "production"}
+# A process with a Temporal client: it needs payload keys, in production not the public one.
+WORKER = ProcessRole("worker", ("checkout",))
 
 
 def test_production_refuses_the_development_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -162,13 +159,13 @@ def test_production_refuses_the_development_key(monkeypatch: pytest.MonkeyPatch)
     real = keys_text(("2026-01", key()))
     monkeypatch.setenv("TEMPORAL_PAYLOAD_KEYS", DEV_TEMPORAL_PAYLOAD_KEYS)
     with pytest.raises(ConfigurationError, match="TEMPORAL_PAYLOAD_KEYS"):
-        Settings()
+        Settings().validate_for(WORKER)
     # Kept for decryption only, the public key is refused as well.
     monkeypatch.setenv("TEMPORAL_PAYLOAD_KEYS", f"{real},{DEV_TEMPORAL_PAYLOAD_KEYS}")
     with pytest.raises(ConfigurationError, match="development key"):
-        Settings()
+        Settings().validate_for(WORKER)
     monkeypatch.setenv("TEMPORAL_PAYLOAD_KEYS", real)
-    assert Settings().temporal.keyring()[0][0] == "2026-01"
+    assert Settings().validate_for(WORKER).temporal.keyring()[0][0] == "2026-01"
 
 
 def test_production_without_keys_refuses_to_make_a_temporal_client(
@@ -176,7 +173,8 @@ def test_production_without_keys_refuses_to_make_a_temporal_client(
 ) -> None:
     for name, value in PRODUCTION.items():
         monkeypatch.setenv(name, value)
-    settings = Settings()  # a process that never talks to Temporal (a relay) starts
+    # A process that never talks to Temporal (a relay) starts without keys.
+    settings = Settings().validate_for(ProcessRole("relay", ("cart",)))
     with pytest.raises(ConfigurationError, match="TEMPORAL_PAYLOAD_KEYS must be set"):
         data_converter(settings.temporal)
 

@@ -204,3 +204,54 @@ async def test_behind_pgbouncer_no_statement_is_cached_or_named_twice(migrated: 
         assert all(re.fullmatch(r"__asyncpg_[0-9a-f]{32}__", name) for name in names), names
     finally:
         await db.dispose()
+
+
+async def _backend_pid(db: DomainDatabase) -> int:
+    async with db.engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT pg_backend_pid()")) or 0)
+
+
+async def _terminate(databases: dict[str, DomainDatabase], pid: int) -> None:
+    """End a server process, as a PostgreSQL restart or an idle timeout would."""
+    async with databases[DOMAIN].engine.connect() as conn:
+        assert await conn.scalar(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    await asyncio.sleep(0.1)
+
+
+async def test_a_rested_connection_that_died_is_replaced_unseen(
+    migrated: Settings, databases: dict[str, DomainDatabase]
+) -> None:
+    """Pinged at checkout because it rested longer than the threshold: the caller never sees
+    the dead connection."""
+    url = migrated.domain_database_url(DOMAIN)
+    db = DomainDatabase(DOMAIN, url, pool_size=1, max_overflow=0, ping_after_idle_s=0.0)
+    try:
+        dead = await _backend_pid(db)
+        await _terminate(databases, dead)
+
+        assert await _backend_pid(db) not in (0, dead)
+    finally:
+        await db.dispose()
+
+
+async def test_a_connection_used_moments_ago_is_not_pinged_and_one_failure_renews_the_pool(
+    migrated: Settings, databases: dict[str, DomainDatabase]
+) -> None:
+    """No ping within the threshold: a connection that broke in steady use fails the statement
+    that meets it, as a disconnect; the pool is renewed, and the next statement runs."""
+    url = migrated.domain_database_url(DOMAIN)
+    db = DomainDatabase(DOMAIN, url, pool_size=2, max_overflow=0, ping_after_idle_s=60.0)
+    try:
+        async with db.engine.connect() as one, db.engine.connect() as two:
+            pids = [
+                int(await conn.scalar(text("SELECT pg_backend_pid()")) or 0) for conn in (one, two)
+            ]
+        for pid in pids:
+            await _terminate(databases, pid)
+
+        with pytest.raises(DBAPIError) as failed:
+            await _backend_pid(db)
+        assert failed.value.connection_invalidated
+        assert await _backend_pid(db) not in pids  # the other pooled connection was renewed too
+    finally:
+        await db.dispose()

@@ -3,27 +3,37 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from api.app import create_app
 from kit.settings import (
     DEFAULT_DATABASE_URL,
-    DEV_CARRIER_WEBHOOK_SECRET,
+    DEV_EASYPOST_API_KEY,
+    DEV_EASYPOST_WEBHOOK_SECRET,
     DEV_JWT_SECRET,
     DEV_STRIPE_API_KEY,
     DEV_STRIPE_WEBHOOK_SECRET,
+    DEV_TEMPORAL_PAYLOAD_KEYS,
     DOMAINS,
-    UNUSED_SECRET,
+    PRODUCTION_CHECKS,
+    SECRETS_BY_KIND,
+    SECRETS_BY_WORKER_DOMAIN,
     ConfigurationError,
     Group,
+    ProcessKind,
+    ProcessRole,
     Settings,
     async_driver_url,
+    get_settings,
 )
 from sandbox.settings import SandboxSettings
+from workers.__main__ import main as workers_main
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -86,6 +96,10 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ),
     ("STRIPE_TIMEOUT_S", "4", ("stripe", "timeout_s"), 4.0),
     ("STRIPE_RETURN_URL", "https://shop/back", ("stripe", "return_url"), "https://shop/back"),
+    ("TAX_PROVIDER", "stripe", ("tax", "provider"), "stripe"),
+    ("TAX_ON_FAILURE", "open", ("tax", "on_failure"), "open"),
+    ("TAX_DEFAULT_CODE", "txcd_30011000", ("tax", "default_code"), "txcd_30011000"),
+    ("TAX_MAX_ATTEMPTS", "5", ("tax", "max_attempts"), 5),
     ("WORKER_REPLICAS", "3", ("worker", "replicas"), 3),
     ("TEMPORAL_API_KEY", "tmprl-key", ("temporal", "api_key"), "tmprl-key"),
     (
@@ -94,8 +108,18 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
         ("temporal", "payload_keys"),
         "k1:a2tra2tra2tra2tra2tra2tra2tra2tra2tra2tra2s=",
     ),
-    ("CARRIER_URL", "http://carrier:9100", ("carrier", "url"), "http://carrier:9100"),
-    ("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fy", ("carrier", "webhook_secret"), "whsec_Y2Fy"),
+    ("EASYPOST_API_BASE", "http://ep:9100/v2", ("easypost", "api_base"), "http://ep:9100/v2"),
+    ("EASYPOST_WEBHOOK_SECRET", "ep-secret", ("easypost", "webhook_secret"), "ep-secret"),
+    ("EASYPOST_TIMEOUT_S", "4", ("easypost", "timeout_s"), 4),
+    ("EASYPOST_API_KEY", "EZAKlive", ("easypost", "api_key"), "EZAKlive"),
+    (
+        "EASYPOST_WEBHOOK_SECRET_PREVIOUS",
+        "ep-old",
+        ("easypost", "webhook_secret_previous"),
+        "ep-old",
+    ),
+    ("SHIPPING_FROM_ADDRESS", '{"zip": "10001"}', ("shipping", "from_address"), {"zip": "10001"}),
+    ("SHIPPING_QUOTE_TTL_S", "60", ("shipping", "quote_ttl_s"), 60),
     ("WORKER_MAX_CONCURRENT_ACTIVITIES", "7", ("worker", "max_concurrent_activities"), 7),
     ("WORKER_MAX_CONCURRENT_WORKFLOW_TASKS", "8", ("worker", "max_concurrent_workflow_tasks"), 8),
     (
@@ -258,14 +282,17 @@ def test_defaults_match_the_contract() -> None:
     assert settings.checkout.payment_timeout.total_seconds() == 15 * 60
 
 
-def test_the_carrier_is_served_beside_the_provider_unless_named(
+def test_easypost_is_the_sandbox_in_dev_and_easypost_itself_in_production(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("PSP_URL", "http://psp:9000")
-    assert Settings().carrier.url == "http://psp:9000"
-    assert Settings(psp={"url": "http://other:1"}).carrier.url == "http://other:1"
-    monkeypatch.setenv("CARRIER_URL", "http://carrier:9100")
-    assert Settings().carrier.url == "http://carrier:9100"
+    monkeypatch.setenv("PSP_URL", "http://psp:9000/")
+    assert Settings().easypost.api_base == "http://psp:9000/v2"
+    assert Settings(psp={"url": "http://other:1"}).easypost.api_base == "http://other:1/v2"
+    monkeypatch.setenv("EASYPOST_API_BASE", "http://ep:9100/v2")
+    assert Settings().easypost.api_base == "http://ep:9100/v2"
+    monkeypatch.delenv("EASYPOST_API_BASE")
+    monkeypatch.setenv("ENV", "production")
+    assert Settings().easypost.api_base == "https://api.easypost.com/v2"
 
 
 def test_stripe_is_the_sandbox_in_dev_and_stripe_itself_in_production(
@@ -274,11 +301,6 @@ def test_stripe_is_the_sandbox_in_dev_and_stripe_itself_in_production(
     monkeypatch.setenv("PSP_URL", "http://psp:9000")
     assert Settings().stripe.api_base == "http://psp:9000"
     monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
-    monkeypatch.setenv("STRIPE_RETURN_URL", "https://shop.example/checkout/return")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
-    monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
     assert Settings().stripe.api_base == "https://api.stripe.com"
     monkeypatch.setenv("STRIPE_API_BASE", "https://stripe-proxy.internal")
     assert Settings().stripe.api_base == "https://stripe-proxy.internal"
@@ -308,42 +330,183 @@ def test_unknown_domain_is_refused() -> None:
         Settings(database={"domain_urls": {"billing": "postgresql://h/billing"}})
 
 
+# --- each process needs only its own secrets ------------------------------------------------
+
+REAL_PAYLOAD_KEYS = "2026-06:cmVhbC1wYXlsb2FkLWtleS1mcm9tLXRoZS12YXVsdCE="
+# A real value of each secret a process may need in production.
+REAL_SECRETS = {
+    "AUTH_JWT_SECRET": "a-real-secret-from-the-vault-0123456789",
+    "STRIPE_API_KEY": "rk_live_from_the_vault",
+    "STRIPE_WEBHOOK_SECRET": "whsec_from_the_vault",
+    "EASYPOST_API_KEY": "EZAKfromthevault",
+    "EASYPOST_WEBHOOK_SECRET": "easypost-secret-from-the-vault",
+    "TEMPORAL_PAYLOAD_KEYS": REAL_PAYLOAD_KEYS,
+}
+# The documented development value of each: public, refused in production where it is needed.
+DEV_SECRETS = {
+    "AUTH_JWT_SECRET": DEV_JWT_SECRET,
+    "STRIPE_API_KEY": DEV_STRIPE_API_KEY,
+    "STRIPE_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
+    "EASYPOST_API_KEY": DEV_EASYPOST_API_KEY,
+    "EASYPOST_WEBHOOK_SECRET": DEV_EASYPOST_WEBHOOK_SECRET,
+    "TEMPORAL_PAYLOAD_KEYS": DEV_TEMPORAL_PAYLOAD_KEYS,
+}
+# Each kind of process and the secrets it needs in production, written out by hand: the tables
+# in kit/settings.py must say the same.
+ROLES: dict[str, tuple[ProcessRole, set[str]]] = {
+    "api": (
+        ProcessRole("api"),
+        {
+            "AUTH_JWT_SECRET",
+            "STRIPE_WEBHOOK_SECRET",
+            "EASYPOST_API_KEY",
+            "EASYPOST_WEBHOOK_SECRET",
+            "TEMPORAL_PAYLOAD_KEYS",
+        },
+    ),
+    "worker:payments": (
+        ProcessRole("worker", ("payments",)),
+        {"STRIPE_API_KEY", "TEMPORAL_PAYLOAD_KEYS"},
+    ),
+    "worker:shipping": (
+        ProcessRole("worker", ("shipping",)),
+        {"EASYPOST_API_KEY", "TEMPORAL_PAYLOAD_KEYS"},
+    ),
+    "worker:cart": (ProcessRole("worker", ("cart",)), {"TEMPORAL_PAYLOAD_KEYS"}),
+    "worker:checkout,orders": (
+        ProcessRole("worker", ("checkout", "orders")),
+        {"TEMPORAL_PAYLOAD_KEYS"},
+    ),
+    "relay:payments": (ProcessRole("relay", ("payments",)), set()),
+    "migrate": (ProcessRole("migrate"), set()),
+    "shopctl": (ProcessRole("shopctl"), set()),
+}
+OWN_SECRETS = [
+    pytest.param(role, variable, id=f"{name}-{variable}")
+    for name, (role, needed) in ROLES.items()
+    for variable in sorted(needed)
+]
+
+
+def _production(monkeypatch: pytest.MonkeyPatch, secrets: Iterable[str]) -> None:
+    """ENV=production with a real value of `secrets` and no other secret set (their development
+    defaults apply), as the manifests give a process only what it uses."""
+    for name in secret_settings():
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ENV", "production")
+    monkeypatch.setenv("STRIPE_RETURN_URL", "https://shop.example/checkout/return")  # the ConfigMap
+    for name in secrets:
+        monkeypatch.setenv(name, REAL_SECRETS[name])
+
+
+def secret_settings() -> set[str]:
+    """The variables of every SecretStr setting."""
+    names = set()
+    for group, field in Settings.model_fields.items():
+        if isinstance(field.annotation, type) and issubclass(field.annotation, Group):
+            for name, sub in field.annotation.model_fields.items():
+                if SecretStr in (sub.annotation, *get_args(sub.annotation)):
+                    names.add(f"{group}_{name}".upper())
+    return names
+
+
+def test_the_tables_name_secret_settings_and_each_role_needs_what_it_should() -> None:
+    secrets = secret_settings()
+    assert set(PRODUCTION_CHECKS) <= secrets
+    for used in (*SECRETS_BY_KIND.values(), *SECRETS_BY_WORKER_DOMAIN.values()):
+        assert used <= secrets
+    for name, (role, needed) in ROLES.items():
+        assert role.secrets() & set(PRODUCTION_CHECKS) == needed, name
+        assert str(role) == name
+    # Every secret the platform checks is needed by some process.
+    assert set(PRODUCTION_CHECKS) == set().union(*(needed for _, needed in ROLES.values()))
+
+
+@pytest.mark.parametrize("name", ROLES)
+def test_each_role_starts_in_production_with_exactly_its_own_secrets(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    role, needed = ROLES[name]
+    _production(monkeypatch, needed)
+    assert Settings().validate_for(role).env == "production"
+    # The secrets it never reads may even be set to the public development values.
+    for variable in set(DEV_SECRETS) - needed:
+        monkeypatch.setenv(variable, DEV_SECRETS[variable])
+    assert Settings().validate_for(role).env == "production"
+
+
+@pytest.mark.parametrize(("role", "variable"), OWN_SECRETS)
+def test_a_role_refuses_each_of_its_own_secrets_missing_or_a_development_default(
+    monkeypatch: pytest.MonkeyPatch, role: ProcessRole, variable: str
+) -> None:
+    needed = ROLES[str(role)][1]
+    _production(monkeypatch, needed - {variable})  # unset: the development default, refused
+    with pytest.raises(ConfigurationError, match=f"{role} process: .*{variable}"):
+        Settings().validate_for(role)
+    monkeypatch.setenv(variable, DEV_SECRETS[variable])  # the documented dev value: refused too
+    with pytest.raises(ConfigurationError, match=variable):
+        Settings().validate_for(role)
+    monkeypatch.setenv(variable, REAL_SECRETS[variable])
+    assert Settings().validate_for(role).env == "production"
+
+
+def test_a_refusal_names_every_secret_that_is_wrong(monkeypatch: pytest.MonkeyPatch) -> None:
+    _production(monkeypatch, [])
+    with pytest.raises(ConfigurationError) as refused:
+        Settings().validate_for(ProcessRole("api"))
+    for variable in ROLES["api"][1]:
+        assert variable in str(refused.value)
+    assert "STRIPE_API_KEY" not in str(refused.value)
+
+
+def test_development_checks_no_secret() -> None:
+    for role in (*(role for role, _ in ROLES.values()), ProcessRole("sandbox")):
+        assert Settings(env="dev").validate_for(role).env == "dev"
+        assert Settings(env="test").validate_for(role).env == "test"
+
+
+def test_the_sandbox_never_runs_in_production(monkeypatch: pytest.MonkeyPatch) -> None:
+    _production(monkeypatch, REAL_SECRETS)
+    with pytest.raises(ConfigurationError, match=r"sandbox .*refused when ENV=production"):
+        Settings().validate_for(ProcessRole("sandbox"))
+
+
+def test_production_payload_keys_must_not_hold_the_development_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    worker = ProcessRole("worker", ("cart",))
+    _production(monkeypatch, ["TEMPORAL_PAYLOAD_KEYS"])
+    # Kept for decryption only, the public key is refused as well.
+    monkeypatch.setenv("TEMPORAL_PAYLOAD_KEYS", f"{REAL_PAYLOAD_KEYS},{DEV_TEMPORAL_PAYLOAD_KEYS}")
+    with pytest.raises(ConfigurationError, match="development key"):
+        Settings().validate_for(worker)
+
+
 @pytest.mark.parametrize(
-    ("variable", "dev_value"),
+    ("kind", "domains", "complaint"),
     [
-        ("AUTH_JWT_SECRET", DEV_JWT_SECRET),
-        ("STRIPE_API_KEY", DEV_STRIPE_API_KEY),
-        ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
-        ("CARRIER_WEBHOOK_SECRET", DEV_CARRIER_WEBHOOK_SECRET),
+        ("worker", (), "at least one domain"),
+        ("worker", ("billing",), "unknown domains"),
+        ("relay", ("cart", "billing"), "unknown domains"),
+        ("migrate", ("cart",), "serves no domain"),
+        ("api", ("cart",), "serves no domain"),
     ],
 )
-def test_production_refuses_each_development_secret(
-    monkeypatch: pytest.MonkeyPatch, variable: str, dev_value: str
+def test_a_role_names_real_domains_where_it_has_any(
+    kind: ProcessKind, domains: tuple[str, ...], complaint: str
 ) -> None:
-    monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    monkeypatch.setenv("STRIPE_API_KEY", "sk_live_from_the_vault")
-    monkeypatch.setenv("STRIPE_RETURN_URL", "https://shop.example/checkout/return")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
-    monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
-    assert Settings().env == "production"
-    monkeypatch.delenv(variable)  # unset: the development default applies, and is refused
-    with pytest.raises(ConfigurationError, match=variable):
-        Settings()
-    monkeypatch.setenv(variable, dev_value)  # set to the documented dev value: refused too
-    with pytest.raises(ConfigurationError, match=variable):
-        Settings()
+    with pytest.raises(ConfigurationError, match=complaint):
+        ProcessRole(kind, domains)
 
 
-def _production(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A production environment that starts, but for what a test changes."""
-    monkeypatch.setenv("ENV", "production")
-    monkeypatch.setenv("AUTH_JWT_SECRET", "a-real-secret-from-the-vault-0123456789")
-    monkeypatch.setenv("STRIPE_API_KEY", "rk_live_from_the_vault")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_the_vault")
-    monkeypatch.setenv("CARRIER_WEBHOOK_SECRET", "whsec_Y2Fycmllci1zZWNyZXQ=")
-    monkeypatch.setenv("STRIPE_RETURN_URL", "https://shop.example/checkout/return")
-    assert Settings().env == "production"
+def test_only_a_worker_serving_payments_reads_the_stripe_key() -> None:
+    assert "STRIPE_API_KEY" in ProcessRole("worker", ("cart", "payments")).secrets()
+    assert "STRIPE_API_KEY" not in ProcessRole("worker", ("cart",)).secrets()
+    assert "STRIPE_API_KEY" not in ProcessRole("relay", ("payments",)).secrets()
+    assert ProcessRole("migrate").secrets() == frozenset()
+
+
+PAYMENTS_WORKER = ProcessRole("worker", ("payments",))
 
 
 @pytest.mark.parametrize(
@@ -351,7 +514,6 @@ def _production(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         ("sk_live_from_the_vault", True),
         ("rk_live_from_the_vault", True),
-        (UNUSED_SECRET, True),  # a process that never calls Stripe
         ("sk_test_from_the_vault", False),
         ("rk_test_from_the_vault", False),
         ("pk_live_publishable", False),
@@ -361,13 +523,14 @@ def _production(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_production_takes_only_live_stripe_keys(
     monkeypatch: pytest.MonkeyPatch, key: str, accepted: bool
 ) -> None:
-    _production(monkeypatch)
+    _production(monkeypatch, ROLES["worker:payments"][1])
     monkeypatch.setenv("STRIPE_API_KEY", key)
     if accepted:
-        assert Settings().stripe.api_key.get_secret_value() == key
+        settings = Settings().validate_for(PAYMENTS_WORKER)
+        assert settings.stripe.api_key.get_secret_value() == key
     else:
         with pytest.raises(ConfigurationError, match="STRIPE_API_KEY must be a live key"):
-            Settings()
+            Settings().validate_for(PAYMENTS_WORKER)
 
 
 @pytest.mark.parametrize("env", ["dev", "test"])
@@ -378,7 +541,7 @@ def test_a_live_stripe_key_is_refused_outside_production(
     monkeypatch.setenv("ENV", env)
     monkeypatch.setenv("STRIPE_API_KEY", key)
     with pytest.raises(ConfigurationError, match=f"live key: refused unless ENV=production.*{env}"):
-        Settings()
+        Settings()  # in every process, whether it calls Stripe or not
     monkeypatch.setenv("STRIPE_API_KEY", "rk_test_restricted")
     assert Settings().env == env
 
@@ -387,21 +550,65 @@ def test_a_live_stripe_key_is_refused_outside_production(
 def test_production_needs_an_https_return_url_where_stripe_is_called(
     monkeypatch: pytest.MonkeyPatch, url: str | None
 ) -> None:
-    _production(monkeypatch)
+    _production(monkeypatch, ROLES["worker:payments"][1])
     if url is None:
         monkeypatch.delenv("STRIPE_RETURN_URL")
     else:
         monkeypatch.setenv("STRIPE_RETURN_URL", url)
     with pytest.raises(ConfigurationError, match="STRIPE_RETURN_URL must be an https"):
-        Settings()
+        Settings().validate_for(PAYMENTS_WORKER)
     # A process that never calls Stripe needs no return URL.
-    monkeypatch.setenv("STRIPE_API_KEY", UNUSED_SECRET)
-    assert Settings().env == "production"
+    assert Settings().validate_for(ProcessRole("worker", ("cart",))).env == "production"
 
 
 def test_production_refuses_dev_secrets_given_in_code() -> None:
     with pytest.raises(ConfigurationError, match="AUTH_JWT_SECRET"):
-        Settings(env="production")
+        Settings(env="production").validate_for(ProcessRole("api"))
+
+
+def test_issuer_urls_are_https_in_every_production_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _production(monkeypatch, [])
+    monkeypatch.setenv("AUTH_ISSUER", "http://id.example.test")
+    with pytest.raises(ConfigurationError, match="AUTH_ISSUER must be an https"):
+        Settings()
+
+
+# --- entry points check their own role ----------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """`get_settings()` read anew from the environment a test sets, and forgotten after it."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_a_worker_refuses_to_start_without_its_own_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _production(monkeypatch, ["TEMPORAL_PAYLOAD_KEYS"])  # no Stripe key
+    with pytest.raises(ConfigurationError, match="worker:payments process: STRIPE_API_KEY"):
+        workers_main(["payments"])
+    get_settings.cache_clear()
+    monkeypatch.delenv("TEMPORAL_PAYLOAD_KEYS")
+    with pytest.raises(ConfigurationError, match="worker:cart process: TEMPORAL_PAYLOAD_KEYS"):
+        workers_main(["cart"])
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_the_api_refuses_to_start_without_its_own_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _production(monkeypatch, ROLES["api"][1] - {"STRIPE_WEBHOOK_SECRET"})
+    with pytest.raises(ConfigurationError, match="api process: STRIPE_WEBHOOK_SECRET"):
+        create_app()
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", REAL_SECRETS["STRIPE_WEBHOOK_SECRET"])
+    get_settings.cache_clear()
+    assert create_app().title
 
 
 def test_secrets_do_not_leak_into_reprs() -> None:
@@ -410,7 +617,8 @@ def test_secrets_do_not_leak_into_reprs() -> None:
         DEV_JWT_SECRET,
         DEV_STRIPE_API_KEY,
         DEV_STRIPE_WEBHOOK_SECRET,
-        DEV_CARRIER_WEBHOOK_SECRET,
+        DEV_EASYPOST_API_KEY,
+        DEV_EASYPOST_WEBHOOK_SECRET,
     ):
         assert secret not in text
 

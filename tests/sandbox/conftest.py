@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import threading
 import time
@@ -18,17 +17,21 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from easypost.errors.general.signature_verification_error import SignatureVerificationError
+from easypost.util import validate_webhook
 
 from devstack.processes import sandbox_process
 from devstack.services.process import ManagedProcess, free_port
-from kit.webhooks import WebhookVerificationError, verify
 
 # Not the dev defaults: proves the sandbox takes STRIPE_API_KEY and STRIPE_WEBHOOK_SECRET from
 # its environment.
 API_KEY = "sk_test_sandbox_tests_api_key_0123456789"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 WEBHOOK_SECRET = "whsec_sandbox_tests_stripe_webhook_secret"
-CARRIER_SECRET = "whsec_" + base64.b64encode(b"sandbox-tests-carrier-secret-32b").decode()
+# Not the dev defaults either: the sandbox takes EASYPOST_API_KEY and EASYPOST_WEBHOOK_SECRET from
+# its environment. The secret has a character NFKD changes, as the package normalizes it.
+EASYPOST_API_KEY = "EZTKsandboxtestsapikey0123456789"
+CARRIER_SECRET = "sandbox-tests-easypost-secret-\ufb01"
 ASYNC_DELAY_S = 0.5
 FLAKY_HANG_S = 0.5
 MAX_ATTEMPTS = 3
@@ -170,25 +173,31 @@ class Tracking:
     received_at: float
 
     @property
+    def tracker(self) -> dict[str, Any]:
+        """The Tracker the event carries (`result`)."""
+        obj: dict[str, Any] = self.event["result"]
+        return obj
+
+    @property
     def status(self) -> str:
-        """The tracking status the event announces."""
-        return str(self.event["data"]["status"])
+        """The tracker status the event announces."""
+        return str(self.tracker["status"])
 
     @property
     def occurred_at(self) -> datetime:
-        """When the shipment reached that status."""
-        return datetime.fromisoformat(self.event["data"]["occurred_at"])
+        """When the parcel reached that status (its latest tracking detail)."""
+        return datetime.fromisoformat(self.tracker["tracking_details"][-1]["datetime"])
 
     @property
-    def shipment(self) -> dict[str, Any]:
-        """The shipment the event carries."""
-        obj: dict[str, Any] = self.event["data"]["object"]
-        return obj
+    def shipment_id(self) -> str:
+        """The shipment the tracker follows."""
+        return str(self.tracker["shipment_id"])
 
 
 @dataclass
 class CarrierReceiver:
-    """The platform's side of the carrier webhook, in a thread: verify, record, fail when told."""
+    """The platform's side of the carrier webhook, in a thread: verify with the `easypost`
+    package as the platform does, record, fail when told."""
 
     secret: str
     deliveries: list[Tracking] = field(default_factory=list)
@@ -203,14 +212,15 @@ class CarrierReceiver:
 
     def receive(self, headers: dict[str, str], body: bytes) -> int:
         """Handle one POST; the HTTP status to answer."""
+        signature = next((v for k, v in headers.items() if k.lower() == "x-hmac-signature"), "")
         try:
-            webhook_id = verify([self.secret], headers, body)
-        except WebhookVerificationError:
+            event = validate_webhook(body, {"X-Hmac-Signature": signature}, self.secret)
+        except SignatureVerificationError:
             with self._lock:
                 self.rejected += 1
             return 400
-        event = json.loads(body)
-        shipment_id = event["data"]["object"]["id"]
+        webhook_id = str(event["id"])
+        shipment_id = str(event["result"]["shipment_id"])
         with self._lock:
             remaining = self._failures.get(shipment_id, 0)
             if remaining:
@@ -222,7 +232,7 @@ class CarrierReceiver:
     def about(self, shipment_id: str) -> list[Tracking]:
         """Every delivery (accepted or answered 500) about one shipment, in arrival order."""
         with self._lock:
-            return [d for d in self.deliveries if d.shipment["id"] == shipment_id]
+            return [d for d in self.deliveries if d.shipment_id == shipment_id]
 
     async def wait_for(
         self, shipment_id: str, *, count: int, wait_s: float = 10.0
@@ -284,7 +294,7 @@ def carrier_receiver() -> Iterator[tuple[CarrierReceiver, str]]:
     receiver = CarrierReceiver(CARRIER_SECRET)
     server = _serve(receiver.receive)
     host, port = server.server_address[:2]
-    yield receiver, f"http://{host!s}:{port}/v1/webhooks/carriers/sandbox"
+    yield receiver, f"http://{host!s}:{port}/v1/webhooks/carriers/easypost"
     server.shutdown()
     server.server_close()
 
@@ -322,7 +332,8 @@ def start_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxF
                 "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
                 # Empty: no rotation, whatever the environment running the tests says.
                 "STRIPE_WEBHOOK_SECRET_PREVIOUS": "",
-                "CARRIER_WEBHOOK_SECRET": CARRIER_SECRET,
+                "EASYPOST_API_KEY": EASYPOST_API_KEY,
+                "EASYPOST_WEBHOOK_SECRET": CARRIER_SECRET,
                 "SANDBOX_ASYNC_DELAY_S": str(ASYNC_DELAY_S),
                 "SANDBOX_FLAKY_HANG_S": str(FLAKY_HANG_S),
                 "SANDBOX_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),

@@ -122,6 +122,13 @@ class Scenario:
         self.checked.error(body)
         return body
 
+    async def confirm(self, intent_id: str, payment_method: str) -> dict[str, Any]:
+        """Confirm the intent again with another payment method; its JSON, validated."""
+        params: stripe.params.PaymentIntentConfirmParams = {"payment_method": payment_method}
+        body = self.raw(await self.intents.confirm_async(intent_id, params))
+        self.checked.intent(body)
+        return body
+
     async def retrieve(self, intent_id: str) -> dict[str, Any]:
         """The intent with its charge expanded, validated."""
         found = await self.intents.retrieve_async(intent_id, {"expand": ["latest_charge"]})
@@ -207,6 +214,10 @@ def test_the_schemas_are_of_the_pinned_sdks_api_version() -> None:
         "dispute",
         "event",
         "error",
+        "tax.calculation",
+        "tax.calculation_line_item",
+        "tax.transaction",
+        "tax.transaction_line_item",
     }
 
 
@@ -287,6 +298,37 @@ async def test_a_decline_leaves_the_intent_requiring_a_payment_method(
         assert charge["outcome"]["type"] == outcome
     event = await scenario.event(intent["id"], "payment_intent.payment_failed")
     assert event["data"]["object"]["status"] == "requires_payment_method"
+
+
+async def test_a_declined_intent_confirmed_with_another_card_is_the_same_intent(
+    scenario: Scenario,
+) -> None:
+    declined = (await scenario.declined("pm_card_chargeDeclined"))["error"]["payment_intent"]
+    confirmed = await scenario.confirm(declined["id"], "pm_card_visa")
+    assert (confirmed["id"], confirmed["status"]) == (declined["id"], "requires_capture")
+    assert (confirmed["amount_capturable"], confirmed["last_payment_error"]) == (2500, None)
+    captured = await scenario.capture(declined["id"])
+    assert (captured["status"], captured["amount_received"]) == ("succeeded", 2500)
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        await scenario.confirm(declined["id"], "pm_card_visa")  # nothing left to confirm
+    assert refused.value.code == "payment_intent_unexpected_state"
+
+
+async def test_a_confirmation_declined_again_replaces_the_error(scenario: Scenario) -> None:
+    declined = (await scenario.declined("pm_card_chargeDeclined"))["error"]["payment_intent"]
+    with pytest.raises(stripe.CardError) as again:
+        await scenario.confirm(declined["id"], "pm_card_chargeDeclinedStolenCard")
+    body = again.value.json_body
+    assert isinstance(body, dict)
+    scenario.checked.error(body)
+    intent = body["error"]["payment_intent"]
+    assert (intent["id"], intent["status"]) == (declined["id"], "requires_payment_method")
+    assert intent["last_payment_error"]["decline_code"] == "stolen_card"
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        await scenario.confirm(declined["id"], "pm_card_unknown")
+    assert unknown.value.code == "resource_missing"
+    canceled = await scenario.cancel(declined["id"])
+    assert canceled["status"] == "canceled"
 
 
 @pytest.mark.parametrize(

@@ -761,46 +761,6 @@ async def test_restart_keeps_intents_and_delivers_what_was_pending(
     second.process.stop()
 
 
-# --- carrier --------------------------------------------------------------------------------
-
-
-async def test_carrier_booking_is_idempotent(client: httpx.AsyncClient, psp: Psp) -> None:
-    reference = new_checkout()
-    request = {"reference": reference, "ship_to": {"name": "Ada", "country": "DE"}}
-    key = f"{reference}:ship"
-    booked = await post(client, "/v1/carrier/shipments", request, key=key)
-    assert booked.status_code == 201
-    shipment = booked.json()
-    assert re.match(r"^shp_[0-9a-f]{24}$", shipment["id"])
-    assert re.match(r"^SBX\d{12}$", shipment["tracking_number"])
-    assert shipment["carrier"] == "sandbox"
-    assert shipment["status"] == "label_created"
-    assert shipment["reference"] == reference
-    assert shipment["label_url"] == f"{psp.url}/v1/carrier/labels/{shipment['id']}.pdf"
-
-    replay = await post(client, "/v1/carrier/shipments", request, key=key)
-    assert replay.status_code == 201
-    assert replay.json() == shipment
-    assert replay.headers["idempotent-replayed"] == "true"
-    reused = await post(client, "/v1/carrier/shipments", {**request, "reference": "x"}, key=key)
-    assert reused.status_code == 400
-    assert error_code(reused) == "idempotency_key_in_use"
-
-    label = await client.get(shipment["label_url"])
-    assert label.status_code == 200
-    assert label.headers["content-type"] == "application/pdf"
-    assert label.content.startswith(b"%PDF-")
-
-    cancel = f"/v1/carrier/shipments/{shipment['id']}/cancel"
-    for _ in range(2):
-        cancelled = await post(client, cancel)
-        assert cancelled.status_code == 200
-        assert cancelled.json()["status"] == "cancelled"
-    fetched = await client.get(f"/v1/carrier/shipments/{shipment['id']}")
-    assert fetched.json() == {**shipment, "status": "cancelled"}
-    assert (await client.get("/v1/carrier/shipments/shp_nope")).status_code == 404
-
-
 # The two payment tables as the sandbox created them while a declined intent was `failed`.
 OLD_PAYMENT_TABLES = """
 CREATE TABLE payment_intents (

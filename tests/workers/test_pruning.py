@@ -90,6 +90,34 @@ async def test_the_webhook_inbox_keeps_rows_as_long_as_the_provider_may_redelive
     assert left == {w for w in ages if w.startswith("msg_recent_")}
 
 
+async def test_shipping_quotes_are_pruned_a_day_after_they_expire(
+    databases: dict[str, DomainDatabase], settings: Settings
+) -> None:
+    db = databases["shipping"]
+    ages = {uuid.uuid4(): timedelta(days=1, minutes=1), uuid.uuid4(): timedelta(hours=23)}
+    async with db.begin() as session:
+        for quote_id, age in ages.items():
+            await session.execute(
+                text(
+                    "INSERT INTO shipping_quotes (id, cart_id, address_fingerprint, carrier,"
+                    " service, amount, currency, expires_at, carrier_shipment_id,"
+                    " carrier_rate_id, parcel) VALUES (:id, :cart, 'f', 'USPS', 'Priority', 7.9,"
+                    " 'USD', now() - CAST(:age AS interval), 'shp_x', 'rate_x', '{}')"
+                ),
+                {"id": quote_id, "cart": uuid.uuid4(), "age": age},
+            )
+
+    assert await prune_inboxes("shipping", db, settings) >= 1
+
+    async with db.begin() as session:
+        left = set(
+            await session.scalars(
+                text("SELECT id FROM shipping_quotes WHERE id = ANY(:ids)"), {"ids": list(ages)}
+            )
+        )
+    assert left == {q for q, age in ages.items() if age < timedelta(days=1)}
+
+
 async def test_a_domain_without_an_inbox_has_nothing_to_prune(
     databases: dict[str, DomainDatabase], settings: Settings
 ) -> None:

@@ -411,7 +411,7 @@ async def test_a_step_failing_for_good_after_capture_refunds_and_cancels(
     user_id = uuid.uuid4()
     cart_id = await platform.seed.cart(user_id, [(variant, 2)])
     checkout = new_input(user_id=user_id, cart_id=cart_id, coupon_code=code)
-    # The sandbox carrier cannot deliver to this postal code: create_shipment fails for good.
+    # The sandbox carrier serves no service to this postal code: create_shipment fails for good.
     checkout = checkout.model_copy(
         update={
             "shipping_address": checkout.shipping_address.model_copy(
@@ -425,7 +425,7 @@ async def test_a_step_failing_for_good_after_capture_refunds_and_cancels(
 
     assert body.status == "failed"
     assert body.failure is not None
-    assert body.failure.code == "shipping_unavailable"
+    assert body.failure.code == "address_unserviceable"
     assert await _compensations(handle) == [
         "cancel_shipment",
         "void_payment",

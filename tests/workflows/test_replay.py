@@ -8,7 +8,8 @@ makes one of them fail to replay needs a patch (`workflow.patched`, see docs/dep
 
 `RECORD_HISTORIES=1` writes this session's histories as `<scenario>.<RECORDED_AS>.json`, never
 overwriting a file: a patched change records its own set under its patch id, and the histories
-of every earlier path stay and keep replaying.
+of every earlier path stay and keep replaying. A path added after 0.1.0 (LATER) is recorded
+under the name of the change that added it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from workflows.checkout.models import (
     PaymentEvent,
 )
 from workflows.checkout.workflow import CheckoutWorkflow
+from workflows.order_cancel.workflow import OrderCancelWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 # The set recorded last, named for the patch it was recorded under (`run-watch`: one timer per run
@@ -57,6 +59,8 @@ SCENARIOS = (
     "operator_cancel_after_capture",
     "needs_attention_retry_resolve",
 )
+# Paths added after 0.1.0, each recorded under the name of the change that added it.
+LATER = {"decline_retry": "decline-retry"}
 pytestmark = pytest.mark.timeout(240)
 
 Handle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
@@ -64,7 +68,8 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
 
 def _replayer() -> Replayer:
     return Replayer(
-        workflows=[CheckoutWorkflow], data_converter=data_converter(get_settings().temporal)
+        workflows=[CheckoutWorkflow, OrderCancelWorkflow],
+        data_converter=data_converter(get_settings().temporal),
     )
 
 
@@ -128,6 +133,20 @@ async def _operator_cancel_after_capture(platform: Platform) -> Handle:
     return await _ended(handle, "cancelled")
 
 
+async def _decline_retry(platform: Platform) -> Handle:
+    """`on_decline: retry`: declined, waits for another method, completes with it."""
+    variant = await platform.seed.variant()
+    user_id = uuid.uuid4()
+    cart_id = await platform.seed.cart(user_id, [(variant, 1)])
+    checkout = new_input(user_id=user_id, cart_id=cart_id, token="tok_declined")
+    handle = await platform.start(checkout.model_copy(update={"on_decline": "retry"}))
+    await platform.wait_status(handle, "requires_payment_method")
+    await CheckoutClient(platform.client).retry_payment(
+        checkout.checkout_id, "pm_card_visa", "payment:1"
+    )
+    return await _ended(handle, "completed")
+
+
 async def _needs_attention(platform: Platform) -> Handle:
     """Parked; retried while the cause is still there (parked again); a provider event arrives
     meanwhile and is settled; resolved by hand."""
@@ -170,8 +189,9 @@ async def _scenarios(platform: Platform) -> dict[str, WorkflowHistory]:
         "expired": lambda: _expired(platform),
         "operator_cancel_after_capture": lambda: _operator_cancel_after_capture(platform),
         "needs_attention_retry_resolve": lambda: _needs_attention(platform),
+        "decline_retry": lambda: _decline_retry(platform),
     }
-    assert set(runs) == set(SCENARIOS)
+    assert set(runs) == {*SCENARIOS, *LATER}
     handles = await asyncio.gather(*(run() for run in runs.values()))
     return {name: await handle.fetch_history() for name, handle in zip(runs, handles, strict=True)}
 
@@ -180,7 +200,7 @@ async def test_this_sessions_histories_replay(platform: Platform) -> None:
     scenarios = await _scenarios(platform)
     if os.environ.get("RECORD_HISTORIES") == "1":
         for name, history in scenarios.items():
-            path = HISTORIES / f"{name}.{RECORDED_AS}.json"
+            path = HISTORIES / f"{name}.{LATER.get(name, RECORDED_AS)}.json"
             if not path.exists():
                 path.write_text(history.to_json())
     histories = [*scenarios.values()]
@@ -200,7 +220,9 @@ async def test_recorded_histories_replay(path: Path) -> None:
 
 def test_every_long_lived_path_was_recorded() -> None:
     recorded = {path.name for path in HISTORIES.glob("*.json")}
-    missing = {f"{name}.{RECORDED_AS}.json" for name in SCENARIOS} - recorded
+    wanted = {f"{name}.{RECORDED_AS}.json" for name in SCENARIOS}
+    wanted |= {f"{name}.{change}.json" for name, change in LATER.items()}
+    missing = wanted - recorded
     assert not missing, f"record them with RECORD_HISTORIES=1: {sorted(missing)}"
 
 

@@ -31,7 +31,7 @@ async def test_stopped_inventory_worker_is_found_and_recovered(
         "TEMPORAL_ADDRESS": temporal.url,
         "TEMPORAL_NAMESPACE": ISOLATED_NAMESPACE,
         "PSP_URL": platform.psp_url,
-        "CARRIER_URL": platform.psp_url,
+        "EASYPOST_API_BASE": platform.psp_url + "/v2",
         "PSP_TIMEOUT_S": str(PSP_TIMEOUT_S),
         "STRIPE_TIMEOUT_S": str(PSP_TIMEOUT_S),
         "WORKER_SHUTDOWN_GRACE_S": "2",

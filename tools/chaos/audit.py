@@ -115,10 +115,11 @@ async def provider_backlog(psp_url: str) -> dict[str, int]:
     """Webhooks the sandbox has still to deliver (payment events, carrier tracking), by kind."""
     backlog: Counter[str] = Counter()
     async with httpx.AsyncClient(base_url=psp_url, timeout=10) as http:
-        for kind, path in (("payment", "/v1/events"), ("carrier", "/v1/carrier/events")):
+        listings = (("payment", "/v1/events", "data"), ("carrier", "/v2/events", "events"))
+        for kind, path, key in listings:
             answer = await http.get(path, params={"limit": 10_000})
             answer.raise_for_status()
-            for event in answer.json()["data"]:
+            for event in answer.json()[key]:
                 if event["delivery"]["state"] == "pending":
                     backlog[kind] += 1
     return dict(backlog)

@@ -49,6 +49,7 @@ from workflows.checkout.models import (
     Attention,
     CheckoutInput,
     CheckoutStatusBody,
+    NewPaymentMethod,
     OperatorCancelResult,
     PaymentEvent,
     Resolution,
@@ -211,6 +212,21 @@ class CheckoutClient:
         return await _answer(
             checkout_id,
             self.handle(checkout_id).execute_update(CheckoutWorkflow.request_cancel, id=update_id),
+        )
+
+    async def retry_payment(
+        self, checkout_id: uuid.UUID, payment_method: str, update_id: str | None = None
+    ) -> None:
+        """The buyer's next payment method after a decline; UpdateRefused
+        (`checkout_not_awaiting_payment_method`, `checkout_ended`) unless the checkout waits at
+        `requires_payment_method` (see `request_cancel` for `update_id`)."""
+        await _answer(
+            checkout_id,
+            self.handle(checkout_id).execute_update(
+                CheckoutWorkflow.retry_payment,
+                NewPaymentMethod(payment_method=payment_method),
+                id=update_id,
+            ),
         )
 
     async def force_cancel(

@@ -13,6 +13,7 @@ from activities.checkout.contract import (
     CheckoutStatusBody,
     Failure,
     OrderSummary,
+    PaymentError,
     PaymentSummary,
 )
 from activities.shared import Address, NextAction, Payload
@@ -24,9 +25,11 @@ __all__ = [
     "CheckoutStatusBody",
     "Failure",
     "MoneyOutcome",
+    "NewPaymentMethod",
     "NextAction",
     "OperatorCancelResult",
     "OrderSummary",
+    "PaymentError",
     "PaymentEvent",
     "PaymentSummary",
     "Resolution",
@@ -53,6 +56,16 @@ class CheckoutInput(Payload):
     # While waiting for the provider, the intent is re-read this often even without an event:
     # a checkout never depends on one webhook arriving.
     payment_recheck_s: int = Field(default=30, gt=0)
+    # What a declined card does: "fail" ends the checkout `failed` (and is what runs started
+    # before this field existed do); "retry" waits at `requires_payment_method` for another
+    # payment method (`retry_payment`) until the payment window ends.
+    on_decline: Literal["fail", "retry"] = "fail"
+
+
+class NewPaymentMethod(Payload):
+    """The buyer's next payment method after a decline (the `retry_payment` update)."""
+
+    payment_method: str = Field(min_length=1, max_length=255)
 
 
 class PaymentEvent(Payload):

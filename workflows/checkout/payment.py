@@ -2,19 +2,21 @@
 
 `StepRunner` runs a domain activity with its options (`steps.STEPS`), interrupted by an accepted
 cancel; `PaymentSteps` authorizes, waits for the provider (3-D Secure, an asynchronous method),
-captures, undoes the payment, and settles what provider events report at any other time.
+after a decline waits for the buyer's next method and confirms the same intent with it
+(`on_decline: retry`), captures, undoes the payment, and settles what provider events report at
+any other time.
 Workflow code: deterministic, no I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.orders import contract as orders
@@ -22,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.shared import ActivityName, CheckoutRef
     from workflows.checkout.cancel import CancelState
     from workflows.checkout.contract import (
+        FINAL,
         WAITING_PAYMENT,
         CheckoutStatus,
         FailureCode,
@@ -31,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.checkout.models import (
         CheckoutInput,
         MoneyOutcome,
+        NewPaymentMethod,
+        PaymentError,
         PaymentEvent,
         PaymentSummary,
     )
@@ -47,6 +52,9 @@ MONEY = {"canceled": MoneyOutcome.VOIDED, "refunded": MoneyOutcome.REFUNDED}
 RELEASED = frozenset(
     {"payment_intent.canceled", "payment_intent.payment_failed", "charge.refunded"}
 )
+# With `on_decline: retry`, how many new payment methods a checkout tries after the first
+# decline; declined once more after that, it fails (card testing stays bounded).
+MAX_CONFIRMATIONS = 5
 
 
 async def _cancelled(task: asyncio.Future[Any]) -> None:
@@ -114,36 +122,124 @@ class PaymentSteps(StepRunner):
     _waiting_for: str | None
     _money: MoneyOutcome | None
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._new_method: str | None = None  # accepted by retry_payment, not yet confirmed
+        self._confirmations = 0  # new payment methods tried after a decline
+
+    @workflow.update(name="retry_payment")
+    def retry_payment(self, method: NewPaymentMethod) -> None:
+        """The buyer's next payment method after a decline: the same intent is confirmed with
+        it. Accepted only while the checkout waits at `requires_payment_method`."""
+        self._new_method = method.payment_method
+
+    @retry_payment.validator
+    def _may_retry_payment(self, method: NewPaymentMethod) -> None:
+        if self._status in FINAL:
+            raise ApplicationError(
+                "the checkout has ended", type=FailureCode.CHECKOUT_ENDED.value, non_retryable=True
+            )
+        waiting = self._status == CheckoutStatus.REQUIRES_PAYMENT_METHOD
+        if not waiting or self._new_method is not None or self._cancel.honoured:
+            raise ApplicationError(
+                f"the checkout is {self._status.value}, not waiting for a payment method",
+                type=FailureCode.NOT_AWAITING_PAYMENT_METHOD.value,
+                non_retryable=True,
+            )
+
     async def _authorize(self, input: CheckoutInput, order: orders.OrderInfo) -> None:
         await self._enter(StepName.AUTHORIZE_PAYMENT)
+        # The payment window, for a checkout that waits for another method after a decline.
+        deadline = workflow.now() + timedelta(seconds=input.payment_timeout_s)
         authorize = payments.AuthorizeInput(
             checkout_id=input.checkout_id,
             order_id=order.order_id,
             amount=order.total,
             provider=input.payment_provider,
             token=input.payment_token,
+            cancel_declined=input.on_decline == "retry",
         )
         self._saga.add("void_payment", lambda: self._void(authorize))
         payment = await self._step_call(payments.AUTHORIZE, authorize)
         self._take_payment(payment)
         if payment.status in WAITING_PAYMENT:
             payment = await self._await_payment(input)
+        while self._may_try_again(input, payment):
+            payment = await self._confirm_new_method(input, payment, deadline)
         if payment.status != PaymentStatus.AUTHORIZED:
+            reason = payment.error_code or payment.error_type or payment.status
             raise CheckoutStopped(
                 CheckoutStatus.FAILED,
                 FailureCode.PAYMENT_DECLINED,
-                f"the payment was declined ({payment.error_code or payment.status})",
+                f"{payment.message} ({reason})" if payment.message else f"declined ({reason})",
             )
         self._check_cancel()
 
-    async def _await_payment(self, input: CheckoutInput) -> payments.PaymentResult:
-        """Wait for the provider to settle the authorization, bounded by the payment window.
+    def _may_try_again(self, input: CheckoutInput, payment: payments.PaymentResult) -> bool:
+        """Whether a declined payment waits for another method (`on_decline: retry`)."""
+        return (
+            input.on_decline == "retry"
+            and payment.status == PaymentStatus.FAILED
+            and self._confirmations < MAX_CONFIRMATIONS
+        )
+
+    async def _confirm_new_method(
+        self, input: CheckoutInput, declined: payments.PaymentResult, deadline: datetime
+    ) -> payments.PaymentResult:
+        """Wait at requires_payment_method for the buyer's next method, then confirm the same
+        intent with it; the reservations are held meanwhile, until the payment window ends."""
+        method = await self._wait_for_method(declined, deadline)
+        self._confirmations += 1
+        self._status = CheckoutStatus.PROCESSING
+        await self._enter(StepName.AUTHORIZE_PAYMENT)
+        confirm = payments.ConfirmInput(
+            checkout_id=input.checkout_id, attempt=self._confirmations, payment_method=method
+        )
+        payment = await self._step_call(payments.CONFIRM, confirm)
+        self._take_payment(payment)
+        if payment.status in WAITING_PAYMENT:
+            payment = await self._await_payment(input, deadline)
+        return payment
+
+    async def _wait_for_method(self, declined: payments.PaymentResult, deadline: datetime) -> str:
+        """Show the decline (buyer-safe) and wait for `retry_payment`, a cancel, or the end of
+        the payment window (expired)."""
+        self._status = CheckoutStatus.REQUIRES_PAYMENT_METHOD
+        self._payment = PaymentSummary(status=declined.status, last_error=_last_error(declined))
+        self._waiting_for = f"a new payment method until {deadline:%H:%M:%S} UTC"
+        await self._enter(StepName.AWAITING_PAYMENT)  # published: the status changed
+        remaining = (deadline - workflow.now()).total_seconds()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            await workflow.wait_condition(
+                lambda: self._new_method is not None or self._cancel.honoured, timeout=remaining
+            )
+        except TimeoutError:
+            self._status, self._waiting_for = CheckoutStatus.PROCESSING, None
+            raise CheckoutStopped(
+                CheckoutStatus.EXPIRED,
+                FailureCode.PAYMENT_TIMEOUT,
+                "no new payment method within the payment window",
+            ) from None
+        if self._cancel.honoured:
+            self._status, self._waiting_for = CheckoutStatus.PROCESSING, None
+            self._check_cancel()
+        method, self._new_method, self._waiting_for = self._new_method, None, None
+        assert method is not None
+        return method
+
+    async def _await_payment(
+        self, input: CheckoutInput, window_end: datetime | None = None
+    ) -> payments.PaymentResult:
+        """Wait for the provider to settle the authorization, bounded by the payment window
+        (from now, or `window_end` for a new method tried after a decline).
 
         Provider events wake the wait; without one, the intent is re-read every
         `payment_recheck_s` all the same, so a lost webhook never decides a checkout.
         """
         await self._enter(StepName.AWAITING_PAYMENT)
-        deadline = workflow.now() + timedelta(seconds=input.payment_timeout_s)
+        deadline = window_end or workflow.now() + timedelta(seconds=input.payment_timeout_s)
         while True:
             remaining = (deadline - workflow.now()).total_seconds()
             if remaining <= 0:
@@ -235,3 +331,13 @@ class PaymentSteps(StepRunner):
         self._status = (
             CheckoutStatus.REQUIRES_ACTION if waiting_for_buyer else CheckoutStatus.PROCESSING
         )
+
+
+def _last_error(payment: payments.PaymentResult) -> PaymentError:
+    """What the buyer is told about a declined payment: buyer-safe codes and sentence (the
+    payments activity made fraud-related declines generic)."""
+    code = payment.error_type or "card_declined"
+    decline = payment.error_code if payment.error_code != code else None
+    return PaymentError(
+        code=code, decline_code=decline, message=payment.message or "Your card was declined."
+    )

@@ -88,6 +88,9 @@ STEPS: dict[str, StepOptions] = {
     payments.AUTHORIZE.name: StepOptions(
         TaskQueue.PAYMENTS, "authorize the payment", PROVIDER_STEP_TIMEOUT
     ),
+    payments.CONFIRM.name: StepOptions(
+        TaskQueue.PAYMENTS, "confirm the payment with a new method", PROVIDER_STEP_TIMEOUT
+    ),
     payments.REFRESH.name: StepOptions(
         TaskQueue.PAYMENTS, "re-read the payment", PROVIDER_STEP_TIMEOUT
     ),

@@ -14,6 +14,11 @@ from jsonschema import Draft202012Validator
 SCHEMAS = Path(__file__).with_name("schemas.json")
 # The objects an event may carry, by the `object` they say they are.
 KINDS = frozenset({"payment_intent", "charge", "refund", "dispute"})
+# The line items a Stripe Tax object lists, by the object's kind.
+LINE_ITEMS = {
+    "tax.calculation": "tax.calculation_line_item",
+    "tax.transaction": "tax.transaction_line_item",
+}
 
 
 @cache
@@ -56,6 +61,9 @@ class Conformance:
         if kind == "charge":
             for refund in obj["refunds"]["data"]:
                 self.check("refund", refund)
+        if kind in LINE_ITEMS and isinstance(obj.get("line_items"), dict):
+            for line in obj["line_items"]["data"]:
+                self.check(LINE_ITEMS[kind], line)
 
     def intent(self, obj: Any) -> None:
         """A payment intent (and the charge it expands)."""

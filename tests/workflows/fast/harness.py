@@ -96,7 +96,12 @@ class Shop:
     standins: Standins
 
     async def start(
-        self, *, coupon: bool = False, payment_timeout_s: int = 900, **world: Any
+        self,
+        *,
+        coupon: bool = False,
+        payment_timeout_s: int = 900,
+        on_decline: str = "fail",
+        **world: Any,
     ) -> Run:
         """A new world (its fields from `world`) and a started checkout acting on it."""
         fresh = self.standins.world(**world)
@@ -106,7 +111,7 @@ class Shop:
             coupon_code="fast10" if coupon else None,
             payment_timeout=timedelta(seconds=payment_timeout_s),
             checkout_id=fresh.checkout_id,
-        )
+        ).model_copy(update={"on_decline": on_decline})
         checkouts = CheckoutClient(self.env.client)
         return Run(checkout, await checkouts.start(checkout), fresh, checkouts)
 

@@ -32,7 +32,14 @@ from activities.inventory import contract as inventory
 from activities.orders import contract as orders
 from activities.payments import contract as payments
 from activities.products import contract as products
-from activities.shared import ActivityName, Line, MoneyValue, NextAction, ReleaseInput
+from activities.shared import (
+    ActivityName,
+    CheckoutRef,
+    Line,
+    MoneyValue,
+    NextAction,
+    ReleaseInput,
+)
 from activities.shipping import contract as shipping
 from tests.workflows.fast.world import LIVE_INTENT, Fail, Hang, Transient, World
 from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of
@@ -213,12 +220,27 @@ def _payment(world: World) -> payments.PaymentResult:
         intent_id=world.intent_id,
         next_action=action,
         error_code="card_declined" if world.intent == "failed" else None,
+        message="Your card was declined." if world.intent == "failed" else None,
     )
 
 
 def _authorize(world: World, arg: payments.AuthorizeInput) -> payments.PaymentResult:
     if world.intent is None:  # a retry finds the intent of the first attempt
         world.intent = {"authorized": "requires_capture"}.get(world.payment, world.payment)
+    return _payment(world)
+
+
+def _confirm(world: World, arg: payments.ConfirmInput) -> payments.PaymentResult:
+    """The same intent confirmed with another method: declined when its name says so, a 3-D
+    Secure challenge for `...threeDSecure...`, else authorized. Once per attempt."""
+    if len(world.confirmed) < arg.attempt:
+        world.confirmed.append(arg.payment_method)
+        if "Declined" in arg.payment_method:
+            world.intent = "failed"
+        elif "threeDSecure" in arg.payment_method:
+            world.intent, world.approved = "requires_action", None
+        else:
+            world.intent = "requires_capture"
     return _payment(world)
 
 
@@ -254,6 +276,9 @@ def _give_back(world: World, *, refund: bool = True) -> payments.VoidResult:
 
 
 def _void(world: World, arg: payments.AuthorizeInput) -> payments.VoidResult:
+    if arg.cancel_declined and world.intent == "failed":
+        world.intent = "canceled"  # nobody can confirm it later
+        return payments.VoidResult(action="canceled")
     return _give_back(world)
 
 
@@ -261,6 +286,35 @@ def _settle_ended(world: World, arg: payments.SettleInput) -> payments.VoidResul
     if arg.intent_id != world.intent_id:
         return payments.VoidResult(action="nothing")  # an intent this checkout never made
     return _give_back(world, refund=arg.refund_captured)
+
+
+def _untaxed(currency: str, lines: list[payments.LineTaxValue]) -> payments.TaxResultValue:
+    zero = MoneyValue(amount=Decimal(0), currency=currency)
+    return payments.TaxResultValue(
+        status="untaxed",
+        lines=lines,
+        shipping_tax=zero,
+        total_tax=zero,
+        untaxed_reason="tax_provider_none",
+    )
+
+
+def _calculate_tax(world: World, arg: payments.CalculateTaxInput) -> payments.TaxResultValue:
+    """TAX_PROVIDER=none: zero tax on every line."""
+    zero = MoneyValue(amount=Decimal(0), currency=arg.currency)
+    lines = [
+        payments.LineTaxValue(reference=line.reference, amount=line.amount, tax=zero)
+        for line in arg.lines
+    ]
+    return _untaxed(arg.currency, lines)
+
+
+def _commit_tax(world: World, arg: CheckoutRef) -> payments.TaxResultValue:
+    return _untaxed(CURRENCY, [])
+
+
+def _reverse_tax(world: World, arg: payments.ReverseTaxInput) -> payments.TaxReversalResult:
+    return payments.TaxReversalResult(action="nothing")
 
 
 def _ship(world: World, arg: shipping.CreateShipmentInput) -> shipping.ShipmentInfo:
@@ -277,6 +331,19 @@ def _cancel_shipment(world: World, arg: shipping.CancelShipmentInput) -> bool:
         return False
     world.shipment = "cancelled"
     return True
+
+
+def _return_label(world: World, arg: shipping.ReturnLabelInput) -> shipping.ReturnLabel:
+    """A return's label (not called by the checkout)."""
+    return shipping.ReturnLabel(
+        carrier_shipment_id=f"shp_return_{arg.return_id.hex[:10]}",
+        tracking_number=f"RET{arg.return_id.hex[:10]}",
+        label_url=None,
+        carrier="fake",
+        service="Ground",
+        amount=Decimal("5.00"),
+        currency=CURRENCY,
+    )
 
 
 # Every domain activity's behaviour in the fake world (idempotent: a retry changes nothing more).
@@ -296,12 +363,19 @@ BEHAVIOURS: dict[str, Effect] = {
     orders.MARK_PAID.name: _mark("paid", ("pending_payment",)),
     orders.MARK_FULFILLING.name: _mark("fulfilling", ("paid",)),
     payments.AUTHORIZE.name: _authorize,
+    payments.CONFIRM.name: _confirm,
     payments.REFRESH.name: _refresh,
     payments.CAPTURE.name: _capture,
     payments.VOID.name: _void,
     payments.SETTLE_ENDED.name: _settle_ended,
+    payments.CALCULATE_TAX.name: _calculate_tax,
+    payments.COMMIT_TAX.name: _commit_tax,
+    payments.REVERSE_TAX.name: _reverse_tax,
     shipping.CREATE.name: _ship,
     shipping.CANCEL.name: _cancel_shipment,
+    # An order cancellation's claim (not called by the checkout): as the compensation.
+    shipping.WITHDRAW.name: _cancel_shipment,
+    shipping.RETURN_LABEL.name: _return_label,
 }
 
 

@@ -80,6 +80,8 @@ class World:
     intent: str | None = None  # requires_action | processing | requires_capture | captured |
     # canceled | failed
     captured: Decimal = Decimal(0)
+    # The payment methods the intent was confirmed with after a decline, in order.
+    confirmed: list[str] = field(default_factory=list)
     refunded: Decimal = Decimal(0)
     shipment: str | None = None  # booked | cancelled
     calls: list[str] = field(default_factory=list)

@@ -1,0 +1,213 @@
+"""EasyPost's objects as its API answers them: Shipment, Rate, PostageLabel, Tracker, Event.
+
+Field names, id prefixes (`shp_`, `rate_`, `pl_`, `trk_`, `evt_`) and enum values are EasyPost's
+own (its recorded API answers), so the `easypost` package reads them as it reads the real ones
+(tests/sandbox/test_easypost.py checks them). Amounts are decimal strings ("6.07").
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from typing import Any
+
+MODE = "test"
+CARRIER = "USPS"
+CURRENCY = "USD"
+CENT = Decimal("0.01")
+OUNCES_PER_POUND = 16
+# A postal code no service reaches: the shipment answers no rates (and a rate_error message), the
+# way to test an order whose shipping fails for good after its payment was captured.
+UNSERVICEABLE_ZIP = "00000"
+# The tracker statuses a parcel goes through, in order (EasyPost has more: `unknown`,
+# `return_to_sender`, `failure`, ...; the sandbox's parcels always arrive).
+ROUTE = ("pre_transit", "in_transit", "out_for_delivery", "delivered")
+NEXT_STATUS = dict(itertools.pairwise(ROUTE))
+
+
+@dataclass(frozen=True)
+class Service:
+    """A row of the sandbox's rate table: base price, price per started pound, transit time."""
+
+    name: str
+    base: Decimal
+    per_pound: Decimal
+    delivery_days: int
+
+
+# The sandbox's rate table (amounts in USD).
+SERVICES = (
+    Service("GroundAdvantage", Decimal("5.50"), Decimal("0.60"), 5),
+    Service("Priority", Decimal("7.90"), Decimal("0.90"), 2),
+    Service("Express", Decimal("26.50"), Decimal("1.80"), 1),
+)
+
+
+def new_id(prefix: str) -> str:
+    """An EasyPost-looking object id: `<prefix>_<32 hex>`."""
+    return f"{prefix}_{secrets.token_hex(16)}"
+
+
+def timestamp(at: float) -> str:
+    """EasyPost's timestamps: ISO 8601 in UTC, to the second, with a `Z`."""
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def price(service: Service, weight_oz: Decimal) -> Decimal:
+    """The table's price of a parcel: the base, and the per-pound price for every started pound."""
+    pounds = max(Decimal(1), (weight_oz / OUNCES_PER_POUND).to_integral_value(ROUND_CEILING))
+    return (service.base + service.per_pound * pounds).quantize(CENT, ROUND_HALF_UP)
+
+
+def rate(service: Service, *, shipment_id: str, weight_oz: Decimal, at: float) -> dict[str, Any]:
+    """A Rate of `service` for the shipment's parcel."""
+    amount = str(price(service, weight_oz))
+    return {
+        "id": new_id("rate"),
+        "object": "Rate",
+        "created_at": timestamp(at),
+        "updated_at": timestamp(at),
+        "mode": MODE,
+        "service": service.name,
+        "carrier": CARRIER,
+        "rate": amount,
+        "currency": CURRENCY,
+        "retail_rate": amount,
+        "retail_currency": CURRENCY,
+        "list_rate": amount,
+        "list_currency": CURRENCY,
+        "billing_type": "easypost",
+        "delivery_days": service.delivery_days,
+        "delivery_date": None,
+        "delivery_date_guaranteed": False,
+        "est_delivery_days": service.delivery_days,
+        "shipment_id": shipment_id,
+        "carrier_account_id": "ca_sandbox",
+    }
+
+
+def address(fields: dict[str, Any], at: float) -> dict[str, Any]:
+    """An Address object from the fields given (kept as given; the sandbox verifies nothing)."""
+    keys = ("name", "company", "street1", "street2", "city", "state", "zip", "country")
+    known = {key: fields.get(key) for key in keys}
+    known.update({"phone": fields.get("phone"), "email": fields.get("email")})
+    return {
+        "id": new_id("adr"),
+        "object": "Address",
+        "created_at": timestamp(at),
+        "updated_at": timestamp(at),
+        "mode": MODE,
+        **known,
+        "residential": None,
+        "verifications": {},
+    }
+
+
+def parcel(fields: dict[str, Any], at: float) -> dict[str, Any]:
+    """A Parcel object: weight in ounces, dimensions in inches, as EasyPost counts them."""
+    return {
+        "id": new_id("prcl"),
+        "object": "Parcel",
+        "created_at": timestamp(at),
+        "updated_at": timestamp(at),
+        "length": fields.get("length"),
+        "width": fields.get("width"),
+        "height": fields.get("height"),
+        "predefined_package": None,
+        "weight": fields["weight"],
+        "mode": MODE,
+    }
+
+
+def postage_label(label_url: str, at: float) -> dict[str, Any]:
+    """The PostageLabel of a bought shipment (a PDF the sandbox serves)."""
+    return {
+        "object": "PostageLabel",
+        "id": new_id("pl"),
+        "created_at": timestamp(at),
+        "updated_at": timestamp(at),
+        "date_advance": 0,
+        "integrated_form": "none",
+        "label_date": timestamp(at),
+        "label_resolution": 300,
+        "label_size": "4x6",
+        "label_type": "default",
+        "label_file_type": "application/pdf",
+        "label_url": label_url,
+        "label_pdf_url": label_url,
+        "label_zpl_url": None,
+        "label_epl2_url": None,
+        "label_file": None,
+    }
+
+
+def tracking_detail(status: str, at: float) -> dict[str, Any]:
+    """One TrackingDetail: the status the parcel reached, and when."""
+    return {
+        "object": "TrackingDetail",
+        "message": status.replace("_", " ").capitalize(),
+        "description": None,
+        "status": status,
+        "status_detail": "status_update",
+        "datetime": timestamp(at),
+        "source": CARRIER,
+        "carrier_code": None,
+        "tracking_location": {
+            "object": "TrackingLocation",
+            "city": None,
+            "state": None,
+            "country": None,
+            "zip": None,
+        },
+    }
+
+
+def tracker(*, shipment_id: str, tracking_code: str, public_url: str, at: float) -> dict[str, Any]:
+    """The Tracker a bought label comes with, at `pre_transit`."""
+    return {
+        "id": new_id("trk"),
+        "object": "Tracker",
+        "mode": MODE,
+        "tracking_code": tracking_code,
+        "status": ROUTE[0],
+        "status_detail": "label_created",
+        "created_at": timestamp(at),
+        "updated_at": timestamp(at),
+        "signed_by": None,
+        "weight": None,
+        "est_delivery_date": None,
+        "shipment_id": shipment_id,
+        "carrier": CARRIER,
+        "tracking_details": [tracking_detail(ROUTE[0], at)],
+        "fees": [],
+        "carrier_detail": None,
+        "public_url": public_url,
+    }
+
+
+def event(
+    description: str, result: dict[str, Any], previous: dict[str, Any], at: float
+) -> dict[str, Any]:
+    """An Event as webhooks carry it (`tracker.updated` with the Tracker as `result`)."""
+    return {
+        "id": new_id("evt"),
+        "object": "Event",
+        "mode": MODE,
+        "description": description,
+        "previous_attributes": previous,
+        "result": result,
+        "status": "pending",
+        "pending_urls": [],
+        "completed_urls": [],
+        "created_at": timestamp(at),
+        "updated_at": timestamp(at),
+        "user_id": "user_sandbox",
+    }
+
+
+def error(code: str, message: str, errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """EasyPost's error body: `{"error": {"code", "message", "errors"}}`."""
+    return {"error": {"code": code, "message": message, "errors": errors or []}}

@@ -1,0 +1,1 @@
+"""Cancelling an order after its checkout: the workflow, its payloads and its client."""

@@ -1,0 +1,76 @@
+"""The one way to start and address order cancellations (the API, shopctl, the tests)."""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.checkout.contract import TaskQueue
+from workflows.order_cancel.models import OrderCancelBody, OrderCancelInput, Resolution, workflow_id
+from workflows.order_cancel.workflow import OrderCancelWorkflow
+
+OrderCancelHandle = WorkflowHandle[OrderCancelWorkflow, OrderCancelBody]
+
+
+class OrderCancelClient:
+    """Order cancellations as Temporal workflows, addressed by order id."""
+
+    def __init__(self, client: Client) -> None:
+        self.temporal = client
+
+    def handle(self, order_id: uuid.UUID) -> OrderCancelHandle:
+        """The handle of an order's cancellation (whatever run is the latest)."""
+        return self.temporal.get_workflow_handle_for(OrderCancelWorkflow.run, workflow_id(order_id))
+
+    async def request(
+        self, cancel: OrderCancelInput, update_id: str | None = None
+    ) -> OrderCancelBody:
+        """Start the order's cancellation (once: asked again, the same one answers) and wait for
+        its decision: accepted, refused (`already_shipped`), or waiting for an operator."""
+        try:
+            handle = await self.temporal.start_workflow(
+                OrderCancelWorkflow.run,
+                cancel,
+                id=workflow_id(cancel.order_id),
+                task_queue=TaskQueue.CHECKOUT.value,
+                static_summary=f"Cancel order {cancel.order_id} ({cancel.requested_by})",
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                # An order is cancelled once: an ended cancellation answers for good.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            return await self.handle(cancel.order_id).query(OrderCancelWorkflow.status)
+        try:
+            # By name: the SDK's typing does not follow an async update's result.
+            decided: OrderCancelBody = await handle.execute_update(
+                "decision", id=update_id, result_type=OrderCancelBody
+            )
+            return decided
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # It ended between the start and the update: its final body answers.
+            return await handle.query(OrderCancelWorkflow.status)
+
+    async def status(self, order_id: uuid.UUID) -> OrderCancelBody | None:
+        """The order's cancellation, None when it was never asked for."""
+        try:
+            return await self.handle(order_id).query(OrderCancelWorkflow.status)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def retry(self, order_id: uuid.UUID, update_id: str | None = None) -> None:
+        """Run a cancellation's failed steps again (it waits at needs_attention)."""
+        await self.handle(order_id).execute_update(OrderCancelWorkflow.retry, id=update_id)
+
+    async def resolve(self, order_id: uuid.UUID, note: str, update_id: str | None = None) -> None:
+        """Record that a cancellation's failed steps were settled by hand."""
+        await self.handle(order_id).execute_update(
+            OrderCancelWorkflow.resolve, Resolution(note=note), id=update_id
+        )

@@ -1,0 +1,223 @@
+"""OrderCancelWorkflow: a paid order whose parcel the carrier does not have yet, cancelled.
+
+Orchestration only (no I/O; activities are called by name on their domains' queues). First the
+shipping domain takes the parcel back (the shipment is cancelled by a guarded update, then the
+label voided at the carrier): that is the decision, answered to the API through the `decision`
+update. Refused (the carrier has the parcel), nothing changes and the run ends `refused`.
+Accepted, the payment is refunded in full, the stock goes back on the shelf and the coupon
+redemption is given back, then the order is marked `cancelled`. Every step is idempotent and
+retried while it fails transiently; a step that fails for good waits at `needs_attention` until
+an operator retries it or records that it was settled by hand. The run never fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.coupons import contract as coupons
+    from activities.inventory import contract as inventory
+    from activities.orders import contract as orders
+    from activities.payments import contract as payments
+    from activities.shared import ActivityName, ReleaseInput
+    from activities.shipping import contract as shipping
+    from activities.shipping.contract import WithdrawInput
+    from workflows.checkout.contract import TaskQueue
+    from workflows.checkout.steps import DB_STEP_TIMEOUT, FORWARD, PROVIDER_STEP_TIMEOUT
+    from workflows.order_cancel.models import (
+        WORKFLOW_TYPE,
+        CancelStatus,
+        Decision,
+        FailedStep,
+        OrderCancelBody,
+        OrderCancelInput,
+        Resolution,
+    )
+
+Step = Callable[[], Awaitable[object]]
+PROVIDER_CALLS = {shipping.WITHDRAW.name, payments.VOID.name}
+# Every activity the cancellation calls (a test checks each has options somewhere).
+CALLS = frozenset(
+    {
+        shipping.WITHDRAW.name,
+        payments.VOID.name,
+        inventory.RELEASE.name,
+        coupons.RELEASE.name,
+        orders.CANCEL.name,
+    }
+)
+
+
+def _code(error: BaseException) -> str | None:
+    """The stable code an activity failure carries, if any."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type:
+            return cause.type
+        cause = cause.__cause__
+    return None
+
+
+def _not_waiting() -> ApplicationError:
+    return ApplicationError(
+        "the cancellation is not waiting for an operator",
+        type="not_waiting_for_operator",
+        non_retryable=True,
+    )
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
+class OrderCancelWorkflow:
+    """One order's cancellation, id `order-cancel-<order_id>`, on task queue `checkout`."""
+
+    @workflow.init
+    def __init__(self, input: OrderCancelInput) -> None:
+        self._input = input
+        self._status = CancelStatus.CLAIMING
+        self._decision: Decision | None = None
+        self._failed: list[FailedStep] = []
+        self._operator: Resolution | bool | None = None  # True: retry; a Resolution: resolve
+        self._note: str | None = None
+
+    @workflow.update(name="decision")
+    async def decision(self) -> OrderCancelBody:
+        """The cancellation once it is decided (accepted, or refused because the carrier has the
+        parcel), or once it waits for an operator before it could be decided."""
+        await workflow.wait_condition(
+            lambda: self._decision is not None or self._status == CancelStatus.NEEDS_ATTENTION
+        )
+        return self.status()
+
+    @workflow.query(name="status")
+    def status(self) -> OrderCancelBody:
+        """Where the cancellation stands."""
+        return OrderCancelBody(
+            order_id=self._input.order_id,
+            status=self._status,
+            decision=self._decision,
+            failed=list(self._failed),
+            note=self._note,
+        )
+
+    @workflow.update(name="retry")
+    def retry(self) -> None:
+        """An operator mended the cause: run the failed steps again."""
+        self._operator = True
+
+    @workflow.update(name="resolve")
+    def resolve(self, resolution: Resolution) -> None:
+        """An operator settled the failed steps by hand: the cancellation goes on without them."""
+        self._operator = resolution
+
+    @retry.validator
+    def _may_retry(self) -> None:
+        if self._status != CancelStatus.NEEDS_ATTENTION or self._operator is not None:
+            raise _not_waiting()
+
+    @resolve.validator
+    def _may_resolve(self, resolution: Resolution) -> None:
+        self._may_retry()
+
+    @workflow.run
+    async def run(self, input: OrderCancelInput) -> OrderCancelBody:
+        """Claim the parcel, then give everything back, then cancel the order."""
+        if await self._claim():
+            self._decision, self._status = Decision.ACCEPTED, CancelStatus.CANCELLING
+            release = ReleaseInput(
+                checkout_id=input.checkout_id, reason=self._reason(), restock=True
+            )
+            await self._until_done(
+                {
+                    "refund_payment": lambda: self._call(payments.VOID, self._refund()),
+                    "restock": lambda: self._call(inventory.RELEASE, release),
+                    "release_coupon": lambda: self._call(coupons.RELEASE, release),
+                }
+            )
+            cancel = orders.CancelOrderInput(checkout_id=input.checkout_id, reason=self._reason())
+            await self._until_done({"cancel_order": lambda: self._call(orders.CANCEL, cancel)})
+            self._status = CancelStatus.CANCELLED
+        else:
+            self._decision, self._status = Decision.ALREADY_SHIPPED, CancelStatus.REFUSED
+        workflow.logger.info(
+            "order_cancel.ended",
+            extra={"order_id": str(input.order_id), "status": self._status.value},
+        )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    async def _claim(self) -> bool:
+        """Whether the shipping domain took the parcel back (False: the carrier has it)."""
+        shipped = False
+
+        async def withdraw() -> None:
+            nonlocal shipped
+            try:
+                await self._call(shipping.WITHDRAW, WithdrawInput(order_id=self._input.order_id))
+            except ActivityError as error:
+                if _code(error) != Decision.ALREADY_SHIPPED.value:
+                    raise
+                shipped = True
+
+        await self._until_done({"withdraw_shipment": withdraw})
+        return not shipped
+
+    async def _until_done(self, steps: dict[str, Step]) -> None:
+        """Run `steps` concurrently; those failing for good wait for an operator's retry (run
+        again) or resolve (settled by hand)."""
+        pending = dict(steps)
+        while pending:
+            names = list(pending)
+            outcomes = await asyncio.gather(
+                *(pending[name]() for name in names), return_exceptions=True
+            )
+            failed = {
+                name: outcome
+                for name, outcome in zip(names, outcomes, strict=True)
+                if isinstance(outcome, BaseException)
+            }
+            pending = {name: pending[name] for name in failed}
+            if not failed:
+                return
+            self._failed = [
+                FailedStep(name=n, error=str(e.__cause__ or e)) for n, e in failed.items()
+            ]
+            workflow.logger.error("order_cancel.needs_attention", extra={"steps": list(failed)})
+            resumed, self._status = self._status, CancelStatus.NEEDS_ATTENTION
+            await workflow.wait_condition(lambda: self._operator is not None)
+            action, self._operator, self._failed = self._operator, None, []
+            self._status = resumed
+            if isinstance(action, Resolution):
+                self._note = action.note
+                return
+
+    def _refund(self) -> payments.AuthorizeInput:
+        # The payment compensation refunds whatever of the capture is left (a full refund). A
+        # paid order's payment always has its provider intent, so the token (only used to
+        # replay an authorization whose answer was lost) is never read.
+        return payments.AuthorizeInput(
+            checkout_id=self._input.checkout_id,
+            order_id=self._input.order_id,
+            amount=self._input.total,
+            provider="stripe",
+            token="",
+        )
+
+    def _reason(self) -> str:
+        return f"cancelled_by_{self._input.requested_by}"
+
+    async def _call(self, activity: ActivityName[Any, Any], arg: object) -> Any:
+        provider = activity.name in PROVIDER_CALLS
+        return await workflow.execute_activity(
+            activity.name,
+            arg,
+            task_queue=TaskQueue(activity.domain).value,
+            start_to_close_timeout=PROVIDER_STEP_TIMEOUT if provider else DB_STEP_TIMEOUT,
+            retry_policy=FORWARD,
+            result_type=activity.result,
+            summary=f"order cancel: {activity.name}",
+        )
