@@ -13,6 +13,9 @@ ones. Seeds a catalog and one cart per buyer, then measures, on the same server 
   status polls (each counted once, calibrated) and less what the idle platform runs meanwhile;
 - throughput at concurrency C: N floor workflows, then N checkouts through the API, each client
   polling its checkout's status every 250 ms as real ones do; the CPU they cost;
+- the same through the API by clients that wait instead of polling (`POST /v1/checkouts?wait_s=20`,
+  then `GET ...?wait_s=20` while processing), at c=1 and at C: latency and throughput as ratios
+  against the floor of the same run, their history events and CPU per checkout;
 - the cost of rest (`tools/idle.py`, when it is there) once the traffic has stopped.
 
 Every invariant is checked afterwards. Prints a table and, last, one JSON line.
@@ -68,6 +71,8 @@ OWN_DATABASE = "postgres"
 # A polling client as the issue measured it (c=1), and as real clients poll under load.
 C1_POLL_S = 0.02
 LOAD_POLL_S = 0.25
+# Clients that wait instead (`wait_s` on POST and GET): the longest hold the API allows.
+WAIT_S = 20
 # Load-phase histories read for the capacity table (activities per checkout, by queue).
 CAPACITY_HISTORIES = 20
 # A checkout that has not ended by then counts as an error.
@@ -444,10 +449,36 @@ class Api:
                     raise RuntimeError(f"checkout {checkout_id} ended {body}")
                 return True
 
-    async def status(self, checkout_id: uuid.UUID, shopper: Shopper) -> dict[str, Any]:
-        """`GET /v1/checkouts/{id}` as its buyer."""
+    async def waiting_checkout(self, i: int) -> bool:
+        """A client that waits instead of polling: `POST /v1/checkouts?wait_s=20`, then
+        `GET /v1/checkouts/{id}?wait_s=20` while it is processing; True if completed."""
+        shopper = self.shoppers[i]
+        answer = await self.http.post(
+            f"/v1/checkouts?wait_s={WAIT_S}",
+            json=checkout_body(shopper.cart_id),
+            headers={**shopper.headers(), "Idempotency-Key": uuid.uuid4().hex},
+        )
+        if answer.status_code != 202:
+            raise RuntimeError(f"POST /v1/checkouts: {answer.status_code} {answer.text}")
+        checkout_id = uuid.UUID(answer.json()["checkout_id"])
+        self.started[i] = checkout_id
+        body: dict[str, Any] = answer.json()
+        while body["status"] not in FINAL:
+            body = await self.status(checkout_id, shopper, wait_s=WAIT_S)
+        if body["status"] != "completed":
+            raise RuntimeError(f"checkout {checkout_id} ended {body}")
+        return True
+
+    async def status(
+        self, checkout_id: uuid.UUID, shopper: Shopper, wait_s: int = 0
+    ) -> dict[str, Any]:
+        """`GET /v1/checkouts/{id}` as its buyer (held up to `wait_s` while processing)."""
         self.polls += 1
-        answer = await self.http.get(f"/v1/checkouts/{checkout_id}", headers=shopper.headers())
+        answer = await self.http.get(
+            f"/v1/checkouts/{checkout_id}",
+            params={"wait_s": wait_s} if wait_s else None,
+            headers=shopper.headers(),
+        )
         answer.raise_for_status()
         body: dict[str, Any] = answer.json()
         return body
@@ -470,6 +501,7 @@ class Figures:
     violations: list[str]
     checked: int
     metrics: tuple[int | None, float, float]
+    waiting: Waiting | None = None
 
 
 async def _history_events(client: Client, workflow_ids: Sequence[str]) -> list[int]:
@@ -609,6 +641,63 @@ class Bench:
 
 
 @dataclass(frozen=True)
+class Waiting:
+    """The same checkouts through the API by clients that wait (`wait_s`) instead of polling:
+    one at a time and at the load's concurrency; their histories and the CPU they cost."""
+
+    c1: Phase
+    load: Phase
+    history_events: list[int]
+    cpu_s: dict[str, float]
+
+
+async def waiting_phases(
+    bench: Bench, c1_api: Api, load_api: Api, n1: int, n: int, concurrency: int
+) -> Waiting:
+    """`Api.waiting_checkout` at c=1, then at `concurrency`."""
+    c1 = await run_phase("waiting c=1", n1, 1, c1_api.waiting_checkout)
+    cpu_before = cpu_sample(bench.stack.pids)
+    load = await run_phase(f"waiting c={concurrency}", n, concurrency, load_api.waiting_checkout)
+    cpu_s = cpu_delta(cpu_before, cpu_sample(bench.stack.pids))
+    started = [workflow_id(c) for api in (c1_api, load_api) for c in api.started.values()]
+    events = await _history_events(bench.client, started)
+    return Waiting(c1, load, events, cpu_s)
+
+
+def _print_waiting(figures: Figures, concurrency: int) -> dict[str, Any]:
+    """The waiting clients' lines, as ratios against the floor of the same run."""
+    waiting = figures.waiting
+    if waiting is None:
+        return {}
+    c1_floor, _, base, _ = figures.phases
+    floor_p50 = c1_floor.percentile(0.5)
+    c1_ratio = waiting.c1.percentile(0.5) / floor_p50 if floor_p50 else 0.0
+    load_ratio = waiting.load.per_s / base.per_s if base.per_s else 0.0
+    cpu = _per_run(waiting.cpu_s, waiting.load)
+    events = waiting.history_events
+    _write(
+        f"clients that wait (wait_s={WAIT_S}): c=1 p50 {waiting.c1.percentile(0.5):.0f} ms, "
+        f"{c1_ratio:.2f}x the floor's (target at most 1.3x); c={concurrency} "
+        f"{waiting.load.per_s:.2f} checkouts/s, {load_ratio:.2f} of the floor's ceiling "
+        f"(target at least 0.7); history events per checkout {_median(events)} "
+        f"(min {min(events, default=0)}, max {max(events, default=0)}; target at most 60)"
+    )
+    _write(
+        f"CPU seconds per checkout at c={concurrency}, clients waiting: {_total(cpu):.3f} "
+        + json.dumps(cpu)
+    )
+    return {
+        "wait_c1_p50_ms": round(waiting.c1.percentile(0.5), 1),
+        "wait_c1_ratio": round(c1_ratio, 2),
+        "wait_checkouts_per_s": round(waiting.load.per_s, 2),
+        "wait_ratio": round(load_ratio, 3),
+        "wait_history_events": _median(events),
+        "wait_cpu_s_per_checkout": _total(cpu),
+        "wait_errors": waiting.c1.errors + waiting.load.errors,
+    }
+
+
+@dataclass(frozen=True)
 class Load:
     """The load phase: its runs, CPU per process, connections opened, capacity per worker."""
 
@@ -646,14 +735,16 @@ async def measure(
     bench = Bench(stack, await _client(settings), counter, stages)
     limits = httpx.Limits(max_connections=4 * concurrency, max_keepalive_connections=64)
     try:
-        shoppers = await _shoppers(settings, Seeder(databases), warmup + n1 + n)
+        shoppers = await _shoppers(settings, Seeder(databases), warmup + 2 * (n1 + n))
         async with httpx.AsyncClient(base_url=stack.api_url, timeout=30, limits=limits) as http:
             apis = [
                 Api(http, shoppers[:warmup]),
                 Api(http, shoppers[warmup : warmup + n1]),
-                Api(http, shoppers[warmup + n1 :]),
+                Api(http, shoppers[warmup + n1 : warmup + n1 + n]),
+                Api(http, shoppers[warmup + n1 + n : warmup + 2 * n1 + n]),
+                Api(http, shoppers[warmup + 2 * n1 + n :]),
             ]
-            warm_api, c1_api, load_api = apis
+            warm_api, c1_api, load_api, c1_waiting, load_waiting = apis
             await run_phase("warm-up floor", warmup, concurrency, bench.floor)
             warm = await run_phase(
                 "warm-up checkout", warmup, concurrency, lambda i: warm_api.checkout(i, LOAD_POLL_S)
@@ -668,6 +759,7 @@ async def measure(
             started_before = await _counter(settings, "checkouts_started")
             load = await bench.load(load_api, n, concurrency)
             started_after = await _counter(settings, "checkouts_started")
+            waiting = await waiting_phases(bench, c1_waiting, load_waiting, n1, n, concurrency)
         ids = [checkout for api in apis for checkout in api.started.values()]
         report = await check_invariants(databases, settings.psp.url, ids)
         idle = await _idle(stack, idle_s)
@@ -689,6 +781,7 @@ async def measure(
         violations=report.violations,
         checked=report.checkouts,
         metrics=(settings.worker.metrics_port, started_before, started_after),
+        waiting=waiting,
     )
 
 
@@ -823,6 +916,8 @@ def _print(figures: Figures, n: int, concurrency: int, top: int = 25) -> dict[st
         "n": n,
         "concurrency": concurrency,
     }
+    summary |= _print_waiting(figures, concurrency)
+    summary["errors"] += summary.get("wait_errors", 0)
     _write(json.dumps(summary))
     return summary
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 
 from api.deps import Anyone, Customer, PlatformDep
 from api.schemas import CheckoutAccepted, CheckoutIn, CheckoutOut, PaymentRetryIn
 from api.services import checkouts
+from api.services.checkouts import MAX_WAIT_S
 
 router = APIRouter(tags=["checkouts"])
 
@@ -24,6 +25,16 @@ RequestKey = Annotated[
         alias="Idempotency-Key",
         description="optional, 1-255 characters: the same key again answers the first call's "
         "result (without one, the request is identified by the checkout and the action)",
+    ),
+]
+WaitS = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_WAIT_S,
+        description=f"0-{MAX_WAIT_S}: hold the request up to this many seconds until the status "
+        "leaves `processing`, so clients need not poll (0, the default: answer at once; out of "
+        "range: 422 `validation_error`)",
     ),
 ]
 
@@ -40,21 +51,28 @@ async def start(
     wired: PlatformDep,
     caller: Customer,
     idempotency_key: IdempotencyKey = None,
+    wait_s: WaitS = 0,
 ) -> CheckoutAccepted:
-    """Start a checkout of the caller's cart, once per Idempotency-Key.
+    """Start a checkout of the caller's cart, once per Idempotency-Key. With `wait_s`, the
+    answer is held until the status leaves `processing` (at most `wait_s` seconds).
 
     The same key and body again answer the same checkout (its current status); the same key with
     another body is 422. However many identical requests race, one checkout and one workflow.
     """
-    accepted = await checkouts.start(wired, caller.user_id, idempotency_key, body)
+    accepted = await checkouts.start(wired, caller.user_id, idempotency_key, body, wait_s)
     response.headers["Location"] = f"/v1/checkouts/{accepted.checkout_id}"
     return accepted
 
 
 @router.get("/v1/checkouts/{checkout_id}", response_model=CheckoutOut)
-async def get_checkout(checkout_id: uuid.UUID, wired: PlatformDep, caller: Anyone) -> CheckoutOut:
-    """A checkout's status (its buyer or an operator; 404 for anybody else)."""
-    return CheckoutOut.of(await checkouts.status(wired, checkout_id, caller.owner_filter()))
+async def get_checkout(
+    checkout_id: uuid.UUID, wired: PlatformDep, caller: Anyone, wait_s: WaitS = 0
+) -> CheckoutOut:
+    """A checkout's status (its buyer or an operator; 404 for anybody else). With `wait_s`, a
+    checkout still `processing` is held until its status leaves `processing` (at most `wait_s`
+    seconds), so clients need not poll."""
+    owner = caller.owner_filter()
+    return CheckoutOut.of(await checkouts.status(wired, checkout_id, owner, wait_s))
 
 
 @router.post(

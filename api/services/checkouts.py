@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Awaitable
+from datetime import timedelta
 from typing import TypeVar
 
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
@@ -44,6 +47,7 @@ REFUSALS: dict[str, type[Conflict]] = {
 }
 
 MAX_KEY_LENGTH = 255
+MAX_WAIT_S = 20  # how long a request may be held for the status to leave `processing`
 
 
 def fingerprint(body: CheckoutIn) -> str:
@@ -161,13 +165,35 @@ async def _run(wired: Platform, checkout: CheckoutInput) -> None:
         ) from exc
 
 
+async def _run_and_wait(
+    wired: Platform, checkout: CheckoutInput, wait_s: float
+) -> CheckoutStatusBody | None:
+    """`_run`, held up to `wait_s` for the status to leave `processing`: the recorded body then,
+    None when it has not, or when the checkout ran and ended (the database has its outcome)."""
+    try:
+        return await wired.checkouts.start_and_wait(checkout, timedelta(seconds=wait_s))
+    except WorkflowAlreadyStartedError:
+        return None
+    except RPCError as exc:
+        log.error("checkouts.start_failed", checkout_id=str(checkout.checkout_id), reason=str(exc))
+        raise ApiError(
+            503, "temporal_unavailable", "try again with the same Idempotency-Key"
+        ) from exc
+
+
 async def start(
-    wired: Platform, user_id: uuid.UUID, idempotency_key: str | None, body: CheckoutIn
+    wired: Platform,
+    user_id: uuid.UUID,
+    idempotency_key: str | None,
+    body: CheckoutIn,
+    wait_s: float = 0,
 ) -> CheckoutAccepted:
     """Start a checkout of the user's cart, once per Idempotency-Key.
 
     The same key and body again answer the same checkout (its current status); the same key with
     another body is 422. However many identical requests race, one checkout and one workflow.
+    With `wait_s`, held up to that many seconds for the status to leave `processing`: the start
+    and the wait are one request to Temporal.
     """
     key = _admit(wired, user_id, idempotency_key)
     row, created = await _session(wired, user_id, key, body.cart_id, fingerprint(body))
@@ -176,6 +202,12 @@ async def start(
         # Never run again: a replay, days later, answers the recorded outcome and changes nothing
         # (the workflow's history may be gone by now; the id would be free to reuse).
         return CheckoutAccepted(checkout_id=row.id, status=row.status)
+    if wait_s > 0:
+        deadline = time.monotonic() + wait_s
+        settled = await _run_and_wait(wired, _input(wired, row, body), wait_s)
+        if settled is None:
+            settled = await _hold(wired, row.id, None, deadline)
+        return CheckoutAccepted(checkout_id=row.id, status=settled.status)
     await _run(wired, _input(wired, row, body))
     if created:
         # Just started: querying would cost a workflow task on the worker to learn "processing".
@@ -208,14 +240,46 @@ async def session_of(
 
 
 async def status(
-    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
+    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None, wait_s: float = 0
 ) -> CheckoutStatusBody:
     """A checkout's current status, for its buyer or an operator (404 for anybody else).
 
-    One statement: clients poll this, and a read of one row needs no transaction."""
+    One statement: clients poll this, and a read of one row needs no transaction. With `wait_s`,
+    a checkout still `processing` is held up to that many seconds until its status leaves
+    `processing`: its workflow answers the moment the new status is recorded (an update), so
+    the database is not polled."""
+    row = await _read(wired, checkout_id, owner)
+    current = await status_of(wired, row)
+    if wait_s <= 0 or current.status != CheckoutStatus.PROCESSING:
+        return current
+    deadline = time.monotonic() + wait_s
+    try:
+        settled = await wired.checkouts.wait_settled(row.id, timedelta(seconds=wait_s))
+    except (CheckoutNotRunning, RPCError) as exc:
+        log.warning("checkouts.wait_unserved", checkout_id=str(row.id), reason=str(exc))
+        settled = None
+    return settled or await _hold(wired, row.id, owner, deadline)
+
+
+async def _hold(
+    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None, deadline: float
+) -> CheckoutStatusBody:
+    """The status once the workflow gave no answer: at once when the wait timed out or the
+    status is recorded already; else (the workflow refused the wait: an operator must act
+    first, or enough clients wait) held until `deadline` and read again."""
+    current = await status_of(wired, await _read(wired, checkout_id, owner))
+    left = deadline - time.monotonic()
+    if current.status != CheckoutStatus.PROCESSING or left <= 0:
+        return current
+    await asyncio.sleep(left)
+    return await status_of(wired, await _read(wired, checkout_id, owner))
+
+
+async def _read(
+    wired: Platform, checkout_id: uuid.UUID, owner: uuid.UUID | None
+) -> CheckoutSession:
     async with sessions.autocommit(wired.databases["checkout"]) as session:
-        row = await sessions.get_session(session, checkout_id, owner)
-    return await status_of(wired, row)
+        return await sessions.get_session(session, checkout_id, owner)
 
 
 async def asked(checkout_id: uuid.UUID, request: Awaitable[T]) -> T:

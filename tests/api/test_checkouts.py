@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Awaitable
 from contextlib import AsyncExitStack
 
 import httpx
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from api.app import create_app
@@ -226,3 +229,145 @@ async def test_checkout_starts_are_rate_limited(
     assert limited["detail"]
     assert int(answers[2].headers["retry-after"]) >= 1
     assert replay.status_code == 202  # a retry of an admitted key is never limited
+
+
+# -- clients that wait (wait_s) ------------------------------------------------------------------
+
+
+async def _timed(request: Awaitable[httpx.Response]) -> tuple[httpx.Response, float]:
+    began = time.monotonic()
+    answer = await request
+    return answer, time.monotonic() - began
+
+
+async def test_wait_s_is_bounded(http: httpx.AsyncClient, alice: Caller) -> None:
+    some = uuid.uuid4()
+    for wait in ("-1", "20.5", "soon"):
+        assert_problem(
+            await http.get(f"/v1/checkouts/{some}?wait_s={wait}", headers=alice.headers),
+            422,
+            "validation_error",
+        )
+    assert_problem(
+        await http.post(
+            "/v1/checkouts?wait_s=21",
+            json=checkout_body(str(some)),
+            headers={**alice.headers, "Idempotency-Key": uuid.uuid4().hex},
+        ),
+        422,
+        "validation_error",
+    )
+
+
+async def test_a_waiting_get_answers_when_the_status_leaves_processing(
+    http: httpx.AsyncClient, operator: Caller, alice: Caller, platform: Platform
+) -> None:
+    variant_id = await new_variant(http, operator)
+    cart_id = await new_cart(http, alice, variant_id)
+    # tok_async: the payment settles a second after it is created, so the checkout stays
+    # `processing` for at least that long.
+    started = await http.post(
+        "/v1/checkouts",
+        json=checkout_body(cart_id, token="tok_async"),
+        headers={**alice.headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    checkout_id = started.json()["checkout_id"]
+    url = f"/v1/checkouts/{checkout_id}"
+
+    held, took = await _timed(http.get(f"{url}?wait_s=0.3", headers=alice.headers))
+    assert held.json()["status"] == "processing"
+    assert took >= 0.3  # held for the whole wait
+
+    waits = await asyncio.gather(
+        *(_timed(http.get(f"{url}?wait_s=20", headers=alice.headers)) for _ in range(3))
+    )
+    for answer, took in waits:
+        assert answer.status_code == 200
+        assert answer.json()["status"] == "completed"
+        assert answer.json()["payment"]["status"] == "captured"
+        assert took < 15  # answered when the status moved, not at the end of the wait
+    # What a waiting client was told is what the checkout's record says.
+    assert (await http.get(url, headers=alice.headers)).json() == waits[0][0].json()
+
+    # Ended: answered at once, and nothing is asked of Temporal any more.
+    before = await _update_events(platform, checkout_id)
+    again, took = await _timed(http.get(f"{url}?wait_s=20", headers=alice.headers))
+    assert again.json()["status"] == "completed"
+    assert took < 5
+    assert await _update_events(platform, checkout_id) == before
+    # Each of the four waiting clients cost at most two events (accepted, completed).
+    assert 0 < before <= 2 * 4
+
+
+async def test_a_waiting_post_is_idempotent(
+    http: httpx.AsyncClient, operator: Caller, alice: Caller, platform: Platform
+) -> None:
+    variant_id = await new_variant(http, operator)
+    cart_id = await new_cart(http, alice, variant_id)
+    headers = {**alice.headers, "Idempotency-Key": uuid.uuid4().hex}
+
+    first, took = await _timed(
+        http.post("/v1/checkouts?wait_s=20", json=checkout_body(cart_id), headers=headers)
+    )
+    assert first.status_code == 202
+    assert first.json()["status"] == "completed"
+    assert took < 15
+    checkout_id = first.json()["checkout_id"]
+    assert first.headers["location"] == f"/v1/checkouts/{checkout_id}"
+
+    second = await http.post(
+        "/v1/checkouts?wait_s=20", json=checkout_body(cart_id), headers=headers
+    )
+    assert second.status_code == 202
+    assert second.json() == first.json()
+    runs = [
+        w async for w in platform.client.list_workflows(f"WorkflowId = 'checkout-{checkout_id}'")
+    ]
+    assert len(runs) <= 1  # visibility may lag; never two
+    history = await platform.client.get_workflow_handle(f"checkout-{checkout_id}").fetch_history()
+    starts = [
+        e for e in history.events if e.HasField("workflow_execution_started_event_attributes")
+    ]
+    assert len(starts) == 1
+
+
+async def test_a_waiting_post_answers_requires_action(
+    http: httpx.AsyncClient, operator: Caller, alice: Caller
+) -> None:
+    variant_id = await new_variant(http, operator)
+    cart_id = await new_cart(http, alice, variant_id)
+    started = await http.post(
+        "/v1/checkouts?wait_s=20",
+        json=checkout_body(cart_id, token="tok_3ds"),
+        headers={**alice.headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert started.json()["status"] == "requires_action"
+    checkout_id = started.json()["checkout_id"]
+    # Not processing: a waiting GET answers at once, with the link to follow.
+    waiting, took = await _timed(
+        http.get(f"/v1/checkouts/{checkout_id}?wait_s=20", headers=alice.headers)
+    )
+    assert waiting.json()["status"] == "requires_action"
+    assert took < 5
+    assert (await http.get(waiting.json()["payment"]["next_action"]["url"])).status_code == 200
+    # Until the approval is recorded, the status is still requires_action (answered at once);
+    # from then on a waiting client is held until the checkout completes.
+    seen = []
+    for _ in range(100):
+        done = await http.get(f"/v1/checkouts/{checkout_id}?wait_s=20", headers=alice.headers)
+        seen.append(done.json()["status"])
+        if seen[-1] != "requires_action":
+            break
+        await asyncio.sleep(0.1)
+    assert seen[-1] == "completed", seen
+
+
+async def _events_of(platform: Platform, checkout_id: str, kind: str) -> list[object]:
+    history = await platform.client.get_workflow_handle(f"checkout-{checkout_id}").fetch_history()
+    return [e for e in history.events if EventType.Name(e.event_type).endswith(kind)]
+
+
+async def _update_events(platform: Platform, checkout_id: str) -> int:
+    accepted = await _events_of(platform, checkout_id, "UPDATE_ACCEPTED")
+    completed = await _events_of(platform, checkout_id, "UPDATE_COMPLETED")
+    return len(accepted) + len(completed)

@@ -7,17 +7,23 @@ one place.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecution,
     WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateHandle,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+    WorkflowUpdateStage,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -87,6 +93,18 @@ async def _answer(checkout_id: uuid.UUID, call: Awaitable[T]) -> T:
         raise
 
 
+async def _outcome(
+    accepted: Awaitable[WorkflowUpdateHandle[CheckoutStatusBody]],
+) -> CheckoutStatusBody | None:
+    """A `wait_settled` update's answer (the caller bounds the wait); None when the workflow
+    refused it (a refusal can surface with the handle or with its result). A wait given up on
+    leaves the update to complete later, unread."""
+    try:
+        return await (await accepted).result()
+    except (UpdateRefused, WorkflowUpdateFailedError):
+        return None
+
+
 class CheckoutClient:
     """Checkouts as Temporal workflows, addressed by checkout id."""
 
@@ -100,8 +118,59 @@ class CheckoutClient:
     async def start(self, checkout: CheckoutInput) -> CheckoutHandle:
         """Start the checkout; starting it again returns the running one, never a second."""
         return await self.temporal.start_workflow(
-            CheckoutWorkflow.run,
-            checkout,
+            CheckoutWorkflow.run, checkout, **self._start_options(checkout)
+        )
+
+    async def start_and_wait(
+        self, checkout: CheckoutInput, wait: timedelta
+    ) -> CheckoutStatusBody | None:
+        """Start the checkout (or join the running one, never a second) and wait, in the same
+        round trip, up to `wait` for its status to leave `processing`: the recorded status body
+        then, None when it has not (or nothing could be waited for).
+
+        WorkflowAlreadyStartedError when the checkout ran and ended (its id is never reused)."""
+        operation = WithStartWorkflowOperation(
+            CheckoutWorkflow.run, checkout, **self._start_options(checkout)
+        )
+        accepted = self.temporal.start_update_with_start_workflow(
+            # By name: the SDK's typing does not follow an async update's result.
+            "wait_settled",
+            start_workflow_operation=operation,
+            result_type=CheckoutStatusBody,
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        try:
+            return await asyncio.wait_for(_outcome(accepted), wait.total_seconds())
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # Not answered in time, perhaps not even accepted (the checkout's worker is slow or
+            # away): make sure the run exists before answering `processing`.
+            await self.start(checkout)
+            return None
+
+    async def wait_settled(
+        self, checkout_id: uuid.UUID, wait: timedelta
+    ) -> CheckoutStatusBody | None:
+        """Wait up to `wait` for a running checkout's status to leave `processing`: the
+        recorded status body, or None when it has not, or the workflow refused the wait (the
+        status is recorded already, an operator must act first, enough clients wait).
+        CheckoutNotRunning without a running workflow."""
+        accepted = _answer(
+            checkout_id,
+            self.handle(checkout_id).start_update(
+                "wait_settled",
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                result_type=CheckoutStatusBody,
+            ),
+        )
+        try:
+            return await asyncio.wait_for(_outcome(accepted), wait.total_seconds())
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
+            # The SDK reports its poll cancelled by the time limit as the latter.
+            return None
+
+    def _start_options(self, checkout: CheckoutInput) -> dict[str, Any]:
+        """How a checkout's workflow is started, whichever way."""
+        return dict(
             id=workflow_id(checkout.checkout_id),
             task_queue=TaskQueue.CHECKOUT.value,
             # What the web UI shows of the run before it has done anything (no personal data:

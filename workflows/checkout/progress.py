@@ -11,7 +11,10 @@ Three views, kept in step by `Progress`:
 
 A record and the search attributes are written together ("published"), when somebody acts on the
 change (requires_action with its link, back to processing, an undo, the end) and for a step still
-running after SLOW_STEP; a step that ends sooner is recorded with the next record. Records survive
+running after SLOW_STEP; a step that ends sooner is recorded with the next record. Watching costs
+history events (a timer started, and cancelled when the stage ends first), so a run watches as a
+whole until it has lasted SLOW_STEP (one timer: most checkouts end sooner), and each stage on its
+own only from then on (runs started before the `run-watch` patch watch every stage). Records survive
 an outage of the checkout database without lengthening the history: see `write_record`.
 """
 
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -47,6 +50,9 @@ with workflow.unsafe.imports_passed_through():
         RECORD_TIMEOUT,
         SLOW_STEP,
     )
+
+# The patch that replaced a timer per stage with one per run for the run's first SLOW_STEP.
+RUN_WATCH = "run-watch"
 
 InputT = TypeVar("InputT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
@@ -123,6 +129,13 @@ class Progress:
         self._step_started: datetime | None = None
         self._publishing = asyncio.Lock()  # records are written in the order they were taken
         self._watching: asyncio.Future[None] | None = None  # the current stage's slow-step watch
+        self._run_watch: bool | None = None  # RUN_WATCH taken (None: not decided yet)
+        self._run_watched: asyncio.Future[None] | None = None  # the first stage's watch
+        self._slow_run = False  # the run has lasted SLOW_STEP: every stage is watched
+        self._stage_began = workflow.now()  # when the current stage began
+        # The status body as the checkout database last recorded it (None before the first
+        # record): what a client waiting for the status to leave `processing` is answered.
+        self.recorded: CheckoutStatusBody | None = None
 
     def show_start(self, customer_id: str) -> None:
         """The search attributes a run starts with, upserted only where the start lacked them."""
@@ -140,6 +153,10 @@ class Progress:
         """Refresh the run's current details (what it waits for changed; no event is written)."""
         workflow.set_current_details(self._details())
 
+    def settled(self) -> bool:
+        """Whether the checkout database records a status other than `processing`."""
+        return self.recorded is not None and self.recorded.status != CheckoutStatus.PROCESSING
+
     def status_changed(self) -> bool:
         """Whether the status differs from the one last published."""
         return self._body().status != self._published_status
@@ -156,12 +173,25 @@ class Progress:
         moved |= {step: StepStatus.STARTED for step in steps}
         self._stage_steps = steps
         self._note_moves(ended | moved)
+        self._stage_began = workflow.now()
         workflow.set_current_details(self._details())
         if self.status_changed():
             await self.publish()
         else:
-            self._stage += 1
-            self._watching = asyncio.ensure_future(self._publish_if_slow(self._stage))
+            self._next_stage()
+            if self._run_watched is None:
+                self._run_watched = asyncio.ensure_future(self._watch_first(self._stage))
+            elif not self._run_watch or self._slow_run:
+                self._watching = asyncio.ensure_future(self._publish_if_slow(self._stage))
+
+    def _next_stage(self) -> None:
+        """A new stage or a record: a stage's watch still waiting has nothing left to show.
+
+        RUN_WATCH is decided here, at the first change after the first stage started (after an
+        activity's end, a timer or a signal: the same workflow task on replay as when it ran)."""
+        if self._run_watch is None and self._run_watched is not None:
+            self._run_watch = workflow.patched(RUN_WATCH)
+        self._stage += 1
 
     async def publish(
         self,
@@ -172,7 +202,7 @@ class Progress:
         """Show the checkout as it is now: one upsert of the search attributes that changed,
         one record of the status body and of the steps that moved."""
         self._note_moves(moved or {})
-        self._stage += 1  # a watch still waiting has nothing left to show
+        self._next_stage()
         async with self._publishing:
             body = self._body()
             self._show_changed(body)
@@ -191,9 +221,11 @@ class Progress:
                     started_at={name.value: at for name, at in started.items()},
                 ),
             )
+            self.recorded = body
 
     def show_ended(self, body: CheckoutStatusBody) -> None:
         """A checkout found ended when its run started: its final status, shown as recorded."""
+        self.recorded = body
         self._show_changed(body)
         workflow.set_current_details(self._details())
 
@@ -203,9 +235,33 @@ class Progress:
             self._moved[step] = status
             self._started.setdefault(step, now)
 
-    async def _publish_if_slow(self, stage: int) -> None:
+    async def _watch_first(self, stage: int) -> None:
+        """The first stage's watch, the same timer on either path of RUN_WATCH: before it, it
+        ended with the stage; since, it watches the run's first SLOW_STEP (never cancelled: a run
+        that ends sooner leaves it). Then the current stage is shown if it has lasted SLOW_STEP,
+        else watched for the rest of it; every later stage is watched on its own."""
         try:
-            await workflow.wait_condition(lambda: self._stage != stage, timeout=SLOW_STEP)
+            await workflow.wait_condition(
+                lambda: self._stage != stage and not self._run_watch, timeout=SLOW_STEP
+            )
+            return  # runs started before RUN_WATCH: the stage ended first
+        except TimeoutError:
+            pass
+        if self._run_watch is None:
+            self._run_watch = workflow.patched(RUN_WATCH)
+        if self._run_watch:
+            self._slow_run = True
+            lasted = workflow.now() - self._stage_began
+            if lasted < SLOW_STEP:  # the current stage began since: it is watched on its own
+                self._watching = asyncio.ensure_future(
+                    self._publish_if_slow(self._stage, SLOW_STEP - lasted)
+                )
+                return
+        await self.publish()
+
+    async def _publish_if_slow(self, stage: int, after: timedelta = SLOW_STEP) -> None:
+        try:
+            await workflow.wait_condition(lambda: self._stage != stage, timeout=after)
         except TimeoutError:
             await self.publish()
 

@@ -68,6 +68,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.saga import Saga
 
 UNWINDING = frozenset({StepName.COMPENSATING, StepName.NEEDS_ATTENTION})
+# Clients waiting at once for a checkout to leave `processing` (`wait_settled`): below Temporal's
+# limit of updates in flight per run (10), so that an operator's requests always find room.
+MAX_WAITERS = 6
+# Why `wait_settled` is refused (the caller then answers from the checkout database).
+NOTHING_TO_WAIT_FOR = "nothing_to_wait_for"
 
 
 def _refused(code: FailureCode, message: str) -> ApplicationError:
@@ -98,6 +103,7 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
         self._shipment_dispatched = False
         self._money: MoneyOutcome | None = None  # what the undo did to the payment
         self._progress = Progress(self.status, self._details)
+        self._waiters = 0  # clients in `wait_settled`
 
     # -- signals, updates and queries ----------------------------------------------------------
 
@@ -139,6 +145,30 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
     def _may_force_cancel(self) -> None:
         if self._ended():
             raise _refused(FailureCode.CHECKOUT_ENDED, "the checkout has ended")
+
+    @workflow.update(name="wait_settled")
+    async def wait_settled(self) -> CheckoutStatusBody:
+        """A client waiting for the status to leave `processing`: answered with the status body
+        as the checkout database records it once it does (the caller bounds the wait).
+
+        Two events in the history (accepted, completed) and no timer: a client that stops
+        waiting leaves the update to complete when the status moves."""
+        self._waiters += 1
+        try:
+            await workflow.wait_condition(self._progress.settled)
+        finally:
+            self._waiters -= 1
+        assert self._progress.recorded is not None
+        return self._progress.recorded
+
+    @wait_settled.validator
+    def _may_wait(self) -> None:
+        # Refused (and kept out of the history) when there is nothing a wait would bring soon:
+        # the status is recorded already, or only an operator moves the checkout on.
+        if self._progress.settled() or self._step == StepName.NEEDS_ATTENTION:
+            raise ApplicationError("the status is settled", type=NOTHING_TO_WAIT_FOR)
+        if self._waiters >= MAX_WAITERS:
+            raise ApplicationError("enough clients wait already", type=NOTHING_TO_WAIT_FOR)
 
     @workflow.query(name="status")
     def status(self) -> CheckoutStatusBody:
@@ -215,6 +245,8 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
         await self._settle_events()
         self._money = self._money or MoneyOutcome.NOTHING_TO_REFUND
         ended = self._failure.code.value if self._failure else "none"
+        # Waiting clients are answered before the run ends (no event when none waits).
+        await workflow.wait_condition(workflow.all_handlers_finished)
         workflow.metric_meter().create_counter(
             "checkouts_ended", "checkouts ended, by status and failure code"
         ).with_additional_attributes({"status": self._status.value, "code": ended}).add(1)
