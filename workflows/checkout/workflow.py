@@ -464,8 +464,15 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
         self._status, self._step = status, StepName.COMPENSATING
         if self._payment is not None and self._cancel.captured:
             self._payment = PaymentSummary(status=PaymentStatus.REFUNDED)
-        elif self._payment is not None and self._payment.status == PaymentStatus.AUTHORIZED:
-            # The compensation released the authorization (a declined capture, a later step).
+        elif self._payment is not None and (
+            self._payment.status == PaymentStatus.AUTHORIZED
+            or (
+                self._payment.status == PaymentStatus.PROCESSING
+                and self._money == MoneyOutcome.VOIDED
+            )
+        ):
+            # The compensation released the authorization (a declined capture, a later step), or
+            # cancelled an intent the provider was still deciding: nothing is held any more.
             self._payment = PaymentSummary(status=PaymentStatus.VOIDED)
         await self._progress.publish(
             {self._step: StepStatus.COMPLETED}, error_code=code.value, note=self._note

@@ -123,6 +123,23 @@ async def test_the_buyers_cancel_while_the_buyer_is_asked_to_act(shop: Shop) -> 
     assert run.world.given_back() == []
 
 
+async def test_the_buyers_cancel_while_the_provider_decides_says_the_payment_was_voided(
+    shop: Shop,
+) -> None:
+    run = await shop.start(payment="processing")
+    await run.wait_for("processing", "awaiting_payment")
+
+    assert await run.checkouts.request_cancel(run.id) is True
+    body = await run.handle.result()
+
+    assert body.status == "cancelled"
+    # The intent was cancelled undecided: the answer says so, not "processing".
+    assert run.world.intent == "canceled"
+    assert body.payment is not None
+    assert body.payment.status == "voided"
+    assert run.world.given_back() == []
+
+
 @pytest.mark.parametrize(("step", "registered"), FROM_CAPTURE, ids=_ids(FROM_CAPTURE))
 async def test_the_buyers_cancel_from_the_capture_on_is_refused(
     shop: Shop, step: ActivityName[Any, Any], registered: int
