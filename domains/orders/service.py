@@ -344,4 +344,4 @@ async def order_numbers(
     rows = await session.execute(
         select(Order.id, Order.order_number).where(Order.id.in_(order_ids))
     )
-    return dict(rows.tuples().all())
+    return {key: value for key, value in rows}

@@ -254,7 +254,7 @@ async def disputes(
     if open_only:
         query = query.where(PaymentDispute.status.not_in([s.value for s in DISPUTE_CLOSED]))
     rows = await session.execute(query)
-    return [DisputeView(dispute, payment) for dispute, payment in rows.tuples()]
+    return [DisputeView(dispute, payment) for dispute, payment in rows]
 
 
 async def disputes_of_orders(
@@ -269,7 +269,7 @@ async def disputes_of_orders(
         .where(Payment.order_id.in_(order_ids))
         .order_by(PaymentDispute.created_at)
     )
-    return {order_id: dispute for order_id, dispute in rows.tuples() if order_id is not None}
+    return {order_id: dispute for order_id, dispute in rows if order_id is not None}
 
 
 @dataclass(frozen=True)
@@ -292,7 +292,7 @@ async def waiting_refunds(session: AsyncSession, limit: int = 100) -> list[Refun
         .order_by(PaymentRefund.created_at, PaymentRefund.id)
         .limit(limit)
     )
-    return [RefundView(refund, payment) for refund, payment in rows.tuples()]
+    return [RefundView(refund, payment) for refund, payment in rows]
 
 
 async def failed_refund(
