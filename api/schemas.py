@@ -510,14 +510,19 @@ class CheckoutOut(Response):
 
 
 class OrderItemOut(Response):
-    """An order line."""
+    """An order line (`id` is what a return names)."""
 
+    id: uuid.UUID
     product_id: uuid.UUID
     variant_id: uuid.UUID
     sku: str
     quantity: int
     unit_price: AmountOut
     total_price: AmountOut
+    # The line's share of the order's discount and its tax, fixed when the order was created:
+    # what a return of the whole line gives back is total_price - discount_amount + tax_amount.
+    discount_amount: AmountOut
+    tax_amount: AmountOut
 
 
 class TransitionOut(Response):
@@ -558,8 +563,14 @@ class OrderOut(Response):
     user_id: uuid.UUID
     status: str
     currency: str
+    subtotal: AmountOut
+    # The same as `subtotal` (the name older clients read).
     subtotal_amount: AmountOut
     discount_amount: AmountOut
+    shipping_amount: AmountOut
+    # All the order's tax: its lines' and its shipping's.
+    tax_amount: AmountOut
+    # subtotal - discount_amount + shipping_amount + tax_amount: what the buyer paid.
     total_amount: AmountOut
     # What went back to the buyer (refunds made by the platform or in the provider's dashboard).
     refunded_amount: AmountOut

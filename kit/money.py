@@ -7,6 +7,7 @@ boundary: `to_minor_units` and `from_minor_units`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -146,3 +147,32 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
+
+
+def allocate(amount: Money, weights: Sequence[Money]) -> list[Money]:
+    """`amount` split over `weights` pro rata, each share rounded half-up to the minor unit.
+
+    What rounding leaves over (or takes too much) goes to the largest weight (the first of equal
+    ones), so the shares always add up to `amount` exactly. All weights zero: everything on the
+    first. Used to spread an order's discount over its lines, so a refund of some lines later
+    gives back exactly the share they were given, whatever prices and coupons say by then.
+    """
+    if not weights:
+        if amount.is_zero():
+            return []
+        raise MoneyError("cannot allocate money over no weights")
+    for weight in weights:
+        if weight.currency != amount.currency:
+            raise MoneyError(f"cannot allocate {amount.currency} over {weight.currency}")
+        if weight.amount < 0:
+            raise MoneyError("allocation weights must not be negative")
+    total = sum((w.amount for w in weights), Decimal(0))
+    largest = max(range(len(weights)), key=lambda i: (weights[i].amount, -i))
+    if total == 0:
+        return [
+            amount if i == largest else Money.zero(amount.currency) for i in range(len(weights))
+        ]
+    shares = [Money.rounded(amount.amount * w.amount / total, amount.currency) for w in weights]
+    left = amount.amount - sum((s.amount for s in shares), Decimal(0))
+    shares[largest] = Money(shares[largest].amount + left, amount.currency)
+    return shares

@@ -50,12 +50,15 @@ class OrdersActivities:
                     sku=line.sku,
                     quantity=line.quantity,
                     unit_price=Money.of(line.unit_price, currency),
+                    tax=Money.of(input.line_taxes.get(line.variant_id, 0), currency),
                 )
                 for line in input.lines
             ],
             subtotal=input.subtotal.money(),
             discount=input.discount.money(),
             total=input.total.money(),
+            shipping=input.shipping.money() if input.shipping else None,
+            tax=input.tax.money() if input.tax else None,
             coupon_code=input.coupon_code,
             shipping_address=input.shipping_address.model_dump(mode="json"),
             billing_address=(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
+
+from pydantic import Field
 
 from activities.shared import ActivityName, Address, Line, MoneyValue, Payload
 
@@ -20,6 +23,11 @@ class CreateOrderInput(Payload):
     coupon_code: str | None
     shipping_address: Address
     billing_address: Address | None
+    # The whole price (both absent in histories of checkouts started before they existed: zero).
+    # `tax` is all the tax; `line_taxes` the part of it on each line, by variant.
+    shipping: MoneyValue | None = None
+    tax: MoneyValue | None = None
+    line_taxes: dict[uuid.UUID, Decimal] = Field(default_factory=dict)
 
 
 class OrderInfo(Payload):

@@ -113,6 +113,7 @@ class FailureCode(StrEnum):
     ORDER_NOT_FOUND = "order_not_found"
     INVALID_ORDER_TRANSITION = "invalid_order_transition"
     ORDER_NOT_CANCELLABLE = "order_not_cancellable"
+    ORDER_AMOUNTS_MISMATCH = "order_amounts_mismatch"
     # domains.payments
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_DECLINED = "payment_declined"

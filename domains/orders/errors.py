@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kit.errors import Conflict, NotFound
+from kit.errors import Conflict, DomainError, NotFound
 
 
 class OrderNotFound(NotFound, code="order_not_found"):
@@ -20,3 +20,9 @@ class OrderNotCancellable(Conflict, code="order_not_cancellable"):
 
 class AlreadyShipped(Conflict, code="already_shipped"):
     """The carrier has the parcel: the order can no longer be cancelled."""
+
+
+class InvalidOrder(DomainError, code="order_amounts_mismatch", http_status=500):
+    """The amounts an order was asked to be created with do not add up (subtotal is not the sum
+    of the lines, or total is not subtotal - discount + shipping + tax): a bug upstream, refused
+    before anything is written."""

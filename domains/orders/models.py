@@ -42,9 +42,12 @@ class Order(Base):
     """An order.
 
     Added: `checkout_id` (unique: creating the order is idempotent per checkout, the seed only knows
-    `order_id` downstream), `subtotal_amount`, `discount_amount` and `coupon_code` (the total's
-    breakdown), `updated_at`, `refunded_amount`; non-negative amounts with total = subtotal -
-    discount, refunds bounded by the total.
+    `order_id` downstream), `subtotal_amount`, `discount_amount`, `shipping_amount`, `tax_amount`
+    and `coupon_code` (the total's breakdown), `updated_at`, `refunded_amount`; non-negative amounts
+    with total = subtotal - discount + shipping + tax, refunds bounded by the total.
+
+    `tax_amount` is all the tax: the lines' (on `order_items`) and the shipping's, which is the
+    difference.
     """
 
     __tablename__ = "orders"
@@ -56,8 +59,11 @@ class Order(Base):
             name="amounts_non_negative",
         ),
         CheckConstraint(
-            "total_amount = subtotal_amount - discount_amount",
-            name="total_is_subtotal_less_discount",
+            "shipping_amount >= 0 AND tax_amount >= 0", name="shipping_and_tax_non_negative"
+        ),
+        CheckConstraint(
+            "total_amount = subtotal_amount - discount_amount + shipping_amount + tax_amount",
+            name="total_is_the_whole_price",
         ),
         CheckConstraint(
             "refunded_amount >= 0 AND refunded_amount <= total_amount",
@@ -79,16 +85,29 @@ class Order(Base):
     updated_at: Mapped[datetime] = updated_at_column()
     # What went back to the buyer, as the payment provider reports it (platform or dashboard).
     refunded_amount: Mapped[Decimal] = mapped_column(server_default="0")
+    # What the buyer pays for delivery (before its tax), and all the tax of the order.
+    shipping_amount: Mapped[Decimal] = mapped_column(server_default="0")
+    tax_amount: Mapped[Decimal] = mapped_column(server_default="0")
 
 
 class OrderItem(Base):
-    """A line of an order at the price the buyer pays. Added: `sku`; one line per variant."""
+    """A line of an order at the price the buyer pays.
+
+    Added: `sku`; one line per variant; `discount_amount`, the line's share of the order's discount
+    (pro rata to line value, rounded half-up, the remainder on the largest line) and `tax_amount`,
+    the tax on the line, both fixed when the order is created, so a refund of the line never
+    recomputes them from today's prices, coupons or tax rates.
+    """
 
     __tablename__ = "order_items"
     __table_args__ = (
         UniqueConstraint("order_id", "variant_id"),
         CheckConstraint("quantity > 0", name="quantity_positive"),
         CheckConstraint("unit_price >= 0 AND total_price >= 0", name="prices_non_negative"),
+        CheckConstraint(
+            "discount_amount >= 0 AND discount_amount <= total_price AND tax_amount >= 0",
+            name="line_money_bounded",
+        ),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -99,6 +118,8 @@ class OrderItem(Base):
     unit_price: Mapped[Decimal]
     total_price: Mapped[Decimal]
     sku: Mapped[str] = mapped_column(String(64))
+    discount_amount: Mapped[Decimal] = mapped_column(server_default="0")
+    tax_amount: Mapped[Decimal] = mapped_column(server_default="0")
 
 
 class OrderAddress(Base):

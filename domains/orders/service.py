@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Insert, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.orders.errors import InvalidTransition, OrderNotFound
+from domains.orders.errors import InvalidOrder, InvalidTransition, OrderNotFound
 from domains.orders.events import AGGREGATE, OrderCreated, OrderStatusChanged
 from domains.orders.models import (
     Order,
@@ -23,7 +23,7 @@ from domains.orders.models import (
 )
 from domains.orders.statuses import AddressType, OrderStatus
 from kit.db import get_owned, insert_or_get, written
-from kit.money import Money
+from kit.money import Money, allocate
 from kit.outbox import NewEvent, write_with_events
 
 S = OrderStatus
@@ -61,11 +61,23 @@ class NewOrderLine:
     sku: str
     quantity: int
     unit_price: Money
+    # The tax on the line, as the tax service computed it for this order (zero without one).
+    tax: Money | None = None
+
+    @property
+    def total(self) -> Money:
+        """Unit price times quantity."""
+        return self.unit_price * self.quantity
 
 
 @dataclass(frozen=True)
 class NewOrder:
-    """Everything an order is created from."""
+    """Everything an order is created from.
+
+    The total is the whole price: subtotal - discount + shipping + tax, where `tax` is all of it
+    (the lines' and the shipping's). A spec whose parts do not add up is refused before anything
+    is written.
+    """
 
     checkout_id: uuid.UUID
     user_id: uuid.UUID
@@ -76,6 +88,35 @@ class NewOrder:
     coupon_code: str | None
     shipping_address: dict[str, Any]
     billing_address: dict[str, Any] | None
+    shipping: Money | None = None
+    tax: Money | None = None
+
+    def shipping_or_zero(self) -> Money:
+        """What delivery costs the buyer, before its tax."""
+        return self.shipping or Money.zero(self.total.currency)
+
+    def tax_or_zero(self) -> Money:
+        """All the order's tax."""
+        return self.tax or Money.zero(self.total.currency)
+
+    def check(self) -> None:
+        """Refuse a spec whose money does not add up (a bug upstream, never the buyer's)."""
+        currency = self.total.currency
+        lines = sum((line.total for line in self.lines), Money.zero(currency))
+        line_tax = sum(
+            (line.tax or Money.zero(currency) for line in self.lines), Money.zero(currency)
+        )
+        whole = self.subtotal - self.discount + self.shipping_or_zero() + self.tax_or_zero()
+        if lines != self.subtotal or whole != self.total or line_tax > self.tax_or_zero():
+            raise InvalidOrder(
+                "the order's amounts do not add up",
+                subtotal=str(self.subtotal),
+                total=str(self.total),
+            )
+
+    def line_discounts(self) -> list[Money]:
+        """Each line's share of the discount, fixed now for every later refund."""
+        return allocate(self.discount, [line.total for line in self.lines])
 
 
 async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
@@ -85,6 +126,7 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
     its number drawn by the same statement), then its lines, addresses, first transition and
     `order.created` event together.
     """
+    spec.check()
     order, created = await insert_or_get(
         session,
         Order,
@@ -97,6 +139,8 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
             "currency": spec.total.currency,
             "subtotal_amount": spec.subtotal.amount,
             "discount_amount": spec.discount.amount,
+            "shipping_amount": spec.shipping_or_zero().amount,
+            "tax_amount": spec.tax_or_zero().amount,
             "total_amount": spec.total.amount,
             "coupon_code": spec.coupon_code,
         },
@@ -113,9 +157,11 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
             "sku": line.sku,
             "quantity": line.quantity,
             "unit_price": line.unit_price.amount,
-            "total_price": (line.unit_price * line.quantity).amount,
+            "total_price": line.total.amount,
+            "discount_amount": discount.amount,
+            "tax_amount": line.tax.amount if line.tax else 0,
         }
-        for line in spec.lines
+        for line, discount in zip(spec.lines, spec.line_discounts(), strict=True)
     ]
     addresses = [
         {"id": uuid.uuid4(), "order_id": order.id, "type": kind.value, "address": address}
