@@ -32,6 +32,7 @@ from pydantic import (
 from activities.shared import Address
 from kit.money import Money, MoneyError, normalize_currency
 from kit.text import MultilineText, PlainText
+from workflows.checkout.contract import FINAL, StepName
 from workflows.checkout.models import CheckoutStatusBody
 
 
@@ -499,8 +500,17 @@ class CheckoutOut(Response):
 
     @classmethod
     def of(cls, body: CheckoutStatusBody) -> CheckoutOut:
-        """The API's view of the workflow's (or the database's) status body."""
+        """The API's view of the workflow's (or the database's) status body.
+
+        An ended checkout is at step `complete` whatever its status: nothing runs for it any
+        more. The run itself records the last step it started (`compensating` for a checkout
+        that gave back what it held; the `CheckoutStep` search attribute keeps that), which would
+        read as still going; why it ended is its `failure.code`, each step's outcome is in the
+        operators' view of its steps.
+        """
         data = body.model_dump(mode="json")
+        if body.status in FINAL:
+            data["step"] = StepName.COMPLETE.value
         if body.order is not None:
             data["order"]["total_amount"] = money(body.order.total_amount, body.order.currency)
         return cls.model_validate(data)
