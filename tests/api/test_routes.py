@@ -285,6 +285,15 @@ async def test_coupons(http: httpx.AsyncClient, operator: Caller) -> None:
         422,
         "validation_error",
     )
+    # The validity window is required, with a UTC offset, end after start: the 422 names the field.
+    no_end = {key: value for key, value in body.items() if key != "valid_to"} | {"code": code + "Z"}
+    naive = {**body, "code": code + "W", "valid_from": "2026-01-01T00:00:00"}
+    backwards = {**body, "code": code + "V", "valid_to": "2025-01-01T00:00:00Z"}
+    for wrong, field in ((no_end, "valid_to"), (naive, "valid_from"), (backwards, "valid_to")):
+        refused = await http.post("/v1/coupons", json=wrong, headers=operator.headers)
+        assert_problem(refused, 422, "validation_error")
+        assert [error["loc"] for error in refused.json()["errors"]] == [["body", field]]
+        assert refused.json()["detail"].startswith(f"the request is not valid: {field}: ")
     too_much = {**body, "code": code + "Y", "discount_type": "percentage", "discount_value": "150"}
     assert_problem(
         await http.post("/v1/coupons", json=too_much, headers=operator.headers),
