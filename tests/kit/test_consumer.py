@@ -18,7 +18,15 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.consumer import Envelope, EventConsumer, InvalidEvent, NotYet, Reactions, Subscription
+from kit.consumer import (
+    Envelope,
+    EventConsumer,
+    InvalidEvent,
+    NotYet,
+    Reactions,
+    Subscription,
+    _drift,
+)
 from kit.db import DomainDatabase
 from kit.relay import ensure_stream
 from kit.subjects import EventName
@@ -315,3 +323,13 @@ async def test_a_durable_left_by_an_earlier_release_is_updated_in_place_to_read_
     info = await js.consumer_info(name.stream, durable)
     assert sorted(info.config.filter_subjects or []) == sorted([name.subject, added.subject])
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    # As the server now reports it, the durable is what the consumer wants: the next start
+    # leaves it alone instead of updating it again.
+    wanted = ConsumerConfig(
+        filter_subjects=[added.subject, name.subject],
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30,
+        max_deliver=-1,
+    )
+    assert _drift(info.config, wanted) == {}
+    assert _drift(info.config, ConsumerConfig(filter_subjects=[name.subject])) != {}
