@@ -95,7 +95,7 @@ def install(app: FastAPI) -> None:
             {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
             for e in exc.errors()
         ]
-        return problem(422, "validation_error", "the request is not valid", errors=errors)
+        return problem(422, "validation_error", _invalid(errors), errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -107,6 +107,21 @@ def install(app: FastAPI) -> None:
     # Exception answers, then re-raises to the server, which logs a traceback per request).
     for kind in _SERVER_ERRORS:
         app.add_exception_handler(kind, _server_error)
+
+
+def _invalid(errors: list[dict[str, Any]], shown: int = 3) -> str:
+    """The detail of a 422 `validation_error`: which fields are wrong, and how (the first few;
+    `errors` has them all), e.g. `valid_to: Field required`."""
+    said = []
+    for error in errors[:shown]:
+        where = [str(part) for part in error["loc"]]
+        if where[:1] == ["body"]:
+            where = where[1:]  # the body's fields by their own names
+        said.append(f"{'.'.join(where) or 'body'}: {error['msg']}")
+    if not said:
+        return "the request is not valid"
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return "the request is not valid: " + "; ".join(said) + more
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from babel import Locale
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,6 +33,7 @@ from pydantic import (
 from activities.shared import Address
 from kit.money import Money, MoneyError, normalize_currency
 from kit.text import MultilineText, PlainText
+from workflows.checkout.contract import FINAL, StepName
 from workflows.checkout.models import CheckoutStatusBody
 
 
@@ -305,18 +307,35 @@ class CouponIn(Request):
     discount_type: Literal["percentage", "fixed"]
     discount_value: Decimal = Field(gt=0, max_digits=15, decimal_places=4)
     currency: Currency | None = None
-    valid_from: datetime
-    valid_to: datetime
+    valid_from: AwareDatetime = Field(
+        description=(
+            "Required. When the coupon starts to apply (included): an ISO 8601 date and time "
+            "with its UTC offset, e.g. `2026-01-01T00:00:00Z` or `2026-01-01T09:00:00+01:00`; "
+            "a time without an offset is refused."
+        ),
+        examples=["2026-01-01T00:00:00Z"],
+    )
+    valid_to: AwareDatetime = Field(
+        description=(
+            "Required. When the coupon stops applying (excluded), after `valid_from`, in the "
+            "same format."
+        ),
+        examples=["2027-01-01T00:00:00Z"],
+    )
     max_redemptions: int | None = Field(default=None, ge=1, le=100_000_000)
     max_per_user: int | None = Field(default=None, ge=1, le=1_000_000)
     min_subtotal: Amount | None = None
 
+    @field_validator("valid_to")
+    @classmethod
+    def _after_valid_from(cls, valid_to: datetime, info: ValidationInfo) -> datetime:
+        valid_from = info.data.get("valid_from")
+        if valid_from is not None and valid_to <= valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        return valid_to
+
     @model_validator(mode="after")
     def _consistent(self) -> CouponIn:
-        if self.valid_from.tzinfo is None or self.valid_to.tzinfo is None:
-            raise ValueError("valid_from and valid_to need a time zone")
-        if self.valid_to <= self.valid_from:
-            raise ValueError("valid_to must be after valid_from")
         if self.discount_type == "percentage" and self.discount_value > 100:
             raise ValueError("a percentage is at most 100")
         if (self.discount_type == "fixed" or self.min_subtotal is not None) and not self.currency:
@@ -499,8 +518,17 @@ class CheckoutOut(Response):
 
     @classmethod
     def of(cls, body: CheckoutStatusBody) -> CheckoutOut:
-        """The API's view of the workflow's (or the database's) status body."""
+        """The API's view of the workflow's (or the database's) status body.
+
+        An ended checkout is at step `complete` whatever its status: nothing runs for it any
+        more. The run itself records the last step it started (`compensating` for a checkout
+        that gave back what it held; the `CheckoutStep` search attribute keeps that), which would
+        read as still going; why it ended is its `failure.code`, each step's outcome is in the
+        operators' view of its steps.
+        """
         data = body.model_dump(mode="json")
+        if body.status in FINAL:
+            data["step"] = StepName.COMPLETE.value
         if body.order is not None:
             data["order"]["total_amount"] = money(body.order.total_amount, body.order.currency)
         return cls.model_validate(data)

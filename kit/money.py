@@ -18,14 +18,34 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be money."""
 
 
+# ISO 4217 codes that name no money anybody pays with: precious metals (XAU, XAG, XPD, XPT),
+# the testing and "no currency" codes (XTS, XXX), units of account and bond-market units (XDR,
+# XBA..XBD, XSU, XUA, and the withdrawn XEU, XFO, XFU, XRE, XAD CLDR still lists). A price, a cart
+# or a coupon in one of them would reach the payment provider, which refuses it.
+NOT_CURRENCIES = frozenset(
+    {
+        "XAG", "XAU", "XPD", "XPT",
+        "XTS", "XXX",
+        "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA",
+        "XAD", "XEU", "XFO", "XFU", "XRE",
+    }
+)  # fmt: skip
+
 # Read once, at import. Babel loads its CLDR data from files lazily; doing that here keeps file I/O
 # out of workflow code, where Temporal's sandbox forbids it (and where it would not be replay-safe).
-_EXPONENTS: dict[str, int] = {code: int(get_currency_precision(code)) for code in list_currencies()}
+_EXPONENTS: dict[str, int] = {
+    code: int(get_currency_precision(code))
+    for code in list_currencies()
+    if code not in NOT_CURRENCIES
+}
 
 
 def normalize_currency(code: str) -> str:
-    """The upper-case ISO 4217 code, or MoneyError if the code is unknown."""
+    """The upper-case ISO 4217 code of a currency, or MoneyError if the code is unknown or names
+    something other than money to pay with (`NOT_CURRENCIES`)."""
     upper = code.strip().upper()
+    if upper in NOT_CURRENCIES:
+        raise MoneyError(f"{code!r} is not a currency one can pay with")
     if len(upper) != 3 or upper not in _EXPONENTS:
         raise MoneyError(f"unknown currency {code!r}")
     return upper

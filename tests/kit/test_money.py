@@ -17,6 +17,26 @@ def test_minor_units_follow_the_currency() -> None:
     assert minor_unit_exponent("KWD") == 3
 
 
+@pytest.mark.parametrize(
+    "code", ["XXX", "xau", "XAG", "XPD", "XPT", "XTS", "XDR", "XBA", "XBD", "XSU", "XUA"]
+)
+def test_codes_that_name_no_money_to_pay_with_are_refused(code: str) -> None:
+    with pytest.raises(MoneyError, match="not a currency"):
+        normalize_currency(code)
+    with pytest.raises(MoneyError):
+        Money.of("1", code)
+
+
+def test_currencies_that_share_the_x_prefix_are_money() -> None:
+    # CFA francs, the East Caribbean dollar and the CFP franc are paid with every day.
+    assert [normalize_currency(c) for c in ("XOF", "XAF", "XCD", "XPF")] == [
+        "XOF",
+        "XAF",
+        "XCD",
+        "XPF",
+    ]
+
+
 def test_exact_amounts_keep_their_value_and_gain_the_currency_scale() -> None:
     assert Money.of("10", "usd") == Money(Decimal("10.00"), "USD")
     assert str(Money.of("10", "USD").amount) == "10.00"
