@@ -21,6 +21,10 @@ class AuthorizeInput(Payload):
     # The checkout takes another method after a decline (`on_decline: retry`): its undo also
     # cancels an intent left declined, which could otherwise still be confirmed later.
     cancel_declined: bool = False
+    # The provider's idempotency key of the compensation's refund, when it is not the checkout's
+    # own (`<checkout_id>:refund`): an order cancellation refunds under
+    # `order-cancel-<order>:refund`, so that no other refund of the payment replays its answer.
+    refund_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ConfirmInput(Payload):
