@@ -40,6 +40,7 @@ class Payments:
 
     refuse: str | None = None
     outages: int = 0
+    broken: bool = False
     asked: list[payments.RefundRequestInput] = field(default_factory=list)
     sent: list[payments.SendRefundInput] = field(default_factory=list)
     refund_id: uuid.UUID = field(default_factory=uuid.uuid4)
@@ -61,6 +62,8 @@ class Payments:
     @activity.defn(name=payments.SEND_REFUND.name)
     async def send_refund(self, send: payments.SendRefundInput) -> payments.RefundRequestResult:
         self.sent.append(send)
+        if self.broken:
+            raise ApplicationError("no such refund", type="refund_not_found", non_retryable=True)
         if len(self.sent) <= self.outages:
             raise RuntimeError("the provider is down")
         return self.result(self.asked[-1], "succeeded")
@@ -134,6 +137,18 @@ async def test_a_refusal_is_the_decision_and_nothing_is_sent(env: WorkflowEnviro
     assert decided.refund is None
     assert len(fake.asked) == 1
     assert fake.sent == []
+
+
+async def test_a_send_failing_for_good_ends_the_run_with_its_code(
+    env: WorkflowEnvironment,
+) -> None:
+    fake = Payments(broken=True)
+    decided, final = await _run(env, fake, "key-1")
+
+    assert decided.decision == final.decision == RefundDecision.ACCEPTED
+    assert final.refund == decided.refund  # what was recorded; its status unknown to the run
+    assert final.code == "refund_not_found"
+    assert len(fake.sent) == 1
 
 
 async def test_the_same_key_answers_the_first_refund(env: WorkflowEnvironment) -> None:
