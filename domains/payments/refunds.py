@@ -119,7 +119,12 @@ async def request_refund(session: AsyncSession, ask: RefundAsk) -> PaymentRefund
     """Record `ask` against what is left of the order's capture, or the request recorded under
     its key before (the same ask again). IdempotencyKeyReused for the key with another ask;
     RefundCurrencyMismatch, PaymentNotCaptured, RefundExceedsCaptured record nothing."""
-    payment = await payment_of_order(session, ask.order_id, lock=True)
+    try:
+        payment = await payment_of_order(session, ask.order_id, lock=True)
+    except PaymentNotFound as exc:  # a zero total took no payment: there is nothing to give back
+        raise PaymentNotCaptured(
+            "the order has no payment to refund", order_id=str(ask.order_id)
+        ) from exc
     earlier = await session.scalar(
         select(PaymentRefundRequest).where(PaymentRefundRequest.request_key == ask.key)
     )

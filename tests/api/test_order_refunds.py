@@ -216,6 +216,14 @@ async def test_an_order_whose_payment_captured_nothing_is_not_refunded(shop: Sho
     assert (answer.status_code, answer.json()["code"]) == (409, "payment_not_captured")
     assert await requests_of(shop.platform, order_id) == []
 
+    # A free order (a 100% coupon) took no money at all.
+    free = await shop.coupon("percentage", "100")
+    checkout_id = await shop.checkout(await shop.cart((variant, 1)), coupon_code=free)
+    body = await shop.wait(checkout_id)
+    assert body["status"] == "completed", body
+    answer = await refund(shop, body["order"]["id"], {"amount": "1.00", "reason": "x"}, "k")
+    assert (answer.status_code, answer.json()["code"]) == (409, "payment_not_captured")
+
 
 async def test_a_refund_the_provider_fails_waits_for_an_operator(shop: Shop) -> None:
     checkout_id, order_id, _ = await completed(shop, "pm_card_refundFail", price="20.00")
