@@ -296,7 +296,7 @@ def _returns_call(args: argparse.Namespace) -> Call:
     if args.action == "receive":
         return Call("POST", path, body={"lines": args.lines})
     if args.action == "reject" and args.reason:
-        return Call("POST", path, body={"reason": args.reason})
+        return Call("POST", path, body={"note": args.reason})
     return Call("POST", path)
 
 

@@ -79,15 +79,16 @@ async def approve_return(
 @router.post("/v1/ops/returns/{return_id}/reject", response_model=ReturnOut, tags=["operations"])
 async def reject_return(
     return_id: uuid.UUID,
-    body: ResolutionIn,
     wired: PlatformDep,
     _: Operator,
+    body: ResolutionIn | None = None,
     idempotency_key: RequestKey = None,
 ) -> ReturnOut:
-    """Reject a requested return, with a note (its units may be asked for again). 409
-    `return_not_awaiting` unless it is `requested`."""
+    """Reject a requested return, optionally with a note `{note}` (its units may be asked for
+    again). 409 `return_not_awaiting` unless it is `requested`."""
+    note = body.note if body else None
     return await returns.decide(
-        wired, return_id, "reject", note=body.note, idempotency_key=idempotency_key
+        wired, return_id, "reject", note=note, idempotency_key=idempotency_key
     )
 
 

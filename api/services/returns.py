@@ -187,7 +187,7 @@ async def decide(
         if action == "approve":
             await _temporal(return_id, client.approve(return_id, request_id))
         elif action == "reject":
-            await _temporal(return_id, client.reject(return_id, note or "", request_id))
+            await _temporal(return_id, client.reject(return_id, note, request_id))
         else:
             assert receipt is not None
             counted = Receipt(

@@ -185,7 +185,14 @@ async def test_a_returned_line_of_a_discounted_order_is_refunded_its_share_and_r
     ledger = await platform.ledger(uuid.UUID(order["checkout_id"]))
     assert [(r["captured"], r["refunded"]) for r in ledger] == [(6200, 886)]
     assert await _stock(platform, socks) == 10  # the unit is back on the shelf, once
-    late = await shop.http.post(f"/v1/ops/returns/{first['id']}/receive", json=receipt, headers=ops)
+    # The same receive again answers as before; another one is refused; nothing moves twice.
+    same = await shop.http.post(f"/v1/ops/returns/{first['id']}/receive", json=receipt, headers=ops)
+    assert same.status_code == 200, same.text
+    late = await shop.http.post(
+        f"/v1/ops/returns/{first['id']}/receive",
+        json=receipt,
+        headers={**ops, "Idempotency-Key": uuid.uuid4().hex},
+    )
     assert (late.status_code, late.json()["code"]) == (409, "return_not_awaiting")
     assert await _stock(platform, socks) == 10
     assert await _restocks(platform, first["id"]) == [(uuid.UUID(sock_line), 1)]

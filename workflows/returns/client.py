@@ -60,9 +60,9 @@ class ReturnClient:
         return body
 
     async def reject(
-        self, return_id: uuid.UUID, note: str, update_id: str | None = None
+        self, return_id: uuid.UUID, note: str | None, update_id: str | None = None
     ) -> ReturnBody:
-        """An operator's rejection, with a note; answers once it is recorded."""
+        """An operator's rejection, with a note or none; answers once it is recorded."""
         body: ReturnBody = await self.handle(return_id).execute_update(
             "reject", Resolution(note=note), id=update_id, result_type=ReturnBody
         )

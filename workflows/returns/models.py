@@ -77,9 +77,10 @@ class Receipt(Payload):
 
 
 class Resolution(Payload):
-    """An operator's note: why a return was rejected, or how failed steps were settled by hand."""
+    """An operator's note: why a return was rejected (optional), or how failed steps were
+    settled by hand."""
 
-    note: str
+    note: str | None = None
 
 
 class FailedStep(Payload):
