@@ -28,7 +28,7 @@ from workflows.returns.workflow import ReturnWorkflow
 pytestmark = pytest.mark.timeout(240)
 T = TypeVar("T")
 HISTORIES = Path(__file__).parents[1] / "workflows" / "histories"
-RECORDED_AS = "0.2.0"
+RECORDED_AS = "returns"
 
 
 @pytest.fixture
