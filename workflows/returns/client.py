@@ -12,7 +12,6 @@ from temporalio.service import RPCError, RPCStatusCode
 from workflows.checkout.contract import TaskQueue
 from workflows.returns.models import (
     CARRIER_DELIVERED,
-    REFUND_CHANGED,
     Receipt,
     Resolution,
     ReturnBody,
@@ -108,7 +107,3 @@ class ReturnClient:
     async def carrier_delivered(self, return_id: uuid.UUID) -> bool:
         """Tell a return its parcel reached the warehouse; False when no run waits for it."""
         return await self._signal(return_id, CARRIER_DELIVERED)
-
-    async def refund_changed(self, return_id: uuid.UUID) -> bool:
-        """Tell a return its refund moved at the provider; False when no run follows it."""
-        return await self._signal(return_id, REFUND_CHANGED)

@@ -17,10 +17,8 @@ from domains.orders.statuses import ReturnStatus
 
 WORKFLOW_TYPE = "ReturnWorkflow"
 _PREFIX = "return-"
-# Signals: the carrier reports the return parcel delivered to the warehouse; the payments
-# domain reports the return's refund moved (either only wakes the workflow to re-read).
+# The signal by which the carrier's tracking reports the return parcel delivered.
 CARRIER_DELIVERED = "carrier_delivered"
-REFUND_CHANGED = "refund_changed"
 
 
 def workflow_id(return_id: uuid.UUID) -> str:

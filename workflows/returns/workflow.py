@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.checkout.steps import DB_STEP_TIMEOUT, FORWARD, PROVIDER_STEP_TIMEOUT
     from workflows.returns.models import (
         CARRIER_DELIVERED,
-        REFUND_CHANGED,
         WORKFLOW_TYPE,
         FailedStep,
         Receipt,
@@ -59,7 +58,8 @@ CALLS = frozenset(
         payments.SEND_REFUND.name,
     }
 )
-# While the provider settles the refund, how often it is re-read without a signal.
+# While the provider settles the refund, how often its status is re-read (the payments domain
+# records the provider's refund events as they come).
 REFUND_RECHECK = timedelta(seconds=15)
 # Refund statuses still moving at the provider.
 SETTLING = frozenset({"pending", "requires_action"})
@@ -92,7 +92,6 @@ class ReturnWorkflow:
         self._note: str | None = None
         self._attempt = 0
         self._refund_status: str | None = None
-        self._refund_moved = False
 
     @workflow.query(name="status")
     def status(self) -> ReturnBody:
@@ -149,11 +148,6 @@ class ReturnWorkflow:
                 for line in self._input.lines
             ]
             self._receipt = Receipt(lines=lines, by="carrier")
-
-    @workflow.signal(name=REFUND_CHANGED)
-    def refund_changed(self) -> None:
-        """The provider moved the return's refund: re-read it now."""
-        self._refund_moved = True
 
     @workflow.update(name="retry")
     def retry(self) -> None:
@@ -277,11 +271,8 @@ class ReturnWorkflow:
         send = payments.SendRefundInput(refund_id=recorded.refund_id, purpose="return")
         result: payments.RefundRequestResult = await self._call(payments.SEND_REFUND, send)
         while result.status in SETTLING:
-            self._refund_status, self._refund_moved = result.status, False
-            try:
-                await workflow.wait_condition(lambda: self._refund_moved, timeout=REFUND_RECHECK)
-            except TimeoutError:
-                pass
+            self._refund_status = result.status
+            await workflow.sleep(REFUND_RECHECK)
             result = await self._call(payments.SEND_REFUND, send)
         self._refund_status = result.status
         if result.status != "succeeded":
