@@ -48,6 +48,9 @@ class NotificationKind(StrEnum):
     RETURN_NEEDS_ATTENTION = "return_needs_attention"
 
 
+# An order's status until its checkout captured the payment.
+UNPAID = "pending_payment"
+
 # The recipient of notifications meant for the shop's operators (the nil UUID: no buyer has it).
 OPERATORS = uuid.UUID(int=0)
 
@@ -185,6 +188,7 @@ class OrderRefunded(_Read):
     order_id: uuid.UUID
     order_number: str
     user_id: uuid.UUID
+    from_state: str | None = None
     reason: str | None = None
     total_amount: Decimal | None = None
     refunded_amount: Decimal | None = None
@@ -218,7 +222,11 @@ def _refund_notice(kind: NotificationKind) -> Reaction[OrderRefunded]:
 
 
 async def order_cancelled(session: AsyncSession, event: OrderRefunded) -> None:
-    """Tell the buyer their order is cancelled (by them or an operator), its payment refunded."""
+    """Tell the buyer their paid order is cancelled (by them or an operator), its payment
+    refunded. An order cancelled before it was paid belongs to a checkout that failed or expired:
+    the buyer is told of that instead (`checkout_failed`, `checkout_expired`)."""
+    if event.from_state in (None, UNPAID):
+        return
     body = {
         "order_id": str(event.order_id),
         "order_number": event.order_number,

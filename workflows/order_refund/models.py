@@ -46,7 +46,8 @@ class OrderRefundBody(Payload):
 
     request: OrderRefundInput
     decision: RefundDecision | None = None
-    # Refused: the stable code and why (e.g. `refund_exceeds_captured`).
+    # Refused: the stable code and why (e.g. `refund_exceeds_captured`); accepted, why sending
+    # the refund failed for good, if it did.
     code: str | None = None
     message: str | None = None
     refund: RefundRequestResult | None = None

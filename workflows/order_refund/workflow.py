@@ -6,7 +6,8 @@ the decision, answered to the API through the `decision` update. Refused (more t
 capture), nothing moved and the run ends. Accepted, the refund is sent to the provider under the
 workflow id as its idempotency key (`payments.send_refund`): a retried attempt sends the very
 same request, so the money moves once. From then on the provider's refund events move the
-refund's status (and a failed refund waits for an operator like any other). The run never fails.
+refund's status (and a failed refund waits for an operator like any other). The run never fails:
+a step failing for good (a fault) is logged and kept in its body.
 """
 
 from __future__ import annotations
@@ -81,15 +82,30 @@ class OrderRefundWorkflow:
             )
         else:
             self._set(decision=RefundDecision.ACCEPTED, refund=recorded)
-            send = payments.SendRefundInput(refund_id=recorded.refund_id)
-            sent = await self._call(payments.SEND_REFUND, send, PROVIDER_STEP_TIMEOUT)
-            self._set(refund=sent)
-            workflow.logger.info(
-                "order_refund.sent",
-                extra={"order_id": str(input.order_id), "status": sent.status},
-            )
+            await self._send(recorded)
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._body
+
+    async def _send(self, recorded: payments.RefundRequestResult) -> None:
+        """Refund at the provider (retried while it fails transiently). A permanent failure
+        (a fault, not an answer: a refusal by the provider is `rejected`) is logged and kept in
+        the body; the request stays recorded, visible in `GET /v1/ops/refunds/{id}`."""
+        send = payments.SendRefundInput(refund_id=recorded.refund_id)
+        try:
+            sent = await self._call(payments.SEND_REFUND, send, PROVIDER_STEP_TIMEOUT)
+        except ActivityError as error:
+            code, message = _refusal(error)
+            self._set(code=code, message=message)
+            workflow.logger.error(
+                "order_refund.send_failed",
+                extra={"refund_id": str(recorded.refund_id), "code": code},
+            )
+            return
+        self._set(refund=sent)
+        workflow.logger.info(
+            "order_refund.sent",
+            extra={"refund_id": str(recorded.refund_id), "status": sent.status},
+        )
 
     def _set(self, **changes: object) -> None:
         self._body = self._body.model_copy(update=changes)
