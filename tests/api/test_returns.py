@@ -47,9 +47,11 @@ async def _eventually(probe: Callable[[], Awaitable[T | None]], within_s: float 
         await asyncio.sleep(0.2)
 
 
-async def _delivered_order(shop: Shop, lines: list[tuple[str, int]], coupon: str) -> Body:
+async def _delivered_order(
+    shop: Shop, lines: list[tuple[str, int]], coupon: str, token: str = "tok_visa"
+) -> Body:
     """A checkout of `lines` with `coupon`, completed, its parcel delivered: the order."""
-    checkout_id = await shop.checkout(await shop.cart(*lines), coupon_code=coupon)
+    checkout_id = await shop.checkout(await shop.cart(*lines), coupon_code=coupon, token=token)
     done = await shop.wait(checkout_id)
     assert done["status"] == "completed", done
     order_id = uuid.UUID(done["order"]["id"])
@@ -288,3 +290,38 @@ async def test_an_order_not_delivered_or_past_the_window_is_not_returnable(
     assert (late.status_code, late.json()["code"]) == (422, "return_window_closed")
     unknown = await _ask(shop, delivered["id"], [(str(uuid.uuid4()), 1)], uuid.uuid4().hex)
     assert unknown.status_code == 422
+
+
+async def test_a_refund_the_provider_fails_waits_for_an_operator(
+    shop: Shop, platform: Platform
+) -> None:
+    shirt = await shop.variant(price="20.00")
+    coupon = await shop.coupon("percentage", "10")
+    order = await _delivered_order(shop, [(shirt, 2)], coupon, token="pm_card_refundFail")
+    item = order["items"][0]["id"]
+    asked = await _ask(shop, order["id"], [(item, 1)], uuid.uuid4().hex)
+    return_id, ops = asked.json()["id"], shop.operator.headers
+    approved = await shop.http.post(f"/v1/ops/returns/{return_id}/approve", headers=ops)
+    assert approved.status_code == 200, approved.text
+    receipt = {"lines": [{"order_item_id": item, "quantity": 1, "restock": False}]}
+    received = await shop.http.post(
+        f"/v1/ops/returns/{return_id}/receive", json=receipt, headers=ops
+    )
+    assert received.status_code == 200, received.text
+    # The provider accepts the refund, then fails it: the return waits for an operator.
+    await _return(shop, return_id, "needs_attention")
+    waiting = await shop.http.get("/v1/ops/returns?status=needs_attention&limit=100", headers=ops)
+    assert return_id in [r["id"] for r in waiting.json()["data"]]
+    assert await _restocks(platform, return_id) == []  # received, not restocked
+    resolved = await shop.http.post(
+        f"/v1/ops/returns/{return_id}/resolve", json={"note": "bank transfer"}, headers=ops
+    )
+    assert resolved.status_code == 200, resolved.text
+    done = await _return(shop, return_id, "refunded")
+    assert done["note"] == "bank transfer"
+    assert [t["to_state"] for t in done["transitions"]][-2:] == ["needs_attention", "refunded"]
+    again = await shop.http.post(
+        f"/v1/ops/returns/{return_id}/retry", headers={**ops, "Idempotency-Key": "late"}
+    )
+    assert (again.status_code, again.json()["code"]) == (409, "not_waiting_for_operator")
+    await _replays(platform, return_id, "refund_failed_resolved")

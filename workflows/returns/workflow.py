@@ -189,8 +189,10 @@ class ReturnWorkflow:
             await self._until_done("receive", self._received)
             if input.refund.amount > 0:
                 await self._until_done("refund", self._refund)
-            by_hand = self._refund_status == SETTLED_BY_HAND
-            await self._move(S.REFUNDED, "operator" if by_hand else "refund")
+            if self._refund_status == SETTLED_BY_HAND:
+                await self._move(S.REFUNDED, "operator", note=self._note)
+            else:
+                await self._move(S.REFUNDED, "refund")
         workflow.logger.info(
             "return.ended",
             extra={"return_id": str(input.return_id), "status": self._status.value},
