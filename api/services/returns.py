@@ -140,9 +140,12 @@ async def request(
             session, ask, timedelta(days=settings.window_days)
         )
         start = _workflow_input(found, settings.auto_approve)
-    # Started on every answer (once: a replay finds the run): a request whose start was lost to
-    # a Temporal outage is completed by its retry under the same key.
-    await _temporal(start.return_id, ReturnClient(wired.temporal).start(start))
+        waiting = found.order_return.status == ReturnStatus.REQUESTED
+    if waiting:
+        # Started on every answer while it is requested (once: a replay finds the run), so a
+        # request whose start was lost to a Temporal outage is completed by its retry under the
+        # same key; past `requested` it had its run (never started again, even after retention).
+        await _temporal(start.return_id, ReturnClient(wired.temporal).start(start))
     if created:
         log.info("returns.requested", return_id=str(start.return_id), order_id=str(order_id))
     async with wired.databases["orders"].begin() as session:
@@ -182,7 +185,13 @@ async def decide(
     client = ReturnClient(wired.temporal)
     request_id = update_id(f"return-{action}", return_id, idempotency_key)
     async with wired.databases["orders"].begin() as session:
-        await returns.get_return(session, return_id, None)  # 404 for an unknown return
+        found = await returns.get_return(session, return_id, None)  # 404 for an unknown return
+        start = _workflow_input(found, wired.settings.returns.auto_approve)
+    if found.order_return.status == ReturnStatus.REQUESTED:
+        # A requested return whose workflow never started (its request's start was lost and
+        # never retried) gets it now; for any other this changes nothing. Past `requested` a
+        # return always had its run (one ended long ago must not start again).
+        await _temporal(return_id, client.start(start))
     try:
         if action == "approve":
             await _temporal(return_id, client.approve(return_id, request_id))
