@@ -5,10 +5,8 @@ rest, with the shipping refunded once every unit is back."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +18,7 @@ from temporalio.worker import Replayer
 from kit.codec import data_converter
 from tests.api.conftest import Caller
 from tests.api.shop import Body, Shop
+from tests.api.test_aftersale import eventually
 from tests.api.test_order_cancel import _advance, _carrier_id
 from tests.platform import Platform
 from workflows.returns.client import ReturnClient
@@ -34,17 +33,6 @@ RECORDED_AS = "returns"
 @pytest.fixture
 def shop(http: httpx.AsyncClient, operator: Caller, alice: Caller, platform: Platform) -> Shop:
     return Shop(http, operator, alice, platform)
-
-
-async def _eventually(probe: Callable[[], Awaitable[T | None]], within_s: float = 60) -> T:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        found = await probe()
-        if found is not None:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("not reached in time")
-        await asyncio.sleep(0.2)
 
 
 async def _delivered_order(
@@ -64,7 +52,7 @@ async def _delivered_order(
         body: Body = answer.json()
         return body if body["status"] == "delivered" else None
 
-    order = await _eventually(delivered)
+    order = await eventually(delivered)
     return order
 
 
@@ -86,7 +74,7 @@ async def _return(shop: Shop, return_id: str, status: str) -> Body:
         body: Body = answer.json()
         return body if body["status"] == status else None
 
-    return await _eventually(reached)
+    return await eventually(reached)
 
 
 async def _stock(platform: Platform, variant_id: str) -> int:
@@ -174,7 +162,7 @@ async def test_a_returned_line_of_a_discounted_order_is_refunded_its_share_and_r
         body = (await shop.http.get(f"/v1/returns/{first['id']}", headers=ops)).json()
         return body if body["label"] else None
 
-    assert (await _eventually(labelled))["label"]["tracking_number"]
+    assert (await eventually(labelled))["label"]["tracking_number"]
     receipt = {"lines": [{"order_item_id": sock_line, "quantity": 1, "restock": True}]}
     received = await shop.http.post(
         f"/v1/ops/returns/{first['id']}/receive", json=receipt, headers=ops
@@ -203,7 +191,7 @@ async def test_a_returned_line_of_a_discounted_order_is_refunded_its_share_and_r
         body = (await shop.http.get(f"/v1/orders/{order['id']}", headers=ops)).json()
         return body if body["status"] == "partially_refunded" else None
 
-    assert (await _eventually(partially_refunded))["refunded_amount"] == "8.86"
+    assert (await eventually(partially_refunded))["refunded_amount"] == "8.86"
     assert await platform.invariants(uuid.UUID(order["checkout_id"])) == []
     await _replays(platform, first["id"], "received_by_operator")
 
@@ -241,7 +229,7 @@ async def test_the_carriers_delivery_receives_the_rest_with_the_shipping(
         labelled = await shop.http.get(f"/v1/returns/{return_id}", headers=shop.buyer.headers)
         return found if labelled.json()["label"] else None
 
-    carrier_id = await _eventually(label_shipment)
+    carrier_id = await eventually(label_shipment)
     for _ in range(3):  # the return parcel travels to the warehouse
         await _advance(platform, carrier_id)
     refunded = await _return(shop, return_id, "refunded")
