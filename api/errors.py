@@ -92,7 +92,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            {
+                "loc": [_text(part) for part in e.get("loc", ())],
+                "msg": _text(e.get("msg", "")),
+                "type": e.get("type"),
+            }
             for e in exc.errors()
         ]
         return problem(422, "validation_error", _invalid(errors), errors=errors)
@@ -107,6 +111,15 @@ def install(app: FastAPI) -> None:
     # Exception answers, then re-raises to the server, which logs a traceback per request).
     for kind in _SERVER_ERRORS:
         app.add_exception_handler(kind, _server_error)
+
+
+def _text(part: object) -> object:
+    """A location part or message as the answer can carry it: a name a client sent may hold a
+    lone surrogate (`{"\\ud800": 1}` is valid JSON), which no UTF-8 body can encode; it is shown
+    escaped instead of failing the answer."""
+    if isinstance(part, int):
+        return part
+    return str(part).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _invalid(errors: list[dict[str, Any]], shown: int = 3) -> str:
