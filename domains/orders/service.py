@@ -203,17 +203,18 @@ async def order_for_checkout(
 
 
 async def transition(
-    session: AsyncSession, order: Order, to: OrderStatus, reason: str | None
+    session: AsyncSession, order: Order, to: OrderStatus, reason: str | None, *, again: bool = False
 ) -> bool:
-    """Move `order` (locked by the caller) to `to`; False when it is there already.
+    """Move `order` (locked by the caller) to `to`; False when it is there already, unless
+    `again`: then the stay is recorded as a change of its own (one more partial refund).
 
     One statement: the order's UPDATE, its transition row and the event. `order` says the new
     status afterwards; its `updated_at` (the database's clock) is expired.
     """
     current = OrderStatus(order.status)
-    if current == to:
+    if current == to and not again:
         return False
-    if to not in ALLOWED[current]:
+    if current != to and to not in ALLOWED[current]:
         raise InvalidTransition(
             f"an order cannot go from {current} to {to}", order_id=str(order.id)
         )
@@ -366,10 +367,12 @@ async def record_refunds(
 ) -> Order:
     """The checkout's order as the provider's succeeded refunds leave it: `refunded_amount`
     (absolute, so a repeated report changes nothing), and, when `move`, `partially_refunded` or
-    `refunded` with its transition and event for a paid order. A cancelled order keeps its
-    status; an amount above the order's total is capped at it."""
+    `refunded` with its transition and event for a paid order (each further partial refund a
+    `partially_refunded` row and event of its own). A cancelled order keeps its status; an amount
+    above the order's total is capped at it."""
     order = await order_for_checkout(session, checkout_id, lock=True)
     amount = min(refunded, order.total_amount)
+    more = amount > order.refunded_amount
     if amount != order.refunded_amount:
         await session.execute(
             update(Order).where(Order.id == order.id).values(refunded_amount=amount)
@@ -381,6 +384,9 @@ async def record_refunds(
     target = S.REFUNDED if amount >= order.total_amount else S.PARTIALLY_REFUNDED
     if target in ALLOWED[current]:
         await transition(session, order, target, reason)
+    elif target == current == S.PARTIALLY_REFUNDED and more:
+        # Another part went back: its own row, event and buyer notice, the status unchanged.
+        await transition(session, order, target, reason, again=True)
     return order
 
 

@@ -221,3 +221,36 @@ async def test_an_order_whose_money_does_not_add_up_is_refused_before_anything_i
             select(func.count()).select_from(Order).where(Order.checkout_id == spec.checkout_id)
         )
     assert found == 0
+
+
+async def test_each_further_partial_refund_is_a_change_of_its_own(db: DomainDatabase) -> None:
+    checkout_id = uuid.uuid4()
+    order_id = await _create(db, checkout_id)
+    await _move(db, checkout_id, S.PAID)
+
+    async def refunded(total: str) -> str:
+        async with db.begin() as session:
+            order = await service.record_refunds(session, checkout_id, Decimal(total), "refund")
+            return order.status
+
+    assert await refunded("5.00") == S.PARTIALLY_REFUNDED
+    assert await refunded("12.50") == S.PARTIALLY_REFUNDED
+    assert await refunded("12.50") == S.PARTIALLY_REFUNDED  # the same report again: no change
+    assert await refunded("37.50") == S.REFUNDED
+    async with db.begin() as session:
+        rows = (
+            await session.scalars(
+                select(OrderStateTransition.to_state)
+                .where(OrderStateTransition.order_id == order_id)
+                .order_by(OrderStateTransition.changed_at, OrderStateTransition.id)
+            )
+        ).all()
+        events = await session.scalar(
+            text(
+                "SELECT count(*) FROM domain_outbox_events"
+                " WHERE aggregate_id = :o AND event_type = 'order.partially_refunded'"
+            ),
+            {"o": order_id},
+        )
+    assert rows[-3:] == ["partially_refunded", "partially_refunded", "refunded"]
+    assert events == 2
