@@ -36,8 +36,9 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     ),
     S.SHIPPED: frozenset({S.DELIVERED, S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.DELIVERED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
-    # Part of the money went back (a dashboard refund): the rest may follow.
-    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
+    # Part of the money went back (a dashboard refund): more parts (each a change of its own),
+    # then the rest, may follow.
+    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.CANCELLED: frozenset(),
     S.REFUNDED: frozenset(),
 }
@@ -214,7 +215,7 @@ async def transition(
     current = OrderStatus(order.status)
     if current == to and not again:
         return False
-    if current != to and to not in ALLOWED[current]:
+    if to not in ALLOWED[current]:
         raise InvalidTransition(
             f"an order cannot go from {current} to {to}", order_id=str(order.id)
         )
@@ -383,10 +384,8 @@ async def record_refunds(
         return order
     target = S.REFUNDED if amount >= order.total_amount else S.PARTIALLY_REFUNDED
     if target in ALLOWED[current]:
-        await transition(session, order, target, reason)
-    elif target == current == S.PARTIALLY_REFUNDED and more:
-        # Another part went back: its own row, event and buyer notice, the status unchanged.
-        await transition(session, order, target, reason, again=True)
+        # Another part went back to a partially refunded order: its own row, event and notice.
+        await transition(session, order, target, reason, again=more)
     return order
 
 
