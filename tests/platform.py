@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,36 @@ class Platform:
             await asyncio.sleep(0.1)
 
 
+def taxing(settings: Settings) -> Settings:
+    """The settings with TAX_PROVIDER=stripe (the sandbox's Stripe Tax)."""
+    return settings.updated(tax={"provider": "stripe"})
+
+
+@asynccontextmanager
+async def serve_api(platform: Platform, settings: Settings) -> AsyncIterator[str]:
+    """Another API process on the platform (its own settings, the same databases, Temporal
+    and workers), served until exit; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, temporal=platform.client),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            log_config=None,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the API did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture(scope="session")
 async def temporal_client(temporal: Service, settings: Settings) -> Client:
     """A client of the session's Temporal speaking the platform's (encrypted) payloads."""
@@ -152,8 +183,10 @@ async def platform(
     while not api.started:  # the first test may call the API right away
         assert not api_task.done(), "the API did not start"
         await asyncio.sleep(0.02)
+    # The workers can tax (Stripe Tax in the sandbox); whether a checkout is taxed is decided
+    # where it starts (the API's TAX_PROVIDER, `none` here): `taxed_api` starts taxed ones.
     workers = asyncio.create_task(
-        run_workers(WORKER_DOMAINS, settings, stop, client=temporal_client)
+        run_workers(WORKER_DOMAINS, taxing(settings), stop, client=temporal_client)
     )
     # Notifications has no task queue: its relay, consumer and sender run on their own.
     notifications = asyncio.create_task(run_relays(["notifications"], settings, stop))
