@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,13 @@ import pytest
 import uvicorn
 from temporalio.client import Client, WorkflowHandle
 
+from activities.shared import Address, MoneyValue
 from api.app import create_app
+from api.services.shipping import carrier
 from devstack.processes import sandbox_process
 from devstack.services.process import free_port
+from domains.shipping import quotes
+from domains.shipping.carrier import Parcel
 from kit.db import DomainDatabase
 from kit.settings import Settings
 from kit.temporal import connect
@@ -100,6 +105,41 @@ class Platform:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"still {body.status} at {body.step} after {within_s}s")
             await asyncio.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A shipping quote a checkout may name, and its price."""
+
+    id: uuid.UUID
+    price: MoneyValue
+
+
+async def quoted_rate(
+    platform: Platform, cart_id: uuid.UUID, user_id: uuid.UUID, address: Address
+) -> Rate:
+    """The cheapest of the carrier's rates for a default parcel to `address`, kept as a quote
+    of the cart (as `POST /v1/carts/{id}/shipping-rates` keeps it)."""
+    to_address = address.model_dump(mode="json")
+    parcel = Parcel.of_millimetres(500, 300, 200, 100)
+    shipment = await carrier(platform.settings).create(
+        to_address=quotes.carrier_address(to_address),
+        from_address=platform.settings.shipping.from_address,
+        parcel=parcel,
+        reference=f"cart:{cart_id}",
+    )
+    async with platform.databases["shipping"].begin() as session:
+        stored = await quotes.store_quotes(
+            session,
+            cart_id=cart_id,
+            user_id=user_id,
+            address=to_address,
+            parcel=parcel,
+            shipment=shipment,
+            expires_at=datetime.now(UTC) + timedelta(minutes=15),
+        )
+    cheapest = stored[0]
+    return Rate(cheapest.id, MoneyValue(amount=cheapest.amount, currency=cheapest.currency))
 
 
 def taxing(settings: Settings) -> Settings:
