@@ -288,8 +288,7 @@ def _check_totals(checkout: _Ended, report: Report) -> None:
     total = money("total_amount")
     if whole != total:
         report.fail(
-            f"{checkout.tag}: order total {total} != subtotal - discount + shipping + tax "
-            f"({whole})"
+            f"{checkout.tag}: order total {total} != subtotal - discount + shipping + tax ({whole})"
         )
     if checkout.captured != total.to_minor_units():
         report.fail(
