@@ -271,7 +271,8 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
         """The stages in order; each raises to stop the checkout."""
         # Checkouts with neither a chosen rate nor tax run the commands they always ran (no
         # marker in their history either); the others charge shipping and tax.
-        self._whole_price = bool(input.shipping or input.tax) and workflow.patched("whole-price")
+        priced = input.shipping is not None or input.tax
+        self._whole_price = priced and workflow.patched("whole-price")
         snapshot = await self._lock_cart(input)
         discount = await self._reserve(input, snapshot)
         order = await self._create_order(input, snapshot, discount)
