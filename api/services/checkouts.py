@@ -143,7 +143,8 @@ async def _chosen_rate(
     Given the cart's `currency` (a new checkout), the rate must still be choosable: quoted for
     this cart, to this address, in the cart's currency, and not expired (else 422
     `shipping_rate_expired`). Without it (the same request again), the rate the checkout was
-    admitted with is read as it is, expired or not: the admission decided."""
+    admitted with is read as it is, expired or not: the admission decided; None once it is
+    gone (quotes are deleted a day after they expire)."""
     if body.shipping_rate_id is None:
         return None
     async with wired.databases["shipping"].begin() as session:
@@ -154,8 +155,10 @@ async def _chosen_rate(
             quote = await quotes.quote_for_checkout(
                 session, body.shipping_rate_id, body.cart_id, datetime.now(UTC), address
             )
+    if quote is None and currency is None:
+        return None
     if quote is None or quote.cart_id != body.cart_id:
-        raise ShippingRateExpired("the shipping rate is gone: quote again")
+        raise ShippingRateExpired("no such shipping rate for this cart: quote again")
     if currency is not None and quote.currency != currency:
         raise ShippingRateExpired(
             f"the shipping rate is in {quote.currency}, the cart in {currency}: quote again",
@@ -247,7 +250,13 @@ async def start(
         # Never run again: a replay, days later, answers the recorded outcome and changes nothing
         # (the workflow's history may be gone by now; the id would be free to reuse).
         return CheckoutAccepted(checkout_id=row.id, status=row.status)
-    checkout = _input(wired, row, body, await _chosen_rate(wired, body))
+    shipping = await _chosen_rate(wired, body)
+    if body.shipping_rate_id is not None and shipping is None:
+        # The same request again, long after it was admitted: its checkout runs (or ran) on the
+        # rate it was admitted with, which is gone now; answer what is recorded.
+        log.warning("checkouts.replay_rate_gone", checkout_id=str(row.id))
+        return CheckoutAccepted(checkout_id=row.id, status=(await status_of(wired, row)).status)
+    checkout = _input(wired, row, body, shipping)
     if wait_s > 0:
         deadline = time.monotonic() + wait_s
         settled = await _run_and_wait(wired, checkout, wait_s)

@@ -243,3 +243,26 @@ def test_requests_without_a_rate_or_state_keep_their_identity() -> None:
     assert fingerprint(CheckoutIn.model_validate(with_rate)) != plain
     assert fingerprint(CheckoutIn.model_validate(with_state)) != plain
     assert CheckoutIn.model_validate(with_state).shipping_address.state == "VA"
+
+
+async def test_a_repeat_after_the_rate_is_gone_answers_the_running_checkout(shop: Shop) -> None:
+    variant = await shop.variant()
+    cart_id = await shop.cart((variant, 1))
+    rate = await _rate(shop, cart_id)
+    key = uuid.uuid4().hex
+    # 3-D Secure keeps the checkout running, waiting for the buyer.
+    body = {"shipping_rate_id": rate["id"], "payment": {"provider": "sandbox", "token": "tok_3ds"}}
+    first = await _start(shop, cart_id, key=key, **body)
+    assert first.status_code == 202, first.text
+    checkout_id = first.json()["checkout_id"]
+    await shop.wait(checkout_id, step="awaiting_payment")
+    async with shop.platform.databases["shipping"].begin() as session:
+        await session.execute(text("DELETE FROM shipping_quotes WHERE id = :r"), {"r": rate["id"]})
+
+    again = await _start(shop, cart_id, key=key, **body)
+
+    assert again.status_code == 202, again.text
+    assert again.json() == {"checkout_id": checkout_id, "status": "requires_action"}
+    cancel = await shop.http.post(f"/v1/checkouts/{checkout_id}/cancel", headers=shop.buyer.headers)
+    assert cancel.status_code == 202, cancel.text
+    assert (await shop.wait(checkout_id))["status"] == "cancelled"
