@@ -95,6 +95,9 @@ class Address(Payload):
     postal_code: PlainText = Field(min_length=1, max_length=20)
     country: str = Field(pattern=r"^[A-Z]{2}$")
     phone: PlainText | None = Field(default=None, max_length=32)
+    # The subdivision (ISO 3166-2, without the country: `CA`, `NY`): in the United States the
+    # state decides the sales tax. Optional: payloads recorded before it existed have none.
+    state: str | None = Field(default=None, pattern=r"^[A-Z0-9]{1,3}$")
 
 
 class NextAction(Payload):

@@ -101,6 +101,13 @@ Currency = Annotated[
 Country = Annotated[
     str, Field(min_length=2, max_length=2, examples=["GB"]), AfterValidator(_country)
 ]
+# A country's subdivision as ISO 3166-2 writes it after the country and the hyphen (`CA` for
+# California); lower case is accepted and upper-cased.
+Subdivision = Annotated[
+    str,
+    BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
+    Field(min_length=1, max_length=3, pattern=r"^[A-Z0-9]{1,3}$", examples=["CA"]),
+]
 Amount = Annotated[Decimal, Field(ge=0, max_digits=15, decimal_places=4, examples=["19.99"])]
 
 
@@ -432,6 +439,9 @@ class AddressIn(Address, Request):
 
     # The checkout's address, its country checked against ISO 3166-1 (and upper-cased).
     country: Country
+    # The state or province (ISO 3166-2 subdivision code without the country, e.g. `CA`):
+    # in the United States it decides the sales tax.
+    state: Subdivision | None = None
 
 
 class SandboxPaymentIn(Request):
@@ -463,6 +473,9 @@ class CheckoutIn(Request):
     # A declined card: `fail` ends the checkout failed; `retry` waits at
     # `requires_payment_method` for another method (`POST /v1/checkouts/{id}/payment`).
     on_decline: Literal["fail", "retry"] = "fail"
+    # A rate of `POST /v1/carts/{id}/shipping-rates` for this cart and shipping address, still
+    # valid: its price is charged as shipping and its service bought. Absent: free shipping.
+    shipping_rate_id: uuid.UUID | None = None
 
 
 class PaymentRetryIn(Request):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,13 @@ import pytest
 import uvicorn
 from temporalio.client import Client, WorkflowHandle
 
+from activities.shared import Address, MoneyValue
 from api.app import create_app
+from api.services.shipping import carrier
 from devstack.processes import sandbox_process
 from devstack.services.process import free_port
+from domains.shipping import quotes
+from domains.shipping.carrier import Parcel
 from kit.db import DomainDatabase
 from kit.settings import Settings
 from kit.temporal import connect
@@ -101,6 +107,71 @@ class Platform:
             await asyncio.sleep(0.1)
 
 
+@dataclass(frozen=True)
+class Rate:
+    """A shipping quote a checkout may name, and its price."""
+
+    id: uuid.UUID
+    price: MoneyValue
+
+
+async def quoted_rate(
+    platform: Platform, cart_id: uuid.UUID, user_id: uuid.UUID, address: Address
+) -> Rate:
+    """The cheapest of the carrier's rates for a default parcel to `address`, kept as a quote
+    of the cart (as `POST /v1/carts/{id}/shipping-rates` keeps it)."""
+    to_address = address.model_dump(mode="json")
+    parcel = Parcel.of_millimetres(500, 300, 200, 100)
+    shipment = await carrier(platform.settings).create(
+        to_address=quotes.carrier_address(to_address),
+        from_address=platform.settings.shipping.from_address,
+        parcel=parcel,
+        reference=f"cart:{cart_id}",
+    )
+    async with platform.databases["shipping"].begin() as session:
+        stored = await quotes.store_quotes(
+            session,
+            cart_id=cart_id,
+            user_id=user_id,
+            address=to_address,
+            parcel=parcel,
+            shipment=shipment,
+            expires_at=datetime.now(UTC) + timedelta(minutes=15),
+        )
+    cheapest = stored[0]
+    return Rate(cheapest.id, MoneyValue(amount=cheapest.amount, currency=cheapest.currency))
+
+
+def taxing(settings: Settings) -> Settings:
+    """The settings with TAX_PROVIDER=stripe (the sandbox's Stripe Tax)."""
+    return settings.updated(tax={"provider": "stripe"})
+
+
+@asynccontextmanager
+async def serve_api(platform: Platform, settings: Settings) -> AsyncIterator[str]:
+    """Another API process on the platform (its own settings, the same databases, Temporal
+    and workers), served until exit; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, temporal=platform.client),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            log_config=None,
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        assert not task.done(), "the API did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
 @pytest.fixture(scope="session")
 async def temporal_client(temporal: Service, settings: Settings) -> Client:
     """A client of the session's Temporal speaking the platform's (encrypted) payloads."""
@@ -152,8 +223,10 @@ async def platform(
     while not api.started:  # the first test may call the API right away
         assert not api_task.done(), "the API did not start"
         await asyncio.sleep(0.02)
+    # The workers can tax (Stripe Tax in the sandbox); whether a checkout is taxed is decided
+    # where it starts (the API's TAX_PROVIDER, `none` here): `taxed_api` starts taxed ones.
     workers = asyncio.create_task(
-        run_workers(WORKER_DOMAINS, settings, stop, client=temporal_client)
+        run_workers(WORKER_DOMAINS, taxing(settings), stop, client=temporal_client)
     )
     # Notifications has no task queue: its relay, consumer and sender run on their own.
     notifications = asyncio.create_task(run_relays(["notifications"], settings, stop))

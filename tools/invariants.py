@@ -259,7 +259,8 @@ async def _read_ended(
         ),
         orders=await of_checkout(
             "orders",
-            "SELECT id::text AS id, status, total_amount, refunded_amount, currency FROM orders "
+            "SELECT id::text AS id, status, subtotal_amount, discount_amount, shipping_amount, "
+            "tax_amount, total_amount, refunded_amount, currency FROM orders "
             "WHERE checkout_id = :c",
         ),
         payments=await of_checkout(
@@ -301,6 +302,8 @@ async def _check_checkout(
         report.fail(f"{checkout.tag}: {len(checkout.active)} reservations still active")
     _check_charged_once(checkout, report)
     _check_after_the_sale(checkout, report)
+    if checkout.status == "completed":
+        _check_totals(checkout, report)
     if checkout.status == "completed" and _cancelled_after_sale(checkout):
         await _check_cancelled_after_sale(databases, checkout, report)
     elif checkout.status == "completed":
@@ -331,6 +334,35 @@ def _check_charged_once(checkout: _Ended, report: Report) -> None:
             report.fail(f"{tag}: payments db says {mine}, ledger says {(captured, refunded)}")
     elif intents:
         report.fail(f"{tag}: the ledger has intents the payments db does not know")
+
+
+def _check_totals(checkout: _Ended, report: Report) -> None:
+    """13. A completed checkout's order total is subtotal - discount + shipping + tax, and the
+    provider captured exactly that total (refunds after the sale do not change what was
+    captured; a zero total captured nothing)."""
+    if len(checkout.orders) != 1:
+        return  # invariants 3 and 4 report it
+    order = checkout.orders[0]
+    currency = order["currency"]
+
+    def money(column: str) -> Money:
+        return Money.of(Decimal(order[column]), currency)
+
+    whole = (
+        money("subtotal_amount")
+        - money("discount_amount")
+        + money("shipping_amount")
+        + money("tax_amount")
+    )
+    total = money("total_amount")
+    if whole != total:
+        report.fail(
+            f"{checkout.tag}: order total {total} != subtotal - discount + shipping + tax ({whole})"
+        )
+    if checkout.captured != total.to_minor_units():
+        report.fail(
+            f"{checkout.tag}: captured {checkout.captured} minor units, order total {total}"
+        )
 
 
 async def _check_completed(

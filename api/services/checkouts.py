@@ -8,13 +8,14 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+from activities.shared import MoneyValue
 from api.deps import Platform
 from api.errors import ApiError
 from api.metrics import CHECKOUT_STARTS
@@ -29,6 +30,8 @@ from domains.checkout.errors import (
     NotWaitingForOperator,
 )
 from domains.checkout.models import CheckoutSession
+from domains.shipping import quotes
+from domains.shipping.errors import ShippingRateExpired
 from kit.errors import Conflict
 from kit.logging import get_logger
 from workflows.checkout.client import CheckoutNotRunning, UpdateRefused
@@ -53,11 +56,17 @@ MAX_WAIT_S = 20  # how long a request may be held for the status to leave `proce
 def fingerprint(body: CheckoutIn) -> str:
     """The request's identity for idempotency: its parsed content, not its bytes or key order.
 
-    `on_decline` counts only when it is not the default, so the requests of clients that never
-    send it keep the identity they had before it existed."""
+    `on_decline` counts only when it is not the default, and `shipping_rate_id` and an
+    address's `state` only when given, so the requests of clients that never send them keep the
+    identity they had before they existed."""
     content = body.model_dump(mode="json")
     if content.get("on_decline") == "fail":
         del content["on_decline"]
+    if content.get("shipping_rate_id") is None:
+        del content["shipping_rate_id"]
+    for address in (content["shipping_address"], content.get("billing_address")):
+        if address is not None and address.get("state") is None:
+            del address["state"]
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -103,28 +112,64 @@ def _admit(wired: Platform, user_id: uuid.UUID, idempotency_key: str | None) -> 
 
 
 async def _session(
-    wired: Platform, user_id: uuid.UUID, key: str, cart_id: uuid.UUID, request_hash: str
+    wired: Platform, user_id: uuid.UUID, key: str, body: CheckoutIn, request_hash: str
 ) -> tuple[CheckoutSession, bool]:
     """The checkout session for (user, key): found, or created once the cart is known to have
-    items (an empty cart or another user's is refused before anything starts)."""
+    items and the chosen shipping rate to be valid for it (an empty cart, another user's, or a
+    rate unknown, expired or quoted elsewhere is refused before anything starts)."""
     async with wired.databases["checkout"].begin() as session:
         existing = await sessions.find_by_key(session, user_id, key)
     if existing is None:
         async with wired.databases["cart"].begin() as session:
-            _, items = await carts.get_cart(session, cart_id, user_id)
+            cart, items = await carts.get_cart(session, body.cart_id, user_id)
         if not items:
             raise CartEmpty("the cart has no items")
+        await _chosen_rate(wired, body, currency=cart.currency)
     async with wired.databases["checkout"].begin() as session:
         return await sessions.begin(
             session,
             user_id=user_id,
-            cart_id=cart_id,
+            cart_id=body.cart_id,
             idempotency_key=key,
             request_hash=request_hash,
         )
 
 
-def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutInput:
+async def _chosen_rate(
+    wired: Platform, body: CheckoutIn, currency: str | None = None
+) -> MoneyValue | None:
+    """The price of the shipping rate the request names (None without one).
+
+    Given the cart's `currency` (a new checkout), the rate must still be choosable: quoted for
+    this cart, to this address, in the cart's currency, and not expired (else 422
+    `shipping_rate_expired`). Without it (the same request again), the rate the checkout was
+    admitted with is read as it is, expired or not: the admission decided; None once it is
+    gone (quotes are deleted a day after they expire)."""
+    if body.shipping_rate_id is None:
+        return None
+    async with wired.databases["shipping"].begin() as session:
+        if currency is None:
+            quote = await quotes.get_quote(session, body.shipping_rate_id)
+        else:
+            address = body.shipping_address.model_dump(mode="json")
+            quote = await quotes.quote_for_checkout(
+                session, body.shipping_rate_id, body.cart_id, datetime.now(UTC), address
+            )
+    if quote is None and currency is None:
+        return None
+    if quote is None or quote.cart_id != body.cart_id:
+        raise ShippingRateExpired("no such shipping rate for this cart: quote again")
+    if currency is not None and quote.currency != currency:
+        raise ShippingRateExpired(
+            f"the shipping rate is in {quote.currency}, the cart in {currency}: quote again",
+            rate_id=str(quote.id),
+        )
+    return MoneyValue(amount=quote.amount, currency=quote.currency)
+
+
+def _input(
+    wired: Platform, row: CheckoutSession, body: CheckoutIn, shipping: MoneyValue | None
+) -> CheckoutInput:
     """What the workflow runs on, fixed now."""
     billing = body.billing_address
     return CheckoutInput(
@@ -141,6 +186,9 @@ def _input(wired: Platform, row: CheckoutSession, body: CheckoutIn) -> CheckoutI
         payment_timeout_s=int(wired.settings.checkout.payment_timeout.total_seconds()),
         payment_recheck_s=wired.settings.checkout.payment_recheck_s,
         on_decline=body.on_decline,
+        shipping_rate_id=body.shipping_rate_id,
+        shipping=shipping,
+        tax=wired.settings.tax.provider != "none",
     )
 
 
@@ -196,19 +244,26 @@ async def start(
     and the wait are one request to Temporal.
     """
     key = _admit(wired, user_id, idempotency_key)
-    row, created = await _session(wired, user_id, key, body.cart_id, fingerprint(body))
+    row, created = await _session(wired, user_id, key, body, fingerprint(body))
     CHECKOUT_STARTS.labels("started" if created else "replayed").inc()
     if ended(row):
         # Never run again: a replay, days later, answers the recorded outcome and changes nothing
         # (the workflow's history may be gone by now; the id would be free to reuse).
         return CheckoutAccepted(checkout_id=row.id, status=row.status)
+    shipping = await _chosen_rate(wired, body)
+    if body.shipping_rate_id is not None and shipping is None:
+        # The same request again, long after it was admitted: its checkout runs (or ran) on the
+        # rate it was admitted with, which is gone now; answer what is recorded.
+        log.warning("checkouts.replay_rate_gone", checkout_id=str(row.id))
+        return CheckoutAccepted(checkout_id=row.id, status=(await status_of(wired, row)).status)
+    checkout = _input(wired, row, body, shipping)
     if wait_s > 0:
         deadline = time.monotonic() + wait_s
-        settled = await _run_and_wait(wired, _input(wired, row, body), wait_s)
+        settled = await _run_and_wait(wired, checkout, wait_s)
         if settled is None:
             settled = await _hold(wired, row.id, None, deadline)
         return CheckoutAccepted(checkout_id=row.id, status=settled.status)
-    await _run(wired, _input(wired, row, body))
+    await _run(wired, checkout)
     if created:
         # Just started: querying would cost a workflow task on the worker to learn "processing".
         return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)

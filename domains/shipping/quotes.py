@@ -25,13 +25,14 @@ ROUTING_FIELDS = ("line1", "line2", "city", "postal_code", "country")
 
 
 def carrier_address(address: Mapping[str, Any]) -> dict[str, Any]:
-    """The platform's address (`name`, `line1`, `line2`, `city`, `postal_code`, `country`,
-    `phone`) in the carrier's fields (`street1`, `zip`, ...)."""
+    """The platform's address (`name`, `line1`, `line2`, `city`, `state`, `postal_code`,
+    `country`, `phone`) in the carrier's fields (`street1`, `zip`, ...)."""
     fields = {
         "name": address.get("name"),
         "street1": address.get("line1"),
         "street2": address.get("line2"),
         "city": address.get("city"),
+        "state": address.get("state"),
         "zip": address.get("postal_code"),
         "country": address.get("country"),
         "phone": address.get("phone"),

@@ -91,8 +91,6 @@ def test_every_remote_activity_has_options() -> None:
         "payments.after_sale",
         "payments.retry_refund",
     }
-    # Tax steps, until the checkout calls them (README, "Tax"): then they belong in STEPS.
-    records |= {"payments.calculate_tax", "payments.commit_tax", "payments.reverse_tax"}
     named = {activity.name for activity in _contract_activities()}
     # The order cancellation calls some of the checkout's activities and one of its own; an
     # operator's order refund calls its own two; a return its own and the refund's.

@@ -31,8 +31,8 @@ from temporalio.workflow import NondeterminismError
 from kit.codec import data_converter
 from kit.settings import get_settings
 from tests.api.shop import injected_fault, release_fails
-from tests.platform import Platform
-from tools.seed import new_input
+from tests.platform import Platform, quoted_rate
+from tools.seed import demo_address, new_input
 from workflows.checkout.client import CheckoutClient
 from workflows.checkout.contract import WORKFLOW_TYPE
 from workflows.checkout.models import (
@@ -62,7 +62,7 @@ SCENARIOS = (
     "needs_attention_retry_resolve",
 )
 # Paths added after 0.1.0, each recorded under the name of the change that added it.
-LATER = {"decline_retry": "decline-retry"}
+LATER = {"decline_retry": "decline-retry", "whole_price": "whole-price"}
 pytestmark = pytest.mark.timeout(240)
 
 Handle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
@@ -149,6 +149,18 @@ async def _decline_retry(platform: Platform) -> Handle:
     return await _ended(handle, "completed")
 
 
+async def _whole_price(platform: Platform) -> Handle:
+    """A chosen shipping rate and tax: calculated, charged, committed after the capture."""
+    variant = await platform.seed.variant()
+    user_id = uuid.uuid4()
+    cart_id = await platform.seed.cart(user_id, [(variant, 2)])
+    rate = await quoted_rate(platform, cart_id, user_id, demo_address())
+    checkout = new_input(user_id=user_id, cart_id=cart_id).model_copy(
+        update={"tax": True, "shipping_rate_id": rate.id, "shipping": rate.price}
+    )
+    return await _ended(await platform.start(checkout), "completed")
+
+
 async def _needs_attention(platform: Platform) -> Handle:
     """Parked; retried while the cause is still there (parked again); a provider event arrives
     meanwhile and is settled; resolved by hand."""
@@ -192,6 +204,7 @@ async def _scenarios(platform: Platform) -> dict[str, WorkflowHistory]:
         "operator_cancel_after_capture": lambda: _operator_cancel_after_capture(platform),
         "needs_attention_retry_resolve": lambda: _needs_attention(platform),
         "decline_retry": lambda: _decline_retry(platform),
+        "whole_price": lambda: _whole_price(platform),
     }
     assert set(runs) == {*SCENARIOS, *LATER}
     handles = await asyncio.gather(*(run() for run in runs.values()))

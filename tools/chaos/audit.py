@@ -1,13 +1,14 @@
 """After the load: wait until nothing is in flight, then hold the platform to its invariants.
 
 Checked over every checkout of the run: docs/reference/invariants.md (tools/invariants.py: stock,
-coupons, reservations, charges against the provider's ledger, what a completed or given-back
-checkout leaves behind), that every accepted checkout ended as its scenario allows, that Temporal
-visibility's `CheckoutStatus` agrees with `checkout_sessions` and no run ended Failed or
-Terminated, that every outbox drained and nothing was dead-lettered, that every buyer was told
-exactly once what the outcome called for (one notification row of each expected kind, each
-delivered once according to the sender's log), that the races sold exactly what there was, and
-that replaying an ended checkout's request changes nothing.
+coupons, reservations, charges against the provider's ledger, a completed order's total adding up
+and captured exactly, what a completed or given-back checkout leaves behind), that every accepted
+checkout ended as its scenario allows, that Temporal visibility's `CheckoutStatus` agrees with
+`checkout_sessions` and no run ended Failed or Terminated, that every outbox drained and nothing
+was dead-lettered, that every buyer was told exactly once what the outcome called for (one
+notification row of each expected kind, each delivered once according to the sender's log), that
+the races sold exactly what there was, and that replaying an ended checkout's request changes
+nothing.
 """
 
 from __future__ import annotations

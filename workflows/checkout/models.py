@@ -16,7 +16,7 @@ from activities.checkout.contract import (
     PaymentError,
     PaymentSummary,
 )
-from activities.shared import Address, NextAction, Payload
+from activities.shared import Address, MoneyValue, NextAction, Payload
 
 __all__ = [
     "Address",
@@ -60,6 +60,15 @@ class CheckoutInput(Payload):
     # before this field existed do); "retry" waits at `requires_payment_method` for another
     # payment method (`retry_payment`) until the payment window ends.
     on_decline: Literal["fail", "retry"] = "fail"
+    # The shipping rate the buyer chose (a quote of `POST /v1/carts/{id}/shipping-rates`,
+    # checked by the API before the start) and its price, charged as the order's shipping; the
+    # shipment buys that rate. None: shipping is free to the buyer, the cheapest service bought.
+    shipping_rate_id: uuid.UUID | None = None
+    shipping: MoneyValue | None = None
+    # Whether the checkout is taxed (TAX_PROVIDER is not `none` where it started): the tax is
+    # calculated before the authorization and recorded after the capture. Runs started before
+    # it existed carry False: their totals are what they were.
+    tax: bool = False
 
 
 class NewPaymentMethod(Payload):

@@ -100,6 +100,17 @@ STEPS: dict[str, StepOptions] = {
     payments.VOID.name: StepOptions(
         TaskQueue.PAYMENTS, "undo: void or refund the payment", PROVIDER_STEP_TIMEOUT
     ),
+    # Tax (TAX_PROVIDER=stripe): the activity gives up after TAX_MAX_ATTEMPTS attempts itself
+    # (then TAX_ON_FAILURE decides), so the retry policy stays the forward one.
+    payments.CALCULATE_TAX.name: StepOptions(
+        TaskQueue.PAYMENTS, "calculate the tax", PROVIDER_STEP_TIMEOUT
+    ),
+    payments.COMMIT_TAX.name: StepOptions(
+        TaskQueue.PAYMENTS, "record the tax transaction", PROVIDER_STEP_TIMEOUT
+    ),
+    payments.REVERSE_TAX.name: StepOptions(
+        TaskQueue.PAYMENTS, "undo: reverse the tax transaction", PROVIDER_STEP_TIMEOUT
+    ),
     shipping.CREATE.name: StepOptions(
         TaskQueue.SHIPPING, "book the shipment", PROVIDER_STEP_TIMEOUT
     ),

@@ -7,11 +7,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from temporalio.testing import WorkflowEnvironment
 
-from tests.workflows.fast.standins import Standins
+from activities.shared import MoneyValue
+from tests.workflows.fast.standins import CURRENCY, Standins
 from tests.workflows.fast.world import World
 from tools.seed import new_input
 from workflows.checkout.client import CheckoutClient, CheckoutHandle
@@ -101,9 +103,12 @@ class Shop:
         coupon: bool = False,
         payment_timeout_s: int = 900,
         on_decline: str = "fail",
+        tax: bool = False,
+        shipping: Decimal | None = None,
         **world: Any,
     ) -> Run:
-        """A new world (its fields from `world`) and a started checkout acting on it."""
+        """A new world (its fields from `world`) and a started checkout acting on it; `tax`:
+        taxed (TAX_PROVIDER=stripe), `shipping`: the price of a chosen shipping rate."""
         fresh = self.standins.world(**world)
         checkout = new_input(
             user_id=uuid.uuid4(),
@@ -111,7 +116,12 @@ class Shop:
             coupon_code="fast10" if coupon else None,
             payment_timeout=timedelta(seconds=payment_timeout_s),
             checkout_id=fresh.checkout_id,
-        ).model_copy(update={"on_decline": on_decline})
+        ).model_copy(update={"on_decline": on_decline, "tax": tax})
+        if shipping is not None:
+            rate = MoneyValue(amount=shipping, currency=CURRENCY)
+            checkout = checkout.model_copy(
+                update={"shipping_rate_id": uuid.uuid4(), "shipping": rate}
+            )
         checkouts = CheckoutClient(self.env.client)
         return Run(checkout, await checkouts.start(checkout), fresh, checkouts)
 

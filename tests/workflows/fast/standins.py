@@ -41,6 +41,7 @@ from activities.shared import (
     ReleaseInput,
 )
 from activities.shipping import contract as shipping
+from kit.money import Money
 from tests.workflows.fast.world import LIVE_INTENT, Fail, Hang, Transient, World
 from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of
 from workflows.checkout.steps import STEPS
@@ -349,37 +350,58 @@ def _restock(world: World, arg: inventory.RestockInput) -> int:
     return added
 
 
-def _untaxed(currency: str, lines: list[payments.LineTaxValue]) -> payments.TaxResultValue:
-    zero = MoneyValue(amount=Decimal(0), currency=currency)
+def _taxed(
+    world: World, currency: str, lines: list[payments.LineTaxValue], shipping_tax: Decimal
+) -> payments.TaxResultValue:
+    total = shipping_tax + sum((line.tax.amount for line in lines), Decimal(0))
+    untaxed = world.tax == "untaxed"
     return payments.TaxResultValue(
-        status="untaxed",
+        status=world.tax or "untaxed",
         lines=lines,
-        shipping_tax=zero,
-        total_tax=zero,
-        untaxed_reason="tax_provider_none",
+        shipping_tax=MoneyValue(amount=shipping_tax, currency=currency),
+        total_tax=MoneyValue(amount=total, currency=currency),
+        calculation_id=None if untaxed else f"taxcalc_{world.checkout_id.hex[:16]}",
+        transaction_id=f"tax_{world.checkout_id.hex[:16]}" if world.tax == "committed" else None,
+        untaxed_reason="tax_unavailable" if untaxed else None,
     )
 
 
 def _calculate_tax(world: World, arg: payments.CalculateTaxInput) -> payments.TaxResultValue:
-    """TAX_PROVIDER=none: zero tax on every line."""
-    zero = MoneyValue(amount=Decimal(0), currency=arg.currency)
+    """The tax service at `world.tax_percent` on every line and the shipping (rounded half-up
+    per line); down with TAX_ON_FAILURE=open (`tax_down_open`): zero tax, untaxed."""
+    rate = Decimal(0) if world.tax_down_open else Decimal(world.tax_percent) / 100
+
+    def tax(amount: MoneyValue) -> MoneyValue:
+        return MoneyValue.of(Money.rounded(amount.amount * rate, arg.currency))
+
     lines = [
-        payments.LineTaxValue(reference=line.reference, amount=line.amount, tax=zero)
+        payments.LineTaxValue(reference=line.reference, amount=line.amount, tax=tax(line.amount))
         for line in arg.lines
     ]
-    return _untaxed(arg.currency, lines)
+    if world.tax is None:
+        world.tax = "untaxed" if world.tax_down_open else "calculated"
+    shipping_tax = tax(arg.shipping).amount
+    world.tax_total = shipping_tax + sum((line.tax.amount for line in lines), Decimal(0))
+    return _taxed(world, arg.currency, lines, shipping_tax)
 
 
 def _commit_tax(world: World, arg: CheckoutRef) -> payments.TaxResultValue:
-    return _untaxed(CURRENCY, [])
+    world.tax = "committed" if world.tax == "calculated" else world.tax
+    return _taxed(world, CURRENCY, [], world.tax_total)
 
 
 def _reverse_tax(world: World, arg: payments.ReverseTaxInput) -> payments.TaxReversalResult:
-    return payments.TaxReversalResult(action="nothing")
+    if world.tax != "committed":
+        return payments.TaxReversalResult(action="nothing")
+    world.tax = "reversed"
+    return payments.TaxReversalResult(
+        action="reversed", tax_reversed=MoneyValue(amount=world.tax_total, currency=CURRENCY)
+    )
 
 
 def _ship(world: World, arg: shipping.CreateShipmentInput) -> shipping.ShipmentInfo:
     world.shipment = "booked" if world.shipment is None else world.shipment
+    world.bought_rate = arg.shipping_rate_id
     return shipping.ShipmentInfo(
         shipment_id=uuid.uuid5(world.checkout_id, "shipment"),
         carrier="fake",

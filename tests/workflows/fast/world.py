@@ -84,6 +84,14 @@ class World:
     confirmed: list[str] = field(default_factory=list)
     refunded: Decimal = Decimal(0)
     shipment: str | None = None  # booked | cancelled
+    # The shipping rate the shipment bought (None: the cheapest, shipping free to the buyer).
+    bought_rate: uuid.UUID | None = None
+    # The tax service: its rate in percent, and whether it is down with TAX_ON_FAILURE=open
+    # (the activity then answers zero tax, `untaxed`).
+    tax_percent: Decimal = Decimal(0)
+    tax_down_open: bool = False
+    tax: str | None = None  # calculated | committed | reversed | untaxed
+    tax_total: Decimal = Decimal(0)
     calls: list[str] = field(default_factory=list)
     attempts: Counter[str] = field(default_factory=Counter)
     records: list[Any] = field(default_factory=list)
@@ -130,6 +138,8 @@ class World:
             wrong.append(f"captured {self.captured} but refunded {self.refunded}")
         if self.shipment == "booked":
             wrong.append("a shipment is still booked")
+        if self.tax == "committed":
+            wrong.append("the tax transaction is still recorded")
         return wrong + self._charged_once()
 
     def completed(self, *, coupon: bool) -> list[str]:
@@ -147,6 +157,8 @@ class World:
             wrong.append(f"shipment is {self.shipment}")
         if self.refunded:
             wrong.append(f"refunded {self.refunded}")
+        if self.tax == "calculated":
+            wrong.append("the tax was calculated but never recorded")
         if self.total == 0:
             if self.intent is not None or self.captured:
                 wrong.append("a zero total took a payment")
