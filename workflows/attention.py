@@ -15,13 +15,19 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.shared import ActivityName
+    from activities.shared import ActivityName, Payload
     from workflows.checkout.contract import TaskQueue
     from workflows.checkout.steps import DB_STEP_TIMEOUT, FORWARD, PROVIDER_STEP_TIMEOUT
 
 # The status a run shows while a step waits for an operator (each workflow's status vocabulary
 # has it under this value).
 NEEDS_ATTENTION = "needs_attention"
+
+
+class Settled(Payload):
+    """An operator's record that the failed steps were settled by hand (update `resolve`)."""
+
+    note: str
 
 
 def not_waiting_for_operator(subject: str) -> ApplicationError:
@@ -34,17 +40,17 @@ def not_waiting_for_operator(subject: str) -> ApplicationError:
 
 
 class OperatorAttention:
-    """A workflow class's `retry` update and the wait for an operator's answer.
+    """A workflow class's `retry` and `resolve` updates and the wait for an operator's answer.
 
     The class sets `_status` (a status whose value may be NEEDS_ATTENTION), `_operator` (None
-    until an operator answers: True to retry, the workflow's resolution to resolve) and `_failed`
-    (the steps shown as failed), and defines its own `resolve` update, validated by `_may_retry`.
+    until an operator answers: True to retry, a Settled to resolve) and `_failed` (the steps
+    shown as failed).
     """
 
     # Who the refusal names: "the return", "the cancellation".
     SUBJECT = "the run"
     _status: str
-    _operator: object
+    _operator: Settled | bool | None
     _failed: list[Any]
 
     @workflow.update(name="retry")
@@ -52,16 +58,26 @@ class OperatorAttention:
         """An operator mended the cause: run the failed steps again."""
         self._operator = True
 
+    @workflow.update(name="resolve")
+    def resolve(self, settled: Settled) -> None:
+        """An operator settled the failed steps by hand: the run goes on without them."""
+        self._operator = settled
+
     @retry.validator
     def _may_retry(self) -> None:
         if self._status != NEEDS_ATTENTION or self._operator is not None:
             raise not_waiting_for_operator(self.SUBJECT)
 
-    async def _operator_answer(self) -> object:
-        """Wait for an operator's retry (True) or resolution, then clear it and the failed
-        steps."""
+    @resolve.validator
+    def _may_resolve(self, settled: Settled) -> None:
+        self._may_retry()
+
+    async def _operator_answer(self) -> Settled | bool:
+        """Wait for an operator's retry (True) or resolution (a Settled), then clear it and the
+        failed steps."""
         await workflow.wait_condition(lambda: self._operator is not None)
         action, self._operator, self._failed = self._operator, None, []
+        assert action is not None
         return action
 
 

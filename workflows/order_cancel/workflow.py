@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.shared import ActivityName, ReleaseInput
     from activities.shipping import contract as shipping
     from activities.shipping.contract import WithdrawInput
-    from workflows.attention import OperatorAttention, call_step
+    from workflows.attention import OperatorAttention, Settled, call_step
     from workflows.order_cancel.models import (
         WORKFLOW_TYPE,
         CancelStatus,
@@ -35,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         FailedStep,
         OrderCancelBody,
         OrderCancelInput,
-        Resolution,
         workflow_id,
     )
 
@@ -77,7 +76,7 @@ class OrderCancelWorkflow(OperatorAttention):
         self._status: CancelStatus = CancelStatus.CLAIMING
         self._decision: Decision | None = None
         self._failed: list[FailedStep] = []
-        self._operator: Resolution | bool | None = None  # True: retry; a Resolution: resolve
+        self._operator: Settled | bool | None = None  # True: retry; a Settled: resolve
         self._note: str | None = None
 
     @workflow.update(name="decision")
@@ -99,15 +98,6 @@ class OrderCancelWorkflow(OperatorAttention):
             failed=list(self._failed),
             note=self._note,
         )
-
-    @workflow.update(name="resolve")
-    def resolve(self, resolution: Resolution) -> None:
-        """An operator settled the failed steps by hand: the cancellation goes on without them."""
-        self._operator = resolution
-
-    @resolve.validator
-    def _may_resolve(self, resolution: Resolution) -> None:
-        self._may_retry()
 
     @workflow.run
     async def run(self, input: OrderCancelInput) -> OrderCancelBody:
@@ -176,7 +166,7 @@ class OrderCancelWorkflow(OperatorAttention):
             resumed, self._status = self._status, CancelStatus.NEEDS_ATTENTION
             action = await self._operator_answer()
             self._status = resumed
-            if isinstance(action, Resolution):
+            if isinstance(action, Settled):
                 self._note = action.note
                 return
 

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import uuid
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.checkout.contract import TaskQueue
+from workflows.clients import WorkflowClient, decided
 from workflows.order_refund.models import OrderRefundBody, OrderRefundInput, workflow_id
 from workflows.order_refund.workflow import OrderRefundWorkflow
 
 OrderRefundHandle = WorkflowHandle[OrderRefundWorkflow, OrderRefundBody]
 
 
-class OrderRefundClient:
+class OrderRefundClient(WorkflowClient):
     """Operators' order refunds as Temporal workflows, addressed by order and key."""
-
-    def __init__(self, client: Client) -> None:
-        self.temporal = client
 
     def handle(self, order_id: uuid.UUID, idempotency_key: str) -> OrderRefundHandle:
         """The handle of the refund asked for under `idempotency_key`."""
@@ -46,14 +43,4 @@ class OrderRefundClient:
         except WorkflowAlreadyStartedError:
             handle = self.handle(refund.order_id, idempotency_key)
             return await handle.query(OrderRefundWorkflow.status)
-        try:
-            # By name: the SDK's typing does not follow an async update's result.
-            decided: OrderRefundBody = await handle.execute_update(
-                "decision", result_type=OrderRefundBody
-            )
-            return decided
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            # It ended between the start and the update: its final body answers.
-            return await handle.query(OrderRefundWorkflow.status)
+        return await decided(handle, OrderRefundBody, None)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from workflows.attention import Settled
 from workflows.checkout.contract import TaskQueue
+from workflows.clients import WorkflowClient, unless_missing
 from workflows.returns.models import (
     CARRIER_DELIVERED,
     Receipt,
@@ -23,11 +25,8 @@ from workflows.returns.workflow import ReturnWorkflow
 ReturnHandle = WorkflowHandle[ReturnWorkflow, ReturnBody]
 
 
-class ReturnClient:
+class ReturnClient(WorkflowClient):
     """Returns as Temporal workflows, addressed by return id."""
-
-    def __init__(self, client: Client) -> None:
-        self.temporal = client
 
     def handle(self, return_id: uuid.UUID) -> ReturnHandle:
         """The handle of a return's workflow (whatever run is the latest)."""
@@ -83,17 +82,12 @@ class ReturnClient:
     async def resolve(self, return_id: uuid.UUID, note: str, update_id: str | None = None) -> None:
         """Record that a return's failed step was settled by hand."""
         await self.handle(return_id).execute_update(
-            ReturnWorkflow.resolve, Resolution(note=note), id=update_id
+            ReturnWorkflow.resolve, Settled(note=note), id=update_id
         )
 
     async def status(self, return_id: uuid.UUID) -> ReturnBody | None:
         """Where the return's workflow stands, None when there is none."""
-        try:
-            return await self.handle(return_id).query(ReturnWorkflow.status)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
+        return await unless_missing(self.handle(return_id).query(ReturnWorkflow.status))
 
     async def _signal(self, return_id: uuid.UUID, name: str) -> bool:
         try:

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.shared import ActivityName
     from activities.shipping import contract as shipping
     from domains.orders.statuses import ReturnStatus
-    from workflows.attention import OperatorAttention, call_step
+    from workflows.attention import OperatorAttention, Settled, call_step
     from workflows.checkout.contract import RETURN_STATUS
     from workflows.returns.models import (
         CARRIER_DELIVERED,
@@ -90,7 +90,7 @@ class ReturnWorkflow(OperatorAttention):
         self._decision: Literal["approve", "reject"] | None = None
         self._receipt: Receipt | None = None
         self._failed: list[FailedStep] = []
-        self._operator: Resolution | bool | None = None  # True: retry; a Resolution: resolve
+        self._operator: Settled | bool | None = None  # True: retry; a Settled: resolve
         self._note: str | None = None
         self._attempt = 0
         self._refund_status: str | None = None
@@ -150,15 +150,6 @@ class ReturnWorkflow(OperatorAttention):
                 for line in self._input.lines
             ]
             self._receipt = Receipt(lines=lines, by="carrier")
-
-    @workflow.update(name="resolve")
-    def resolve(self, resolution: Resolution) -> None:
-        """An operator settled the failed step by hand: the return goes on without it."""
-        self._operator = resolution
-
-    @resolve.validator
-    def _may_resolve(self, resolution: Resolution) -> None:
-        self._may_retry()
 
     @workflow.run
     async def run(self, input: ReturnInput) -> ReturnBody:
@@ -287,7 +278,7 @@ class ReturnWorkflow(OperatorAttention):
             resumed = self._status
             await self._move(S.NEEDS_ATTENTION, name)
             action = await self._operator_answer()
-            if isinstance(action, Resolution):
+            if isinstance(action, Settled):
                 self._note = action.note
                 if name == "refund":
                     self._refund_status = SETTLED_BY_HAND
