@@ -1,6 +1,6 @@
 """What the clients of the after-sale workflows (an order's cancellation, refund, return) share:
-the Temporal client they address them through, a query of a run that may not exist, and the
-wait for a run's decision."""
+the Temporal client they address them through, the start of a run once per id, a query of a run
+that may not exist, and the wait for a run's decision."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+
+from workflows.checkout.contract import TaskQueue
 
 T = TypeVar("T")
 # The name of the update by which a run answers once it has decided, and of its status query.
@@ -21,6 +25,25 @@ class WorkflowClient:
 
     def __init__(self, client: Client) -> None:
         self.temporal = client
+
+    async def start_once(
+        self, run: Any, arg: object, *, id: str, summary: str
+    ) -> WorkflowHandle[Any, Any] | None:
+        """Start the workflow `run` with `arg` on the checkout queue, once per `id`: asked again
+        while it runs, the running one's handle answers; None once it has ended (an ended run
+        answers for good: its id is never started again)."""
+        try:
+            return await self.temporal.start_workflow(
+                run,
+                arg,
+                id=id,
+                task_queue=TaskQueue.CHECKOUT.value,
+                static_summary=summary,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            return None
 
 
 async def unless_missing(call: Awaitable[T]) -> T | None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import uuid
 
 from temporalio.client import WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from workflows.attention import Settled
-from workflows.checkout.contract import TaskQueue
 from workflows.clients import WorkflowClient, decided, unless_missing
 from workflows.order_cancel.models import OrderCancelBody, OrderCancelInput, workflow_id
 from workflows.order_cancel.workflow import OrderCancelWorkflow
@@ -29,18 +26,14 @@ class OrderCancelClient(WorkflowClient):
     ) -> OrderCancelBody:
         """Start the order's cancellation (once: asked again, the same one answers) and wait for
         its decision: accepted, refused (`already_shipped`), or waiting for an operator."""
-        try:
-            handle = await self.temporal.start_workflow(
-                OrderCancelWorkflow.run,
-                cancel,
-                id=workflow_id(cancel.order_id),
-                task_queue=TaskQueue.CHECKOUT.value,
-                static_summary=f"Cancel order {cancel.order_id} ({cancel.requested_by})",
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # An order is cancelled once: an ended cancellation answers for good.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
+        # An order is cancelled once: an ended cancellation answers for good.
+        handle = await self.start_once(
+            OrderCancelWorkflow.run,
+            cancel,
+            id=workflow_id(cancel.order_id),
+            summary=f"Cancel order {cancel.order_id} ({cancel.requested_by})",
+        )
+        if handle is None:
             return await self.handle(cancel.order_id).query(OrderCancelWorkflow.status)
         return await decided(handle, OrderCancelBody, update_id)
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import uuid
 
 from temporalio.client import WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from workflows.checkout.contract import TaskQueue
 from workflows.clients import WorkflowClient, decided
 from workflows.order_refund.models import OrderRefundBody, OrderRefundInput, workflow_id
 from workflows.order_refund.workflow import OrderRefundWorkflow
@@ -28,19 +25,15 @@ class OrderRefundClient(WorkflowClient):
     async def request(self, refund: OrderRefundInput, idempotency_key: str) -> OrderRefundBody:
         """Start the refund (once per order and key: asked again, the first one answers, whatever
         its request was) and wait for its decision: accepted or refused."""
-        try:
-            handle = await self.temporal.start_workflow(
-                OrderRefundWorkflow.run,
-                refund,
-                id=workflow_id(refund.order_id, idempotency_key),
-                task_queue=TaskQueue.CHECKOUT.value,
-                static_summary=f"Refund {refund.amount.amount} {refund.amount.currency} "
-                f"of order {refund.order_id}",
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # A key refunds once: an ended refund answers for good.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
-            handle = self.handle(refund.order_id, idempotency_key)
-            return await handle.query(OrderRefundWorkflow.status)
+        # A key refunds once: an ended refund answers for good.
+        handle = await self.start_once(
+            OrderRefundWorkflow.run,
+            refund,
+            id=workflow_id(refund.order_id, idempotency_key),
+            summary=f"Refund {refund.amount.amount} {refund.amount.currency} "
+            f"of order {refund.order_id}",
+        )
+        if handle is None:
+            ended = self.handle(refund.order_id, idempotency_key)
+            return await ended.query(OrderRefundWorkflow.status)
         return await decided(handle, OrderRefundBody, None)

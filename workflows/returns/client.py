@@ -5,12 +5,9 @@ from __future__ import annotations
 import uuid
 
 from temporalio.client import WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows.attention import Settled
-from workflows.checkout.contract import TaskQueue
 from workflows.clients import WorkflowClient, unless_missing
 from workflows.returns.models import (
     CARRIER_DELIVERED,
@@ -35,19 +32,13 @@ class ReturnClient(WorkflowClient):
     async def start(self, input: ReturnInput) -> None:
         """Start the return's workflow once: started again (a replayed request), the running
         or ended one stands."""
-        try:
-            await self.temporal.start_workflow(
-                ReturnWorkflow.run,
-                input,
-                id=workflow_id(input.return_id),
-                task_queue=TaskQueue.CHECKOUT.value,
-                static_summary=f"Return {input.return_id} of order {input.order_id}",
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # A return runs once: an ended one answers for good.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
-            return
+        # A return runs once: an ended one answers for good.
+        await self.start_once(
+            ReturnWorkflow.run,
+            input,
+            id=workflow_id(input.return_id),
+            summary=f"Return {input.return_id} of order {input.order_id}",
+        )
 
     async def approve(self, return_id: uuid.UUID, update_id: str | None = None) -> ReturnBody:
         """An operator's approval; answers once it is recorded."""
