@@ -23,11 +23,10 @@ with workflow.unsafe.imports_passed_through():
         AFTER_SALE,
         RETRY_REFUND,
         AfterSaleInput,
-        AfterSaleResult,
         RetryRefundInput,
         RetryRefundResult,
     )
-    from activities.shared import Payload
+    from activities.shared import ActivityName, InputT, Payload, ResultT
     from workflows.checkout.contract import TaskQueue
 
 AFTER_SALE_SIGNAL = "after_sale_event"
@@ -39,6 +38,23 @@ PROVIDER_RETRY = RetryPolicy(
 )
 # Events handled by one run before it continues as new (keeps its history short).
 EVENTS_PER_RUN = 500
+# How long one attempt at the payments domain's after-sale work may take.
+PAYMENTS_STEP_TIMEOUT = timedelta(seconds=30)
+
+
+async def on_payments_queue(
+    activity: ActivityName[InputT, ResultT], arg: InputT, retry_policy: RetryPolicy
+) -> ResultT:
+    """Run a payments activity on the payments queue, retried by `retry_policy`."""
+    result: ResultT = await workflow.execute_activity(
+        activity.name,
+        arg,
+        task_queue=TaskQueue.PAYMENTS.value,
+        start_to_close_timeout=PAYMENTS_STEP_TIMEOUT,
+        retry_policy=retry_policy,
+        result_type=activity.result,
+    )
+    return result
 
 
 def after_sale_workflow_id(intent_id: str) -> str:
@@ -91,18 +107,10 @@ class PaymentAfterSaleWorkflow:
             disputes = sorted(
                 {e.object_id for e in batch if e.object_id and e.type.startswith("charge.dispute.")}
             )
-            await workflow.execute_activity(
-                AFTER_SALE.name,
-                AfterSaleInput(
-                    checkout_id=start.checkout_id,
-                    intent_id=start.intent_id,
-                    dispute_ids=disputes,
-                ),
-                task_queue=TaskQueue.PAYMENTS.value,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=PROVIDER_RETRY,
-                result_type=AfterSaleResult,
+            recording = AfterSaleInput(
+                checkout_id=start.checkout_id, intent_id=start.intent_id, dispute_ids=disputes
             )
+            await on_payments_queue(AFTER_SALE, recording, PROVIDER_RETRY)
             handled += len(batch)
             if handled >= EVENTS_PER_RUN and self._waiting:
                 workflow.continue_as_new(
@@ -122,12 +130,4 @@ class RefundRetryWorkflow:
     @workflow.run
     async def run(self, input: RetryRefundInput) -> RetryRefundResult:
         """Refund the amount once more through the payments queue."""
-        result: RetryRefundResult = await workflow.execute_activity(
-            RETRY_REFUND.name,
-            input,
-            task_queue=TaskQueue.PAYMENTS.value,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=PROVIDER_RETRY,
-            result_type=RetryRefundResult,
-        )
-        return result
+        return await on_payments_queue(RETRY_REFUND, input, PROVIDER_RETRY)

@@ -14,7 +14,12 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments.contract import SETTLE_ENDED, SettleInput, VoidResult
-    from workflows.checkout.contract import TaskQueue
+    from workflows.aftersale import on_payments_queue
+
+# The provider is asked again for as long as it fails.
+SETTLE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
 
 
 @workflow.defn(name="ReconcilePaymentWorkflow")
@@ -24,14 +29,4 @@ class ReconcilePaymentWorkflow:
     @workflow.run
     async def run(self, input: SettleInput) -> VoidResult:
         """Settle the intent through the payments queue."""
-        settled: VoidResult = await workflow.execute_activity(
-            SETTLE_ENDED.name,
-            input,
-            task_queue=TaskQueue.PAYMENTS.value,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=RetryPolicy(
-                initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-            ),
-            result_type=VoidResult,
-        )
-        return settled
+        return await on_payments_queue(SETTLE_ENDED, input, SETTLE_RETRY)

@@ -7,40 +7,32 @@ import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.shared import MoneyValue
 from api.auth import Principal
 from api.deps import Platform
-from api.errors import ApiError
 from api.schemas import OrderCancelAccepted
 from api.services.checkouts import update_id
+from api.services.workflow_calls import answered
 from domains.checkout.errors import NotWaitingForOperator
 from domains.orders import service as orders
 from domains.orders.errors import AlreadyShipped, OrderNotCancellable
 from domains.orders.statuses import OrderStatus
-from kit.logging import get_logger
 from kit.money import Money
 from workflows.order_cancel.client import OrderCancelClient
 from workflows.order_cancel.models import CancelStatus, Decision, OrderCancelBody, OrderCancelInput
 
 T = TypeVar("T")
-log = get_logger(__name__)
 
 # Past the carrier's pickup: too late to cancel (a return is the way back).
 SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED})
 
 
-async def _temporal(order_id: uuid.UUID, call: Awaitable[T]) -> T:
+def _temporal(order_id: uuid.UUID, call: Awaitable[T]) -> Awaitable[T]:
     """A call to the order's cancellation workflow; Temporal not answering is 503."""
-    try:
-        return await call
-    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
-            raise
-        log.error("order_cancel.temporal_unavailable", order_id=str(order_id), reason=str(exc))
-        raise ApiError(503, "temporal_unavailable", "try again") from exc
+    return answered(call, event="order_cancel.temporal_unavailable", subject=("order_id", order_id))
 
 
 def _answer(body: OrderCancelBody) -> OrderCancelAccepted:

@@ -8,15 +8,12 @@ import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from temporalio.client import WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.service import RPCError
-
 from activities.shared import MoneyValue
 from api.auth import Principal
 from api.deps import Platform
 from api.errors import ApiError
 from api.schemas import OrderRefundIn, OrderRefundOut
-from api.services.checkouts import MAX_KEY_LENGTH
+from api.services.workflow_calls import answered, required_key
 from domains.checkout.errors import IdempotencyKeyMismatch
 from domains.orders import service as orders
 from domains.payments import refunds
@@ -50,25 +47,15 @@ REFUSALS: dict[str, type[DomainError]] = {
 }
 
 
-def _key(idempotency_key: str | None) -> str:
-    if not idempotency_key or not idempotency_key.strip() or len(idempotency_key) > MAX_KEY_LENGTH:
-        raise ApiError(
-            400,
-            "idempotency_key_required",
-            f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required",
-        )
-    return idempotency_key
-
-
-async def _temporal(order_id: uuid.UUID, call: Awaitable[T]) -> T:
-    """A call to the refund's workflow; Temporal not answering is 503."""
-    try:
-        return await call
-    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-        log.error("order_refund.temporal_unavailable", order_id=str(order_id), reason=str(exc))
-        raise ApiError(
-            503, "temporal_unavailable", "try again with the same Idempotency-Key"
-        ) from exc
+def _temporal(order_id: uuid.UUID, call: Awaitable[T]) -> Awaitable[T]:
+    """A call to the refund's workflow; Temporal not answering (or not finding it) is 503."""
+    return answered(
+        call,
+        event="order_refund.temporal_unavailable",
+        subject=("order_id", order_id),
+        retry_hint="try again with the same Idempotency-Key",
+        missing_is_unavailable=True,
+    )
 
 
 def _refused(body: OrderRefundBody) -> DomainError | ApiError:
@@ -89,7 +76,7 @@ async def refund_order(
     same key with another body is 422 `idempotency_key_mismatch`; more than is left of the
     capture is 422 `refund_exceeds_captured`, an order whose payment captured nothing 409
     `payment_not_captured`."""
-    key = _key(idempotency_key)
+    key = required_key(idempotency_key)
     async with wired.databases["orders"].begin() as session:
         order = (await orders.get_order(session, order_id, None)).order
     amount = Money.of(body.amount, body.currency or order.currency)  # 422 invalid_money

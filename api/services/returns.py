@@ -9,15 +9,15 @@ from collections.abc import Awaitable
 from datetime import timedelta
 from typing import TypeVar
 
-from temporalio.client import WorkflowUpdateFailedError, WorkflowUpdateRPCTimeoutOrCancelledError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.shared import MoneyValue
 from api.auth import Principal
 from api.deps import Platform
-from api.errors import ApiError
 from api.schemas import ReceiveIn, ReturnIn, ReturnOut, TransitionOut
-from api.services.checkouts import MAX_KEY_LENGTH, update_id
+from api.services.checkouts import update_id
+from api.services.workflow_calls import answered, required_key
 from domains.checkout.errors import NotWaitingForOperator
 from domains.orders import returns
 from domains.orders.errors import ReturnLineUnknown, ReturnNotAwaiting
@@ -31,26 +31,10 @@ T = TypeVar("T")
 log = get_logger(__name__)
 
 
-def _key(idempotency_key: str | None) -> str:
-    if not idempotency_key or not idempotency_key.strip() or len(idempotency_key) > MAX_KEY_LENGTH:
-        raise ApiError(
-            400,
-            "idempotency_key_required",
-            f"an Idempotency-Key header of 1-{MAX_KEY_LENGTH} characters is required",
-        )
-    return idempotency_key
-
-
-async def _temporal(return_id: uuid.UUID, call: Awaitable[T]) -> T:
+def _temporal(return_id: uuid.UUID, call: Awaitable[T]) -> Awaitable[T]:
     """A call to the return's workflow; Temporal not answering is 503 (a missing run is the
     caller's to handle)."""
-    try:
-        return await call
-    except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as exc:
-        if isinstance(exc, RPCError) and exc.status == RPCStatusCode.NOT_FOUND:
-            raise
-        log.error("returns.temporal_unavailable", return_id=str(return_id), reason=str(exc))
-        raise ApiError(503, "temporal_unavailable", "try again") from exc
+    return answered(call, event="returns.temporal_unavailable", subject=("return_id", return_id))
 
 
 def return_out(found: returns.ReturnView) -> ReturnOut:
@@ -130,7 +114,7 @@ async def request(
     ask = returns.ReturnRequest(
         order_id=order_id,
         user_id=caller.user_id,
-        idempotency_key=_key(idempotency_key),
+        idempotency_key=required_key(idempotency_key),
         lines=asked,
         reason=body.reason,
     )

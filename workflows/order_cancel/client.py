@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import uuid
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.client import WorkflowHandle
 
-from workflows.checkout.contract import TaskQueue
-from workflows.order_cancel.models import OrderCancelBody, OrderCancelInput, Resolution, workflow_id
+from workflows.attention import Settled
+from workflows.clients import WorkflowClient, decided, unless_missing
+from workflows.order_cancel.models import OrderCancelBody, OrderCancelInput, workflow_id
 from workflows.order_cancel.workflow import OrderCancelWorkflow
 
 OrderCancelHandle = WorkflowHandle[OrderCancelWorkflow, OrderCancelBody]
 
 
-class OrderCancelClient:
+class OrderCancelClient(WorkflowClient):
     """Order cancellations as Temporal workflows, addressed by order id."""
-
-    def __init__(self, client: Client) -> None:
-        self.temporal = client
 
     def handle(self, order_id: uuid.UUID) -> OrderCancelHandle:
         """The handle of an order's cancellation (whatever run is the latest)."""
@@ -31,39 +26,20 @@ class OrderCancelClient:
     ) -> OrderCancelBody:
         """Start the order's cancellation (once: asked again, the same one answers) and wait for
         its decision: accepted, refused (`already_shipped`), or waiting for an operator."""
-        try:
-            handle = await self.temporal.start_workflow(
-                OrderCancelWorkflow.run,
-                cancel,
-                id=workflow_id(cancel.order_id),
-                task_queue=TaskQueue.CHECKOUT.value,
-                static_summary=f"Cancel order {cancel.order_id} ({cancel.requested_by})",
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # An order is cancelled once: an ended cancellation answers for good.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
+        # An order is cancelled once: an ended cancellation answers for good.
+        handle = await self.start_once(
+            OrderCancelWorkflow.run,
+            cancel,
+            id=workflow_id(cancel.order_id),
+            summary=f"Cancel order {cancel.order_id} ({cancel.requested_by})",
+        )
+        if handle is None:
             return await self.handle(cancel.order_id).query(OrderCancelWorkflow.status)
-        try:
-            # By name: the SDK's typing does not follow an async update's result.
-            decided: OrderCancelBody = await handle.execute_update(
-                "decision", id=update_id, result_type=OrderCancelBody
-            )
-            return decided
-        except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            # It ended between the start and the update: its final body answers.
-            return await handle.query(OrderCancelWorkflow.status)
+        return await decided(handle, OrderCancelBody, update_id)
 
     async def status(self, order_id: uuid.UUID) -> OrderCancelBody | None:
         """The order's cancellation, None when it was never asked for."""
-        try:
-            return await self.handle(order_id).query(OrderCancelWorkflow.status)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
+        return await unless_missing(self.handle(order_id).query(OrderCancelWorkflow.status))
 
     async def retry(self, order_id: uuid.UUID, update_id: str | None = None) -> None:
         """Run a cancellation's failed steps again (it waits at needs_attention)."""
@@ -72,5 +48,5 @@ class OrderCancelClient:
     async def resolve(self, order_id: uuid.UUID, note: str, update_id: str | None = None) -> None:
         """Record that a cancellation's failed steps were settled by hand."""
         await self.handle(order_id).execute_update(
-            OrderCancelWorkflow.resolve, Resolution(note=note), id=update_id
+            OrderCancelWorkflow.resolve, Settled(note=note), id=update_id
         )

@@ -56,12 +56,6 @@ class FailedStep(Payload):
     error: str
 
 
-class Resolution(Payload):
-    """An operator's record that the failed steps were settled by hand."""
-
-    note: str
-
-
 class OrderCancelBody(Payload):
     """What the cancellation answers its callers."""
 

@@ -27,8 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.shared import ActivityName, ReleaseInput
     from activities.shipping import contract as shipping
     from activities.shipping.contract import WithdrawInput
-    from workflows.checkout.contract import TaskQueue
-    from workflows.checkout.steps import DB_STEP_TIMEOUT, FORWARD, PROVIDER_STEP_TIMEOUT
+    from workflows.attention import OperatorAttention, Settled, call_step
     from workflows.order_cancel.models import (
         WORKFLOW_TYPE,
         CancelStatus,
@@ -36,7 +35,6 @@ with workflow.unsafe.imports_passed_through():
         FailedStep,
         OrderCancelBody,
         OrderCancelInput,
-        Resolution,
         workflow_id,
     )
 
@@ -66,25 +64,19 @@ def _code(error: BaseException) -> str | None:
     return None
 
 
-def _not_waiting() -> ApplicationError:
-    return ApplicationError(
-        "the cancellation is not waiting for an operator",
-        type="not_waiting_for_operator",
-        non_retryable=True,
-    )
-
-
 @workflow.defn(name=WORKFLOW_TYPE)
-class OrderCancelWorkflow:
+class OrderCancelWorkflow(OperatorAttention):
     """One order's cancellation, id `order-cancel-<order_id>`, on task queue `checkout`."""
+
+    SUBJECT = "the cancellation"
 
     @workflow.init
     def __init__(self, input: OrderCancelInput) -> None:
         self._input = input
-        self._status = CancelStatus.CLAIMING
+        self._status: CancelStatus = CancelStatus.CLAIMING
         self._decision: Decision | None = None
         self._failed: list[FailedStep] = []
-        self._operator: Resolution | bool | None = None  # True: retry; a Resolution: resolve
+        self._operator: Settled | bool | None = None  # True: retry; a Settled: resolve
         self._note: str | None = None
 
     @workflow.update(name="decision")
@@ -106,25 +98,6 @@ class OrderCancelWorkflow:
             failed=list(self._failed),
             note=self._note,
         )
-
-    @workflow.update(name="retry")
-    def retry(self) -> None:
-        """An operator mended the cause: run the failed steps again."""
-        self._operator = True
-
-    @workflow.update(name="resolve")
-    def resolve(self, resolution: Resolution) -> None:
-        """An operator settled the failed steps by hand: the cancellation goes on without them."""
-        self._operator = resolution
-
-    @retry.validator
-    def _may_retry(self) -> None:
-        if self._status != CancelStatus.NEEDS_ATTENTION or self._operator is not None:
-            raise _not_waiting()
-
-    @resolve.validator
-    def _may_resolve(self, resolution: Resolution) -> None:
-        self._may_retry()
 
     @workflow.run
     async def run(self, input: OrderCancelInput) -> OrderCancelBody:
@@ -191,10 +164,9 @@ class OrderCancelWorkflow:
             ]
             workflow.logger.error("order_cancel.needs_attention", extra={"steps": list(failed)})
             resumed, self._status = self._status, CancelStatus.NEEDS_ATTENTION
-            await workflow.wait_condition(lambda: self._operator is not None)
-            action, self._operator, self._failed = self._operator, None, []
+            action = await self._operator_answer()
             self._status = resumed
-            if isinstance(action, Resolution):
+            if isinstance(action, Settled):
                 self._note = action.note
                 return
 
@@ -218,12 +190,4 @@ class OrderCancelWorkflow:
 
     async def _call(self, activity: ActivityName[Any, Any], arg: object) -> Any:
         provider = activity.name in PROVIDER_CALLS
-        return await workflow.execute_activity(
-            activity.name,
-            arg,
-            task_queue=TaskQueue(activity.domain).value,
-            start_to_close_timeout=PROVIDER_STEP_TIMEOUT if provider else DB_STEP_TIMEOUT,
-            retry_policy=FORWARD,
-            result_type=activity.result,
-            summary=f"order cancel: {activity.name}",
-        )
+        return await call_step(activity, arg, provider=provider, summary="order cancel")

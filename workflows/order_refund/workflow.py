@@ -12,17 +12,12 @@ a step failing for good (a fault) is logged and kept in its body.
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
-
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.payments import contract as payments
-    from activities.shared import ActivityName
-    from workflows.checkout.contract import TaskQueue
-    from workflows.checkout.steps import DB_STEP_TIMEOUT, FORWARD, PROVIDER_STEP_TIMEOUT
+    from workflows.attention import call_step
     from workflows.order_refund.models import (
         WORKFLOW_TYPE,
         OrderRefundBody,
@@ -32,6 +27,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Every activity the refund calls (a test checks each has options somewhere).
 CALLS = frozenset({payments.REQUEST_REFUND.name, payments.SEND_REFUND.name})
+# How the refund's steps show in the web UI (`order refund: <activity>`).
+SUMMARY = "order refund"
 
 
 def _refusal(error: ActivityError) -> tuple[str, str]:
@@ -73,7 +70,9 @@ class OrderRefundWorkflow:
             requested_by=input.requested_by,
         )
         try:
-            recorded = await self._call(payments.REQUEST_REFUND, ask, DB_STEP_TIMEOUT)
+            recorded: payments.RefundRequestResult = await call_step(
+                payments.REQUEST_REFUND, ask, provider=False, summary=SUMMARY
+            )
         except ActivityError as error:
             code, message = _refusal(error)
             self._set(decision=RefundDecision.REFUSED, code=code, message=message)
@@ -92,7 +91,9 @@ class OrderRefundWorkflow:
         the body; the request stays recorded, visible in `GET /v1/ops/refunds/{id}`."""
         send = payments.SendRefundInput(refund_id=recorded.refund_id)
         try:
-            sent = await self._call(payments.SEND_REFUND, send, PROVIDER_STEP_TIMEOUT)
+            sent: payments.RefundRequestResult = await call_step(
+                payments.SEND_REFUND, send, provider=True, summary=SUMMARY
+            )
         except ActivityError as error:
             code, message = _refusal(error)
             self._set(code=code, message=message)
@@ -109,20 +110,3 @@ class OrderRefundWorkflow:
 
     def _set(self, **changes: object) -> None:
         self._body = self._body.model_copy(update=changes)
-
-    async def _call(
-        self,
-        activity: ActivityName[Any, payments.RefundRequestResult],
-        arg: object,
-        limit: timedelta,
-    ) -> payments.RefundRequestResult:
-        result: payments.RefundRequestResult = await workflow.execute_activity(
-            activity.name,
-            arg,
-            task_queue=TaskQueue.PAYMENTS.value,
-            start_to_close_timeout=limit,
-            retry_policy=FORWARD,
-            result_type=activity.result,
-            summary=f"order refund: {activity.name}",
-        )
-        return result

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.checkout.contract import TaskQueue
+from workflows.attention import Settled
+from workflows.clients import WorkflowClient, unless_missing
 from workflows.returns.models import (
     CARRIER_DELIVERED,
     Receipt,
@@ -23,11 +22,8 @@ from workflows.returns.workflow import ReturnWorkflow
 ReturnHandle = WorkflowHandle[ReturnWorkflow, ReturnBody]
 
 
-class ReturnClient:
+class ReturnClient(WorkflowClient):
     """Returns as Temporal workflows, addressed by return id."""
-
-    def __init__(self, client: Client) -> None:
-        self.temporal = client
 
     def handle(self, return_id: uuid.UUID) -> ReturnHandle:
         """The handle of a return's workflow (whatever run is the latest)."""
@@ -36,19 +32,13 @@ class ReturnClient:
     async def start(self, input: ReturnInput) -> None:
         """Start the return's workflow once: started again (a replayed request), the running
         or ended one stands."""
-        try:
-            await self.temporal.start_workflow(
-                ReturnWorkflow.run,
-                input,
-                id=workflow_id(input.return_id),
-                task_queue=TaskQueue.CHECKOUT.value,
-                static_summary=f"Return {input.return_id} of order {input.order_id}",
-                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                # A return runs once: an ended one answers for good.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
-            return
+        # A return runs once: an ended one answers for good.
+        await self.start_once(
+            ReturnWorkflow.run,
+            input,
+            id=workflow_id(input.return_id),
+            summary=f"Return {input.return_id} of order {input.order_id}",
+        )
 
     async def approve(self, return_id: uuid.UUID, update_id: str | None = None) -> ReturnBody:
         """An operator's approval; answers once it is recorded."""
@@ -83,17 +73,12 @@ class ReturnClient:
     async def resolve(self, return_id: uuid.UUID, note: str, update_id: str | None = None) -> None:
         """Record that a return's failed step was settled by hand."""
         await self.handle(return_id).execute_update(
-            ReturnWorkflow.resolve, Resolution(note=note), id=update_id
+            ReturnWorkflow.resolve, Settled(note=note), id=update_id
         )
 
     async def status(self, return_id: uuid.UUID) -> ReturnBody | None:
         """Where the return's workflow stands, None when there is none."""
-        try:
-            return await self.handle(return_id).query(ReturnWorkflow.status)
-        except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
+        return await unless_missing(self.handle(return_id).query(ReturnWorkflow.status))
 
     async def _signal(self, return_id: uuid.UUID, name: str) -> bool:
         try:

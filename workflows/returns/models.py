@@ -75,8 +75,7 @@ class Receipt(Payload):
 
 
 class Resolution(Payload):
-    """An operator's note: why a return was rejected (optional), or how failed steps were
-    settled by hand."""
+    """An operator's note on a rejected return: why it was rejected (optional)."""
 
     note: str | None = None
 

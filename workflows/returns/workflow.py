@@ -31,8 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.shared import ActivityName
     from activities.shipping import contract as shipping
     from domains.orders.statuses import ReturnStatus
-    from workflows.checkout.contract import RETURN_STATUS, TaskQueue
-    from workflows.checkout.steps import DB_STEP_TIMEOUT, FORWARD, PROVIDER_STEP_TIMEOUT
+    from workflows.attention import OperatorAttention, Settled, call_step
+    from workflows.checkout.contract import RETURN_STATUS
     from workflows.returns.models import (
         CARRIER_DELIVERED,
         WORKFLOW_TYPE,
@@ -78,17 +78,19 @@ def _not_waiting(what: str) -> ApplicationError:
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class ReturnWorkflow:
+class ReturnWorkflow(OperatorAttention):
     """One return, id `return-<return_id>`, on task queue `checkout`."""
+
+    SUBJECT = "the return"
 
     @workflow.init
     def __init__(self, input: ReturnInput) -> None:
         self._input = input
-        self._status = S.REQUESTED
+        self._status: ReturnStatus = S.REQUESTED
         self._decision: Literal["approve", "reject"] | None = None
         self._receipt: Receipt | None = None
         self._failed: list[FailedStep] = []
-        self._operator: Resolution | bool | None = None  # True: retry; a Resolution: resolve
+        self._operator: Settled | bool | None = None  # True: retry; a Settled: resolve
         self._note: str | None = None
         self._attempt = 0
         self._refund_status: str | None = None
@@ -148,29 +150,6 @@ class ReturnWorkflow:
                 for line in self._input.lines
             ]
             self._receipt = Receipt(lines=lines, by="carrier")
-
-    @workflow.update(name="retry")
-    def retry(self) -> None:
-        """An operator mended the cause: run the failed step again."""
-        self._operator = True
-
-    @workflow.update(name="resolve")
-    def resolve(self, resolution: Resolution) -> None:
-        """An operator settled the failed step by hand: the return goes on without it."""
-        self._operator = resolution
-
-    @retry.validator
-    def _may_retry(self) -> None:
-        if self._status != S.NEEDS_ATTENTION or self._operator is not None:
-            raise ApplicationError(
-                "the return is not waiting for an operator",
-                type="not_waiting_for_operator",
-                non_retryable=True,
-            )
-
-    @resolve.validator
-    def _may_resolve(self, resolution: Resolution) -> None:
-        self._may_retry()
 
     @workflow.run
     async def run(self, input: ReturnInput) -> ReturnBody:
@@ -298,9 +277,8 @@ class ReturnWorkflow:
             )
             resumed = self._status
             await self._move(S.NEEDS_ATTENTION, name)
-            await workflow.wait_condition(lambda: self._operator is not None)
-            action, self._operator, self._failed = self._operator, None, []
-            if isinstance(action, Resolution):
+            action = await self._operator_answer()
+            if isinstance(action, Settled):
                 self._note = action.note
                 if name == "refund":
                     self._refund_status = SETTLED_BY_HAND
@@ -328,12 +306,4 @@ class ReturnWorkflow:
 
     async def _call(self, activity: ActivityName[Any, Any], arg: object) -> Any:
         provider = activity.name in PROVIDER_CALLS
-        return await workflow.execute_activity(
-            activity.name,
-            arg,
-            task_queue=TaskQueue(activity.domain).value,
-            start_to_close_timeout=PROVIDER_STEP_TIMEOUT if provider else DB_STEP_TIMEOUT,
-            retry_policy=FORWARD,
-            result_type=activity.result,
-            summary=f"return: {activity.name}",
-        )
+        return await call_step(activity, arg, provider=provider, summary="return")
