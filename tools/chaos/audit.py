@@ -315,6 +315,24 @@ async def check_notifications(db: DomainDatabase, sessions: dict[str, Row], audi
                 )
 
 
+def check_aftersale(records: list[Record], audit: Audit) -> None:
+    """The after-sale scenarios: a declined card retried with another was paid with it, a
+    lost, stolen or fraudulent decline showed no reason, and every after-sale step that applied
+    (a dispute shown, a dashboard refund on the order, a failed refund resolved) went through."""
+    for record in records:
+        scenario = record.plan.scenario
+        tag = f"checkout {record.checkout_id} ({scenario.name}, #{record.plan.index})"
+        if record.leaked:
+            audit.fail(f"{tag}: the buyer was shown the decline's reason: {record.leaked!r}")
+        if scenario.retry_with and record.outcome is not None and record.retried != 202:
+            audit.fail(f"{tag}: the payment retry was answered {record.retried}")
+        if record.aftersale not in (None, "ok"):
+            audit.fail(f"{tag}: {scenario.after}: {record.aftersale}")
+        if record.aftersale == "ok":
+            key = f"aftersale_{scenario.after}"
+            audit.coverage[key] = audit.coverage.get(key, 0) + 1
+
+
 def check_races(records: list[Record], catalog: Catalog, audit: Audit) -> None:
     """A race sells exactly what there is: min(capacity, buyers) completed, the rest refused."""
     groups: dict[str, list[Record]] = defaultdict(list)

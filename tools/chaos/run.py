@@ -20,6 +20,7 @@ import httpx
 from devstack.services.process import ServiceError
 from kit.logging import get_logger
 from tools.chaos import audit as checks
+from tools.chaos.aftersale import AfterSale
 from tools.chaos.client import ATTEMPT_TIMEOUT_S, PatientClient, RequestLog
 from tools.chaos.faults import RECOVERY_TIMEOUT_S, Fault, FaultResult, Injector, schedule
 from tools.chaos.journey import Journey, Record
@@ -200,6 +201,13 @@ class Run:
     ) -> Journey:
         """A journey with this run's settings."""
         rng = random.Random(self.rng.random())
+        aftersale = AfterSale(
+            api,
+            catalog.operator,
+            self.stack.psp_url,
+            self.stack.settings.stripe.api_key.get_secret_value(),
+            random.Random(rng.random()),
+        )
         return Journey(
             api,
             record,
@@ -208,6 +216,7 @@ class Run:
             rng=rng,
             gate=gate,
             turn=turn,
+            after=aftersale.run,
         )
 
     async def __call__(self) -> None:
@@ -327,6 +336,7 @@ class Run:
             relays_log = self.stack.data_dir / "logs" / "relays.log"
             await checks.check_sent_once(databases["notifications"], relays_log, audit)
             checks.check_races(self.outcome.records, catalog, audit)
+            checks.check_aftersale(self.outcome.records, audit)
             await checks.explain_attention(temporal, sessions, audit)
             await checks.count_refunds(databases, sessions, audit)
             await checks.check_replays(api, records, databases, audit)

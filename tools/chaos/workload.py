@@ -5,6 +5,10 @@ a coupon, and the outcomes the contract allows). Singles are drawn by weight; ra
 that start at the same moment: a coupon with `max_redemptions` 5 wanted by up to 30 buyers, a
 variant with 3 in stock wanted by up to 20. Some buyers cancel at a random moment; some checkouts
 are cancelled by an operator once the payment is being captured (the refund path).
+
+The after-sale scenarios: a declined card retried with another (`on_decline: retry`), declines
+whose reason must not reach the buyer (lost, stolen, fraudulent), a refund that fails at the
+provider and waits for an operator, a dispute, and a refund made in the provider's dashboard.
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ class Scenario:
     coupon: str | None = None  # "free": a 100 % coupon (a zero total)
     cancellable: bool = False  # a buyer or operator cancel makes sense for it
     tok_alias: str | None = None  # sometimes pay with the sandbox's `{provider, token}` alias
+    retry_with: str | None = None  # `on_decline: retry`, then this method once declined
+    generic: bool = False  # a decline whose reason the buyer must not see (fraud, lost, stolen)
+    # After the end: "dispute" (must show to operators), "dashboard_refund" (a refund at the
+    # provider, must show on the order) or "refund_fail" (an operator's cancel after the capture
+    # whose refund fails at the provider; the chaos operator resolves it).
+    after: str = ""
 
 
 def _scenario(name: str, method: str, *expect: Outcome, **kwargs: Any) -> Scenario:
@@ -93,6 +103,27 @@ SCENARIOS: dict[str, Scenario] = {
         _scenario("capture_fails", "pm_sandbox_capture_fails", DECLINED, weight=4),
         _scenario("unknown_method", "pm_card_chaosUnknownMethod", DECLINED, weight=3),
         _scenario("zero_total", "pm_card_visa", COMPLETED, weight=5, coupon="free"),
+        _scenario(
+            "decline_retry",
+            "pm_card_chargeDeclined",
+            COMPLETED,
+            weight=4,
+            retry_with="pm_card_visa",
+        ),
+        _scenario("lost", "pm_card_chargeDeclinedLostCard", DECLINED, weight=1, generic=True),
+        _scenario("stolen", "pm_card_chargeDeclinedStolenCard", DECLINED, weight=1, generic=True),
+        _scenario(
+            "fraudulent", "pm_card_chargeDeclinedFraudulent", DECLINED, weight=1, generic=True
+        ),
+        # The operator's cancel may come before the capture (a void, nothing to refund) or too
+        # late (completed); see `_cancel`.
+        _scenario(
+            "refund_fail", "pm_card_refundFail", COMPLETED, CANCELLED, weight=3, after="refund_fail"
+        ),
+        _scenario("dispute", "pm_card_createDispute", COMPLETED, weight=3, after="dispute"),
+        _scenario(
+            "dashboard_refund", "pm_card_visa", COMPLETED, weight=3, after="dashboard_refund"
+        ),
         # The races (not drawn by weight; see plan()).
         _scenario("coupon_race", "pm_card_visa", COMPLETED, COUPON_EXHAUSTED),
         _scenario("scarce_stock", "pm_card_visa", COMPLETED, OUT_OF_STOCK),
@@ -141,6 +172,8 @@ class Plan:
             "shipping_address": ADDRESS,
             "payment": payment,
         }
+        if scenario.retry_with:
+            body["on_decline"] = "retry"
         if self.coupon_code:
             body["coupon_code"] = self.coupon_code
         return body
@@ -180,6 +213,9 @@ def _cancel(plan: Plan, rng: random.Random) -> None:
     """Maybe make `plan` a cancel: a buyer's at a random moment; an operator's as soon as the
     status shows the capture has started, or else at a random moment (which, a checkout taking
     a few seconds, often falls after the capture too: the refund path)."""
+    if plan.scenario.after == "refund_fail":
+        plan.cancel, plan.cancel_after_s = "operator", 5.0
+        return
     if not plan.scenario.cancellable:
         return
     draw = rng.random()

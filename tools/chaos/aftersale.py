@@ -1,0 +1,163 @@
+"""What happens to a checkout after its end, as the people around the platform do it.
+
+A dispute the buyer's bank opens must show in `GET /v1/ops/disputes`; a refund made directly in
+the provider's dashboard (the official Stripe SDK against the sandbox) must show on the order as
+`refunded_amount` and `partially_refunded` or `refunded`; a refund that fails at the provider must
+wait in `GET /v1/ops/refunds/failed`, where the chaos operator resolves it as an operator would.
+Each step writes what it saw on the record (`aftersale`: "ok", or what went wrong) for the audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import stripe
+
+from tools.chaos.client import PatientClient
+from tools.chaos.journey import Record
+
+# How long the after-sale may take to show through the API (the provider's delays, a fault).
+SHOW_WITHIN_S = 120.0
+POLL_S = 1.0
+# Status of an order once some or all of its money went back to the buyer.
+REFUNDED_STATUSES = {True: "refunded", False: "partially_refunded"}
+CENT = Decimal("0.01")
+
+
+async def _until(probe: Callable[[], Awaitable[Any]], within_s: float) -> Any:
+    """Poll `probe` until it answers something truthy; None after `within_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while loop.time() < deadline:
+        found = await probe()
+        if found:
+            return found
+        await asyncio.sleep(POLL_S)
+    return None
+
+
+class AfterSale:
+    """Runs the after-sale step of a record's scenario (`Scenario.after`)."""
+
+    def __init__(
+        self,
+        api: PatientClient,
+        operator: dict[str, str],
+        psp_url: str,
+        api_key: str,
+        rng: random.Random,
+    ) -> None:
+        self.api = api
+        self.operator = operator
+        self.psp_url = psp_url
+        self.api_key = api_key
+        self.rng = rng
+
+    async def run(self, record: Record) -> None:
+        """The step for this record, if its checkout ended where the step applies."""
+        after = record.plan.scenario.after
+        if after == "dispute" and record.status == "completed":
+            record.aftersale = await self.dispute_shows(record)
+        elif after == "dashboard_refund" and record.status == "completed" and record.order_id:
+            record.aftersale = await self.dashboard_refund(record, record.order_id)
+        elif after == "refund_fail" and record.cancel_money == "refunded":
+            record.aftersale = await self.resolve_failed_refund(record)
+
+    async def _ops(self, path: str) -> list[dict[str, Any]]:
+        answer = await self.api.send("GET", path, headers=self.operator)
+        if answer.response.status_code != 200:
+            return []
+        data: list[dict[str, Any]] = answer.response.json()["data"]
+        return data
+
+    async def dispute_shows(self, record: Record) -> str:
+        """The dispute of this checkout appears in the operators' list."""
+
+        async def probe() -> bool:
+            disputes = await self._ops("/v1/ops/disputes?limit=500")
+            return any(d["checkout_id"] == record.checkout_id for d in disputes)
+
+        if await _until(probe, SHOW_WITHIN_S):
+            return "ok"
+        return f"no dispute in /v1/ops/disputes after {SHOW_WITHIN_S:.0f}s"
+
+    async def resolve_failed_refund(self, record: Record) -> str:
+        """The refund of the operator's cancel failed at the provider: it waits for an operator,
+        who settles it by hand and resolves it."""
+
+        async def probe() -> dict[str, Any] | None:
+            waiting = await self._ops("/v1/ops/refunds/failed?limit=500")
+            return next((r for r in waiting if r["checkout_id"] == record.checkout_id), None)
+
+        failed = await _until(probe, SHOW_WITHIN_S)
+        if failed is None:
+            return f"no failed refund in /v1/ops/refunds/failed after {SHOW_WITHIN_S:.0f}s"
+        answer = await self.api.send(
+            "POST",
+            f"/v1/ops/refunds/{failed['id']}/resolve",
+            headers=self.operator,
+            json={"note": "chaos: refunded by bank transfer"},
+        )
+        if answer.response.status_code != 200:
+            return f"resolve answered {answer.response.status_code}: {answer.response.text[:200]}"
+        return "ok"
+
+    async def _intent(self, checkout_id: str) -> str | None:
+        async with httpx.AsyncClient(base_url=self.psp_url, timeout=10) as http:
+            try:
+                rows = (await http.get("/v1/ledger")).json()["data"]
+            except (httpx.HTTPError, ValueError):
+                return None
+        for row in rows:
+            if (row.get("metadata") or {}).get("checkout_id") == checkout_id:
+                intent: str = row["payment_intent"]
+                return intent
+        return None
+
+    async def _refund_at_provider(self, intent: str, cents: int, key: str) -> bool:
+        """One refund at the provider's dashboard (retried through a fault with one key)."""
+        client = stripe.StripeClient(
+            api_key=self.api_key, base_addresses={"api": self.psp_url}, max_network_retries=0
+        )
+
+        async def attempt() -> bool:
+            try:
+                await client.v1.refunds.create_async(
+                    {"payment_intent": intent, "amount": cents}, {"idempotency_key": key}
+                )
+            except stripe.StripeError:
+                return False
+            return True
+
+        return bool(await _until(attempt, SHOW_WITHIN_S))
+
+    async def dashboard_refund(self, record: Record, order_id: str) -> str:
+        """Refund part or all of the order at the provider; the order must show it."""
+        assert record.checkout_id is not None
+        assert record.total is not None
+        intent = await _until(lambda: self._intent(str(record.checkout_id)), SHOW_WITHIN_S)
+        if intent is None:
+            return "no intent in the provider's ledger"
+        total = Decimal(record.total)
+        full = self.rng.random() < 0.5 or total < Decimal("1.00")
+        amount = total if full else (total / 2).quantize(CENT)
+        record.dashboard_refunded = str(amount)
+        cents = int(amount * 100)
+        if not await self._refund_at_provider(intent, cents, f"chaos-{record.key}-refund"):
+            return "the provider's dashboard refused the refund"
+        want = REFUNDED_STATUSES[full]
+
+        async def probe() -> dict[str, Any] | None:
+            answer = await self.api.send("GET", f"/v1/orders/{order_id}", headers=self.operator)
+            body: dict[str, Any] = answer.response.json()
+            shown = answer.response.status_code == 200 and body["status"] == want
+            return body if shown and Decimal(body["refunded_amount"]) == amount else None
+
+        if await _until(probe, SHOW_WITHIN_S) is None:
+            return f"the order does not show {want} with refunded_amount {amount}"
+        return "ok"
