@@ -26,12 +26,13 @@ from tools.chaos.audit import (
     Audit,
     _expected_notifications,
     _sends,
+    check_aftersale,
     check_clients,
     check_races,
 )
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
 from tools.chaos.faults import TERM, FaultResult, catalog, schedule
-from tools.chaos.journey import Record
+from tools.chaos.journey import Record, leaked_reason
 from tools.chaos.report import latencies, percentile
 from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
 from tools.chaos.workload import (
@@ -43,6 +44,7 @@ from tools.chaos.workload import (
     SCARCE_BUYERS,
     SCENARIOS,
     SINGLES,
+    Buyer,
     Catalog,
     Plan,
     plan,
@@ -73,7 +75,11 @@ def test_a_plan_has_every_scenario_races_in_bursts_and_a_steady_rate() -> None:
     # Cancels only where they make sense: buyers on cancellable scenarios, operators not on 3DS.
     assert any(p.cancel == "buyer" for p in plans)
     assert any(p.cancel == "operator" for p in plans)
-    assert all(p.scenario.cancellable for p in plans if p.cancel)
+    assert all(
+        p.scenario.cancellable for p in plans if p.cancel and p.scenario.name != "refund_fail"
+    )
+    # The refund that fails needs a refund: an operator cancels every such checkout.
+    assert all(p.cancel == "operator" for p in plans if p.scenario.name == "refund_fail")
     assert not any(p.scenario.approve for p in plans if p.cancel == "operator")
 
 
@@ -234,6 +240,51 @@ def test_the_audit_flags_outcomes_the_contract_does_not_allow() -> None:
         assert str(record.checkout_id) in flagged
     assert cancelled.expected == frozenset({CANCELLED})
     assert CANCELLED in maybe.expected
+
+
+def test_the_after_sale_scenarios_expect_what_the_platform_promises() -> None:
+    assert SCENARIOS["decline_retry"].expect == frozenset({COMPLETED})
+    for name in ("lost", "stolen", "fraudulent"):
+        assert SCENARIOS[name].expect == frozenset({("failed", "payment_declined")})
+        assert SCENARIOS[name].generic
+    # Cancelled with a refund (which then fails), or the cancel came too late.
+    assert SCENARIOS["refund_fail"].expect == frozenset({COMPLETED, CANCELLED})
+    assert SCENARIOS["dispute"].expect == frozenset({COMPLETED})
+    assert SCENARIOS["dashboard_refund"].expect == frozenset({COMPLETED})
+    retry = Plan(0, SCENARIOS["decline_retry"], 0.0)
+    retry.buyer = Buyer("u", {}, "c")
+    assert retry.body()["on_decline"] == "retry"
+    assert "on_decline" not in Plan(0, SCENARIOS["visa"], 0.0, buyer=retry.buyer).body()
+
+
+def test_a_generic_decline_must_not_tell_its_reason() -> None:
+    generic = {
+        "failure": {"code": "payment_declined", "message": "The payment was declined."},
+        "payment": {"status": "failed", "last_error": {"code": "card_declined", "message": "x"}},
+    }
+    assert leaked_reason(generic) is None
+    told = {"payment": {"last_error": {"code": "stolen_card", "message": "Your card was stolen"}}}
+    assert leaked_reason(told) == "stolen_card"
+    assert leaked_reason({"failure": {"code": "x", "message": "Suspected FRAUD"}})
+
+
+def test_the_audit_flags_after_sale_steps_that_did_not_go_through() -> None:
+    fine = _record("dispute", COMPLETED, aftersale="ok")
+    no_dispute = _record("dispute", COMPLETED, aftersale="no dispute in /v1/ops/disputes")
+    refund = _record("dashboard_refund", COMPLETED, aftersale="the order does not show refunded")
+    unresolved = _record("refund_fail", CANCELLED, aftersale="no failed refund")
+    leaked = _record("stolen", ("failed", "payment_declined"), leaked="stolen_card")
+    retried = _record("decline_retry", COMPLETED, retried=202)
+    not_retried = _record("decline_retry", ("expired", "payment_timeout"), retried=409)
+    voided = _record("refund_fail", CANCELLED)  # cancelled before the capture: nothing to refund
+    records = [fine, no_dispute, refund, unresolved, leaked, retried, not_retried, voided]
+    audit = Audit()
+    check_aftersale(records, audit)
+    flagged = " | ".join(audit.violations)
+    assert len(audit.violations) == 5, flagged
+    for record in (no_dispute, refund, unresolved, leaked, not_retried):
+        assert str(record.checkout_id) in flagged
+    assert audit.coverage == {"aftersale_dispute": 1}
 
 
 def test_a_3ds_checkout_may_expire_only_when_its_approval_came_after_the_window() -> None:
