@@ -10,6 +10,7 @@ Each step writes what it saw on the record (`aftersale`: "ok", or what went wron
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -27,6 +28,8 @@ POLL_S = 1.0
 # Status of an order once some or all of its money went back to the buyer.
 REFUNDED_STATUSES = {True: "refunded", False: "partially_refunded"}
 CENT = Decimal("0.01")
+# The SDK logs every request at info: the run's output is for the run's own events.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 async def _until(probe: Callable[[], Awaitable[Any]], within_s: float) -> Any:
