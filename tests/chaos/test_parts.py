@@ -75,11 +75,7 @@ def test_a_plan_has_every_scenario_races_in_bursts_and_a_steady_rate() -> None:
     # Cancels only where they make sense: buyers on cancellable scenarios, operators not on 3DS.
     assert any(p.cancel == "buyer" for p in plans)
     assert any(p.cancel == "operator" for p in plans)
-    assert all(
-        p.scenario.cancellable for p in plans if p.cancel and p.scenario.name != "refund_fail"
-    )
-    # The refund that fails needs a refund: an operator cancels every such checkout.
-    assert all(p.cancel == "operator" for p in plans if p.scenario.name == "refund_fail")
+    assert all(p.scenario.cancellable for p in plans if p.cancel)
     assert not any(p.scenario.approve for p in plans if p.cancel == "operator")
 
 
@@ -247,8 +243,7 @@ def test_the_after_sale_scenarios_expect_what_the_platform_promises() -> None:
     for name in ("lost", "stolen", "fraudulent"):
         assert SCENARIOS[name].expect == frozenset({("failed", "payment_declined")})
         assert SCENARIOS[name].generic
-    # Cancelled with a refund (which then fails), or the cancel came too late.
-    assert SCENARIOS["refund_fail"].expect == frozenset({COMPLETED, CANCELLED})
+    assert SCENARIOS["refund_fail"].expect == frozenset({COMPLETED})
     assert SCENARIOS["dispute"].expect == frozenset({COMPLETED})
     assert SCENARIOS["dashboard_refund"].expect == frozenset({COMPLETED})
     retry = Plan(0, SCENARIOS["decline_retry"], 0.0)
@@ -272,12 +267,12 @@ def test_the_audit_flags_after_sale_steps_that_did_not_go_through() -> None:
     fine = _record("dispute", COMPLETED, aftersale="ok")
     no_dispute = _record("dispute", COMPLETED, aftersale="no dispute in /v1/ops/disputes")
     refund = _record("dashboard_refund", COMPLETED, aftersale="the order does not show refunded")
-    unresolved = _record("refund_fail", CANCELLED, aftersale="no failed refund")
+    unresolved = _record("refund_fail", COMPLETED, aftersale="no failed refund")
     leaked = _record("stolen", ("failed", "payment_declined"), leaked="stolen_card")
     retried = _record("decline_retry", COMPLETED, retried=202)
     not_retried = _record("decline_retry", ("expired", "payment_timeout"), retried=409)
-    voided = _record("refund_fail", CANCELLED)  # cancelled before the capture: nothing to refund
-    records = [fine, no_dispute, refund, unresolved, leaked, retried, not_retried, voided]
+    skipped = _record("dispute", ("failed", "payment_declined"))  # never paid: no step
+    records = [fine, no_dispute, refund, unresolved, leaked, retried, not_retried, skipped]
     audit = Audit()
     check_aftersale(records, audit)
     flagged = " | ".join(audit.violations)

@@ -3,7 +3,8 @@
 A dispute the buyer's bank opens must show in `GET /v1/ops/disputes`; a refund made directly in
 the provider's dashboard (the official Stripe SDK against the sandbox) must show on the order as
 `refunded_amount` and `partially_refunded` or `refunded`; a refund that fails at the provider must
-wait in `GET /v1/ops/refunds/failed`, where the chaos operator resolves it as an operator would.
+wait in `GET /v1/ops/refunds/failed` (a full dashboard refund of a `pm_card_refundFail` payment),
+where the chaos operator resolves it as an operator would.
 Each step writes what it saw on the record (`aftersale`: "ok", or what went wrong) for the audit.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import stripe
+from stripe.params import RefundCreateParams
 
 from tools.chaos.client import PatientClient
 from tools.chaos.journey import Record
@@ -68,8 +70,8 @@ class AfterSale:
             record.aftersale = await self.dispute_shows(record)
         elif after == "dashboard_refund" and record.status == "completed" and record.order_id:
             record.aftersale = await self.dashboard_refund(record, record.order_id)
-        elif after == "refund_fail" and record.cancel_money == "refunded":
-            record.aftersale = await self.resolve_failed_refund(record)
+        elif after == "refund_fail" and record.status == "completed":
+            record.aftersale = await self.refund_then_resolve(record)
 
     async def _ops(self, path: str) -> list[dict[str, Any]]:
         answer = await self.api.send("GET", path, headers=self.operator)
@@ -89,9 +91,15 @@ class AfterSale:
             return "ok"
         return f"no dispute in /v1/ops/disputes after {SHOW_WITHIN_S:.0f}s"
 
-    async def resolve_failed_refund(self, record: Record) -> str:
-        """The refund of the operator's cancel failed at the provider: it waits for an operator,
-        who settles it by hand and resolves it."""
+    async def refund_then_resolve(self, record: Record) -> str:
+        """Refund the whole payment at the provider's dashboard; on this card the refund fails
+        there, so it must wait for an operator, who settles it by hand and resolves it."""
+        assert record.checkout_id is not None
+        intent = await _until(lambda: self._intent(str(record.checkout_id)), SHOW_WITHIN_S)
+        if intent is None:
+            return "no intent in the provider's ledger"
+        if not await self._refund_at_provider(intent, None, f"chaos-{record.key}-refund"):
+            return "the provider's dashboard refused the refund"
 
         async def probe() -> dict[str, Any] | None:
             waiting = await self._ops("/v1/ops/refunds/failed?limit=500")
@@ -122,17 +130,19 @@ class AfterSale:
                 return intent
         return None
 
-    async def _refund_at_provider(self, intent: str, cents: int, key: str) -> bool:
-        """One refund at the provider's dashboard (retried through a fault with one key)."""
+    async def _refund_at_provider(self, intent: str, cents: int | None, key: str) -> bool:
+        """One refund at the provider's dashboard, of `cents` or all (retried through a fault
+        with one Idempotency-Key)."""
         client = stripe.StripeClient(
             api_key=self.api_key, base_addresses={"api": self.psp_url}, max_network_retries=0
         )
 
         async def attempt() -> bool:
             try:
-                await client.v1.refunds.create_async(
-                    {"payment_intent": intent, "amount": cents}, {"idempotency_key": key}
-                )
+                params: RefundCreateParams = {"payment_intent": intent}
+                if cents is not None:
+                    params["amount"] = cents
+                await client.v1.refunds.create_async(params, {"idempotency_key": key})
             except stripe.StripeError:
                 return False
             return True

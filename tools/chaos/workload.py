@@ -68,8 +68,8 @@ class Scenario:
     retry_with: str | None = None  # `on_decline: retry`, then this method once declined
     generic: bool = False  # a decline whose reason the buyer must not see (fraud, lost, stolen)
     # After the end: "dispute" (must show to operators), "dashboard_refund" (a refund at the
-    # provider, must show on the order) or "refund_fail" (an operator's cancel after the capture
-    # whose refund fails at the provider; the chaos operator resolves it).
+    # provider, must show on the order) or "refund_fail" (a refund at the provider that fails
+    # there, must wait for an operator; the chaos operator resolves it).
     after: str = ""
 
 
@@ -115,11 +115,8 @@ SCENARIOS: dict[str, Scenario] = {
         _scenario(
             "fraudulent", "pm_card_chargeDeclinedFraudulent", DECLINED, weight=1, generic=True
         ),
-        # The operator's cancel may come before the capture (a void, nothing to refund) or too
-        # late (completed); see `_cancel`.
-        _scenario(
-            "refund_fail", "pm_card_refundFail", COMPLETED, CANCELLED, weight=3, after="refund_fail"
-        ),
+        # Completed, then refunded in full at the provider's dashboard: the refund fails there.
+        _scenario("refund_fail", "pm_card_refundFail", COMPLETED, weight=3, after="refund_fail"),
         _scenario("dispute", "pm_card_createDispute", COMPLETED, weight=3, after="dispute"),
         _scenario(
             "dashboard_refund", "pm_card_visa", COMPLETED, weight=3, after="dashboard_refund"
@@ -213,9 +210,6 @@ def _cancel(plan: Plan, rng: random.Random) -> None:
     """Maybe make `plan` a cancel: a buyer's at a random moment; an operator's as soon as the
     status shows the capture has started, or else at a random moment (which, a checkout taking
     a few seconds, often falls after the capture too: the refund path)."""
-    if plan.scenario.after == "refund_fail":
-        plan.cancel, plan.cancel_after_s = "operator", 5.0
-        return
     if not plan.scenario.cancellable:
         return
     draw = rng.random()
