@@ -8,6 +8,7 @@ again. Provider outages raise ProviderUnavailable and are retried by Temporal.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal, ParamSpec, TypeVar
 
@@ -170,6 +171,24 @@ class PaymentsActivities:
                 error_code=refusal.reason,
             )
 
+    async def _authorized(
+        self, checkout_id: uuid.UUID, intent: Intent, key: str, error_code: str | None = None
+    ) -> PaymentResult:
+        """Record what an authorization (or a confirmation with a new method) left the intent at,
+        under its key, and answer it."""
+        async with self.db.begin() as session:
+            payment = await service.payment_for_checkout(session, checkout_id, lock=True)
+            await service.apply_intent(
+                session,
+                payment,
+                intent,
+                key=key,
+                kind=TransactionType.AUTHORIZE,
+                succeeded=service.payment_status(intent) != PaymentStatus.FAILED,
+                error_code=error_code,
+            )
+            return _result(payment, intent)
+
     async def _open(self, input: AuthorizeInput, operation: str, intent_id: str) -> str:
         key = service.idempotency_key(input.checkout_id, operation)
         async with self.db.begin() as session:
@@ -209,17 +228,7 @@ class PaymentsActivities:
                 type=PaymentDeclined.code,
                 non_retryable=True,
             ) from exc
-        async with self.db.begin() as session:
-            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
-            await service.apply_intent(
-                session,
-                payment,
-                intent,
-                key=key,
-                kind=TransactionType.AUTHORIZE,
-                succeeded=service.payment_status(intent) != PaymentStatus.FAILED,
-            )
-            return _result(payment, intent)
+        return await self._authorized(input.checkout_id, intent, key)
 
     @activity.defn(name=CONFIRM.name)
     @counts_unknown_statuses
@@ -260,18 +269,9 @@ class PaymentsActivities:
                 # The intent moved meanwhile (e.g. an earlier attempt's answer was lost): what
                 # it is now decides.
                 intent = await self.provider.retrieve(intent_id)
-        async with self.db.begin() as session:
-            payment = await service.payment_for_checkout(session, input.checkout_id, lock=True)
-            await service.apply_intent(
-                session,
-                payment,
-                intent,
-                key=key,
-                kind=TransactionType.AUTHORIZE,
-                succeeded=service.payment_status(intent) != PaymentStatus.FAILED,
-                error_code=refusal.reason if refusal else None,
-            )
-            return _result(payment, intent)
+        return await self._authorized(
+            input.checkout_id, intent, key, error_code=refusal.reason if refusal else None
+        )
 
     @activity.defn(name=REFRESH.name)
     @counts_unknown_statuses

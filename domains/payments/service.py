@@ -221,6 +221,19 @@ async def set_status(session: AsyncSession, payment: Payment, status: PaymentSta
     await _write(session, payment, {"status": status.value})
 
 
+# Statuses a captured payment can leave and come back from: a refund that failed at the provider
+# (the money back on the charge), a dispute won.
+CAPTURED_AGAIN_FROM = frozenset({PaymentStatus.REFUNDED.value, PaymentStatus.DISPUTED.value})
+
+
+def _event_type(previous: str, status: str) -> str:
+    """`payment.<status>`, except that a payment back at `captured` is `payment.restored`: it was
+    not captured again, and nobody may announce a second capture (a buyer's notification)."""
+    if status == PaymentStatus.CAPTURED.value and previous in CAPTURED_AGAIN_FROM:
+        return "payment.restored"
+    return f"payment.{status}"
+
+
 async def _write(
     session: AsyncSession,
     payment: Payment,
@@ -236,7 +249,7 @@ async def _write(
     events = []
     if payment.status != previous:
         event = PaymentChanged.model_validate(payment, from_attributes=True)
-        events.append(NewEvent(AGGREGATE, payment.id, f"payment.{payment.status}", event))
+        events.append(NewEvent(AGGREGATE, payment.id, _event_type(previous, payment.status), event))
     update_row = update(Payment).where(Payment.id == payment.id).values(**changed)
     await write_with_events(session, [*([update_row] if changed else []), *also], events)
 

@@ -157,3 +157,23 @@ async def test_mirroring_an_unchanged_intent_writes_nothing(
     assert recorded["payment"] == ("failed", Decimal("0"), "expired_card")
     async with db.begin() as session:
         assert (await service.payment_for_checkout(session, checkout_id)).updated_at > before
+
+
+async def test_a_payment_back_at_captured_is_restored_not_captured_again(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    db = databases["payments"]
+    checkout_id = await _payment(db)
+    captured = _intent(checkout_id, "succeeded", received=2500)
+    refunded = _intent(checkout_id, "succeeded", received=2500, refunded=2500)
+
+    # Captured, refunded, then the refund failed at the provider: the money is back.
+    for intent in (captured, refunded, captured):
+        async with db.begin() as session:
+            payment = await service.payment_for_checkout(session, checkout_id, lock=True)
+            await service.mirror_intent(session, payment, intent)
+
+    recorded = await _recorded(db, checkout_id)
+    assert recorded["payment"][0] == "captured"
+    # One capture announced (one buyer notification), then the refund and its undoing.
+    assert recorded["events"] == ["payment.captured", "payment.refunded", "payment.restored"]
