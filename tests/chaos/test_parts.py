@@ -29,6 +29,7 @@ from tools.chaos.audit import (
     check_aftersale,
     check_clients,
     check_races,
+    mark_faults,
 )
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
 from tools.chaos.faults import TERM, FaultResult, catalog, schedule
@@ -299,6 +300,45 @@ def test_a_3ds_checkout_may_expire_only_when_its_approval_came_after_the_window(
     flagged = " | ".join(audit.violations)
     assert len(audit.violations) == 2, flagged
     assert str(late.checkout_id) not in flagged
+
+
+def test_a_declined_card_retried_may_expire_only_when_a_provider_fault_met_it() -> None:
+    """The payment window counts from the first authorization: a provider kept away by a fault
+    can answer the decline, or the new method, only after it ends. Without one, expired is still
+    a violation, and so is a retry that was never accepted."""
+    kept_away = _record("decline_retry", EXPIRED, faults_met=frozenset({"psp-down"}))
+    other_fault = _record("decline_retry", EXPIRED, faults_met=frozenset({"kill:api"}))
+    no_fault = _record("decline_retry", EXPIRED, retried=409)
+    slow_visa = _record("visa", EXPIRED, faults_met=frozenset({"psp-slow"}))
+    assert kept_away.expected == frozenset({COMPLETED, EXPIRED})
+    assert other_fault.expected == no_fault.expected == frozenset({COMPLETED})
+    assert slow_visa.expected == frozenset({COMPLETED})
+    records = [kept_away, other_fault, no_fault, slow_visa]
+    audit = Audit()
+    check_clients(records, {r.checkout_id: _session(r) for r in records}, audit)  # type: ignore[misc]
+    check_aftersale(records, audit)
+    flagged = " | ".join(audit.violations)
+    assert str(kept_away.checkout_id) not in flagged
+    for record in (other_fault, no_fault, slow_visa):
+        assert str(record.checkout_id) in flagged
+
+
+def test_a_record_meets_the_faults_in_effect_during_its_life() -> None:
+    faults = [
+        FaultResult(catalog()["psp-down"], injected_s=10.0, ended_s=40.0, recovered_s=45.0),
+        FaultResult(catalog()["kill:api"], injected_s=60.0, ended_s=60.0, recovered_s=63.0),
+    ]
+    before = _record("visa", COMPLETED, started_s=1.0, ended_s=9.0)
+    during = _record("visa", COMPLETED, started_s=1.0, ended_s=12.0)
+    after_recovery = _record("visa", COMPLETED, started_s=44.0, ended_s=50.0)
+    unfinished = _record("visa", COMPLETED, started_s=50.0)
+    never_started = _record("visa", COMPLETED)
+    mark_faults([before, during, after_recovery, unfinished, never_started], faults)
+    assert before.faults_met == frozenset()
+    assert during.faults_met == frozenset({"psp-down"})
+    assert after_recovery.faults_met == frozenset({"psp-down"})
+    assert unfinished.faults_met == frozenset({"kill:api"})
+    assert never_started.faults_met == frozenset()
 
 
 def test_a_race_must_sell_exactly_what_there_is() -> None:

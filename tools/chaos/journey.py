@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
-from tools.chaos.workload import CANCELLED, EXPIRED, PAYMENT_TIMEOUT_S, Outcome, Plan
+from tools.chaos.workload import (
+    CANCELLED,
+    EXPIRED,
+    PAYMENT_TIMEOUT_S,
+    PROVIDER_FAULTS,
+    Outcome,
+    Plan,
+)
 
 FINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 NEEDS_ATTENTION = "needs_attention"
@@ -85,6 +92,8 @@ class Record:
     leaked: str | None = None  # a generic decline's reason, if the buyer was shown it
     aftersale: str | None = None  # the after-sale step: "ok", or what went wrong
     dashboard_refunded: str | None = None  # what the dashboard refund gave back
+    # The faults in effect at some moment of the checkout's life (set after the load).
+    faults_met: frozenset[str] = frozenset()
 
     @property
     def outcome(self) -> Outcome | None:
@@ -97,11 +106,18 @@ class Record:
         if self.cancel_answer == 202:
             return frozenset({CANCELLED})
         expect = self.plan.scenario.expect
-        if self.approved_late:
+        if self.approved_late or self.retry_outlived:
             expect |= {EXPIRED}
         if self.cancel_ambiguous:
             return expect | {CANCELLED}
         return expect
+
+    @property
+    def retry_outlived(self) -> bool:
+        """A declined card to be retried met a provider fault: the decline, or the new method's
+        answer, may have come only after the payment window (counted from the first
+        authorization), and the checkout rightly expired, everything released."""
+        return bool(self.plan.scenario.retry_with and self.faults_met & PROVIDER_FAULTS)
 
     @property
     def approved_late(self) -> bool:

@@ -330,6 +330,7 @@ class Run:
             self.outcome.phases["settle_s"] = round(time.monotonic() - began, 1)
             log.info("chaos.settled", still_busy=self.outcome.still_busy, **self.outcome.phases)
             records = self.outcome.records + self.outcome.probes
+            checks.mark_faults(records, self.outcome.faults)
             sessions = await checks.check_outcomes(
                 temporal, databases, self.stack.psp_url, records, audit
             )

@@ -51,6 +51,9 @@ COUPON_LIMIT, COUPON_BUYERS = 5, 30
 SCARCE_SHARE, COUPON_SHARE = 0.10, 0.15
 # Shares of the cancellable singles that a buyer cancels, and that an operator cancels.
 BUYER_CANCEL_SHARE, OPERATOR_CANCEL_SHARE = 0.10, 0.08
+# The faults that keep the payment provider away (tools/chaos/faults.py names them so): a
+# checkout that meets one may see its payment window end while the provider cannot answer.
+PROVIDER_FAULTS = frozenset({"psp-down", "psp-slow", "kill:sandbox"})
 
 
 @dataclass(frozen=True)
