@@ -13,18 +13,24 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+from easypost.easypost_client import EasyPostClient
+from easypost.errors.api.service_unavailable_error import ServiceUnavailableError
 
-from devstack.services.process import ManagedProcess
+from devstack.processes import sandbox_process
+from devstack.services.process import ManagedProcess, free_port
 from devstack.stack import write_state
 from devstack.supervisor import RestartPolicy, Supervisor
 from tools.chaos.audit import (
     Audit,
     _expected_notifications,
+    _met,
     _sends,
     check_aftersale,
     check_clients,
@@ -32,10 +38,11 @@ from tools.chaos.audit import (
     mark_faults,
 )
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
-from tools.chaos.faults import TERM, FaultResult, catalog, schedule
+from tools.chaos.faults import TERM, FaultResult, Injector, catalog, schedule
 from tools.chaos.journey import Record, leaked_reason
 from tools.chaos.report import latencies, percentile
 from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
+from tools.chaos.stack import Child
 from tools.chaos.workload import (
     CANCELLED,
     COMPLETED,
@@ -84,7 +91,7 @@ def test_small_loads_do_not_race_and_bodies_take_both_payment_shapes() -> None:
     plans = plan(10, 1.0, random.Random(1))
     assert not any(p.group for p in plans)
     one = Plan(0, SCENARIOS["visa"], 0.0, alias=True, coupon_code="X")
-    one.buyer = type("B", (), {"cart_id": "c", "headers": {}, "user_id": "u"})()  # type: ignore[assignment]
+    one.buyer = type("B", (), {"cart_id": "c", "headers": {}, "user_id": "u"})()
     assert one.body()["payment"] == {"provider": "sandbox", "token": "tok_visa"}
     assert one.body()["coupon_code"] == "X"
     one.alias = False
@@ -108,10 +115,21 @@ def test_the_schedules_cover_every_fault_kind() -> None:
     with pytest.raises(ValueError, match="unknown faults"):
         schedule("kill:everything")
     assert catalog(psp_down_s=7)["psp-down"].hold_s == 7
+    carrier = {f.name: f for f in every if f.kind.startswith("carrier_")}
+    assert sorted(carrier) == ["carrier-down", "carrier-slow"]
+    assert {f.name for f in kinds} >= set(carrier)
+    assert catalog(carrier_slow_s=4)["carrier-slow"].hold_s == 4
 
 
 def test_the_default_rate_spreads_the_load_over_the_faults() -> None:
-    config = ChaosConfig(checkouts=100, faults="kinds", psp_down_s=10, psp_slow_s=10)
+    config = ChaosConfig(
+        checkouts=100,
+        faults="kinds",
+        psp_down_s=10,
+        psp_slow_s=10,
+        carrier_down_s=10,
+        carrier_slow_s=10,
+    )
     faults = config.fault_schedule()
     rate = config.load_rate(faults)
     assert 0.5 < rate < 2.0
@@ -180,7 +198,9 @@ async def test_a_refused_connection_alone_is_not_ambiguous_and_the_client_gives_
             await client.send("GET", "/healthz")
     assert log.gave_up == 1
 
-    calls = iter([httpx.ConnectError("refused"), httpx.Response(409, json={"code": "x"})])
+    calls: Iterator[Exception | httpx.Response] = iter(
+        [httpx.ConnectError("refused"), httpx.Response(409, json={"code": "x"})]
+    )
 
     def once_refused(request: httpx.Request) -> httpx.Response:
         answer = next(calls)
@@ -339,6 +359,109 @@ def test_a_record_meets_the_faults_in_effect_during_its_life() -> None:
     assert after_recovery.faults_met == frozenset({"psp-down"})
     assert unfinished.faults_met == frozenset({"kill:api"})
     assert never_started.faults_met == frozenset()
+
+
+def test_a_buyers_order_cancel_must_show_on_the_order() -> None:
+    assert SCENARIOS["order_cancel"].expect == frozenset({COMPLETED})
+    assert SCENARIOS["order_cancel"].after == "order_cancel"
+    assert not SCENARIOS["order_cancel"].cancellable  # the checkout itself runs to its end
+    cancelled = _record("order_cancel", COMPLETED, aftersale="ok", order_cancel="cancelled")
+    shipped = _record("order_cancel", COMPLETED, aftersale="ok", order_cancel="already_shipped")
+    not_shown = _record(
+        "order_cancel",
+        COMPLETED,
+        aftersale="cancel answered cancelled, the order is still ['fulfilling']",
+        order_cancel="cancelled",
+    )
+    refused = _record("order_cancel", COMPLETED, aftersale="the order's cancel answered 409 x")
+    audit = Audit()
+    check_aftersale([cancelled, shipped, not_shown, refused], audit)
+    flagged = " | ".join(audit.violations)
+    assert len(audit.violations) == 2, flagged
+    assert str(not_shown.checkout_id) in flagged
+    assert str(refused.checkout_id) in flagged
+    assert audit.coverage == {
+        "aftersale_order_cancel": 2,
+        "order_cancel_cancelled": 1,
+        "order_cancel_already_shipped": 1,
+    }
+
+
+def test_a_shipment_meets_a_carrier_fault_when_its_step_overlaps_it() -> None:
+    at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    fault = FaultResult(catalog()["carrier-down"], injected_s=0.0, injected_at=at)
+    fault.ended_at = at + timedelta(seconds=30)
+
+    def step(start_s: float, end_s: float) -> dict[str, datetime]:
+        return {
+            "started_at": at + timedelta(seconds=start_s),
+            "updated_at": at + timedelta(seconds=end_s),
+        }
+
+    assert _met(step(-5, 40), fault)  # bought through the whole outage
+    assert _met(step(10, 12), fault)
+    assert _met(step(-2, 1), fault)
+    assert not _met(step(-10, -1), fault)
+    assert not _met(step(31, 32), fault)
+    fault.ended_at = None  # not lifted (yet): in effect since its injection
+    assert _met(step(100, 101), fault)
+
+
+CARRIER_KEY = "EZTKchaospartstestkey0123456789"
+ADDRESS_TO = {"street1": "1 Navy Yard", "city": "Arlington", "zip": "22202", "country": "US"}
+
+
+class _OneSandbox:
+    """What the injector needs of a stack, for a sandbox alone."""
+
+    def __init__(self, process: ManagedProcess, url: str) -> None:
+        self.process = process
+        self.psp_url = url
+
+    def pid(self, name: str) -> int:
+        assert name == "sandbox"
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def children(self) -> dict[str, Child]:
+        return {"sandbox": Child("sandbox", self.process.pid, 0, True)}
+
+
+async def test_a_carrier_fault_switches_the_sandbox_for_its_hold_then_back(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    process = sandbox_process(
+        port=port,
+        db_path=tmp_path / "psp.sqlite",
+        webhook_url="",
+        log_dir=tmp_path,
+        extra_env={"EASYPOST_API_KEY": CARRIER_KEY},
+    )
+    process.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        stack = _OneSandbox(process, url)
+        injector = Injector(stack, RequestLog(), timeout_s=10)  # type: ignore[arg-type]
+        fault = catalog(carrier_down_s=1.5)["carrier-down"]
+        carrier = EasyPostClient(CARRIER_KEY, api_base=f"{url}/v2", timeout=5)
+
+        def ship() -> object:
+            return carrier.shipment.create(
+                to_address=ADDRESS_TO, from_address=ADDRESS_TO, parcel={"weight": 10.0}
+            )
+
+        injected = asyncio.ensure_future(injector.inject(fault))
+        await asyncio.sleep(0.7)
+        with pytest.raises(ServiceUnavailableError):
+            await asyncio.to_thread(ship)
+        result = await injected
+        assert await asyncio.to_thread(ship)  # switched back
+        assert result.ended_at is not None
+        assert (result.ended_at - result.injected_at).total_seconds() >= 1.5
+        assert result.pids == (process.pid, process.pid)
+    finally:
+        process.stop()
 
 
 def test_a_race_must_sell_exactly_what_there_is() -> None:

@@ -134,8 +134,6 @@ async def test_a_hanging_carrier_answers_after_the_client_gave_up(down: Psp) -> 
 
 def test_the_switch_refuses_what_it_does_not_know(down: Psp) -> None:
     for body in ({"mode": "slow"}, {"mode": "hang", "hang_s": -1}, {}, {"mode": "none", "x": 1}):
-        answer = httpx.post(
-            f"{down.url}/v1/test_helpers/carrier/fault", json=body, trust_env=False
-        )
+        answer = httpx.post(f"{down.url}/v1/test_helpers/carrier/fault", json=body, trust_env=False)
         assert answer.status_code == 422, body
         assert answer.json()["error"]["code"] == "PARAMETER.INVALID"

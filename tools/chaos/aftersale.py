@@ -4,7 +4,10 @@ A dispute the buyer's bank opens must show in `GET /v1/ops/disputes`; a refund m
 the provider's dashboard (the official Stripe SDK against the sandbox) must show on the order as
 `refunded_amount` and `partially_refunded` or `refunded`; a refund that fails at the provider must
 wait in `GET /v1/ops/refunds/failed` (a full dashboard refund of a `pm_card_refundFail` payment),
-where the chaos operator resolves it as an operator would.
+where the chaos operator resolves it as an operator would; a buyer cancelling the order at once
+or a moment after the checkout completed (`POST /v1/orders/{id}/cancel`), while the carrier's
+tracking moves the parcel, must find it `cancelled` (202: refunded, restocked) or, once the
+carrier has the parcel, be told 409 `already_shipped` with the order `shipped` or `delivered`.
 Each step writes what it saw on the record (`aftersale`: "ok", or what went wrong) for the audit.
 """
 
@@ -27,6 +30,14 @@ from tools.chaos.journey import Record
 # How long the after-sale may take to show through the API (the provider's delays, a fault).
 SHOW_WITHIN_S = 120.0
 POLL_S = 1.0
+# A buyer cancels the order this long (drawn up to it) after seeing the checkout completed: the
+# chaos stack's parcels go in transit 2 s after the label (SANDBOX_CARRIER_STEP_S).
+ORDER_CANCEL_WITHIN_S = 4.0
+# What the order shows after the buyer's cancel, by its answer.
+AFTER_ORDER_CANCEL = {
+    "cancelled": frozenset({"cancelled"}),
+    "already_shipped": frozenset({"shipped", "delivered"}),
+}
 # Status of an order once some or all of its money went back to the buyer.
 REFUNDED_STATUSES = {True: "refunded", False: "partially_refunded"}
 CENT = Decimal("0.01")
@@ -72,6 +83,8 @@ class AfterSale:
             record.aftersale = await self.dashboard_refund(record, record.order_id)
         elif after == "refund_fail" and record.status == "completed":
             record.aftersale = await self.refund_then_resolve(record)
+        elif after == "order_cancel" and record.status == "completed" and record.order_id:
+            record.aftersale = await self.cancel_order(record, record.order_id)
 
     async def _ops(self, path: str) -> list[dict[str, Any]]:
         answer = await self.api.send("GET", path, headers=self.operator)
@@ -173,4 +186,35 @@ class AfterSale:
 
         if await _until(probe, SHOW_WITHIN_S) is None:
             return f"the order does not show {want} with refunded_amount {amount}"
+        return "ok"
+
+    async def cancel_order(self, record: Record, order_id: str) -> str:
+        """The buyer cancels the order a random moment after the checkout completed; the order
+        must then show what the answer said (the audit's invariants check the money, the stock
+        and the shipment of a cancelled order)."""
+        assert record.plan.buyer is not None
+        await asyncio.sleep(self.rng.uniform(0.0, ORDER_CANCEL_WITHIN_S))
+        answer = await self.api.send(
+            "POST",
+            f"/v1/orders/{order_id}/cancel",
+            headers={**record.plan.buyer.headers, "Idempotency-Key": f"{record.key}-order"},
+        )
+        response = answer.response
+        code = response.json().get("code") if response.status_code == 409 else None
+        if response.status_code == 202:
+            record.order_cancel = "cancelled"
+        elif code == "already_shipped":
+            record.order_cancel = "already_shipped"
+        else:
+            return f"the order's cancel answered {response.status_code} {response.text[:200]}"
+        want = AFTER_ORDER_CANCEL[record.order_cancel]
+        seen: list[str] = []
+
+        async def probe() -> bool:
+            shown = await self.api.send("GET", f"/v1/orders/{order_id}", headers=self.operator)
+            seen[:] = [shown.response.json().get("status", str(shown.response.status_code))]
+            return shown.response.status_code == 200 and seen[0] in want
+
+        if not await _until(probe, SHOW_WITHIN_S):
+            return f"cancel answered {record.order_cancel}, the order is still {seen}"
         return "ok"

@@ -92,6 +92,7 @@ class Record:
     leaked: str | None = None  # a generic decline's reason, if the buyer was shown it
     aftersale: str | None = None  # the after-sale step: "ok", or what went wrong
     dashboard_refunded: str | None = None  # what the dashboard refund gave back
+    order_cancel: str | None = None  # the buyer's order cancel: "cancelled" or "already_shipped"
     # The faults in effect at some moment of the checkout's life (set after the load).
     faults_met: frozenset[str] = frozenset()
 
@@ -223,6 +224,9 @@ class Journey:
             if plan.cancel == "operator" and record.cancel_answer is None:
                 # Watching for the capture to start: the window until the end is short.
                 await asyncio.sleep(POLL_FAST_S if record.step in NEAR_CAPTURE else POLL_WATCH_S)
+            elif plan.scenario.after == "order_cancel" and record.step in AFTER_CAPTURE:
+                # The buyer means to cancel the order: watching for the checkout's end.
+                await asyncio.sleep(POLL_WATCH_S)
             else:
                 await asyncio.sleep(delay * self.rng.uniform(0.8, 1.2))
                 delay = min(POLL_MAX_S, delay * 1.5)

@@ -50,6 +50,8 @@ class ChaosConfig:
     rounds: int = 1
     psp_down_s: float = 30.0
     psp_slow_s: float = 30.0
+    carrier_down_s: float = 30.0
+    carrier_slow_s: float = 30.0
     gap_s: float = 3.0  # between one fault's recovery and the next injection
     seed: int | None = None
     data_dir: Path | None = None
@@ -71,6 +73,8 @@ class ChaosConfig:
             replicas=int(self.extra_env.get("WORKER_REPLICAS", "1")),  # as the stack runs
             psp_down_s=self.psp_down_s,
             psp_slow_s=self.psp_slow_s,
+            carrier_down_s=self.carrier_down_s,
+            carrier_slow_s=self.carrier_slow_s,
         )
 
     def load_rate(self, faults: Sequence[Fault]) -> float:
@@ -338,6 +342,9 @@ class Run:
             await checks.check_sent_once(databases["notifications"], relays_log, audit)
             checks.check_races(self.outcome.records, catalog, audit)
             checks.check_aftersale(self.outcome.records, audit)
+            await checks.check_carrier_faults(
+                databases["checkout"], sessions, self.outcome.faults, audit
+            )
             await checks.explain_attention(temporal, sessions, audit)
             await checks.count_refunds(databases, sessions, audit)
             await checks.check_replays(api, records, databases, audit)

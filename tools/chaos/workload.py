@@ -8,7 +8,8 @@ are cancelled by an operator once the payment is being captured (the refund path
 
 The after-sale scenarios: a declined card retried with another (`on_decline: retry`), declines
 whose reason must not reach the buyer (lost, stolen, fraudulent), a refund that fails at the
-provider and waits for an operator, a dispute, and a refund made in the provider's dashboard.
+provider and waits for an operator, a dispute, a refund made in the provider's dashboard, and
+the buyer cancelling the order while the carrier's tracking moves the parcel.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ class Scenario:
     retry_with: str | None = None  # `on_decline: retry`, then this method once declined
     generic: bool = False  # a decline whose reason the buyer must not see (fraud, lost, stolen)
     # After the end: "dispute" (must show to operators), "dashboard_refund" (a refund at the
-    # provider, must show on the order) or "refund_fail" (a refund at the provider that fails
-    # there, must wait for an operator; the chaos operator resolves it).
+    # provider, must show on the order), "refund_fail" (a refund at the provider that fails
+    # there, must wait for an operator; the chaos operator resolves it) or "order_cancel" (the
+    # buyer cancels the order while its parcel's tracking moves).
     after: str = ""
 
 
@@ -124,6 +126,9 @@ SCENARIOS: dict[str, Scenario] = {
         _scenario(
             "dashboard_refund", "pm_card_visa", COMPLETED, weight=3, after="dashboard_refund"
         ),
+        # Completed, then the buyer cancels the order at once or a moment later: before the
+        # carrier has the parcel (cancelled, refunded, restocked) or after (409 already_shipped).
+        _scenario("order_cancel", "pm_card_visa", COMPLETED, weight=4, after="order_cancel"),
         # The races (not drawn by weight; see plan()).
         _scenario("coupon_race", "pm_card_visa", COMPLETED, COUPON_EXHAUSTED),
         _scenario("scarce_stock", "pm_card_visa", COMPLETED, OUT_OF_STOCK),
