@@ -1,10 +1,11 @@
-"""The sandbox's carrier fault switch (`POST /v1/test_helpers/carrier/fault`, SANDBOX_CARRIER_FAULT):
-shipment create, buy and refund answer EasyPost's 503 before any effect (`error`) or only after
-the client gave up (`hang`), reads keep working, and the platform's carrier client takes both for
-an outage to retry (CarrierUnavailable), never for a refusal."""
+"""The sandbox's carrier fault switch (`POST /v1/test_helpers/carrier/fault`,
+SANDBOX_CARRIER_FAULT): shipment create, buy and refund answer EasyPost's 503 before any effect
+(`error`) or only after the client gave up (`hang`), reads keep working, and the platform's
+carrier client takes both for an outage to retry (CarrierUnavailable), never for a refusal."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from decimal import Decimal
@@ -123,7 +124,7 @@ async def test_a_hanging_carrier_answers_after_the_client_gave_up(down: Psp) -> 
     with pytest.raises(CarrierUnavailable):
         await carrier_of(down, timeout_s=1).buy(shipment.id, cheapest(shipment).id)
     # The slow carrier did buy, after the client had given up: a retry must find it bought.
-    time.sleep(HANG_S)
+    await asyncio.sleep(HANG_S)
     assert client.shipment.retrieve(shipment.id).tracking_code
 
     switch(down, "none")
