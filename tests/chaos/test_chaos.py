@@ -21,15 +21,18 @@ from tools.chaos.workload import SCENARIOS
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKOUTS = 100
-# One fault of each kind (the worker killed is the payments one; the provider down and slow for
-# 8 s each) while the load runs for about 80 s, the two kept in step (tools/chaos/run.py, Pacer).
-# Within the suite's 300 s per test, stopping included: about 150 s on this 2-core box.
+# One fault of each kind (the worker killed is the payments one; the provider and the carrier
+# down and slow for 8 s each) while the load runs for about 100 s, the two kept in step
+# (tools/chaos/run.py, Pacer). Within the suite's 300 s per test, stopping included: about 170 s
+# on this 2-core box.
 RUN_TIMEOUT_S, STOP_TIMEOUT_S = 250, 40
 ARGS = [
     f"--checkouts={CHECKOUTS}",
     "--faults=kinds",
     "--psp-down-s=8",
     "--psp-slow-s=8",
+    "--carrier-down-s=8",
+    "--carrier-slow-s=8",
     "--rate=1.25",
     "--gap-s=2",
     "--seed=20261126",
