@@ -80,6 +80,10 @@ def test_a_plan_has_every_scenario_races_in_bursts_and_a_steady_rate() -> None:
         assert len({m.at_s for m in members}) == 1, f"{group} does not start at one moment"
         limit = COUPON_BUYERS if group.startswith("coupon") else SCARCE_BUYERS
         assert len(members) <= limit
+    # The load spans n / rate, and its tail is singles: the last faults, paced with the last
+    # checkouts, meet work in flight (races start together, paced by their first member).
+    assert plans[-1].at_s == pytest.approx(200 / 2.0, rel=0.02)
+    assert not any(p.group for p in plans[-10:])
     # Cancels only where they make sense: buyers on cancellable scenarios, operators not on 3DS.
     assert any(p.cancel == "buyer" for p in plans)
     assert any(p.cancel == "operator" for p in plans)

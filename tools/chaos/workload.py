@@ -231,8 +231,9 @@ def _cancel(plan: Plan, rng: random.Random) -> None:
 
 
 def plan(n: int, rate: float, rng: random.Random) -> list[Plan]:
-    """`n` checkouts started at `rate` per second: every single scenario at least once (when
-    `n` allows), the rest drawn by weight, and the race groups each starting at one moment."""
+    """`n` checkouts started at `rate` per second on average: every single scenario at least
+    once (when `n` allows), the rest drawn by weight and spread evenly, and the race groups each
+    starting at one moment within them."""
     races = _races(n)
     singles_n = n - sum(sum(sizes) for _, sizes in races)
     scenarios = list(SINGLES[: max(0, singles_n)])
@@ -240,7 +241,10 @@ def plan(n: int, rate: float, rng: random.Random) -> list[Plan]:
     scenarios += rng.choices(SINGLES, weights, k=max(0, singles_n - len(scenarios)))
     rng.shuffle(scenarios)
     span = n / rate
-    plans = [Plan(i, s, at_s=i / rate) for i, s in enumerate(scenarios)]
+    # The singles spread over the whole span, races among them: the last checkouts to start are
+    # singles, so the faults paced with the load's tail (run.Pacer) meet work in flight too.
+    step = span / max(1, len(scenarios))
+    plans = [Plan(i, s, at_s=i * step) for i, s in enumerate(scenarios)]
     for scenario, sizes in races:
         for g, size in enumerate(sizes):
             group, at_s = f"{scenario.name}-{g + 1}", rng.uniform(0.1 * span, 0.9 * span)
