@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     config = parse(argv)
     configure_logging(get_settings())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the run
-    # SIGTERM unwinds like Ctrl-C: the stack this run started is stopped either way.
+    # SIGTERM unwinds like Ctrl-C: the stack this run started is stopped either way. A shell
+    # starts a background job with SIGINT ignored; Ctrl-C's handler is put back for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run(config)
