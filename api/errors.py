@@ -92,10 +92,14 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type")}
+            {
+                "loc": [_text(part) for part in e.get("loc", ())],
+                "msg": _text(e.get("msg", "")),
+                "type": e.get("type"),
+            }
             for e in exc.errors()
         ]
-        return problem(422, "validation_error", "the request is not valid", errors=errors)
+        return problem(422, "validation_error", _invalid(errors), errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -107,6 +111,30 @@ def install(app: FastAPI) -> None:
     # Exception answers, then re-raises to the server, which logs a traceback per request).
     for kind in _SERVER_ERRORS:
         app.add_exception_handler(kind, _server_error)
+
+
+def _text(part: object) -> object:
+    """A location part or message as the answer can carry it: a name a client sent may hold a
+    lone surrogate (`{"\\ud800": 1}` is valid JSON), which no UTF-8 body can encode; it is shown
+    escaped instead of failing the answer."""
+    if isinstance(part, int):
+        return part
+    return str(part).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _invalid(errors: list[dict[str, Any]], shown: int = 3) -> str:
+    """The detail of a 422 `validation_error`: which fields are wrong, and how (the first few;
+    `errors` has them all), e.g. `valid_to: Field required`."""
+    said = []
+    for error in errors[:shown]:
+        where = [str(part) for part in error["loc"]]
+        if where[:1] == ["body"]:
+            where = where[1:]  # the body's fields by their own names
+        said.append(f"{'.'.join(where) or 'body'}: {error['msg']}")
+    if not said:
+        return "the request is not valid"
+    more = f" (and {len(errors) - shown} more)" if len(errors) > shown else ""
+    return "the request is not valid: " + "; ".join(said) + more
 
 
 async def _server_error(request: Request, exc: Exception) -> JSONResponse:

@@ -19,6 +19,7 @@ from babel import Locale
 from pydantic import (
     AfterValidator,
     AliasChoices,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -32,13 +33,34 @@ from pydantic import (
 from activities.shared import Address
 from kit.money import Money, MoneyError, normalize_currency
 from kit.text import MultilineText, PlainText
+from workflows.checkout.contract import FINAL, StepName
 from workflows.checkout.models import CheckoutStatusBody
 
 
+def _surrogates(value: Any) -> bool:
+    """Whether `value` (a string, or strings inside lists and mappings) holds a lone surrogate:
+    JSON may escape one (`\\ud800`), but it is not text and no database can store it."""
+    if isinstance(value, str):
+        return any("\ud800" <= char <= "\udfff" for char in value)
+    if isinstance(value, dict):
+        return any(_surrogates(k) or _surrogates(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_surrogates(item) for item in value)
+    return False
+
+
 class Request(BaseModel):
-    """A request body: unknown fields are an error, not silently ignored."""
+    """A request body: unknown fields are an error, not silently ignored, and no string in it
+    may hold a lone surrogate (whatever the field: free text fields refuse more, see kit.text)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_surrogates(cls, value: Any) -> Any:
+        if _surrogates(value):
+            raise ValueError("lone surrogates are not text and are not accepted")
+        return value
 
 
 class Response(BaseModel):
@@ -150,7 +172,7 @@ Seconds = Annotated[float, PlainSerializer(rounded_seconds, return_type=float)]
 class UserIn(Request):
     """Register a user."""
 
-    email: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    email: PlainText = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
     phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 ()-]{4,31}$")
 
 
@@ -305,18 +327,35 @@ class CouponIn(Request):
     discount_type: Literal["percentage", "fixed"]
     discount_value: Decimal = Field(gt=0, max_digits=15, decimal_places=4)
     currency: Currency | None = None
-    valid_from: datetime
-    valid_to: datetime
+    valid_from: AwareDatetime = Field(
+        description=(
+            "Required. When the coupon starts to apply (included): an ISO 8601 date and time "
+            "with its UTC offset, e.g. `2026-01-01T00:00:00Z` or `2026-01-01T09:00:00+01:00`; "
+            "a time without an offset is refused."
+        ),
+        examples=["2026-01-01T00:00:00Z"],
+    )
+    valid_to: AwareDatetime = Field(
+        description=(
+            "Required. When the coupon stops applying (excluded), after `valid_from`, in the "
+            "same format."
+        ),
+        examples=["2027-01-01T00:00:00Z"],
+    )
     max_redemptions: int | None = Field(default=None, ge=1, le=100_000_000)
     max_per_user: int | None = Field(default=None, ge=1, le=1_000_000)
     min_subtotal: Amount | None = None
 
+    @field_validator("valid_to")
+    @classmethod
+    def _after_valid_from(cls, valid_to: datetime, info: ValidationInfo) -> datetime:
+        valid_from = info.data.get("valid_from")
+        if valid_from is not None and valid_to <= valid_from:
+            raise ValueError("valid_to must be after valid_from")
+        return valid_to
+
     @model_validator(mode="after")
     def _consistent(self) -> CouponIn:
-        if self.valid_from.tzinfo is None or self.valid_to.tzinfo is None:
-            raise ValueError("valid_from and valid_to need a time zone")
-        if self.valid_to <= self.valid_from:
-            raise ValueError("valid_to must be after valid_from")
         if self.discount_type == "percentage" and self.discount_value > 100:
             raise ValueError("a percentage is at most 100")
         if (self.discount_type == "fixed" or self.min_subtotal is not None) and not self.currency:
@@ -499,8 +538,17 @@ class CheckoutOut(Response):
 
     @classmethod
     def of(cls, body: CheckoutStatusBody) -> CheckoutOut:
-        """The API's view of the workflow's (or the database's) status body."""
+        """The API's view of the workflow's (or the database's) status body.
+
+        An ended checkout is at step `complete` whatever its status: nothing runs for it any
+        more. The run itself records the last step it started (`compensating` for a checkout
+        that gave back what it held; the `CheckoutStep` search attribute keeps that), which would
+        read as still going; why it ended is its `failure.code`, each step's outcome is in the
+        operators' view of its steps.
+        """
         data = body.model_dump(mode="json")
+        if body.status in FINAL:
+            data["step"] = StepName.COMPLETE.value
         if body.order is not None:
             data["order"]["total_amount"] = money(body.order.total_amount, body.order.currency)
         return cls.model_validate(data)
@@ -510,14 +558,19 @@ class CheckoutOut(Response):
 
 
 class OrderItemOut(Response):
-    """An order line."""
+    """An order line (`id` is what a return names)."""
 
+    id: uuid.UUID
     product_id: uuid.UUID
     variant_id: uuid.UUID
     sku: str
     quantity: int
     unit_price: AmountOut
     total_price: AmountOut
+    # The line's share of the order's discount and its tax, fixed when the order was created:
+    # what a return of the whole line gives back is total_price - discount_amount + tax_amount.
+    discount_amount: AmountOut
+    tax_amount: AmountOut
 
 
 class TransitionOut(Response):
@@ -558,8 +611,14 @@ class OrderOut(Response):
     user_id: uuid.UUID
     status: str
     currency: str
+    subtotal: AmountOut
+    # The same as `subtotal` (the name older clients read).
     subtotal_amount: AmountOut
     discount_amount: AmountOut
+    shipping_amount: AmountOut
+    # All the order's tax: its lines' and its shipping's.
+    tax_amount: AmountOut
+    # subtotal - discount_amount + shipping_amount + tax_amount: what the buyer paid.
     total_amount: AmountOut
     # What went back to the buyer (refunds made by the platform or in the provider's dashboard).
     refunded_amount: AmountOut
@@ -755,6 +814,33 @@ class RefundRetryOut(Response):
     new_status: str
 
 
+class OrderRefundIn(Request):
+    """An operator's refund of part of an order: how much (a decimal string at the currency's
+    minor unit, above zero), in the order's currency (the default), and why."""
+
+    amount: Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=4, examples=["12.50"])]
+    currency: Currency | None = None
+    reason: PlainText = Field(min_length=1, max_length=200)
+
+
+class OrderRefundOut(Response):
+    """A refund asked for after the sale and where its money stands: `pending` until the
+    provider settles it, then `succeeded`, `failed` (it waits for an operator, see
+    `/v1/ops/refunds/failed`) or `canceled`; `rejected` when the provider refused it outright."""
+
+    refund_id: uuid.UUID
+    order_id: uuid.UUID
+    amount: AmountOut
+    currency: str
+    status: str
+    reason: str
+    requested_by: str
+    provider_refund_id: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
 # -- shipping rates ------------------------------------------------------------------------------
 
 
@@ -789,3 +875,81 @@ class OrderCancelAccepted(Response):
 
     order_id: uuid.UUID
     status: str
+
+
+# -- returns -------------------------------------------------------------------------------------
+
+
+class ReturnLineIn(Request):
+    """Units of one order line to send back (`order_item_id` is the order line's `id`)."""
+
+    order_item_id: uuid.UUID
+    quantity: int = Field(ge=1, le=99)
+
+
+class ReturnIn(Request):
+    """A buyer's return: which lines, how many units of each (each line once), and why."""
+
+    lines: list[ReturnLineIn] = Field(min_length=1, max_length=100)
+    reason: PlainText = Field(min_length=1, max_length=500)
+
+
+class ReturnLineOut(Response):
+    """A returned line: units asked back, received, put back in stock, and its refund."""
+
+    order_item_id: uuid.UUID
+    sku: str
+    quantity: int
+    received_quantity: int
+    restocked_quantity: int
+    refund_amount: AmountOut
+
+
+class ReturnLabelOut(Response):
+    """The carrier's return label the buyer sends the parcel with."""
+
+    carrier: str
+    tracking_number: str
+    label_url: str | None
+
+
+class ReturnOut(Response):
+    """A return and where it stands: `requested`, `approved` (its label bought), `rejected`,
+    `received`, `refunded`, or `needs_attention` (a step failed for good: an operator retries or
+    resolves it). `refund_amount` is fixed when it is asked for: the lines' totals less their
+    share of the discount plus their tax, pro rata to the units, plus the shipping and its tax
+    when the return completes the order."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    reason: str
+    lines: list[ReturnLineOut]
+    refund_amount: AmountOut
+    shipping_refund_amount: AmountOut
+    currency: str
+    label: ReturnLabelOut | None
+    note: str | None
+    transitions: list[TransitionOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReturnList(Response):
+    """Returns, oldest first."""
+
+    data: list[ReturnOut]
+
+
+class ReceivedLineIn(Request):
+    """Units of a returned line that came back, and whether they go back to stock."""
+
+    order_item_id: uuid.UUID
+    quantity: int = Field(ge=0, le=99)
+    restock: bool
+
+
+class ReceiveIn(Request):
+    """What came back of a return; a line not named came back whole and is not restocked."""
+
+    lines: list[ReceivedLineIn] = Field(default_factory=list, max_length=100)

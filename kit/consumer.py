@@ -40,6 +40,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.common import MetricMeter
@@ -57,6 +58,8 @@ MAX_RETRY_DELAY_S = 300.0
 FETCH_WAIT_S = 30.0
 # The longest an event waits between two deliveries while it is `NotYet`.
 MAX_NOT_YET_DELAY_S = 30.0
+# How long a delivered message may go unacknowledged before JetStream delivers it again.
+_ACK_WAIT_S = 30.0
 # Messages being retried whose waits and failures a consumer remembers (the oldest forgotten).
 _RETRYING_MAX = 10_000
 
@@ -198,6 +201,27 @@ def _event_id(data: bytes) -> uuid.UUID | None:
         return None
 
 
+def _subjects(config: ConsumerConfig) -> list[str]:
+    """The subjects a consumer's configuration filters on, in a comparable order."""
+    if config.filter_subjects:
+        return sorted(config.filter_subjects)
+    return [config.filter_subject] if config.filter_subject else []
+
+
+def _drift(current: ConsumerConfig, wanted: ConsumerConfig) -> dict[str, list[Any]]:
+    """The settings this module owns on which a deployed durable differs: {name: [was, wanted]}.
+
+    The deliver policy is not among them: JetStream keeps a durable's from its creation.
+    """
+    pairs: dict[str, tuple[Any, Any]] = {
+        "filter_subjects": (_subjects(current), _subjects(wanted)),
+        "ack_policy": (current.ack_policy, wanted.ack_policy),
+        "ack_wait": (current.ack_wait, wanted.ack_wait),
+        "max_deliver": (current.max_deliver, wanted.max_deliver),
+    }
+    return {name: [was, now] for name, (was, now) in pairs.items() if was != now}
+
+
 class EventConsumer:
     """One named consumer: its durable JetStream consumers, its database, its reactions."""
 
@@ -337,21 +361,8 @@ class EventConsumer:
         await message.term()
 
     async def _consume(self, subscription: Subscription, stop: asyncio.Event) -> None:
-        durable = f"{self.name}-{subscription.stream}".replace(".", "_")
-        # Created on first use (idempotent): a restarted process resumes where the durable was.
-        sub = await self.js.pull_subscribe(
-            subject="",
-            durable=durable,
-            stream=subscription.stream,
-            config=ConsumerConfig(
-                durable_name=durable,
-                filter_subjects=list(subscription.subjects),
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30,
-                max_deliver=-1,
-            ),
-        )
+        durable = await self._durable(subscription)
+        sub = await self.js.pull_subscribe_bind(durable=durable, stream=subscription.stream)
         try:
             while not stop.is_set():
                 for message in await self._fetch(sub, stop):
@@ -360,6 +371,45 @@ class EventConsumer:
             # A pull request left waiting on the server must not deliver into a dead inbox.
             with suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _durable(self, subscription: Subscription) -> str:
+        """The subscription's durable JetStream consumer, created on first use and brought up to
+        date in place when an earlier release left it with other subjects or settings.
+
+        A restarted process resumes where the durable was, and so does an updated durable: it
+        keeps its delivered and acknowledged positions, so nothing read before is read again,
+        and an added subject's events are delivered from there on. Its events published before
+        the update lie behind that position and are not delivered: a reaction that must also
+        read the stream's past needs a consumer of its own (another name, hence new durables
+        that start at the stream's beginning).
+        """
+        durable = f"{self.name}-{subscription.stream}".replace(".", "_")
+        wanted = ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            filter_subjects=list(subscription.subjects),
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=_ACK_WAIT_S,
+            max_deliver=-1,
+        )
+        try:
+            info = await self.js.consumer_info(subscription.stream, durable)
+        except NotFoundError:
+            await self.js.add_consumer(subscription.stream, wanted)
+            return durable
+        drift = _drift(info.config, wanted)
+        if drift:
+            # Without an action the server creates or updates: here, an update of the durable.
+            await self.js.add_consumer(subscription.stream, wanted)
+            log.info(
+                "consumer.durable_updated",
+                consumer=self.name,
+                stream=subscription.stream,
+                durable=durable,
+                changed=drift,
+            )
+        return durable
 
     async def _fetch(
         self, sub: JetStreamContext.PullSubscription, stop: asyncio.Event

@@ -7,6 +7,7 @@ boundary: `to_minor_units` and `from_minor_units`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -17,14 +18,34 @@ class MoneyError(ValueError):
     """An amount or currency that cannot be money."""
 
 
+# ISO 4217 codes that name no money anybody pays with: precious metals (XAU, XAG, XPD, XPT),
+# the testing and "no currency" codes (XTS, XXX), units of account and bond-market units (XDR,
+# XBA..XBD, XSU, XUA, and the withdrawn XEU, XFO, XFU, XRE, XAD CLDR still lists). A price, a cart
+# or a coupon in one of them would reach the payment provider, which refuses it.
+NOT_CURRENCIES = frozenset(
+    {
+        "XAG", "XAU", "XPD", "XPT",
+        "XTS", "XXX",
+        "XDR", "XBA", "XBB", "XBC", "XBD", "XSU", "XUA",
+        "XAD", "XEU", "XFO", "XFU", "XRE",
+    }
+)  # fmt: skip
+
 # Read once, at import. Babel loads its CLDR data from files lazily; doing that here keeps file I/O
 # out of workflow code, where Temporal's sandbox forbids it (and where it would not be replay-safe).
-_EXPONENTS: dict[str, int] = {code: int(get_currency_precision(code)) for code in list_currencies()}
+_EXPONENTS: dict[str, int] = {
+    code: int(get_currency_precision(code))
+    for code in list_currencies()
+    if code not in NOT_CURRENCIES
+}
 
 
 def normalize_currency(code: str) -> str:
-    """The upper-case ISO 4217 code, or MoneyError if the code is unknown."""
+    """The upper-case ISO 4217 code of a currency, or MoneyError if the code is unknown or names
+    something other than money to pay with (`NOT_CURRENCIES`)."""
     upper = code.strip().upper()
+    if upper in NOT_CURRENCIES:
+        raise MoneyError(f"{code!r} is not a currency one can pay with")
     if len(upper) != 3 or upper not in _EXPONENTS:
         raise MoneyError(f"unknown currency {code!r}")
     return upper
@@ -146,3 +167,32 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
+
+
+def allocate(amount: Money, weights: Sequence[Money]) -> list[Money]:
+    """`amount` split over `weights` pro rata, each share rounded half-up to the minor unit.
+
+    What rounding leaves over (or takes too much) goes to the largest weight (the first of equal
+    ones), so the shares always add up to `amount` exactly. All weights zero: everything on the
+    first. Used to spread an order's discount over its lines, so a refund of some lines later
+    gives back exactly the share they were given, whatever prices and coupons say by then.
+    """
+    if not weights:
+        if amount.is_zero():
+            return []
+        raise MoneyError("cannot allocate money over no weights")
+    for weight in weights:
+        if weight.currency != amount.currency:
+            raise MoneyError(f"cannot allocate {amount.currency} over {weight.currency}")
+        if weight.amount < 0:
+            raise MoneyError("allocation weights must not be negative")
+    total = sum((w.amount for w in weights), Decimal(0))
+    largest = max(range(len(weights)), key=lambda i: (weights[i].amount, -i))
+    if total == 0:
+        return [
+            amount if i == largest else Money.zero(amount.currency) for i in range(len(weights))
+        ]
+    shares = [Money.rounded(amount.amount * w.amount / total, amount.currency) for w in weights]
+    left = amount.amount - sum((s.amount for s in shares), Decimal(0))
+    shares[largest] = Money(shares[largest].amount + left, amount.currency)
+    return shares

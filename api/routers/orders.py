@@ -24,6 +24,7 @@ def order_out(found: OrderWithShipments) -> OrderOut:
     return OrderOut.model_validate(
         {
             **columns(view.order),
+            "subtotal": view.order.subtotal_amount,
             "items": view.items,
             "addresses": {a.type: a.address for a in view.addresses},
             "transitions": view.transitions,

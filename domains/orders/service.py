@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Insert, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domains.orders.errors import InvalidTransition, OrderNotFound
+from domains.orders.errors import InvalidOrder, InvalidTransition, OrderNotFound
 from domains.orders.events import AGGREGATE, OrderCreated, OrderStatusChanged
 from domains.orders.models import (
     Order,
@@ -23,7 +23,7 @@ from domains.orders.models import (
 )
 from domains.orders.statuses import AddressType, OrderStatus
 from kit.db import get_owned, insert_or_get, written
-from kit.money import Money
+from kit.money import Money, allocate
 from kit.outbox import NewEvent, write_with_events
 
 S = OrderStatus
@@ -36,8 +36,9 @@ ALLOWED: dict[OrderStatus, frozenset[OrderStatus]] = {
     ),
     S.SHIPPED: frozenset({S.DELIVERED, S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.DELIVERED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
-    # Part of the money went back (a dashboard refund): the rest may follow.
-    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
+    # Part of the money went back (a dashboard refund): more parts (each a change of its own),
+    # then the rest, may follow.
+    S.PARTIALLY_REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
     S.CANCELLED: frozenset(),
     S.REFUNDED: frozenset(),
 }
@@ -61,11 +62,23 @@ class NewOrderLine:
     sku: str
     quantity: int
     unit_price: Money
+    # The tax on the line, as the tax service computed it for this order (zero without one).
+    tax: Money | None = None
+
+    @property
+    def total(self) -> Money:
+        """Unit price times quantity."""
+        return self.unit_price * self.quantity
 
 
 @dataclass(frozen=True)
 class NewOrder:
-    """Everything an order is created from."""
+    """Everything an order is created from.
+
+    The total is the whole price: subtotal - discount + shipping + tax, where `tax` is all of it
+    (the lines' and the shipping's). A spec whose parts do not add up is refused before anything
+    is written.
+    """
 
     checkout_id: uuid.UUID
     user_id: uuid.UUID
@@ -76,6 +89,35 @@ class NewOrder:
     coupon_code: str | None
     shipping_address: dict[str, Any]
     billing_address: dict[str, Any] | None
+    shipping: Money | None = None
+    tax: Money | None = None
+
+    def shipping_or_zero(self) -> Money:
+        """What delivery costs the buyer, before its tax."""
+        return self.shipping or Money.zero(self.total.currency)
+
+    def tax_or_zero(self) -> Money:
+        """All the order's tax."""
+        return self.tax or Money.zero(self.total.currency)
+
+    def check(self) -> None:
+        """Refuse a spec whose money does not add up (a bug upstream, never the buyer's)."""
+        currency = self.total.currency
+        lines = sum((line.total for line in self.lines), Money.zero(currency))
+        line_tax = sum(
+            (line.tax or Money.zero(currency) for line in self.lines), Money.zero(currency)
+        )
+        whole = self.subtotal - self.discount + self.shipping_or_zero() + self.tax_or_zero()
+        if lines != self.subtotal or whole != self.total or line_tax > self.tax_or_zero():
+            raise InvalidOrder(
+                "the order's amounts do not add up",
+                subtotal=str(self.subtotal),
+                total=str(self.total),
+            )
+
+    def line_discounts(self) -> list[Money]:
+        """Each line's share of the discount, fixed now for every later refund."""
+        return allocate(self.discount, [line.total for line in self.lines])
 
 
 async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
@@ -85,6 +127,7 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
     its number drawn by the same statement), then its lines, addresses, first transition and
     `order.created` event together.
     """
+    spec.check()
     order, created = await insert_or_get(
         session,
         Order,
@@ -97,6 +140,8 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
             "currency": spec.total.currency,
             "subtotal_amount": spec.subtotal.amount,
             "discount_amount": spec.discount.amount,
+            "shipping_amount": spec.shipping_or_zero().amount,
+            "tax_amount": spec.tax_or_zero().amount,
             "total_amount": spec.total.amount,
             "coupon_code": spec.coupon_code,
         },
@@ -113,9 +158,11 @@ async def create_order(session: AsyncSession, spec: NewOrder) -> Order:
             "sku": line.sku,
             "quantity": line.quantity,
             "unit_price": line.unit_price.amount,
-            "total_price": (line.unit_price * line.quantity).amount,
+            "total_price": line.total.amount,
+            "discount_amount": discount.amount,
+            "tax_amount": line.tax.amount if line.tax else 0,
         }
-        for line in spec.lines
+        for line, discount in zip(spec.lines, spec.line_discounts(), strict=True)
     ]
     addresses = [
         {"id": uuid.uuid4(), "order_id": order.id, "type": kind.value, "address": address}
@@ -157,15 +204,16 @@ async def order_for_checkout(
 
 
 async def transition(
-    session: AsyncSession, order: Order, to: OrderStatus, reason: str | None
+    session: AsyncSession, order: Order, to: OrderStatus, reason: str | None, *, again: bool = False
 ) -> bool:
-    """Move `order` (locked by the caller) to `to`; False when it is there already.
+    """Move `order` (locked by the caller) to `to`; False when it is there already, unless
+    `again`: then the stay is recorded as a change of its own (one more partial refund).
 
     One statement: the order's UPDATE, its transition row and the event. `order` says the new
     status afterwards; its `updated_at` (the database's clock) is expired.
     """
     current = OrderStatus(order.status)
-    if current == to:
+    if current == to and not again:
         return False
     if to not in ALLOWED[current]:
         raise InvalidTransition(
@@ -178,6 +226,9 @@ async def transition(
         from_state=current.value,
         to_state=to.value,
         reason=reason,
+        total_amount=order.total_amount,
+        refunded_amount=order.refunded_amount,
+        currency=order.currency,
     )
     await write_with_events(
         session,
@@ -317,10 +368,12 @@ async def record_refunds(
 ) -> Order:
     """The checkout's order as the provider's succeeded refunds leave it: `refunded_amount`
     (absolute, so a repeated report changes nothing), and, when `move`, `partially_refunded` or
-    `refunded` with its transition and event for a paid order. A cancelled order keeps its
-    status; an amount above the order's total is capped at it."""
+    `refunded` with its transition and event for a paid order (each further partial refund a
+    `partially_refunded` row and event of its own). A cancelled order keeps its status; an amount
+    above the order's total is capped at it."""
     order = await order_for_checkout(session, checkout_id, lock=True)
     amount = min(refunded, order.total_amount)
+    more = amount > order.refunded_amount
     if amount != order.refunded_amount:
         await session.execute(
             update(Order).where(Order.id == order.id).values(refunded_amount=amount)
@@ -331,7 +384,8 @@ async def record_refunds(
         return order
     target = S.REFUNDED if amount >= order.total_amount else S.PARTIALLY_REFUNDED
     if target in ALLOWED[current]:
-        await transition(session, order, target, reason)
+        # Another part went back to a partially refunded order: its own row, event and notice.
+        await transition(session, order, target, reason, again=more)
     return order
 
 

@@ -30,20 +30,51 @@ NEXT_STATUS = dict(itertools.pairwise(ROUTE))
 
 @dataclass(frozen=True)
 class Service:
-    """A row of the sandbox's rate table: base price, price per started pound, transit time."""
+    """A row of the sandbox's rate table: base price, price per started pound, transit time, and
+    the heaviest parcel the service takes (None: any the sandbox is sent)."""
 
     name: str
     base: Decimal
     per_pound: Decimal
     delivery_days: int
+    max_weight_oz: Decimal | None = None
 
 
-# The sandbox's rate table (amounts in USD).
-SERVICES = (
+# The sandbox's rate tables (amounts in USD, as EasyPost quotes a US USPS account whatever the
+# destination). Within the United States (its territories included, as USPS serves them):
+DOMESTIC = (
     Service("GroundAdvantage", Decimal("5.50"), Decimal("0.60"), 5),
     Service("Priority", Decimal("7.90"), Decimal("0.90"), 2),
     Service("Express", Decimal("26.50"), Decimal("1.80"), 1),
 )
+# To or from any other country: USPS's international services, First-Class up to 4 lb.
+INTERNATIONAL = (
+    Service(
+        "FirstClassPackageInternationalService",
+        Decimal("15.75"),
+        Decimal("2.50"),
+        10,
+        max_weight_oz=Decimal(64),
+    ),
+    Service("PriorityMailInternational", Decimal("45.50"), Decimal("4.00"), 8),
+    Service("ExpressMailInternational", Decimal("62.00"), Decimal("5.00"), 4),
+)
+# Where USPS's domestic services go (EasyPost reads a missing country as US).
+DOMESTIC_COUNTRIES = frozenset({"US", "PR", "VI", "GU", "AS", "MP"})
+
+
+def country(fields: dict[str, Any]) -> str:
+    """An address's country as EasyPost reads it: upper-cased, US when not given."""
+    return str(fields.get("country") or "US").strip().upper()
+
+
+def services(to_country: str, from_country: str, weight_oz: Decimal) -> tuple[Service, ...]:
+    """The services that carry a parcel of `weight_oz` between the two countries: the domestic
+    table when both ends are domestic, else the international one (either way round: a return
+    from abroad is international too)."""
+    domestic = {to_country, from_country} <= DOMESTIC_COUNTRIES
+    table = DOMESTIC if domestic else INTERNATIONAL
+    return tuple(s for s in table if s.max_weight_oz is None or weight_oz <= s.max_weight_oz)
 
 
 def new_id(prefix: str) -> str:

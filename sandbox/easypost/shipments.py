@@ -121,17 +121,21 @@ def _save(conn: sqlite3.Connection, shipment: dict[str, Any], **columns: Any) ->
 
 
 def create_shipment(conn: sqlite3.Connection, params: ShipmentParams) -> dict[str, Any]:
-    """A shipment with a rate per service of the table (none for an unserviceable address)."""
+    """A shipment with a rate per service that carries it (none for an unserviceable address):
+    USPS's domestic services within the US, its international ones to or from elsewhere."""
     now = time.time()
     shipment_id = objects.new_id("shp")
     weight = params.parcel.weight
     unserviceable = str(params.to_address.get("zip", "")).strip() == objects.UNSERVICEABLE_ZIP
+    carried = objects.services(
+        objects.country(params.to_address), objects.country(params.from_address), weight
+    )
     rates = (
         []
         if unserviceable
         else [
             objects.rate(service, shipment_id=shipment_id, weight_oz=weight, at=now)
-            for service in objects.SERVICES
+            for service in carried
         ]
     )
     messages = (

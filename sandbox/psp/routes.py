@@ -73,6 +73,22 @@ class Sandbox:
             flaky_scope=flaky_scope,
         )
 
+    async def post(
+        self,
+        request: Request,
+        endpoint: str,
+        model: type[M],
+        operation: Callable[[sqlite3.Connection, M], Outcome],
+        *,
+        flaky_scope: str | None = None,
+    ) -> Response:
+        """A POST's body read into `model` (400 if it does not fit), then `operation` run on it
+        once per the request's Idempotency-Key."""
+        body, digest = await parse_body(request, model)
+        return await self.execute(
+            request, endpoint, digest, lambda conn: operation(conn, body), flaky_scope=flaky_scope
+        )
+
 
 async def parse_body(request: Request, model: type[M]) -> tuple[M, str]:
     """The validated body and the hash of its canonical form (an empty body is `{}`).
@@ -187,13 +203,12 @@ def _intent_action_routes(router: APIRouter, sandbox: Sandbox) -> None:
     )
     async def confirm_intent(intent_id: str, request: Request) -> Response:
         """Confirm an intent again: after a decline, with another payment method."""
-        body, digest = await parse_body(request, ConfirmIntentRequest)
-        return await sandbox.execute(
+        return await sandbox.post(
             request,
             f"POST /v1/payment_intents/{intent_id}/confirm",
-            digest,
-            functools.partial(
-                payments.confirm_intent,
+            ConfirmIntentRequest,
+            lambda conn, body: payments.confirm_intent(
+                conn,
                 intent_id=intent_id,
                 req=body,
                 psp_url=sandbox.psp_url,
@@ -206,12 +221,11 @@ def _intent_action_routes(router: APIRouter, sandbox: Sandbox) -> None:
     )
     async def capture_intent(intent_id: str, request: Request) -> Response:
         """Capture an authorized intent."""
-        body, digest = await parse_body(request, CaptureRequest)
-        return await sandbox.execute(
+        return await sandbox.post(
             request,
             f"POST /v1/payment_intents/{intent_id}/capture",
-            digest,
-            lambda conn: payments.capture_intent(
+            CaptureRequest,
+            lambda conn, body: payments.capture_intent(
                 conn, intent_id, body, dispute_delay_s=config.dispute_delay_s
             ),
             flaky_scope=await _flaky_scope(store, "capture", intent_id),
@@ -222,12 +236,11 @@ def _intent_action_routes(router: APIRouter, sandbox: Sandbox) -> None:
     )
     async def cancel_intent(intent_id: str, request: Request) -> Response:
         """Cancel an intent that has not been captured."""
-        _, digest = await parse_body(request, CancelRequest)
-        return await sandbox.execute(
+        return await sandbox.post(
             request,
             f"POST /v1/payment_intents/{intent_id}/cancel",
-            digest,
-            lambda conn: payments.cancel_intent(conn, intent_id),
+            CancelRequest,
+            lambda conn, _: payments.cancel_intent(conn, intent_id),
             flaky_scope=await _flaky_scope(store, "cancel", intent_id),
         )
 
@@ -263,23 +276,21 @@ def _dispute_routes(router: APIRouter, sandbox: Sandbox) -> None:
     @router.post("/v1/disputes/{dispute_id}", dependencies=[needs("dispute_write")])
     async def update_dispute(dispute_id: str, request: Request) -> Response:
         """Stage or submit evidence."""
-        body, digest = await parse_body(request, DisputeUpdateRequest)
-        return await sandbox.execute(
+        return await sandbox.post(
             request,
             f"POST /v1/disputes/{dispute_id}",
-            digest,
-            lambda conn: disputes.update(conn, dispute_id, body),
+            DisputeUpdateRequest,
+            lambda conn, body: disputes.update(conn, dispute_id, body),
         )
 
     @router.post("/v1/disputes/{dispute_id}/close", dependencies=[needs("dispute_write")])
     async def close_dispute(dispute_id: str, request: Request) -> Response:
         """Accept the dispute (it is lost)."""
-        _, digest = await parse_body(request, EmptyRequest)
-        return await sandbox.execute(
+        return await sandbox.post(
             request,
             f"POST /v1/disputes/{dispute_id}/close",
-            digest,
-            lambda conn: disputes.close(conn, dispute_id),
+            EmptyRequest,
+            lambda conn, _: disputes.close(conn, dispute_id),
         )
 
 

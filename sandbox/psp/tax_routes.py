@@ -14,8 +14,9 @@ behave again. SANDBOX_TAX_FAULT sets the mode a sandbox starts in.
 from __future__ import annotations
 
 import asyncio
-import functools
-from typing import Annotated
+import sqlite3
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
@@ -25,8 +26,9 @@ from sandbox.psp import tax, tax_reversals
 from sandbox.psp.auth import require_api_key
 from sandbox.psp.errors import ApiError
 from sandbox.psp.idempotency import json_response
+from sandbox.psp.models import Outcome
 from sandbox.psp.permissions import needs
-from sandbox.psp.routes import Sandbox, parse_body
+from sandbox.psp.routes import M, Sandbox, parse_body
 from sandbox.psp.tax_models import (
     CalculationRequest,
     FromCalculationRequest,
@@ -81,19 +83,47 @@ def tax_router(sandbox: Sandbox) -> APIRouter:
     return router
 
 
+async def _post(
+    request: Request,
+    sandbox: Sandbox,
+    faults: TaxFaults,
+    endpoint: str,
+    model: type[M],
+    operation: Callable[[sqlite3.Connection, M], Outcome],
+) -> Response:
+    """A tax POST: the fault switch, then the body read into `model` and `operation` run once
+    per Idempotency-Key."""
+    await faults.check(endpoint)
+    return await sandbox.post(request, endpoint, model, operation)
+
+
+async def _lines(
+    sandbox: Sandbox,
+    faults: TaxFaults,
+    endpoint: str,
+    url: str,
+    read: Callable[[sqlite3.Connection], list[dict[str, Any]]],
+    page: tuple[int, str | None],
+) -> Response:
+    """A page (`limit`, `starting_after`) of a calculation's or a transaction's line items."""
+    await faults.check(endpoint)
+    lines = await sandbox.store.read(read)
+    return json_response(200, tax.page(lines, url, *page))
+
+
 def _calculation_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) -> None:
     @router.post(
         "/v1/tax/calculations", dependencies=[needs("tax_calculations_and_transactions_write")]
     )
     async def create_calculation(request: Request) -> Response:
         """Calculate the tax of line items and shipping for a customer's address."""
-        await faults.check("POST /v1/tax/calculations")
-        body, digest = await parse_body(request, CalculationRequest)
-        return await sandbox.execute(
+        return await _post(
             request,
+            sandbox,
+            faults,
             "POST /v1/tax/calculations",
-            digest,
-            functools.partial(tax.create_calculation, req=body),
+            CalculationRequest,
+            tax.create_calculation,
         )
 
     @router.get(
@@ -104,10 +134,14 @@ def _calculation_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
         calculation_id: str, limit: PageLimit = 10, starting_after: str | None = None
     ) -> Response:
         """A calculation's line items, a page at a time."""
-        await faults.check("GET /v1/tax/calculations/:id/line_items")
-        lines = await sandbox.store.read(lambda conn: tax.calculation_lines(conn, calculation_id))
-        url = f"/v1/tax/calculations/{calculation_id}/line_items"
-        return json_response(200, tax.page(lines, url, limit, starting_after))
+        return await _lines(
+            sandbox,
+            faults,
+            "GET /v1/tax/calculations/:id/line_items",
+            f"/v1/tax/calculations/{calculation_id}/line_items",
+            lambda conn: tax.calculation_lines(conn, calculation_id),
+            (limit, starting_after),
+        )
 
 
 def _transaction_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) -> None:
@@ -117,13 +151,13 @@ def _transaction_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
     )
     async def create_from_calculation(request: Request) -> Response:
         """Record a calculation as a tax transaction."""
-        await faults.check("POST /v1/tax/transactions/create_from_calculation")
-        body, digest = await parse_body(request, FromCalculationRequest)
-        return await sandbox.execute(
+        return await _post(
             request,
+            sandbox,
+            faults,
             "POST /v1/tax/transactions/create_from_calculation",
-            digest,
-            functools.partial(tax.create_from_calculation, req=body),
+            FromCalculationRequest,
+            tax.create_from_calculation,
         )
 
     @router.post(
@@ -132,13 +166,13 @@ def _transaction_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
     )
     async def create_reversal(request: Request) -> Response:
         """Reverse a tax transaction in full or in part."""
-        await faults.check("POST /v1/tax/transactions/create_reversal")
-        body, digest = await parse_body(request, ReversalRequest)
-        return await sandbox.execute(
+        return await _post(
             request,
+            sandbox,
+            faults,
             "POST /v1/tax/transactions/create_reversal",
-            digest,
-            functools.partial(tax_reversals.create_reversal, req=body),
+            ReversalRequest,
+            tax_reversals.create_reversal,
         )
 
     @router.get(
@@ -149,7 +183,11 @@ def _transaction_routes(router: APIRouter, sandbox: Sandbox, faults: TaxFaults) 
         transaction_id: str, limit: PageLimit = 10, starting_after: str | None = None
     ) -> Response:
         """A transaction's line items, a page at a time."""
-        await faults.check("GET /v1/tax/transactions/:id/line_items")
-        lines = await sandbox.store.read(lambda conn: tax.transaction_lines(conn, transaction_id))
-        url = f"/v1/tax/transactions/{transaction_id}/line_items"
-        return json_response(200, tax.page(lines, url, limit, starting_after))
+        return await _lines(
+            sandbox,
+            faults,
+            "GET /v1/tax/transactions/:id/line_items",
+            f"/v1/tax/transactions/{transaction_id}/line_items",
+            lambda conn: tax.transaction_lines(conn, transaction_id),
+            (limit, starting_after),
+        )

@@ -14,9 +14,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
 
 from api.app import create_app
+from api.schemas import CheckoutOut
 from tests.api.conftest import Caller
 from tests.api.test_routes import assert_problem, checkout_body, new_cart, new_variant
 from tests.platform import Platform
+from workflows.checkout.models import CheckoutStatusBody
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,6 +34,27 @@ async def _poll(
             return body
         await asyncio.sleep(0.1)
     raise AssertionError(f"checkout never became {status}: {body}")
+
+
+@pytest.mark.parametrize(
+    ("status", "recorded", "shown"),
+    [
+        ("failed", "compensating", "complete"),
+        ("cancelled", "needs_attention", "complete"),  # resolved by an operator
+        ("expired", "compensating", "complete"),
+        ("completed", "complete", "complete"),
+        ("processing", "compensating", "compensating"),  # still giving back
+        ("requires_action", "awaiting_payment", "awaiting_payment"),
+    ],
+)
+def test_an_ended_checkout_is_shown_at_step_complete(
+    status: str, recorded: str, shown: str
+) -> None:
+    body = CheckoutStatusBody(checkout_id=uuid.uuid4(), status=status, step=recorded)
+
+    out = CheckoutOut.of(body)
+
+    assert (out.status, out.step) == (status, shown)
 
 
 async def test_idempotency_key_rules(
@@ -188,6 +211,7 @@ async def test_cancel_before_capture(
     assert cancelled.status_code == 202
     body = await _poll(http, alice, checkout_id, "cancelled")
     assert body["failure"] == {"code": "cancelled", "message": "the checkout was cancelled"}
+    assert body["step"] == "complete"  # over: not the compensations it ran last
     cart = (await http.get(f"/v1/carts/{cart_id}", headers=alice.headers)).json()
     assert cart["status"] == "active"
     # Ended: nothing more to cancel (409 checkout_ended).

@@ -4,10 +4,13 @@ than 500 (our bug)."""
 from __future__ import annotations
 
 import asyncpg
+import httpx
 import pytest
 import sqlalchemy.exc
+from fastapi import FastAPI
 
-from api.errors import unreachable
+from api.errors import install, unreachable
+from api.schemas import UserIn
 
 
 def _wrapped(cause: BaseException) -> Exception:
@@ -55,3 +58,33 @@ def test_a_cycle_of_causes_ends() -> None:
     first, second = RuntimeError("a"), RuntimeError("b")
     first.__context__, second.__context__ = second, first
     assert not unreachable(first)
+
+
+def _echo_app() -> FastAPI:
+    app = FastAPI()
+    install(app)
+
+    @app.post("/users")
+    async def register(body: UserIn) -> dict[str, str]:
+        return {"email": body.email}
+
+    return app
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"email": "a\\ud800b@x.io"}',  # a lone surrogate in a value
+        b'{"\\udfff": 1, "email": "a@x.io"}',  # and in a field's name, echoed in `loc`
+        b'{"email": "a\\u0000b@x.io"}',
+    ],
+    ids=["value", "name", "nul"],
+)
+async def test_what_is_not_text_is_a_validation_error_never_a_500(raw: bytes) -> None:
+    transport = httpx.ASGITransport(app=_echo_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        answer = await http.post(
+            "/users", content=raw, headers={"content-type": "application/json"}
+        )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["code"] == "validation_error"

@@ -206,12 +206,17 @@ async def test_products_and_prices(http: httpx.AsyncClient, operator: Caller) ->
             headers=operator.headers,
         )
         assert bad.status_code == 422, amount
-    bad_currency = await http.put(
-        f"/v1/products/{product['id']}/variants/{variant['id']}/prices",
-        json={"currency": "XYZ", "amount": "1.00"},
-        headers=operator.headers,
-    )
-    assert_problem(bad_currency, 422, "validation_error")
+    # Unknown, or an ISO 4217 code that is no money to pay with (no currency, gold, testing).
+    for code in ("XYZ", "XXX", "XAU", "XTS"):
+        bad_currency = await http.put(
+            f"/v1/products/{product['id']}/variants/{variant['id']}/prices",
+            json={"currency": code, "amount": "1.00"},
+            headers=operator.headers,
+        )
+        assert_problem(bad_currency, 422, "validation_error")
+        assert code in bad_currency.text, code
+    shown = (await http.get(f"/v1/products/{product['id']}")).json()
+    assert [p["currency"] for p in shown["variants"][0]["prices"]] == ["USD"]
 
 
 async def test_variants_keep_the_order_they_were_given_in(
@@ -280,6 +285,15 @@ async def test_coupons(http: httpx.AsyncClient, operator: Caller) -> None:
         422,
         "validation_error",
     )
+    # The validity window is required, with a UTC offset, end after start: the 422 names the field.
+    no_end = {key: value for key, value in body.items() if key != "valid_to"} | {"code": code + "Z"}
+    naive = {**body, "code": code + "W", "valid_from": "2026-01-01T00:00:00"}
+    backwards = {**body, "code": code + "V", "valid_to": "2025-01-01T00:00:00Z"}
+    for wrong, field in ((no_end, "valid_to"), (naive, "valid_from"), (backwards, "valid_to")):
+        refused = await http.post("/v1/coupons", json=wrong, headers=operator.headers)
+        assert_problem(refused, 422, "validation_error")
+        assert [error["loc"] for error in refused.json()["errors"]] == [["body", field]]
+        assert refused.json()["detail"].startswith(f"the request is not valid: {field}: ")
     too_much = {**body, "code": code + "Y", "discount_type": "percentage", "discount_value": "150"}
     assert_problem(
         await http.post("/v1/coupons", json=too_much, headers=operator.headers),
@@ -338,6 +352,12 @@ async def test_cart_lines(
     removed = await http.delete(f"/v1/carts/{cart_id}/items/{item_id}", headers=alice.headers)
     assert removed.json()["items"] == []
 
+    for code in ("XXX", "XAU"):
+        assert_problem(
+            await http.post("/v1/carts", json={"currency": code}, headers=alice.headers),
+            422,
+            "validation_error",
+        )
     euro = await http.post("/v1/carts", json={"currency": "EUR"}, headers=alice.headers)
     no_price = await http.post(
         f"/v1/carts/{euro.json()['id']}/items",

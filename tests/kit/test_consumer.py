@@ -13,11 +13,20 @@ from typing import Any
 import nats as nats_client
 import pytest
 from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.consumer import Envelope, EventConsumer, InvalidEvent, NotYet, Reactions, Subscription
+from kit.consumer import (
+    Envelope,
+    EventConsumer,
+    InvalidEvent,
+    NotYet,
+    Reactions,
+    Subscription,
+    _drift,
+)
 from kit.db import DomainDatabase
 from kit.relay import ensure_stream
 from kit.subjects import EventName
@@ -252,3 +261,75 @@ async def test_waiting_for_another_event_is_not_a_failure(
     assert consumer.rejected == 0
     assert await _dead_letters(consumer) == []
     assert not consumer._retrying  # forgotten once acked
+
+
+async def test_a_durable_left_by_an_earlier_release_is_updated_in_place_to_read_new_events(
+    js: JetStreamContext, name: EventName, databases: dict[str, DomainDatabase]
+) -> None:
+    """A release that reacts to one more event finds its durable filtering on the old subjects
+    only: the durable is updated where it stands, so the new event arrives, once, and the events
+    it had acknowledged are not delivered again."""
+    added = EventName(name.domain, name.aggregate_type, "tick.skipped")
+    consumer_name = f"test-{name.domain}"
+    durable = f"{consumer_name}-{name.stream}"
+    # What the earlier release deployed: the durable on the first subject, its event read.
+    await js.add_consumer(
+        name.stream,
+        ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            filter_subjects=[name.subject],
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=30,
+            max_deliver=-1,
+        ),
+    )
+    await js.publish(name.subject, _envelope(name, {"n": 1}))
+    earlier = await js.pull_subscribe_bind(durable=durable, stream=name.stream)
+    (read,) = await earlier.fetch(1, timeout=5)
+    await read.ack_sync()
+    await earlier.unsubscribe()
+
+    seen: list[tuple[str, int]] = []
+    reactions = Reactions()
+    for event in (name, added):
+
+        @reactions.on(event, Tick)
+        async def record(session: AsyncSession, tick: Tick, event: EventName = event) -> None:
+            seen.append((event.event_type, tick.n))
+
+    consumer = EventConsumer(consumer_name, databases["notifications"], js, reactions)
+    filtered: list[str] = []
+
+    async def watch() -> None:
+        while len(filtered) < 2:
+            info = await js.consumer_info(name.stream, durable)
+            filtered[:] = info.config.filter_subjects or []
+            await asyncio.sleep(0.05)
+
+    stop = asyncio.Event()
+    running = asyncio.create_task(consumer.run(stop))
+    try:
+        await asyncio.wait_for(watch(), timeout=20)
+        await js.publish(added.subject, _envelope(added, {"n": 2}))
+        await _until(lambda: bool(seen))
+        await asyncio.sleep(1.5)  # a second delivery would come within this
+    finally:
+        stop.set()
+        await running
+
+    assert seen == [("tick.skipped", 2)]
+    info = await js.consumer_info(name.stream, durable)
+    assert sorted(info.config.filter_subjects or []) == sorted([name.subject, added.subject])
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    # As the server now reports it, the durable is what the consumer wants: the next start
+    # leaves it alone instead of updating it again.
+    wanted = ConsumerConfig(
+        filter_subjects=[added.subject, name.subject],
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30,
+        max_deliver=-1,
+    )
+    assert _drift(info.config, wanted) == {}
+    assert _drift(info.config, ConsumerConfig(filter_subjects=[name.subject])) != {}

@@ -156,6 +156,42 @@ def test_a_shipment_answers_rates_the_package_reads(easypost_manual: EasyPostCli
     assert again.to_dict() == document
 
 
+@pytest.mark.parametrize("is_return", [False, True])
+def test_a_parcel_abroad_is_quoted_international_services(
+    easypost_manual: EasyPostClient, is_return: bool
+) -> None:
+    """To (or a return from) Great Britain: USPS's international services, in USD as a US
+    account is quoted; never the domestic ones."""
+    abroad = {**BUYER, "zip": "SW1Y 4JH", "country": "gb"}
+    shipment = create(easypost_manual, to_address=abroad, is_return=is_return)
+    services = {rate.service: rate for rate in shipment.rates}
+    assert set(services) == {
+        "FirstClassPackageInternationalService",
+        "PriorityMailInternational",
+        "ExpressMailInternational",
+    }
+    assert {(rate.carrier, rate.currency) for rate in shipment.rates} == {("USPS", "USD")}
+    # 17.7 oz is two started pounds.
+    assert services["FirstClassPackageInternationalService"].rate == "20.75"
+    bought = easypost_manual.shipment.buy(shipment.id, rate=cheapest(shipment))
+    assert bought.selected_rate.service == "FirstClassPackageInternationalService"
+
+    # First-Class International takes parcels up to 4 lb; a heavier one goes by Priority or Express.
+    heavy = create(easypost_manual, to_address=abroad, parcel={**PARCEL, "weight": 64.1})
+    assert sorted(rate.service for rate in heavy.rates) == [
+        "ExpressMailInternational",
+        "PriorityMailInternational",
+    ]
+    # Puerto Rico is served as the US is, and a missing country is the US (EasyPost's default).
+    for home in ({**BUYER, "country": "PR"}, {k: v for k, v in BUYER.items() if k != "country"}):
+        domestic = create(easypost_manual, to_address=home)
+        assert {rate.service for rate in domestic.rates} == {
+            "GroundAdvantage",
+            "Priority",
+            "Express",
+        }
+
+
 def test_buying_a_rate_gives_a_label_and_a_tracker(
     easypost_manual: EasyPostClient, manual: Psp
 ) -> None:

@@ -147,6 +147,23 @@ async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
             ),
             ("DOMAIN_PAYMENTS", ["payments.payment.payment.dispute_opened"]),
         ],
+        "notifications-cancellations": [("DOMAIN_ORDERS", ["orders.order.order.cancelled"])],
+        "notifications-returns": [
+            (
+                "DOMAIN_ORDERS",
+                [
+                    f"orders.order_return.return.{status}"
+                    for status in (
+                        "requested",
+                        "approved",
+                        "rejected",
+                        "received",
+                        "refunded",
+                        "needs_attention",
+                    )
+                ],
+            )
+        ],
         "order-refunds": [
             (
                 "DOMAIN_PAYMENTS",
@@ -160,6 +177,11 @@ async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
         ],
     }
     assert {domain: list(consumers) for domain, consumers in CONSUMERS.items()} == {
-        "notifications": ["notifications", "notifications-after-sale"],
+        "notifications": [
+            "notifications",
+            "notifications-after-sale",
+            "notifications-cancellations",
+            "notifications-returns",
+        ],
         "orders": ["order-tracking", "order-refunds"],
     }
