@@ -81,6 +81,13 @@ class SandboxSettings(BaseSettings):
     """Where the carrier's tracker events (EasyPost `tracker.updated`) go."""
     carrier_step_s: float = Field(default=5.0, gt=0)
     """How fast a parcel moves: seconds per status (in_transit, out_for_delivery, delivered)."""
+    carrier_fault: Literal["none", "error", "hang"] = "none"
+    """EasyPost's shipment create, buy and refund: `none` (they work), `error` (503 in EasyPost's
+    error shape, before any effect) or `hang` (answer after carrier_hang_s); switched at run
+    time by POST /v1/test_helpers/carrier/fault."""
+    carrier_hang_s: float = Field(default=15.0, ge=0)
+    """How long a `hang` carrier fault holds each answer (seconds): past EASYPOST_TIMEOUT_S, the
+    platform's client gives up first."""
     oidc_clients: dict[str, OidcClient] = Field(
         default_factory=lambda: {
             k: OidcClient.model_validate(v) for k, v in DEV_OIDC_CLIENTS.items()

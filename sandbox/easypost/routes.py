@@ -3,26 +3,72 @@
 EasyPost's own (`/v2/shipments*`) want the API key (`Authorization: Bearer EASYPOST_API_KEY`, as
 the package sends it) and answer EasyPost's error shape; the sandbox's own (the label PDF, the
 event log, the test helper that moves a tracker now) do not.
+
+"Carrier down" on demand: `POST /v1/test_helpers/carrier/fault` with `{"mode": "error"}` makes
+shipment create, buy and refund answer 503 in EasyPost's error shape before doing anything,
+`{"mode": "hang"}` answer only after SANDBOX_CARRIER_HANG_S (or the body's `hang_s`; then
+normally, as a slow carrier does after the client gave up), `{"mode": "none"}` behave again.
+SANDBOX_CARRIER_FAULT sets the mode a sandbox starts in. Reads and the tracker's own moves and
+webhooks are not affected.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import sqlite3
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.responses import Response
 
+from kit.logging import get_logger
 from sandbox.easypost import objects, shipments
 from sandbox.easypost.shipments import EasyPostApiError
 from sandbox.psp.auth import presented_key
 from sandbox.psp.idempotency import json_response
 from sandbox.psp.routes import Sandbox
 
+log = get_logger(__name__)
+
 PREFIX = "/v2"
+FAULT_PATH = "/v1/test_helpers/carrier/fault"
+
+
+class CarrierFaultRequest(BaseModel):
+    """`POST /v1/test_helpers/carrier/fault`: how shipment create, buy and refund misbehave."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["none", "error", "hang"]
+    hang_s: float | None = Field(default=None, ge=0, le=600)
+
+
+class CarrierFaults:
+    """The fault the carrier's shipment writes simulate now (`none`, `error`, `hang`)."""
+
+    def __init__(self, mode: str, hang_s: float) -> None:
+        self.mode = mode
+        self.hang_s = hang_s
+
+    async def check(self, endpoint: str) -> None:
+        """Fail or stall a carrier request as the current mode says (before any effect; after
+        its body was read, so that a stalled request still acts once its client gave up)."""
+        if self.mode == "error":
+            log.info("sandbox.carrier.fault", endpoint=endpoint, mode="error")
+            raise EasyPostApiError(
+                503, "SERVICE.UNAVAILABLE", "The carrier is temporarily unavailable (sandbox)."
+            )
+        if self.mode == "hang":
+            log.info("sandbox.carrier.fault", endpoint=endpoint, mode="hang", seconds=self.hang_s)
+            await asyncio.sleep(self.hang_s)
+
+    def as_json(self) -> dict[str, Any]:
+        """The switch's position, as its endpoint answers it."""
+        return {"mode": self.mode, "hang_s": self.hang_s}
 
 
 def _check_key(request: Request, expected: str) -> None:
@@ -40,7 +86,33 @@ async def _json(request: Request) -> Any:
 
 
 def easypost_router(sandbox: Sandbox) -> APIRouter:
-    """Shipments, labels, refunds and trackers, as EasyPost serves them."""
+    """Shipments, labels, refunds and trackers, as EasyPost serves them, and the sandbox's
+    switch that makes the carrier fail or stall."""
+    faults = CarrierFaults(sandbox.config.carrier_fault, sandbox.config.carrier_hang_s)
+    router = APIRouter()
+    router.include_router(_shipment_routes(sandbox, faults))
+
+    @router.post(FAULT_PATH)
+    async def set_fault(request: Request) -> Response:
+        """Make shipment writes fail (`error`), stall (`hang`) or behave (`none`)."""
+        try:
+            body = CarrierFaultRequest.model_validate(await _json(request))
+        except EasyPostApiError as exc:
+            return json_response(exc.status, exc.body())
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"]
+            return json_response(422, objects.error("PARAMETER.INVALID", message))
+        faults.mode = body.mode
+        if body.hang_s is not None:
+            faults.hang_s = body.hang_s
+        log.warning("sandbox.carrier.fault_set", **faults.as_json())
+        return json_response(200, faults.as_json())
+
+    return router
+
+
+def _shipment_routes(sandbox: Sandbox, faults: CarrierFaults) -> APIRouter:
+    """EasyPost's own endpoints under /v2, and the sandbox's beside them."""
     router = APIRouter(prefix=PREFIX)
     store = sandbox.store
     step_s = sandbox.config.carrier_step_s
@@ -70,6 +142,7 @@ def easypost_router(sandbox: Sandbox) -> APIRouter:
         """A shipment with its rates."""
         try:
             params = shipments.parse_shipment(await _json(request))
+            await faults.check("POST /v2/shipments")
         except EasyPostApiError as exc:
             return json_response(exc.status, exc.body())
         return await answer(request, lambda conn: shipments.create_shipment(conn, params), 201)
@@ -86,6 +159,7 @@ def easypost_router(sandbox: Sandbox) -> APIRouter:
         """Buy one of the shipment's rates (`{"rate": {"id": ...}}`)."""
         try:
             params = await _json(request)
+            await faults.check("POST /v2/shipments/:id/buy")
         except EasyPostApiError as exc:
             return json_response(exc.status, exc.body())
         rate = params.get("rate") if isinstance(params, dict) else None
@@ -100,6 +174,10 @@ def easypost_router(sandbox: Sandbox) -> APIRouter:
     @router.post("/shipments/{shipment_id}/refund")
     async def refund(shipment_id: str, request: Request) -> Response:
         """Void the shipment's label."""
+        try:
+            await faults.check("POST /v2/shipments/:id/refund")
+        except EasyPostApiError as exc:
+            return json_response(exc.status, exc.body())
         return await answer(request, lambda conn: shipments.refund(conn, shipment_id))
 
     _add_sandbox_routes(router, sandbox)

@@ -22,16 +22,19 @@ from tools.chaos.workload import SCENARIOS
 REPO = Path(__file__).resolve().parents[2]
 CHECKOUTS = 100
 # One fault of each kind (the worker killed is the payments one; the provider down and slow for
-# 8 s each) while the load runs for about 80 s, the two kept in step (tools/chaos/run.py, Pacer).
-# Within the suite's 300 s per test, stopping included: about 150 s on this 2-core box.
+# 8 s each, the carrier for 5 s each, 1 s apart) while the load runs for about 90 s, the two kept
+# in step (tools/chaos/run.py, Pacer). Within the suite's 300 s per test, stopping included: about
+# 160 s on this 2-core box when it is not shared.
 RUN_TIMEOUT_S, STOP_TIMEOUT_S = 250, 40
 ARGS = [
     f"--checkouts={CHECKOUTS}",
     "--faults=kinds",
     "--psp-down-s=8",
     "--psp-slow-s=8",
+    "--carrier-down-s=5",
+    "--carrier-slow-s=5",
     "--rate=1.25",
-    "--gap-s=2",
+    "--gap-s=1",
     "--seed=20261126",
     "--quiesce-timeout-s=150",
 ]

@@ -13,27 +13,36 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
+from easypost.easypost_client import EasyPostClient
+from easypost.errors.api.service_unavailable_error import ServiceUnavailableError
 
-from devstack.services.process import ManagedProcess
+from devstack.processes import sandbox_process
+from devstack.services.process import ManagedProcess, free_port
 from devstack.stack import write_state
 from devstack.supervisor import RestartPolicy, Supervisor
 from tools.chaos.audit import (
     Audit,
     _expected_notifications,
+    _met,
     _sends,
+    check_aftersale,
     check_clients,
     check_races,
+    mark_faults,
 )
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
-from tools.chaos.faults import TERM, FaultResult, catalog, schedule
-from tools.chaos.journey import Record
+from tools.chaos.faults import TERM, FaultResult, Injector, catalog, schedule
+from tools.chaos.journey import Record, leaked_reason
 from tools.chaos.report import latencies, percentile
 from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
+from tools.chaos.stack import Child
 from tools.chaos.workload import (
     CANCELLED,
     COMPLETED,
@@ -43,6 +52,7 @@ from tools.chaos.workload import (
     SCARCE_BUYERS,
     SCENARIOS,
     SINGLES,
+    Buyer,
     Catalog,
     Plan,
     plan,
@@ -70,6 +80,10 @@ def test_a_plan_has_every_scenario_races_in_bursts_and_a_steady_rate() -> None:
         assert len({m.at_s for m in members}) == 1, f"{group} does not start at one moment"
         limit = COUPON_BUYERS if group.startswith("coupon") else SCARCE_BUYERS
         assert len(members) <= limit
+    # The load spans n / rate, and its tail is singles: the last faults, paced with the last
+    # checkouts, meet work in flight (races start together, paced by their first member).
+    assert plans[-1].at_s == pytest.approx(200 / 2.0, rel=0.02)
+    assert not any(p.group for p in plans[-10:])
     # Cancels only where they make sense: buyers on cancellable scenarios, operators not on 3DS.
     assert any(p.cancel == "buyer" for p in plans)
     assert any(p.cancel == "operator" for p in plans)
@@ -81,7 +95,7 @@ def test_small_loads_do_not_race_and_bodies_take_both_payment_shapes() -> None:
     plans = plan(10, 1.0, random.Random(1))
     assert not any(p.group for p in plans)
     one = Plan(0, SCENARIOS["visa"], 0.0, alias=True, coupon_code="X")
-    one.buyer = type("B", (), {"cart_id": "c", "headers": {}, "user_id": "u"})()  # type: ignore[assignment]
+    one.buyer = type("B", (), {"cart_id": "c", "headers": {}, "user_id": "u"})()
     assert one.body()["payment"] == {"provider": "sandbox", "token": "tok_visa"}
     assert one.body()["coupon_code"] == "X"
     one.alias = False
@@ -105,10 +119,21 @@ def test_the_schedules_cover_every_fault_kind() -> None:
     with pytest.raises(ValueError, match="unknown faults"):
         schedule("kill:everything")
     assert catalog(psp_down_s=7)["psp-down"].hold_s == 7
+    carrier = {f.name: f for f in every if f.kind.startswith("carrier_")}
+    assert sorted(carrier) == ["carrier-down", "carrier-slow"]
+    assert {f.name for f in kinds} >= set(carrier)
+    assert catalog(carrier_slow_s=4)["carrier-slow"].hold_s == 4
 
 
 def test_the_default_rate_spreads_the_load_over_the_faults() -> None:
-    config = ChaosConfig(checkouts=100, faults="kinds", psp_down_s=10, psp_slow_s=10)
+    config = ChaosConfig(
+        checkouts=100,
+        faults="kinds",
+        psp_down_s=10,
+        psp_slow_s=10,
+        carrier_down_s=10,
+        carrier_slow_s=10,
+    )
     faults = config.fault_schedule()
     rate = config.load_rate(faults)
     assert 0.5 < rate < 2.0
@@ -177,7 +202,9 @@ async def test_a_refused_connection_alone_is_not_ambiguous_and_the_client_gives_
             await client.send("GET", "/healthz")
     assert log.gave_up == 1
 
-    calls = iter([httpx.ConnectError("refused"), httpx.Response(409, json={"code": "x"})])
+    calls: Iterator[Exception | httpx.Response] = iter(
+        [httpx.ConnectError("refused"), httpx.Response(409, json={"code": "x"})]
+    )
 
     def once_refused(request: httpx.Request) -> httpx.Response:
         answer = next(calls)
@@ -236,6 +263,50 @@ def test_the_audit_flags_outcomes_the_contract_does_not_allow() -> None:
     assert CANCELLED in maybe.expected
 
 
+def test_the_after_sale_scenarios_expect_what_the_platform_promises() -> None:
+    assert SCENARIOS["decline_retry"].expect == frozenset({COMPLETED})
+    for name in ("lost", "stolen", "fraudulent"):
+        assert SCENARIOS[name].expect == frozenset({("failed", "payment_declined")})
+        assert SCENARIOS[name].generic
+    assert SCENARIOS["refund_fail"].expect == frozenset({COMPLETED})
+    assert SCENARIOS["dispute"].expect == frozenset({COMPLETED})
+    assert SCENARIOS["dashboard_refund"].expect == frozenset({COMPLETED})
+    retry = Plan(0, SCENARIOS["decline_retry"], 0.0)
+    retry.buyer = Buyer("u", {}, "c")
+    assert retry.body()["on_decline"] == "retry"
+    assert "on_decline" not in Plan(0, SCENARIOS["visa"], 0.0, buyer=retry.buyer).body()
+
+
+def test_a_generic_decline_must_not_tell_its_reason() -> None:
+    generic = {
+        "failure": {"code": "payment_declined", "message": "The payment was declined."},
+        "payment": {"status": "failed", "last_error": {"code": "card_declined", "message": "x"}},
+    }
+    assert leaked_reason(generic) is None
+    told = {"payment": {"last_error": {"code": "stolen_card", "message": "Your card was stolen"}}}
+    assert leaked_reason(told) == "stolen_card"
+    assert leaked_reason({"failure": {"code": "x", "message": "Suspected FRAUD"}})
+
+
+def test_the_audit_flags_after_sale_steps_that_did_not_go_through() -> None:
+    fine = _record("dispute", COMPLETED, aftersale="ok")
+    no_dispute = _record("dispute", COMPLETED, aftersale="no dispute in /v1/ops/disputes")
+    refund = _record("dashboard_refund", COMPLETED, aftersale="the order does not show refunded")
+    unresolved = _record("refund_fail", COMPLETED, aftersale="no failed refund")
+    leaked = _record("stolen", ("failed", "payment_declined"), leaked="stolen_card")
+    retried = _record("decline_retry", COMPLETED, retried=202)
+    not_retried = _record("decline_retry", ("expired", "payment_timeout"), retried=409)
+    skipped = _record("dispute", ("failed", "payment_declined"))  # never paid: no step
+    records = [fine, no_dispute, refund, unresolved, leaked, retried, not_retried, skipped]
+    audit = Audit()
+    check_aftersale(records, audit)
+    flagged = " | ".join(audit.violations)
+    assert len(audit.violations) == 5, flagged
+    for record in (no_dispute, refund, unresolved, leaked, not_retried):
+        assert str(record.checkout_id) in flagged
+    assert audit.coverage == {"aftersale_dispute": 1}
+
+
 def test_a_3ds_checkout_may_expire_only_when_its_approval_came_after_the_window() -> None:
     """A slow provider can hold the buyer's approval past CHECKOUT_PAYMENT_TIMEOUT: expiry is
     then the contract's answer. Approved within the window, an expiry is still a violation."""
@@ -253,6 +324,148 @@ def test_a_3ds_checkout_may_expire_only_when_its_approval_came_after_the_window(
     flagged = " | ".join(audit.violations)
     assert len(audit.violations) == 2, flagged
     assert str(late.checkout_id) not in flagged
+
+
+def test_a_declined_card_retried_may_expire_only_when_a_provider_fault_met_it() -> None:
+    """The payment window counts from the first authorization: a provider kept away by a fault
+    can answer the decline, or the new method, only after it ends. Without one, expired is still
+    a violation, and so is a retry that was never accepted."""
+    kept_away = _record("decline_retry", EXPIRED, faults_met=frozenset({"psp-down"}))
+    other_fault = _record("decline_retry", EXPIRED, faults_met=frozenset({"kill:api"}))
+    no_fault = _record("decline_retry", EXPIRED, retried=409)
+    slow_visa = _record("visa", EXPIRED, faults_met=frozenset({"psp-slow"}))
+    assert kept_away.expected == frozenset({COMPLETED, EXPIRED})
+    assert other_fault.expected == no_fault.expected == frozenset({COMPLETED})
+    assert slow_visa.expected == frozenset({COMPLETED})
+    records = [kept_away, other_fault, no_fault, slow_visa]
+    audit = Audit()
+    check_clients(records, {r.checkout_id: _session(r) for r in records}, audit)  # type: ignore[misc]
+    check_aftersale(records, audit)
+    flagged = " | ".join(audit.violations)
+    assert str(kept_away.checkout_id) not in flagged
+    for record in (other_fault, no_fault, slow_visa):
+        assert str(record.checkout_id) in flagged
+
+
+def test_a_record_meets_the_faults_in_effect_during_its_life() -> None:
+    faults = [
+        FaultResult(catalog()["psp-down"], injected_s=10.0, ended_s=40.0, recovered_s=45.0),
+        FaultResult(catalog()["kill:api"], injected_s=60.0, ended_s=60.0, recovered_s=63.0),
+    ]
+    before = _record("visa", COMPLETED, started_s=1.0, ended_s=9.0)
+    during = _record("visa", COMPLETED, started_s=1.0, ended_s=12.0)
+    after_recovery = _record("visa", COMPLETED, started_s=44.0, ended_s=50.0)
+    unfinished = _record("visa", COMPLETED, started_s=50.0)
+    never_started = _record("visa", COMPLETED)
+    mark_faults([before, during, after_recovery, unfinished, never_started], faults)
+    assert before.faults_met == frozenset()
+    assert during.faults_met == frozenset({"psp-down"})
+    assert after_recovery.faults_met == frozenset({"psp-down"})
+    assert unfinished.faults_met == frozenset({"kill:api"})
+    assert never_started.faults_met == frozenset()
+
+
+def test_a_buyers_order_cancel_must_show_on_the_order() -> None:
+    assert SCENARIOS["order_cancel"].expect == frozenset({COMPLETED})
+    assert SCENARIOS["order_cancel"].after == "order_cancel"
+    assert not SCENARIOS["order_cancel"].cancellable  # the checkout itself runs to its end
+    cancelled = _record("order_cancel", COMPLETED, aftersale="ok", order_cancel="cancelled")
+    shipped = _record("order_cancel", COMPLETED, aftersale="ok", order_cancel="already_shipped")
+    not_shown = _record(
+        "order_cancel",
+        COMPLETED,
+        aftersale="cancel answered cancelled, the order is still ['fulfilling']",
+        order_cancel="cancelled",
+    )
+    refused = _record("order_cancel", COMPLETED, aftersale="the order's cancel answered 409 x")
+    audit = Audit()
+    check_aftersale([cancelled, shipped, not_shown, refused], audit)
+    flagged = " | ".join(audit.violations)
+    assert len(audit.violations) == 2, flagged
+    assert str(not_shown.checkout_id) in flagged
+    assert str(refused.checkout_id) in flagged
+    assert audit.coverage == {
+        "aftersale_order_cancel": 2,
+        "order_cancel_cancelled": 1,
+        "order_cancel_already_shipped": 1,
+    }
+
+
+def test_a_shipment_meets_a_carrier_fault_when_its_step_overlaps_it() -> None:
+    at = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    fault = FaultResult(catalog()["carrier-down"], injected_s=0.0, injected_at=at)
+    fault.ended_at = at + timedelta(seconds=30)
+
+    def step(start_s: float, end_s: float) -> dict[str, datetime]:
+        return {
+            "started_at": at + timedelta(seconds=start_s),
+            "updated_at": at + timedelta(seconds=end_s),
+        }
+
+    assert _met(step(-5, 40), fault)  # bought through the whole outage
+    assert _met(step(10, 12), fault)
+    assert _met(step(-2, 1), fault)
+    assert not _met(step(-10, -1), fault)
+    assert not _met(step(31, 32), fault)
+    fault.ended_at = None  # not lifted (yet): in effect since its injection
+    assert _met(step(100, 101), fault)
+
+
+CARRIER_KEY = "EZTKchaospartstestkey0123456789"
+ADDRESS_TO = {"street1": "1 Navy Yard", "city": "Arlington", "zip": "22202", "country": "US"}
+
+
+class _OneSandbox:
+    """What the injector needs of a stack, for a sandbox alone."""
+
+    def __init__(self, process: ManagedProcess, url: str) -> None:
+        self.process = process
+        self.psp_url = url
+
+    def pid(self, name: str) -> int:
+        assert name == "sandbox"
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def children(self) -> dict[str, Child]:
+        return {"sandbox": Child("sandbox", self.process.pid, 0, True)}
+
+
+async def test_a_carrier_fault_switches_the_sandbox_for_its_hold_then_back(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    process = sandbox_process(
+        port=port,
+        db_path=tmp_path / "psp.sqlite",
+        webhook_url="",
+        log_dir=tmp_path,
+        extra_env={"EASYPOST_API_KEY": CARRIER_KEY},
+    )
+    process.start()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        stack = _OneSandbox(process, url)
+        injector = Injector(stack, RequestLog(), timeout_s=10)  # type: ignore[arg-type]
+        fault = catalog(carrier_down_s=1.5)["carrier-down"]
+        carrier = EasyPostClient(CARRIER_KEY, api_base=f"{url}/v2", timeout=5)
+
+        def ship() -> object:
+            return carrier.shipment.create(
+                to_address=ADDRESS_TO, from_address=ADDRESS_TO, parcel={"weight": 10.0}
+            )
+
+        injected = asyncio.ensure_future(injector.inject(fault))
+        await asyncio.sleep(0.7)
+        with pytest.raises(ServiceUnavailableError):
+            await asyncio.to_thread(ship)
+        result = await injected
+        assert await asyncio.to_thread(ship)  # switched back
+        assert result.ended_at is not None
+        assert (result.ended_at - result.injected_at).total_seconds() >= 1.5
+        assert result.pids == (process.pid, process.pid)
+    finally:
+        process.stop()
 
 
 def test_a_race_must_sell_exactly_what_there_is() -> None:

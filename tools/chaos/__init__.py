@@ -1,4 +1,5 @@
-"""`just chaos`: the whole platform under a realistic load while its processes are killed.
+"""`just chaos`: the whole platform under a realistic load while its processes are killed and the
+payment provider and the carrier are down or slow.
 
 `python -m tools.chaos` starts its own platform (`python -m devstack`, the supervisor of `just up`)
 in a fresh temporary DATA_DIR on free ports, runs a mixed checkout workload over the HTTP API

@@ -17,6 +17,9 @@ from tools.chaos.faults import catalog
 from tools.chaos.report import render
 from tools.chaos.run import ChaosConfig, run
 
+# The faults that last a while (`--<name>-s` seconds each).
+HELD_FAULTS = ("psp-down", "psp-slow", "carrier-down", "carrier-slow")
+
 
 def parse(argv: list[str] | None = None) -> ChaosConfig:
     """The command line as a ChaosConfig."""
@@ -46,8 +49,8 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
         default=64,
         help="at most N checkouts of the load in flight; later ones wait (64)",
     )
-    parser.add_argument("--psp-down-s", type=float, default=30.0, help="psp-down lasts (30 s)")
-    parser.add_argument("--psp-slow-s", type=float, default=30.0, help="psp-slow lasts (30 s)")
+    for held in HELD_FAULTS:
+        parser.add_argument(f"--{held}-s", type=float, default=30.0, help=f"{held} lasts (30 s)")
     parser.add_argument("--gap-s", type=float, default=3.0, help="least pause between faults")
     parser.add_argument("--seed", type=int, default=None, help="seed of the workload's draws")
     parser.add_argument(
@@ -81,6 +84,8 @@ def parse(argv: list[str] | None = None) -> ChaosConfig:
         max_in_flight=args.max_in_flight,
         psp_down_s=args.psp_down_s,
         psp_slow_s=args.psp_slow_s,
+        carrier_down_s=args.carrier_down_s,
+        carrier_slow_s=args.carrier_slow_s,
         gap_s=args.gap_s,
         seed=args.seed,
         data_dir=args.data_dir,
@@ -106,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     config = parse(argv)
     configure_logging(get_settings())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request drowns the run
-    # SIGTERM unwinds like Ctrl-C: the stack this run started is stopped either way.
+    # SIGTERM unwinds like Ctrl-C: the stack this run started is stopped either way. A shell
+    # starts a background job with SIGINT ignored; Ctrl-C's handler is put back for it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run(config)

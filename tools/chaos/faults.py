@@ -15,8 +15,14 @@ How each is injected (pids come from DATA_DIR/stack.json, the supervisor's own r
   are accepted by the kernel and never answered, as when a provider is down behind its balancer).
 - `psp-slow`: the provider is slow: for `hold_s`, SIGSTOP/SIGCONT in bursts (0.5 s stopped, 0.5
   s running), so every call waits up to half a second more (the sandbox has no latency knob).
+- `carrier-down`: the carrier fails: for `hold_s`, the sandbox's carrier fault switch
+  (`POST /v1/test_helpers/carrier/fault`) makes shipment create, buy and refund answer 503.
+- `carrier-slow`: the carrier answers too late: for `hold_s`, the switch holds each of those
+  answers past the platform's carrier timeout (SANDBOX_CARRIER_HANG_S of the chaos stack), and
+  the sandbox acts on the request all the same, as a slow carrier does.
 
-Recovery: the fault is over (SIGCONT sent, or the supervisor restarted the child with a new pid),
+Recovery: the fault is over (SIGCONT sent, the carrier switched back, or the supervisor restarted
+the child with a new pid),
 then /healthz answers 200, then a probe checkout (pm_card_visa) started after it completes.
 """
 
@@ -27,6 +33,7 @@ import os
 import signal
 import subprocess
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 
@@ -39,6 +46,9 @@ from workers.bootstrap import WORKER_DOMAINS
 log = get_logger(__name__)
 
 KILL, TERM, PG_STOP, PAUSE, SLOW = "kill", "term", "pg_stop", "pause", "slow"
+# The carrier's fault switch in the sandbox, by fault kind: the mode held for `hold_s`.
+CARRIER_MODES = {"carrier_error": "error", "carrier_hang": "hang"}
+CARRIER_SWITCH = "/v1/test_helpers/carrier/fault"
 # psp-slow's bursts: stopped this long, then running this long.
 SLOW_STOPPED_S, SLOW_RUNNING_S = 0.5, 0.5
 # Longest wait, by default, for a fault to be over and for the platform to serve again.
@@ -62,7 +72,12 @@ class Fault:
         return self.name
 
 
-def catalog(psp_down_s: float = 30.0, psp_slow_s: float = 30.0) -> dict[str, Fault]:
+def catalog(
+    psp_down_s: float = 30.0,
+    psp_slow_s: float = 30.0,
+    carrier_down_s: float = 30.0,
+    carrier_slow_s: float = 30.0,
+) -> dict[str, Fault]:
     """Every fault by name."""
     faults = [Fault(f"kill:worker-{d}", KILL, f"worker-{d}") for d in WORKER_DOMAINS]
     faults += [
@@ -74,6 +89,8 @@ def catalog(psp_down_s: float = 30.0, psp_slow_s: float = 30.0) -> dict[str, Fau
         Fault("psp-down", PAUSE, "sandbox", psp_down_s),
         Fault("kill:sandbox", KILL, "sandbox"),
         Fault("psp-slow", SLOW, "sandbox", psp_slow_s),
+        Fault("carrier-down", "carrier_error", "sandbox", carrier_down_s),
+        Fault("carrier-slow", "carrier_hang", "sandbox", carrier_slow_s),
     ]
     return {fault.name: fault for fault in faults}
 
@@ -130,6 +147,9 @@ class FaultResult:
     pids: tuple[int | None, int | None] = (None, None)  # the target's pid before and after
     probe: str | None = None  # the probe's checkout id
     errors: list[str] = field(default_factory=list)
+    # Wall-clock time of the injection and of the fault's end, to compare with database rows.
+    injected_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ended_at: datetime | None = None
 
     @property
     def recovered(self) -> bool:
@@ -198,7 +218,9 @@ class Injector:
             await self._paused(pid, fault.hold_s)
         elif fault.kind == SLOW:
             await self._slowed(pid, fault.hold_s)
-        result.ended_s = self.requests.now()
+        elif fault.kind in CARRIER_MODES:
+            await self._carrier(CARRIER_MODES[fault.kind], fault.hold_s)
+        result.ended_s, result.ended_at = self.requests.now(), datetime.now(UTC)
         if fault.kind in (KILL, TERM, PG_STOP):
             await self._restarted(fault, restarts, result)
         else:
@@ -211,6 +233,26 @@ class Injector:
             await asyncio.sleep(hold_s)
         finally:
             os.kill(pid, signal.SIGCONT)
+
+    async def _switch_carrier(self, mode: str) -> None:
+        """Set the sandbox's carrier fault switch (retried: the sandbox may be busy)."""
+        deadline = self.requests.now() + self.timeout_s
+        async with httpx.AsyncClient(base_url=self.stack.psp_url, timeout=5) as http:
+            while True:
+                try:
+                    (await http.post(CARRIER_SWITCH, json={"mode": mode})).raise_for_status()
+                    return
+                except httpx.HTTPError:
+                    if self.requests.now() > deadline:
+                        raise
+                await asyncio.sleep(0.5)
+
+    async def _carrier(self, mode: str, hold_s: float) -> None:
+        await self._switch_carrier(mode)
+        try:
+            await asyncio.sleep(hold_s)
+        finally:
+            await self._switch_carrier("none")
 
     async def _slowed(self, pid: int, hold_s: float) -> None:
         until = self.requests.now() + hold_s

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
-from tools.chaos.workload import CANCELLED, EXPIRED, PAYMENT_TIMEOUT_S, Outcome, Plan
+from tools.chaos.workload import (
+    CANCELLED,
+    EXPIRED,
+    PAYMENT_TIMEOUT_S,
+    PROVIDER_FAULTS,
+    Outcome,
+    Plan,
+)
 
 FINAL = frozenset({"completed", "failed", "cancelled", "expired"})
 NEEDS_ATTENTION = "needs_attention"
@@ -41,6 +48,20 @@ NEAR_CAPTURE = frozenset({"authorize_payment", "awaiting_payment"}) | AFTER_CAPT
 # operator waiting for the capture to start polls every 0.2 s, every 50 ms from the authorization.
 POLL_INITIAL_S, POLL_MAX_S = 0.25, 5.0
 POLL_WATCH_S, POLL_FAST_S = 0.2, 0.05
+REQUIRES_PAYMENT_METHOD = "requires_payment_method"
+# Words of a decline's reason that must never reach the buyer (a generic decline hides them).
+SECRET_REASONS = ("lost", "stolen", "fraud")
+
+
+def leaked_reason(body: dict[str, Any]) -> str | None:
+    """The reason of a lost, stolen or fraudulent decline, if the status shows it to the buyer
+    (in the failure or in the payment's last error)."""
+    shown = [body.get("failure") or {}, (body.get("payment") or {}).get("last_error") or {}]
+    for part in shown:
+        for value in part.values():
+            if isinstance(value, str) and any(w in value.lower() for w in SECRET_REASONS):
+                return value
+    return None
 
 
 @dataclass
@@ -65,6 +86,15 @@ class Record:
     cancel_code: str | None = None
     cancel_ambiguous: bool = False  # an earlier attempt of the cancel may have been applied
     error: str | None = None  # the client's own trouble: start refused, gave up, never ended
+    cancel_money: str | None = None  # an operator's 202 cancel: what became of the money
+    retried: int | None = None  # HTTP status of `POST .../payment` (on_decline: retry)
+    order_id: str | None = None
+    leaked: str | None = None  # a generic decline's reason, if the buyer was shown it
+    aftersale: str | None = None  # the after-sale step: "ok", or what went wrong
+    dashboard_refunded: str | None = None  # what the dashboard refund gave back
+    order_cancel: str | None = None  # the buyer's order cancel: "cancelled" or "already_shipped"
+    # The faults in effect at some moment of the checkout's life (set after the load).
+    faults_met: frozenset[str] = frozenset()
 
     @property
     def outcome(self) -> Outcome | None:
@@ -77,11 +107,18 @@ class Record:
         if self.cancel_answer == 202:
             return frozenset({CANCELLED})
         expect = self.plan.scenario.expect
-        if self.approved_late:
+        if self.approved_late or self.retry_outlived:
             expect |= {EXPIRED}
         if self.cancel_ambiguous:
             return expect | {CANCELLED}
         return expect
+
+    @property
+    def retry_outlived(self) -> bool:
+        """A declined card to be retried met a provider fault: the decline, or the new method's
+        answer, may have come only after the payment window (counted from the first
+        authorization), and the checkout rightly expired, everything released."""
+        return bool(self.plan.scenario.retry_with and self.faults_met & PROVIDER_FAULTS)
 
     @property
     def approved_late(self) -> bool:
@@ -106,6 +143,7 @@ class Journey:
         rng: random.Random,
         gate: asyncio.Semaphore | None = None,
         turn: Callable[[], Awaitable[None]] | None = None,
+        after: Callable[[Record], Awaitable[None]] | None = None,
     ) -> None:
         self.api = api
         # Held from the start to the end of the checkout: at most so many in flight.
@@ -117,6 +155,8 @@ class Journey:
         self.requests: RequestLog = api.requests
         self.settle_timeout_s = settle_timeout_s
         self.rng = rng
+        # The after-sale step of the scenario, once the checkout ended (outside the gate).
+        self.after = after
 
     async def run(self) -> Record:
         """Start at the plan's time, follow to the end; never raises (errors are recorded)."""
@@ -128,6 +168,8 @@ class Journey:
             async with self.gate or contextlib.nullcontext():
                 if await self._start():
                     await self._follow()
+            if self.after is not None and record.plan.scenario.after and record.outcome:
+                await self.after(record)
         except GaveUp as exc:
             record.error = f"gave up: {exc}"
         except Exception as exc:
@@ -182,6 +224,9 @@ class Journey:
             if plan.cancel == "operator" and record.cancel_answer is None:
                 # Watching for the capture to start: the window until the end is short.
                 await asyncio.sleep(POLL_FAST_S if record.step in NEAR_CAPTURE else POLL_WATCH_S)
+            elif plan.scenario.after == "order_cancel" and record.step in AFTER_CAPTURE:
+                # The buyer means to cancel the order: watching for the checkout's end.
+                await asyncio.sleep(POLL_WATCH_S)
             else:
                 await asyncio.sleep(delay * self.rng.uniform(0.8, 1.2))
                 delay = min(POLL_MAX_S, delay * 1.5)
@@ -191,10 +236,16 @@ class Journey:
         record.ended_s = self.requests.now()
         record.code = (body.get("failure") or {}).get("code")
         record.total = (body.get("order") or {}).get("total_amount")
+        record.order_id = (body.get("order") or {}).get("id")
+        if self.record.plan.scenario.generic:
+            record.leaked = leaked_reason(body)
 
     async def _act(self, body: dict[str, Any]) -> None:
         """What the buyer or the operator does at this point of the checkout."""
         record, plan = self.record, self.record.plan
+        if plan.scenario.retry_with and record.retried is None:
+            if record.status == REQUIRES_PAYMENT_METHOD:
+                await self._retry_payment(plan.scenario.retry_with)
         next_action = (body.get("payment") or {}).get("next_action") or {}
         if plan.scenario.approve and not record.approved and next_action.get("url"):
             if record.action_seen_s is None:
@@ -222,6 +273,20 @@ class Journey:
             raise RuntimeError(f"3-D Secure page answered {answer.response.status_code}")
         self.record.approved, self.record.approved_s = True, self.requests.now()
 
+    async def _retry_payment(self, method: str) -> None:
+        """The buyer's card was declined: pay with another (once, one Idempotency-Key)."""
+        record, plan = self.record, self.record.plan
+        assert plan.buyer is not None
+        answer = await self.api.send(
+            "POST",
+            f"/v1/checkouts/{record.checkout_id}/payment",
+            json={"payment": {"provider": "stripe", "payment_method": method}},
+            headers={**plan.buyer.headers, "Idempotency-Key": f"{record.key}-retry"},
+        )
+        record.retried = answer.response.status_code
+        if record.retried not in (202, 409):
+            raise RuntimeError(f"payment retry answered {record.retried}: {answer.response.text}")
+
     async def _cancel(self, path: str, *, operator: bool) -> None:
         record, plan = self.record, self.record.plan
         assert plan.buyer is not None
@@ -234,3 +299,5 @@ class Journey:
         record.cancel_ambiguous = answer.ambiguous
         if response.status_code == 409:
             record.cancel_code = response.json().get("code")
+        elif operator:
+            record.cancel_money = response.json().get("money")

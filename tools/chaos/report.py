@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from tools.chaos.audit import INVARIANTS_CHECKED
 from tools.chaos.faults import FaultResult
 from tools.chaos.journey import Record
 from tools.chaos.run import Outcome, summary_fields
@@ -120,6 +121,9 @@ def summary(outcome: Outcome) -> dict[str, Any]:
         "client_retries": outcome.requests.retries,
         "client_gave_up": outcome.requests.gave_up,
         "checked": outcome.audit.checked,
+        "invariants_checked": INVARIANTS_CHECKED,
+        # Invariant 11 (money after the sale) applied: completed checkouts with refunds since.
+        "after_sale_refunds": outcome.audit.coverage.get("refunded_completed", 0),
         "violations": len(outcome.audit.violations),
         "violation_messages": outcome.audit.violations[:100],
         "still_busy": outcome.still_busy,
@@ -186,7 +190,9 @@ def render(outcome: Outcome) -> str:
                 for k, v in figures["latency_ms"].items()
             ]
         ),
-        f"audit: {figures['checked']} checkouts checked, {figures['violations']} violations",
+        f"audit: {figures['checked']} checkouts checked against invariants "
+        f"{figures['invariants_checked']} (11 over {figures['after_sale_refunds']} completed "
+        f"checkouts refunded since), {figures['violations']} violations",
         *[f"  VIOLATION {v}" for v in outcome.audit.violations],
         *[f"  note: {n}" for n in outcome.audit.notes],
         *[f"  STILL BUSY {b}" for b in outcome.still_busy],

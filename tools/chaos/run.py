@@ -20,6 +20,7 @@ import httpx
 from devstack.services.process import ServiceError
 from kit.logging import get_logger
 from tools.chaos import audit as checks
+from tools.chaos.aftersale import AfterSale
 from tools.chaos.client import ATTEMPT_TIMEOUT_S, PatientClient, RequestLog
 from tools.chaos.faults import RECOVERY_TIMEOUT_S, Fault, FaultResult, Injector, schedule
 from tools.chaos.journey import Journey, Record
@@ -49,6 +50,8 @@ class ChaosConfig:
     rounds: int = 1
     psp_down_s: float = 30.0
     psp_slow_s: float = 30.0
+    carrier_down_s: float = 30.0
+    carrier_slow_s: float = 30.0
     gap_s: float = 3.0  # between one fault's recovery and the next injection
     seed: int | None = None
     data_dir: Path | None = None
@@ -70,6 +73,8 @@ class ChaosConfig:
             replicas=int(self.extra_env.get("WORKER_REPLICAS", "1")),  # as the stack runs
             psp_down_s=self.psp_down_s,
             psp_slow_s=self.psp_slow_s,
+            carrier_down_s=self.carrier_down_s,
+            carrier_slow_s=self.carrier_slow_s,
         )
 
     def load_rate(self, faults: Sequence[Fault]) -> float:
@@ -200,6 +205,13 @@ class Run:
     ) -> Journey:
         """A journey with this run's settings."""
         rng = random.Random(self.rng.random())
+        aftersale = AfterSale(
+            api,
+            catalog.operator,
+            self.stack.psp_url,
+            self.stack.settings.stripe.api_key.get_secret_value(),
+            random.Random(rng.random()),
+        )
         return Journey(
             api,
             record,
@@ -208,6 +220,7 @@ class Run:
             rng=rng,
             gate=gate,
             turn=turn,
+            after=aftersale.run,
         )
 
     async def __call__(self) -> None:
@@ -321,12 +334,17 @@ class Run:
             self.outcome.phases["settle_s"] = round(time.monotonic() - began, 1)
             log.info("chaos.settled", still_busy=self.outcome.still_busy, **self.outcome.phases)
             records = self.outcome.records + self.outcome.probes
+            checks.mark_faults(records, self.outcome.faults)
             sessions = await checks.check_outcomes(
                 temporal, databases, self.stack.psp_url, records, audit
             )
             relays_log = self.stack.data_dir / "logs" / "relays.log"
             await checks.check_sent_once(databases["notifications"], relays_log, audit)
             checks.check_races(self.outcome.records, catalog, audit)
+            checks.check_aftersale(self.outcome.records, audit)
+            await checks.check_carrier_faults(
+                databases["checkout"], sessions, self.outcome.faults, audit
+            )
             await checks.explain_attention(temporal, sessions, audit)
             await checks.count_refunds(databases, sessions, audit)
             await checks.check_replays(api, records, databases, audit)

@@ -37,8 +37,12 @@ CHAOS_ENV = {
     # pm_sandbox_no_webhook checkouts end within a run; the intent is re-read every 5 s meanwhile.
     "CHECKOUT_PAYMENT_TIMEOUT": f"PT{PAYMENT_TIMEOUT_S}S",
     "CHECKOUT_PAYMENT_RECHECK_S": "5",
-    # Parcels move every second, so shipment_delivered notifications arrive within a run.
-    "SANDBOX_CARRIER_STEP_S": "1",
+    # Parcels move every 4 s, so shipment_delivered notifications arrive within a run, and a
+    # buyer cancelling an order just after the checkout finds the parcel moved or not yet.
+    "SANDBOX_CARRIER_STEP_S": "4",
+    # The carrier-slow fault holds each answer 6 s, past the platform's 5 s carrier timeout.
+    "SANDBOX_CARRIER_HANG_S": "6",
+    "EASYPOST_TIMEOUT_S": "5",
     # pm_sandbox_flaky hangs 6 s, past the platform's 5 s provider timeout (the defaults, 15 s and
     # 10 s, would only make every flaky checkout a minute long).
     "SANDBOX_FLAKY_HANG_S": "6",

@@ -5,6 +5,11 @@ a coupon, and the outcomes the contract allows). Singles are drawn by weight; ra
 that start at the same moment: a coupon with `max_redemptions` 5 wanted by up to 30 buyers, a
 variant with 3 in stock wanted by up to 20. Some buyers cancel at a random moment; some checkouts
 are cancelled by an operator once the payment is being captured (the refund path).
+
+The after-sale scenarios: a declined card retried with another (`on_decline: retry`), declines
+whose reason must not reach the buyer (lost, stolen, fraudulent), a refund that fails at the
+provider and waits for an operator, a dispute, a refund made in the provider's dashboard, and
+the buyer cancelling the order while the carrier's tracking moves the parcel.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ COUPON_LIMIT, COUPON_BUYERS = 5, 30
 SCARCE_SHARE, COUPON_SHARE = 0.10, 0.15
 # Shares of the cancellable singles that a buyer cancels, and that an operator cancels.
 BUYER_CANCEL_SHARE, OPERATOR_CANCEL_SHARE = 0.10, 0.08
+# The faults that keep the payment provider away (tools/chaos/faults.py names them so): a
+# checkout that meets one may see its payment window end while the provider cannot answer.
+PROVIDER_FAULTS = frozenset({"psp-down", "psp-slow", "kill:sandbox"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,13 @@ class Scenario:
     coupon: str | None = None  # "free": a 100 % coupon (a zero total)
     cancellable: bool = False  # a buyer or operator cancel makes sense for it
     tok_alias: str | None = None  # sometimes pay with the sandbox's `{provider, token}` alias
+    retry_with: str | None = None  # `on_decline: retry`, then this method once declined
+    generic: bool = False  # a decline whose reason the buyer must not see (fraud, lost, stolen)
+    # After the end: "dispute" (must show to operators), "dashboard_refund" (a refund at the
+    # provider, must show on the order), "refund_fail" (a refund at the provider that fails
+    # there, must wait for an operator; the chaos operator resolves it) or "order_cancel" (the
+    # buyer cancels the order while its parcel's tracking moves).
+    after: str = ""
 
 
 def _scenario(name: str, method: str, *expect: Outcome, **kwargs: Any) -> Scenario:
@@ -93,6 +108,27 @@ SCENARIOS: dict[str, Scenario] = {
         _scenario("capture_fails", "pm_sandbox_capture_fails", DECLINED, weight=4),
         _scenario("unknown_method", "pm_card_chaosUnknownMethod", DECLINED, weight=3),
         _scenario("zero_total", "pm_card_visa", COMPLETED, weight=5, coupon="free"),
+        _scenario(
+            "decline_retry",
+            "pm_card_chargeDeclined",
+            COMPLETED,
+            weight=4,
+            retry_with="pm_card_visa",
+        ),
+        _scenario("lost", "pm_card_chargeDeclinedLostCard", DECLINED, weight=1, generic=True),
+        _scenario("stolen", "pm_card_chargeDeclinedStolenCard", DECLINED, weight=1, generic=True),
+        _scenario(
+            "fraudulent", "pm_card_chargeDeclinedFraudulent", DECLINED, weight=1, generic=True
+        ),
+        # Completed, then refunded in full at the provider's dashboard: the refund fails there.
+        _scenario("refund_fail", "pm_card_refundFail", COMPLETED, weight=3, after="refund_fail"),
+        _scenario("dispute", "pm_card_createDispute", COMPLETED, weight=3, after="dispute"),
+        _scenario(
+            "dashboard_refund", "pm_card_visa", COMPLETED, weight=3, after="dashboard_refund"
+        ),
+        # Completed, then the buyer cancels the order at once or a moment later: before the
+        # carrier has the parcel (cancelled, refunded, restocked) or after (409 already_shipped).
+        _scenario("order_cancel", "pm_card_visa", COMPLETED, weight=4, after="order_cancel"),
         # The races (not drawn by weight; see plan()).
         _scenario("coupon_race", "pm_card_visa", COMPLETED, COUPON_EXHAUSTED),
         _scenario("scarce_stock", "pm_card_visa", COMPLETED, OUT_OF_STOCK),
@@ -141,6 +177,8 @@ class Plan:
             "shipping_address": ADDRESS,
             "payment": payment,
         }
+        if scenario.retry_with:
+            body["on_decline"] = "retry"
         if self.coupon_code:
             body["coupon_code"] = self.coupon_code
         return body
@@ -193,8 +231,9 @@ def _cancel(plan: Plan, rng: random.Random) -> None:
 
 
 def plan(n: int, rate: float, rng: random.Random) -> list[Plan]:
-    """`n` checkouts started at `rate` per second: every single scenario at least once (when
-    `n` allows), the rest drawn by weight, and the race groups each starting at one moment."""
+    """`n` checkouts started at `rate` per second on average: every single scenario at least
+    once (when `n` allows), the rest drawn by weight and spread evenly, and the race groups each
+    starting at one moment within them."""
     races = _races(n)
     singles_n = n - sum(sum(sizes) for _, sizes in races)
     scenarios = list(SINGLES[: max(0, singles_n)])
@@ -202,7 +241,10 @@ def plan(n: int, rate: float, rng: random.Random) -> list[Plan]:
     scenarios += rng.choices(SINGLES, weights, k=max(0, singles_n - len(scenarios)))
     rng.shuffle(scenarios)
     span = n / rate
-    plans = [Plan(i, s, at_s=i / rate) for i, s in enumerate(scenarios)]
+    # The singles spread over the whole span, races among them: the last checkouts to start are
+    # singles, so the faults paced with the load's tail (run.Pacer) meet work in flight too.
+    step = span / max(1, len(scenarios))
+    plans = [Plan(i, s, at_s=i * step) for i, s in enumerate(scenarios)]
     for scenario, sizes in races:
         for g, size in enumerate(sizes):
             group, at_s = f"{scenario.name}-{g + 1}", rng.uniform(0.1 * span, 0.9 * span)
