@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tools.showcase import payments
+from tools.showcase import orders, payments, pricing
 from tools.showcase.platform import Platform
 
 
@@ -49,5 +49,45 @@ SCENARIOS: dict[str, Scenario] = {
             "a refund the provider fails waits for an operator",
             payments.failing_refund,
         ),
+        Scenario(
+            "priced-checkout",
+            20,
+            "a chosen shipping rate, a coupon and tax: exactly the total captured",
+            pricing.priced_checkout,
+        ),
+        Scenario(
+            "rate-expired",
+            20,
+            "an unknown or foreign shipping rate is refused",
+            pricing.rate_expired,
+        ),
+        Scenario(
+            "tax-down", 20, "tax service down: tax_unavailable with nothing held", pricing.tax_down
+        ),
+        Scenario(
+            "cancel-before-pickup",
+            21,
+            "a cancel before pickup refunds and restocks",
+            orders.cancel_before_pickup,
+        ),
+        Scenario(
+            "cancel-after-delivery",
+            21,
+            "a cancel after delivery is refused",
+            orders.cancel_after_delivery,
+        ),
+        Scenario(
+            "return-discounted-line",
+            21,
+            "a discounted line's return refunds its share, restocks once; no more than is left",
+            orders.return_discounted_line,
+        ),
+        Scenario(
+            "refund-replayed",
+            21,
+            "an operator's refund replayed moves money once",
+            orders.refund_replayed,
+        ),
+        Scenario("over-refund", 21, "a refund above the capture is refused", orders.over_refund),
     )
 }
