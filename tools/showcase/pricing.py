@@ -14,7 +14,7 @@ CENT = Decimal("0.01")
 CALIFORNIA = Decimal("0.0725")
 
 
-def _tax(amount: Decimal) -> Decimal:
+def california_tax(amount: Decimal) -> Decimal:
     return (amount * CALIFORNIA).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
@@ -49,10 +49,13 @@ def priced_checkout(p: Platform) -> None:
     check(discount == Decimal("4.74"), "10 % coupon: 4.74 (half-up)")
     check(shipping == money(chosen["amount"]), f"shipping is the chosen rate's {chosen['amount']}")
     lines_tax = sum(
-        (_tax(money(i["total_price"]) - money(i["discount_amount"])) for i in order["items"]),
+        (
+            california_tax(money(i["total_price"]) - money(i["discount_amount"]))
+            for i in order["items"]
+        ),
         Decimal(0),
     )
-    want_tax = lines_tax + _tax(shipping)
+    want_tax = lines_tax + california_tax(shipping)
     check(tax == want_tax, f"tax at 7.25 % per line and on shipping: {want_tax}")
     check(
         total == subtotal - discount + shipping + tax,
