@@ -49,6 +49,9 @@ def run(scenarios: list[Scenario], platform: Platform) -> int:
             scenario.run(platform)
         except Failed as exc:
             results.append((scenario.name, f"FAILED: {exc}"))
+        except (httpx.HTTPError, stripe.StripeError) as exc:  # unreachable, or an unexpected answer
+            print(f"   ERROR {type(exc).__name__}: {exc}")
+            results.append((scenario.name, f"FAILED: {type(exc).__name__}: {exc}"))
         else:
             results.append((scenario.name, "passed"))
         print(f"   ({time.monotonic() - started:.1f}s)", flush=True)
