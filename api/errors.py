@@ -83,7 +83,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(_: Request, exc: DomainError) -> JSONResponse:
-        return problem(exc.http_status, exc.code, exc.message)
+        return problem(exc.http_status, exc.code, exc.message, **exc.shown_details())
 
     @app.exception_handler(MoneyError)
     async def _money(_: Request, exc: MoneyError) -> JSONResponse:

@@ -15,6 +15,9 @@ class DomainError(Exception):
     code: ClassVar[str] = "domain_error"
     # HTTP status the API answers with when this error reaches it.
     http_status: ClassVar[int] = 422
+    # The details (keyword arguments) the API shows the caller, as members of the problem body
+    # next to `code` (JSON values only); every other detail is for the logs.
+    public_details: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(
         cls, *, code: str | None = None, http_status: int | None = None, **kwargs: Any
@@ -32,6 +35,10 @@ class DomainError(Exception):
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
+
+    def shown_details(self) -> dict[str, Any]:
+        """The details the caller is told (`public_details` that were given)."""
+        return {name: self.details[name] for name in self.public_details if name in self.details}
 
 
 class NotFound(DomainError, code="not_found", http_status=404):

@@ -44,6 +44,8 @@ class ReturnQuantityExceeded(DomainError, code="return_quantity_exceeded"):
     """More units of a line than were bought less those already asked back in returns that were
     not rejected."""
 
+    public_details = ("available",)
+
 
 class ReturnLineUnknown(DomainError, code="return_line_unknown"):
     """A returned line names no line of the order."""

@@ -142,6 +142,7 @@ async def test_a_returned_line_of_a_discounted_order_is_refunded_its_share_and_r
     # A second return beyond what is left of the line is refused, nothing recorded.
     beyond = await _ask(shop, order["id"], [(sock_line, 1)], uuid.uuid4().hex)
     assert (beyond.status_code, beyond.json()["code"]) == (422, "return_quantity_exceeded")
+    assert beyond.json()["available"] == 0  # how many units of the line are left to return
     listed = await shop.http.get(f"/v1/orders/{order['id']}/returns", headers=shop.buyer.headers)
     assert [r["id"] for r in listed.json()["data"]] == [first["id"]]
 
