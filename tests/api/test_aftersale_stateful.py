@@ -1,0 +1,672 @@
+"""Stateful property: money and stock after the sale, with everything interleaved at random.
+
+A hypothesis `RuleBasedStateMachine` over a few completed checkouts (some paid with
+`pm_card_refundFail`, whose refunds fail at the card network a moment after they are made). In
+any order: the carrier moves a parcel on (its tracking event reaches the platform through the
+sandbox), the buyer or an operator cancels the order (`POST /v1/orders/{id}/cancel`: 202 while the
+carrier does not have the parcel, 409 `already_shipped` once it does), someone refunds part, the
+rest or too much in the provider's dashboard (the Stripe SDK against the sandbox), an operator
+retries or resolves a failed refund from `GET /v1/ops/refunds/failed`, and the provider delivers
+one of its events again. A step may wait for the platform to catch up, or not.
+
+After every step the invariants that hold even while events are on their way hold (the ledger
+and the payments database never refund more than was captured, stock is never oversold), and
+each sale the platform has caught up with (nothing in flight for it: its refunds and tracking
+recorded, its cancellation done) meets docs/reference/invariants.md (money after the sale, 11)
+and the model: a cancel accepted leaves the order `cancelled`, everything refunded (or the failed
+refund owed and waiting for an operator) and its units back in stock exactly once; the order
+shows what its succeeded refunds gave back and follows its parcel until money went back; every
+failed refund not yet retried or resolved is listed for operators, and no other. At the end of
+each example every sale must catch up, and everything is checked again.
+
+The machine's seed is printed; `STATEFUL_SEED=<n>` runs the same choices again (the platform's
+timing still varies); `STATEFUL_EXAMPLES=<n>` runs more examples than CI's 4.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import stripe
+from hypothesis import HealthCheck, note, seed, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    MultipleResults,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import text
+
+from api.services.webhooks import PAYMENT_EVENT_TYPES
+from kit.money import Money
+from sandbox.psp.signing import stripe_signature
+from tests.api.conftest import Caller, caller
+from tests.api.shop import Shop
+from tests.api.test_aftersale import dashboard
+from tests.platform import Platform
+from tools.invariants import check_invariants
+
+pytestmark = pytest.mark.timeout(900)
+
+T = TypeVar("T")
+Body = dict[str, Any]
+
+VISA, REFUND_FAIL = "tok_visa", "pm_card_refundFail"
+WEBHOOK = "/v1/webhooks/payments/stripe"
+# Longest any one step may take before the run is declared stuck.
+STEP_LIMIT_S = 120.0
+# How long a sale may take to catch up once nothing more is done to it: a refund failing at the
+# card network (two seconds in the sandbox), webhooks, a cancellation, a slow CI machine.
+QUIET_WITHIN_S = 60.0
+# The carrier's tracker, one `advance` at a time; the shipment and the order it should leave.
+SHIPMENT_AT = ("label_created", "in_transit", "out_for_delivery", "delivered")
+ORDER_AT = ("fulfilling", "shipped", "shipped", "delivered")
+# Stock each sale's variant starts with.
+STOCK = 5
+# Refunds at the card network: pending until they succeed or fail.
+SETTLED = ("succeeded", "failed", "canceled")
+
+
+@dataclass
+class World:
+    """What every example shares: the session's loop and platform, the API, the dashboard."""
+
+    loop: asyncio.AbstractEventLoop
+    platform: Platform
+    http: httpx.AsyncClient
+    sandbox: httpx.AsyncClient  # the sandbox's own endpoints (carrier helper, event log)
+    operator: Caller
+    dashboard: stripe.StripeClient
+    stats: Counter[str] = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` on the session's loop (the state machine runs in a thread)."""
+        started = time.monotonic()
+        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        try:
+            return future.result(STEP_LIMIT_S)
+        except TimeoutError:
+            future.cancel()
+            raise AssertionError(f"a step took more than {STEP_LIMIT_S:.0f}s") from None
+        finally:
+            # Time spent per kind of step (the rule's name, or the helper's).
+            name = str(getattr(coroutine, "__qualname__", "?")).split(".<locals>")[0]
+            self.seconds[name.split(".")[-1]] += time.monotonic() - started
+
+
+@dataclass(eq=False)
+class Sale:
+    """A completed checkout's order and what the model knows of it."""
+
+    checkout_id: str
+    order_id: str
+    intent: str
+    carrier_id: str
+    variant: str
+    quantity: int
+    method: str
+    captured: int  # minor units
+    buyer: Caller
+    step: int = 0  # index in SHIPMENT_AT of the carrier's tracker
+    cancelled: bool = False  # a cancel answered 202
+    refunds: int = 0  # dashboard refunds the provider accepted
+    given: int = 0  # minor units those refunds asked for, while no cancellation raced them
+
+    def __repr__(self) -> str:
+        return f"Sale({self.order_id}, {self.method})"
+
+    @property
+    def fails(self) -> bool:
+        """Whether its refunds fail at the card network."""
+        return self.method == REFUND_FAIL
+
+
+@dataclass
+class Seen:
+    """One sale as the platform and the provider hold it now."""
+
+    order: Body  # GET /v1/orders/{id}
+    payment: Body  # captured_amount, refunded_amount
+    rows: list[Body]  # payment_refunds: provider_refund_id, amount, status, origin, resolution
+    provider: list[Body]  # the provider's refunds of the intent
+    amount_refunded: int  # the provider's, minor units
+    stock: tuple[int, int]  # the variant's (total_stock, reserved)
+
+    def minor(self, amount: Any) -> int:
+        return Money.of(Decimal(str(amount)), self.order["currency"]).to_minor_units()
+
+    @property
+    def succeeded(self) -> int:
+        """Minor units the provider's succeeded refunds gave back."""
+        return sum(r["amount"] for r in self.provider if r["status"] == "succeeded")
+
+
+def expected_order_status(sale: Sale, seen: Seen) -> str:
+    """Cancelled once a cancel was accepted; (partially) refunded once money went back (the order
+    then no longer follows its parcel); else where its parcel is."""
+    if sale.cancelled:
+        return "cancelled"
+    if seen.succeeded >= sale.captured:
+        return "refunded"
+    if seen.succeeded > 0:
+        return "partially_refunded"
+    return ORDER_AT[sale.step]
+
+
+def lagging(sale: Sale, seen: Seen) -> list[str]:
+    """What the platform has still to learn about the sale (empty: nothing is in flight)."""
+    behind = []
+    if any(r["status"] not in SETTLED for r in seen.provider):
+        behind.append("a refund is pending at the provider")
+    recorded = {(r["provider_refund_id"], r["status"]) for r in seen.rows}
+    if recorded != {(r["id"], r["status"]) for r in seen.provider}:
+        behind.append(f"refunds recorded {sorted(recorded)}, provider {seen.provider}")
+    if seen.minor(seen.payment["refunded_amount"]) != seen.amount_refunded:
+        behind.append(f"payment refunded {seen.payment}, provider {seen.amount_refunded}")
+    if seen.minor(seen.order["refunded_amount"]) != min(seen.succeeded, sale.captured):
+        behind.append(f"order refunded {seen.order['refunded_amount']}, {seen.succeeded=}")
+    shipment = "cancelled" if sale.cancelled else SHIPMENT_AT[sale.step]
+    if [s["status"] for s in seen.order["shipments"]] != [shipment]:
+        behind.append(f"shipments {[s['status'] for s in seen.order['shipments']]}, {shipment}")
+    status = expected_order_status(sale, seen)
+    if seen.order["status"] != status:
+        behind.append(f"order {seen.order['status']}, expected {status}")
+    return behind
+
+
+class AfterSaleMachine(RuleBasedStateMachine):
+    """Buyers, the carrier, the dashboard and operators acting on completed sales."""
+
+    sales = Bundle[Sale]("sales")
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self.world = world
+        self.all: list[Sale] = []
+        self.buyer = caller(world.platform, "customer")
+
+    # -- reading the platform -------------------------------------------------------------------
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self.world.http
+
+    async def _rows(self, domain: str, sql: str, **params: Any) -> list[Body]:
+        async with self.world.platform.databases[domain].begin() as session:
+            result = await session.execute(text(sql), params)
+            return [dict(row._mapping) for row in result]
+
+    async def _order(self, sale: Sale) -> Body:
+        answer = await self.http.get(f"/v1/orders/{sale.order_id}", headers=sale.buyer.headers)
+        assert answer.status_code == 200, answer.text
+        body: Body = answer.json()
+        return body
+
+    async def _stock(self, variant: str) -> tuple[int, int]:
+        (row,) = await self._rows(
+            "inventory",
+            "SELECT total_stock, reserved FROM inventory_items WHERE variant_id = :v",
+            v=uuid.UUID(variant),
+        )
+        return int(row["total_stock"]), int(row["reserved"])
+
+    async def _seen(self, sale: Sale) -> Seen:
+        """The sale now: the provider first, then the platform (which may only lag behind it)."""
+        intent = await self.world.dashboard.v1.payment_intents.retrieve_async(
+            sale.intent, {"expand": ["latest_charge"]}
+        )
+        charge = intent.latest_charge
+        assert isinstance(charge, stripe.Charge), f"{sale}: no charge {intent}"
+        listed = charge.refunds.data if charge.refunds else []
+        checkout_id = uuid.UUID(sale.checkout_id)
+        payments, rows, order, stock = await asyncio.gather(
+            self._rows(
+                "payments",
+                "SELECT captured_amount, refunded_amount FROM payments WHERE checkout_id = :c",
+                c=checkout_id,
+            ),
+            self._rows(
+                "payments",
+                "SELECT r.id::text AS id, r.provider_refund_id, r.amount, r.status, r.origin, "
+                "r.resolution FROM payment_refunds r JOIN payments p ON p.id = r.payment_id "
+                "WHERE p.checkout_id = :c ORDER BY r.created_at",
+                c=checkout_id,
+            ),
+            self._order(sale),
+            self._stock(sale.variant),
+        )
+        (payment,) = payments
+        return Seen(
+            order=order,
+            payment=payment,
+            rows=rows,
+            provider=[{"id": r.id, "amount": r.amount, "status": r.status} for r in listed],
+            amount_refunded=charge.amount_refunded,
+            stock=stock,
+        )
+
+    async def _waiting(self) -> dict[str, Body]:
+        """The failed refunds operators see waiting, by id."""
+        answer = await self.http.get(
+            "/v1/ops/refunds/failed", params={"limit": 500}, headers=self.world.operator.headers
+        )
+        assert answer.status_code == 200, answer.text
+        return {r["id"]: r for r in answer.json()["data"]}
+
+    async def _quiet(self, sale: Sale, within_s: float) -> Seen | None:
+        """The sale once the platform has caught up with it (None: not within `within_s`)."""
+        deadline = time.monotonic() + within_s
+        while True:
+            seen = await self._seen(sale)
+            behind = lagging(sale, seen)
+            if not behind:
+                return seen
+            if time.monotonic() >= deadline:
+                note(f"{sale} still in flight: {behind}")
+                return None
+            await asyncio.sleep(0.2)
+
+    # -- setting up -----------------------------------------------------------------------------
+
+    async def _sell(self, shop: Shop, method: str, quantity: int, price: str) -> Sale:
+        variant = await shop.variant(price=price, stock=STOCK)
+        checkout_id = await shop.checkout(await shop.cart((variant, quantity)), token=method)
+        body = await shop.wait(checkout_id, within_s=QUIET_WITHIN_S)
+        assert body["status"] == "completed", body
+        (ledger,) = await self.world.platform.ledger(uuid.UUID(checkout_id))
+        order_id = str(body["order"]["id"])
+        (shipment,) = await self._rows(
+            "shipping",
+            "SELECT carrier_shipment_id FROM shipments WHERE order_id = :o",
+            o=uuid.UUID(order_id),
+        )
+        sale = Sale(
+            checkout_id=checkout_id,
+            order_id=order_id,
+            intent=ledger["payment_intent"],
+            carrier_id=shipment["carrier_shipment_id"],
+            variant=variant,
+            quantity=quantity,
+            method=method,
+            captured=int(ledger["captured"]),
+            buyer=self.buyer,
+        )
+        assert await self._stock(variant) == (STOCK - quantity, 0), f"{sale}: stock"
+        return sale
+
+    @initialize(
+        target=sales,
+        orders=st.lists(
+            st.tuples(
+                st.sampled_from([VISA, VISA, REFUND_FAIL]),
+                st.integers(1, 2),
+                st.sampled_from(["20.00", "9.99", "35.50"]),
+            ),
+            min_size=2,
+            max_size=4,
+        ),
+    )
+    def completed_sales(self, orders: list[tuple[str, int, str]]) -> MultipleResults[Sale]:
+        """A few checkouts, completed through the API, each on its own variant."""
+        shop = Shop(self.http, self.world.operator, self.buyer, self.world.platform)
+
+        async def sell() -> list[Sale]:
+            return list(await asyncio.gather(*(self._sell(shop, *order) for order in orders)))
+
+        made = self.world.run(sell())
+        self.all += made
+        return multiple(*made)
+
+    # -- the carrier and the buyer ----------------------------------------------------------------
+
+    async def _caught_up(self, sale: Sale, settle: bool) -> None:
+        """With `settle`, wait until the platform has caught up with the sale."""
+        if settle:
+            assert await self._quiet(sale, QUIET_WITHIN_S), f"{sale}: did not catch up"
+
+    @rule(sale=sales, settle=st.booleans())
+    def move_parcel(self, sale: Sale, settle: bool) -> None:
+        """The carrier moves the parcel on (its tracker sends `tracker.updated`); a delivered
+        parcel, or one whose label a cancellation voided, moves no more."""
+
+        async def move() -> None:
+            answer = await self.world.sandbox.post(
+                f"/v2/test_helpers/shipments/{sale.carrier_id}/advance"
+            )
+            stuck = sale.cancelled or sale.step == len(SHIPMENT_AT) - 1
+            self.world.stats[f"parcel {'stuck' if stuck else 'moved'}"] += 1
+            if stuck:
+                assert answer.status_code == 422, f"{sale}: moved after its end: {answer.text}"
+                return
+            assert answer.status_code == 200, answer.text
+            sale.step += 1
+            await self._caught_up(sale, settle)
+
+        self.world.run(move())
+
+    def _cancel_answers(self, sale: Sale) -> set[str]:
+        """What a cancel may answer now: `accepted` or a 409's code."""
+        if sale.cancelled:
+            return {"accepted"}  # asked again: the same cancellation
+        # Money that went back moves the order off its way (a refund that fails never does);
+        # the platform may not have heard of it yet.
+        refunded = {"order_not_cancellable"} if sale.refunds and not sale.fails else set()
+        if sale.step > 0:
+            return {"already_shipped"} | refunded
+        return {"accepted"} | refunded
+
+    @rule(sale=sales, by_operator=st.booleans(), settle=st.booleans())
+    def cancel_order(self, sale: Sale, by_operator: bool, settle: bool) -> None:
+        """POST /v1/orders/{id}/cancel as the buyer or an operator."""
+
+        async def cancel() -> None:
+            headers = self.world.operator.headers if by_operator else sale.buyer.headers
+            answer = await self.http.post(f"/v1/orders/{sale.order_id}/cancel", headers=headers)
+            if answer.status_code == 202:
+                outcome = "accepted"
+                assert answer.json()["status"] in ("cancelling", "cancelled"), answer.text
+            else:
+                assert answer.status_code == 409, answer.text
+                outcome = str(answer.json()["code"])
+            self.world.stats[f"cancel {outcome}"] += 1
+            allowed = self._cancel_answers(sale)
+            assert outcome in allowed, f"{sale}: cancel answered {answer.text}, not {allowed}"
+            sale.cancelled = outcome == "accepted"
+            await self._caught_up(sale, settle)
+
+        self.world.run(cancel())
+
+    # -- the dashboard and the operators --------------------------------------------------------
+
+    async def _no_pending(self, sale: Sale) -> Seen:
+        """The sale once none of its refunds is pending at the provider (a failing card's
+        refund is pending for a moment): what is left to refund is then what it will stay."""
+        deadline = time.monotonic() + QUIET_WITHIN_S
+        while True:
+            seen = await self._seen(sale)
+            if all(r["status"] in SETTLED for r in seen.provider):
+                return seen
+            assert time.monotonic() < deadline, f"{sale}: a refund stays pending {seen.provider}"
+            await asyncio.sleep(0.2)
+
+    @rule(
+        sale=sales,
+        kind=st.sampled_from(["part", "rest", "over"]),
+        part=st.integers(1, 10**6),
+        settle=st.booleans(),
+    )
+    def dashboard_refund(self, sale: Sale, kind: str, part: int, settle: bool) -> None:
+        """Someone refunds part, the rest, or more than is left in the provider's dashboard: the
+        provider refuses too much and a refund of nothing left, and nothing changes then."""
+
+        async def refund() -> None:
+            before = await self._no_pending(sale)
+            left = sale.captured - before.amount_refunded
+            amount = {"part": 1 + part % max(left - 1, 1), "rest": None, "over": left + 1}[kind]
+            params: dict[str, Any] = {"payment_intent": sale.intent}
+            if amount is not None:
+                params["amount"] = amount
+            # A cancellation's own refund of the rest may land at any moment: either answer.
+            racing = sale.cancelled
+            made = await self._dashboard_refund(params)
+            if isinstance(made, stripe.InvalidRequestError):
+                self.world.stats[f"dashboard {kind} refused"] += 1
+                assert racing or kind == "over" or left == 0, f"{sale}: refused {made}"
+                if not racing:
+                    after = await self._seen(sale)
+                    assert after.provider == before.provider, f"{sale}: a refused refund moved"
+                return
+            self.world.stats[f"dashboard {kind} {made.status}"] += 1
+            assert racing or (kind != "over" and left > 0), f"{sale}: accepted {made}"
+            assert made.status == ("pending" if sale.fails else "succeeded"), made
+            if not racing:
+                assert made.amount == (amount or left), made
+                sale.given += made.amount
+            sale.refunds += 1
+            await self._caught_up(sale, settle)
+
+        self.world.run(refund())
+
+    async def _dashboard_refund(
+        self, params: dict[str, Any]
+    ) -> stripe.Refund | stripe.InvalidRequestError:
+        """A refund made in the dashboard, or the provider's refusal."""
+        try:
+            return await self.world.dashboard.v1.refunds.create_async(params)  # type: ignore[arg-type]
+        except stripe.InvalidRequestError as refused:
+            return refused
+
+    @rule(
+        sale=sales,
+        retry=st.booleans(),
+        pick=st.integers(0, 3),
+        then=st.sampled_from([None, "same", "other"]),
+    )
+    def operator_attends_failed_refund(
+        self, sale: Sale, retry: bool, pick: int, then: str | None
+    ) -> None:
+        """An operator takes one of the sale's failed refunds from `/v1/ops/refunds/failed` and
+        retries it (the same card fails again) or records it settled by hand. Asked the same
+        again: the same answer; asked the other: 409 `refund_not_failed`."""
+
+        async def attend() -> None:
+            waiting = (await self._waiting()).values()
+            mine = [r for r in waiting if r["checkout_id"] == sale.checkout_id]
+            if not mine:
+                return
+            chosen = mine[pick % len(mine)]
+            assert (chosen["status"], chosen["resolution"]) == ("failed", None), chosen
+            first = await self._attend(chosen["id"], retry)
+            assert first.status_code == 200, first.text
+            self.world.stats[f"operator {'retry' if retry else 'resolve'}"] += 1
+            settled = first.json()["refund"] if retry else first.json()
+            assert settled["resolution"] == ("retried" if retry else "resolved"), first.text
+            if then == "same":
+                again = await self._attend(chosen["id"], retry)
+                assert again.status_code == 200, again.text
+                if retry:
+                    new = again.json()["new_provider_refund_id"]
+                    assert new == first.json()["new_provider_refund_id"], again.text
+                else:
+                    assert again.json()["resolution"] == "resolved", again.text
+            elif then == "other":
+                other = await self._attend(chosen["id"], not retry)
+                assert (other.status_code, other.json()["code"]) == (409, "refund_not_failed")
+            assert chosen["id"] not in await self._waiting(), f"{sale}: still waiting {chosen}"
+
+        self.world.run(attend())
+
+    async def _attend(self, refund_id: str, retry: bool) -> httpx.Response:
+        action = "retry" if retry else "resolve"
+        return await self.http.post(
+            f"/v1/ops/refunds/{refund_id}/{action}",
+            json={"note": "settled by the state machine"},
+            headers=self.world.operator.headers,
+        )
+
+    @rule(sale=sales, pick=st.integers(0, 15))
+    def replay_provider_event(self, sale: Sale, pick: int) -> None:
+        """The provider delivers one of the intent's events again: a duplicate once delivered,
+        and it changes nothing of a sale the platform has caught up with."""
+
+        async def redeliver() -> None:
+            listed = await self.world.sandbox.get(
+                "/v1/events", params={"payment_intent": sale.intent}
+            )
+            assert listed.status_code == 200, listed.text
+            events: list[Body] = listed.json()["data"]
+            if not events:
+                return
+            chosen = events[pick % len(events)]
+            before = await self._seen(sale)
+            quiet = not lagging(sale, before)
+            document = {k: v for k, v in chosen.items() if k not in ("payment_intent", "delivery")}
+            raw = json.dumps(document).encode()
+            secret = self.world.platform.settings.stripe.webhook_secret.get_secret_value()
+            answer = await self.http.post(
+                WEBHOOK,
+                content=raw,
+                headers={
+                    "Stripe-Signature": stripe_signature([secret], raw),
+                    "content-type": "application/json",
+                },
+            )
+            assert answer.status_code == 200, answer.text
+            duplicate = answer.json()["duplicate"]
+            state = chosen["delivery"]["state"]
+            self.world.stats[f"event {chosen['type']} {state} -> {duplicate=}"] += 1
+            if state == "delivered" and chosen["type"] in PAYMENT_EVENT_TYPES:
+                assert duplicate is True, f"{sale}: {chosen['id']} delivered, not a duplicate"
+            if quiet and duplicate:
+                after = await self._seen(sale)
+                assert after == before, f"{sale}: a duplicate moved it: {before} -> {after}"
+
+        self.world.run(redeliver())
+
+    @rule(sale=sales)
+    def wait_until_caught_up(self, sale: Sale) -> None:
+        """Let the platform catch up with one sale (so later steps meet quiet sales too)."""
+        self.world.run(self._caught_up(sale, settle=True))
+
+    # -- checks ---------------------------------------------------------------------------------
+
+    def _always(self, sale: Sale, seen: Seen) -> None:
+        """What holds of a sale even while events about it are on their way."""
+        assert 0 <= seen.amount_refunded <= sale.captured, f"{sale}: provider {seen}"
+        payment = (
+            seen.minor(seen.payment["captured_amount"]),
+            seen.minor(seen.payment["refunded_amount"]),
+        )
+        assert payment[0] == sale.captured, f"{sale}: payment captured {payment}"
+        assert 0 <= payment[1] <= payment[0], f"{sale}: payment refunded {payment}"
+        order = seen.minor(seen.order["refunded_amount"])
+        assert 0 <= order <= seen.minor(seen.order["total_amount"]), f"{sale}: order {order}"
+        # Every refund has its status; a unit goes back to stock at most once.
+        assert all(r["status"] in (*SETTLED, "pending") for r in seen.rows), seen.rows
+        assert STOCK - sale.quantity <= seen.stock[0] <= STOCK, f"{sale}: stock {seen.stock}"
+        assert seen.stock[1] == 0, f"{sale}: reserved {seen.stock}"
+
+    def _as_modelled(self, sale: Sale, seen: Seen, waiting: dict[str, Body]) -> None:
+        """What the model expects of a sale the platform has caught up with."""
+        if sale.fails:
+            expected = 0  # every refund to this card fails, and gives the money back
+        elif sale.cancelled:
+            expected = sale.captured  # the cancellation refunded the rest
+        else:
+            expected = sale.given
+        assert seen.amount_refunded == expected, f"{sale}: provider refunded {seen}"
+        if sale.fails:
+            assert all(r["status"] == "failed" for r in seen.rows), f"{sale}: {seen.rows}"
+        if sale.cancelled and sale.fails:
+            assert seen.rows, f"{sale}: cancelled with no refund {seen}"
+        owed = {r["id"] for r in seen.rows if r["status"] == "failed" and r["resolution"] is None}
+        listed = {i for i, r in waiting.items() if r["checkout_id"] == sale.checkout_id}
+        assert listed == owed, f"{sale}: operators see {listed}, waiting {seen.rows}"
+        restocked = sale.quantity if sale.cancelled else 0
+        assert seen.stock == (STOCK - sale.quantity + restocked, 0), f"{sale}: stock {seen.stock}"
+
+    async def _check(self, sales: list[Sale]) -> list[Sale]:
+        """Check every sale; those the platform has caught up with fully. Which those were."""
+        waiting = await self._waiting()
+        quiet = []
+        for sale, seen in zip(
+            sales, await asyncio.gather(*(self._seen(s) for s in sales)), strict=True
+        ):
+            self._always(sale, seen)
+            if not lagging(sale, seen):
+                self._as_modelled(sale, seen, waiting)
+                quiet.append(sale)
+        self.world.stats["caught up at a check"] += len(quiet)
+        report = await check_invariants(
+            self.world.platform.databases,
+            self.world.platform.psp_url,
+            [uuid.UUID(s.checkout_id) for s in quiet],
+        )
+        assert report.violations == [], report.violations
+        return quiet
+
+    @invariant()
+    def money_after_the_sale(self) -> None:
+        """Money and stock after every step (fully for the sales nothing is in flight for)."""
+        self.world.run(self._check(self.all))
+
+    def teardown(self) -> None:
+        """Every sale catches up and is checked; then operators settle what is still owed, so
+        no failed refund of the example is left waiting."""
+
+        async def finish() -> None:
+            for sale in self.all:
+                seen = await self._quiet(sale, QUIET_WITHIN_S)
+                assert seen is not None, (
+                    f"{sale}: still in flight: {lagging(sale, await self._seen(sale))}"
+                )
+            assert len(await self._check(self.all)) == len(self.all)
+            mine = {s.checkout_id for s in self.all}
+            for refund in (await self._waiting()).values():
+                if refund["checkout_id"] in mine:
+                    assert (await self._attend(refund["id"], retry=False)).status_code == 200
+            self.world.stats["sales"] += len(self.all)
+            self.world.stats["examples"] += 1
+
+        if self.all:
+            self.world.run(finish())
+
+
+async def test_money_and_stock_after_the_sale_keep_the_invariants(platform: Platform) -> None:
+    chosen_seed = int(os.environ.get("STATEFUL_SEED") or random.randrange(2**32))
+    print(f"stateful seed: {chosen_seed} (STATEFUL_SEED={chosen_seed} repeats its choices)")
+    async with (
+        httpx.AsyncClient(base_url=platform.api_url, timeout=30) as http,
+        httpx.AsyncClient(base_url=platform.psp_url, timeout=30) as sandbox,
+    ):
+        world = World(
+            asyncio.get_running_loop(),
+            platform,
+            http,
+            sandbox,
+            caller(platform, "operator"),
+            dashboard(platform),
+        )
+
+        class Machine(AfterSaleMachine):
+            def __init__(self) -> None:
+                super().__init__(world)
+
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(
+                run_state_machine_as_test,
+                seed(chosen_seed)(Machine),
+                settings=settings(
+                    max_examples=int(os.environ.get("STATEFUL_EXAMPLES") or 4),
+                    stateful_step_count=12,
+                    deadline=None,
+                    database=None,
+                    print_blob=True,
+                    suppress_health_check=[HealthCheck.too_slow],
+                ),
+            )
+        except BaseException as failure:
+            failure.add_note(f"stateful seed: {chosen_seed}")
+            raise
+        finally:
+            print(f"{time.monotonic() - started:.0f}s {sorted(world.stats.items())}")
+            print(f"seconds by step: { {k: round(v) for k, v in world.seconds.items()} }")
