@@ -766,6 +766,33 @@ class RefundRetryOut(Response):
     new_status: str
 
 
+class OrderRefundIn(Request):
+    """An operator's refund of part of an order: how much (a decimal string at the currency's
+    minor unit, above zero), in the order's currency (the default), and why."""
+
+    amount: Annotated[Decimal, Field(gt=0, max_digits=15, decimal_places=4, examples=["12.50"])]
+    currency: Currency | None = None
+    reason: PlainText = Field(min_length=1, max_length=200)
+
+
+class OrderRefundOut(Response):
+    """A refund asked for after the sale and where its money stands: `pending` until the
+    provider settles it, then `succeeded`, `failed` (it waits for an operator, see
+    `/v1/ops/refunds/failed`) or `canceled`; `rejected` when the provider refused it outright."""
+
+    refund_id: uuid.UUID
+    order_id: uuid.UUID
+    amount: AmountOut
+    currency: str
+    status: str
+    reason: str
+    requested_by: str
+    provider_refund_id: str | None
+    failure_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
 # -- shipping rates ------------------------------------------------------------------------------
 
 

@@ -159,6 +159,9 @@ class _Ended:
     orders: list[Row]
     payments: list[Row]
     refunds: list[Row]
+    # Refunds asked for after the sale (an operator's, a return's), with whether the provider's
+    # refund of a sent one is recorded.
+    requests: list[Row]
     redemptions: list[Row]
     carts: list[Row]
 
@@ -220,6 +223,13 @@ async def _read_ended(
             "payments",
             "SELECT r.amount, r.currency, r.status, r.resolution FROM payment_refunds r "
             "JOIN payments p ON p.id = r.payment_id WHERE p.checkout_id = :c",
+        ),
+        requests=await of_checkout(
+            "payments",
+            "SELECT q.id::text AS id, q.status, EXISTS (SELECT 1 FROM payment_refunds r "
+            "WHERE r.provider_refund_id = q.provider_refund_id) AS recorded "
+            "FROM payment_refund_requests q JOIN payments p ON p.id = q.payment_id "
+            "WHERE p.checkout_id = :c",
         ),
         redemptions=await of_checkout(
             "coupons", "SELECT status FROM coupon_redemptions WHERE checkout_id = :c"
@@ -307,7 +317,8 @@ async def _check_completed(
 
 def _check_after_the_sale(checkout: _Ended, report: Report) -> None:
     """11. Money after the sale: refunded <= captured, the payments database's refunds add up to
-    the ledger's, and the order shows what its succeeded refunds gave back."""
+    the ledger's, every refund request sent has its refund recorded (with its status), and the
+    order shows what its succeeded refunds gave back."""
     tag, captured, refunded = checkout.tag, checkout.captured, checkout.refunded
     if refunded > captured:
         report.fail(f"{tag}: refunded {refunded} > captured {captured}")
@@ -316,6 +327,9 @@ def _check_after_the_sale(checkout: _Ended, report: Report) -> None:
     units = sum(Money.of(Decimal(r["amount"]), r["currency"]).to_minor_units() for r in counted)
     if checkout.refunds and units != refunded:
         report.fail(f"{tag}: payments db refunds add up to {units}, ledger says {refunded}")
+    for request in checkout.requests:
+        if request["status"] == "sent" and not request["recorded"]:
+            report.fail(f"{tag}: refund request {request['id']} sent, its refund not recorded")
     succeeded = sum(
         (Decimal(r["amount"]) for r in checkout.refunds if r["status"] == "succeeded"), Decimal(0)
     )

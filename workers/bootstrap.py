@@ -27,6 +27,7 @@ from activities.orders.activities import OrdersActivities
 from activities.payments.activities import PaymentsActivities
 from activities.payments.aftersale import AfterSaleActivities
 from activities.payments.metered import MeteredProvider
+from activities.payments.refunds import RefundActivities
 from activities.payments.tax import TaxActivities, tax_provider
 from activities.products.activities import ProductsActivities
 from activities.shipping.activities import ShippingActivities
@@ -56,6 +57,7 @@ from workflows.aftersale import PaymentAfterSaleWorkflow, RefundRetryWorkflow
 from workflows.checkout.contract import TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.order_cancel.workflow import OrderCancelWorkflow
+from workflows.order_refund.workflow import OrderRefundWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 log = get_logger(__name__)
@@ -149,6 +151,7 @@ def _activities(
         metered = MeteredProvider(provider, meter)
         payments = PaymentsActivities(db, metered)
         after_sale = AfterSaleActivities(db, metered)
+        refunds = RefundActivities(db, metered)
         taxes = tax_provider(settings)
         stack.push_async_callback(taxes.aclose)
         tax = TaxActivities(db, taxes, settings.tax)
@@ -161,6 +164,8 @@ def _activities(
             payments.settle_ended,
             after_sale.after_sale,
             after_sale.retry_refund,
+            refunds.request_refund,
+            refunds.send_refund,
             tax.calculate_tax,
             tax.commit_tax,
             tax.reverse_tax,
@@ -209,6 +214,7 @@ async def build_worker(
             OrderCancelWorkflow,
             PaymentAfterSaleWorkflow,
             RefundRetryWorkflow,
+            OrderRefundWorkflow,
             *extras.workflows,
         ]
         if domain == TaskQueue.CHECKOUT

@@ -4,7 +4,8 @@ The rules live in the domains (`domains/<d>/reactions.py`); the streams and subj
 the events those reactions name. A consumer's name prefixes its durable JetStream consumers
 (`<name>-DOMAIN_<PRODUCER>`): renaming one starts it over from the first event.
 
-- `notifications` (notifications process): what the buyer is told.
+- `notifications` (notifications process): what the buyer is told; `notifications-after-sale`
+  and `notifications-cancellations` came later and have durables of their own.
 - `order-tracking` (orders process): shipment tracking moves the order to shipped/delivered.
 """
 
@@ -26,6 +27,7 @@ CONSUMERS: dict[str, dict[str, Reactions]] = {
     "notifications": {
         "notifications": notifications.reactions,
         "notifications-after-sale": notifications.after_sale_reactions,
+        "notifications-cancellations": notifications.cancellation_reactions,
     },
     "orders": {
         "order-tracking": orders.reactions,

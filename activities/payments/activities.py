@@ -189,8 +189,10 @@ class PaymentsActivities:
             )
             return _result(payment, intent)
 
-    async def _open(self, input: AuthorizeInput, operation: str, intent_id: str) -> str:
-        key = service.idempotency_key(input.checkout_id, operation)
+    async def _open(
+        self, input: AuthorizeInput, operation: str, intent_id: str, key: str | None = None
+    ) -> str:
+        key = key or service.idempotency_key(input.checkout_id, operation)
         async with self.db.begin() as session:
             await service.open_call(session, key, {"intent": intent_id})
         return key
@@ -365,7 +367,7 @@ class PaymentsActivities:
                 raise ProviderUnavailable(f"cancel refused: {exc.code}") from exc
             kind, action, refunded, ours = TransactionType.VOID, "canceled", None, []
         elif intent.status == "succeeded" and intent.amount_received > intent.amount_refunded:
-            key = await self._open(input, "refund", intent.id)
+            key = await self._open(input, "refund", intent.id, input.refund_key)
             remaining = intent.amount_received - intent.amount_refunded
             # No amount: "whatever is left", so a retry sends the very same request.
             ours = [await self.provider.refund(intent.id, amount=None, key=key)]

@@ -21,6 +21,10 @@ class AuthorizeInput(Payload):
     # The checkout takes another method after a decline (`on_decline: retry`): its undo also
     # cancels an intent left declined, which could otherwise still be confirmed later.
     cancel_declined: bool = False
+    # The provider's idempotency key of the compensation's refund, when it is not the checkout's
+    # own (`<checkout_id>:refund`): an order cancellation refunds under
+    # `order-cancel-<order>:refund`, so that no other refund of the payment replays its answer.
+    refund_key: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 class ConfirmInput(Payload):
@@ -108,6 +112,54 @@ class RetryRefundResult(Payload):
 
 AFTER_SALE = ActivityName("payments.after_sale", AfterSaleInput, AfterSaleResult)
 RETRY_REFUND = ActivityName("payments.retry_refund", RetryRefundInput, RetryRefundResult)
+
+# --- refunds asked for after the sale (domains/payments/refunds.py) ----------------------------
+
+
+class RefundAllocation(Payload):
+    """Which order line a refund gives back, and how much of it (a return's refund)."""
+
+    reference: str = Field(min_length=1, max_length=200)
+    quantity: int = Field(ge=1)
+    amount: MoneyValue
+
+
+class RefundRequestInput(Payload):
+    """Refund `amount` of an order's captured payment, once per `key` (the request's name and
+    the provider's idempotency key: `order-refund-<order>-<hash>` for an operator's,
+    `return-<return_id>` for a return's)."""
+
+    order_id: uuid.UUID
+    amount: MoneyValue
+    key: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    reason: str = Field(min_length=1, max_length=200)
+    # Who asked: an operator's user id, or the flow that did (`returns`).
+    requested_by: str = Field(min_length=1, max_length=128)
+    allocations: list[RefundAllocation] | None = None
+
+
+class SendRefundInput(Payload):
+    """Refund a recorded request at the provider (under the request's key)."""
+
+    refund_id: uuid.UUID
+    # Why, as the provider's refund metadata says (the order follows both like any refund).
+    purpose: Literal["operator_refund", "return"] = "operator_refund"
+
+
+class RefundRequestResult(Payload):
+    """A refund request and where its money stands: `pending` until the provider's refund
+    settles, then its status (`succeeded`, `failed`...), or `rejected` by the provider."""
+
+    refund_id: uuid.UUID
+    order_id: uuid.UUID
+    amount: MoneyValue
+    status: str
+    provider_refund_id: str | None = None
+    failure_reason: str | None = None
+
+
+REQUEST_REFUND = ActivityName("payments.request_refund", RefundRequestInput, RefundRequestResult)
+SEND_REFUND = ActivityName("payments.send_refund", SendRefundInput, RefundRequestResult)
 
 # --- tax (domains/payments/tax.py) ---------------------------------------------------------
 

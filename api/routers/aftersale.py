@@ -6,18 +6,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 
 from api.deps import Operator, PlatformDep
+from api.routers.checkouts import IdempotencyKey
 from api.schemas import (
     OpsDisputeList,
     OpsRefundList,
     OpsRefundOut,
+    OrderRefundIn,
+    OrderRefundOut,
     RefundRetryIn,
     RefundRetryOut,
     ResolutionIn,
 )
-from api.services import aftersale
+from api.services import aftersale, refunds
 
 router = APIRouter(tags=["operations"])
 
@@ -57,3 +60,36 @@ async def resolve_refund(
 ) -> OpsRefundOut:
     """Record, with a note, that a failed refund was settled by hand (e.g. a bank transfer)."""
     return await aftersale.resolve(wired, refund_id, body.note)
+
+
+@router.post(
+    "/v1/ops/orders/{order_id}/refunds",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=OrderRefundOut,
+    responses={
+        400: {"description": "Idempotency-Key missing"},
+        404: {"description": "no such order"},
+        409: {"description": "`payment_not_captured`: the order's payment captured nothing"},
+        422: {"description": "`refund_exceeds_captured`, `idempotency_key_mismatch`, ..."},
+    },
+)
+async def refund_order(
+    order_id: uuid.UUID,
+    body: OrderRefundIn,
+    wired: PlatformDep,
+    caller: Operator,
+    idempotency_key: IdempotencyKey = None,
+) -> OrderRefundOut:
+    """Refund part of an order's captured payment, once per Idempotency-Key (required): the
+    refund is recorded against what is left of the capture (captured, less what was refunded and
+    what refunds still pending hold: 422 `refund_exceeds_captured` above it), with the reason
+    and the operator, then sent to the provider. The same key and body again answer the same
+    refund (the money moves once); the same key with another body is 422."""
+    return await refunds.refund_order(wired, order_id, caller, idempotency_key, body)
+
+
+@router.get("/v1/ops/refunds/{refund_id}", response_model=OrderRefundOut)
+async def get_refund(refund_id: uuid.UUID, wired: PlatformDep, _: Operator) -> OrderRefundOut:
+    """A refund asked for through `POST /v1/ops/orders/{id}/refunds` and where its money stands
+    (`pending`, `succeeded`, `failed`, `canceled`, `rejected`)."""
+    return await refunds.refund(wired, refund_id)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.notifications import service
 from kit.consumer import NotYet, Reaction, Reactions
+from kit.money import Money
 from kit.subjects import EventName
 
 
@@ -34,9 +35,13 @@ class NotificationKind(StrEnum):
     CHECKOUT_EXPIRED = "checkout_expired"
     ORDER_PARTIALLY_REFUNDED = "order_partially_refunded"
     ORDER_REFUNDED = "order_refunded"
+    ORDER_CANCELLED = "order_cancelled"
     # To the operators (OPERATORS), not a buyer: a buyer's bank disputes a payment.
     PAYMENT_DISPUTED = "payment_disputed"
 
+
+# An order's status until its checkout captured the payment.
+UNPAID = "pending_payment"
 
 # The recipient of notifications meant for the shop's operators (the nil UUID: no buyer has it).
 OPERATORS = uuid.UUID(int=0)
@@ -51,6 +56,7 @@ CHECKOUT_FAILED = EventName("checkout", "checkout", "checkout.failed")
 CHECKOUT_EXPIRED = EventName("checkout", "checkout", "checkout.expired")
 ORDER_PARTIALLY_REFUNDED = EventName("orders", "order", "order.partially_refunded")
 ORDER_REFUNDED = EventName("orders", "order", "order.refunded")
+ORDER_CANCELLED = EventName("orders", "order", "order.cancelled")
 DISPUTE_OPENED = EventName("payments", "payment", "payment.dispute_opened")
 
 
@@ -168,21 +174,58 @@ reactions.on(CHECKOUT_EXPIRED, CheckoutEnded)(_no_order_notice(NotificationKind.
 
 
 class OrderRefunded(_Read):
-    """`order.partially_refunded`, `order.refunded`."""
+    """`order.partially_refunded`, `order.refunded`, `order.cancelled` (events published before
+    the order's amounts travelled with them have none)."""
 
     order_id: uuid.UUID
     order_number: str
     user_id: uuid.UUID
+    from_state: str | None = None
+    reason: str | None = None
+    total_amount: Decimal | None = None
+    refunded_amount: Decimal | None = None
+    currency: str | None = None
+
+
+def _amounts(event: OrderRefunded) -> dict[str, str]:
+    """What went back and what the order came to, at the currency's minor unit."""
+    if event.currency is None or event.refunded_amount is None or event.total_amount is None:
+        return {}
+    shown = {
+        "refunded_amount": Money.rounded(event.refunded_amount, event.currency).amount,
+        "total_amount": Money.rounded(event.total_amount, event.currency).amount,
+    }
+    return {**{k: str(v) for k, v in shown.items()}, "currency": event.currency}
 
 
 def _refund_notice(kind: NotificationKind) -> Reaction[OrderRefunded]:
-    """Tell the buyer money went back to them (`kind`: in part, or all of it)."""
+    """Tell the buyer money went back to them (`kind`: in part, or all of it): how much in all,
+    of what total."""
 
     async def notify(session: AsyncSession, event: OrderRefunded) -> None:
-        body = {"order_id": str(event.order_id), "order_number": event.order_number}
+        body = {
+            "order_id": str(event.order_id),
+            "order_number": event.order_number,
+            **_amounts(event),
+        }
         await service.notify(session, event.user_id, kind, body)
 
     return notify
+
+
+async def order_cancelled(session: AsyncSession, event: OrderRefunded) -> None:
+    """Tell the buyer their paid order is cancelled (by them or an operator), its payment
+    refunded. An order cancelled before it was paid belongs to a checkout that failed or expired:
+    the buyer is told of that instead (`checkout_failed`, `checkout_expired`)."""
+    if event.from_state in (None, UNPAID):
+        return
+    body = {
+        "order_id": str(event.order_id),
+        "order_number": event.order_number,
+        "reason": event.reason,
+        **_amounts(event),
+    }
+    await service.notify(session, event.user_id, NotificationKind.ORDER_CANCELLED, body)
 
 
 # Money after the sale has a consumer of its own (its own durables): the first consumer's
@@ -219,3 +262,8 @@ async def payment_disputed(session: AsyncSession, event: DisputeOpened) -> None:
         "evidence_due_by": event.evidence_due_by.isoformat() if event.evidence_due_by else None,
     }
     await service.notify(session, OPERATORS, NotificationKind.PAYMENT_DISPUTED, body)
+
+
+# Cancelled orders came later still: a consumer of its own, so the durables above keep theirs.
+cancellation_reactions = Reactions()
+cancellation_reactions.on(ORDER_CANCELLED, OrderRefunded)(order_cancelled)

@@ -30,3 +30,7 @@ class OrderStatusChanged(BaseModel):
     from_state: str | None
     to_state: str
     reason: str | None = None
+    # The order's money as the change leaves it (what a refund notice tells the buyer).
+    total_amount: Decimal | None = None
+    refunded_amount: Decimal | None = None
+    currency: str | None = None

@@ -224,6 +224,9 @@ async def transition(
         from_state=current.value,
         to_state=to.value,
         reason=reason,
+        total_amount=order.total_amount,
+        refunded_amount=order.refunded_amount,
+        currency=order.currency,
     )
     await write_with_events(
         session,

@@ -10,7 +10,7 @@ retries it or resolves it with a note.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -96,10 +96,12 @@ async def record_refunds(
     refunds: Sequence[Refund],
     *,
     ours: Collection[str] = (),
+    ids: Mapping[str, uuid.UUID] | None = None,
 ) -> list[PaymentRefund]:
     """Record the intent's refunds on `payment` (locked by the caller); those new or moved, each
     with its `payment.refund_<status>` event. A refund whose id is in `ours` was made by the
-    platform; any other one was made in the provider's dashboard."""
+    platform; any other one was made in the provider's dashboard. A new refund named in `ids`
+    gets that id (the refund request's, so both read as one refund)."""
     changed: list[tuple[PaymentRefund, Refund]] = []
     for refund in refunds:
         status = RefundStatus(refund.status).value  # an unknown status is refused, not guessed
@@ -108,7 +110,7 @@ async def record_refunds(
         row = await _refund_row(session, refund.id)
         if row is None:
             row = PaymentRefund(
-                id=uuid.uuid4(),
+                id=(ids or {}).get(refund.id) or uuid.uuid4(),
                 payment_id=payment.id,
                 provider_refund_id=refund.id,
                 amount=Money.from_minor_units(refund.amount, refund.currency).amount,

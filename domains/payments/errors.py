@@ -66,3 +66,16 @@ class RefundNotFound(NotFound, code="refund_not_found"):
 
 class RefundNotFailed(Conflict, code="refund_not_failed"):
     """Only a failed refund that no operator has settled yet can be retried or resolved."""
+
+
+class RefundExceedsCaptured(DomainError, code="refund_exceeds_captured"):
+    """A refund of more than is left of the capture (captured, less what was refunded and what
+    refunds still pending hold); nothing was recorded or sent."""
+
+
+class PaymentNotCaptured(Conflict, code="payment_not_captured"):
+    """A refund of an order whose payment has captured nothing (yet); nothing was recorded."""
+
+
+class RefundCurrencyMismatch(DomainError, code="refund_currency_mismatch"):
+    """A refund in another currency than the payment's; nothing was recorded."""

@@ -8,12 +8,14 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from domains.payments.statuses import (
     DisputeStatus,
     PaymentStatus,
     RefundOrigin,
+    RefundRequestStatus,
     RefundResolution,
     RefundStatus,
     TransactionStatus,
@@ -164,6 +166,44 @@ class PaymentRefund(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(64))
     resolution: Mapped[str | None] = mapped_column(String(16))
     resolution_note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class PaymentRefundRequest(Base):
+    """A refund the platform was asked for (an operator's partial refund, a return), recorded
+    before the provider is called so that its amount counts against the capture at once: two
+    requests can never together give back more than was captured.
+
+    `request_key` names the request (unique; it is also the provider's idempotency key), and
+    `request_hash` fingerprints what was asked so that the same key with another amount or
+    reason is refused. Once sent, `provider_refund_id` links it to its `payment_refunds` row,
+    which carries the provider's status from then on. `allocations` optionally says which
+    order lines the amount gives back (a return's).
+    """
+
+    __tablename__ = "payment_refund_requests"
+    __table_args__ = (
+        one_of("status", [s.value for s in RefundRequestStatus]),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        Index("ix_payment_refund_requests_payment", "payment_id", "status"),
+        Index("ix_payment_refund_requests_order", "order_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    payment_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("payments.id"))
+    order_id: Mapped[uuid.UUID]
+    request_key: Mapped[str] = mapped_column(String(200), unique=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    amount: Mapped[Decimal]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(200))
+    requested_by: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    provider_refund_id: Mapped[str | None] = mapped_column(String(128))
+    failure_reason: Mapped[str | None] = mapped_column(String(64))
+    allocations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 

@@ -32,8 +32,10 @@ from kit.money import Money
 REFUNDED_BY, PLATFORM = "refunded_by", "platform"
 PURPOSE = "purpose"
 # Why: a compensation (a checkout's or an order cancellation's: their owner sets the order's
-# status), or an operator's retry of a failed refund (the order follows it like a dashboard one).
+# status), or an operator's retry of a failed refund or partial refund of an order, or a return
+# (the order follows these like a dashboard one).
 COMPENSATION, OPERATOR_RETRY = "compensation", "operator_retry"
+OPERATOR_REFUND, RETURN = "operator_refund", "return"
 
 
 @dataclass(frozen=True)

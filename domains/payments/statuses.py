@@ -73,6 +73,16 @@ class RefundStatus(StrEnum):
 REFUND_FINAL = frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.CANCELED})
 
 
+class RefundRequestStatus(StrEnum):
+    """Where a refund the platform was asked for stands before the provider has it: recorded
+    (its amount held against the capture), sent (the provider's refund says the rest), or
+    rejected by the provider (nothing was refunded)."""
+
+    REQUESTED = "requested"
+    SENT = "sent"
+    REJECTED = "rejected"
+
+
 class RefundOrigin(StrEnum):
     """Who made a refund: the platform itself, or someone in the provider's dashboard."""
 

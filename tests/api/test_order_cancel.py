@@ -30,7 +30,9 @@ from workflows.order_cancel.workflow import OrderCancelWorkflow
 
 pytestmark = pytest.mark.timeout(180)
 HISTORIES = Path(__file__).parents[1] / "workflows" / "histories"
-RECORDED_AS = "0.1.0"
+# Histories are recorded under the latest change to the workflow (0.1.0 first; then the
+# cancellation's refund under its own provider key): every recorded one keeps replaying.
+RECORDED_AS = "order-cancel-refund-key"
 
 
 def _owner(platform: Platform, checkout: CheckoutInput) -> dict[str, str]:
@@ -100,6 +102,27 @@ async def _advance(platform: Platform, carrier_id: str) -> None:
         assert moved.status_code == 200, moved.text
 
 
+async def _told(platform: Platform, user_id: uuid.UUID, order_id: uuid.UUID) -> Any:
+    """The buyer's `order_cancelled` notification of the order, once it is there (its payload
+    but the order number and what its refunds added up to when the order was cancelled: the
+    refund's own event may reach the order before or after)."""
+    for _ in range(300):
+        async with platform.databases["notifications"].begin() as session:
+            payload = await session.scalar(
+                text(
+                    "SELECT payload FROM notifications WHERE user_id = :u"
+                    " AND type = 'order_cancelled' AND payload->>'order_id' = :o"
+                ),
+                {"u": user_id, "o": str(order_id)},
+            )
+        if payload is not None:
+            return {
+                k: v for k, v in payload.items() if k not in ("order_number", "refunded_amount")
+            }
+        await asyncio.sleep(0.1)
+    raise AssertionError("the buyer was not told of the cancellation")
+
+
 async def _replays(platform: Platform, order_id: uuid.UUID, scenario: str) -> None:
     """The cancellation's history replays on today's code. `RECORD_HISTORIES=1` keeps it as
     `tests/workflows/histories/order_cancel_<scenario>.<RECORDED_AS>.json` (never overwriting),
@@ -149,6 +172,24 @@ async def test_cancel_before_pickup_refunds_restocks_and_releases_the_coupon(
     assert (second.status_code, second.json()["status"]) == (202, "cancelled")
     ledger = await platform.ledger(checkout.checkout_id)
     assert [(r["captured"], r["refunded"]) for r in ledger] == [(3500, 3500)]
+    # The refund went out under the cancellation's own key, not under the checkout's.
+    async with platform.databases["payments"].begin() as session:
+        keys = (
+            await session.scalars(
+                text(
+                    "SELECT t.idempotency_key FROM payment_transactions t JOIN payments p"
+                    " ON p.id = t.payment_id WHERE p.checkout_id = :c AND t.type = 'refund'"
+                ),
+                {"c": checkout.checkout_id},
+            )
+        ).all()
+    assert keys == [f"order-cancel-{order_id}:refund"]
+    assert await _told(platform, checkout.user_id, order_id) == {
+        "order_id": str(order_id),
+        "reason": "cancelled_by_buyer",
+        "total_amount": "35.00",
+        "currency": "USD",
+    }
     assert await platform.invariants(checkout.checkout_id) == []
     await _replays(platform, order_id, "coupon")
 

@@ -157,9 +157,33 @@ async def test_after_sale_commands_report_what_the_api_answers(
     assert code == EXIT_REFUSED
     err = capsys.readouterr().err
     assert err.startswith("Idempotency-Key: ")
-    assert f"POST /v1/ops/orders/{order}/refunds: 404" in err
+    assert f"POST /v1/ops/orders/{order}/refunds: 404 order_not_found" in err
     assert await shopctl(provider_api, "returns", "list", order) == EXIT_REFUSED
     assert f"GET /v1/orders/{order}/returns" in capsys.readouterr().err
+
+
+async def test_refund_prints_its_key_and_a_replay_under_it_refunds_once(
+    platform: Platform,
+    provider_api: str,
+    environment: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    environment.setenv("SHOPCTL_CLIENT_ID", "shopctl")
+    environment.setenv("SHOPCTL_CLIENT_SECRET", SHOPCTL_SECRET)
+    checkout, handle = await platform.checkout()
+    body = await handle.result()
+    assert body.order is not None
+    order = str(body.order.id)
+    refund = ("refund", order, "--amount", "2.50", "--reason", "scratched")
+
+    assert await shopctl(provider_api, "--json", *refund) == EXIT_OK
+    first, err = printed(capsys)
+    key = err.split("Idempotency-Key: ", 1)[1].split()[0]
+    assert (first["amount"], first["reason"]) == ("2.50", "scratched")
+    assert await shopctl(provider_api, "--json", *refund, "--idempotency-key", key) == EXIT_OK
+    assert printed(capsys)[0]["refund_id"] == first["refund_id"]
+    ledger = await platform.ledger(checkout.checkout_id)
+    assert [r["refunded"] for r in ledger] == [250]
 
 
 async def test_usage_and_unavailable_exit_codes(

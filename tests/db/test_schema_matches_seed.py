@@ -31,6 +31,7 @@ ADDED_TABLES = {
         "tax_reversals",
         "payment_refunds",
         "payment_disputes",
+        "payment_refund_requests",
     },
     "notifications": {"consumer_inbox", "consumer_dead_letters", "order_recipients"},
     "orders": {"consumer_inbox", "consumer_dead_letters"},

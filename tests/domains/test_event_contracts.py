@@ -70,6 +70,9 @@ def _order_status(to_state: str) -> orders.OrderStatusChanged:
         user_id=uuid.uuid4(),
         from_state="paid",
         to_state=to_state,
+        total_amount=Decimal("42.00"),
+        refunded_amount=Decimal("5.00"),
+        currency="EUR",
     )
 
 
@@ -131,6 +134,7 @@ PUBLISHED: dict[tuple[str, str], tuple[str, BaseModel]] = {
     ),
     ("orders", "order.partially_refunded"): (orders.AGGREGATE, _order_status("partially_refunded")),
     ("orders", "order.refunded"): (orders.AGGREGATE, _order_status("refunded")),
+    ("orders", "order.cancelled"): (orders.AGGREGATE, _order_status("cancelled")),
     ("shipping", "shipment.created"): (shipping.AGGREGATE, _shipment("label_created")),
     ("shipping", "shipment.in_transit"): (shipping.AGGREGATE, _shipment("in_transit")),
     ("shipping", "shipment.delivered"): (shipping.AGGREGATE, _shipment("delivered")),

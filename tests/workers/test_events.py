@@ -147,6 +147,7 @@ async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
             ),
             ("DOMAIN_PAYMENTS", ["payments.payment.payment.dispute_opened"]),
         ],
+        "notifications-cancellations": [("DOMAIN_ORDERS", ["orders.order.order.cancelled"])],
         "order-refunds": [
             (
                 "DOMAIN_PAYMENTS",
@@ -160,6 +161,10 @@ async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
         ],
     }
     assert {domain: list(consumers) for domain, consumers in CONSUMERS.items()} == {
-        "notifications": ["notifications", "notifications-after-sale"],
+        "notifications": [
+            "notifications",
+            "notifications-after-sale",
+            "notifications-cancellations",
+        ],
         "orders": ["order-tracking", "order-refunds"],
     }

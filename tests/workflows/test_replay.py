@@ -43,6 +43,7 @@ from workflows.checkout.models import (
 )
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.order_cancel.workflow import OrderCancelWorkflow
+from workflows.order_refund.workflow import OrderRefundWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 # The set recorded last, named for the patch it was recorded under (`run-watch`: one timer per run
@@ -68,7 +69,7 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
 
 def _replayer() -> Replayer:
     return Replayer(
-        workflows=[CheckoutWorkflow, OrderCancelWorkflow],
+        workflows=[CheckoutWorkflow, OrderCancelWorkflow, OrderRefundWorkflow],
         data_converter=data_converter(get_settings().temporal),
     )
 

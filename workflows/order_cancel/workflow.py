@@ -37,9 +37,12 @@ with workflow.unsafe.imports_passed_through():
         OrderCancelBody,
         OrderCancelInput,
         Resolution,
+        workflow_id,
     )
 
 Step = Callable[[], Awaitable[object]]
+# Patch: the cancellation's refund under its own provider key, not the checkout's.
+OWN_REFUND_KEY = "order-cancel-refund-key"
 PROVIDER_CALLS = {shipping.WITHDRAW.name, payments.VOID.name}
 # Every activity the cancellation calls (a test checks each has options somewhere).
 CALLS = frozenset(
@@ -198,13 +201,16 @@ class OrderCancelWorkflow:
     def _refund(self) -> payments.AuthorizeInput:
         # The payment compensation refunds whatever of the capture is left (a full refund). A
         # paid order's payment always has its provider intent, so the token (only used to
-        # replay an authorization whose answer was lost) is never read.
+        # replay an authorization whose answer was lost) is never read. The refund has a key of
+        # its own: under the checkout's, another refund of the payment could replay its answer.
+        own_key = workflow.patched(OWN_REFUND_KEY)
         return payments.AuthorizeInput(
             checkout_id=self._input.checkout_id,
             order_id=self._input.order_id,
             amount=self._input.total,
             provider="stripe",
             token="",
+            refund_key=f"{workflow_id(self._input.order_id)}:refund" if own_key else None,
         )
 
     def _reason(self) -> str:

@@ -297,6 +297,12 @@ def _retry_refund(world: World, arg: payments.RetryRefundInput) -> payments.Retr
     raise ApplicationError("no failed refund in the fake world", non_retryable=True)
 
 
+def _no_refund_request(world: World, arg: object) -> payments.RefundRequestResult:
+    # The checkout never asks for refunds after the sale (operators do, through
+    # OrderRefundWorkflow, and returns).
+    raise ApplicationError("no refund request in the fake world", non_retryable=True)
+
+
 def _untaxed(currency: str, lines: list[payments.LineTaxValue]) -> payments.TaxResultValue:
     zero = MoneyValue(amount=Decimal(0), currency=currency)
     return payments.TaxResultValue(
@@ -379,6 +385,8 @@ BEHAVIOURS: dict[str, Effect] = {
     payments.SETTLE_ENDED.name: _settle_ended,
     payments.AFTER_SALE.name: _after_sale,
     payments.RETRY_REFUND.name: _retry_refund,
+    payments.REQUEST_REFUND.name: _no_refund_request,
+    payments.SEND_REFUND.name: _no_refund_request,
     payments.CALCULATE_TAX.name: _calculate_tax,
     payments.COMMIT_TAX.name: _commit_tax,
     payments.REVERSE_TAX.name: _reverse_tax,
