@@ -49,11 +49,13 @@ from hypothesis.stateful import (
     initialize,
     invariant,
     multiple,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
 from sqlalchemy import text
 
+from api.routers.aftersale import router as after_sale_routes
 from api.services.webhooks import PAYMENT_EVENT_TYPES
 from kit.money import Money
 from sandbox.psp.signing import stripe_signature
@@ -80,6 +82,11 @@ ORDER_AT = ("fulfilling", "shipped", "shipped", "delivered")
 # The platform's servers close a connection idle for 5 s; a request sent on it just then fails.
 # The clients let idle connections go sooner.
 IDLE = httpx.Limits(keepalive_expiry=1.0)
+# Operators refund part of an order (where the platform offers it).
+OPERATOR_REFUNDS = any(
+    getattr(route, "path", None) == "/v1/ops/orders/{order_id}/refunds"
+    for route in after_sale_routes.routes
+)
 # Examples CI runs (about a minute on a loaded machine); STATEFUL_EXAMPLES runs more.
 EXAMPLES = 3
 # Stock each sale's variant starts with.
@@ -131,7 +138,9 @@ class Sale:
     buyer: Caller
     step: int = 0  # index in SHIPMENT_AT of the carrier's tracker
     cancelled: bool = False  # a cancel answered 202
-    refunds: int = 0  # dashboard refunds the provider accepted
+    refunds: int = 0  # dashboard and operator refunds accepted
+    # Operator refunds accepted while the platform knew all there was to know (never rejected).
+    exact: set[str] = field(default_factory=set)
     given: int = 0  # minor units those refunds asked for, while no cancellation raced them
 
     def __repr__(self) -> str:
@@ -153,6 +162,8 @@ class Seen:
     provider: list[Body]  # the provider's refunds of the intent
     amount_refunded: int  # the provider's, minor units
     stock: tuple[int, int]  # the variant's (total_stock, reserved)
+    # Refunds asked of the platform (operators'): id, amount, status, and its provider refund's.
+    requests: list[Body] = field(default_factory=list)
 
     def minor(self, amount: Any) -> int:
         return Money.of(Decimal(str(amount)), self.order["currency"]).to_minor_units()
@@ -180,6 +191,8 @@ def lagging(sale: Sale, seen: Seen) -> list[str]:
     behind = []
     if any(r["status"] not in SETTLED for r in seen.provider):
         behind.append("a refund is pending at the provider")
+    if any(q["status"] == "requested" for q in seen.requests):
+        behind.append(f"a refund request is not sent yet: {seen.requests}")
     recorded = {(r["provider_refund_id"], r["status"]) for r in seen.rows}
     if recorded != {(r["id"], r["status"]) for r in seen.provider}:
         behind.append(f"refunds recorded {sorted(recorded)}, provider {seen.provider}")
@@ -242,7 +255,7 @@ class AfterSaleMachine(RuleBasedStateMachine):
         assert isinstance(charge, stripe.Charge), f"{sale}: no charge {intent}"
         listed = charge.refunds.data if charge.refunds else []
         checkout_id = uuid.UUID(sale.checkout_id)
-        payments, rows, order, stock = await asyncio.gather(
+        payments, rows, order, stock, requests = await asyncio.gather(
             self._rows(
                 "payments",
                 "SELECT captured_amount, refunded_amount FROM payments WHERE checkout_id = :c",
@@ -257,6 +270,7 @@ class AfterSaleMachine(RuleBasedStateMachine):
             ),
             self._order(sale),
             self._stock(sale.variant),
+            self._requests(checkout_id),
         )
         (payment,) = payments
         return Seen(
@@ -266,6 +280,19 @@ class AfterSaleMachine(RuleBasedStateMachine):
             provider=[{"id": r.id, "amount": r.amount, "status": r.status} for r in listed],
             amount_refunded=charge.amount_refunded,
             stock=stock,
+            requests=requests,
+        )
+
+    async def _requests(self, checkout_id: uuid.UUID) -> list[Body]:
+        if not OPERATOR_REFUNDS:
+            return []
+        return await self._rows(
+            "payments",
+            "SELECT q.id::text AS id, q.amount, q.status, r.status AS refund_status "
+            "FROM payment_refund_requests q JOIN payments p ON p.id = q.payment_id "
+            "LEFT JOIN payment_refunds r ON r.provider_refund_id = q.provider_refund_id "
+            "WHERE p.checkout_id = :c ORDER BY q.created_at",
+            c=checkout_id,
         )
 
     async def _waiting(self) -> dict[str, Body]:
@@ -403,11 +430,13 @@ class AfterSaleMachine(RuleBasedStateMachine):
 
     async def _no_pending(self, sale: Sale) -> Seen:
         """The sale once none of its refunds is pending at the provider (a failing card's
-        refund is pending for a moment): what is left to refund is then what it will stay."""
+        refund is pending for a moment) and every refund asked of the platform was sent: what is
+        left to refund is then what it will stay."""
         deadline = time.monotonic() + QUIET_WITHIN_S
         while True:
             seen = await self._seen(sale)
-            if all(r["status"] in SETTLED for r in seen.provider):
+            sent = all(q["status"] != "requested" for q in seen.requests)
+            if sent and all(r["status"] in SETTLED for r in seen.provider):
                 return seen
             assert time.monotonic() < deadline, f"{sale}: a refund stays pending {seen.provider}"
             await asyncio.sleep(0.2)
@@ -458,6 +487,64 @@ class AfterSaleMachine(RuleBasedStateMachine):
             return await self.world.dashboard.v1.refunds.create_async(params)  # type: ignore[arg-type]
         except stripe.InvalidRequestError as refused:
             return refused
+
+    @precondition(lambda self: OPERATOR_REFUNDS)
+    @rule(
+        sale=sales,
+        kind=st.sampled_from(["part", "rest", "over"]),
+        part=st.integers(1, 10**6),
+        then=st.sampled_from([None, "same", "other"]),
+        settle=st.booleans(),
+    )
+    def operator_refund(
+        self, sale: Sale, kind: str, part: int, then: str | None, settle: bool
+    ) -> None:
+        """POST /v1/ops/orders/{id}/refunds: part, the rest or more than is left (422
+        `refund_exceeds_captured`, nothing changes); the same key and body again answer the same
+        refund, another body 422 `idempotency_key_mismatch`."""
+
+        async def refund() -> None:
+            before = await self._no_pending(sale)
+            # The platform knows all there is to know: its answer is exact (else it may accept
+            # what a dashboard refund on its way has already taken, and the provider refuses).
+            exact = not lagging(sale, before) and not sale.cancelled
+            left = sale.captured - before.amount_refunded
+            amount = {"part": 1 + part % max(left - 1, 1), "rest": max(left, 1), "over": left + 1}
+            body = {"amount": f"{Decimal(amount[kind]).scaleb(-2):.2f}", "reason": "a machine"}
+            key = f"machine-{uuid.uuid4()}"
+            answer = await self._operator_refund(sale, body, key)
+            fits = kind != "over" and left > 0
+            self.world.stats[f"operator refund {kind} {answer.status_code}"] += 1
+            if answer.status_code == 422:
+                assert answer.json()["code"] == "refund_exceeds_captured", answer.text
+                assert not (exact and fits), f"{sale}: refused {body}, {left=}: {answer.text}"
+                assert (await self._seen(sale)).provider == before.provider, f"{sale}: moved"
+                return
+            assert answer.status_code == 202, answer.text
+            assert not exact or fits, f"{sale}: accepted {body}, {left=}: {answer.text}"
+            refund_id = answer.json()["refund_id"]
+            sale.refunds += 1
+            if exact:
+                sale.exact.add(refund_id)
+            if then is not None:
+                more = f"{Decimal(amount[kind] + 1).scaleb(-2):.2f}"
+                other = {**body, "amount": more} if then == "other" else body
+                again = await self._operator_refund(sale, other, key)
+                if then == "same":
+                    assert again.status_code == 202, again.text
+                    assert again.json()["refund_id"] == refund_id, again.text
+                else:
+                    assert again.status_code == 422, again.text
+                    assert again.json()["code"] == "idempotency_key_mismatch", again.text
+            await self._caught_up(sale, settle)
+
+        self.world.run(refund())
+
+    async def _operator_refund(self, sale: Sale, body: Body, key: str) -> httpx.Response:
+        headers = {**self.world.operator.headers, "Idempotency-Key": key}
+        return await self.http.post(
+            f"/v1/ops/orders/{sale.order_id}/refunds", json=body, headers=headers
+        )
 
     @rule(
         retry=st.booleans(),
@@ -569,12 +656,20 @@ class AfterSaleMachine(RuleBasedStateMachine):
 
     def _as_modelled(self, sale: Sale, seen: Seen, waiting: dict[str, Body]) -> None:
         """What the model expects of a sale the platform has caught up with."""
+        requested = {q["id"]: q for q in seen.requests}
+        for refund_id in sale.exact:
+            asked = requested[refund_id]
+            outcome = "failed" if sale.fails else "succeeded"
+            assert (asked["status"], asked["refund_status"]) == ("sent", outcome), asked
+        operators = sum(
+            seen.minor(q["amount"]) for q in seen.requests if q["refund_status"] == "succeeded"
+        )
         if sale.fails:
             expected = 0  # every refund to this card fails, and gives the money back
         elif sale.cancelled:
             expected = sale.captured  # the cancellation refunded the rest
         else:
-            expected = sale.given
+            expected = sale.given + operators
         assert seen.amount_refunded == expected, f"{sale}: provider refunded {seen}"
         if sale.fails:
             assert all(r["status"] == "failed" for r in seen.rows), f"{sale}: {seen.rows}"
