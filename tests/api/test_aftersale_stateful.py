@@ -26,6 +26,7 @@ timing still varies); `STATEFUL_EXAMPLES=<n>` runs more examples than CI's 3.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import random
@@ -87,6 +88,8 @@ OPERATOR_REFUNDS = any(
     getattr(route, "path", None) == "/v1/ops/orders/{order_id}/refunds"
     for route in after_sale_routes.routes
 )
+# Buyers return units of delivered orders (where the platform offers it).
+RETURNS = importlib.util.find_spec("api.routers.returns") is not None
 # Examples CI runs (about a minute on a loaded machine); STATEFUL_EXAMPLES runs more.
 EXAMPLES = 3
 # Stock each sale's variant starts with.
@@ -124,6 +127,16 @@ class World:
 
 
 @dataclass(eq=False)
+class Return:
+    """A return the platform accepted, and what the model knows of it."""
+
+    id: str
+    quantity: int
+    status: str  # requested, approved, rejected, received
+    restocked: int = 0  # units received for restocking
+
+
+@dataclass(eq=False)
 class Sale:
     """A completed checkout's order and what the model knows of it."""
 
@@ -142,6 +155,18 @@ class Sale:
     # Operator refunds accepted while the platform knew all there was to know (never rejected).
     exact: set[str] = field(default_factory=set)
     given: int = 0  # minor units those refunds asked for, while no cancellation raced them
+    item: str = ""  # the order's one line
+    returns: list[Return] = field(default_factory=list)
+
+    @property
+    def returnable(self) -> int:
+        """Units no return (but a rejected one) asks for."""
+        return self.quantity - sum(r.quantity for r in self.returns if r.status != "rejected")
+
+    @property
+    def restocked(self) -> int:
+        """Units back in stock: a cancelled order's all, else what returns received to restock."""
+        return self.quantity if self.cancelled else sum(r.restocked for r in self.returns)
 
     def __repr__(self) -> str:
         return f"Sale({self.order_id}, {self.method})"
@@ -164,6 +189,7 @@ class Seen:
     stock: tuple[int, int]  # the variant's (total_stock, reserved)
     # Refunds asked of the platform (operators'): id, amount, status, and its provider refund's.
     requests: list[Body] = field(default_factory=list)
+    returns: list[Body] = field(default_factory=list)  # GET /v1/orders/{id}/returns
 
     def minor(self, amount: Any) -> int:
         return Money.of(Decimal(str(amount)), self.order["currency"]).to_minor_units()
@@ -193,6 +219,10 @@ def lagging(sale: Sale, seen: Seen) -> list[str]:
         behind.append("a refund is pending at the provider")
     if any(q["status"] == "requested" for q in seen.requests):
         behind.append(f"a refund request is not sent yet: {seen.requests}")
+    for asked in seen.returns:
+        # Received: its refund is under way; approved: its label is being bought.
+        if asked["status"] == "received" or (asked["status"] == "approved" and not asked["label"]):
+            behind.append(f"return {asked['id']} {asked['status']}")
     recorded = {(r["provider_refund_id"], r["status"]) for r in seen.rows}
     if recorded != {(r["id"], r["status"]) for r in seen.provider}:
         behind.append(f"refunds recorded {sorted(recorded)}, provider {seen.provider}")
@@ -255,7 +285,7 @@ class AfterSaleMachine(RuleBasedStateMachine):
         assert isinstance(charge, stripe.Charge), f"{sale}: no charge {intent}"
         listed = charge.refunds.data if charge.refunds else []
         checkout_id = uuid.UUID(sale.checkout_id)
-        payments, rows, order, stock, requests = await asyncio.gather(
+        payments, rows, order, stock, requests, returns = await asyncio.gather(
             self._rows(
                 "payments",
                 "SELECT captured_amount, refunded_amount FROM payments WHERE checkout_id = :c",
@@ -271,6 +301,7 @@ class AfterSaleMachine(RuleBasedStateMachine):
             self._order(sale),
             self._stock(sale.variant),
             self._requests(checkout_id),
+            self._returns(sale),
         )
         (payment,) = payments
         return Seen(
@@ -281,7 +312,18 @@ class AfterSaleMachine(RuleBasedStateMachine):
             amount_refunded=charge.amount_refunded,
             stock=stock,
             requests=requests,
+            returns=returns,
         )
+
+    async def _returns(self, sale: Sale) -> list[Body]:
+        if not RETURNS:
+            return []
+        answer = await self.http.get(
+            f"/v1/orders/{sale.order_id}/returns", headers=sale.buyer.headers
+        )
+        assert answer.status_code == 200, answer.text
+        found: list[Body] = answer.json()["data"]
+        return found
 
     async def _requests(self, checkout_id: uuid.UUID) -> list[Body]:
         if not OPERATOR_REFUNDS:
@@ -341,6 +383,8 @@ class AfterSaleMachine(RuleBasedStateMachine):
             captured=int(ledger["captured"]),
             buyer=self.buyer,
         )
+        (line,) = (await self._order(sale))["items"]
+        sale.item = line["id"]
         assert await self._stock(variant) == (STOCK - quantity, 0), f"{sale}: stock"
         return sale
 
@@ -592,6 +636,123 @@ class AfterSaleMachine(RuleBasedStateMachine):
             headers=self.world.operator.headers,
         )
 
+    # -- returns --------------------------------------------------------------------------------
+
+    def _return_answers(self, sale: Sale, quantity: int, seen: Seen) -> set[str]:
+        """What asking to return `quantity` units may answer now: `created` or a 422's code."""
+        if quantity > sale.returnable:
+            return {"return_quantity_exceeded", "order_not_returnable"}
+        if sale.cancelled or sale.step < len(SHIPMENT_AT) - 1:
+            return {"order_not_returnable"}
+        if not lagging(sale, seen) and seen.order["status"] == "delivered":
+            return {"created"}
+        # Its delivery may not have reached the platform yet, or money went back meanwhile.
+        return {"created", "order_not_returnable"}
+
+    @precondition(lambda self: RETURNS)
+    @rule(sale=sales, quantity=st.integers(1, 2), replay=st.booleans(), settle=st.booleans())
+    def ask_return(self, sale: Sale, quantity: int, replay: bool, settle: bool) -> None:
+        """POST /v1/orders/{id}/returns as the buyer: 201 for a delivered order's units no other
+        return asks for; 422 `return_quantity_exceeded` beyond them, `order_not_returnable`
+        before delivery. The same key and body again answer the same return."""
+
+        async def ask() -> None:
+            seen = await self._seen(sale)
+            allowed = self._return_answers(sale, quantity, seen)
+            body = {
+                "lines": [{"order_item_id": sale.item, "quantity": quantity}],
+                "reason": "does not fit",
+            }
+            headers = {**sale.buyer.headers, "Idempotency-Key": f"machine-{uuid.uuid4()}"}
+            url = f"/v1/orders/{sale.order_id}/returns"
+            answer = await self.http.post(url, json=body, headers=headers)
+            if answer.status_code == 201:
+                outcome = "created"
+            else:
+                assert answer.status_code == 422, answer.text
+                outcome = str(answer.json()["code"])
+            self.world.stats[f"return asked {outcome}"] += 1
+            assert outcome in allowed, f"{sale}: asked {quantity}: {answer.text}, not {allowed}"
+            if outcome != "created":
+                return
+            created = answer.json()
+            assert created["status"] in ("requested", "approved"), created
+            sale.returns.append(Return(created["id"], quantity, created["status"]))
+            if replay:
+                again = await self.http.post(url, json=body, headers=headers)
+                assert (again.status_code, again.json()["id"]) == (201, created["id"]), again.text
+            await self._caught_up(sale, settle)
+
+        self.world.run(ask())
+
+    @precondition(lambda self: RETURNS)
+    @rule(sale=sales, pick=st.integers(0, 3), approve=st.booleans())
+    def decide_return(self, sale: Sale, pick: int, approve: bool) -> None:
+        """An operator approves (a return label is bought) or rejects (its units may be asked
+        for again) a requested return; any other is 409 `return_not_awaiting`."""
+        if not sale.returns:
+            return
+        asked = sale.returns[pick % len(sale.returns)]
+
+        async def decide() -> None:
+            action = "approve" if approve else "reject"
+            answer = await self.http.post(
+                f"/v1/ops/returns/{asked.id}/{action}", headers=self.world.operator.headers
+            )
+            self.world.stats[f"return {action} {asked.status} {answer.status_code}"] += 1
+            target = "approved" if approve else "rejected"
+            if asked.status == "requested":
+                assert answer.status_code == 200, answer.text
+                assert answer.json()["status"] == target, answer.text
+                asked.status = target
+            elif asked.status == target:
+                assert answer.status_code == 200, answer.text  # asked again: the same answer
+            else:
+                assert answer.status_code == 409, answer.text
+                assert answer.json()["code"] == "return_not_awaiting", answer.text
+
+        self.world.run(decide())
+
+    @precondition(lambda self: RETURNS)
+    @rule(
+        sale=sales,
+        pick=st.integers(0, 3),
+        received=st.integers(0, 2),
+        restock=st.booleans(),
+        settle=st.booleans(),
+    )
+    def receive_return(
+        self, sale: Sale, pick: int, received: int, restock: bool, settle: bool
+    ) -> None:
+        """An operator counts what came back of an approved return and whether it goes back to
+        stock: restocked once, the refund made; any other return is 409 `return_not_awaiting`."""
+        if not sale.returns:
+            return
+        asked = sale.returns[pick % len(sale.returns)]
+        count = min(received, asked.quantity)
+
+        async def receive() -> None:
+            receipt = {
+                "lines": [{"order_item_id": sale.item, "quantity": count, "restock": restock}]
+            }
+            answer = await self.http.post(
+                f"/v1/ops/returns/{asked.id}/receive",
+                json=receipt,
+                headers=self.world.operator.headers,
+            )
+            self.world.stats[f"return receive {asked.status} {answer.status_code}"] += 1
+            if asked.status != "approved":
+                assert answer.status_code == 409, answer.text
+                assert answer.json()["code"] == "return_not_awaiting", answer.text
+                return
+            assert answer.status_code == 200, answer.text
+            asked.status = "received"
+            asked.restocked = count if restock else 0
+            sale.refunds += 0 if sale.fails else 1
+            await self._caught_up(sale, settle)
+
+        self.world.run(receive())
+
     @rule(sale=sales, pick=st.integers(0, 15))
     def replay_provider_event(self, sale: Sale, pick: int) -> None:
         """The provider delivers one of the intent's events again: a duplicate once delivered,
@@ -678,8 +839,25 @@ class AfterSaleMachine(RuleBasedStateMachine):
         owed = {r["id"] for r in seen.rows if r["status"] == "failed" and r["resolution"] is None}
         listed = {i for i, r in waiting.items() if r["checkout_id"] == sale.checkout_id}
         assert listed == owed, f"{sale}: operators see {listed}, waiting {seen.rows}"
-        restocked = sale.quantity if sale.cancelled else 0
-        assert seen.stock == (STOCK - sale.quantity + restocked, 0), f"{sale}: stock {seen.stock}"
+        expected_stock = (STOCK - sale.quantity + sale.restocked, 0)
+        assert seen.stock == expected_stock, f"{sale}: stock {seen.stock}, {sale.returns}"
+        self._returns_as_modelled(sale, seen)
+
+    def _returns_as_modelled(self, sale: Sale, seen: Seen) -> None:
+        """Each return where the model has it: a received one refunded (or, when the money could
+        not go back, waiting for an operator), its units restocked as received."""
+        platform = {r["id"]: r for r in seen.returns}
+        assert set(platform) == {r.id for r in sale.returns}, f"{sale}: returns {seen.returns}"
+        for asked in sale.returns:
+            found = platform[asked.id]
+            if asked.status != "received":
+                assert found["status"] == asked.status, f"{sale}: {asked} is {found}"
+                continue
+            clean = not sale.fails and not sale.refunds
+            allowed = ("refunded",) if clean else ("refunded", "needs_attention")
+            assert found["status"] in allowed, f"{sale}: {asked} is {found}"
+            restocked = sum(line["restocked_quantity"] for line in found["lines"])
+            assert restocked == asked.restocked, f"{sale}: {asked} restocked {found}"
 
     async def _check(self, sales: list[Sale], *, again: bool = False) -> list[Sale]:
         """Check every sale; against the invariants those the platform has caught up with and
