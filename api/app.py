@@ -26,6 +26,7 @@ from api.routers import (
     health,
     ops,
     orders,
+    returns,
     users,
     webhooks,
 )
@@ -134,6 +135,7 @@ def create_app(
         carts,
         checkouts,
         orders,
+        returns,
         webhooks,
         ops,
         aftersale,

@@ -11,6 +11,7 @@ Money and goods after the sale:
     shopctl refund <order_id> --amount 12.50 --reason "damaged" [--idempotency-key K]
     shopctl returns list <order_id> | show <return_id> | approve <return_id>
     shopctl returns reject <return_id> [--reason ...]
+    shopctl returns retry <return_id> | resolve <return_id> --note "..."
     shopctl returns receive <return_id> --line <order_item_id>:<quantity>[:no-restock] ...
     shopctl disputes
 
@@ -220,11 +221,13 @@ def _after_sale_commands(commands: Any) -> None:
     actions.add_parser("list", help="the returns of an order").add_argument(
         "order_id", type=uuid.UUID
     )
-    for name in ("show", "approve", "reject", "receive"):
+    for name in ("show", "approve", "reject", "receive", "retry", "resolve"):
         action = actions.add_parser(name, help=f"{name} one return")
         action.add_argument("return_id", type=uuid.UUID)
         if name == "reject":
             action.add_argument("--reason")
+        if name == "resolve":
+            action.add_argument("--note", required=True, help="how it was settled by hand")
         if name == "receive":
             action.add_argument("--line", type=_line, action="append", required=True, dest="lines")
     commands.add_parser("disputes", help="disputed payments and their deadlines")
@@ -296,7 +299,9 @@ def _returns_call(args: argparse.Namespace) -> Call:
     if args.action == "receive":
         return Call("POST", path, body={"lines": args.lines})
     if args.action == "reject" and args.reason:
-        return Call("POST", path, body={"reason": args.reason})
+        return Call("POST", path, body={"note": args.reason})
+    if args.action == "resolve":
+        return Call("POST", path, body={"note": args.note})
     return Call("POST", path)
 
 

@@ -827,3 +827,81 @@ class OrderCancelAccepted(Response):
 
     order_id: uuid.UUID
     status: str
+
+
+# -- returns -------------------------------------------------------------------------------------
+
+
+class ReturnLineIn(Request):
+    """Units of one order line to send back (`order_item_id` is the order line's `id`)."""
+
+    order_item_id: uuid.UUID
+    quantity: int = Field(ge=1, le=99)
+
+
+class ReturnIn(Request):
+    """A buyer's return: which lines, how many units of each (each line once), and why."""
+
+    lines: list[ReturnLineIn] = Field(min_length=1, max_length=100)
+    reason: PlainText = Field(min_length=1, max_length=500)
+
+
+class ReturnLineOut(Response):
+    """A returned line: units asked back, received, put back in stock, and its refund."""
+
+    order_item_id: uuid.UUID
+    sku: str
+    quantity: int
+    received_quantity: int
+    restocked_quantity: int
+    refund_amount: AmountOut
+
+
+class ReturnLabelOut(Response):
+    """The carrier's return label the buyer sends the parcel with."""
+
+    carrier: str
+    tracking_number: str
+    label_url: str | None
+
+
+class ReturnOut(Response):
+    """A return and where it stands: `requested`, `approved` (its label bought), `rejected`,
+    `received`, `refunded`, or `needs_attention` (a step failed for good: an operator retries or
+    resolves it). `refund_amount` is fixed when it is asked for: the lines' totals less their
+    share of the discount plus their tax, pro rata to the units, plus the shipping and its tax
+    when the return completes the order."""
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    status: str
+    reason: str
+    lines: list[ReturnLineOut]
+    refund_amount: AmountOut
+    shipping_refund_amount: AmountOut
+    currency: str
+    label: ReturnLabelOut | None
+    note: str | None
+    transitions: list[TransitionOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ReturnList(Response):
+    """Returns, oldest first."""
+
+    data: list[ReturnOut]
+
+
+class ReceivedLineIn(Request):
+    """Units of a returned line that came back, and whether they go back to stock."""
+
+    order_item_id: uuid.UUID
+    quantity: int = Field(ge=0, le=99)
+    restock: bool
+
+
+class ReceiveIn(Request):
+    """What came back of a return; a line not named came back whole and is not restocked."""
+
+    lines: list[ReceivedLineIn] = Field(default_factory=list, max_length=100)

@@ -621,6 +621,15 @@ class CheckoutSettings(Group):
     """Checkout starts per user and minute (a token bucket per API process; burst = the rate)."""
 
 
+class ReturnSettings(Group):
+    """Returns of delivered orders: `RETURN_WINDOW_DAYS`, `RETURN_AUTO_APPROVE`."""
+
+    window_days: int = Field(default=30, ge=0, le=3650)
+    """How many days after its delivery an order's units may be returned."""
+    auto_approve: bool = False
+    """Approve every return as it is asked for (a policy), instead of waiting for an operator."""
+
+
 # Variables whose first word is not their group's name, and the field each fills (rule 2).
 ELSEWHERE: dict[str, tuple[str, ...]] = {
     "DB_POOL_SIZE": ("database", "pool_size"),
@@ -628,6 +637,9 @@ ELSEWHERE: dict[str, tuple[str, ...]] = {
     "DB_PGBOUNCER": ("database", "pgbouncer"),
     "DB_BUDGET_CHECK": ("database", "budget_check"),
     "DB_FLEET_CONNECTIONS": ("database", "fleet_connections"),
+    # `return` is a Python keyword: the group is `returns`, its variables say RETURN_.
+    "RETURN_WINDOW_DAYS": ("returns", "window_days"),
+    "RETURN_AUTO_APPROVE": ("returns", "auto_approve"),
     **{f"{d.upper()}_DATABASE_URL": ("database", "domain_urls", d) for d in DOMAINS},
 }
 
@@ -693,6 +705,7 @@ class Settings(BaseSettings):
     tracing: TracingSettings = Field(default_factory=TracingSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     checkout: CheckoutSettings = Field(default_factory=CheckoutSettings)
+    returns: ReturnSettings = Field(default_factory=ReturnSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -89,6 +89,7 @@ async def check_invariants(
     report = Report()
     await _check_stock(databases["inventory"], report)
     await _check_coupon_limits(databases["coupons"], report)
+    await _check_returns(databases["orders"], databases["inventory"], report)
 
     wanted = [str(c) for c in checkout_ids] if checkout_ids is not None else None
     sessions = await _rows(
@@ -128,6 +129,64 @@ async def _check_stock(db: DomainDatabase, report: Report) -> None:
             report.fail(
                 f"variant {row['variant_id']}: reserved={row['reserved']}, active={row['active']}"
             )
+
+
+# A return whose received units were recorded: its restock must have happened by now.
+RECEIVED_RETURNS = ("received", "refunded", "needs_attention")
+
+
+async def _check_returns(orders: DomainDatabase, inventory: DomainDatabase, report: Report) -> None:
+    """Invariant 12: a returned unit goes back to stock at most once, only when received for
+    restocking, and no order line is returned beyond what was bought."""
+    lines = await _rows(
+        orders,
+        """
+        SELECT l.return_id::text AS return_id, l.order_item_id::text AS item, r.status,
+               l.quantity, l.received_quantity AS received, l.restocked_quantity AS restocked
+        FROM order_return_lines l JOIN order_returns r ON r.id = l.return_id
+        """,
+    )
+    restocks = await _rows(
+        inventory,
+        "SELECT return_id::text AS return_id, order_item_id::text AS item, "
+        "count(*) AS rows, sum(quantity) AS quantity FROM inventory_restocks "
+        "GROUP BY return_id, order_item_id",
+    )
+    restocked = {(r["return_id"], r["item"]): r for r in restocks}
+    for line in lines:
+        key = (line["return_id"], line["item"])
+        where = f"return {key[0]} line {key[1]}"
+        if not 0 <= line["restocked"] <= line["received"] <= line["quantity"]:
+            report.fail(f"{where}: restocked {line['restocked']} > received {line['received']}")
+        found = restocked.pop(key, None)
+        rows, quantity = (found["rows"], found["quantity"]) if found else (0, 0)
+        if rows > 1:
+            report.fail(f"{where}: restocked {rows} times")
+        # One waiting for an operator may not have restocked yet, never more than its line says.
+        owed = line["status"] == "needs_attention" and quantity < line["restocked"]
+        if line["status"] in RECEIVED_RETURNS and quantity != line["restocked"] and not owed:
+            report.fail(f"{where}: inventory restocked {quantity}, not {line['restocked']}")
+        if line["status"] not in RECEIVED_RETURNS and quantity:
+            report.fail(f"{where}: restocked {quantity} before it was received")
+    for return_id, item in restocked:
+        report.fail(f"return {return_id} line {item}: restocked, but no such return line")
+    await _check_returned_at_most_bought(orders, report)
+
+
+async def _check_returned_at_most_bought(orders: DomainDatabase, report: Report) -> None:
+    rows = await _rows(
+        orders,
+        """
+        SELECT i.id::text AS item, i.quantity AS bought, sum(l.quantity) AS returned
+        FROM order_return_lines l
+        JOIN order_returns r ON r.id = l.return_id AND r.status <> 'rejected'
+        JOIN order_items i ON i.id = l.order_item_id
+        GROUP BY i.id, i.quantity
+        HAVING sum(l.quantity) > i.quantity
+        """,
+    )
+    for row in rows:
+        report.fail(f"order line {row['item']}: {row['returned']} returned of {row['bought']}")
 
 
 async def _check_coupon_limits(db: DomainDatabase, report: Report) -> None:

@@ -59,6 +59,7 @@ from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.order_cancel.workflow import OrderCancelWorkflow
 from workflows.order_refund.workflow import OrderRefundWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
+from workflows.returns.workflow import ReturnWorkflow
 
 log = get_logger(__name__)
 
@@ -136,10 +137,18 @@ def _activities(
             inventory.reserve_inventory,
             inventory.release_inventory,
             inventory.commit_inventory,
+            inventory.restock,
         ]
     if domain == "orders":
         orders = OrdersActivities(db)
-        return [orders.create_order, orders.cancel_order, orders.mark_paid, orders.mark_fulfilling]
+        return [
+            orders.create_order,
+            orders.cancel_order,
+            orders.mark_paid,
+            orders.mark_fulfilling,
+            orders.move_return,
+            orders.receive_return,
+        ]
     if domain == "payments":
         provider = StripeProvider(
             api_key=settings.stripe.api_key.get_secret_value(),
@@ -212,6 +221,7 @@ async def build_worker(
             CheckoutWorkflow,
             ReconcilePaymentWorkflow,
             OrderCancelWorkflow,
+            ReturnWorkflow,
             PaymentAfterSaleWorkflow,
             RefundRetryWorkflow,
             OrderRefundWorkflow,

@@ -28,6 +28,7 @@ CONSUMERS: dict[str, dict[str, Reactions]] = {
         "notifications": notifications.reactions,
         "notifications-after-sale": notifications.after_sale_reactions,
         "notifications-cancellations": notifications.cancellation_reactions,
+        "notifications-returns": notifications.return_reactions,
     },
     "orders": {
         "order-tracking": orders.reactions,

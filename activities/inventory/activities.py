@@ -1,4 +1,5 @@
-"""Inventory steps of the checkout: reserve (compensated by release) and commit."""
+"""Inventory steps of the checkout: reserve (compensated by release) and commit; and a
+return's restock."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from activities.inventory.contract import (
     COMMIT,
     RELEASE,
     RESERVE,
+    RESTOCK,
     InventoryReservation,
     ReserveInventoryInput,
+    RestockInput,
 )
 from activities.shared import OrderRef, ReleaseInput
 from domains.inventory import service
@@ -41,3 +44,13 @@ class InventoryActivities:
         """The payment is captured: reserved units become sold units."""
         async with self.db.begin() as session:
             return await service.commit(session, input.checkout_id, input.order_id)
+
+    @activity.defn(name=RESTOCK.name)
+    async def restock(self, input: RestockInput) -> int:
+        """A return's received units go back on the shelf, at most once per return and line;
+        how many units went back now."""
+        lines = [
+            service.ReturnedLine(x.order_item_id, x.variant_id, x.quantity) for x in input.lines
+        ]
+        async with self.db.begin() as session:
+            return await service.restock(session, input.return_id, lines)

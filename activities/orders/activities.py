@@ -9,14 +9,21 @@ from activities.orders.contract import (
     CREATE,
     MARK_FULFILLING,
     MARK_PAID,
+    MOVE_RETURN,
+    RECEIVE_RETURN,
     CancelOrderInput,
     CreateOrderInput,
+    MoveReturnInput,
     OrderInfo,
     OrderTransitionInput,
+    ReceivedLineValue,
+    ReceivedReturn,
+    ReceiveReturnInput,
 )
 from activities.shared import MoneyValue
-from domains.orders import service
+from domains.orders import returns, service
 from domains.orders.models import Order, OrderStatus
+from domains.orders.statuses import ReturnStatus
 from kit.db import DomainDatabase
 from kit.money import Money
 
@@ -92,3 +99,36 @@ class OrdersActivities:
                 session, input.checkout_id, to, input.reason
             )
             return _info(order)
+
+    @activity.defn(name=MOVE_RETURN.name)
+    async def move_return(self, input: MoveReturnInput) -> bool:
+        """Move a return to a status (recording its label or note); False if it was there."""
+        label = (
+            returns.Label(input.label.carrier, input.label.tracking_number, input.label.label_url)
+            if input.label
+            else None
+        )
+        async with self.db.begin() as session:
+            return await returns.move(
+                session,
+                input.return_id,
+                ReturnStatus(input.to),
+                input.reason,
+                label=label,
+                note=input.note,
+            )
+
+    @activity.defn(name=RECEIVE_RETURN.name)
+    async def receive_return(self, input: ReceiveReturnInput) -> ReceivedReturn:
+        """Record what came back of a return, and what of it goes back to stock."""
+        asked = [returns.Received(x.order_item_id, x.quantity, x.restock) for x in input.lines]
+        async with self.db.begin() as session:
+            recorded = await returns.receive(session, input.return_id, asked, input.reason)
+        return ReceivedReturn(
+            lines=[
+                ReceivedLineValue(
+                    order_item_id=r.order_item_id, quantity=r.quantity, restock=r.restock
+                )
+                for r in recorded
+            ]
+        )

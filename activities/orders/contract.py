@@ -58,3 +58,51 @@ CREATE = ActivityName("orders.create", CreateOrderInput, OrderInfo)
 CANCEL = ActivityName("orders.cancel", CancelOrderInput, bool)
 MARK_PAID = ActivityName("orders.mark_paid", OrderTransitionInput, OrderInfo)
 MARK_FULFILLING = ActivityName("orders.mark_fulfilling", OrderTransitionInput, OrderInfo)
+
+
+# --- returns (domains/orders/returns.py) ---------------------------------------------------
+
+
+class ReturnLabelValue(Payload):
+    """The carrier's return label, as the return records it."""
+
+    carrier: str
+    tracking_number: str
+    label_url: str | None = None
+
+
+class MoveReturnInput(Payload):
+    """Move a return to a status (a ReturnStatus value), with the label or an operator's note
+    that came with the move; a repeat changes nothing."""
+
+    return_id: uuid.UUID
+    to: str
+    reason: str | None = None
+    label: ReturnLabelValue | None = None
+    note: str | None = None
+
+
+class ReceivedLineValue(Payload):
+    """Units of a return's line that came back, and how many go back to stock."""
+
+    order_item_id: uuid.UUID
+    quantity: int = Field(ge=0)
+    restock: int = Field(ge=0)
+
+
+class ReceiveReturnInput(Payload):
+    """What came back of a return (a line not named came back whole, not restocked)."""
+
+    return_id: uuid.UUID
+    lines: list[ReceivedLineValue]
+    reason: str
+
+
+class ReceivedReturn(Payload):
+    """What the return recorded as received, per line (a repeat answers the first record)."""
+
+    lines: list[ReceivedLineValue]
+
+
+MOVE_RETURN = ActivityName("orders.move_return", MoveReturnInput, bool)
+RECEIVE_RETURN = ActivityName("orders.receive_return", ReceiveReturnInput, ReceivedReturn)

@@ -30,7 +30,7 @@ from activities.shipping.contract import (
 )
 from domains.shipping import quotes, service
 from domains.shipping.carrier import CarrierShipment, EasyPostCarrier, Parcel
-from domains.shipping.errors import LabelNotVoidable, ParcelWithCarrier
+from domains.shipping.errors import LabelNotVoidable, ParcelWithCarrier, ShipmentNotFound
 from domains.shipping.models import LabelPurchase, ShippingQuote
 from kit.db import DomainDatabase
 from kit.logging import get_logger
@@ -202,6 +202,14 @@ class ShippingActivities:
         log.info("shipping.withdrawn", order_id=str(input.order_id))
         return True
 
+    async def _delivered_to(self, order_id: uuid.UUID) -> Address:
+        """Where the order's parcel went (a return leaves from there); ShipmentNotFound."""
+        async with self.db.begin() as session:
+            shipment = await service.shipment_for_order(session, order_id)
+        if shipment is None:
+            raise ShipmentNotFound("the order has no shipment", order_id=str(order_id))
+        return Address.model_validate(shipment.ship_to)
+
     @activity.defn(name=RETURN_LABEL.name)
     async def create_return_label(self, input: ReturnLabelInput) -> ReturnLabel:
         """Buy the cheapest return label from the buyer's address to the warehouse (idempotent
@@ -210,8 +218,9 @@ class ShippingActivities:
         async with self.db.begin() as session:
             purchase = await service.purchase(session, key)
         if purchase is None:
+            ship_from = input.ship_from or await self._delivered_to(input.order_id)
             fresh = await self._fresh(
-                input.ship_from, _parcel(input.parcel), f"return:{input.order_id}", is_return=True
+                ship_from, _parcel(input.parcel), f"return:{input.order_id}", is_return=True
             )
             cheapest = fresh.cheapest()
             purchase = await self._record(key, "return", input.order_id, fresh.id, cheapest.id)

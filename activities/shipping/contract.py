@@ -55,11 +55,12 @@ class CancelShipmentInput(Payload):
 
 class ReturnLabelInput(Payload):
     """Buy a return label (the buyer sends the parcel back to the warehouse) for an order;
-    idempotent by `return_id`."""
+    idempotent by `return_id`. Without `ship_from`, the parcel leaves from the address the
+    order's shipment went to (read from the shipping database: no address in the history)."""
 
     return_id: uuid.UUID
     order_id: uuid.UUID
-    ship_from: Address
+    ship_from: Address | None = None
     parcel: ParcelValue | None = None
 
 

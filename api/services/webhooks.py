@@ -33,6 +33,7 @@ from workflows.aftersale_client import deliver_after_sale
 from workflows.checkout.client import CheckoutNotRunning
 from workflows.checkout.contract import CheckoutStatus
 from workflows.checkout.models import PaymentEvent
+from workflows.returns.client import ReturnClient
 
 log = get_logger(__name__)
 
@@ -391,6 +392,8 @@ async def _record_tracking(
         if purchase is not None and purchase.kind == "return":
             # A return label's parcel: the returns flow follows it, not the order's shipment.
             log.info("webhooks.return_tracking", carrier=carrier, status=status.value)
+            if status == ShipmentStatus.DELIVERED:
+                await _return_delivered(wired, purchase.key)
             return WebhookReceipt(duplicate=False)
         # Tracking can overtake the purchase's own record (the carrier answers the purchase,
         # then reports the parcel before our row is committed): refuse it unrecorded, so the
@@ -403,3 +406,16 @@ async def _record_tracking(
             headers={"Retry-After": "5"},
         ) from exc
     return WebhookReceipt(duplicate=not new)
+
+
+async def _return_delivered(wired: Platform, purchase_key: str) -> None:
+    """The carrier delivered a return label's parcel to the warehouse: the return (named by the
+    purchase's key, `return:<return_id>`) is received, every unit restocked. A Temporal failure
+    propagates (5xx: the carrier redelivers); a return that no longer runs ignores it."""
+    try:
+        return_id = uuid.UUID(purchase_key.removeprefix("return:"))
+    except ValueError:
+        log.warning("webhooks.return_tracking.unknown_key", key=purchase_key)
+        return
+    waiting = await ReturnClient(wired.temporal).carrier_delivered(return_id)
+    log.info("webhooks.return_delivered", return_id=str(return_id), signalled=waiting)

@@ -114,6 +114,12 @@ class FailureCode(StrEnum):
     INVALID_ORDER_TRANSITION = "invalid_order_transition"
     ORDER_NOT_CANCELLABLE = "order_not_cancellable"
     ORDER_AMOUNTS_MISMATCH = "order_amounts_mismatch"
+    RETURN_NOT_FOUND = "return_not_found"
+    ORDER_NOT_RETURNABLE = "order_not_returnable"
+    RETURN_WINDOW_CLOSED = "return_window_closed"
+    RETURN_QUANTITY_EXCEEDED = "return_quantity_exceeded"
+    RETURN_LINE_UNKNOWN = "return_line_unknown"
+    RETURN_NOT_AWAITING = "return_not_awaiting"
     # domains.payments
     PAYMENT_NOT_FOUND = "payment_not_found"
     PAYMENT_DECLINED = "payment_declined"

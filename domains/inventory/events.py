@@ -29,3 +29,13 @@ class ReservationChanged(BaseModel):
     quantity: int
     status: str
     order_id: uuid.UUID | None = None
+
+
+class Restocked(BaseModel):
+    """`inventory.restocked`: returned units of a variant went back to stock (once per return and
+    order line)."""
+
+    return_id: uuid.UUID
+    order_item_id: uuid.UUID
+    variant_id: uuid.UUID
+    quantity: int

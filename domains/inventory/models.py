@@ -72,3 +72,24 @@ class InventoryReservation(Base):
     checkout_id: Mapped[uuid.UUID]
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+
+
+class InventoryRestock(Base):
+    """Returned units put back on the shelf (added beside the seed).
+
+    One row per (`return_id`, `order_item_id`): the row and the stock's increase commit together,
+    so a retried or repeated restock of a return's line adds nothing twice.
+    """
+
+    __tablename__ = "inventory_restocks"
+    __table_args__ = (
+        UniqueConstraint("return_id", "order_item_id"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    return_id: Mapped[uuid.UUID]
+    order_item_id: Mapped[uuid.UUID]
+    variant_id: Mapped[uuid.UUID]
+    quantity: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = created_at_column()

@@ -14,8 +14,8 @@ from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from domains.inventory.errors import InventoryNotFound, OutOfStock, StockBelowReserved
-from domains.inventory.events import AGGREGATE, ReservationChanged, StockLevel
-from domains.inventory.models import InventoryItem, InventoryReservation
+from domains.inventory.events import AGGREGATE, ReservationChanged, Restocked, StockLevel
+from domains.inventory.models import InventoryItem, InventoryReservation, InventoryRestock
 from domains.inventory.statuses import ReservationStatus
 from kit.outbox import NewEvent, append_event, append_events
 
@@ -303,3 +303,86 @@ async def expired_checkouts(
         .limit(limit)
     )
     return list(rows)
+
+
+@dataclass(frozen=True)
+class ReturnedLine:
+    """Units of an order line that came back and go back to stock."""
+
+    order_item_id: uuid.UUID
+    variant_id: uuid.UUID
+    quantity: int
+
+
+async def restock(
+    session: AsyncSession, return_id: uuid.UUID, lines: Sequence[ReturnedLine]
+) -> int:
+    """Put a return's received units back on the shelf, each (return, order line) at most once;
+    how many units went back now (0 for a repeat).
+
+    The restock rows are inserted first (unique per return and order line, `ON CONFLICT DO
+    NOTHING`); only the rows this call inserted raise `total_stock`, in the same transaction.
+    """
+    wanted = [line for line in lines if line.quantity > 0]
+    if not wanted:
+        return 0
+    connection = await session.connection()
+    inserted = await connection.execute(
+        insert(InventoryRestock)
+        .values(
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "return_id": return_id,
+                    "order_item_id": line.order_item_id,
+                    "variant_id": line.variant_id,
+                    "quantity": line.quantity,
+                }
+                for line in wanted
+            ]
+        )
+        .on_conflict_do_nothing(
+            index_elements=[InventoryRestock.return_id, InventoryRestock.order_item_id]
+        )
+        .returning(
+            InventoryRestock.order_item_id, InventoryRestock.variant_id, InventoryRestock.quantity
+        )
+    )
+    new = [ReturnedLine(*row) for row in inserted]
+    if not new:
+        return 0
+    per_variant: dict[uuid.UUID, int] = {}
+    for line in new:
+        per_variant[line.variant_id] = per_variant.get(line.variant_id, 0) + line.quantity
+    await _move_stock(
+        connection,
+        [_StockDelta(variant, 0, quantity) for variant, quantity in sorted(per_variant.items())],
+    )
+    await append_events(
+        session,
+        [
+            NewEvent(
+                AGGREGATE,
+                line.variant_id,
+                "inventory.restocked",
+                Restocked(
+                    return_id=return_id,
+                    order_item_id=line.order_item_id,
+                    variant_id=line.variant_id,
+                    quantity=line.quantity,
+                ),
+            )
+            for line in new
+        ],
+    )
+    return sum(line.quantity for line in new)
+
+
+async def restocked(session: AsyncSession, return_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    """What a return put back on the shelf, per order line."""
+    rows = await session.execute(
+        select(InventoryRestock.order_item_id, InventoryRestock.quantity).where(
+            InventoryRestock.return_id == return_id
+        )
+    )
+    return {item: quantity for item, quantity in rows}

@@ -38,6 +38,14 @@ class NotificationKind(StrEnum):
     ORDER_CANCELLED = "order_cancelled"
     # To the operators (OPERATORS), not a buyer: a buyer's bank disputes a payment.
     PAYMENT_DISPUTED = "payment_disputed"
+    # A return of some of an order's units, at each step the buyer cares about.
+    RETURN_REQUESTED = "return_requested"
+    RETURN_APPROVED = "return_approved"
+    RETURN_REJECTED = "return_rejected"
+    RETURN_RECEIVED = "return_received"
+    RETURN_REFUNDED = "return_refunded"
+    # To the operators: a return's step failed for good and waits for them.
+    RETURN_NEEDS_ATTENTION = "return_needs_attention"
 
 
 # An order's status until its checkout captured the payment.
@@ -267,3 +275,51 @@ async def payment_disputed(session: AsyncSession, event: DisputeOpened) -> None:
 # Cancelled orders came later still: a consumer of its own, so the durables above keep theirs.
 cancellation_reactions = Reactions()
 cancellation_reactions.on(ORDER_CANCELLED, OrderRefunded)(order_cancelled)
+
+
+class ReturnChanged(_Read):
+    """`return.<status>`, as far as notifications reads it."""
+
+    return_id: uuid.UUID
+    order_id: uuid.UUID
+    order_number: str
+    user_id: uuid.UUID
+    to_state: str
+    refund_amount: Decimal
+    currency: str
+
+
+def _return_notice(
+    kind: NotificationKind, *, to_operators: bool = False
+) -> Reaction[ReturnChanged]:
+    """Tell the buyer (or the operators) where a return stands: `kind`, and its refund."""
+
+    async def notify(session: AsyncSession, event: ReturnChanged) -> None:
+        body = {
+            "return_id": str(event.return_id),
+            "order_id": str(event.order_id),
+            "order_number": event.order_number,
+            "refund_amount": str(Money.rounded(event.refund_amount, event.currency).amount),
+            "currency": event.currency,
+        }
+        recipient = OPERATORS if to_operators else event.user_id
+        await service.notify(session, recipient, kind, body)
+
+    return notify
+
+
+# Returns came later still: a consumer of their own, so the durables above keep theirs.
+return_reactions = Reactions()
+for _status, _kind in (
+    ("requested", NotificationKind.RETURN_REQUESTED),
+    ("approved", NotificationKind.RETURN_APPROVED),
+    ("rejected", NotificationKind.RETURN_REJECTED),
+    ("received", NotificationKind.RETURN_RECEIVED),
+    ("refunded", NotificationKind.RETURN_REFUNDED),
+):
+    return_reactions.on(EventName("orders", "order_return", f"return.{_status}"), ReturnChanged)(
+        _return_notice(_kind)
+    )
+return_reactions.on(EventName("orders", "order_return", "return.needs_attention"), ReturnChanged)(
+    _return_notice(NotificationKind.RETURN_NEEDS_ATTENTION, to_operators=True)
+)

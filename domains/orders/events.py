@@ -34,3 +34,20 @@ class OrderStatusChanged(BaseModel):
     total_amount: Decimal | None = None
     refunded_amount: Decimal | None = None
     currency: str | None = None
+
+
+RETURN_AGGREGATE = "order_return"
+
+
+class ReturnChanged(BaseModel):
+    """`return.<status>`: requested, approved, rejected, received, refunded, needs_attention."""
+
+    return_id: uuid.UUID
+    order_id: uuid.UUID
+    order_number: str
+    user_id: uuid.UUID
+    from_state: str | None
+    to_state: str
+    reason: str | None = None
+    refund_amount: Decimal
+    currency: str

@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from domains.orders.statuses import AddressType
+from domains.orders.statuses import AddressType, ReturnStatus
 
 # Re-exported (`as`): the orders activities import it from here.
 from domains.orders.statuses import OrderStatus as OrderStatus
@@ -148,6 +148,97 @@ class OrderStateTransition(Base):
 
     id: Mapped[uuid.UUID] = uuid_pk()
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    changed_at: Mapped[datetime] = created_at_column()
+    reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class OrderReturn(Base):
+    """A buyer's return of some units of a delivered order (added beside the seed).
+
+    Unique (`order_id`, `key_hash`): the buyer's Idempotency-Key (hashed with the buyer's id) makes
+    one return per request; `fingerprint` is the request's, so the same key with another body is
+    refused. `refund_amount` is fixed when the return is asked for (the lines' share, plus the
+    shipping and its tax when the return completes the order's units); the label columns are the
+    carrier's return label once bought; `note` an operator's (a rejection, a settlement by hand).
+    """
+
+    __tablename__ = "order_returns"
+    __table_args__ = (
+        UniqueConstraint("order_id", "key_hash"),
+        one_of("status", [s.value for s in ReturnStatus]),
+        CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
+        CheckConstraint(
+            "refund_amount >= 0 AND shipping_refund_amount >= 0 "
+            "AND shipping_refund_amount <= refund_amount",
+            name="refund_bounded",
+        ),
+        Index("ix_order_returns_status", "status", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    key_hash: Mapped[str] = mapped_column(String(64))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(String(500))
+    refund_amount: Mapped[Decimal]
+    # The part of `refund_amount` that is the order's shipping and its tax.
+    shipping_refund_amount: Mapped[Decimal] = mapped_column(server_default="0")
+    currency: Mapped[str] = mapped_column(String(3))
+    carrier: Mapped[str | None] = mapped_column(String(32))
+    tracking_number: Mapped[str | None] = mapped_column(String(64))
+    label_url: Mapped[str | None] = mapped_column(String(2048))
+    note: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = created_at_column()
+    updated_at: Mapped[datetime] = updated_at_column()
+
+
+class OrderReturnLine(Base):
+    """Units of one order line in a return (added beside the seed).
+
+    `received_quantity` is what came back, `restocked_quantity` what of it went back to stock:
+    `restocked <= received <= quantity`, checked by the database. `refund_amount` is the line's
+    share of the return's refund.
+    """
+
+    __tablename__ = "order_return_lines"
+    __table_args__ = (
+        UniqueConstraint("return_id", "order_item_id"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "restocked_quantity >= 0 AND restocked_quantity <= received_quantity "
+            "AND received_quantity <= quantity",
+            name="received_bounded",
+        ),
+        CheckConstraint("refund_amount >= 0", name="refund_non_negative"),
+        Index("ix_order_return_lines_order_item", "order_item_id"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    return_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order_returns.id", ondelete="CASCADE"))
+    order_item_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("order_items.id", ondelete="CASCADE")
+    )
+    quantity: Mapped[int] = mapped_column(Integer)
+    received_quantity: Mapped[int] = mapped_column(Integer, server_default="0")
+    restocked_quantity: Mapped[int] = mapped_column(Integer, server_default="0")
+    refund_amount: Mapped[Decimal]
+
+
+class ReturnStateTransition(Base):
+    """Every status change of a return, with its reason (an actor, a policy or a failure)."""
+
+    __tablename__ = "return_state_transitions"
+    __table_args__ = (
+        one_of("to_state", [s.value for s in ReturnStatus], name="to_state_valid"),
+        Index("ix_return_state_transitions_return", "return_id", "changed_at"),
+    )
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    return_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order_returns.id", ondelete="CASCADE"))
     from_state: Mapped[str | None] = mapped_column(String(24))
     to_state: Mapped[str] = mapped_column(String(24))
     changed_at: Mapped[datetime] = created_at_column()

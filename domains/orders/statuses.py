@@ -19,6 +19,17 @@ class OrderStatus(StrEnum):
     REFUNDED = "refunded"
 
 
+class ReturnStatus(StrEnum):
+    """A return's lifecycle (docs/reference/states.md)."""
+
+    REQUESTED = "requested"  # asked for by the buyer, waiting for a decision
+    APPROVED = "approved"  # accepted: a return label is (being) bought, the parcel is awaited
+    REJECTED = "rejected"  # refused by an operator: final, its units may be asked for again
+    RECEIVED = "received"  # the parcel is back: restocked as asked, the refund under way
+    REFUNDED = "refunded"  # the money went back (or an operator settled it by hand): final
+    NEEDS_ATTENTION = "needs_attention"  # a step failed for good: an operator retries/resolves
+
+
 class AddressType(StrEnum):
     """Which address of an order a row holds."""
 

@@ -238,3 +238,9 @@ def test_the_calls_match_the_documented_routes() -> None:
     assert refund.headers == {"Idempotency-Key": "k1"}
     assert call_for(cli.parse_args(["disputes"])).path == "/v1/ops/disputes"
     assert call_for(cli.parse_args(["returns", "approve", str(item)])).path.endswith("/approve")
+    rejected = call_for(cli.parse_args(["returns", "reject", str(item), "--reason", "worn"]))
+    assert (rejected.path, rejected.body) == (f"/v1/ops/returns/{item}/reject", {"note": "worn"})
+    resolved = call_for(cli.parse_args(["returns", "resolve", str(item), "--note", "paid"]))
+    assert (resolved.path, resolved.body) == (f"/v1/ops/returns/{item}/resolve", {"note": "paid"})
+    retried = call_for(cli.parse_args(["returns", "retry", str(item)]))
+    assert (retried.method, retried.path) == ("POST", f"/v1/ops/returns/{item}/retry")

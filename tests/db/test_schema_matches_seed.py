@@ -34,7 +34,14 @@ ADDED_TABLES = {
         "payment_refund_requests",
     },
     "notifications": {"consumer_inbox", "consumer_dead_letters", "order_recipients"},
-    "orders": {"consumer_inbox", "consumer_dead_letters"},
+    "orders": {
+        "consumer_inbox",
+        "consumer_dead_letters",
+        "order_returns",
+        "order_return_lines",
+        "return_state_transitions",
+    },
+    "inventory": {"inventory_restocks"},
     "shipping": {"label_purchases", "shipping_quotes"},
 }
 # Beside every outbox: which relay publishes which partition of it (kit/outbox.py).

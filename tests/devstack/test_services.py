@@ -12,7 +12,13 @@ from temporalio.client import Client
 from devstack.services.temporal import DevServerConfig
 from tests.conftest import Service
 
-OPERATOR_SEARCH_ATTRIBUTES = {"CheckoutStatus", "CheckoutStep", "OrderNumber", "CustomerId"}
+OPERATOR_SEARCH_ATTRIBUTES = {
+    "CheckoutStatus",
+    "CheckoutStep",
+    "OrderNumber",
+    "CustomerId",
+    "ReturnStatus",
+}
 
 
 async def test_temporal_knows_the_search_attributes(temporal: Service) -> None:

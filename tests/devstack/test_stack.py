@@ -187,7 +187,13 @@ def test_up_serves_everything_refuses_a_twin_and_stops_clean(stack_env: dict[str
             text=True,
             check=True,
         ).stdout
-        for attribute in ("CheckoutStatus", "CheckoutStep", "OrderNumber", "CustomerId"):
+        for attribute in (
+            "CheckoutStatus",
+            "CheckoutStep",
+            "OrderNumber",
+            "CustomerId",
+            "ReturnStatus",
+        ):
             assert attribute in listed
 
         twin = subprocess.run(

@@ -76,6 +76,19 @@ def _order_status(to_state: str) -> orders.OrderStatusChanged:
     )
 
 
+def _return(to_state: str) -> orders.ReturnChanged:
+    return orders.ReturnChanged(
+        return_id=uuid.uuid4(),
+        order_id=uuid.uuid4(),
+        order_number="ORD-100001",
+        user_id=uuid.uuid4(),
+        from_state="requested",
+        to_state=to_state,
+        refund_amount=Decimal("8.86"),
+        currency="EUR",
+    )
+
+
 # (producing domain, event type) -> the producer's aggregate type and a payload it publishes.
 PUBLISHED: dict[tuple[str, str], tuple[str, BaseModel]] = {
     ("orders", "order.created"): (
@@ -135,6 +148,14 @@ PUBLISHED: dict[tuple[str, str], tuple[str, BaseModel]] = {
     ("orders", "order.partially_refunded"): (orders.AGGREGATE, _order_status("partially_refunded")),
     ("orders", "order.refunded"): (orders.AGGREGATE, _order_status("refunded")),
     ("orders", "order.cancelled"): (orders.AGGREGATE, _order_status("cancelled")),
+    **{
+        ("orders", f"return.{status}"): (orders.RETURN_AGGREGATE, _return(status))
+        for status in ("requested", "approved", "rejected", "received", "refunded")
+    },
+    ("orders", "return.needs_attention"): (
+        orders.RETURN_AGGREGATE,
+        _return("needs_attention"),
+    ),
     ("shipping", "shipment.created"): (shipping.AGGREGATE, _shipment("label_created")),
     ("shipping", "shipment.in_transit"): (shipping.AGGREGATE, _shipment("in_transit")),
     ("shipping", "shipment.delivered"): (shipping.AGGREGATE, _shipment("delivered")),

@@ -169,6 +169,8 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("CHECKOUT_PAYMENT_TIMEOUT", "PT5M", ("checkout", "payment_timeout"), timedelta(minutes=5)),
     ("CHECKOUT_PAYMENT_RECHECK_S", "7", ("checkout", "payment_recheck_s"), 7),
     ("CHECKOUT_RATE_PER_MINUTE", "3", ("checkout", "rate_per_minute"), 3),
+    ("RETURN_WINDOW_DAYS", "14", ("returns", "window_days"), 14),
+    ("RETURN_AUTO_APPROVE", "true", ("returns", "auto_approve"), True),
 ]
 NAMES = [name for name, *_ in VARIABLES]
 

@@ -148,6 +148,22 @@ async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
             ("DOMAIN_PAYMENTS", ["payments.payment.payment.dispute_opened"]),
         ],
         "notifications-cancellations": [("DOMAIN_ORDERS", ["orders.order.order.cancelled"])],
+        "notifications-returns": [
+            (
+                "DOMAIN_ORDERS",
+                [
+                    f"orders.order_return.return.{status}"
+                    for status in (
+                        "requested",
+                        "approved",
+                        "rejected",
+                        "received",
+                        "refunded",
+                        "needs_attention",
+                    )
+                ],
+            )
+        ],
         "order-refunds": [
             (
                 "DOMAIN_PAYMENTS",
@@ -165,6 +181,7 @@ async def test_every_consumer_keeps_its_durables_and_subject_filters() -> None:
             "notifications",
             "notifications-after-sale",
             "notifications-cancellations",
+            "notifications-returns",
         ],
         "orders": ["order-tracking", "order-refunds"],
     }

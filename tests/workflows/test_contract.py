@@ -22,6 +22,7 @@ from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of, 
 from workflows.checkout.steps import STEPS, failure_code
 from workflows.order_cancel.workflow import CALLS as ORDER_CANCEL_CALLS
 from workflows.order_refund.workflow import CALLS as ORDER_REFUND_CALLS
+from workflows.returns.workflow import CALLS as RETURN_CALLS
 
 
 def _domain_errors() -> set[type[DomainError]]:
@@ -83,12 +84,10 @@ def test_every_step_runs_on_its_domains_queue() -> None:
 
 def test_every_remote_activity_has_options() -> None:
     # The checkout's own record has its own options (local first, then on the checkout queue);
-    # return labels are bought by the returns flow, not by the checkout; refunds and disputes
-    # after the sale are recorded by their own workflows.
+    # refunds and disputes after the sale are recorded by their own workflows.
     records = {
         "checkout.open_session",
         "checkout.record_progress",
-        "shipping.create_return_label",
         "payments.after_sale",
         "payments.retry_refund",
     }
@@ -96,8 +95,9 @@ def test_every_remote_activity_has_options() -> None:
     records |= {"payments.calculate_tax", "payments.commit_tax", "payments.reverse_tax"}
     named = {activity.name for activity in _contract_activities()}
     # The order cancellation calls some of the checkout's activities and one of its own; an
-    # operator's order refund calls its own two.
-    assert named - records == set(STEPS) | ORDER_CANCEL_CALLS | ORDER_REFUND_CALLS
+    # operator's order refund calls its own two; a return its own and the refund's.
+    calls = ORDER_CANCEL_CALLS | ORDER_REFUND_CALLS | RETURN_CALLS
+    assert named - records == set(STEPS) | calls
 
 
 @pytest.mark.parametrize("text", ["checkout-", "checkout-nope", "reconcile-pi_1", ""])

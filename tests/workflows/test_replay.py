@@ -44,6 +44,7 @@ from workflows.checkout.models import (
 from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.order_cancel.workflow import OrderCancelWorkflow
 from workflows.order_refund.workflow import OrderRefundWorkflow
+from workflows.returns.workflow import ReturnWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 # The set recorded last, named for the patch it was recorded under (`run-watch`: one timer per run
@@ -69,7 +70,7 @@ Handle = WorkflowHandle[CheckoutWorkflow, CheckoutStatusBody]
 
 def _replayer() -> Replayer:
     return Replayer(
-        workflows=[CheckoutWorkflow, OrderCancelWorkflow, OrderRefundWorkflow],
+        workflows=[CheckoutWorkflow, OrderCancelWorkflow, OrderRefundWorkflow, ReturnWorkflow],
         data_converter=data_converter(get_settings().temporal),
     )
 

@@ -29,6 +29,7 @@ __all__ = [
     "FINAL",
     "ORDER_NUMBER",
     "PAYMENT_NOT_REQUIRED",
+    "RETURN_STATUS",
     "SEARCH_ATTRIBUTES",
     "WAITING_PAYMENT",
     "WORKFLOW_TYPE",
@@ -61,8 +62,10 @@ CHECKOUT_STATUS = SearchAttributeKey.for_keyword("CheckoutStatus")
 CHECKOUT_STEP = SearchAttributeKey.for_keyword("CheckoutStep")
 ORDER_NUMBER = SearchAttributeKey.for_keyword("OrderNumber")
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+# A return's status (ReturnWorkflow), as operators filter returns in the web UI.
+RETURN_STATUS = SearchAttributeKey.for_keyword("ReturnStatus")
 # Every key, as `temporal/dev-server.yml` and the time-skipping test server register them.
-SEARCH_ATTRIBUTES = (CHECKOUT_STATUS, CHECKOUT_STEP, ORDER_NUMBER, CUSTOMER_ID)
+SEARCH_ATTRIBUTES = (CHECKOUT_STATUS, CHECKOUT_STEP, ORDER_NUMBER, CUSTOMER_ID, RETURN_STATUS)
 
 # The status body's `payment.status` of a checkout whose total is zero: no payment is taken.
 PAYMENT_NOT_REQUIRED = "not_required"

@@ -22,6 +22,7 @@ from tests.workflows.fast.harness import Shop
 from tests.workflows.fast.standins import BEAT, Standins
 from workflows.checkout.contract import SEARCH_ATTRIBUTES, TaskQueue
 from workflows.checkout.workflow import CheckoutWorkflow
+from workflows.returns.workflow import ReturnWorkflow
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +57,7 @@ async def standins(skipping: WorkflowEnvironment) -> AsyncIterator[Standins]:
             worker = Worker(
                 skipping.client,
                 task_queue=queue,
-                workflows=[CheckoutWorkflow] if queue == TaskQueue.CHECKOUT else [],
+                workflows=[CheckoutWorkflow, ReturnWorkflow] if queue == TaskQueue.CHECKOUT else [],
                 activities=activities,
                 # A held stand-in's heartbeat goes out at once: a cancellation reaches it fast.
                 default_heartbeat_throttle_interval=BEAT,

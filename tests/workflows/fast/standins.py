@@ -44,6 +44,7 @@ from activities.shipping import contract as shipping
 from tests.workflows.fast.world import LIVE_INTENT, Fail, Hang, Transient, World
 from workflows.checkout.contract import FailureCode, TaskQueue, checkout_id_of
 from workflows.checkout.steps import STEPS
+from workflows.returns.models import return_id_of
 
 # How often a held stand-in heartbeats (the worker sends heartbeats this often, so a
 # cancellation reaches it at once).
@@ -297,10 +298,55 @@ def _retry_refund(world: World, arg: payments.RetryRefundInput) -> payments.Retr
     raise ApplicationError("no failed refund in the fake world", non_retryable=True)
 
 
-def _no_refund_request(world: World, arg: object) -> payments.RefundRequestResult:
-    # The checkout never asks for refunds after the sale (operators do, through
-    # OrderRefundWorkflow, and returns).
-    raise ApplicationError("no refund request in the fake world", non_retryable=True)
+def _request_refund(world: World, arg: payments.RefundRequestInput) -> payments.RefundRequestResult:
+    """A refund asked for after the sale (a return's; the checkout never asks): recorded once per
+    key."""
+    world.refund_requests.setdefault(arg.key, arg.amount.amount)
+    return payments.RefundRequestResult(
+        refund_id=uuid.uuid5(world.checkout_id, arg.key),
+        order_id=arg.order_id,
+        amount=arg.amount,
+        status="pending",
+    )
+
+
+def _send_refund(world: World, arg: payments.SendRefundInput) -> payments.RefundRequestResult:
+    """The provider settles the refund as the world's script says (else it succeeds)."""
+    status = world.refund_outcomes.pop(0) if world.refund_outcomes else "succeeded"
+    if status == "succeeded":
+        world.refunded += sum(world.refund_requests.values(), Decimal(0)) - world.refunded
+    return payments.RefundRequestResult(
+        refund_id=arg.refund_id,
+        order_id=world.checkout_id,
+        amount=MoneyValue(amount=Decimal(0), currency=CURRENCY),
+        status=status,
+    )
+
+
+def _move_return(world: World, arg: orders.MoveReturnInput) -> bool:
+    if world.return_moves and world.return_moves[-1] == arg.to:
+        return False
+    world.return_moves.append(str(arg.to))
+    return True
+
+
+def _receive_return(world: World, arg: orders.ReceiveReturnInput) -> orders.ReceivedReturn:
+    if "received" not in world.return_moves:
+        world.return_moves.append("received")
+        world.records.append(arg)
+    first: orders.ReceiveReturnInput = next(
+        r for r in world.records if isinstance(r, orders.ReceiveReturnInput)
+    )
+    return orders.ReceivedReturn(lines=first.lines)
+
+
+def _restock(world: World, arg: inventory.RestockInput) -> int:
+    added = 0
+    for line in arg.lines:
+        if line.order_item_id not in world.restocked:
+            world.restocked[line.order_item_id] = line.quantity
+            added += line.quantity
+    return added
 
 
 def _untaxed(currency: str, lines: list[payments.LineTaxValue]) -> payments.TaxResultValue:
@@ -373,10 +419,13 @@ BEHAVIOURS: dict[str, Effect] = {
     inventory.RESERVE.name: _reserve_stock,
     inventory.RELEASE.name: _release_stock,
     inventory.COMMIT.name: _commit_stock,
+    inventory.RESTOCK.name: _restock,
     orders.CREATE.name: _create_order,
     orders.CANCEL.name: _cancel_order,
     orders.MARK_PAID.name: _mark("paid", ("pending_payment",)),
     orders.MARK_FULFILLING.name: _mark("fulfilling", ("paid",)),
+    orders.MOVE_RETURN.name: _move_return,
+    orders.RECEIVE_RETURN.name: _receive_return,
     payments.AUTHORIZE.name: _authorize,
     payments.CONFIRM.name: _confirm,
     payments.REFRESH.name: _refresh,
@@ -385,8 +434,8 @@ BEHAVIOURS: dict[str, Effect] = {
     payments.SETTLE_ENDED.name: _settle_ended,
     payments.AFTER_SALE.name: _after_sale,
     payments.RETRY_REFUND.name: _retry_refund,
-    payments.REQUEST_REFUND.name: _no_refund_request,
-    payments.SEND_REFUND.name: _no_refund_request,
+    payments.REQUEST_REFUND.name: _request_refund,
+    payments.SEND_REFUND.name: _send_refund,
     payments.CALCULATE_TAX.name: _calculate_tax,
     payments.COMMIT_TAX.name: _commit_tax,
     payments.REVERSE_TAX.name: _reverse_tax,
@@ -466,8 +515,15 @@ class Standins:
 
         return activity.defn(dynamic=True)(unknown)
 
+    def return_world(self, return_id: uuid.UUID) -> World:
+        """A new return's world (keyed by the return's id)."""
+        world = World(checkout_id=return_id)
+        self.worlds[return_id] = world
+        return world
+
     def _world_of_caller(self, name: str) -> World:
-        checkout_id = checkout_id_of(activity.info().workflow_id or "")
+        caller = activity.info().workflow_id or ""
+        checkout_id = checkout_id_of(caller) or return_id_of(caller)
         world = self.worlds.get(checkout_id) if checkout_id else None
         if world is None:
             raise ApplicationError(f"{name}: no world for this run", non_retryable=True)

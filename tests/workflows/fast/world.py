@@ -90,6 +90,13 @@ class World:
     # When (server time) each activity's latest attempt was scheduled.
     scheduled: dict[str, datetime] = field(default_factory=dict)
     script: dict[str, Behaviour] = field(default_factory=dict)
+    # A return's world (ReturnWorkflow; `checkout_id` is then the return's id): the statuses it
+    # recorded, what came back, what went back to stock per order line, the refunds asked for
+    # (by key) and how the provider settles each refund sent, in order (then `succeeded`).
+    return_moves: list[str] = field(default_factory=list)
+    restocked: dict[uuid.UUID, int] = field(default_factory=dict)
+    refund_requests: dict[str, Decimal] = field(default_factory=dict)
+    refund_outcomes: list[str] = field(default_factory=list)
 
     @property
     def intent_id(self) -> str:

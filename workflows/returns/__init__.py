@@ -1,0 +1,1 @@
+"""Returns of delivered orders: the workflow, its payloads and its client."""
