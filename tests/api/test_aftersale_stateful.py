@@ -2,22 +2,28 @@
 
 A hypothesis `RuleBasedStateMachine` over a few completed checkouts (some paid with
 `pm_card_refundFail`, whose refunds fail at the card network a moment after they are made). In
-any order: the carrier moves a parcel on (its tracking event reaches the platform through the
+any order: the carrier moves a parcel on (its tracking events reach the platform through the
 sandbox), the buyer or an operator cancels the order (`POST /v1/orders/{id}/cancel`: 202 while the
 carrier does not have the parcel, 409 `already_shipped` once it does), someone refunds part, the
 rest or too much in the provider's dashboard (the Stripe SDK against the sandbox), an operator
-retries or resolves a failed refund from `GET /v1/ops/refunds/failed`, and the provider delivers
-one of its events again. A step may wait for the platform to catch up, or not.
+refunds part of an order (`POST /v1/ops/orders/{id}/refunds`, replayed under its key, 422
+`refund_exceeds_captured` beyond what is left), an operator retries or resolves a failed refund
+from `GET /v1/ops/refunds/failed`, the buyer returns units of a delivered order and an operator
+approves, rejects or receives them (restocked or not), and the provider delivers one of its
+events again. A step may wait for the platform to catch up, or not. Operator refunds and returns
+are left out where the platform does not offer them.
 
-After every step the invariants that hold even while events are on their way hold (the ledger
-and the payments database never refund more than was captured, stock is never oversold), and
-each sale the platform has caught up with (nothing in flight for it: its refunds and tracking
-recorded, its cancellation done) meets docs/reference/invariants.md (money after the sale, 11)
+After every step what holds even while events are on their way holds (neither the ledger nor the
+payments database refunds more than was captured, every refund has its status, stock is never
+oversold nor restocked beyond what was sold), and each sale the platform has caught up with
+(nothing in flight for it: its refunds and tracking recorded, its cancellation and returns done)
+meets the invariants (docs/reference/invariants.md, money after the sale and returns among them)
 and the model: a cancel accepted leaves the order `cancelled`, everything refunded (or the failed
-refund owed and waiting for an operator) and its units back in stock exactly once; the order
-shows what its succeeded refunds gave back and follows its parcel until money went back; every
-failed refund not yet retried or resolved is listed for operators, and no other. At the end of
-each example every sale must catch up, and everything is checked again.
+refund owed and waiting for an operator) and its units back in stock once; a returned unit is
+back in stock once, and only when received for restocking; the order shows what its succeeded
+refunds gave back and follows its parcel until money went back; every failed refund not yet
+retried or resolved is listed for operators, and no other. At the end of each example every sale
+must catch up, and everything is checked again.
 
 The machine's seed is printed; `STATEFUL_SEED=<n>` runs the same choices again (the platform's
 timing still varies); `STATEFUL_EXAMPLES=<n>` runs more examples than CI's 3.
