@@ -401,17 +401,25 @@ class AfterSaleMachine(RuleBasedStateMachine):
                 st.sampled_from([VISA, VISA, REFUND_FAIL]),
                 st.integers(1, 2),
                 st.sampled_from(["20.00", "9.99", "35.50"]),
+                st.booleans(),
             ),
             min_size=2,
             max_size=3,
         ),
     )
-    def completed_sales(self, orders: list[tuple[str, int, str]]) -> MultipleResults[Sale]:
-        """A few checkouts, completed through the API, each on its own variant."""
+    def completed_sales(self, orders: list[tuple[str, int, str, bool]]) -> MultipleResults[Sale]:
+        """A few checkouts, completed through the API, each on its own variant; some delivered
+        already (so returns meet delivered orders)."""
         shop = Shop(self.http, self.world.operator, self.buyer, self.world.platform)
 
+        async def sale(method: str, quantity: int, price: str, delivered: bool) -> Sale:
+            made = await self._sell(shop, method, quantity, price)
+            if delivered:
+                await self._move(made, all_the_way=True, settle=True)
+            return made
+
         async def sell() -> list[Sale]:
-            return list(await asyncio.gather(*(self._sell(shop, *order) for order in orders)))
+            return list(await asyncio.gather(*(sale(*order) for order in orders)))
 
         made = self.world.run(sell())
         self.all += made
@@ -429,24 +437,23 @@ class AfterSaleMachine(RuleBasedStateMachine):
         """The carrier moves the parcel on, one status or `all_the_way` to the door (its tracker
         sends `tracker.updated` each time); a delivered parcel, or one whose label a
         cancellation voided, moves no more."""
+        self.world.run(self._move(sale, all_the_way, settle))
 
-        async def move() -> None:
-            while True:
-                answer = await self.world.sandbox.post(
-                    f"/v2/test_helpers/shipments/{sale.carrier_id}/advance"
-                )
-                stuck = sale.cancelled or sale.step == len(SHIPMENT_AT) - 1
-                self.world.stats[f"parcel {'stuck' if stuck else 'moved'}"] += 1
-                if stuck:
-                    assert answer.status_code == 422, f"{sale}: moved after its end: {answer.text}"
-                    break
-                assert answer.status_code == 200, answer.text
-                sale.step += 1
-                if not all_the_way:
-                    break
-            await self._caught_up(sale, settle)
-
-        self.world.run(move())
+    async def _move(self, sale: Sale, all_the_way: bool, settle: bool) -> None:
+        while True:
+            answer = await self.world.sandbox.post(
+                f"/v2/test_helpers/shipments/{sale.carrier_id}/advance"
+            )
+            stuck = sale.cancelled or sale.step == len(SHIPMENT_AT) - 1
+            self.world.stats[f"parcel {'stuck' if stuck else 'moved'}"] += 1
+            if stuck:
+                assert answer.status_code == 422, f"{sale}: moved after its end: {answer.text}"
+                break
+            assert answer.status_code == 200, answer.text
+            sale.step += 1
+            if not all_the_way or sale.step == len(SHIPMENT_AT) - 1:
+                break
+        await self._caught_up(sale, settle)
 
     def _cancel_answers(self, sale: Sale) -> set[str]:
         """What a cancel may answer now: `accepted` or a 409's code."""
@@ -681,7 +688,8 @@ class AfterSaleMachine(RuleBasedStateMachine):
             else:
                 assert answer.status_code == 422, answer.text
                 outcome = str(answer.json()["code"])
-            self.world.stats[f"return asked {outcome}"] += 1
+            where = "cancelled" if sale.cancelled else SHIPMENT_AT[sale.step]
+            self.world.stats[f"return asked {outcome} ({where})"] += 1
             assert outcome in allowed, f"{sale}: asked {quantity}: {answer.text}, not {allowed}"
             if outcome != "created":
                 return
