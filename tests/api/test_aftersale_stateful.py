@@ -193,7 +193,7 @@ class Seen:
     provider: list[Body]  # the provider's refunds of the intent
     amount_refunded: int  # the provider's, minor units
     stock: tuple[int, int]  # the variant's (total_stock, reserved)
-    # Refunds asked of the platform (operators'): id, amount, status, and its provider refund's.
+    # Refunds asked of the platform (operators', returns'): id, amount, status, its provider's.
     requests: list[Body] = field(default_factory=list)
     returns: list[Body] = field(default_factory=list)  # GET /v1/orders/{id}/returns
 
@@ -666,12 +666,27 @@ class AfterSaleMachine(RuleBasedStateMachine):
         # Its delivery may not have reached the platform yet, or money went back meanwhile.
         return {"created", "order_not_returnable"}
 
+    def _all_returns(self) -> list[tuple[Sale, Return]]:
+        return [(sale, asked) for sale in self.all for asked in sale.returns]
+
     @precondition(lambda self: RETURNS)
-    @rule(sale=sales, quantity=st.integers(1, 2), replay=st.booleans(), settle=st.booleans())
-    def ask_return(self, sale: Sale, quantity: int, replay: bool, settle: bool) -> None:
-        """POST /v1/orders/{id}/returns as the buyer: 201 for a delivered order's units no other
-        return asks for; 422 `return_quantity_exceeded` beyond them, `order_not_returnable`
-        before delivery. The same key and body again answer the same return."""
+    @rule(
+        sale=sales,
+        delivered=st.booleans(),
+        quantity=st.integers(1, 2),
+        replay=st.booleans(),
+        settle=st.booleans(),
+    )
+    def ask_return(
+        self, sale: Sale, delivered: bool, quantity: int, replay: bool, settle: bool
+    ) -> None:
+        """POST /v1/orders/{id}/returns as the buyer (of a delivered order of the example, if
+        `delivered` and there is one): 201 for units no other return asks for; 422
+        `return_quantity_exceeded` beyond them, `order_not_returnable` before delivery. The same
+        key and body again answer the same return."""
+        at_door = [s for s in self.all if s.step == len(SHIPMENT_AT) - 1 and not s.cancelled]
+        if delivered and at_door:
+            sale = at_door[quantity % len(at_door)]
 
         async def ask() -> None:
             seen = await self._seen(sale)
@@ -704,13 +719,13 @@ class AfterSaleMachine(RuleBasedStateMachine):
         self.world.run(ask())
 
     @precondition(lambda self: RETURNS)
-    @rule(sale=sales, pick=st.integers(0, 3), approve=st.booleans())
-    def decide_return(self, sale: Sale, pick: int, approve: bool) -> None:
+    @rule(pick=st.integers(0, 7), approve=st.booleans())
+    def decide_return(self, pick: int, approve: bool) -> None:
         """An operator approves (a return label is bought) or rejects (its units may be asked
-        for again) a requested return; any other is 409 `return_not_awaiting`."""
-        if not sale.returns:
+        for again) one of the example's returns: 409 `return_not_awaiting` unless requested."""
+        if not (returns := self._all_returns()):
             return
-        asked = sale.returns[pick % len(sale.returns)]
+        _, asked = returns[pick % len(returns)]
 
         async def decide() -> None:
             action = "approve" if approve else "reject"
@@ -733,20 +748,18 @@ class AfterSaleMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: RETURNS)
     @rule(
-        sale=sales,
-        pick=st.integers(0, 3),
+        pick=st.integers(0, 7),
         received=st.integers(0, 2),
         restock=st.booleans(),
         settle=st.booleans(),
     )
-    def receive_return(
-        self, sale: Sale, pick: int, received: int, restock: bool, settle: bool
-    ) -> None:
-        """An operator counts what came back of an approved return and whether it goes back to
-        stock: restocked once, the refund made; any other return is 409 `return_not_awaiting`."""
-        if not sale.returns:
+    def receive_return(self, pick: int, received: int, restock: bool, settle: bool) -> None:
+        """An operator counts what came back of one of the example's returns and whether it goes
+        back to stock: restocked once, the refund made; 409 `return_not_awaiting` unless
+        approved."""
+        if not (returns := self._all_returns()):
             return
-        asked = sale.returns[pick % len(sale.returns)]
+        sale, asked = returns[pick % len(returns)]
         count = min(received, asked.quantity)
 
         async def receive() -> None:
