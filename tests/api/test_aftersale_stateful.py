@@ -719,70 +719,66 @@ class AfterSaleMachine(RuleBasedStateMachine):
         self.world.run(ask())
 
     @precondition(lambda self: RETURNS)
-    @rule(pick=st.integers(0, 7), approve=st.booleans())
-    def decide_return(self, pick: int, approve: bool) -> None:
-        """An operator approves (a return label is bought) or rejects (its units may be asked
-        for again) one of the example's returns: 409 `return_not_awaiting` unless requested."""
-        if not (returns := self._all_returns()):
-            return
-        _, asked = returns[pick % len(returns)]
-
-        async def decide() -> None:
-            action = "approve" if approve else "reject"
-            answer = await self.http.post(
-                f"/v1/ops/returns/{asked.id}/{action}", headers=self.world.operator.headers
-            )
-            self.world.stats[f"return {action} {asked.status} {answer.status_code}"] += 1
-            target = "approved" if approve else "rejected"
-            if asked.status == "requested":
-                assert answer.status_code == 200, answer.text
-                assert answer.json()["status"] == target, answer.text
-                asked.status = target
-            elif asked.status == target:
-                assert answer.status_code == 200, answer.text  # asked again: the same answer
-            else:
-                assert answer.status_code == 409, answer.text
-                assert answer.json()["code"] == "return_not_awaiting", answer.text
-
-        self.world.run(decide())
-
-    @precondition(lambda self: RETURNS)
     @rule(
         pick=st.integers(0, 7),
-        received=st.integers(0, 2),
+        decision=st.sampled_from(["approve", "reject", None]),
+        received=st.none() | st.integers(0, 2),
         restock=st.booleans(),
         settle=st.booleans(),
     )
-    def receive_return(self, pick: int, received: int, restock: bool, settle: bool) -> None:
-        """An operator counts what came back of one of the example's returns and whether it goes
-        back to stock: restocked once, the refund made; 409 `return_not_awaiting` unless
-        approved."""
+    def operator_handles_return(
+        self, pick: int, decision: str | None, received: int | None, restock: bool, settle: bool
+    ) -> None:
+        """An operator takes one of the example's returns: approves it (a return label is bought)
+        or rejects it (its units may be asked for again), 409 `return_not_awaiting` unless
+        requested (the same decision again answers the same); then perhaps counts what came back
+        and whether it goes back to stock (restocked once, the refund made), 409
+        `return_not_awaiting` unless approved."""
         if not (returns := self._all_returns()):
             return
         sale, asked = returns[pick % len(returns)]
-        count = min(received, asked.quantity)
 
-        async def receive() -> None:
-            receipt = {
-                "lines": [{"order_item_id": sale.item, "quantity": count, "restock": restock}]
-            }
-            answer = await self.http.post(
-                f"/v1/ops/returns/{asked.id}/receive",
-                json=receipt,
-                headers=self.world.operator.headers,
-            )
-            self.world.stats[f"return receive {asked.status} {answer.status_code}"] += 1
-            if asked.status != "approved":
-                assert answer.status_code == 409, answer.text
-                assert answer.json()["code"] == "return_not_awaiting", answer.text
-                return
-            assert answer.status_code == 200, answer.text
-            asked.status = "received"
-            asked.restocked = count if restock else 0
-            sale.refunds += 0 if sale.fails else 1
+        async def handle() -> None:
+            if decision is not None:
+                await self._decide(asked, decision)
+            if received is not None:
+                if asked.status == "approved":
+                    await self._caught_up(sale, settle=True)  # its label is bought
+                await self._receive(sale, asked, min(received, asked.quantity), restock)
             await self._caught_up(sale, settle)
 
-        self.world.run(receive())
+        self.world.run(handle())
+
+    async def _decide(self, asked: Return, action: str) -> None:
+        answer = await self.http.post(
+            f"/v1/ops/returns/{asked.id}/{action}", headers=self.world.operator.headers
+        )
+        self.world.stats[f"return {action} {asked.status} {answer.status_code}"] += 1
+        target = "approved" if action == "approve" else "rejected"
+        if asked.status == "requested":
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["status"] == target, answer.text
+            asked.status = target
+        elif asked.status == target:
+            assert answer.status_code == 200, answer.text  # asked again: the same answer
+        else:
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["code"] == "return_not_awaiting", answer.text
+
+    async def _receive(self, sale: Sale, asked: Return, count: int, restock: bool) -> None:
+        receipt = {"lines": [{"order_item_id": sale.item, "quantity": count, "restock": restock}]}
+        answer = await self.http.post(
+            f"/v1/ops/returns/{asked.id}/receive", json=receipt, headers=self.world.operator.headers
+        )
+        self.world.stats[f"return receive {asked.status} {answer.status_code}"] += 1
+        if asked.status != "approved":
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["code"] == "return_not_awaiting", answer.text
+            return
+        assert answer.status_code == 200, answer.text
+        asked.status = "received"
+        asked.restocked = count if restock else 0
+        sale.refunds += 0 if sale.fails else 1
 
     @rule(sale=sales, pick=st.integers(0, 15))
     def replay_provider_event(self, sale: Sale, pick: int) -> None:
