@@ -241,6 +241,55 @@ async def test_a_parcel_picked_up_while_the_cancel_is_asked_is_not_cancelled(
         await _replays(platform, order_id, "refused")  # the claim, not the API, refused it
 
 
+async def test_a_cancellation_whose_refund_fails_leaves_it_owed_to_an_operator(
+    http: httpx.AsyncClient, platform: Platform, operator: Caller
+) -> None:
+    """The card cannot take the refund back: the order is cancelled all the same, and the failed
+    refund waits for an operator as money owed (the invariants count it so, not as a loss)."""
+    checkout, order_id = await _completed(platform, token="tok_refundFail")
+    owner = _owner(platform, checkout)
+    accepted = await http.post(f"/v1/orders/{order_id}/cancel", headers=owner)
+    assert accepted.status_code == 202, accepted.text
+    await _wait_order(http, order_id, owner, "cancelled")
+    for _ in range(300):
+        listed = await http.get("/v1/ops/refunds/failed", headers=operator.headers)
+        mine = [r for r in listed.json()["data"] if r["order_id"] == str(order_id)]
+        if mine:
+            break
+        await asyncio.sleep(0.1)
+    assert [(r["amount"], r["origin"], r["resolution"]) for r in mine] == [
+        ("19.99", "platform", None)
+    ]
+    ledger = await platform.ledger(checkout.checkout_id)
+    assert [(r["captured"], r["refunded"]) for r in ledger] == [(1999, 0)]
+    assert await _stock(platform, checkout.checkout_id) == (100, 0)
+    assert await platform.invariants(checkout.checkout_id) == []
+    # An operator refunds part of it again (the same card fails again): two failed refunds ask
+    # for more than was captured between them; still nothing is lost, nothing is a violation.
+    again = await http.post(
+        f"/v1/ops/orders/{order_id}/refunds",
+        json={"amount": "5.00", "reason": "goodwill"},
+        headers={**operator.headers, "Idempotency-Key": uuid.uuid4().hex},
+    )
+    assert again.status_code == 202, again.text
+    for _ in range(300):
+        listed = await http.get("/v1/ops/refunds/failed", headers=operator.headers)
+        mine = [r for r in listed.json()["data"] if r["order_id"] == str(order_id)]
+        if len(mine) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert sorted(r["amount"] for r in mine) == ["19.99", "5.00"]
+    assert await platform.invariants(checkout.checkout_id) == []
+    for failed in mine:
+        resolved = await http.post(
+            f"/v1/ops/refunds/{failed['id']}/resolve",
+            json={"note": "paid back by bank transfer"},
+            headers=operator.headers,
+        )
+        assert resolved.status_code == 200, resolved.text
+    assert await platform.invariants(checkout.checkout_id) == []
+
+
 async def test_a_cancelled_checkout_s_order_is_not_cancellable(
     http: httpx.AsyncClient, platform: Platform, operator: Caller
 ) -> None:
