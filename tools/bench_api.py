@@ -40,7 +40,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from activities.checkout.contract import CheckoutStatusBody, OrderSummary, PaymentSummary
 from api import app as api_app
-from api.auth import KeySet, ProviderVerifier, SecretVerifier, Verifier, issue_token
+from api.auth import (
+    KeySet,
+    ProviderVerifier,
+    SecretVerifier,
+    VerifiedTokens,
+    Verifier,
+    issue_token,
+)
 from api.deps import Platform, RateLimiter
 from api.metrics import RequestMetrics
 from api.routers.codec import CodecCors
@@ -330,6 +337,9 @@ def layer_cases(settings: Settings) -> list[Case]:
     hs_token = issue_token(settings, USER_ID, ["customer"])
     oidc_token = provider_token(private, settings.auth)
     secret, provider = SecretVerifier(settings), provider_verifier(settings, jwks)
+    # The same verifiers remembering no token: every request checks its token in full.
+    secret_each, provider_each = SecretVerifier(settings), provider_verifier(settings, jwks)
+    secret_each.verified = provider_each.verified = VerifiedTokens(size=0)
     body = json.dumps(BODY).encode()
     accepted = CheckoutAccepted(checkout_id=CHECKOUT_ID, status="processing")
     converter = data_converter(settings.temporal)
@@ -353,8 +363,14 @@ def layer_cases(settings: Settings) -> list[Case]:
         return await converter.encode([checkout])
 
     return [
-        Case("auth: HS token verified", lambda: secret.verify(hs_token), []),
-        Case("auth: OIDC token verified (keys cached)", lambda: provider.verify(oidc_token), []),
+        Case("auth: HS token checked in full", lambda: secret_each.verify(hs_token), []),
+        Case("auth: HS token remembered", lambda: secret.verify(hs_token), []),
+        Case(
+            "auth: OIDC token checked in full (keys cached)",
+            lambda: provider_each.verify(oidc_token),
+            [],
+        ),
+        Case("auth: OIDC token remembered", lambda: provider.verify(oidc_token), []),
         Case("validation: CheckoutIn from the JSON body", parsed, []),
         Case("rendering: CheckoutOut.of(status body)", converted, []),
         Case("rendering: CheckoutOut.of + JSON", rendered, []),
