@@ -128,15 +128,18 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
+    # FastAPI tries the routes one by one in this order (about 1.5 µs each): the busiest first,
+    # the checkouts' (every status read) and the webhooks' (several per checkout). No request
+    # matches routes of two routers (tests/api/test_route_order.py): the order decides nothing.
     for module in (
-        users,
-        catalog,
-        carts,
         checkouts,
-        orders,
         webhooks,
-        ops,
+        carts,
+        catalog,
+        orders,
+        users,
         aftersale,
+        ops,
         codec,
         health,
     ):
