@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import make_asgi_app
@@ -48,6 +49,18 @@ API_DOMAINS = (
     "payments",
     "shipping",
 )
+
+
+# The API's spans come from its own tracer provider under TRACING_ENABLED (FastAPIInstrumentor
+# below), never from OpenTelemetry's global providers, which this platform does not set. FastAPI's
+# built-in telemetry would look those global providers up on every request (three environment
+# reads each) to find them unset: off.
+NO_NATIVE_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
 
 
 class BodyLimit:
@@ -126,6 +139,7 @@ def create_app(
             "with a stable `code`. Money is a decimal string plus an ISO 4217 code."
         ),
         lifespan=lifespan,
+        telemetry=NO_NATIVE_TELEMETRY,
     )
     errors.install(app)
     # FastAPI tries the routes one by one in this order (about 1.5 µs each): the busiest first,

@@ -243,6 +243,17 @@ def bare_app() -> FastAPI:
     return bare
 
 
+def quiet_app() -> FastAPI:
+    """The bare route again, FastAPI's built-in telemetry off as the API has it."""
+    quiet = FastAPI(telemetry=api_app.NO_NATIVE_TELEMETRY)
+
+    @quiet.get("/bare")
+    async def answer() -> dict[str, bool]:
+        return {"ok": True}
+
+    return quiet
+
+
 class Passthrough:
     """An ASGI app answering 200 with an empty body: what middleware is measured around."""
 
@@ -321,7 +332,7 @@ def routers_app(settings: Settings, verifier: Verifier, *, checkouts_first: bool
     order of the routers costs a status read (FastAPI tries the routes one by one)."""
     modules = [m for m in ROUTER_MODULES if m is not checkouts_router]
     ordered = [checkouts_router, *modules] if checkouts_first else [*modules, checkouts_router]
-    app = FastAPI()
+    app = FastAPI(telemetry=api_app.NO_NATIVE_TELEMETRY)
     errors.install(app)
     for module in ordered:
         app.include_router(module.router)
@@ -348,6 +359,7 @@ def route_cases(settings: Settings) -> tuple[list[Case], dict[str, Case]]:
     bare = bare_app()
     reference = [
         request_case("bare FastAPI route (dict)", bare, Call("GET", "/bare")),
+        request_case("bare route, FastAPI's telemetry off", quiet_app(), Call("GET", "/bare")),
         request_case("bare FastAPI route (CheckoutOut model)", bare, Call("GET", "/bare-model")),
         request_case("bare + a function dependency", bare, Call("GET", "/bare-sync-dependency")),
         request_case("bare + a coroutine dependency", bare, Call("GET", "/bare-async-dependency")),
