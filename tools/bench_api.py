@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import io
 import json
+import logging
 import pstats
 import statistics
 import time
@@ -67,6 +69,7 @@ from api.routers.codec import CodecCors
 from api.schemas import CheckoutAccepted, CheckoutIn, CheckoutOut
 from api.services import checkouts
 from kit.codec import data_converter
+from kit.logging import configure_logging, get_logger
 from kit.settings import AuthSettings, Settings, get_settings
 from tools.columns import aligned
 from workflows.checkout.models import Address, CheckoutInput
@@ -439,6 +442,38 @@ def layer_cases(settings: Settings) -> list[Case]:
     ]
 
 
+def logging_cases(settings: Settings) -> list[Case]:
+    """One event through the platform's logging (kit.logging, rendered into a null stream): a
+    structlog event of our own, and the access line uvicorn logs for every request."""
+    configure_logging(settings)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(io.StringIO())  # rendered, then dropped (truncated each call)
+    ours, access = get_logger("bench"), logging.getLogger("uvicorn.access")
+    streams = [
+        h.stream for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)
+    ]
+
+    async def event() -> None:
+        ours.info("checkouts.status_read", checkout_id=str(CHECKOUT_ID), status="completed")
+        for stream in streams:
+            stream.seek(0)
+            stream.truncate()
+
+    async def access_line() -> None:
+        access.info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:40000", "GET", "/v1/checkouts/x", "1.1", 200
+        )
+        for stream in streams:
+            stream.seek(0)
+            stream.truncate()
+
+    return [
+        Case(f"logging: a structlog event ({settings.log.format})", event, []),
+        Case(f"logging: uvicorn's access line ({settings.log.format})", access_line, []),
+    ]
+
+
 def checkout_input() -> CheckoutInput:
     """What POST /v1/checkouts hands the workflow for the bench's body."""
     return CheckoutInput(
@@ -522,7 +557,7 @@ async def run(n: int, rounds: int, top: int) -> dict[str, Any]:
     settings = get_settings()
     stand_in_services()
     requests, routes = route_cases(settings)
-    layers = layer_cases(settings)
+    layers = layer_cases(settings) + logging_cases(settings)
     figures = await measure(requests + layers, n, rounds)
     reference = figures[requests[0].name]
     print(f"CPU per call, median of {rounds} rounds of {n}; ratio against {requests[0].name}")
