@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import importlib
 import json
 import os
@@ -75,6 +76,9 @@ LOAD_POLL_S = 0.25
 WAIT_S = 20
 # Load-phase histories read for the capacity table (activities per checkout, by queue).
 CAPACITY_HISTORIES = 20
+# A directory: every worker process and the API run under cProfile and leave their profiles
+# there (slower: for finding where the CPU goes, not for the figures).
+PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
 # A checkout that has not ended by then counts as an error.
 CHECKOUT_TIMEOUT_S = 180.0
 # Before the window at rest: statistics of the traffic before it have reached PostgreSQL's views.
@@ -218,7 +222,7 @@ def services(settings: Settings) -> Iterator[Stack]:
         run(
             ManagedProcess(
                 name="api",
-                argv=[sys.executable, "-m", "api"],
+                argv=_profiled("api", [sys.executable, "-m", "api"]),
                 log_path=logs / "api.log",
                 # /livez: the bench runs no NATS, which /healthz would ask for.
                 ready=lambda: http_ok(f"{api_url}/livez"),
@@ -938,7 +942,23 @@ def _worker(domains: list[str]) -> None:
         extras = Extras(workflows=[CeilingWorkflow], activities=lambda _queue: [noop])
         await run_workers(domains, settings, stop, extras=extras)
 
-    asyncio.run(serve())
+    profiles = os.environ.get(PROFILE_DIR_ENV)
+    if not profiles:
+        asyncio.run(serve())
+        return
+    profile = cProfile.Profile()
+    profile.runcall(asyncio.run, serve())
+    profile.dump_stats(Path(profiles) / f"worker-{'-'.join(domains)}.prof")
+
+
+def _profiled(name: str, argv: list[str]) -> list[str]:
+    """`argv` (a `python -m` command) under cProfile when BENCH_PROFILE_DIR is set, its profile
+    written there as `<name>.prof` when the process stops (`python -m tools.bench_api --profiles
+    DIR` reads them)."""
+    profiles = os.environ.get(PROFILE_DIR_ENV)
+    if not profiles or argv[1:2] != ["-m"]:
+        return argv
+    return [argv[0], "-m", "cProfile", "-o", str(Path(profiles) / f"{name}.prof"), *argv[1:]]
 
 
 def main(argv: list[str] | None = None) -> int:

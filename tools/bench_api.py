@@ -127,6 +127,9 @@ LAYERS = (
     ("prometheus", ("prometheus_client",)),
     ("structlog", ("structlog",)),
     ("anyio (threads) + httpx", ("anyio", "httpx")),
+    ("sqlalchemy", ("sqlalchemy",)),
+    ("asyncpg", ("asyncpg",)),
+    ("stripe", ("stripe",)),
 )
 
 
@@ -514,10 +517,10 @@ def layer_of(filename: str) -> str:
     return "asyncio" if "/asyncio/" in filename else "other"
 
 
-def by_layer(profile: cProfile.Profile) -> dict[str, float]:
+def by_layer(profile: cProfile.Profile | pstats.Stats) -> dict[str, float]:
     """Each layer's share of the profiled time (own time of its functions)."""
     totals: dict[str, float] = {}
-    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    stats = _stats(profile)
     for (filename, _, _), (_, _, own, _, _) in stats.items():
         layer = layer_of(filename)
         totals[layer] = totals.get(layer, 0.0) + own
@@ -525,9 +528,15 @@ def by_layer(profile: cProfile.Profile) -> dict[str, float]:
     return {layer: own / whole for layer, own in totals.items()}
 
 
-def hottest(profile: cProfile.Profile, top: int) -> list[tuple[str, float]]:
+def _stats(profile: cProfile.Profile | pstats.Stats) -> dict[Any, Any]:
+    found = profile if isinstance(profile, pstats.Stats) else pstats.Stats(profile)
+    table: dict[Any, Any] = found.stats  # type: ignore[attr-defined]
+    return table
+
+
+def hottest(profile: cProfile.Profile | pstats.Stats, top: int) -> list[tuple[str, float]]:
     """The `top` functions by own time, with their share of the profiled time."""
-    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    stats = _stats(profile)
     whole = sum(entry[2] for entry in stats.values()) or 1.0
     ranked = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:top]
     return [
@@ -579,12 +588,36 @@ async def run(n: int, rounds: int, top: int) -> dict[str, Any]:
     return {"us": figures, "reference_us": reference, "layers": shares}
 
 
+def print_profiles(directory: Path, top: int) -> None:
+    """The layer split and hottest functions of each process profile `just bench` left in
+    `directory` (BENCH_PROFILE_DIR)."""
+    for path in sorted(directory.glob("*.prof")):
+        stats = pstats.Stats(str(path))
+        total = sum(entry[2] for entry in _stats(stats).values())
+        split = ", ".join(
+            f"{layer} {share:.0%}"
+            for layer, share in sorted(by_layer(stats).items(), key=lambda item: -item[1])
+            if share >= 0.01
+        )
+        print(f"{path.stem} ({total:.1f} s profiled): {split}")
+        for function, share in hottest(stats, top):
+            print(f"    {share:5.1%}  {function}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("-n", type=int, default=1000, help="calls per round and case")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--top", type=int, default=0, help="hottest functions listed per route")
+    parser.add_argument(
+        "--profiles",
+        type=Path,
+        help="instead: summarize the process profiles `BENCH_PROFILE_DIR=DIR just bench` left",
+    )
     args = parser.parse_args(argv)
+    if args.profiles:
+        print_profiles(args.profiles, args.top or 15)
+        return
     figures = asyncio.run(run(args.n, args.rounds, args.top))
     print(json.dumps(figures, sort_keys=True))
 
