@@ -117,6 +117,10 @@ ROUTER_MODULES = (
     codec,
     health,
 )
+# What the event loop waits in: not CPU, left out of every share.
+WAITS = frozenset(
+    {"<method 'poll' of 'select.epoll' objects>", "<method 'select' of 'select.epoll' objects>"}
+)
 # Where each profiled function's time is counted, by the first matching module prefix.
 LAYERS = (
     ("starlette", ("starlette",)),
@@ -529,9 +533,10 @@ def by_layer(profile: cProfile.Profile | pstats.Stats) -> dict[str, float]:
 
 
 def _stats(profile: cProfile.Profile | pstats.Stats) -> dict[Any, Any]:
+    """The profile's functions, less the event loop's waits (a process at rest is not busy)."""
     found = profile if isinstance(profile, pstats.Stats) else pstats.Stats(profile)
     table: dict[Any, Any] = found.stats  # type: ignore[attr-defined]
-    return table
+    return {key: entry for key, entry in table.items() if key[2] not in WAITS}
 
 
 def hottest(profile: cProfile.Profile | pstats.Stats, top: int) -> list[tuple[str, float]]:
@@ -599,7 +604,7 @@ def print_profiles(directory: Path, top: int) -> None:
             for layer, share in sorted(by_layer(stats).items(), key=lambda item: -item[1])
             if share >= 0.01
         )
-        print(f"{path.stem} ({total:.1f} s profiled): {split}")
+        print(f"{path.stem} ({total:.1f} s busy under the profiler): {split}")
         for function, share in hottest(stats, top):
             print(f"    {share:5.1%}  {function}")
 
