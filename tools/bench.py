@@ -76,8 +76,9 @@ LOAD_POLL_S = 0.25
 WAIT_S = 20
 # Load-phase histories read for the capacity table (activities per checkout, by queue).
 CAPACITY_HISTORIES = 20
-# A directory: every worker process and the API run under cProfile and leave their profiles
-# there (slower: for finding where the CPU goes, not for the figures).
+# A directory: every worker process runs under cProfile and leaves its profile there (slower: for
+# finding where the CPU goes, not for the figures; `python -m tools.bench_api --profiles DIR`
+# summarizes them). The API is profiled in-process by `python -m tools.bench_api`.
 PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
 # A checkout that has not ended by then counts as an error.
 CHECKOUT_TIMEOUT_S = 180.0
@@ -222,7 +223,7 @@ def services(settings: Settings) -> Iterator[Stack]:
         run(
             ManagedProcess(
                 name="api",
-                argv=_profiled("api", [sys.executable, "-m", "api"]),
+                argv=[sys.executable, "-m", "api"],
                 log_path=logs / "api.log",
                 # /livez: the bench runs no NATS, which /healthz would ask for.
                 ready=lambda: http_ok(f"{api_url}/livez"),
@@ -949,16 +950,6 @@ def _worker(domains: list[str]) -> None:
     profile = cProfile.Profile()
     profile.runcall(asyncio.run, serve())
     profile.dump_stats(Path(profiles) / f"worker-{'-'.join(domains)}.prof")
-
-
-def _profiled(name: str, argv: list[str]) -> list[str]:
-    """`argv` (a `python -m` command) under cProfile when BENCH_PROFILE_DIR is set, its profile
-    written there as `<name>.prof` when the process stops (`python -m tools.bench_api --profiles
-    DIR` reads them)."""
-    profiles = os.environ.get(PROFILE_DIR_ENV)
-    if not profiles or argv[1:2] != ["-m"]:
-        return argv
-    return [argv[0], "-m", "cProfile", "-o", str(Path(profiles) / f"{name}.prof"), *argv[1:]]
 
 
 def main(argv: list[str] | None = None) -> int:
