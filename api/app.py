@@ -51,6 +51,11 @@ API_DOMAINS = (
 )
 
 
+# Every router, in the order FastAPI tries their routes (one by one, about 1.5 µs each): the
+# busiest first, the checkouts' (every status read) and the webhooks' (several per checkout). No
+# request matches routes of two routers (tests/api/test_route_order.py): the order decides nothing.
+ROUTERS = (checkouts, webhooks, carts, catalog, orders, users, aftersale, ops, codec, health)
+
 # The API's spans come from its own tracer provider under TRACING_ENABLED (FastAPIInstrumentor
 # below), never from OpenTelemetry's global providers, which this platform does not set. FastAPI's
 # built-in telemetry would look those global providers up on every request (three environment
@@ -142,21 +147,7 @@ def create_app(
         telemetry=NO_NATIVE_TELEMETRY,
     )
     errors.install(app)
-    # FastAPI tries the routes one by one in this order (about 1.5 µs each): the busiest first,
-    # the checkouts' (every status read) and the webhooks' (several per checkout). No request
-    # matches routes of two routers (tests/api/test_route_order.py): the order decides nothing.
-    for module in (
-        checkouts,
-        webhooks,
-        carts,
-        catalog,
-        orders,
-        users,
-        aftersale,
-        ops,
-        codec,
-        health,
-    ):
+    for module in ROUTERS:
         app.include_router(module.router)
     app.add_middleware(BodyLimit, limit=config.api.max_body_bytes)
     # The web UI calls the payload codec from its own origin (api/routers/codec.py).

@@ -9,20 +9,8 @@ import re
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 
-from api.routers import (
-    aftersale,
-    carts,
-    catalog,
-    checkouts,
-    codec,
-    health,
-    ops,
-    orders,
-    users,
-    webhooks,
-)
+from api.app import ROUTERS
 
-ROUTERS = (aftersale, carts, catalog, checkouts, codec, health, ops, orders, users, webhooks)
 # Values a path parameter may take: an id, a provider's or a carrier's name, a word.
 FILLS = ("00000000-0000-4000-8000-000000000001", "stripe", "easypost", "stuck")
 
@@ -41,7 +29,7 @@ def test_no_request_is_matched_by_routes_of_two_routers() -> None:
     assert len(every) > 30
     overlaps = []
     for _, route in every:
-        for method, fill in ((m, f) for m in route.methods for f in FILLS):
+        for method, fill in ((m, f) for m in route.methods or () for f in FILLS):
             path = re.sub(r"\{[^}]*\}", fill, route.path)
             scope = {"type": "http", "method": method, "path": path, "root_path": ""}
             matched = {name for name, r in every if r.matches(dict(scope))[0] == Match.FULL}
