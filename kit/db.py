@@ -31,13 +31,15 @@ from sqlalchemy import (
     DateTime,
     MetaData,
     Numeric,
+    Table,
+    bindparam,
     event,
     exc,
     func,
     inspect,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, Insert, insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -211,6 +213,27 @@ class DomainDatabase:
 
 
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+
+
+def insert_rows(table: Table, rows: Sequence[Mapping[str, Any]]) -> Insert:
+    """An INSERT of `rows` (each with the same keys, at least one row) into `table`, in list order:
+    one array per column, unnested (`INSERT ... SELECT FROM unnest(...) WITH ORDINALITY`).
+
+    Use it instead of a multi-row `insert(table).values(rows)`, which SQLAlchemy cannot cache: it
+    compiles such a statement anew at every execution, and with it every statement it is a CTE
+    of. The arrays keep one shape for any number of rows, so the statement is compiled once per
+    process. PostgreSQL's `ON CONFLICT` clauses apply as to any INSERT (a PostgreSQL `Insert`)."""
+    names = list(rows[0])
+    arrays = [
+        bindparam(
+            f"{table.name}_{name}", [row[name] for row in rows], type_=ARRAY(table.c[name].type)
+        )
+        for name in names
+    ]
+    source = func.unnest(*arrays).table_valued(*names, with_ordinality="ordinality")
+    source = source.render_derived()
+    ordered = select(*(source.c[name] for name in names)).order_by(source.c.ordinality)
+    return insert(table).from_select(names, ordered)
 
 
 async def insert_if_absent(
