@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.db import TIMESTAMP, insert_rows
+from kit.db import TIMESTAMP, row_arrays, rows_insert
 
 OUTBOX_TABLE = "domain_outbox_events"
 # The relay LISTENs on this channel; a NOTIFY sent in the writing transaction is delivered when
@@ -142,10 +142,14 @@ async def append_events(session: AsyncSession, events: Sequence[NewEvent]) -> li
     return await write_with_events(session, (), events)
 
 
-def insert_events(ids: Sequence[uuid.UUID], events: Sequence[NewEvent]) -> UpdateBase:
-    """The INSERT of `events`' rows, with their `ids`, in list order (`kit.db.insert_rows`: one
-    statement shape for any number of events, compiled once; a multi-row VALUES was compiled at
-    every append, with every change beside it, about a quarter of a domain worker's CPU)."""
+# The columns an append fills, and its INSERT (`kit.db.rows_insert`: built once, compiled once
+# per shape of the changes beside it; a multi-row VALUES was built and compiled at every append).
+_APPENDED = ("id", "aggregate_type", "aggregate_id", "event_type", "payload", "headers")
+_APPEND = rows_insert(_OUTBOX, _APPENDED)
+
+
+def _appended(ids: Sequence[uuid.UUID], events: Sequence[NewEvent]) -> dict[str, list[Any]]:
+    """The parameters of `_APPEND` for `events` with their `ids`, in list order."""
     rows = [
         {
             "id": event_id,
@@ -157,7 +161,7 @@ def insert_events(ids: Sequence[uuid.UUID], events: Sequence[NewEvent]) -> Updat
         }
         for event_id, event in zip(ids, events, strict=True)
     ]
-    return insert_rows(_OUTBOX, rows)
+    return row_arrays(_OUTBOX, _APPENDED, rows)
 
 
 async def write_with_events(
@@ -176,10 +180,12 @@ async def write_with_events(
     if not changes and not events:
         return []
     ids = [uuid.uuid4() for _ in events]
-    statements = [*changes, *([insert_events(ids, events)] if events else [])]
+    statements = [*changes, *([_APPEND] if events else [])]
     ctes = [statement.cte(f"change_{n}") for n, statement in enumerate(statements)]
     signal = func.pg_notify(NOTIFY_CHANNEL, "") if events else literal(None)
     await session.flush()  # pending ORM changes first: the statement may depend on them
     connection = await session.connection()
-    await connection.execute(select(signal).add_cte(*ctes))
+    await connection.execute(
+        select(signal).add_cte(*ctes), _appended(ids, events) if events else {}
+    )
     return ids
