@@ -36,7 +36,7 @@ SCOPES = frozenset({"customer", "operator"})
 EMPTY_RETRY_S = 1.0
 # The namespace of user ids derived from subjects that are not UUIDs (user_id_of).
 SUBJECT_NAMESPACE = uuid.UUID("5f0b8e1c-4c1e-4f4e-9a55-2d6c0de1d001")
-# How many verified tokens each API process remembers (VerifiedTokens): about 100 bytes each.
+# How many verified tokens each API process remembers (VerifiedTokens): a few hundred bytes each.
 VERIFIED_TOKENS = 10_000
 
 
