@@ -12,6 +12,7 @@ Two modes, chosen by AUTH_ISSUER:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -35,6 +36,8 @@ SCOPES = frozenset({"customer", "operator"})
 EMPTY_RETRY_S = 1.0
 # The namespace of user ids derived from subjects that are not UUIDs (user_id_of).
 SUBJECT_NAMESPACE = uuid.UUID("5f0b8e1c-4c1e-4f4e-9a55-2d6c0de1d001")
+# How many verified tokens each API process remembers (VerifiedTokens): a few hundred bytes each.
+VERIFIED_TOKENS = 10_000
 
 
 class InvalidToken(Exception):
@@ -74,6 +77,55 @@ class Verifier(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Verified:
+    """A token this process has verified: whom it names, until when, and with which of the
+    provider's keys (None: AUTH_JWT_SECRET) and its header's `kid` and `alg`."""
+
+    principal: Principal
+    expires_at: float
+    key: jwt.PyJWK | None = None
+    kid: str | None = None
+    algorithm: str = ALGORITHM
+
+
+class VerifiedTokens:
+    """The tokens verified lately, so that a client's every request does not check the same
+    signature again (an RS256 check costs more CPU than the rest of a status read).
+
+    By a digest of the token's exact text, never past its `exp` (nor its leeway), the oldest
+    forgotten first beyond `size`. Only accepted tokens are kept: a refused one is checked in
+    full each time. A provider token counts only while the key that verified it is still the
+    one its key set answers for its `kid` (ProviderVerifier): a key the provider withdrew takes
+    its tokens with it, as it would without this.
+    """
+
+    def __init__(self, size: int = VERIFIED_TOKENS, clock: Callable[[], float] = time.time):
+        self.size, self.clock = size, clock
+        self._verified: dict[bytes, Verified] = {}
+
+    @staticmethod
+    def _digest(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def get(self, token: str) -> Verified | None:
+        """The token's verification, while it holds."""
+        digest = self._digest(token)
+        found = self._verified.get(digest)
+        if found is not None and found.expires_at <= self.clock():
+            del self._verified[digest]
+            return None
+        return found
+
+    def put(self, token: str, verified: Verified) -> None:
+        """Remember a token just verified (a size of 0 remembers none)."""
+        if self.size <= 0:
+            return
+        while len(self._verified) >= self.size:
+            del self._verified[next(iter(self._verified))]
+        self._verified[self._digest(token)] = verified
+
+
 def issue_token(settings: Settings, user_id: uuid.UUID, scopes: Iterable[str]) -> str:
     """An HS256 token for `user_id` with `scopes`, valid for AUTH_TOKEN_TTL_S."""
     now = int(time.time())
@@ -89,6 +141,10 @@ def issue_token(settings: Settings, user_id: uuid.UUID, scopes: Iterable[str]) -
 def decode_token(settings: Settings, token: str) -> Principal:
     """The principal of a valid HS256 token; InvalidToken otherwise (algorithm pinned, exp
     required)."""
+    return _decoded(settings, token).principal
+
+
+def _decoded(settings: Settings, token: str) -> Verified:
     try:
         claims = jwt.decode(
             token,
@@ -102,7 +158,8 @@ def decode_token(settings: Settings, token: str) -> Principal:
             raise InvalidToken("scopes must be a list of strings")
     except (jwt.PyJWTError, ValueError) as exc:
         raise InvalidToken(str(exc)) from exc
-    return Principal(user_id=user_id, scopes=frozenset(scopes) & SCOPES)
+    principal = Principal(user_id=user_id, scopes=frozenset(scopes) & SCOPES)
+    return Verified(principal, expires_at=float(claims["exp"]))
 
 
 class SecretVerifier:
@@ -110,10 +167,16 @@ class SecretVerifier:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.verified = VerifiedTokens()
 
     async def verify(self, token: str) -> Principal:
         """The caller of an HS256 token."""
-        return decode_token(self.settings, token)
+        known = self.verified.get(token)
+        if known is not None:
+            return known.principal
+        verified = _decoded(self.settings, token)
+        self.verified.put(token, verified)
+        return verified.principal
 
     async def aclose(self) -> None:
         """Nothing held."""
@@ -270,9 +333,19 @@ class ProviderVerifier:
         self.issuer = config.issuer
         self.config = config
         self.keys = keys
+        self.verified = VerifiedTokens()
 
     async def verify(self, token: str) -> Principal:
-        """The caller of a provider token: signature, `iss`, `aud`, `exp`, then the claims."""
+        """The caller of a provider token: signature, `iss`, `aud`, `exp`, then the claims
+        (once per token while the key that verified it is still the provider's)."""
+        known = self.verified.get(token)
+        if known is not None and await self.keys.key(known.kid, known.algorithm) is known.key:
+            return known.principal
+        verified = await self._verify(token)
+        self.verified.put(token, verified)
+        return verified.principal
+
+    async def _verify(self, token: str) -> Verified:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -297,7 +370,10 @@ class ProviderVerifier:
         except jwt.PyJWTError as exc:
             raise InvalidToken(str(exc)) from exc
         user_id = user_id_of(claims[config.user_id_claim], self.issuer)
-        return Principal(user_id=user_id, scopes=granted_scopes(claims, config))
+        principal = Principal(user_id=user_id, scopes=granted_scopes(claims, config))
+        # Never remembered past `exp` and the leeway the check itself allows.
+        until = float(claims["exp"]) + config.leeway_s
+        return Verified(principal, until, key=key, kid=kid, algorithm=algorithm)
 
     async def aclose(self) -> None:
         """Close the key set's HTTP client."""

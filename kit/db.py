@@ -31,13 +31,15 @@ from sqlalchemy import (
     DateTime,
     MetaData,
     Numeric,
+    Table,
+    bindparam,
     event,
     exc,
     func,
     inspect,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID, Insert, insert
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -211,6 +213,30 @@ class DomainDatabase:
 
 
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+
+
+def rows_insert(table: Table, names: Sequence[str]) -> Insert:
+    """An INSERT into `table`'s columns `names` of rows given as one array per column, unnested
+    in list order (`INSERT ... SELECT FROM unnest(...) WITH ORDINALITY`); the arrays are the
+    execution's parameters, `row_arrays(table, rows)`. Build it once and execute it with any
+    number of rows.
+
+    Use it instead of a multi-row `insert(table).values(rows)`, which SQLAlchemy cannot cache: it
+    builds and compiles such a statement anew at every execution, and with it every statement it
+    is a CTE of. This one keeps one shape for any number of rows: compiled once per process.
+    PostgreSQL's `ON CONFLICT` clauses apply as to any INSERT (a PostgreSQL `Insert`)."""
+    arrays = [bindparam(f"{table.name}_{name}", type_=ARRAY(table.c[name].type)) for name in names]
+    source = func.unnest(*arrays).table_valued(*names, with_ordinality="ordinality")
+    source = source.render_derived()
+    ordered = select(*(source.c[name] for name in names)).order_by(source.c.ordinality)
+    return insert(table).from_select(list(names), ordered)
+
+
+def row_arrays(
+    table: Table, names: Sequence[str], rows: Sequence[Mapping[str, Any]]
+) -> dict[str, list[Any]]:
+    """The parameters of `rows_insert(table, names)` for `rows`."""
+    return {f"{table.name}_{name}": [row[name] for row in rows] for name in names}
 
 
 async def insert_if_absent(

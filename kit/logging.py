@@ -40,7 +40,13 @@ _BEARER = re.compile(r"(?i)bearer\s+[\w.-]+")
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _BEARER.sub(f"Bearer {REDACTED}", _EMAIL.sub(REDACTED, value))
+        # Most values hold neither an "@" nor a "bearer": no pattern is run on them (two
+        # substitutions per string value were a fifth of an event's CPU).
+        if "@" in value:
+            value = _EMAIL.sub(REDACTED, value)
+        if "bearer" in value.lower():
+            value = _BEARER.sub(f"Bearer {REDACTED}", value)
+        return value
     if isinstance(value, dict):
         return {
             k: REDACTED if str(k).lower() in SENSITIVE_KEYS else _scrub(v) for k, v in value.items()

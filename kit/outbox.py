@@ -23,7 +23,6 @@ from sqlalchemy import (
     UpdateBase,
     false,
     func,
-    insert,
     literal,
     select,
     text,
@@ -31,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.db import TIMESTAMP
+from kit.db import TIMESTAMP, row_arrays, rows_insert
 
 OUTBOX_TABLE = "domain_outbox_events"
 # The relay LISTENs on this channel; a NOTIFY sent in the writing transaction is delivered when
@@ -143,22 +142,14 @@ async def append_events(session: AsyncSession, events: Sequence[NewEvent]) -> li
     return await write_with_events(session, (), events)
 
 
-async def write_with_events(
-    session: AsyncSession, changes: Sequence[UpdateBase], events: Sequence[NewEvent]
-) -> list[uuid.UUID]:
-    """Run `changes` (INSERT, UPDATE or DELETE statements, without RETURNING) and append `events`
-    (in order) in the session's current transaction, as one statement; the events' ids.
+# The columns an append fills, and its INSERT (`kit.db.rows_insert`: built once, compiled once
+# per shape of the changes beside it; a multi-row VALUES was built and compiled at every append).
+_APPENDED = ("id", "aggregate_type", "aggregate_id", "event_type", "payload", "headers")
+_APPEND = rows_insert(_OUTBOX, _APPENDED)
 
-    The statement is a SELECT of `pg_notify` on the relay's channel (delivered at commit) under
-    one data-modifying CTE per change and one multi-row INSERT of the events (rows take `seq` in
-    list order). The CTEs run against one snapshot: each change must stand on its own (no change
-    may need to see another's rows; a row inserted here is not visible to an UPDATE beside it).
-    """
-    if not session.in_transaction():
-        raise RuntimeError("append_event needs the caller's open transaction")
-    if not changes and not events:
-        return []
-    ids = [uuid.uuid4() for _ in events]
+
+def _appended(ids: Sequence[uuid.UUID], events: Sequence[NewEvent]) -> dict[str, list[Any]]:
+    """The parameters of `_APPEND` for `events` with their `ids`, in list order."""
     rows = [
         {
             "id": event_id,
@@ -170,10 +161,31 @@ async def write_with_events(
         }
         for event_id, event in zip(ids, events, strict=True)
     ]
-    statements = [*changes, *([insert(_OUTBOX).values(rows)] if rows else [])]
+    return row_arrays(_OUTBOX, _APPENDED, rows)
+
+
+async def write_with_events(
+    session: AsyncSession, changes: Sequence[UpdateBase], events: Sequence[NewEvent]
+) -> list[uuid.UUID]:
+    """Run `changes` (INSERT, UPDATE or DELETE statements, without RETURNING) and append `events`
+    (in order) in the session's current transaction, as one statement; the events' ids.
+
+    The statement is a SELECT of `pg_notify` on the relay's channel (delivered at commit) under
+    one data-modifying CTE per change and one INSERT of the events (rows take `seq` in list
+    order). The CTEs run against one snapshot: each change must stand on its own (no change
+    may need to see another's rows; a row inserted here is not visible to an UPDATE beside it).
+    """
+    if not session.in_transaction():
+        raise RuntimeError("append_event needs the caller's open transaction")
+    if not changes and not events:
+        return []
+    ids = [uuid.uuid4() for _ in events]
+    statements = [*changes, *([_APPEND] if events else [])]
     ctes = [statement.cte(f"change_{n}") for n, statement in enumerate(statements)]
-    signal = func.pg_notify(NOTIFY_CHANNEL, "") if rows else literal(None)
+    signal = func.pg_notify(NOTIFY_CHANNEL, "") if events else literal(None)
     await session.flush()  # pending ORM changes first: the statement may depend on them
     connection = await session.connection()
-    await connection.execute(select(signal).add_cte(*ctes))
+    await connection.execute(
+        select(signal).add_cte(*ctes), _appended(ids, events) if events else {}
+    )
     return ids

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import importlib
 import json
 import os
@@ -75,6 +76,10 @@ LOAD_POLL_S = 0.25
 WAIT_S = 20
 # Load-phase histories read for the capacity table (activities per checkout, by queue).
 CAPACITY_HISTORIES = 20
+# A directory: every worker process runs under cProfile and leaves its profile there (slower: for
+# finding where the CPU goes, not for the figures; `python -m tools.bench_api --profiles DIR`
+# summarizes them). The API is profiled in-process by `python -m tools.bench_api`.
+PROFILE_DIR_ENV = "BENCH_PROFILE_DIR"
 # A checkout that has not ended by then counts as an error.
 CHECKOUT_TIMEOUT_S = 180.0
 # Before the window at rest: statistics of the traffic before it have reached PostgreSQL's views.
@@ -938,7 +943,13 @@ def _worker(domains: list[str]) -> None:
         extras = Extras(workflows=[CeilingWorkflow], activities=lambda _queue: [noop])
         await run_workers(domains, settings, stop, extras=extras)
 
-    asyncio.run(serve())
+    profiles = os.environ.get(PROFILE_DIR_ENV)
+    if not profiles:
+        asyncio.run(serve())
+        return
+    profile = cProfile.Profile()
+    profile.runcall(asyncio.run, serve())
+    profile.dump_stats(Path(profiles) / f"worker-{'-'.join(domains)}.prof")
 
 
 def main(argv: list[str] | None = None) -> int:

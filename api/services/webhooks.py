@@ -73,14 +73,15 @@ PAYMENT_EVENT_TYPES = CHECKOUT_EVENT_TYPES | AFTER_SALE_EVENT_TYPES
 NAMES_ITS_INTENT = frozenset({"charge", "refund", "dispute"})
 
 
-def known_provider(provider: str) -> str:
-    """A payment provider whose webhooks the platform takes (404 `unknown_provider` otherwise)."""
+async def known_provider(provider: str) -> str:
+    """A payment provider whose webhooks the platform takes (404 `unknown_provider` otherwise).
+    A coroutine, as every dependency of the API: no worker thread per request."""
     if provider not in PAYMENT_PROVIDERS:
         raise ApiError(404, "unknown_provider", f"no payment provider {provider!r}")
     return provider
 
 
-def known_carrier(carrier: str) -> str:
+async def known_carrier(carrier: str) -> str:
     """A carrier whose tracking webhooks the platform takes (404 `unknown_carrier` otherwise)."""
     if carrier not in CARRIERS:
         raise ApiError(404, "unknown_carrier", f"no carrier {carrier!r}")

@@ -19,8 +19,11 @@ from api.auth import (
     AuthUnavailable,
     InvalidToken,
     KeySet,
+    Principal,
     ProviderVerifier,
     SecretVerifier,
+    Verified,
+    VerifiedTokens,
     issue_token,
     user_id_of,
 )
@@ -324,6 +327,57 @@ async def test_the_secret_mode_still_takes_hs256() -> None:
     assert principal.scopes == {"operator"}
     with pytest.raises(InvalidToken):
         await check.verify(Key.new("RS256").sign())
+
+
+async def test_a_verified_token_is_checked_once(
+    rsa_key: Key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[str] = []
+    decode = jwt.decode
+
+    def counted(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    settings = Settings()
+    secret, provider = SecretVerifier(settings), verifier(Provider([rsa_key]))
+    hs, rs = issue_token(settings, USER, ["customer"]), rsa_key.sign()
+    for _ in range(3):
+        assert (await secret.verify(hs)).user_id == USER
+        assert (await provider.verify(rs)).scopes == {"customer"}
+    assert decoded == [hs, rs]
+    with pytest.raises(InvalidToken):  # a refused token is not remembered: refused each time
+        await secret.verify(hs + "x")
+    with pytest.raises(InvalidToken):
+        await secret.verify(hs + "x")
+    assert decoded == [hs, rs, hs + "x", hs + "x"]
+
+
+async def test_a_remembered_token_goes_with_the_key_that_verified_it(
+    rsa_key: Key, ec_key: Key
+) -> None:
+    provider, clock = Provider([rsa_key, ec_key]), Clock()
+    check = verifier(provider, clock, jwks_max_age_s=600)
+    token = ec_key.sign()
+    await check.verify(token)
+    provider.keys = [rsa_key]  # the provider withdraws the key
+    clock.now += 601
+    with pytest.raises(InvalidToken, match="no ES256 key"):
+        await check.verify(token)
+
+
+def test_verified_tokens_are_forgotten_at_their_expiry_and_beyond_the_size() -> None:
+    now = [1000.0]
+    tokens = VerifiedTokens(size=2, clock=lambda: now[0])
+    caller = Principal(user_id=USER, scopes=frozenset({"customer"}))
+    tokens.put("a", Verified(caller, expires_at=1010.0))
+    assert tokens.get("a") is not None
+    now[0] = 1010.0
+    assert tokens.get("a") is None  # at `exp`, no longer
+    for name in ("b", "c", "d"):
+        tokens.put(name, Verified(caller, expires_at=2000.0))
+    assert [tokens.get(name) is not None for name in "bcd"] == [False, True, True]
 
 
 def test_production_takes_an_issuer_instead_of_a_secret(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,6 +59,16 @@ def test_personal_data_is_redacted_through_the_real_chain(captured: io.StringIO)
     assert "[redacted]" in lines[1]["event"]
 
 
+def test_tokens_are_redacted_whatever_the_case_of_bearer(captured: io.StringIO) -> None:
+    log = get_logger("tests.logging")
+    for scheme in ("Bearer", "bearer", "BEARER", "bEaReR"):
+        log.warning("api.header", header=f"{scheme} eyJ.secret-{scheme}.sig", plain="no token")
+    output = captured.getvalue()
+    assert "secret" not in output
+    assert output.count("Bearer [redacted]") == 4
+    assert json.loads(output.splitlines()[0])["plain"] == "no token"
+
+
 def test_context_is_carried(captured: io.StringIO) -> None:
     with structlog.contextvars.bound_contextvars(
         checkout_id="c-2", activity="cart.lock", attempt=2

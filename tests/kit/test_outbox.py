@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -10,7 +11,7 @@ from sqlalchemy import func, select, text
 
 from domains.inventory.models import InventoryItem
 from kit.db import DomainDatabase
-from kit.outbox import append_event
+from kit.outbox import NewEvent, append_event, append_events
 
 
 class StockChanged(BaseModel):
@@ -115,6 +116,63 @@ async def test_events_of_one_aggregate_are_numbered_in_write_order(
             {"id": aggregate},
         )
         assert [r[0] for r in rows] == [f"order.step_{n}" for n in range(5)]
+
+
+async def test_events_appended_together_keep_their_order_payloads_and_headers(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    db = databases["orders"]
+    aggregate = uuid.uuid4()
+    events = [
+        NewEvent(
+            "order",
+            aggregate,
+            f"order.step_{n}",
+            StockChanged(variant_id=aggregate, total_stock=n),
+            headers={"checkout_id": f"c-{n}"} if n % 2 else None,
+        )
+        for n in range(3)
+    ]
+    async with db.begin() as session:
+        ids = await append_events(session, events)
+    async with db.begin() as session:
+        rows = await session.execute(
+            text(
+                "SELECT id, event_type, payload, headers, jsonb_typeof(payload) "
+                "FROM domain_outbox_events WHERE aggregate_id = :id ORDER BY seq"
+            ),
+            {"id": aggregate},
+        )
+        found = [tuple(r) for r in rows]
+    assert found == [
+        (
+            ids[n],
+            f"order.step_{n}",
+            {"variant_id": str(aggregate), "total_stock": n},
+            {"checkout_id": f"c-{n}"} if n % 2 else {},
+            "object",
+        )
+        for n in range(3)
+    ]
+
+
+async def test_the_statement_of_an_append_is_compiled_once_for_any_number_of_events(
+    databases: dict[str, DomainDatabase], caplog: pytest.LogCaptureFixture
+) -> None:
+    db, aggregate = databases["orders"], uuid.uuid4()
+    event = NewEvent(
+        "order", aggregate, "order.x", StockChanged(variant_id=aggregate, total_stock=1)
+    )
+    # SQLAlchemy logs, after each statement, whether it compiled it or reused its compiled form.
+    with caplog.at_level(logging.INFO, logger="sqlalchemy.engine.Engine"):
+        for count in (1, 3, 2):
+            async with db.begin() as session:
+                await append_events(session, [event] * count)
+    # Only this test's appends: the relays of the session's platform run statements meanwhile.
+    messages = [r.getMessage() for r in caplog.records]
+    runs = [m.split("]")[0] for m in messages if m.startswith("[") and "'order.x'" in m]
+    assert len(runs) == 3
+    assert [run.startswith("[cached since") for run in runs[1:]] == [True, True], runs
 
 
 async def test_append_event_needs_a_transaction(databases: dict[str, DomainDatabase]) -> None:
