@@ -54,7 +54,7 @@ class Monitors(Protocol):
 
 
 # The invariants of docs/reference/invariants.md a run checks: tools/invariants.py's (1 to 6, 8,
-# 11, 12 over whatever returns exist (the load makes none) and 13's captured amount) and the
+# 11, 12 over the returns and refunds of the load, 13 over its shipping rates) and the
 # audit's own (7, 8's visibility, 9, and 10: under faults).
 INVARIANTS_CHECKED = "1-13"
 
@@ -359,6 +359,39 @@ def check_aftersale(records: list[Record], audit: Audit) -> None:
         if record.aftersale == "ok" and record.order_cancel:
             key = f"order_cancel_{record.order_cancel}"
             audit.coverage[key] = audit.coverage.get(key, 0) + 1
+        for path in record.paths:
+            audit.coverage[path] = audit.coverage.get(path, 0) + 1
+
+
+# Where a return stands while it still waits for someone (the buyer's parcel, an operator).
+OPEN_RETURNS = ("requested", "approved", "received", "needs_attention")
+
+
+async def check_returns(
+    api: PatientClient,
+    catalog: Catalog,
+    db: DomainDatabase,
+    records: list[Record],
+    audit: Audit,
+) -> None:
+    """Every return has ended (refunded or rejected) once nothing is in flight, except those a
+    journey left waiting on purpose, which must show in the operators' list of their status."""
+    abandoned = {r.abandoned_return for r in records if r.abandoned_return}
+    waiting = await rows(
+        db,
+        "SELECT id::text AS id, status FROM order_returns WHERE status = ANY(:open)",
+        open=list(OPEN_RETURNS),
+    )
+    for row in waiting:
+        if row["id"] not in abandoned:
+            audit.fail(f"return {row['id']} still {row['status']} after the run")
+            continue
+        answer = await api.send(
+            "GET", f"/v1/ops/returns?status={row['status']}&limit=100", headers=catalog.operator
+        )
+        listed = {r["id"] for r in answer.response.json().get("data", [])}
+        if row["id"] not in listed:
+            audit.fail(f"return {row['id']} waits {row['status']} but GET /v1/ops/returns hides it")
 
 
 def _met(step: Row, fault: FaultResult) -> bool:

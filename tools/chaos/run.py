@@ -20,10 +20,10 @@ import httpx
 from devstack.services.process import ServiceError
 from kit.logging import get_logger
 from tools.chaos import audit as checks
-from tools.chaos.aftersale import AfterSale
 from tools.chaos.client import ATTEMPT_TIMEOUT_S, PatientClient, RequestLog
 from tools.chaos.faults import RECOVERY_TIMEOUT_S, Fault, FaultResult, Injector, schedule
 from tools.chaos.journey import Journey, Record
+from tools.chaos.moneyback import MoneyBack
 from tools.chaos.stack import ChaosStack
 from tools.chaos.workload import SCENARIOS, Catalog, Plan, Shop, plan
 
@@ -205,7 +205,7 @@ class Run:
     ) -> Journey:
         """A journey with this run's settings."""
         rng = random.Random(self.rng.random())
-        aftersale = AfterSale(
+        aftersale = MoneyBack(
             api,
             catalog.operator,
             self.stack.psp_url,
@@ -342,6 +342,9 @@ class Run:
             await checks.check_sent_once(databases["notifications"], relays_log, audit)
             checks.check_races(self.outcome.records, catalog, audit)
             checks.check_aftersale(self.outcome.records, audit)
+            await checks.check_returns(
+                api, catalog, databases["orders"], self.outcome.records, audit
+            )
             await checks.check_carrier_faults(
                 databases["checkout"], sessions, self.outcome.faults, audit
             )
