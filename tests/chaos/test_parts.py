@@ -431,6 +431,7 @@ def test_money_back_scenarios_pay_a_shipping_rate_and_expect_completion() -> Non
     assert SCENARIOS["shipping_rate"].shipping
     chosen = Plan(0, SCENARIOS["return"], 0.0, buyer=Buyer("u", {}, "c"), rate_id="r-1")
     assert chosen.body()["shipping_rate_id"] == "r-1"
+    assert chosen.body()["shipping_address"]["state"] == "CA"  # taxed: invariant 13 with tax
     assert "shipping_rate_id" not in Plan(0, SCENARIOS["visa"], 0.0, buyer=chosen.buyer).body()
 
 

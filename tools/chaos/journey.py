@@ -18,7 +18,6 @@ from typing import Any
 
 from tools.chaos.client import GaveUp, PatientClient, RequestLog
 from tools.chaos.workload import (
-    ADDRESS,
     CANCELLED,
     EXPIRED,
     PAYMENT_TIMEOUT_S,
@@ -207,7 +206,7 @@ class Journey:
         answer = await self.api.send(
             "POST",
             f"/v1/carts/{plan.buyer.cart_id}/shipping-rates",
-            json={"shipping_address": ADDRESS},
+            json={"shipping_address": plan.scenario.address},
             headers=plan.buyer.headers,
         )
         if answer.response.status_code != 200:

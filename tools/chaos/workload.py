@@ -46,6 +46,16 @@ ADDRESS = {
     "postal_code": "22202",
     "country": "US",
 }
+# Where the shipping-rate scenarios ship: a state where the sandbox's tax service collects
+# (7.25 %), so their orders carry tax on the items and on the shipping.
+TAXED_ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "1 Market St",
+    "city": "San Francisco",
+    "state": "CA",
+    "postal_code": "94105",
+    "country": "US",
+}
 # The races: how many units or redemptions there are, and at most how many buyers want them.
 SCARCE_STOCK, SCARCE_BUYERS = 3, 20
 COUPON_LIMIT, COUPON_BUYERS = 5, 30
@@ -79,7 +89,12 @@ class Scenario:
     # refunds part of the order, see tools/chaos/moneyback.py) or "return" (the buyer returns
     # part of the delivered order).
     after: str = ""
-    shipping: bool = False  # pays a shipping rate chosen from the cart's quotes
+    shipping: bool = False  # pays a shipping rate chosen from the cart's quotes, taxed
+
+    @property
+    def address(self) -> dict[str, str]:
+        """Where the order ships: a taxed state for the shipping-rate scenarios."""
+        return TAXED_ADDRESS if self.shipping else ADDRESS
 
 
 def _scenario(name: str, method: str, *expect: Outcome, **kwargs: Any) -> Scenario:
@@ -198,7 +213,7 @@ class Plan:
         )
         body: dict[str, Any] = {
             "cart_id": self.buyer.cart_id,
-            "shipping_address": ADDRESS,
+            "shipping_address": scenario.address,
             "payment": payment,
         }
         if scenario.retry_with:
