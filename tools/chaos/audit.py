@@ -83,11 +83,13 @@ async def rows(db: DomainDatabase, sql: str, **params: Any) -> list[Row]:
         return [dict(row._mapping) for row in await session.execute(text(sql), params)]
 
 
-async def _running(temporal: Client) -> list[str]:
-    """Running workflows, except checkouts that wait for an operator (those never end alone)."""
+async def _running(temporal: Client, waiting: frozenset[str] = frozenset()) -> list[str]:
+    """Running workflows, except checkouts that wait for an operator (those never end alone)
+    and the workflows in `waiting` (left waiting on purpose, e.g. a return never decided)."""
     running = []
     async for execution in temporal.list_workflows("ExecutionStatus='Running'"):
-        if execution.typed_search_attributes.get(CHECKOUT_STEP) != NEEDS_ATTENTION:
+        attention = execution.typed_search_attributes.get(CHECKOUT_STEP) == NEEDS_ATTENTION
+        if not attention and execution.id not in waiting:
             running.append(execution.id)
     return running
 
@@ -134,12 +136,16 @@ async def provider_backlog(psp_url: str) -> dict[str, int]:
 
 
 async def busy(
-    temporal: Client, databases: Mapping[str, DomainDatabase], monitors: Monitors
+    temporal: Client,
+    databases: Mapping[str, DomainDatabase],
+    monitors: Monitors,
+    waiting: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """What is still in flight: running workflows, webhooks not yet delivered, unpublished
-    events, events not yet applied by their consumers, unsent notifications."""
+    """What is still in flight: running workflows (but those in `waiting`), webhooks not yet
+    delivered, unpublished events, events not yet applied by their consumers, unsent
+    notifications."""
     found = []
-    running = await _running(temporal)
+    running = await _running(temporal, waiting)
     if running:
         found.append(f"{len(running)} workflows running (e.g. {running[0]})")
     webhooks = await provider_backlog(monitors.psp_url)
@@ -167,15 +173,17 @@ async def wait_quiescent(
     databases: Mapping[str, DomainDatabase],
     monitors: Monitors,
     timeout_s: float,
+    waiting: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Wait until nothing is in flight; what still is after `timeout_s` ([] when quiet)."""
+    """Wait until nothing is in flight but the workflows in `waiting` (left waiting on
+    purpose); what still is after `timeout_s` ([] when quiet)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     quiet_since: float | None = None
     told = loop.time()
     while True:
         try:
-            still = await busy(temporal, databases, monitors)
+            still = await busy(temporal, databases, monitors, waiting)
         except Exception as exc:  # a service still restarting: try again
             still = [f"cannot look: {type(exc).__name__}: {exc}"]
         now = loop.time()

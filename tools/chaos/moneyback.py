@@ -20,12 +20,14 @@ must end `refunded`, its units restocked as received, the order's `refunded_amou
 from __future__ import annotations
 
 import asyncio
+import uuid
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from tools.chaos.aftersale import CENT, REFUNDED_STATUSES, SHOW_WITHIN_S, AfterSale, until
 from tools.chaos.client import Answer
 from tools.chaos.journey import Record
+from workflows.returns.models import workflow_id
 
 Body = dict[str, Any]
 # How many copies of the operator's refund are sent at once when it is replayed.
@@ -62,6 +64,13 @@ def return_share(order: Body, item_id: str, quantity: int) -> Decimal:
         lines_tax = sum((_money(item["tax_amount"]) for item in order["items"]), Decimal(0))
         share += _money(order["shipping_amount"]) + _money(order["tax_amount"]) - lines_tax
     return share
+
+
+def abandoned_workflows(records: list[Record]) -> frozenset[str]:
+    """The workflows of the returns the journeys left waiting on purpose (they never end)."""
+    return frozenset(
+        workflow_id(uuid.UUID(r.abandoned_return)) for r in records if r.abandoned_return
+    )
 
 
 class MoneyBack(AfterSale):

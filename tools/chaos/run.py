@@ -23,7 +23,7 @@ from tools.chaos import audit as checks
 from tools.chaos.client import ATTEMPT_TIMEOUT_S, PatientClient, RequestLog
 from tools.chaos.faults import RECOVERY_TIMEOUT_S, Fault, FaultResult, Injector, schedule
 from tools.chaos.journey import Journey, Record
-from tools.chaos.moneyback import MoneyBack
+from tools.chaos.moneyback import MoneyBack, abandoned_workflows
 from tools.chaos.stack import ChaosStack
 from tools.chaos.workload import SCENARIOS, Catalog, Plan, Shop, plan
 
@@ -329,7 +329,11 @@ class Run:
         try:
             began = time.monotonic()
             self.outcome.still_busy = await checks.wait_quiescent(
-                temporal, databases, self.stack, self.config.quiesce_timeout_s
+                temporal,
+                databases,
+                self.stack,
+                self.config.quiesce_timeout_s,
+                abandoned_workflows(self.outcome.records),
             )
             self.outcome.phases["settle_s"] = round(time.monotonic() - began, 1)
             log.info("chaos.settled", still_busy=self.outcome.still_busy, **self.outcome.phases)
