@@ -41,7 +41,7 @@ from tools.chaos.audit import (
 from tools.chaos.client import Answer, GaveUp, PatientClient, RequestLog
 from tools.chaos.faults import TERM, FaultResult, Injector, catalog, schedule
 from tools.chaos.journey import Record, leaked_reason
-from tools.chaos.moneyback import return_share
+from tools.chaos.moneyback import abandoned_workflows, return_share
 from tools.chaos.report import latencies, percentile
 from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
 from tools.chaos.stack import Child
@@ -481,6 +481,12 @@ async def test_a_return_left_waiting_is_a_violation_unless_abandoned_and_listed(
     await check_returns(_Listing(["left"]), catalog, object(), records, audit)  # type: ignore[arg-type]
     assert len(audit.violations) == 2, audit.violations
     assert "return stuck still approved" in audit.violations[0]
+    # The settling wait leaves their workflows out: they never end on their own.
+    left = str(uuid.uuid4())
+    assert abandoned_workflows([_record("return", COMPLETED)]) == frozenset()
+    assert abandoned_workflows([_record("return", COMPLETED, abandoned_return=left)]) == {
+        f"return-{left}"
+    }
     assert "hidden" in audit.violations[1]
     assert "hides it" in audit.violations[1]
 
