@@ -36,6 +36,7 @@ from tools.chaos.audit import (
     check_clients,
     check_races,
     check_returns,
+    count_whole_prices,
     mark_faults,
 )
 from tools.chaos.client import Answer, GaveUp, PatientClient, RequestLog
@@ -489,6 +490,18 @@ async def test_a_return_left_waiting_is_a_violation_unless_abandoned_and_listed(
     }
     assert "hidden" in audit.violations[1]
     assert "hides it" in audit.violations[1]
+
+
+async def test_the_report_counts_orders_with_shipping_and_tax(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def rows(db: object, sql: str, **params: object) -> list[dict[str, int]]:
+        return [{"shipping": 12, "tax": 0}]
+
+    monkeypatch.setattr("tools.chaos.audit.rows", rows)
+    audit = Audit()
+    await count_whole_prices(object(), audit)  # type: ignore[arg-type]
+    assert audit.coverage == {"orders_with_shipping": 12}
 
 
 def test_a_shipment_meets_a_carrier_fault_when_its_step_overlaps_it() -> None:

@@ -555,6 +555,20 @@ async def count_refunds(
         audit.coverage[key] = audit.coverage.get(key, 0) + 1
 
 
+async def count_whole_prices(db: DomainDatabase, audit: Audit) -> None:
+    """How many orders charged shipping and tax (invariant 13 over non-zero parts)."""
+    found = (
+        await rows(
+            db,
+            "SELECT count(*) FILTER (WHERE shipping_amount > 0) AS shipping, "
+            "count(*) FILTER (WHERE tax_amount > 0) AS tax FROM orders",
+        )
+    )[0]
+    for part in ("shipping", "tax"):
+        if found[part]:
+            audit.coverage[f"orders_with_{part}"] = int(found[part])
+
+
 async def check_outcomes(
     temporal: Client,
     databases: Mapping[str, DomainDatabase],

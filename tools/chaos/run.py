@@ -354,6 +354,7 @@ class Run:
             )
             await checks.explain_attention(temporal, sessions, audit)
             await checks.count_refunds(databases, sessions, audit)
+            await checks.count_whole_prices(databases["orders"], audit)
             await checks.check_replays(api, records, databases, audit)
             log.info("chaos.audited", checked=audit.checked, violations=len(audit.violations))
         finally:
