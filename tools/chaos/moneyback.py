@@ -37,7 +37,7 @@ REPLAYS = 3
 REPLAY_SHARE, OVER_SHARE = 0.5, 0.6
 # Shares of the returns left waiting on purpose and rejected; of the approved ones, how many
 # the operator receives by hand (the rest the carrier's delivery receives).
-ABANDON_SHARE, REJECT_SHARE, BY_HAND_SHARE = 0.1, 0.15, 0.5
+ABANDON_SHARE, REJECT_SHARE, BY_HAND_SHARE = 0.1, 0.25, 0.5
 # A delivered order waits this long for its parcel (three carrier steps, 4 s each, and faults).
 DELIVERED_WITHIN_S = 180.0
 # The carrier's delivery of a return label: three more steps, and the refund after it.
