@@ -35,11 +35,14 @@ from tools.chaos.audit import (
     check_aftersale,
     check_clients,
     check_races,
+    check_returns,
+    count_whole_prices,
     mark_faults,
 )
-from tools.chaos.client import GaveUp, PatientClient, RequestLog
+from tools.chaos.client import Answer, GaveUp, PatientClient, RequestLog
 from tools.chaos.faults import TERM, FaultResult, Injector, catalog, schedule
 from tools.chaos.journey import Record, leaked_reason
+from tools.chaos.moneyback import abandoned_workflows, return_share
 from tools.chaos.report import latencies, percentile
 from tools.chaos.run import ChaosConfig, Outcome, Pacer, _pace_index
 from tools.chaos.stack import Child
@@ -389,6 +392,116 @@ def test_a_buyers_order_cancel_must_show_on_the_order() -> None:
         "order_cancel_cancelled": 1,
         "order_cancel_already_shipped": 1,
     }
+
+
+def _order(shipping: str, tax: str, *lines: tuple[str, int, str, str, str]) -> dict[str, object]:
+    """An order as the API shows it: lines of (id, quantity, total, discount, tax)."""
+    return {
+        "shipping_amount": shipping,
+        "tax_amount": tax,
+        "items": [
+            {"id": i, "quantity": q, "total_price": t, "discount_amount": d, "tax_amount": x}
+            for i, q, t, d, x in lines
+        ],
+    }
+
+
+def test_a_returns_share_is_computed_from_the_order_alone() -> None:
+    # 30.00 x 2 and 10.00 x 1 with an 8.00 discount: 6.86 and 1.14 of it.
+    two_lines = _order(
+        "0.00", "0.00", ("shirt", 2, "60.00", "6.86", "0"), ("socks", 1, "10", "1.14", "0")
+    )
+    assert return_share(two_lines, "socks", 1) == Decimal("8.86")  # the whole line, no shipping
+    assert return_share(two_lines, "shirt", 1) == Decimal("26.57")  # 53.14 / 2, half up
+    # 10.00 and its 1.00 of tax over 3 units: 3.67 for one, 7.33 for two (half up); all three
+    # take the whole 11.00.
+    thirds = _order("5.00", "1.50", ("a", 3, "10.00", "0.00", "1.00"))
+    assert return_share(thirds, "a", 1) == Decimal("3.67")  # 11.00 / 3
+    assert return_share(thirds, "a", 2) == Decimal("7.33")
+    # Every unit of the order back: the shipping and its tax (1.50 - 1.00) too.
+    assert return_share(thirds, "a", 3) == Decimal("11.00") + Decimal("5.00") + Decimal("0.50")
+
+
+def test_money_back_scenarios_pay_a_shipping_rate_and_expect_completion() -> None:
+    for name in ("shipping_rate", "ops_refund", "ops_refund_fail", "return"):
+        assert SCENARIOS[name].expect == frozenset({COMPLETED}), name
+        assert SCENARIOS[name].weight > 0
+    assert SCENARIOS["ops_refund_fail"].method == "pm_card_refundFail"
+    assert SCENARIOS["return"].coupon == "discount"
+    assert SCENARIOS["return"].shipping
+    assert SCENARIOS["shipping_rate"].shipping
+    chosen = Plan(0, SCENARIOS["return"], 0.0, buyer=Buyer("u", {}, "c"), rate_id="r-1")
+    assert chosen.body()["shipping_rate_id"] == "r-1"
+    assert chosen.body()["shipping_address"]["state"] == "CA"  # taxed: invariant 13 with tax
+    assert "shipping_rate_id" not in Plan(0, SCENARIOS["visa"], 0.0, buyer=chosen.buyer).body()
+
+
+def test_the_audit_counts_the_paths_of_refunds_and_returns() -> None:
+    refunded = _record("ops_refund", COMPLETED, aftersale="ok", paths=["ops_refund_replayed"])
+    returned = _record("return", COMPLETED, aftersale="ok", paths=["return_approved"])
+    wrong = _record("return", COMPLETED, aftersale="the return's refund_amount is 9.00, ...")
+    audit = Audit()
+    check_aftersale([refunded, returned, wrong], audit)
+    assert len(audit.violations) == 1
+    assert str(wrong.checkout_id) in audit.violations[0]
+    assert audit.coverage == {
+        "aftersale_ops_refund": 1,
+        "aftersale_return": 1,
+        "ops_refund_replayed": 1,
+        "return_approved": 1,
+    }
+
+
+class _Listing:
+    """The operators' returns list of a fake API: these ids, whatever the status asked."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+
+    async def send(self, method: str, url: str, **kwargs: object) -> Answer:
+        return Answer(httpx.Response(200, json={"data": [{"id": i} for i in self.ids]}), False, 1)
+
+
+async def test_a_return_left_waiting_is_a_violation_unless_abandoned_and_listed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waiting = [{"id": "left", "status": "requested"}, {"id": "stuck", "status": "approved"}]
+    hidden = [{"id": "hidden", "status": "requested"}]
+
+    async def rows(db: object, sql: str, **params: object) -> list[dict[str, str]]:
+        assert params["open"] == ["requested", "approved", "received", "needs_attention"]
+        return waiting + hidden
+
+    monkeypatch.setattr("tools.chaos.audit.rows", rows)
+    records = [
+        _record("return", COMPLETED, abandoned_return="left"),
+        _record("return", COMPLETED, abandoned_return="hidden"),
+    ]
+    audit = Audit()
+    catalog = Catalog({}, [], "FREE")
+    await check_returns(_Listing(["left"]), catalog, object(), records, audit)  # type: ignore[arg-type]
+    assert len(audit.violations) == 2, audit.violations
+    assert "return stuck still approved" in audit.violations[0]
+    # The settling wait leaves their workflows out: they never end on their own.
+    left = str(uuid.uuid4())
+    assert abandoned_workflows([_record("return", COMPLETED)]) == frozenset()
+    assert abandoned_workflows([_record("return", COMPLETED, abandoned_return=left)]) == {
+        f"return-{left}"
+    }
+    assert "hidden" in audit.violations[1]
+    assert "hides it" in audit.violations[1]
+
+
+async def test_the_report_counts_orders_with_shipping_and_tax(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def rows(db: object, sql: str, **params: object) -> list[dict[str, int]]:
+        return [{"shipping": 12, "tax": 0}]
+
+    monkeypatch.setattr("tools.chaos.audit.rows", rows)
+    audit = Audit()
+    await count_whole_prices(object(), audit)  # type: ignore[arg-type]
+    assert audit.coverage == {"orders_with_shipping": 12}
 
 
 def test_a_shipment_meets_a_carrier_fault_when_its_step_overlaps_it() -> None:

@@ -45,7 +45,7 @@ CENT = Decimal("0.01")
 logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
-async def _until(probe: Callable[[], Awaitable[Any]], within_s: float) -> Any:
+async def until(probe: Callable[[], Awaitable[Any]], within_s: float) -> Any:
     """Poll `probe` until it answers something truthy; None after `within_s`."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
@@ -100,7 +100,7 @@ class AfterSale:
             disputes = await self._ops("/v1/ops/disputes?limit=500")
             return any(d["checkout_id"] == record.checkout_id for d in disputes)
 
-        if await _until(probe, SHOW_WITHIN_S):
+        if await until(probe, SHOW_WITHIN_S):
             return "ok"
         return f"no dispute in /v1/ops/disputes after {SHOW_WITHIN_S:.0f}s"
 
@@ -108,7 +108,7 @@ class AfterSale:
         """Refund the whole payment at the provider's dashboard; on this card the refund fails
         there, so it must wait for an operator, who settles it by hand and resolves it."""
         assert record.checkout_id is not None
-        intent = await _until(lambda: self._intent(str(record.checkout_id)), SHOW_WITHIN_S)
+        intent = await until(lambda: self._intent(str(record.checkout_id)), SHOW_WITHIN_S)
         if intent is None:
             return "no intent in the provider's ledger"
         if not await self._refund_at_provider(intent, None, f"chaos-{record.key}-refund"):
@@ -118,7 +118,7 @@ class AfterSale:
             waiting = await self._ops("/v1/ops/refunds/failed?limit=500")
             return next((r for r in waiting if r["checkout_id"] == record.checkout_id), None)
 
-        failed = await _until(probe, SHOW_WITHIN_S)
+        failed = await until(probe, SHOW_WITHIN_S)
         if failed is None:
             return f"no failed refund in /v1/ops/refunds/failed after {SHOW_WITHIN_S:.0f}s"
         answer = await self.api.send(
@@ -160,13 +160,13 @@ class AfterSale:
                 return False
             return True
 
-        return bool(await _until(attempt, SHOW_WITHIN_S))
+        return bool(await until(attempt, SHOW_WITHIN_S))
 
     async def dashboard_refund(self, record: Record, order_id: str) -> str:
         """Refund part or all of the order at the provider; the order must show it."""
         assert record.checkout_id is not None
         assert record.total is not None
-        intent = await _until(lambda: self._intent(str(record.checkout_id)), SHOW_WITHIN_S)
+        intent = await until(lambda: self._intent(str(record.checkout_id)), SHOW_WITHIN_S)
         if intent is None:
             return "no intent in the provider's ledger"
         total = Decimal(record.total)
@@ -184,7 +184,7 @@ class AfterSale:
             shown = answer.response.status_code == 200 and body["status"] == want
             return body if shown and Decimal(body["refunded_amount"]) == amount else None
 
-        if await _until(probe, SHOW_WITHIN_S) is None:
+        if await until(probe, SHOW_WITHIN_S) is None:
             return f"the order does not show {want} with refunded_amount {amount}"
         return "ok"
 
@@ -216,6 +216,6 @@ class AfterSale:
             seen[:] = [shown.response.json().get("status", str(shown.response.status_code))]
             return shown.response.status_code == 200 and seen[0] in want
 
-        if not await _until(probe, SHOW_WITHIN_S):
+        if not await until(probe, SHOW_WITHIN_S):
             return f"cancel answered {record.order_cancel}, the order is still {seen}"
         return "ok"

@@ -54,7 +54,7 @@ class Monitors(Protocol):
 
 
 # The invariants of docs/reference/invariants.md a run checks: tools/invariants.py's (1 to 6, 8,
-# 11, 12 over whatever returns exist (the load makes none) and 13's captured amount) and the
+# 11, 12 over the returns and refunds of the load, 13 over its shipping rates) and the
 # audit's own (7, 8's visibility, 9, and 10: under faults).
 INVARIANTS_CHECKED = "1-13"
 
@@ -83,11 +83,13 @@ async def rows(db: DomainDatabase, sql: str, **params: Any) -> list[Row]:
         return [dict(row._mapping) for row in await session.execute(text(sql), params)]
 
 
-async def _running(temporal: Client) -> list[str]:
-    """Running workflows, except checkouts that wait for an operator (those never end alone)."""
+async def _running(temporal: Client, waiting: frozenset[str] = frozenset()) -> list[str]:
+    """Running workflows, except checkouts that wait for an operator (those never end alone)
+    and the workflows in `waiting` (left waiting on purpose, e.g. a return never decided)."""
     running = []
     async for execution in temporal.list_workflows("ExecutionStatus='Running'"):
-        if execution.typed_search_attributes.get(CHECKOUT_STEP) != NEEDS_ATTENTION:
+        attention = execution.typed_search_attributes.get(CHECKOUT_STEP) == NEEDS_ATTENTION
+        if not attention and execution.id not in waiting:
             running.append(execution.id)
     return running
 
@@ -134,12 +136,16 @@ async def provider_backlog(psp_url: str) -> dict[str, int]:
 
 
 async def busy(
-    temporal: Client, databases: Mapping[str, DomainDatabase], monitors: Monitors
+    temporal: Client,
+    databases: Mapping[str, DomainDatabase],
+    monitors: Monitors,
+    waiting: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """What is still in flight: running workflows, webhooks not yet delivered, unpublished
-    events, events not yet applied by their consumers, unsent notifications."""
+    """What is still in flight: running workflows (but those in `waiting`), webhooks not yet
+    delivered, unpublished events, events not yet applied by their consumers, unsent
+    notifications."""
     found = []
-    running = await _running(temporal)
+    running = await _running(temporal, waiting)
     if running:
         found.append(f"{len(running)} workflows running (e.g. {running[0]})")
     webhooks = await provider_backlog(monitors.psp_url)
@@ -167,15 +173,17 @@ async def wait_quiescent(
     databases: Mapping[str, DomainDatabase],
     monitors: Monitors,
     timeout_s: float,
+    waiting: frozenset[str] = frozenset(),
 ) -> list[str]:
-    """Wait until nothing is in flight; what still is after `timeout_s` ([] when quiet)."""
+    """Wait until nothing is in flight but the workflows in `waiting` (left waiting on
+    purpose); what still is after `timeout_s` ([] when quiet)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     quiet_since: float | None = None
     told = loop.time()
     while True:
         try:
-            still = await busy(temporal, databases, monitors)
+            still = await busy(temporal, databases, monitors, waiting)
         except Exception as exc:  # a service still restarting: try again
             still = [f"cannot look: {type(exc).__name__}: {exc}"]
         now = loop.time()
@@ -359,6 +367,39 @@ def check_aftersale(records: list[Record], audit: Audit) -> None:
         if record.aftersale == "ok" and record.order_cancel:
             key = f"order_cancel_{record.order_cancel}"
             audit.coverage[key] = audit.coverage.get(key, 0) + 1
+        for path in record.paths:
+            audit.coverage[path] = audit.coverage.get(path, 0) + 1
+
+
+# Where a return stands while it still waits for someone (the buyer's parcel, an operator).
+OPEN_RETURNS = ("requested", "approved", "received", "needs_attention")
+
+
+async def check_returns(
+    api: PatientClient,
+    catalog: Catalog,
+    db: DomainDatabase,
+    records: list[Record],
+    audit: Audit,
+) -> None:
+    """Every return has ended (refunded or rejected) once nothing is in flight, except those a
+    journey left waiting on purpose, which must show in the operators' list of their status."""
+    abandoned = {r.abandoned_return for r in records if r.abandoned_return}
+    waiting = await rows(
+        db,
+        "SELECT id::text AS id, status FROM order_returns WHERE status = ANY(:open)",
+        open=list(OPEN_RETURNS),
+    )
+    for row in waiting:
+        if row["id"] not in abandoned:
+            audit.fail(f"return {row['id']} still {row['status']} after the run")
+            continue
+        answer = await api.send(
+            "GET", f"/v1/ops/returns?status={row['status']}&limit=100", headers=catalog.operator
+        )
+        listed = {r["id"] for r in answer.response.json().get("data", [])}
+        if row["id"] not in listed:
+            audit.fail(f"return {row['id']} waits {row['status']} but GET /v1/ops/returns hides it")
 
 
 def _met(step: Row, fault: FaultResult) -> bool:
@@ -512,6 +553,20 @@ async def count_refunds(
         status = sessions.get(row["id"], {}).get("status", "unknown")
         key = f"refunded_{status}"
         audit.coverage[key] = audit.coverage.get(key, 0) + 1
+
+
+async def count_whole_prices(db: DomainDatabase, audit: Audit) -> None:
+    """How many orders charged shipping and tax (invariant 13 over non-zero parts)."""
+    found = (
+        await rows(
+            db,
+            "SELECT count(*) FILTER (WHERE shipping_amount > 0) AS shipping, "
+            "count(*) FILTER (WHERE tax_amount > 0) AS tax FROM orders",
+        )
+    )[0]
+    for part in ("shipping", "tax"):
+        if found[part]:
+            audit.coverage[f"orders_with_{part}"] = int(found[part])
 
 
 async def check_outcomes(

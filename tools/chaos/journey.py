@@ -93,6 +93,9 @@ class Record:
     aftersale: str | None = None  # the after-sale step: "ok", or what went wrong
     dashboard_refunded: str | None = None  # what the dashboard refund gave back
     order_cancel: str | None = None  # the buyer's order cancel: "cancelled" or "already_shipped"
+    # The paths an after-sale step took (counted in the report: "return_rejected", ...).
+    paths: list[str] = field(default_factory=list)
+    abandoned_return: str | None = None  # a return the journey left waiting on purpose
     # The faults in effect at some moment of the checkout's life (set after the load).
     faults_met: frozenset[str] = frozenset()
 
@@ -180,6 +183,8 @@ class Journey:
         record, plan = self.record, self.record.plan
         assert plan.buyer is not None
         record.started_s = self.requests.now()
+        if plan.scenario.shipping and plan.rate_id is None:
+            plan.rate_id = await self._shipping_rate()
         answer = await self.api.send(
             "POST",
             "/v1/checkouts",
@@ -193,6 +198,22 @@ class Journey:
         record.checkout_id = response.json()["checkout_id"]
         record.accepted_s = self.requests.now()
         return True
+
+    async def _shipping_rate(self) -> str:
+        """A rate of the cart's quotes, chosen at random (they are valid for minutes)."""
+        plan = self.record.plan
+        assert plan.buyer is not None
+        answer = await self.api.send(
+            "POST",
+            f"/v1/carts/{plan.buyer.cart_id}/shipping-rates",
+            json={"shipping_address": plan.scenario.address},
+            headers=plan.buyer.headers,
+        )
+        if answer.response.status_code != 200:
+            raise RuntimeError(f"shipping rates answered {answer.response.status_code}")
+        rates: list[dict[str, Any]] = answer.response.json()["rates"]
+        chosen: str = self.rng.choice(rates)["id"]
+        return chosen
 
     async def _status(self) -> dict[str, Any]:
         assert self.record.plan.buyer is not None

@@ -20,10 +20,10 @@ import httpx
 from devstack.services.process import ServiceError
 from kit.logging import get_logger
 from tools.chaos import audit as checks
-from tools.chaos.aftersale import AfterSale
 from tools.chaos.client import ATTEMPT_TIMEOUT_S, PatientClient, RequestLog
 from tools.chaos.faults import RECOVERY_TIMEOUT_S, Fault, FaultResult, Injector, schedule
 from tools.chaos.journey import Journey, Record
+from tools.chaos.moneyback import MoneyBack, abandoned_workflows
 from tools.chaos.stack import ChaosStack
 from tools.chaos.workload import SCENARIOS, Catalog, Plan, Shop, plan
 
@@ -205,7 +205,7 @@ class Run:
     ) -> Journey:
         """A journey with this run's settings."""
         rng = random.Random(self.rng.random())
-        aftersale = AfterSale(
+        aftersale = MoneyBack(
             api,
             catalog.operator,
             self.stack.psp_url,
@@ -329,7 +329,11 @@ class Run:
         try:
             began = time.monotonic()
             self.outcome.still_busy = await checks.wait_quiescent(
-                temporal, databases, self.stack, self.config.quiesce_timeout_s
+                temporal,
+                databases,
+                self.stack,
+                self.config.quiesce_timeout_s,
+                abandoned_workflows(self.outcome.records),
             )
             self.outcome.phases["settle_s"] = round(time.monotonic() - began, 1)
             log.info("chaos.settled", still_busy=self.outcome.still_busy, **self.outcome.phases)
@@ -342,11 +346,15 @@ class Run:
             await checks.check_sent_once(databases["notifications"], relays_log, audit)
             checks.check_races(self.outcome.records, catalog, audit)
             checks.check_aftersale(self.outcome.records, audit)
+            await checks.check_returns(
+                api, catalog, databases["orders"], self.outcome.records, audit
+            )
             await checks.check_carrier_faults(
                 databases["checkout"], sessions, self.outcome.faults, audit
             )
             await checks.explain_attention(temporal, sessions, audit)
             await checks.count_refunds(databases, sessions, audit)
+            await checks.count_whole_prices(databases["orders"], audit)
             await checks.check_replays(api, records, databases, audit)
             log.info("chaos.audited", checked=audit.checked, violations=len(audit.violations))
         finally:

@@ -50,6 +50,11 @@ CHAOS_ENV = {
     "PSP_TIMEOUT_S": "5",
     # Tokens outlive the longest soak.
     "AUTH_TOKEN_TTL_S": "86400",
+    # Tax from the sandbox's tax service (orders shipped to a taxed state carry tax on the items
+    # and the shipping); while the provider is down or killed the checkout goes on with zero tax
+    # rather than ending `tax_unavailable`, so the load's expectations hold through those faults.
+    "TAX_PROVIDER": "stripe",
+    "TAX_ON_FAILURE": "open",
     # Stopping the stack at the end need not wait 30 s for activities in flight.
     "WORKER_SHUTDOWN_GRACE_S": "5",
 }

@@ -8,8 +8,9 @@ are cancelled by an operator once the payment is being captured (the refund path
 
 The after-sale scenarios: a declined card retried with another (`on_decline: retry`), declines
 whose reason must not reach the buyer (lost, stolen, fraudulent), a refund that fails at the
-provider and waits for an operator, a dispute, a refund made in the provider's dashboard, and
-the buyer cancelling the order while the carrier's tracking moves the parcel.
+provider and waits for an operator, a dispute, a refund made in the provider's dashboard, the
+buyer cancelling the order while the carrier's tracking moves the parcel, an operator's partial
+refund, and a return of part of a delivered, discounted order with a paid shipping rate.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ ADDRESS = {
     "postal_code": "22202",
     "country": "US",
 }
+# Where the shipping-rate scenarios ship: a state where the sandbox's tax service collects
+# (7.25 %), so their orders carry tax on the items and on the shipping.
+TAXED_ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "1 Market St",
+    "city": "San Francisco",
+    "state": "CA",
+    "postal_code": "94105",
+    "country": "US",
+}
 # The races: how many units or redemptions there are, and at most how many buyers want them.
 SCARCE_STOCK, SCARCE_BUYERS = 3, 20
 COUPON_LIMIT, COUPON_BUYERS = 5, 30
@@ -66,7 +77,7 @@ class Scenario:
     expect: frozenset[Outcome]
     weight: float = 0.0
     approve: bool = False  # the buyer completes 3-D Secure (GET payment.next_action.url)
-    coupon: str | None = None  # "free": a 100 % coupon (a zero total)
+    coupon: str | None = None  # "free": a 100 % coupon (a zero total); "discount": 15 %
     cancellable: bool = False  # a buyer or operator cancel makes sense for it
     tok_alias: str | None = None  # sometimes pay with the sandbox's `{provider, token}` alias
     retry_with: str | None = None  # `on_decline: retry`, then this method once declined
@@ -74,8 +85,16 @@ class Scenario:
     # After the end: "dispute" (must show to operators), "dashboard_refund" (a refund at the
     # provider, must show on the order), "refund_fail" (a refund at the provider that fails
     # there, must wait for an operator; the chaos operator resolves it) or "order_cancel" (the
-    # buyer cancels the order while its parcel's tracking moves).
+    # buyer cancels the order while its parcel's tracking moves), "ops_refund" (an operator
+    # refunds part of the order, see tools/chaos/moneyback.py) or "return" (the buyer returns
+    # part of the delivered order).
     after: str = ""
+    shipping: bool = False  # pays a shipping rate chosen from the cart's quotes, taxed
+
+    @property
+    def address(self) -> dict[str, str]:
+        """Where the order ships: a taxed state for the shipping-rate scenarios."""
+        return TAXED_ADDRESS if self.shipping else ADDRESS
 
 
 def _scenario(name: str, method: str, *expect: Outcome, **kwargs: Any) -> Scenario:
@@ -129,6 +148,25 @@ SCENARIOS: dict[str, Scenario] = {
         # Completed, then the buyer cancels the order at once or a moment later: before the
         # carrier has the parcel (cancelled, refunded, restocked) or after (409 already_shipped).
         _scenario("order_cancel", "pm_card_visa", COMPLETED, weight=4, after="order_cancel"),
+        # A shipping rate chosen from the cart's quotes: the order's total includes it.
+        _scenario("shipping_rate", "pm_card_visa", COMPLETED, weight=3, shipping=True),
+        # Completed, then an operator refunds part of it (sometimes the same request several
+        # times at once, sometimes more than is left); on pm_card_refundFail that refund fails
+        # at the provider and waits for the operator.
+        _scenario(
+            "ops_refund", "pm_card_visa", COMPLETED, weight=3, after="ops_refund", shipping=True
+        ),
+        _scenario("ops_refund_fail", "pm_card_refundFail", COMPLETED, weight=2, after="ops_refund"),
+        # Completed with a discount and a shipping rate, delivered, then part of it returned.
+        _scenario(
+            "return",
+            "pm_card_visa",
+            COMPLETED,
+            weight=4,
+            coupon="discount",
+            shipping=True,
+            after="return",
+        ),
         # The races (not drawn by weight; see plan()).
         _scenario("coupon_race", "pm_card_visa", COMPLETED, COUPON_EXHAUSTED),
         _scenario("scarce_stock", "pm_card_visa", COMPLETED, OUT_OF_STOCK),
@@ -162,6 +200,7 @@ class Plan:
     lines: list[tuple[str, int]] = field(default_factory=list)  # (variant id, quantity)
     coupon_code: str | None = None
     buyer: Buyer | None = None
+    rate_id: str | None = None  # the chosen shipping rate (set once, before the first start)
 
     def body(self) -> dict[str, Any]:
         """The POST /v1/checkouts body (the same on every retry)."""
@@ -174,13 +213,15 @@ class Plan:
         )
         body: dict[str, Any] = {
             "cart_id": self.buyer.cart_id,
-            "shipping_address": ADDRESS,
+            "shipping_address": scenario.address,
             "payment": payment,
         }
         if scenario.retry_with:
             body["on_decline"] = "retry"
         if self.coupon_code:
             body["coupon_code"] = self.coupon_code
+        if self.rate_id:
+            body["shipping_rate_id"] = self.rate_id
         return body
 
 
@@ -194,6 +235,7 @@ class Catalog:
     scarce: dict[str, str] = field(default_factory=dict)  # race group -> variant id
     limited: dict[str, str] = field(default_factory=dict)  # race group -> coupon code
     capacity: dict[str, int] = field(default_factory=dict)  # race group -> units or redemptions
+    discount_coupon: str | None = None  # 15 %, unlimited (the returns' discounted orders)
 
 
 def _groups(total: int, size: int) -> list[int]:
@@ -329,6 +371,7 @@ class Shop:
             for i in range(plentiful)
         ]
         catalog = Catalog(operator, variants, await self.coupon(operator, "100", None))
+        catalog.discount_coupon = await self.coupon(operator, "15", None)
         for group in sorted({p.group for p in plans if p.group}):
             if group.startswith("scarce"):
                 catalog.scarce[group] = await self.variant(operator, "24.50", SCARCE_STOCK)
@@ -355,6 +398,8 @@ class Shop:
             await self._add(cart["id"], headers, variant_id, quantity)
         if one.scenario.coupon == "free":
             one.coupon_code = catalog.free_coupon
+        elif one.scenario.coupon == "discount":
+            one.coupon_code = catalog.discount_coupon
         elif one.group and one.group in catalog.limited:
             one.coupon_code = catalog.limited[one.group]
         one.buyer = Buyer(user["id"], headers, cart["id"])
