@@ -60,8 +60,11 @@ async def waiting_refunds(wired: Platform, limit: int) -> OpsRefundList:
 
 async def retry(wired: Platform, refund_id: uuid.UUID, note: str | None) -> RefundRetryOut:
     """Refund a failed refund's amount once more (once per refund: a repeated request answers
-    the first retry); 404 `refund_not_found`, 409 `refund_not_failed` for one not waiting."""
+    the first retry); 404 `refund_not_found`, 409 `refund_not_failed` for one not waiting, 409
+    `refund_owned_by_return` for a return's (its return asks again itself: retrying here too
+    could give the money back twice; recording it resolved here moves no money and is allowed)."""
     async with wired.databases["payments"].begin() as session:
+        await aftersale.refuse_if_a_returns(session, refund_id)
         await aftersale.failed_refund(session, refund_id, settled_as=RefundResolution.RETRIED)
     made = await retry_refund(wired.temporal, RetryRefundInput(refund_id=refund_id, note=note))
     async with wired.databases["payments"].begin() as session:

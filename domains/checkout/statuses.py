@@ -127,6 +127,7 @@ class FailureCode(StrEnum):
     AMOUNT_BELOW_MINIMUM = "amount_below_minimum"
     REFUND_NOT_FOUND = "refund_not_found"
     REFUND_NOT_FAILED = "refund_not_failed"
+    REFUND_OWNED_BY_RETURN = "refund_owned_by_return"
     REFUND_EXCEEDS_CAPTURED = "refund_exceeds_captured"
     PAYMENT_NOT_CAPTURED = "payment_not_captured"
     REFUND_CURRENCY_MISMATCH = "refund_currency_mismatch"

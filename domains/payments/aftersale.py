@@ -9,6 +9,7 @@ retries it or resolves it with a note.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.payments import service
-from domains.payments.errors import RefundNotFailed, RefundNotFound
+from domains.payments.errors import RefundNotFailed, RefundNotFound, RefundOwnedByReturn
 from domains.payments.events import AGGREGATE
-from domains.payments.models import Payment, PaymentDispute, PaymentRefund
+from domains.payments.models import Payment, PaymentDispute, PaymentRefund, PaymentRefundRequest
 from domains.payments.provider import Dispute, Refund
 from domains.payments.statuses import (
     DISPUTE_CLOSED,
@@ -327,6 +328,24 @@ async def refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:
     if row is None:
         raise RefundNotFound("no such refund", refund_id=str(refund_id))
     return RefundView(row, await session.get_one(Payment, row.payment_id))
+
+
+# The provider keys of the refunds returns ask for (`return-<return_id>[:retry-<n>]`).
+RETURN_REFUND_KEY = re.compile(r"^return-(?P<return_id>[0-9a-f-]{36})(:|$)")
+
+
+async def refuse_if_a_returns(session: AsyncSession, refund_id: uuid.UUID) -> None:
+    """RefundOwnedByReturn when the refund was asked for by a return: its return settles it."""
+    key = await session.scalar(
+        select(PaymentRefundRequest.request_key).where(PaymentRefundRequest.id == refund_id)
+    )
+    found = RETURN_REFUND_KEY.match(key) if key else None
+    if found:
+        raise RefundOwnedByReturn(
+            "this refund is a return's: retry it on its return",
+            refund_id=str(refund_id),
+            return_id=found["return_id"],
+        )
 
 
 async def settle_refund(

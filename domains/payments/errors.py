@@ -68,6 +68,14 @@ class RefundNotFailed(Conflict, code="refund_not_failed"):
     """Only a failed refund that no operator has settled yet can be retried or resolved."""
 
 
+class RefundOwnedByReturn(Conflict, code="refund_owned_by_return"):
+    """The failed refund is a return's: retry it on the return (`/v1/ops/returns/{id}/retry`),
+    which asks the provider again itself; retrying it here as well could give the money back
+    twice."""
+
+    public_details = ("return_id",)
+
+
 class RefundExceedsCaptured(DomainError, code="refund_exceeds_captured"):
     """A refund of more than is left of the capture (captured, less what was refunded and what
     refunds still pending hold); nothing was recorded or sent."""

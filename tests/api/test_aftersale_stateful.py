@@ -626,6 +626,11 @@ class AfterSaleMachine(RuleBasedStateMachine):
             chosen = mine[pick % len(mine)]
             assert (chosen["status"], chosen["resolution"]) == ("failed", None), chosen
             first = await self._attend(chosen["id"], retry)
+            if retry and first.status_code == 409:
+                # A return's refund: only its return asks the provider again.
+                assert first.json()["code"] == "refund_owned_by_return", first.text
+                self.world.stats["operator sent to the return"] += 1
+                return
             assert first.status_code == 200, first.text
             self.world.stats[f"operator {'retry' if retry else 'resolve'}"] += 1
             settled = first.json()["refund"] if retry else first.json()

@@ -302,6 +302,17 @@ async def test_a_refund_the_provider_fails_waits_for_an_operator(
     waiting = await shop.http.get("/v1/ops/returns?status=needs_attention&limit=100", headers=ops)
     assert return_id in [r["id"] for r in waiting.json()["data"]]
     assert await _restocks(platform, return_id) == []  # received, not restocked
+    # The failed refund is listed for operators too, but only its return asks the provider
+    # again: a retry in both places could give the money back twice.
+    failed = await shop.http.get("/v1/ops/refunds/failed?limit=500", headers=ops)
+    mine = [r["id"] for r in failed.json()["data"] if r["order_id"] == order["id"]]
+    assert len(mine) == 1, failed.text
+    elsewhere = await shop.http.post(
+        f"/v1/ops/refunds/{mine[0]}/retry", json={"note": "again?"}, headers=ops
+    )
+    assert elsewhere.status_code == 409, elsewhere.text
+    assert elsewhere.json()["code"] == "refund_owned_by_return"
+    assert elsewhere.json()["return_id"] == return_id
     resolved = await shop.http.post(
         f"/v1/ops/returns/{return_id}/resolve", json={"note": "bank transfer"}, headers=ops
     )
