@@ -43,9 +43,12 @@ from workflows.checkout.workflow import CheckoutWorkflow
 from workflows.reconcile import ReconcilePaymentWorkflow
 
 OUTAGE_S = 60.0
-# What an outage may add to a run: the local attempts' marker, the record scheduled, started and
-# completed on the checkout queue, and the workflow task that follows, with some slack.
-BOUND = 10
+# What an outage may add to a run: per record that meets it, the local attempts' marker, the
+# record scheduled, started and completed on the checkout queue, and the workflow task that
+# follows. One or two records meet the outage depending on when workflow tasks run: 12 and 15 were
+# measured beside the usual 10 (fresh-clone CI runs). Retrying the record as a local activity
+# instead would add about 22 in this minute and grow with the outage: still well above this bound.
+BOUND = 16
 pytestmark = pytest.mark.timeout(OUTAGE_S + 240)
 
 
