@@ -343,7 +343,12 @@ class Run:
                 temporal, databases, self.stack.psp_url, records, audit
             )
             relays_log = self.stack.data_dir / "logs" / "relays.log"
-            await checks.check_sent_once(databases["notifications"], relays_log, audit)
+            await checks.check_sent_once(
+                databases["notifications"],
+                relays_log,
+                self.stack.data_dir / "outbox-mail",
+                audit,
+            )
             checks.check_races(self.outcome.records, catalog, audit)
             checks.check_aftersale(self.outcome.records, audit)
             await checks.check_returns(
