@@ -622,12 +622,16 @@ class CheckoutSettings(Group):
 
 
 class ReturnSettings(Group):
-    """Returns of delivered orders: `RETURN_WINDOW_DAYS`, `RETURN_AUTO_APPROVE`."""
+    """Returns of delivered orders: `RETURN_WINDOW_DAYS`, `RETURN_AUTO_APPROVE`,
+    `RETURN_SHIP_BACK_DAYS`."""
 
     window_days: int = Field(default=30, ge=0, le=3650)
     """How many days after its delivery an order's units may be returned."""
     auto_approve: bool = False
     """Approve every return as it is asked for (a policy), instead of waiting for an operator."""
+    ship_back_days: int = Field(default=30, ge=1, le=3650)
+    """How many days after its approval a return's parcel may take to come back before the
+    return waits at `needs_attention` for an operator (receive it, reject it, or wait again)."""
 
 
 # Variables whose first word is not their group's name, and the field each fills (rule 2).
@@ -640,6 +644,7 @@ ELSEWHERE: dict[str, tuple[str, ...]] = {
     # `return` is a Python keyword: the group is `returns`, its variables say RETURN_.
     "RETURN_WINDOW_DAYS": ("returns", "window_days"),
     "RETURN_AUTO_APPROVE": ("returns", "auto_approve"),
+    "RETURN_SHIP_BACK_DAYS": ("returns", "ship_back_days"),
     **{f"{d.upper()}_DATABASE_URL": ("database", "domain_urls", d) for d in DOMAINS},
 }
 

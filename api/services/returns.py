@@ -24,6 +24,7 @@ from domains.orders.errors import ReturnLineUnknown, ReturnNotAwaiting
 from domains.orders.statuses import ReturnStatus
 from kit.logging import get_logger
 from kit.money import Money
+from kit.settings import ReturnSettings
 from workflows.returns.client import ReturnClient
 from workflows.returns.models import Receipt, ReceivedLine, ReturnInput, ReturnLineValue
 
@@ -75,7 +76,7 @@ def return_out(found: returns.ReturnView) -> ReturnOut:
     )
 
 
-def _workflow_input(found: returns.ReturnView, auto_approve: bool) -> ReturnInput:
+def _workflow_input(found: returns.ReturnView, settings: ReturnSettings) -> ReturnInput:
     row = found.order_return
     return ReturnInput(
         return_id=row.id,
@@ -91,7 +92,8 @@ def _workflow_input(found: returns.ReturnView, auto_approve: bool) -> ReturnInpu
             )
             for line, item in found.lines
         ],
-        auto_approve=auto_approve,
+        auto_approve=settings.auto_approve,
+        ship_back_days=settings.ship_back_days,
     )
 
 
@@ -123,7 +125,7 @@ async def request(
         found, created = await returns.request_return(
             session, ask, timedelta(days=settings.window_days)
         )
-        start = _workflow_input(found, settings.auto_approve)
+        start = _workflow_input(found, settings)
         waiting = found.order_return.status == ReturnStatus.REQUESTED
     if waiting:
         # Started on every answer while it is requested (once: a replay finds the run), so a
@@ -170,7 +172,7 @@ async def decide(
     request_id = update_id(f"return-{action}", return_id, idempotency_key)
     async with wired.databases["orders"].begin() as session:
         found = await returns.get_return(session, return_id, None)  # 404 for an unknown return
-        start = _workflow_input(found, wired.settings.returns.auto_approve)
+        start = _workflow_input(found, wired.settings.returns)
     if found.order_return.status == ReturnStatus.REQUESTED:
         # A requested return whose workflow never started (its request's start was lost and
         # never retried) gets it now; for any other this changes nothing. Past `requested` a

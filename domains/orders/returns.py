@@ -50,12 +50,13 @@ from kit.outbox import NewEvent, write_with_events
 
 R = ReturnStatus
 # Which status may follow which; needs_attention goes back to where the return stood (a retry)
-# or on to refunded (settled by hand).
+# or on to refunded (settled by hand). An approved return is rejected when its parcel never came
+# back and an operator closes it.
 ALLOWED: dict[ReturnStatus, frozenset[ReturnStatus]] = {
     R.REQUESTED: frozenset({R.APPROVED, R.REJECTED, R.NEEDS_ATTENTION}),
-    R.APPROVED: frozenset({R.RECEIVED, R.NEEDS_ATTENTION}),
+    R.APPROVED: frozenset({R.RECEIVED, R.REJECTED, R.NEEDS_ATTENTION}),
     R.RECEIVED: frozenset({R.REFUNDED, R.NEEDS_ATTENTION}),
-    R.NEEDS_ATTENTION: frozenset({R.APPROVED, R.RECEIVED, R.REFUNDED}),
+    R.NEEDS_ATTENTION: frozenset({R.APPROVED, R.RECEIVED, R.REFUNDED, R.REJECTED}),
     R.REJECTED: frozenset(),
     R.REFUNDED: frozenset(),
 }

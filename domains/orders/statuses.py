@@ -24,7 +24,7 @@ class ReturnStatus(StrEnum):
 
     REQUESTED = "requested"  # asked for by the buyer, waiting for a decision
     APPROVED = "approved"  # accepted: a return label is (being) bought, the parcel is awaited
-    REJECTED = "rejected"  # refused by an operator: final, its units may be asked for again
+    REJECTED = "rejected"  # refused, or closed unreturned, by an operator: final, units free again
     RECEIVED = "received"  # the parcel is back: restocked as asked, the refund under way
     REFUNDED = "refunded"  # the money went back (or an operator settled it by hand): final
     NEEDS_ATTENTION = "needs_attention"  # a step failed for good: an operator retries/resolves

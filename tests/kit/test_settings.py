@@ -171,6 +171,7 @@ VARIABLES: list[tuple[str, str, tuple[str, ...], Any]] = [
     ("CHECKOUT_RATE_PER_MINUTE", "3", ("checkout", "rate_per_minute"), 3),
     ("RETURN_WINDOW_DAYS", "14", ("returns", "window_days"), 14),
     ("RETURN_AUTO_APPROVE", "true", ("returns", "auto_approve"), True),
+    ("RETURN_SHIP_BACK_DAYS", "10", ("returns", "ship_back_days"), 10),
 ]
 NAMES = [name for name, *_ in VARIABLES]
 

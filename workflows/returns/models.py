@@ -56,6 +56,9 @@ class ReturnInput(Payload):
     lines: list[ReturnLineValue]
     # Approved by policy (RETURN_AUTO_APPROVE), without waiting for an operator.
     auto_approve: bool = False
+    # Days the parcel may take to come back once approved (RETURN_SHIP_BACK_DAYS); None: no
+    # limit (returns started before the limit existed).
+    ship_back_days: int | None = Field(default=None, ge=1)
 
 
 class ReceivedLine(Payload):

@@ -65,6 +65,9 @@ REFUND_RECHECK = timedelta(seconds=15)
 SETTLING = frozenset({"pending", "requires_action"})
 # The refund's status once an operator records that the buyer was paid back by hand.
 SETTLED_BY_HAND = "settled_by_hand"
+# Runs from this release on give the parcel `ship_back_days` to come back, then wait at
+# needs_attention (older runs wait for it without a limit).
+SHIP_BACK_PATCH = "return-ship-back-deadline"
 
 
 class RefundNotMade(Exception):
@@ -94,6 +97,8 @@ class ReturnWorkflow(OperatorAttention):
         self._note: str | None = None
         self._attempt = 0
         self._refund_status: str | None = None
+        # Waiting for the parcel with a deadline: an operator may receive or reject it meanwhile.
+        self._awaiting_parcel = False
 
     @workflow.query(name="status")
     def status(self) -> ReturnBody:
@@ -115,9 +120,10 @@ class ReturnWorkflow(OperatorAttention):
 
     @workflow.update(name="reject")
     async def reject(self, resolution: Resolution) -> ReturnBody:
-        """An operator refuses the return (with a note); answers once it is recorded rejected."""
+        """An operator refuses the return, or closes an approved one whose parcel is overdue
+        (with a note); answers once it is recorded rejected."""
         self._decision, self._note = "reject", resolution.note
-        await workflow.wait_condition(lambda: self._status != S.REQUESTED)
+        await workflow.wait_condition(lambda: self._status == S.REJECTED)
         return self.status()
 
     @approve.validator
@@ -127,19 +133,28 @@ class ReturnWorkflow(OperatorAttention):
 
     @reject.validator
     def _may_reject(self, resolution: Resolution) -> None:
-        self._may_decide()
+        if not (self._parcel_awaited() and self._status == S.NEEDS_ATTENTION):
+            self._may_decide()
 
     @workflow.update(name="receive")
     async def receive(self, receipt: Receipt) -> ReturnBody:
         """An operator counted the parcel (restock per line); answers once it is recorded."""
         self._receipt = receipt
-        await workflow.wait_condition(lambda: self._status not in (S.APPROVED, S.REQUESTED))
+        await workflow.wait_condition(
+            lambda: not self._awaiting_parcel and self._status not in (S.APPROVED, S.REQUESTED)
+        )
         return self.status()
 
     @receive.validator
     def _may_receive(self, receipt: Receipt) -> None:
+        if self._parcel_awaited():
+            return
         if self._status != S.APPROVED or self._receipt is not None:
             raise _not_waiting("its parcel")
+
+    def _parcel_awaited(self) -> bool:
+        """Approved, its parcel awaited (overdue or not), and no operator has closed it."""
+        return self._awaiting_parcel and self._receipt is None and self._decision != "reject"
 
     @workflow.signal(name=CARRIER_DELIVERED)
     def carrier_delivered(self) -> None:
@@ -164,20 +179,69 @@ class ReturnWorkflow(OperatorAttention):
         else:
             await self._move(S.APPROVED, reason)
             await self._until_done("return_label", self._label)
-            await workflow.wait_condition(lambda: self._receipt is not None)
-            await self._until_done("receive", self._received)
-            if input.refund.amount > 0:
-                await self._until_done("refund", self._refund)
-            if self._refund_status == SETTLED_BY_HAND:
-                await self._move(S.REFUNDED, "operator", note=self._note)
+            if workflow.patched(SHIP_BACK_PATCH):
+                back = await self._parcel_back()
             else:
-                await self._move(S.REFUNDED, "refund")
+                await workflow.wait_condition(lambda: self._receipt is not None)
+                back = True
+            if back:
+                await self._receive_and_refund()
         workflow.logger.info(
             "return.ended",
             extra={"return_id": str(input.return_id), "status": self._status.value},
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
+
+    async def _receive_and_refund(self) -> None:
+        await self._until_done("receive", self._received)
+        if self._input.refund.amount > 0:
+            await self._until_done("refund", self._refund)
+        if self._refund_status == SETTLED_BY_HAND:
+            await self._move(S.REFUNDED, "operator", note=self._note)
+        else:
+            await self._move(S.REFUNDED, "refund")
+
+    async def _parcel_back(self) -> bool:
+        """Wait for the parcel (an operator's count, or the carrier's delivery of the label) for
+        `ship_back_days` at a time; overdue, the return waits at needs_attention until the parcel
+        comes after all, an operator waits again (`retry`), or closes it (`reject`, or `resolve`:
+        the buyer kept the goods). True: it is back; False: it was closed, recorded rejected."""
+        self._awaiting_parcel = True
+        days = self._input.ship_back_days
+        while not await self._ended_within(timedelta(days=days) if days else None):
+            self._failed = [
+                FailedStep(name="receive", error=f"the parcel has not come back within {days} days")
+            ]
+            workflow.logger.warning(
+                "return.overdue", extra={"return_id": str(self._input.return_id), "days": days}
+            )
+            await self._move(S.NEEDS_ATTENTION, "not_received")
+            await workflow.wait_condition(
+                lambda: self._parcel_ended() or self._operator is not None
+            )
+            action, self._operator, self._failed = self._operator, None, []
+            if isinstance(action, Settled):
+                self._decision, self._note = "reject", action.note
+            if self._decision != "reject":  # an operator waits again, or the parcel came
+                came = self._receipt.by if self._receipt and action is None else "operator"
+                await self._move(S.APPROVED, came)
+        self._awaiting_parcel = False
+        if self._decision == "reject":
+            await self._move(S.REJECTED, "operator", note=self._note)
+            return False
+        return True
+
+    def _parcel_ended(self) -> bool:
+        return self._receipt is not None or self._decision == "reject"
+
+    async def _ended_within(self, limit: timedelta | None) -> bool:
+        """Whether the parcel came (or an operator closed the return) within `limit`."""
+        try:
+            await workflow.wait_condition(self._parcel_ended, timeout=limit)
+        except TimeoutError:
+            return False
+        return True
 
     async def _label(self) -> None:
         label: shipping.ReturnLabel = await self._call(
