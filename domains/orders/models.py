@@ -137,7 +137,7 @@ class OrderAddress(Base):
     address: Mapped[dict[str, Any]]
 
 
-class StatusChange:
+class StatusChangeColumns:
     """The columns of a status-change log: from which status to which, when, and why (`reason`:
     a failure code, an actor or a policy). The tables add the id of what changed."""
 
@@ -148,7 +148,7 @@ class StatusChange:
     reason: Mapped[str | None] = mapped_column(String(64))
 
 
-class OrderStateTransition(StatusChange, Base):
+class OrderStateTransition(StatusChangeColumns, Base):
     """Every status change of an order. Added: `reason` (a failure code or actor)."""
 
     __tablename__ = "order_state_transitions"
@@ -234,7 +234,7 @@ class OrderReturnLine(Base):
     refund_amount: Mapped[Decimal]
 
 
-class ReturnStateTransition(StatusChange, Base):
+class ReturnStateTransition(StatusChangeColumns, Base):
     """Every status change of a return, with its reason (an actor, a policy or a failure)."""
 
     __tablename__ = "return_state_transitions"
