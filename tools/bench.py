@@ -434,18 +434,25 @@ class Api:
         self.started: dict[int, uuid.UUID] = {}
         self.polls = 0
 
-    async def checkout(self, i: int, poll_s: float) -> bool:
-        """POST, then poll the status every `poll_s` until the checkout ends; True if completed."""
+    async def _start(self, i: int, path: str) -> dict[str, Any]:
+        """`POST` shopper `i`'s checkout to `path` under a new Idempotency-Key; its 202 body (the
+        checkout's id is noted as started)."""
         shopper = self.shoppers[i]
         answer = await self.http.post(
-            "/v1/checkouts",
+            path,
             json=checkout_body(shopper.cart_id),
             headers={**shopper.headers(), "Idempotency-Key": uuid.uuid4().hex},
         )
         if answer.status_code != 202:
-            raise RuntimeError(f"POST /v1/checkouts: {answer.status_code} {answer.text}")
-        checkout_id = uuid.UUID(answer.json()["checkout_id"])
-        self.started[i] = checkout_id
+            raise RuntimeError(f"POST {path}: {answer.status_code} {answer.text}")
+        body: dict[str, Any] = answer.json()
+        self.started[i] = uuid.UUID(body["checkout_id"])
+        return body
+
+    async def checkout(self, i: int, poll_s: float) -> bool:
+        """POST, then poll the status every `poll_s` until the checkout ends; True if completed."""
+        shopper = self.shoppers[i]
+        checkout_id = uuid.UUID((await self._start(i, "/v1/checkouts"))["checkout_id"])
         while True:
             await asyncio.sleep(poll_s)
             body = await self.status(checkout_id, shopper)
@@ -458,16 +465,8 @@ class Api:
         """A client that waits instead of polling: `POST /v1/checkouts?wait_s=20`, then
         `GET /v1/checkouts/{id}?wait_s=20` while it is processing; True if completed."""
         shopper = self.shoppers[i]
-        answer = await self.http.post(
-            f"/v1/checkouts?wait_s={WAIT_S}",
-            json=checkout_body(shopper.cart_id),
-            headers={**shopper.headers(), "Idempotency-Key": uuid.uuid4().hex},
-        )
-        if answer.status_code != 202:
-            raise RuntimeError(f"POST /v1/checkouts: {answer.status_code} {answer.text}")
-        checkout_id = uuid.UUID(answer.json()["checkout_id"])
-        self.started[i] = checkout_id
-        body: dict[str, Any] = answer.json()
+        body = await self._start(i, f"/v1/checkouts?wait_s={WAIT_S}")
+        checkout_id = uuid.UUID(body["checkout_id"])
         while body["status"] not in FINAL:
             body = await self.status(checkout_id, shopper, wait_s=WAIT_S)
         if body["status"] != "completed":

@@ -162,7 +162,8 @@ def _activities(
         after_sale = AfterSaleActivities(db, metered)
         refunds = RefundActivities(db, metered)
         taxes = tax_provider(settings)
-        stack.push_async_callback(taxes.aclose)
+        if taxes is not None:
+            stack.push_async_callback(taxes.aclose)
         tax = TaxActivities(db, taxes, settings.tax)
         return [
             payments.authorize_payment,

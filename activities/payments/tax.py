@@ -36,7 +36,6 @@ from domains.payments.models import TaxRecord
 from domains.payments.provider import ProviderMisuse, ProviderRejected
 from domains.payments.stripe_tax import StripeTaxProvider
 from domains.payments.tax import (
-    NoTax,
     TaxableLine,
     TaxAddress,
     TaxProvider,
@@ -53,12 +52,15 @@ log = get_logger(__name__)
 
 FAIL_OPEN_METRIC = "tax_fail_open_total"
 PROVIDER_NONE = "tax_provider_none"
+# TAX_PROVIDER's value, and the recorded provider, of checkouts taxed by no service.
+NO_PROVIDER = "none"
 
 
-def tax_provider(settings: Settings) -> TaxProvider:
-    """The tax service TAX_PROVIDER names (Stripe Tax reuses the Stripe settings)."""
-    if settings.tax.provider == "none":
-        return NoTax()
+def tax_provider(settings: Settings) -> TaxProvider | None:
+    """The tax service TAX_PROVIDER names (Stripe Tax reuses the Stripe settings); None for
+    `none`."""
+    if settings.tax.provider == NO_PROVIDER:
+        return None
     return StripeTaxProvider(
         api_key=settings.stripe.api_key.get_secret_value(),
         api_base=settings.stripe.api_base,
@@ -107,10 +109,19 @@ def _calculation_key(input: CalculateTaxInput) -> str:
 class TaxActivities:
     """Activities on the `payments` task queue: the payments database and the tax service."""
 
-    def __init__(self, db: DomainDatabase, provider: TaxProvider, settings: TaxSettings) -> None:
+    def __init__(
+        self, db: DomainDatabase, provider: TaxProvider | None, settings: TaxSettings
+    ) -> None:
         self.db = db
         self.provider = provider
         self.settings = settings
+
+    def _recording(self) -> TaxProvider:
+        """The service that records and reverses a checkout's tax. An untaxed checkout never
+        asks for one; with TAX_PROVIDER=none there is none to ask."""
+        if self.provider is None:
+            raise NotImplementedError("TAX_PROVIDER=none records no tax transaction")
+        return self.provider
 
     @activity.defn(name=CALCULATE_TAX.name)
     async def calculate_tax(self, input: CalculateTaxInput) -> TaxResultValue:
@@ -123,27 +134,31 @@ class TaxActivities:
         lines = [TaxableLine(li.reference, li.amount.money(), li.quantity) for li in input.lines]
         shipping = input.shipping.money()
         reason: str | None = PROVIDER_NONE
-        if isinstance(self.provider, NoTax):
+        if self.provider is None:
             result = untaxed(input.currency, lines, shipping)
         else:
-            result, reason = await self._calculate(input, lines, shipping)
+            result, reason = await self._calculate(self.provider, input, lines, shipping)
         async with self.db.begin() as session:
             row = await tax_records.record_calculation(
                 session,
                 input.checkout_id,
-                provider=self.provider.name,
+                provider=self.provider.name if self.provider else NO_PROVIDER,
                 result=result,
                 untaxed_reason=reason,
             )
             return _value(row)
 
     async def _calculate(
-        self, input: CalculateTaxInput, lines: list[TaxableLine], shipping: Money
+        self,
+        provider: TaxProvider,
+        input: CalculateTaxInput,
+        lines: list[TaxableLine],
+        shipping: Money,
     ) -> tuple[TaxResult, str | None]:
         given = input.address
         address = TaxAddress(given.country, given.state, given.postal_code, given.city, given.line1)
         try:
-            result = await self.provider.calculate(
+            result = await provider.calculate(
                 input.currency, lines, shipping, address, key=_calculation_key(input)
             )
         except ProviderRejected as exc:
@@ -168,7 +183,7 @@ class TaxActivities:
             )
             activity.metric_meter().create_counter(
                 FAIL_OPEN_METRIC, "checkouts that went on without tax because the service was down"
-            ).add(1, {"provider": self.provider.name})
+            ).add(1, {"provider": provider.name})
             return untaxed(input.currency, lines, shipping), "tax_unavailable"
         return result, None
 
@@ -183,7 +198,7 @@ class TaxActivities:
             if row.status != TaxStatus.CALCULATED or row.calculation_id is None:
                 return _value(row)  # untaxed, or already recorded
             calculation_id = row.calculation_id
-        transaction = await self.provider.commit(
+        transaction = await self._recording().commit(
             calculation_id,
             reference=str(input.checkout_id),
             key=f"{input.checkout_id}:tax-commit",
@@ -226,7 +241,7 @@ class TaxActivities:
             transaction_id = row.transaction_id
         if plan is not None and not plan[0] and plan[1] is None:
             return TaxReversalResult(action="nothing")
-        reversal = await self.provider.reverse(
+        reversal = await self._recording().reverse(
             transaction_id,
             reference=key,
             key=f"{input.checkout_id}:tax-reverse:{input.reversal_key}",

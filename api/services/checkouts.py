@@ -200,30 +200,16 @@ def method_of(payment: PaymentIn) -> str:
     return payment.payment_method if isinstance(payment, StripePaymentIn) else payment.token
 
 
-async def _run(wired: Platform, checkout: CheckoutInput) -> None:
-    """Start the checkout's workflow, or join the one already running (never a second)."""
+async def _started(checkout_id: uuid.UUID, start: Awaitable[T]) -> T | None:
+    """`start`, a start of the checkout's workflow (or a join of the running one, never a
+    second): None when the checkout ran and ended (ids are never reused: the answer is its
+    recorded outcome); Temporal not answering is 503 `temporal_unavailable`."""
     try:
-        await wired.checkouts.start(checkout)
-    except WorkflowAlreadyStartedError:
-        pass  # it ran and ended (ids are never reused): the answer is its recorded outcome
-    except RPCError as exc:
-        log.error("checkouts.start_failed", checkout_id=str(checkout.checkout_id), reason=str(exc))
-        raise ApiError(
-            503, "temporal_unavailable", "try again with the same Idempotency-Key"
-        ) from exc
-
-
-async def _run_and_wait(
-    wired: Platform, checkout: CheckoutInput, wait_s: float
-) -> CheckoutStatusBody | None:
-    """`_run`, held up to `wait_s` for the status to leave `processing`: the recorded body then,
-    None when it has not, or when the checkout ran and ended (the database has its outcome)."""
-    try:
-        return await wired.checkouts.start_and_wait(checkout, timedelta(seconds=wait_s))
+        return await start
     except WorkflowAlreadyStartedError:
         return None
     except RPCError as exc:
-        log.error("checkouts.start_failed", checkout_id=str(checkout.checkout_id), reason=str(exc))
+        log.error("checkouts.start_failed", checkout_id=str(checkout_id), reason=str(exc))
         raise ApiError(
             503, "temporal_unavailable", "try again with the same Idempotency-Key"
         ) from exc
@@ -259,11 +245,12 @@ async def start(
     checkout = _input(wired, row, body, shipping)
     if wait_s > 0:
         deadline = time.monotonic() + wait_s
-        settled = await _run_and_wait(wired, checkout, wait_s)
+        wait = timedelta(seconds=wait_s)
+        settled = await _started(row.id, wired.checkouts.start_and_wait(checkout, wait))
         if settled is None:
             settled = await _hold(wired, row.id, None, deadline)
         return CheckoutAccepted(checkout_id=row.id, status=settled.status)
-    await _run(wired, checkout)
+    await _started(row.id, wired.checkouts.start(checkout))
     if created:
         # Just started: querying would cost a workflow task on the worker to learn "processing".
         return CheckoutAccepted(checkout_id=row.id, status=CheckoutStatus.PROCESSING.value)

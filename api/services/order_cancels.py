@@ -7,16 +7,13 @@ import uuid
 from collections.abc import Awaitable
 from typing import TypeVar
 
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.service import RPCError, RPCStatusCode
-
 from activities.shared import MoneyValue
 from api.auth import Principal
 from api.deps import Platform
 from api.schemas import OrderCancelAccepted
 from api.services.checkouts import update_id
 from api.services.workflow_calls import answered
-from domains.checkout.errors import NotWaitingForOperator
+from api.services.workflow_calls import attend as attend_workflow
 from domains.orders import service as orders
 from domains.orders.errors import AlreadyShipped, OrderNotCancellable
 from domains.orders.statuses import OrderStatus
@@ -88,17 +85,14 @@ async def attend(
         update_id("order-cancel-attend", order_id, idempotency_key) if idempotency_key else None
     )
     cancellations = OrderCancelClient(wired.temporal)
-    try:
-        if note is None:
-            await _temporal(order_id, cancellations.retry(order_id, request))
-        else:
-            await _temporal(order_id, cancellations.resolve(order_id, note, request))
-    except WorkflowUpdateFailedError as exc:
-        raise NotWaitingForOperator("the cancellation is not waiting for an operator") from exc
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        raise NotWaitingForOperator("the order has no running cancellation") from exc
+    await attend_workflow(
+        cancellations,
+        order_id,
+        note,
+        request,
+        answered_by=_temporal,
+        not_waiting="the order has no cancellation waiting for an operator",
+    )
     body = await _temporal(order_id, cancellations.status(order_id))
     status = body.status if body is not None else CancelStatus.CANCELLING
     return OrderCancelAccepted(order_id=order_id, status=status.value)

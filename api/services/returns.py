@@ -18,7 +18,7 @@ from api.deps import Platform
 from api.schemas import ReceiveIn, ReturnIn, ReturnOut, TransitionOut
 from api.services.checkouts import update_id
 from api.services.workflow_calls import answered, required_key
-from domains.checkout.errors import NotWaitingForOperator
+from api.services.workflow_calls import attend as attend_workflow
 from domains.orders import returns
 from domains.orders.errors import ReturnLineUnknown, ReturnNotAwaiting
 from domains.orders.statuses import ReturnStatus
@@ -217,14 +217,12 @@ async def attend(
     """An operator's answer to a return waiting at needs_attention: run its failed step again
     (`note` None) or record that it was settled by hand; 409 `not_waiting_for_operator`."""
     request_id = update_id("return-attend", return_id, idempotency_key) if idempotency_key else None
-    client = ReturnClient(wired.temporal)
-    try:
-        if note is None:
-            await _temporal(return_id, client.retry(return_id, request_id))
-        else:
-            await _temporal(return_id, client.resolve(return_id, note, request_id))
-    except (WorkflowUpdateFailedError, RPCError) as exc:
-        if isinstance(exc, RPCError) and exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        raise NotWaitingForOperator("the return is not waiting for an operator") from exc
+    await attend_workflow(
+        ReturnClient(wired.temporal),
+        return_id,
+        note,
+        request_id,
+        answered_by=_temporal,
+        not_waiting="the return is not waiting for an operator",
+    )
     return await get_for_operator(wired, return_id)

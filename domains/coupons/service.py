@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -58,17 +58,13 @@ async def create_coupon(session: AsyncSession, spec: NewCoupon) -> Coupon:
         Money.of(spec.discount_value if spec.discount_type == DiscountType.FIXED else 0, currency)
         if spec.min_subtotal is not None:
             Money.of(spec.min_subtotal, currency)
-    coupon = Coupon(
-        code=normalize_code(spec.code),
-        discount_type=spec.discount_type.value,
-        discount_value=spec.discount_value,
-        valid_from=spec.valid_from,
-        valid_to=spec.valid_to,
-        currency=currency,
-        max_redemptions=spec.max_redemptions,
-        max_per_user=spec.max_per_user,
-        min_subtotal=spec.min_subtotal,
-    )
+    # Each field of the spec is its column; the code, type and currency as stored.
+    stored = {
+        "code": normalize_code(spec.code),
+        "discount_type": spec.discount_type.value,
+        "currency": currency,
+    }
+    coupon = Coupon(**(asdict(spec) | stored))
     session.add(coupon)
     try:
         await session.flush()

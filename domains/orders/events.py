@@ -21,8 +21,9 @@ class OrderCreated(BaseModel):
     currency: str
 
 
-class OrderStatusChanged(BaseModel):
-    """`order.<status>`: paid, fulfilling, shipped, delivered, cancelled, refunded."""
+class StatusChange(BaseModel):
+    """What every status change of an order, or of one of its returns, says: the order, its buyer,
+    from which status to which, and why (a failure code, an actor or a policy)."""
 
     order_id: uuid.UUID
     order_number: str
@@ -30,6 +31,11 @@ class OrderStatusChanged(BaseModel):
     from_state: str | None
     to_state: str
     reason: str | None = None
+
+
+class OrderStatusChanged(StatusChange):
+    """`order.<status>`: paid, fulfilling, shipped, delivered, cancelled, refunded."""
+
     # The order's money as the change leaves it (what a refund notice tells the buyer).
     total_amount: Decimal | None = None
     refunded_amount: Decimal | None = None
@@ -39,15 +45,9 @@ class OrderStatusChanged(BaseModel):
 RETURN_AGGREGATE = "order_return"
 
 
-class ReturnChanged(BaseModel):
+class ReturnChanged(StatusChange):
     """`return.<status>`: requested, approved, rejected, received, refunded, needs_attention."""
 
     return_id: uuid.UUID
-    order_id: uuid.UUID
-    order_number: str
-    user_id: uuid.UUID
-    from_state: str | None
-    to_state: str
-    reason: str | None = None
     refund_amount: Decimal
     currency: str

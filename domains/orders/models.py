@@ -137,7 +137,18 @@ class OrderAddress(Base):
     address: Mapped[dict[str, Any]]
 
 
-class OrderStateTransition(Base):
+class StatusChangeColumns:
+    """The columns of a status-change log: from which status to which, when, and why (`reason`:
+    a failure code, an actor or a policy). The tables add the id of what changed."""
+
+    id: Mapped[uuid.UUID] = uuid_pk()
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    changed_at: Mapped[datetime] = created_at_column()
+    reason: Mapped[str | None] = mapped_column(String(64))
+
+
+class OrderStateTransition(StatusChangeColumns, Base):
     """Every status change of an order. Added: `reason` (a failure code or actor)."""
 
     __tablename__ = "order_state_transitions"
@@ -146,12 +157,7 @@ class OrderStateTransition(Base):
         Index("ix_order_state_transitions_order", "order_id", "changed_at"),
     )
 
-    id: Mapped[uuid.UUID] = uuid_pk()
     order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
-    from_state: Mapped[str | None] = mapped_column(String(24))
-    to_state: Mapped[str] = mapped_column(String(24))
-    changed_at: Mapped[datetime] = created_at_column()
-    reason: Mapped[str | None] = mapped_column(String(64))
 
 
 class OrderReturn(Base):
@@ -228,7 +234,7 @@ class OrderReturnLine(Base):
     refund_amount: Mapped[Decimal]
 
 
-class ReturnStateTransition(Base):
+class ReturnStateTransition(StatusChangeColumns, Base):
     """Every status change of a return, with its reason (an actor, a policy or a failure)."""
 
     __tablename__ = "return_state_transitions"
@@ -237,9 +243,4 @@ class ReturnStateTransition(Base):
         Index("ix_return_state_transitions_return", "return_id", "changed_at"),
     )
 
-    id: Mapped[uuid.UUID] = uuid_pk()
     return_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order_returns.id", ondelete="CASCADE"))
-    from_state: Mapped[str | None] = mapped_column(String(24))
-    to_state: Mapped[str] = mapped_column(String(24))
-    changed_at: Mapped[datetime] = created_at_column()
-    reason: Mapped[str | None] = mapped_column(String(64))

@@ -178,6 +178,25 @@ async def translated(operation: str, call: Awaitable[T]) -> T:
         raise ProviderUnavailable(f"{operation}: {status}") from exc
 
 
+def stripe_client(
+    api_key: str, api_base: str, timeout_s: float
+) -> tuple[stripe.StripeClient, stripe.HTTPXClient]:
+    """A `StripeClient` on its own HTTPX connection pool (the caller closes the pool), which never
+    retries by itself: Temporal retries the activities, each call under the same idempotency key.
+    A key that is not a secret or restricted key (a publishable one would fail every call) is
+    refused at once, with ProviderMisuse."""
+    if not api_key.startswith(STRIPE_KEY_PREFIXES):
+        raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
+    http = stripe.HTTPXClient(timeout=timeout_s)
+    client = stripe.StripeClient(
+        api_key=api_key,
+        base_addresses={"api": api_base.rstrip("/")},
+        http_client=http,
+        max_network_retries=0,
+    )
+    return client, http
+
+
 class StripeProvider:
     """Stripe (or the sandbox) through `stripe.StripeClient`; owns its HTTPX connection pool."""
 
@@ -186,17 +205,8 @@ class StripeProvider:
     def __init__(
         self, *, api_key: str, api_base: str, timeout_s: float, return_url: str | None = None
     ) -> None:
-        if not api_key.startswith(STRIPE_KEY_PREFIXES):
-            # A publishable key (or anything else) would fail every call: refuse it at start.
-            raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
         self._return_url = return_url
-        self._http = stripe.HTTPXClient(timeout=timeout_s)
-        self._client = stripe.StripeClient(
-            api_key=api_key,
-            base_addresses={"api": api_base.rstrip("/")},
-            http_client=self._http,
-            max_network_retries=0,
-        )
+        self._client, self._http = stripe_client(api_key, api_base, timeout_s)
         self._intents = self._client.v1.payment_intents
         self._refunds = self._client.v1.refunds
         self._disputes = self._client.v1.disputes

@@ -16,8 +16,7 @@ from typing import Any, cast
 
 import stripe
 
-from domains.payments.provider import ProviderMisuse
-from domains.payments.stripe_provider import STRIPE_KEY_PREFIXES, translated
+from domains.payments.stripe_provider import stripe_client, translated
 from domains.payments.tax import LineTax, ReversalLine, TaxableLine, TaxAddress, TaxResult
 from kit.money import Money
 
@@ -47,16 +46,8 @@ class StripeTaxProvider:
     name = "stripe"
 
     def __init__(self, *, api_key: str, api_base: str, timeout_s: float, tax_code: str) -> None:
-        if not api_key.startswith(STRIPE_KEY_PREFIXES):
-            raise ProviderMisuse("STRIPE_API_KEY is not a Stripe secret or restricted key")
         self._tax_code = tax_code
-        self._http = stripe.HTTPXClient(timeout=timeout_s)
-        client = stripe.StripeClient(
-            api_key=api_key,
-            base_addresses={"api": api_base.rstrip("/")},
-            http_client=self._http,
-            max_network_retries=0,
-        )
+        client, self._http = stripe_client(api_key, api_base, timeout_s)
         self._calculations = client.v1.tax.calculations
         self._transactions = client.v1.tax.transactions
 

@@ -4,8 +4,8 @@ The activities speak to a `TaxProvider`: `calculate` before the payment is autho
 of each line and of the shipping for the shipping address), `commit` after the capture (the
 calculation recorded as a tax transaction, what the merchant reports and files), `reverse` when
 money goes back (all of it, or some lines' and the shipping's amounts). `StripeTaxProvider`
-(domains/payments/stripe_tax.py, `TAX_PROVIDER=stripe`) is Stripe Tax; `NoTax`
-(`TAX_PROVIDER=none`) charges nothing and records nothing.
+(domains/payments/stripe_tax.py, `TAX_PROVIDER=stripe`) is Stripe Tax. `TAX_PROVIDER=none` has
+no provider: every line and the shipping carry zero tax (`untaxed`) and nothing is recorded.
 
 Money is `Money` here; integers of minor units exist only inside the Stripe implementation.
 Calls fail as the payment provider's do (domains/payments/provider.py): `ProviderUnavailable`
@@ -138,43 +138,6 @@ class TaxProvider(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
-
-
-class NoTax:
-    """`TAX_PROVIDER=none`: every line and the shipping carry zero tax, nothing is recorded."""
-
-    name = "none"
-
-    async def calculate(
-        self,
-        currency: str,
-        lines: Sequence[TaxableLine],
-        shipping: Money,
-        address: TaxAddress,
-        *,
-        key: str,
-    ) -> TaxResult:
-        """Zero tax on everything."""
-        return untaxed(currency, lines, shipping)
-
-    async def commit(self, calculation_id: str, *, reference: str, key: str) -> TaxResult:
-        """Never called: an untaxed checkout has no calculation to record."""
-        raise NotImplementedError("TAX_PROVIDER=none records no tax transaction")
-
-    async def reverse(
-        self,
-        transaction_id: str,
-        *,
-        reference: str,
-        key: str,
-        lines: Sequence[ReversalLine] | None,
-        shipping: tuple[Money, Money] | None = None,
-    ) -> TaxResult:
-        """Never called: an untaxed checkout has no transaction to reverse."""
-        raise NotImplementedError("TAX_PROVIDER=none records no tax transaction")
-
-    async def aclose(self) -> None:
-        """Nothing to release."""
 
 
 def untaxed(currency: str, lines: Sequence[TaxableLine], shipping: Money) -> TaxResult:

@@ -79,6 +79,14 @@ def derived_id(prefix: str, of: str) -> str:
     return f"{prefix}_{hashlib.sha256(of.encode()).hexdigest()[:24]}"
 
 
+def _object(
+    kind: str, id: str, always_null: tuple[str, ...], fields: dict[str, Any]
+) -> dict[str, Any]:
+    """A Stripe object of type `kind`: its id, the properties it always sends as null, then its
+    `fields`."""
+    return {**dict.fromkeys(always_null), "id": id, "object": kind, **fields}
+
+
 def payment_intent(
     *,
     id: str,
@@ -95,11 +103,11 @@ def payment_intent(
     canceled_at: int | None,
 ) -> dict[str, Any]:
     """A PaymentIntent: card only, manual capture, confirmed at creation."""
-    body: dict[str, Any] = dict.fromkeys(_NULL_INTENT)
-    body.update(
+    return _object(
+        "payment_intent",
+        id,
+        _NULL_INTENT,
         {
-            "id": id,
-            "object": "payment_intent",
             "amount": amount,
             "amount_capturable": amount_capturable,
             "amount_details": {"tip": {}},
@@ -137,9 +145,8 @@ def payment_intent(
             },
             "payment_method_types": ["card"],
             "status": status,
-        }
+        },
     )
-    return body
 
 
 def card_error(
@@ -214,11 +221,11 @@ def charge(
 ) -> dict[str, Any]:
     """The charge of an intent: its authorization (or its declined attempt) and refunds."""
     captured = intent["amount_received"]
-    body: dict[str, Any] = dict.fromkeys(_NULL_CHARGE)
-    body.update(
+    return _object(
+        "charge",
+        id,
+        _NULL_CHARGE,
         {
-            "id": id,
-            "object": "charge",
             "amount": intent["amount"],
             "amount_captured": captured,
             "amount_refunded": amount_refunded,
@@ -255,9 +262,8 @@ def charge(
                 "url": f"/v1/charges/{id}/refunds",
             },
             "status": "failed" if failure else "succeeded",
-        }
+        },
     )
-    return body
 
 
 def refund(
@@ -274,11 +280,11 @@ def refund(
     created: int,
 ) -> dict[str, Any]:
     """A card refund: `pending` until the card network settles it, then succeeded or failed."""
-    body: dict[str, Any] = dict.fromkeys(_NULL_REFUND)
-    body.update(
+    body = _object(
+        "refund",
+        id,
+        _NULL_REFUND,
         {
-            "id": id,
-            "object": "refund",
             "amount": amount,
             "charge": charge,
             "created": created,
@@ -292,7 +298,7 @@ def refund(
             "payment_method": derived_id("pm", payment_intent),
             "reason": reason,
             "status": status,
-        }
+        },
     )
     if failure_reason is not None:
         body["failure_reason"] = failure_reason

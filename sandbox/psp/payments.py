@@ -13,7 +13,7 @@ import json
 import re
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sandbox.psp import disputes, events, methods, objects, refunds
@@ -67,24 +67,11 @@ class Intent:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Intent:
-        """Build from a `SELECT *` row."""
-        return cls(
-            id=row["id"],
-            amount=row["amount"],
-            currency=row["currency"],
-            token=row["token"],
-            status=row["status"],
-            amount_capturable=row["amount_capturable"],
-            amount_received=row["amount_received"],
-            amount_refunded=row["amount_refunded"],
-            metadata=json.loads(row["metadata"]),
-            next_action_url=row["next_action_url"],
-            last_error_code=row["last_error_code"],
-            last_error_message=row["last_error_message"],
-            authorized=bool(row["authorized"]),
-            created=row["created"],
-            canceled_at=row["canceled_at"],
-        )
+        """Build from a `SELECT *` row: each field is its column; `metadata` is stored as JSON,
+        `authorized` as 0 or 1."""
+        values = {field.name: row[field.name] for field in fields(cls)}
+        values.update(metadata=json.loads(row["metadata"]), authorized=bool(row["authorized"]))
+        return cls(**values)
 
     @property
     def decline(self) -> methods.Decline | None:

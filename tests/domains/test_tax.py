@@ -13,11 +13,10 @@ from activities.payments.contract import ReverseTaxInput, TaxAddressValue
 from domains.payments.errors import TaxReversalTooLarge
 from domains.payments.models import TaxRecord, TaxReversal
 from domains.payments.tax import (
-    NoTax,
     TaxableLine,
-    TaxAddress,
     TaxStatus,
     share_of_tax,
+    untaxed,
 )
 from domains.payments.tax_records import plan_partial
 from kit.money import Money
@@ -98,12 +97,13 @@ def test_more_than_remains_is_refused_before_anything_is_sent(
     assert refused.value.code == "tax_reversal_too_large"
 
 
-async def test_no_tax_charges_nothing_and_records_nothing() -> None:
+def test_no_tax_charges_nothing_and_records_nothing() -> None:
     lines = [TaxableLine("A", eur("10.00"), 1)]
-    result = await NoTax().calculate("EUR", lines, eur("4.90"), TaxAddress("DE"), key="k")
+    result = untaxed("EUR", lines, eur("4.90"))
     assert (result.id, result.total_tax, result.shipping) == (None, eur("0"), eur("4.90"))
-    with pytest.raises(NotImplementedError):
-        await NoTax().commit("taxcalc_1", reference="r", key="k")
+    assert [(line.reference, line.amount, line.tax) for line in result.lines] == [
+        ("A", eur("10.00"), eur("0"))
+    ]
 
 
 def test_tax_settings_default_to_none_and_fail_closed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -33,7 +33,6 @@ from domains.payments.models import TaxRecord, TaxReversal
 from domains.payments.provider import ProviderMisuse
 from domains.payments.stripe_tax import TAX_RESTRICTED_KEY_PERMISSIONS, StripeTaxProvider
 from domains.payments.tax import (
-    NoTax,
     TaxableLine,
     TaxAddress,
     TaxStatus,
@@ -308,7 +307,7 @@ async def test_open_on_failure_goes_on_with_zero_tax_logged_and_counted(
 
 
 async def test_no_tax_provider_keeps_todays_totals(databases: dict[str, DomainDatabase]) -> None:
-    none = TaxActivities(databases["payments"], NoTax(), TaxSettings())
+    none = TaxActivities(databases["payments"], None, TaxSettings())
     checkout_id = uuid.uuid4()
     result = await _env().run(none.calculate_tax, _input(checkout_id))
     assert (result.status, result.untaxed_reason) == (TaxStatus.UNTAXED, "tax_provider_none")

@@ -9,7 +9,6 @@ from tools.showcase.platform import (
     Platform,
     check,
     money,
-    until,
 )
 
 WAITING = frozenset({"requires_payment_method"})
@@ -80,12 +79,7 @@ def dispute(p: Platform) -> None:
     buyer = p.buyer()
     cart = p.cart(buyer, [(p.variant("31.00", 5), 1)])
     order = p.completed_order(buyer, cart, "pm_card_createDispute")
-
-    def listed() -> dict[str, str] | None:
-        answer = p.call("GET", "/v1/ops/disputes?limit=500", p.operator, quiet=True)
-        return next((d for d in answer.json()["data"] if d["order_id"] == order["id"]), None)
-
-    found = until(listed, "the dispute in GET /v1/ops/disputes")
+    found = p.ops_listed("/v1/ops/disputes", order["id"])
     print(
         f"   GET /v1/ops/disputes: {found['provider_dispute_id']} {found['status']} "
         f"{found['reason']} {found['amount']} {found['currency']}"
@@ -111,12 +105,7 @@ def failing_refund(p: Platform) -> None:
         key=str(uuid.uuid4()),
     )
     print(f"   refund {asked['refund_id']}: {asked['status']} {asked['amount']}")
-
-    def parked() -> dict[str, str] | None:
-        answer = p.call("GET", "/v1/ops/refunds/failed?limit=500", p.operator, quiet=True)
-        return next((r for r in answer.json()["data"] if r["order_id"] == order["id"]), None)
-
-    failed = until(parked, "the refund in GET /v1/ops/refunds/failed")
+    failed = p.ops_listed("/v1/ops/refunds/failed", order["id"])
     print(
         f"   GET /v1/ops/refunds/failed: {failed['id']} {failed['status']} {failed['amount']} "
         f"({failed['failure_reason']})"

@@ -248,6 +248,15 @@ class Platform:
         """The order once `probe` holds of it."""
         return until(lambda: (lambda o: o if probe(o) else None)(self.order(order_id)), what)
 
+    def ops_listed(self, path: str, order_id: str) -> Any:
+        """The row of `order_id` in an operator list (`GET {path}`), once it is listed."""
+
+        def probe() -> Any:
+            answer = self.call("GET", f"{path}?limit=500", self.operator, quiet=True)
+            return next((row for row in answer.json()["data"] if row["order_id"] == order_id), None)
+
+        return until(probe, f"order {order_id} in GET {path}")
+
     # -- the providers -----------------------------------------------------------------------
 
     def ledger(self, checkout_id: str) -> list[dict[str, Any]]:

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from activities.shared import MoneyValue, Payload
 from domains.orders.statuses import ReturnStatus
+from workflows.ids import id_after
 
 WORKFLOW_TYPE = "ReturnWorkflow"
 _PREFIX = "return-"
@@ -28,12 +29,7 @@ def workflow_id(return_id: uuid.UUID) -> str:
 
 def return_id_of(workflow_id: str) -> uuid.UUID | None:
     """The return a workflow id names, None for any other id."""
-    if not workflow_id.startswith(_PREFIX):
-        return None
-    try:
-        return uuid.UUID(workflow_id.removeprefix(_PREFIX))
-    except ValueError:
-        return None
+    return id_after(_PREFIX, workflow_id)
 
 
 class ReturnLineValue(Payload):
