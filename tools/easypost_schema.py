@@ -291,7 +291,9 @@ class Property:
             options.append({"$ref": f"#/$defs/{kind}"})
         for name in sorted(self.types - ({"object"} if self.refs else set())):
             if name == "array":
-                options.append({"type": "array", "items": self.items.schema() if self.items else {}})
+                options.append(
+                    {"type": "array", "items": self.items.schema() if self.items else {}}
+                )
             elif name == "string" and self.enum:
                 options.append({"enum": sorted(self.enum)})
             elif not (name == "integer" and "number" in self.types):

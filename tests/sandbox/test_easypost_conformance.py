@@ -71,7 +71,7 @@ def hooked(psp: Psp, conformance: Conformance, api_key: str = EASYPOST_API_KEY) 
     def validate(**response: Any) -> None:
         conformance.answer(response["http_status"], json.loads(response["response_body"]))
 
-    easypost.subscribe_to_response_hook(validate)
+    easypost.subscribe_to_response_hook(validate)  # type: ignore[no-untyped-call]
     return easypost
 
 
@@ -123,6 +123,27 @@ def test_the_published_examples_conform_and_the_schemas_are_current() -> None:
     )
 
 
+def test_a_divergence_fails() -> None:
+    """The description is closed and its enums and id prefixes hold: a recorded tracker with an
+    unpublished status, a property EasyPost does not send, a foreign id prefix or a property
+    missing is refused."""
+    tracker = next(
+        answer["body"]
+        for answer in examples()["responses"]
+        if answer["body"].get("object") == "Tracker"
+    )
+    checked = Conformance()
+    checked.check("Tracker", tracker)
+    for broken in (
+        {**tracker, "status": "shipped"},
+        {**tracker, "eta": "tomorrow"},
+        {**tracker, "id": "tracker_" + "0" * 32},
+        {key: value for key, value in tracker.items() if key != "tracking_details"},
+    ):
+        with pytest.raises(AssertionError):
+            checked.check("Tracker", broken)
+
+
 def test_the_published_webhook_signature_is_the_sandboxs() -> None:
     """EasyPost's published event, secret and signature: the package accepts them, and the
     sandbox's signer computes the same signature (the secret is not ASCII: NFKD applies)."""
@@ -150,7 +171,8 @@ def test_shipments_rates_labels_and_refunds(client: EasyPostClient) -> None:
     abroad = create(client, to_address=ABROAD)
     assert {rate.service for rate in abroad.rates} >= {"PriorityMailInternational"}
     nowhere = create(client, to_address={**BUYER, "zip": "00000"})
-    assert nowhere.rates == [] and len(nowhere.messages) == 1
+    assert nowhere.rates == []
+    assert len(nowhere.messages) == 1
 
 
 def test_errors_answer_in_easyposts_shape(
@@ -215,7 +237,7 @@ def test_what_was_validated_covers_every_kind_status_and_error(conformance: Conf
     }  # fmt: skip
     assert sent <= set(conformance.kinds), conformance.kinds
     assert sent <= set(kinds())
-    met = {(kind, name): set() for kind, name, _ in conformance.values}
+    met: dict[tuple[str, str], set[str]] = {(k, n): set() for k, n, _ in conformance.values}
     for kind, name, value in conformance.values:
         met[(kind, name)].add(value)
     assert set(ROUTE) <= met[("Tracker", "status")]

@@ -37,9 +37,13 @@ def kinds() -> list[str]:
 
 
 def enum(kind: str, name: str) -> list[str]:
-    """The published values of one property."""
-    values: list[str] = document()["$defs"][kind]["properties"][name]["enum"]
-    return values
+    """The published values of one property (none when it has no enum)."""
+    schema = document()["$defs"][kind]["properties"].get(name, {})
+    for option in [schema, *schema.get("anyOf", [])]:
+        if "enum" in option:
+            values: list[str] = option["enum"]
+            return values
+    return []
 
 
 @cache
@@ -72,7 +76,7 @@ class Conformance:
         self.kinds[kind] += 1
         properties = document()["$defs"][kind]["properties"]
         for name, value in obj.items():
-            if isinstance(value, str) and "enum" in properties.get(name, {}):
+            if isinstance(value, str) and name in properties and enum(kind, name):
                 self.values[(kind, name, value)] += 1
             for item in value if isinstance(value, list) else [value]:
                 if isinstance(item, dict) and item.get("object") in document()["$defs"]:
