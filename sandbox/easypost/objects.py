@@ -233,8 +233,11 @@ def tracking_detail(status: str, at: float) -> dict[str, Any]:
     }
 
 
-def tracker(*, shipment_id: str, tracking_code: str, public_url: str, at: float) -> dict[str, Any]:
-    """The Tracker a bought label comes with, at `pre_transit`."""
+def tracker(
+    *, shipment_id: str, tracking_code: str, public_url: str, at: float, is_return: bool = False
+) -> dict[str, Any]:
+    """The Tracker a bought label comes with, at `pre_transit`; `finalized` once nothing will
+    move it any more (delivered, or its label voided)."""
     return {
         "id": new_id("trk"),
         "object": "Tracker",
@@ -253,6 +256,8 @@ def tracker(*, shipment_id: str, tracking_code: str, public_url: str, at: float)
         "fees": [],
         "carrier_detail": None,
         "public_url": public_url,
+        "finalized": False,
+        "is_return": is_return,
     }
 
 

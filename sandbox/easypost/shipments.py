@@ -236,6 +236,7 @@ def buy(
         tracking_code=code,
         public_url=f"{base_url}/trackers/{code}",
         at=now,
+        is_return=shipment["is_return"],
     )
     shipment.update(
         selected_rate=chosen,
@@ -261,6 +262,7 @@ def refund(conn: sqlite3.Connection, shipment_id: str) -> dict[str, Any]:
         return shipment
     if shipment["tracker"]["status"] == objects.ROUTE[0]:
         shipment["refund_status"] = "submitted"
+        shipment["tracker"]["finalized"] = True
         _save(conn, shipment, due_at=None)
     else:
         shipment["refund_status"] = "rejected"
@@ -299,6 +301,7 @@ def _move(
     tracker.update(
         status=status,
         status_detail="arrived_at_destination" if status == "delivered" else "status_update",
+        finalized=status not in objects.NEXT_STATUS,
         updated_at=objects.timestamp(at),
         tracking_details=[*tracker["tracking_details"], objects.tracking_detail(status, at)],
     )

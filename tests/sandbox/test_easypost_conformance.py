@@ -167,7 +167,8 @@ def test_shipments_rates_labels_and_refunds(client: EasyPostClient) -> None:
     assert client.shipment.refund(shipment.id).refund_status == "submitted"
 
     returned = create(client, is_return=True, to_address=WAREHOUSE, from_address=BUYER)
-    assert buy(client, returned).is_return is True
+    bought_back = buy(client, returned)
+    assert (bought_back.is_return, bought_back.tracker.is_return) == (True, True)
     abroad = create(client, to_address=ABROAD)
     assert {rate.service for rate in abroad.rates} >= {"PriorityMailInternational"}
     nowhere = create(client, to_address={**BUYER, "zip": "00000"})
@@ -223,7 +224,7 @@ async def test_trackers_move_with_signed_events(
         conformance.event(json.loads(delivery.body))
     assert sorted(d.status for d in deliveries) == sorted(ROUTE[1:])
     delivered = await asyncio.to_thread(client.shipment.retrieve, bought.id)
-    assert delivered.tracker.status == "delivered"
+    assert (delivered.tracker.status, delivered.tracker.finalized) == ("delivered", True)
     # A parcel the carrier has is no longer voided: the refund is rejected.
     assert (await asyncio.to_thread(client.shipment.refund, bought.id)).refund_status == "rejected"
 
