@@ -152,7 +152,7 @@ def ts_declarations(source: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
     interfaces: dict[str, Any] = {}
     pattern = r"^export declare interface (\w+)(?:<\w+>)?(?: extends (.*?))? \{\n(.*?)^\}"
     for name, extends, body in re.findall(pattern, source, re.M | re.S):
-        props = dict(re.findall(r"^  (\w+\??): ([^;]+);", body, re.M))
+        props = dict(re.findall(r"^  (\w+\??):\s*([^;]+);", body, re.M))
         interfaces[name] = {"extends": re.findall(r"I\w+(?:<'\w+'>)?", extends), "fields": props}
     aliases = {
         name: re.findall(r"'([^']+)'", body)
