@@ -309,10 +309,11 @@ GO_KINDS = {go_name: kind for kind, (go_name, _) in KINDS.items()}
 TS_KINDS = {ts_name: kind for kind, (_, ts_name) in KINDS.items()}
 
 
-def _go_type(text: str, into: Property) -> None:
+def go_type(text: str, into: Property) -> None:
+    """Add what a Go type says of a property to `into`."""
     text = text.lstrip("*")
     if text.startswith("[]"):
-        _go_type(text[2:], into.item())
+        go_type(text[2:], into.item())
     elif text in GO_SCALARS:
         into.types.add(GO_SCALARS[text])
     elif text in GO_KINDS:
@@ -322,7 +323,8 @@ def _go_type(text: str, into: Property) -> None:
     # interface{} says nothing: the typings and the recordings do
 
 
-def _ts_type(text: str, into: Property, aliases: dict[str, list[str]]) -> None:
+def ts_type(text: str, into: Property, aliases: dict[str, list[str]]) -> None:
+    """Add what a TypeScript type says of a property to `into` (aliases: the string enums)."""
     for part in (p.strip() for p in text.split("|") if p.strip()):
         if part == "null":
             into.nullable = True
@@ -330,7 +332,7 @@ def _ts_type(text: str, into: Property, aliases: dict[str, list[str]]) -> None:
             into.types.add("string")
             into.enum.add(part.strip("'"))
         elif part.endswith("[]"):
-            _ts_type(part[:-2], into.item(), aliases)
+            ts_type(part[:-2], into.item(), aliases)
         elif part in TS_SCALARS:
             into.types.add(TS_SCALARS[part])
         elif part in aliases:
@@ -422,9 +424,9 @@ def kind_schema(kind: str, sources: dict[str, Any], recorded: Recorded) -> dict[
     ts = sources["typescript"]
     properties: dict[str, Property] = defaultdict(Property)
     for name, text in _go_fields(sources["go"], go_name).items():
-        _go_type(text, properties[name])
+        go_type(text, properties[name])
     for name, text in _ts_fields(ts, ts_name).items():
-        _ts_type(text, properties[name], ts["aliases"])
+        ts_type(text, properties[name], ts["aliases"])
     for (of, name), values in recorded.values.items():
         if of == kind:
             _recorded_type(values, properties[name], NESTED.get((kind, name)))

@@ -3,7 +3,7 @@ and turns what they say into the schema's types, nullability and enums."""
 
 from __future__ import annotations
 
-from tools.easypost_schema import Property, _go_type, _ts_type, go_structs, ts_declarations
+from tools.easypost_schema import Property, go_structs, go_type, ts_declarations, ts_type
 
 GO = """
 type Tracker struct {
@@ -56,9 +56,9 @@ def test_typescript_interfaces_and_aliases() -> None:
     assert aliases["ITrackerStatus"] == ["unknown", "delivered"]
 
     status, signed, form = Property(), Property(), Property()
-    _ts_type("ITrackerStatus", status, aliases)
-    _ts_type("string | null", signed, aliases)
-    _ts_type(tracker["fields"]["form_type"], form, aliases)
+    ts_type("ITrackerStatus", status, aliases)
+    ts_type("string | null", signed, aliases)
+    ts_type(tracker["fields"]["form_type"], form, aliases)
     assert status.schema() == {"enum": ["delivered", "unknown"]}
     assert signed.schema() == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     assert form.schema() == {"enum": ["cn22", "label_qr_code"]}
@@ -66,13 +66,13 @@ def test_typescript_interfaces_and_aliases() -> None:
 
 def test_go_types_become_json_types() -> None:
     details, zone = Property(), Property()
-    _go_type("[]*TrackingDetail", details)
+    go_type("[]*TrackingDetail", details)
     assert details.schema() == {"type": "array", "items": {"$ref": "#/$defs/TrackingDetail"}}
     # Sources disagreeing (Go's integer, the typings' string): either is EasyPost's.
-    _go_type("int", zone)
-    _ts_type("string", zone, {})
+    go_type("int", zone)
+    ts_type("string", zone, {})
     assert zone.schema() == {"anyOf": [{"type": "integer"}, {"type": "string"}]}
     # interface{} says nothing, so the other sources decide.
     untyped = Property()
-    _go_type("interface{}", untyped)
+    go_type("interface{}", untyped)
     assert untyped.schema() == {}
