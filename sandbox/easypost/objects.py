@@ -1,8 +1,10 @@
 """EasyPost's objects as its API answers them: Shipment, Rate, PostageLabel, Tracker, Event.
 
-Field names, id prefixes (`shp_`, `rate_`, `pl_`, `trk_`, `evt_`) and enum values are EasyPost's
-own (its recorded API answers), so the `easypost` package reads them as it reads the real ones
-(tests/sandbox/test_easypost.py checks them). Amounts are decimal strings ("6.07").
+Field names and types, id prefixes (`shp_`, `rate_`, `pl_`, `trk_`, `evt_`, `adr_`, `prcl_`,
+`ca_`, `user_`), the fields always sent and enum values are EasyPost's own: its client libraries'
+published types and its recorded API answers (tests/sandbox/test_easypost_conformance.py validates
+every answer and event against them). Amounts are decimal strings ("6.07"); weights and dimensions
+are JSON numbers, as EasyPost sends them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ CARRIER = "USPS"
 CURRENCY = "USD"
 CENT = Decimal("0.01")
 OUNCES_PER_POUND = 16
+# The sandbox's one carrier account and user, with EasyPost's id prefixes.
+CARRIER_ACCOUNT_ID = "ca_" + "5a4d" * 8
+USER_ID = "user_" + "5a4d" * 8
+# USPS zones run from 1 (local) to 8 (farthest within the contiguous United States).
+FARTHEST_ZONE = 8
 # A postal code no service reaches: the shipment answers no rates (and a rate_error message), the
 # way to test an order whose shipping fails for good after its payment was captured.
 UNSERVICEABLE_ZIP = "00000"
@@ -93,6 +100,31 @@ def price(service: Service, weight_oz: Decimal) -> Decimal:
     return (service.base + service.per_pound * pounds).quantize(CENT, ROUND_HALF_UP)
 
 
+def _number(value: Any) -> float | None:
+    # EasyPost's weights and dimensions are JSON numbers (ounces and inches, not money).
+    return None if value is None else float(value)
+
+
+def usps_zone(to_zip: str, from_zip: str) -> int:
+    """The parcel's USPS zone, a stand-in for USPS's table: 1 within one 3-digit ZIP area, else
+    one more per leading digit apart (up to 8); 8 when either end has no US ZIP code."""
+    if not (to_zip[:5].isdigit() and from_zip[:5].isdigit()):
+        return FARTHEST_ZONE
+    if to_zip[:3] == from_zip[:3]:
+        return 1
+    return min(FARTHEST_ZONE, 2 + abs(int(to_zip[0]) - int(from_zip[0])))
+
+
+def message(text: str) -> dict[str, Any]:
+    """A carrier's message on a shipment (`rate_error`: it has no rate for it)."""
+    return {
+        "carrier": CARRIER,
+        "carrier_account_id": CARRIER_ACCOUNT_ID,
+        "type": "rate_error",
+        "message": text,
+    }
+
+
 def rate(service: Service, *, shipment_id: str, weight_oz: Decimal, at: float) -> dict[str, Any]:
     """A Rate of `service` for the shipment's parcel."""
     amount = str(price(service, weight_oz))
@@ -116,7 +148,7 @@ def rate(service: Service, *, shipment_id: str, weight_oz: Decimal, at: float) -
         "delivery_date_guaranteed": False,
         "est_delivery_days": service.delivery_days,
         "shipment_id": shipment_id,
-        "carrier_account_id": "ca_sandbox",
+        "carrier_account_id": CARRIER_ACCOUNT_ID,
     }
 
 
@@ -125,6 +157,8 @@ def address(fields: dict[str, Any], at: float) -> dict[str, Any]:
     keys = ("name", "company", "street1", "street2", "city", "state", "zip", "country")
     known = {key: fields.get(key) for key in keys}
     known.update({"phone": fields.get("phone"), "email": fields.get("email")})
+    # Always sent by EasyPost, null unless given (the sandbox verifies and stores nothing).
+    known.update({key: fields.get(key) for key in ("federal_tax_id", "state_tax_id")})
     return {
         "id": new_id("adr"),
         "object": "Address",
@@ -133,22 +167,24 @@ def address(fields: dict[str, Any], at: float) -> dict[str, Any]:
         "mode": MODE,
         **known,
         "residential": None,
+        "carrier_facility": None,
         "verifications": {},
     }
 
 
 def parcel(fields: dict[str, Any], at: float) -> dict[str, Any]:
-    """A Parcel object: weight in ounces, dimensions in inches, as EasyPost counts them."""
+    """A Parcel object: weight in ounces, dimensions in inches, as EasyPost counts them (JSON
+    numbers; a dimension not given is null)."""
     return {
         "id": new_id("prcl"),
         "object": "Parcel",
         "created_at": timestamp(at),
         "updated_at": timestamp(at),
-        "length": fields.get("length"),
-        "width": fields.get("width"),
-        "height": fields.get("height"),
+        "length": _number(fields.get("length")),
+        "width": _number(fields.get("width")),
+        "height": _number(fields.get("height")),
         "predefined_package": None,
-        "weight": fields["weight"],
+        "weight": _number(fields["weight"]),
         "mode": MODE,
     }
 
@@ -180,12 +216,13 @@ def tracking_detail(status: str, at: float) -> dict[str, Any]:
     return {
         "object": "TrackingDetail",
         "message": status.replace("_", " ").capitalize(),
-        "description": None,
+        # Empty rather than null, as EasyPost answers them for USPS.
+        "description": "",
         "status": status,
         "status_detail": "status_update",
         "datetime": timestamp(at),
         "source": CARRIER,
-        "carrier_code": None,
+        "carrier_code": "",
         "tracking_location": {
             "object": "TrackingLocation",
             "city": None,
@@ -196,8 +233,11 @@ def tracking_detail(status: str, at: float) -> dict[str, Any]:
     }
 
 
-def tracker(*, shipment_id: str, tracking_code: str, public_url: str, at: float) -> dict[str, Any]:
-    """The Tracker a bought label comes with, at `pre_transit`."""
+def tracker(
+    *, shipment_id: str, tracking_code: str, public_url: str, at: float, is_return: bool = False
+) -> dict[str, Any]:
+    """The Tracker a bought label comes with, at `pre_transit`; `finalized` once nothing will
+    move it any more (delivered, or its label voided)."""
     return {
         "id": new_id("trk"),
         "object": "Tracker",
@@ -216,6 +256,8 @@ def tracker(*, shipment_id: str, tracking_code: str, public_url: str, at: float)
         "fees": [],
         "carrier_detail": None,
         "public_url": public_url,
+        "finalized": False,
+        "is_return": is_return,
     }
 
 
@@ -235,10 +277,11 @@ def event(
         "completed_urls": [],
         "created_at": timestamp(at),
         "updated_at": timestamp(at),
-        "user_id": "user_sandbox",
+        "user_id": USER_ID,
     }
 
 
 def error(code: str, message: str, errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
-    """EasyPost's error body: `{"error": {"code", "message", "errors"}}`."""
+    """EasyPost's error body: `{"error": {"code", "message", "errors"}}`, `errors` naming the
+    fields at fault (`{"field", "message"}`)."""
     return {"error": {"code": code, "message": message, "errors": errors or []}}

@@ -5,7 +5,9 @@ the package sends it) and answer EasyPost's error shape; the sandbox's own (the 
 event log, the test helper that moves a tracker now) do not.
 
 "Carrier down" on demand: `POST /v1/test_helpers/carrier/fault` with `{"mode": "error"}` makes
-shipment create, buy and refund answer 503 in EasyPost's error shape before doing anything,
+shipment create, buy and refund answer 503 in EasyPost's error shape before doing anything (the
+codes EasyPost publishes for a carrier that does not answer: `SHIPMENT.RATES.UNAVAILABLE`,
+`SHIPMENT.POSTAGE.NO_RESPONSE`, `REFUND.NO_RESPONSE`),
 `{"mode": "hang"}` answer only after SANDBOX_CARRIER_HANG_S (or the body's `hang_s`; then
 normally, as a slow carrier does after the client gave up), `{"mode": "none"}` behave again.
 SANDBOX_CARRIER_FAULT sets the mode a sandbox starts in. Reads and the tracker's own moves and
@@ -54,14 +56,13 @@ class CarrierFaults:
         self.mode = mode
         self.hang_s = hang_s
 
-    async def check(self, endpoint: str) -> None:
-        """Fail or stall a carrier request as the current mode says (before any effect; after
-        its body was read, so that a stalled request still acts once its client gave up)."""
+    async def check(self, endpoint: str, code: str) -> None:
+        """Fail (503 with EasyPost's `code` for the endpoint) or stall a carrier request as the
+        current mode says (before any effect; after its body was read, so that a stalled request
+        still acts once its client gave up)."""
         if self.mode == "error":
             log.info("sandbox.carrier.fault", endpoint=endpoint, mode="error")
-            raise EasyPostApiError(
-                503, "SERVICE.UNAVAILABLE", "The carrier is temporarily unavailable (sandbox)."
-            )
+            raise EasyPostApiError(503, code, "The carrier is temporarily unavailable (sandbox).")
         if self.mode == "hang":
             log.info("sandbox.carrier.fault", endpoint=endpoint, mode="hang", seconds=self.hang_s)
             await asyncio.sleep(self.hang_s)
@@ -74,7 +75,7 @@ class CarrierFaults:
 def _check_key(request: Request, expected: str) -> None:
     key = presented_key(request.headers.get("authorization"))
     if key is None or not hmac.compare_digest(key.encode(), expected.encode()):
-        raise EasyPostApiError(401, "APIKEY.INVALID", "Invalid or missing API key.")
+        raise EasyPostApiError(401, "UNAUTHORIZED", "Invalid or missing API key.")
 
 
 async def _json(request: Request) -> Any:
@@ -82,7 +83,7 @@ async def _json(request: Request) -> Any:
     try:
         return json.loads(raw) if raw else {}
     except ValueError as exc:
-        raise EasyPostApiError(422, "PARAMETER.INVALID", "The body is not JSON.") from exc
+        raise EasyPostApiError(400, "BAD_REQUEST", "The body is not JSON.") from exc
 
 
 def easypost_router(sandbox: Sandbox) -> APIRouter:
@@ -142,7 +143,7 @@ def _shipment_routes(sandbox: Sandbox, faults: CarrierFaults) -> APIRouter:
         """A shipment with its rates."""
         try:
             params = shipments.parse_shipment(await _json(request))
-            await faults.check("POST /v2/shipments")
+            await faults.check("POST /v2/shipments", "SHIPMENT.RATES.UNAVAILABLE")
         except EasyPostApiError as exc:
             return json_response(exc.status, exc.body())
         return await answer(request, lambda conn: shipments.create_shipment(conn, params), 201)
@@ -159,7 +160,7 @@ def _shipment_routes(sandbox: Sandbox, faults: CarrierFaults) -> APIRouter:
         """Buy one of the shipment's rates (`{"rate": {"id": ...}}`)."""
         try:
             params = await _json(request)
-            await faults.check("POST /v2/shipments/:id/buy")
+            await faults.check("POST /v2/shipments/:id/buy", "SHIPMENT.POSTAGE.NO_RESPONSE")
         except EasyPostApiError as exc:
             return json_response(exc.status, exc.body())
         rate = params.get("rate") if isinstance(params, dict) else None
@@ -175,7 +176,7 @@ def _shipment_routes(sandbox: Sandbox, faults: CarrierFaults) -> APIRouter:
     async def refund(shipment_id: str, request: Request) -> Response:
         """Void the shipment's label."""
         try:
-            await faults.check("POST /v2/shipments/:id/refund")
+            await faults.check("POST /v2/shipments/:id/refund", "REFUND.NO_RESPONSE")
         except EasyPostApiError as exc:
             return json_response(exc.status, exc.body())
         return await answer(request, lambda conn: shipments.refund(conn, shipment_id))

@@ -45,15 +45,18 @@ TRACKER_UPDATED = "tracker.updated"
 class EasyPostApiError(Exception):
     """An answer other than success, in EasyPost's error shape; raised before any effect."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, errors: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.errors = errors or []
 
     def body(self) -> dict[str, Any]:
         """The JSON body of the answer."""
-        return objects.error(self.code, self.message)
+        return objects.error(self.code, self.message, self.errors)
 
 
 Positive = Annotated[Decimal, Field(gt=0, max_digits=9, decimal_places=2)]
@@ -88,18 +91,27 @@ def create_schema(conn: sqlite3.Connection) -> None:
 
 
 def parse_shipment(document: object) -> ShipmentParams:
-    """The `shipment` parameter of a create; 422 `PARAMETER.INVALID` naming the first problem."""
+    """The `shipment` parameter of a create. Without one, 422 `PARAMETER.REQUIRED`; an invalid
+    parcel 422 `PARCEL.PARAMETERS.INVALID`, anything else invalid 422 `SHIPMENT.INVALID_PARAMS`,
+    each problem named in `errors` (EasyPost's codes and shape)."""
+    if not isinstance(document, dict) or not document.get("shipment"):
+        raise EasyPostApiError(
+            422,
+            "PARAMETER.REQUIRED",
+            "Missing required parameter.",
+            [{"field": "shipment", "message": "cannot be blank"}],
+        )
     try:
-        if not isinstance(document, dict) or not isinstance(document.get("shipment"), dict):
-            raise EasyPostApiError(
-                422, "PARAMETER.REQUIRED", "Missing required parameter: shipment"
-            )
         return ShipmentParams.model_validate(document["shipment"])
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
+        problems = [
+            {"field": ".".join(["shipment", *map(str, e["loc"])]), "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        parcel = any(e["loc"][:1] == ("parcel",) for e in exc.errors())
+        code = "PARCEL.PARAMETERS.INVALID" if parcel else "SHIPMENT.INVALID_PARAMS"
         raise EasyPostApiError(
-            422, "PARAMETER.INVALID", f"shipment.{where}: {first['msg']}"
+            422, code, "The shipment's parameters are invalid.", problems
         ) from exc
 
 
@@ -138,11 +150,7 @@ def create_shipment(conn: sqlite3.Connection, params: ShipmentParams) -> dict[st
             for service in carried
         ]
     )
-    messages = (
-        [{"carrier": objects.CARRIER, "type": "rate_error", "message": "Unable to deliver here."}]
-        if unserviceable
-        else []
-    )
+    messages = [objects.message("Unable to deliver here.")] if unserviceable else []
     parcel = params.parcel.model_dump(mode="json", exclude_none=True)
     shipment = {
         "id": shipment_id,
@@ -169,6 +177,12 @@ def create_shipment(conn: sqlite3.Connection, params: ShipmentParams) -> dict[st
         "insurance": None,
         "fees": [],
         "forms": [],
+        "usps_zone": objects.usps_zone(
+            str(params.to_address.get("zip") or ""), str(params.from_address.get("zip") or "")
+        ),
+        # Always sent by EasyPost; the sandbox has no batches, customs forms, orders or scan forms.
+        **dict.fromkeys(("batch_id", "batch_status", "batch_message", "customs_info"), None),
+        **dict.fromkeys(("order_id", "scan_form"), None),
     }
     conn.execute(
         "INSERT INTO easypost_shipments (id, body, created) VALUES (?, ?, ?)",
@@ -210,7 +224,10 @@ def buy(
     chosen = next((r for r in shipment["rates"] if r["id"] == rate_id), None)
     if chosen is None:
         raise EasyPostApiError(
-            422, "SHIPMENT.RATE.INVALID", "The rate is not one of this shipment's rates."
+            422,
+            "SHIPMENT.INVALID_PARAMS",
+            "The rate is not one of this shipment's rates.",
+            [{"field": "rate.id", "message": "is not one of this shipment's rates"}],
         )
     now = time.time()
     code = _tracking_code(conn)
@@ -219,6 +236,7 @@ def buy(
         tracking_code=code,
         public_url=f"{base_url}/trackers/{code}",
         at=now,
+        is_return=shipment["is_return"],
     )
     shipment.update(
         selected_rate=chosen,
@@ -244,6 +262,7 @@ def refund(conn: sqlite3.Connection, shipment_id: str) -> dict[str, Any]:
         return shipment
     if shipment["tracker"]["status"] == objects.ROUTE[0]:
         shipment["refund_status"] = "submitted"
+        shipment["tracker"]["finalized"] = True
         _save(conn, shipment, due_at=None)
     else:
         shipment["refund_status"] = "rejected"
@@ -282,6 +301,7 @@ def _move(
     tracker.update(
         status=status,
         status_detail="arrived_at_destination" if status == "delivered" else "status_update",
+        finalized=status not in objects.NEXT_STATUS,
         updated_at=objects.timestamp(at),
         tracking_details=[*tracker["tracking_details"], objects.tracking_detail(status, at)],
     )

@@ -83,7 +83,7 @@ async def test_a_carrier_down_answers_503_before_any_effect_and_reads_still_work
     client = client_of(down)
     with pytest.raises(ServiceUnavailableError) as refused:
         create(client)
-    assert (refused.value.http_status, refused.value.code) == (503, "SERVICE.UNAVAILABLE")
+    assert (refused.value.http_status, refused.value.code) == (503, "SHIPMENT.RATES.UNAVAILABLE")
     with pytest.raises(CarrierUnavailable):
         await carrier_of(down).create(
             to_address=BUYER,

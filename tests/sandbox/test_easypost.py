@@ -75,7 +75,7 @@ TRACKER_STATUSES = {
     "unknown", "pre_transit", "in_transit", "out_for_delivery", "delivered",
     "available_for_pickup", "return_to_sender", "failure", "cancelled", "error",
 }  # fmt: skip
-REFUND_STATUSES = {"submitted", "refunded", "rejected", "not_applicable"}
+REFUND_STATUSES = {"submitted", "refunded", "rejected"}
 WAREHOUSE = {"company": "Warehouse", "street1": "1 Dock Road", "city": "Springfield",
              "zip": "94107", "country": "US"}  # fmt: skip
 BUYER = {"name": "Ada Lovelace", "street1": "12 Analytical St", "city": "London",
@@ -268,7 +268,7 @@ def test_the_api_key_and_parameters_are_checked(manual: Psp) -> None:
         client.shipment.retrieve("shp_" + "0" * 32)
     with pytest.raises(InvalidRequestError) as no_weight:
         create(client, parcel={"length": 10})
-    assert no_weight.value.code == "PARAMETER.INVALID"
+    assert no_weight.value.code == "PARCEL.PARAMETERS.INVALID"
 
 
 async def _bought(psp: Psp) -> Shipment:
