@@ -32,7 +32,13 @@ from domains.payments.errors import (
     RefundNotFound,
 )
 from domains.payments.models import Payment, PaymentRefund, PaymentRefundRequest
-from domains.payments.statuses import PaymentStatus, RefundRequestStatus, RefundStatus
+from domains.payments.statuses import (
+    REQUEST_PURPOSES,
+    PaymentStatus,
+    RefundPurpose,
+    RefundRequestStatus,
+    RefundStatus,
+)
 from kit.money import Money
 
 # Refunds the provider counts against the capture.
@@ -42,16 +48,32 @@ CAPTURED = (PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.DISPUT
 
 
 @dataclass(frozen=True)
+class Requester:
+    """Who a request is for, and so who settles its refund when it fails: `operator_refund` with
+    the order's id, or `return` with the return's id."""
+
+    purpose: RefundPurpose
+    owner_id: uuid.UUID
+
+    def __post_init__(self) -> None:
+        if self.purpose not in REQUEST_PURPOSES:
+            raise ValueError(f"a refund request is not asked for by {self.purpose.value}")
+
+
+@dataclass(frozen=True)
 class RefundAsk:
     """What is asked: `amount` of an order's payment back, under `key` (unique per request, and
-    the provider's idempotency key), with a reason and who asked. `allocations` optionally says
-    which order lines it gives back (e.g. `{"reference": sku, "quantity": 1, "amount": "9.90"}`)."""
+    the provider's idempotency key), with a reason and who asked (`requested_by`, a person or a
+    flow; `requester`, the purpose and its owner: None only for an ask scheduled by the release
+    before them, whose request the database completes). `allocations` optionally says which
+    order lines it gives back (e.g. `{"reference": sku, "quantity": 1, "amount": "9.90"}`)."""
 
     order_id: uuid.UUID
     amount: Money
     key: str
     reason: str
     requested_by: str
+    requester: Requester | None = None
     allocations: list[dict[str, Any]] | None = field(default=None)
 
     def fingerprint(self) -> str:
@@ -76,6 +98,11 @@ class RequestView:
     refund: PaymentRefund | None
 
     @property
+    def return_id(self) -> uuid.UUID | None:
+        """The return that asked for it, if a return did."""
+        return return_of(self.request)
+
+    @property
     def status(self) -> str:
         """Where the money stands: the provider refund's status once it exists, `pending` until
         then, `rejected` when the provider refused it."""
@@ -84,6 +111,13 @@ class RequestView:
         if self.request.status == RefundRequestStatus.REJECTED.value:
             return RefundRequestStatus.REJECTED.value
         return RefundStatus.PENDING.value
+
+
+def return_of(request: PaymentRefundRequest | None) -> uuid.UUID | None:
+    """The return that asked for `request`, if a return did (as recorded with the request)."""
+    if request is None or request.purpose != RefundPurpose.RETURN.value:
+        return None
+    return request.owner_id
 
 
 async def payment_of_order(
@@ -165,8 +199,12 @@ async def request_refund(session: AsyncSession, ask: RefundAsk) -> PaymentRefund
         status=RefundRequestStatus.REQUESTED.value,
         allocations=ask.allocations,
     )
+    if ask.requester is not None:
+        row.purpose, row.owner_id = ask.requester.purpose.value, ask.requester.owner_id
     session.add(row)
     await session.flush()
+    if ask.requester is None:  # the database filled them in (see PaymentRefundRequest)
+        await session.refresh(row, ["purpose", "owner_id"])
     return row
 
 
