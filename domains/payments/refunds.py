@@ -124,11 +124,9 @@ async def payment_of_order(
     session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False
 ) -> Payment:
     """The order's payment (PaymentNotFound when it never had one)."""
+    missing = PaymentNotFound("the order has no payment", order_id=str(order_id))
     query = select(Payment).where(Payment.order_id == order_id)
-    payment = await session.scalar(query.with_for_update() if lock else query)
-    if payment is None:
-        raise PaymentNotFound("the order has no payment", order_id=str(order_id))
-    return payment
+    return await service.one_row(session, query, missing, lock=lock)
 
 
 async def refundable(session: AsyncSession, payment: Payment) -> Money:
@@ -212,10 +210,9 @@ async def request_view(
     session: AsyncSession, request_id: uuid.UUID, *, lock: bool = False
 ) -> RequestView:
     """One refund request with its payment and provider refund (RefundNotFound)."""
+    missing = RefundNotFound("no such refund", refund_id=str(request_id))
     query = select(PaymentRefundRequest).where(PaymentRefundRequest.id == request_id)
-    request = await session.scalar(query.with_for_update() if lock else query)
-    if request is None:
-        raise RefundNotFound("no such refund", refund_id=str(request_id))
+    request = await service.one_row(session, query, missing, lock=lock)
     payment = await session.get_one(Payment, request.payment_id)
     refund = None
     if request.provider_refund_id is not None:
