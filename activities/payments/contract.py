@@ -154,8 +154,8 @@ class SendRefundInput(Payload):
     """Refund a recorded request at the provider (under the request's key)."""
 
     refund_id: uuid.UUID
-    # Unread: the provider's refund metadata says the purpose recorded with the request. Kept
-    # for the inputs earlier releases scheduled.
+    # Why, for the workers of the release before this one (their provider refund's metadata
+    # says it); this release's say the purpose recorded with the request instead.
     purpose: Literal["operator_refund", "return"] = "operator_refund"
 
 

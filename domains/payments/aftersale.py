@@ -305,11 +305,24 @@ class RefundView:
 
 
 def _views() -> Select[PaymentRefund, Payment, PaymentRefundRequest]:
-    """Refunds with their payment and request, if any (a request's refund has the request's id)."""
+    """Refunds with their payment and request, if any: the request names its provider refund
+    once sent (the refund usually has the request's id too, but not when the provider's event
+    about it was recorded first)."""
     return (
         select(PaymentRefund, Payment, PaymentRefundRequest)
         .join(Payment, Payment.id == PaymentRefund.payment_id)
-        .outerjoin(PaymentRefundRequest, PaymentRefundRequest.id == PaymentRefund.id)
+        .outerjoin(
+            PaymentRefundRequest,
+            PaymentRefundRequest.provider_refund_id == PaymentRefund.provider_refund_id,
+        )
+    )
+
+
+async def _request_of(session: AsyncSession, refund: PaymentRefund) -> PaymentRefundRequest | None:
+    return await session.scalar(
+        select(PaymentRefundRequest).where(
+            PaymentRefundRequest.provider_refund_id == refund.provider_refund_id
+        )
     )
 
 
@@ -348,7 +361,7 @@ async def failed_refund(
             resolution=row.resolution,
         )
     payment = await session.get_one(Payment, row.payment_id)
-    return RefundView(row, payment, await session.get(PaymentRefundRequest, refund_id))
+    return RefundView(row, payment, await _request_of(session, row))
 
 
 async def refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:
@@ -363,7 +376,8 @@ async def refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:
 async def refuse_if_a_returns(session: AsyncSession, refund_id: uuid.UUID) -> None:
     """RefundOwnedByReturn when the refund was asked for by a return (as its request records):
     its return settles it."""
-    return_id = return_of(await session.get(PaymentRefundRequest, refund_id))
+    refund = await session.get(PaymentRefund, refund_id)
+    return_id = return_of(await _request_of(session, refund)) if refund is not None else None
     if return_id is not None:
         raise RefundOwnedByReturn(
             "this refund is a return's: retry it on its return",

@@ -202,6 +202,7 @@ class PaymentRefundRequest(Base):
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
         Index("ix_payment_refund_requests_payment", "payment_id", "status"),
         Index("ix_payment_refund_requests_order", "order_id", "created_at"),
+        Index("ix_payment_refund_requests_provider_refund", "provider_refund_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()

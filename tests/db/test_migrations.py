@@ -82,8 +82,8 @@ async def _fetch(url: str, query: str) -> list[asyncpg.Record]:
 
 REQUEST = (
     "INSERT INTO payment_refund_requests (id, payment_id, order_id, request_key, request_hash, "
-    "amount, currency, reason, requested_by, status) "
-    "VALUES ($1, $2, $3, $4, 'h', 5, 'EUR', 'r', 'someone', 'sent')"
+    "amount, currency, reason, requested_by, status, provider_refund_id) "
+    "VALUES ($1, $2, $3, $4, 'h', 5, 'EUR', 'r', 'someone', 'sent', $5)"
 )
 REQUEST_OF = (
     "INSERT INTO payment_refund_requests (id, payment_id, order_id, request_key, request_hash, "
@@ -105,7 +105,7 @@ def test_refund_requesters_are_filled_from_the_keys(scratch: Settings) -> None:
     url = scratch.domain_database_url("payments")
     payment, order, ret = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     first, retried, operator, late = (uuid.uuid4() for _ in range(4))
-    dashboard, compensation = uuid.uuid4(), uuid.uuid4()
+    dashboard, compensation, recorded_first = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     asyncio.run(
         _payments_rows(
             url,
@@ -116,10 +116,11 @@ def test_refund_requesters_are_filled_from_the_keys(scratch: Settings) -> None:
                     "VALUES ($1, $2, 'captured', 50, 'EUR', 'sandbox', $3, 50)",
                     (payment, order, uuid.uuid4()),
                 ),
-                (REQUEST, (first, payment, order, f"return-{ret}")),
-                (REQUEST, (retried, payment, order, f"return-{ret}:retry-1")),
-                (REQUEST, (operator, payment, order, f"order-refund-{order}-0123456789abcdef")),
-                (REFUND, (first, payment, "re_first", "platform")),
+                (REQUEST, (first, payment, order, f"return-{ret}", "re_first")),
+                (REQUEST, (retried, payment, order, f"return-{ret}:retry-1", None)),
+                (REQUEST, (operator, payment, order, f"order-refund-{order}-0123", "re_operator")),
+                # The provider's event recorded this refund before its request did: another id.
+                (REFUND, (recorded_first, payment, "re_first", "platform")),
                 (REFUND, (operator, payment, "re_operator", "platform")),
                 (REFUND, (dashboard, payment, "re_dashboard", "dashboard")),
                 (REFUND, (compensation, payment, "re_compensation", "platform")),
@@ -128,7 +129,8 @@ def test_refund_requesters_are_filled_from_the_keys(scratch: Settings) -> None:
     )
     upgrade(scratch, ["payments"], "head")
     # The release before this one still records requests without a requester while this rolls.
-    asyncio.run(_payments_rows(url, [(REQUEST, (late, payment, order, f"return-{ret}:retry-2"))]))
+    late_request = (late, payment, order, f"return-{ret}:retry-2", None)
+    asyncio.run(_payments_rows(url, [(REQUEST, late_request)]))
     requests = asyncio.run(_fetch(url, "SELECT id, purpose, owner_id FROM payment_refund_requests"))
     assert {r["id"]: (r["purpose"], r["owner_id"]) for r in requests} == {
         first: ("return", ret),
@@ -138,7 +140,7 @@ def test_refund_requesters_are_filled_from_the_keys(scratch: Settings) -> None:
     }
     refunds = asyncio.run(_fetch(url, "SELECT id, purpose FROM payment_refunds"))
     assert {r["id"]: r["purpose"] for r in refunds} == {
-        first: "return",
+        recorded_first: "return",
         operator: "operator_refund",
         dashboard: "dashboard",
         compensation: None,  # no request, no metadata yet: the provider's next word says why

@@ -7,7 +7,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from pydantic import ValidationError
 
+from activities.payments.contract import RefundRequestInput
 from domains.payments import aftersale, refunds, service
 from domains.payments.errors import RefundOwnedByReturn
 from domains.payments.provider import PLATFORM, PURPOSE, REFUNDED_BY, Refund
@@ -25,9 +27,16 @@ async def _order_of(db: DomainDatabase, checkout_id: uuid.UUID) -> uuid.UUID:
 
 
 async def _failed_request(
-    db: DomainDatabase, checkout_id: uuid.UUID, key: str, requester: refunds.Requester | None
+    db: DomainDatabase,
+    checkout_id: uuid.UUID,
+    key: str,
+    requester: refunds.Requester | None,
+    *,
+    event_first: bool = False,
 ) -> uuid.UUID:
-    """A request asked under `key` by `requester`, sent, whose provider refund failed."""
+    """A request asked under `key` by `requester`, sent, whose provider refund failed; the id
+    operators see it under (the request's, or another when the provider's event about the
+    refund was recorded before the request heard back: `event_first`)."""
     ask = refunds.RefundAsk(
         order_id=await _order_of(db, checkout_id),
         amount=Money.of("5.00", "EUR"),
@@ -42,9 +51,13 @@ async def _failed_request(
         payment = await service.payment_for_checkout(session, checkout_id, lock=True)
         metadata = {REFUNDED_BY: PLATFORM, PURPOSE: row.purpose}
         failed = Refund(made, 500, "EUR", "failed", metadata=metadata)
+        if event_first:
+            await aftersale.record_refunds(session, payment, [failed])
         await aftersale.record_refunds(session, payment, [failed], ours=[made], ids={made: row.id})
         await refunds.mark_sent(session, row, made)
-        return row.id
+        view = await refunds.request_view(session, row.id)
+        assert view.refund is not None
+        return view.refund.id
 
 
 async def _view(db: DomainDatabase, refund_id: uuid.UUID) -> aftersale.RefundView:
@@ -106,6 +119,22 @@ async def test_an_operators_refund_is_not_refused_though_its_key_looks_like_a_re
     assert await _refused(db, refund_id) is None
 
 
+async def test_a_returns_refund_recorded_first_from_the_providers_event_is_still_its(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    db = databases["payments"]
+    checkout_id = await _captured(db)
+    return_id = uuid.uuid4()
+    requester = refunds.Requester(RefundPurpose.RETURN, return_id)
+    key = f"return-{return_id}"
+    refund_id = await _failed_request(db, checkout_id, key, requester, event_first=True)
+    view = await _view(db, refund_id)
+    assert view.request is not None
+    assert view.request.id != refund_id  # not the id it was asked under
+    assert (view.purpose, view.return_id) == ("return", return_id)
+    assert await _refused(db, refund_id) == str(return_id)
+
+
 async def test_an_ask_without_a_requester_gets_it_from_its_key_in_the_database(
     databases: dict[str, DomainDatabase],
 ) -> None:
@@ -143,3 +172,13 @@ async def test_a_refund_no_request_asked_for_says_why_from_the_providers_metadat
 def test_a_request_is_asked_for_by_an_operator_or_a_return_only() -> None:
     with pytest.raises(ValueError, match="dashboard"):
         refunds.Requester(RefundPurpose.DASHBOARD, uuid.uuid4())
+    asked = {
+        "order_id": uuid.uuid4(),
+        "amount": {"amount": "5.00", "currency": "EUR"},
+        "key": "return-x",
+        "reason": "return",
+        "requested_by": "returns",
+    }
+    with pytest.raises(ValidationError, match="go together"):
+        RefundRequestInput.model_validate({**asked, "purpose": "return"})
+    assert RefundRequestInput.model_validate(asked).purpose is None  # an earlier release's

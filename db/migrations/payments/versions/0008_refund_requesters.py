@@ -70,8 +70,8 @@ def upgrade() -> None:
         f"FOR EACH ROW EXECUTE FUNCTION {FILL}()"
     )
     op.execute(
-        "UPDATE payment_refunds AS r SET purpose = q.purpose "
-        "FROM payment_refund_requests AS q WHERE q.id = r.id"
+        "UPDATE payment_refunds AS r SET purpose = q.purpose FROM payment_refund_requests AS q "
+        "WHERE q.provider_refund_id = r.provider_refund_id"
     )
     op.execute(
         "UPDATE payment_refunds SET purpose = 'dashboard' "
@@ -87,9 +87,16 @@ def upgrade() -> None:
         "payment_refunds",
         f"purpose IN ({_quoted(PURPOSES)})",
     )
+    # A refund finds its request by the provider's id (operators' lists join on it).
+    op.create_index(
+        "ix_payment_refund_requests_provider_refund",
+        "payment_refund_requests",
+        ["provider_refund_id"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_payment_refund_requests_provider_refund", "payment_refund_requests")
     op.execute(f"DROP TRIGGER {FILL} ON payment_refund_requests")
     op.execute(f"DROP FUNCTION {FILL}()")
     op.drop_constraint(op.f("ck_payment_refunds_purpose_valid"), "payment_refunds")
