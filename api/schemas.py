@@ -807,7 +807,9 @@ class OpsRefundOut(Response):
     id: uuid.UUID
     provider_refund_id: str
     order_id: uuid.UUID | None
-    purpose: str | None
+    purpose: (
+        Literal["compensation", "operator_refund", "operator_retry", "return", "dashboard"] | None
+    )
     return_id: uuid.UUID | None
     checkout_id: uuid.UUID
     payment_id: uuid.UUID
@@ -854,7 +856,7 @@ class OrderRefundOut(Response):
 
     refund_id: uuid.UUID
     order_id: uuid.UUID
-    purpose: str
+    purpose: Literal["operator_refund", "return"]
     return_id: uuid.UUID | None
     amount: AmountOut
     currency: str
