@@ -795,11 +795,22 @@ class OpsDisputeList(Response):
 
 
 class OpsRefundOut(Response):
-    """A refund and where it stands; a failed one waits for an operator until settled."""
+    """A refund and where it stands; a failed one waits for an operator until settled.
+
+    `purpose` says why it was made, and so where to act when it failed: `compensation` (a
+    checkout's or an order cancellation's own refund), `operator_refund` (an operator's partial
+    refund of the order), `operator_retry` (an operator's retry of a failed refund), `return` (a
+    return's refund: `return_id` names the return, which retries it itself), `dashboard` (made in
+    the provider's dashboard); null for a refund recorded before purposes were, until the
+    provider next reports on it."""
 
     id: uuid.UUID
     provider_refund_id: str
     order_id: uuid.UUID | None
+    purpose: (
+        Literal["compensation", "operator_refund", "operator_retry", "return", "dashboard"] | None
+    )
+    return_id: uuid.UUID | None
     checkout_id: uuid.UUID
     payment_id: uuid.UUID
     amount: AmountOut
@@ -839,10 +850,14 @@ class OrderRefundIn(Request):
 class OrderRefundOut(Response):
     """A refund asked for after the sale and where its money stands: `pending` until the
     provider settles it, then `succeeded`, `failed` (it waits for an operator, see
-    `/v1/ops/refunds/failed`) or `canceled`; `rejected` when the provider refused it outright."""
+    `/v1/ops/refunds/failed`) or `canceled`; `rejected` when the provider refused it outright.
+    `purpose` says who asked: `operator_refund` (an operator) or `return` (`return_id` names the
+    return, which settles a failed refund itself)."""
 
     refund_id: uuid.UUID
     order_id: uuid.UUID
+    purpose: Literal["operator_refund", "return"]
+    return_id: uuid.UUID | None
     amount: AmountOut
     currency: str
     status: str

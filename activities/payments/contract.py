@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from activities.shared import ActivityName, CheckoutRef, MoneyValue, NextAction, Payload
 
@@ -136,13 +136,26 @@ class RefundRequestInput(Payload):
     # Who asked: an operator's user id, or the flow that did (`returns`).
     requested_by: str = Field(min_length=1, max_length=128)
     allocations: list[RefundAllocation] | None = None
+    # What for, and whose it is: `operator_refund` of the order (`owner_id` the order's id) or a
+    # `return`'s (the return's id); who settles the refund when it fails. Both or neither: an
+    # input scheduled by a release before them has neither, and the request gets them from its
+    # key when it is recorded.
+    purpose: Literal["operator_refund", "return"] | None = None
+    owner_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _whole_requester(self) -> Self:
+        if (self.purpose is None) != (self.owner_id is None):
+            raise ValueError("purpose and owner_id go together")
+        return self
 
 
 class SendRefundInput(Payload):
     """Refund a recorded request at the provider (under the request's key)."""
 
     refund_id: uuid.UUID
-    # Why, as the provider's refund metadata says (the order follows both like any refund).
+    # Why, for the workers of the release before this one (their provider refund's metadata
+    # says it); this release's say the purpose recorded with the request instead.
     purpose: Literal["operator_refund", "return"] = "operator_refund"
 
 

@@ -16,7 +16,7 @@ from activities.payments.contract import (
 from activities.shared import MoneyValue
 from domains.payments import aftersale, refunds, service
 from domains.payments.provider import PaymentProvider, ProviderRejected
-from domains.payments.statuses import RefundRequestStatus
+from domains.payments.statuses import RefundPurpose, RefundRequestStatus
 from kit.db import DomainDatabase
 from kit.logging import get_logger
 from kit.money import Money
@@ -54,6 +54,11 @@ class RefundActivities:
             key=input.key,
             reason=input.reason,
             requested_by=input.requested_by,
+            requester=(
+                refunds.Requester(RefundPurpose(input.purpose), input.owner_id)
+                if input.purpose is not None and input.owner_id is not None
+                else None
+            ),
             allocations=(
                 [a.model_dump(mode="json") for a in input.allocations]
                 if input.allocations is not None
@@ -68,6 +73,7 @@ class RefundActivities:
             "payments.refund.requested",
             refund_id=str(result.refund_id),
             order_id=str(input.order_id),
+            purpose=row.purpose,
             amount=str(ask.amount.amount),
             currency=ask.amount.currency,
         )
@@ -85,13 +91,11 @@ class RefundActivities:
                 return _result(view)
             intent_id = view.payment.provider_payment_id
             amount = Money(view.request.amount, view.request.currency)
-            key = view.request.request_key
+            key, purpose = view.request.request_key, view.request.purpose
         if intent_id is None:
             return await self._rejected(input, "payment_has_no_intent")
         try:
-            made = await self.provider.refund(
-                intent_id, amount=amount, key=key, purpose=input.purpose
-            )
+            made = await self.provider.refund(intent_id, amount=amount, key=key, purpose=purpose)
         except ProviderRejected as exc:
             return await self._rejected(input, exc.reason)
         intent = await self.provider.retrieve(intent_id)

@@ -46,6 +46,8 @@ def _refund_out(view: aftersale.RefundView) -> OpsRefundOut:
             **columns(view.refund),
             "order_id": view.payment.order_id,
             "checkout_id": view.payment.checkout_id,
+            "purpose": view.purpose,
+            "return_id": view.return_id,
         },
         context={"currency": view.refund.currency},
     )

@@ -111,6 +111,7 @@ async def refund(wired: Platform, refund_id: uuid.UUID) -> OrderRefundOut:
             {
                 **columns(view.request),
                 "refund_id": view.request.id,
+                "return_id": view.return_id,
                 "status": view.status,
                 "failure_reason": (
                     view.refund.failure_reason if view.refund else view.request.failure_reason

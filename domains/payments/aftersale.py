@@ -9,7 +9,6 @@ retries it or resolves it with a note.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.payments import service
@@ -25,12 +24,14 @@ from domains.payments.errors import RefundNotFailed, RefundNotFound, RefundOwned
 from domains.payments.events import AGGREGATE
 from domains.payments.models import Payment, PaymentDispute, PaymentRefund, PaymentRefundRequest
 from domains.payments.provider import Dispute, Refund
+from domains.payments.refunds import return_of
 from domains.payments.statuses import (
     DISPUTE_CLOSED,
     REFUND_FINAL,
     DisputeStatus,
     PaymentStatus,
     RefundOrigin,
+    RefundPurpose,
     RefundResolution,
     RefundStatus,
 )
@@ -108,6 +109,8 @@ async def record_refunds(
         status = RefundStatus(refund.status).value  # an unknown status is refused, not guessed
         mine = refund.id in ours or refund.by_platform
         origin = RefundOrigin.PLATFORM if mine else RefundOrigin.DASHBOARD
+        # Why: the metadata the platform wrote; none on one of ours means it was not readable.
+        purpose = refund.purpose.value if refund.by_platform or not mine else None
         row = await _refund_row(session, refund.id)
         if row is None:
             row = PaymentRefund(
@@ -120,12 +123,17 @@ async def record_refunds(
                 origin=origin.value,
                 reason=refund.reason,
                 failure_reason=refund.failure_reason,
+                purpose=purpose,
             )
             session.add(row)
             changed.append((row, refund))
             continue
         if origin == RefundOrigin.PLATFORM:
             row.origin = origin.value  # the platform's own record wins over a webhook's guess
+            if row.purpose == RefundPurpose.DASHBOARD.value:
+                row.purpose = None
+        if row.purpose is None:
+            row.purpose = purpose  # learnt now (recorded before purposes were, or a guess)
         if _may_move(row.status, status):
             row.status = status
             row.failure_reason = refund.failure_reason
@@ -277,17 +285,51 @@ async def disputes_of_orders(
 
 @dataclass(frozen=True)
 class RefundView:
-    """A refund with the payment it gives back."""
+    """A refund with the payment it gives back, and the request it was made for (None for a
+    refund no request asked for: a compensation, an operator's retry, a dashboard's)."""
 
     refund: PaymentRefund
     payment: Payment
+    request: PaymentRefundRequest | None = None
+
+    @property
+    def purpose(self) -> str | None:
+        """Why it was made (a `RefundPurpose` value): its request's purpose, else what the
+        provider's metadata said; None for a refund recorded before purposes were."""
+        return self.request.purpose if self.request is not None else self.refund.purpose
+
+    @property
+    def return_id(self) -> uuid.UUID | None:
+        """The return that asked for it, if a return did."""
+        return return_of(self.request)
+
+
+def _views() -> Select[PaymentRefund, Payment, PaymentRefundRequest]:
+    """Refunds with their payment and request, if any: the request names its provider refund
+    once sent (the refund usually has the request's id too, but not when the provider's event
+    about it was recorded first)."""
+    return (
+        select(PaymentRefund, Payment, PaymentRefundRequest)
+        .join(Payment, Payment.id == PaymentRefund.payment_id)
+        .outerjoin(
+            PaymentRefundRequest,
+            PaymentRefundRequest.provider_refund_id == PaymentRefund.provider_refund_id,
+        )
+    )
+
+
+async def _request_of(session: AsyncSession, refund: PaymentRefund) -> PaymentRefundRequest | None:
+    return await session.scalar(
+        select(PaymentRefundRequest).where(
+            PaymentRefundRequest.provider_refund_id == refund.provider_refund_id
+        )
+    )
 
 
 async def waiting_refunds(session: AsyncSession, limit: int = 100) -> list[RefundView]:
     """Failed refunds no operator has settled yet, oldest first."""
     rows = await session.execute(
-        select(PaymentRefund, Payment)
-        .join(Payment, Payment.id == PaymentRefund.payment_id)
+        _views()
         .where(
             PaymentRefund.status == RefundStatus.FAILED.value,
             PaymentRefund.resolution.is_(None),
@@ -295,7 +337,7 @@ async def waiting_refunds(session: AsyncSession, limit: int = 100) -> list[Refun
         .order_by(PaymentRefund.created_at, PaymentRefund.id)
         .limit(limit)
     )
-    return [RefundView(refund, payment) for refund, payment in rows]
+    return [RefundView(refund, payment, request) for refund, payment, request in rows]
 
 
 async def failed_refund(
@@ -319,32 +361,28 @@ async def failed_refund(
             resolution=row.resolution,
         )
     payment = await session.get_one(Payment, row.payment_id)
-    return RefundView(row, payment)
+    return RefundView(row, payment, await _request_of(session, row))
 
 
 async def refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:
-    """One refund with its payment (RefundNotFound)."""
-    row = await session.get(PaymentRefund, refund_id)
-    if row is None:
+    """One refund with its payment and request (RefundNotFound)."""
+    found = (await session.execute(_views().where(PaymentRefund.id == refund_id))).one_or_none()
+    if found is None:
         raise RefundNotFound("no such refund", refund_id=str(refund_id))
-    return RefundView(row, await session.get_one(Payment, row.payment_id))
-
-
-# The provider keys of the refunds returns ask for (`return-<return_id>[:retry-<n>]`).
-RETURN_REFUND_KEY = re.compile(r"^return-(?P<return_id>[0-9a-f-]{36})(:|$)")
+    row, payment, request = found
+    return RefundView(row, payment, request)
 
 
 async def refuse_if_a_returns(session: AsyncSession, refund_id: uuid.UUID) -> None:
-    """RefundOwnedByReturn when the refund was asked for by a return: its return settles it."""
-    key = await session.scalar(
-        select(PaymentRefundRequest.request_key).where(PaymentRefundRequest.id == refund_id)
-    )
-    found = RETURN_REFUND_KEY.match(key) if key else None
-    if found:
+    """RefundOwnedByReturn when the refund was asked for by a return (as its request records):
+    its return settles it."""
+    refund = await session.get(PaymentRefund, refund_id)
+    return_id = return_of(await _request_of(session, refund)) if refund is not None else None
+    if return_id is not None:
         raise RefundOwnedByReturn(
             "this refund is a return's: retry it on its return",
             refund_id=str(refund_id),
-            return_id=found["return_id"],
+            return_id=str(return_id),
         )
 
 

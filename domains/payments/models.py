@@ -12,9 +12,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from domains.payments.statuses import (
+    REQUEST_PURPOSES,
     DisputeStatus,
     PaymentStatus,
     RefundOrigin,
+    RefundPurpose,
     RefundRequestStatus,
     RefundResolution,
     RefundStatus,
@@ -140,8 +142,10 @@ class PaymentRefund(Base):
     """One refund of a payment's capture, as the provider reports it, whoever made it.
 
     `origin` says who: the platform (a compensation, a late capture given back) or someone in the
-    provider's dashboard (learnt from the provider's events). A `failed` refund waits for an
-    operator (`resolution` says how it was settled: retried or resolved with a note).
+    provider's dashboard (learnt from the provider's events); `purpose` says why (a
+    `RefundPurpose`: the request's own for a refund request's refund; empty for a refund recorded
+    before purposes were, until the provider's next word about it). A `failed` refund waits for
+    an operator (`resolution` says how it was settled: retried or resolved with a note).
     """
 
     __tablename__ = "payment_refunds"
@@ -149,6 +153,7 @@ class PaymentRefund(Base):
         one_of("status", [s.value for s in RefundStatus]),
         one_of("origin", [o.value for o in RefundOrigin]),
         one_of("resolution", [r.value for r in RefundResolution], name="resolution_valid"),
+        one_of("purpose", [p.value for p in RefundPurpose]),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
         Index("ix_payment_refunds_payment", "payment_id", "created_at"),
@@ -168,6 +173,7 @@ class PaymentRefund(Base):
     resolution_note: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+    purpose: Mapped[str | None] = mapped_column(String(16))
 
 
 class PaymentRefundRequest(Base):
@@ -180,15 +186,23 @@ class PaymentRefundRequest(Base):
     reason is refused. Once sent, `provider_refund_id` links it to its `payment_refunds` row,
     which carries the provider's status from then on. `allocations` optionally says which
     order lines the amount gives back (a return's).
+
+    `purpose` and `owner_id` say who asked, and so who settles the refund when it fails:
+    `operator_refund` with the order's id (an operator's partial refund: an operator retries it),
+    or `return` with the return's id (its return asks the provider again itself). A request
+    recorded without them (by the release before them, while this one rolls out) gets them from
+    its key in the database (migration 0008's trigger, dropped once no such release runs).
     """
 
     __tablename__ = "payment_refund_requests"
     __table_args__ = (
         one_of("status", [s.value for s in RefundRequestStatus]),
+        one_of("purpose", [p.value for p in REQUEST_PURPOSES]),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency_iso4217"),
         Index("ix_payment_refund_requests_payment", "payment_id", "status"),
         Index("ix_payment_refund_requests_order", "order_id", "created_at"),
+        Index("ix_payment_refund_requests_provider_refund", "provider_refund_id"),
     )
 
     id: Mapped[uuid.UUID] = uuid_pk()
@@ -206,6 +220,8 @@ class PaymentRefundRequest(Base):
     allocations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONB)
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
+    purpose: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[uuid.UUID]
 
 
 class TaxRecord(Base):

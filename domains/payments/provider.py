@@ -25,17 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from domains.payments.statuses import RefundPurpose
 from kit.money import Money
 
 # What the platform writes in the metadata of every refund it makes: who made it, and why. A
 # refund without it was made by someone else (in the provider's dashboard).
 REFUNDED_BY, PLATFORM = "refunded_by", "platform"
 PURPOSE = "purpose"
-# Why: a compensation (a checkout's or an order cancellation's: their owner sets the order's
-# status), or an operator's retry of a failed refund or partial refund of an order, or a return
-# (the order follows these like a dashboard one).
-COMPENSATION, OPERATOR_RETRY = "compensation", "operator_retry"
-OPERATOR_REFUND, RETURN = "operator_refund", "return"
+# Why (a `RefundPurpose`): a compensation (a checkout's or an order cancellation's: their owner
+# sets the order's status), or an operator's retry of a failed refund or partial refund of an
+# order, or a return (the order follows these like a dashboard one).
+COMPENSATION, OPERATOR_RETRY = RefundPurpose.COMPENSATION.value, RefundPurpose.OPERATOR_RETRY.value
+OPERATOR_REFUND, RETURN = RefundPurpose.OPERATOR_REFUND.value, RefundPurpose.RETURN.value
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,17 @@ class Refund:
     def by_platform(self) -> bool:
         """Whether the platform made it (its metadata says so)."""
         return self.metadata.get(REFUNDED_BY) == PLATFORM
+
+    @property
+    def purpose(self) -> RefundPurpose:
+        """Why it was made: what the platform's metadata says (a compensation when it says
+        nothing else), `dashboard` for a refund the platform did not make."""
+        if not self.by_platform:
+            return RefundPurpose.DASHBOARD
+        try:
+            return RefundPurpose(self.metadata.get(PURPOSE, COMPENSATION))
+        except ValueError:  # a word this release does not know: the platform made it all the same
+            return RefundPurpose.COMPENSATION
 
     @property
     def compensation(self) -> bool:

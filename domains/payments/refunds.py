@@ -32,7 +32,13 @@ from domains.payments.errors import (
     RefundNotFound,
 )
 from domains.payments.models import Payment, PaymentRefund, PaymentRefundRequest
-from domains.payments.statuses import PaymentStatus, RefundRequestStatus, RefundStatus
+from domains.payments.statuses import (
+    REQUEST_PURPOSES,
+    PaymentStatus,
+    RefundPurpose,
+    RefundRequestStatus,
+    RefundStatus,
+)
 from kit.money import Money
 
 # Refunds the provider counts against the capture.
@@ -42,16 +48,32 @@ CAPTURED = (PaymentStatus.CAPTURED, PaymentStatus.REFUNDED, PaymentStatus.DISPUT
 
 
 @dataclass(frozen=True)
+class Requester:
+    """Who a request is for, and so who settles its refund when it fails: `operator_refund` with
+    the order's id, or `return` with the return's id."""
+
+    purpose: RefundPurpose
+    owner_id: uuid.UUID
+
+    def __post_init__(self) -> None:
+        if self.purpose not in REQUEST_PURPOSES:
+            raise ValueError(f"a refund request is not asked for by {self.purpose.value}")
+
+
+@dataclass(frozen=True)
 class RefundAsk:
     """What is asked: `amount` of an order's payment back, under `key` (unique per request, and
-    the provider's idempotency key), with a reason and who asked. `allocations` optionally says
-    which order lines it gives back (e.g. `{"reference": sku, "quantity": 1, "amount": "9.90"}`)."""
+    the provider's idempotency key), with a reason and who asked (`requested_by`, a person or a
+    flow; `requester`, the purpose and its owner: None only for an ask scheduled by the release
+    before them, whose request the database completes). `allocations` optionally says which
+    order lines it gives back (e.g. `{"reference": sku, "quantity": 1, "amount": "9.90"}`)."""
 
     order_id: uuid.UUID
     amount: Money
     key: str
     reason: str
     requested_by: str
+    requester: Requester | None = None
     allocations: list[dict[str, Any]] | None = field(default=None)
 
     def fingerprint(self) -> str:
@@ -76,6 +98,11 @@ class RequestView:
     refund: PaymentRefund | None
 
     @property
+    def return_id(self) -> uuid.UUID | None:
+        """The return that asked for it, if a return did."""
+        return return_of(self.request)
+
+    @property
     def status(self) -> str:
         """Where the money stands: the provider refund's status once it exists, `pending` until
         then, `rejected` when the provider refused it."""
@@ -86,15 +113,20 @@ class RequestView:
         return RefundStatus.PENDING.value
 
 
+def return_of(request: PaymentRefundRequest | None) -> uuid.UUID | None:
+    """The return that asked for `request`, if a return did (as recorded with the request)."""
+    if request is None or request.purpose != RefundPurpose.RETURN.value:
+        return None
+    return request.owner_id
+
+
 async def payment_of_order(
     session: AsyncSession, order_id: uuid.UUID, *, lock: bool = False
 ) -> Payment:
     """The order's payment (PaymentNotFound when it never had one)."""
+    missing = PaymentNotFound("the order has no payment", order_id=str(order_id))
     query = select(Payment).where(Payment.order_id == order_id)
-    payment = await session.scalar(query.with_for_update() if lock else query)
-    if payment is None:
-        raise PaymentNotFound("the order has no payment", order_id=str(order_id))
-    return payment
+    return await service.one_row(session, query, missing, lock=lock)
 
 
 async def refundable(session: AsyncSession, payment: Payment) -> Money:
@@ -165,8 +197,12 @@ async def request_refund(session: AsyncSession, ask: RefundAsk) -> PaymentRefund
         status=RefundRequestStatus.REQUESTED.value,
         allocations=ask.allocations,
     )
+    if ask.requester is not None:
+        row.purpose, row.owner_id = ask.requester.purpose.value, ask.requester.owner_id
     session.add(row)
     await session.flush()
+    if ask.requester is None:  # the database filled them in (see PaymentRefundRequest)
+        await session.refresh(row, ["purpose", "owner_id"])
     return row
 
 
@@ -174,10 +210,9 @@ async def request_view(
     session: AsyncSession, request_id: uuid.UUID, *, lock: bool = False
 ) -> RequestView:
     """One refund request with its payment and provider refund (RefundNotFound)."""
+    missing = RefundNotFound("no such refund", refund_id=str(request_id))
     query = select(PaymentRefundRequest).where(PaymentRefundRequest.id == request_id)
-    request = await session.scalar(query.with_for_update() if lock else query)
-    if request is None:
-        raise RefundNotFound("no such refund", refund_id=str(request_id))
+    request = await service.one_row(session, query, missing, lock=lock)
     payment = await session.get_one(Payment, request.payment_id)
     refund = None
     if request.provider_refund_id is not None:

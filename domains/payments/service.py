@@ -12,9 +12,9 @@ import json
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import UpdateBase, func, select, update
+from sqlalchemy import Select, UpdateBase, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,8 +34,11 @@ from domains.payments.statuses import (
     TransactionType,
 )
 from kit.db import insert_if_absent, insert_or_get, written
+from kit.errors import DomainError
 from kit.money import Money
 from kit.outbox import NewEvent, write_with_events
+
+RowT = TypeVar("RowT")
 
 # Stripe keeps an idempotency key for at least 24 hours; a request under an older key runs again
 # (a create makes a second object). A call whose key is older than this margin first looks for
@@ -114,15 +117,23 @@ async def ensure_payment(
     return payment
 
 
+async def one_row(
+    session: AsyncSession, query: Select[RowT], missing: DomainError, *, lock: bool = False
+) -> RowT:
+    """The row `query` selects (locked for update if asked); `missing` raised when there is none."""
+    row = await session.scalar(query.with_for_update() if lock else query)
+    if row is None:
+        raise missing
+    return row
+
+
 async def payment_for_checkout(
     session: AsyncSession, checkout_id: uuid.UUID, *, lock: bool = False
 ) -> Payment:
     """The checkout's payment."""
+    missing = PaymentNotFound("no payment for this checkout", checkout_id=str(checkout_id))
     query = select(Payment).where(Payment.checkout_id == checkout_id)
-    payment = await session.scalar(query.with_for_update() if lock else query)
-    if payment is None:
-        raise PaymentNotFound("no payment for this checkout", checkout_id=str(checkout_id))
-    return payment
+    return await one_row(session, query, missing, lock=lock)
 
 
 async def find_payment(session: AsyncSession, checkout_id: uuid.UUID) -> Payment | None:

@@ -90,6 +90,26 @@ class RefundOrigin(StrEnum):
     DASHBOARD = "dashboard"
 
 
+class RefundPurpose(StrEnum):
+    """Why a refund was made, and so who settles it when it fails. The platform writes the same
+    word in the provider's metadata of each refund it makes; a refund without it was made in the
+    provider's dashboard."""
+
+    # A checkout's or an order cancellation's own refund (their workflow moves the order).
+    COMPENSATION = "compensation"
+    # An operator's retry of a failed refund (`POST /v1/ops/refunds/{id}/retry`).
+    OPERATOR_RETRY = "operator_retry"
+    # An operator's partial refund of an order (`POST /v1/ops/orders/{id}/refunds`).
+    OPERATOR_REFUND = "operator_refund"
+    # A return's refund: its return asks again itself when it fails.
+    RETURN = "return"
+    DASHBOARD = "dashboard"
+
+
+# What a refund request (domains/payments/refunds.py) is asked for: the purposes that record one.
+REQUEST_PURPOSES = (RefundPurpose.OPERATOR_REFUND, RefundPurpose.RETURN)
+
+
 class RefundResolution(StrEnum):
     """How an operator settled a failed refund."""
 

@@ -208,7 +208,11 @@ async def test_a_failing_refund_waits_for_an_operator_until_retried_or_resolved(
     assert failed["status"] == "failed"
     assert failed["failure_reason"]
     assert failed["amount"] == "20.00"
-    assert failed["origin"] == "dashboard"
+    assert (failed["origin"], failed["purpose"], failed["return_id"]) == (
+        "dashboard",
+        "dashboard",
+        None,
+    )
     # The refund never succeeded: the order keeps its money and its status.
     assert (await order(shop, order_id))["refunded_amount"] == "0.00"
 
@@ -227,6 +231,7 @@ async def test_a_failing_refund_waits_for_an_operator_until_retried_or_resolved(
 
     # The same card fails again: the new refund waits in its turn; an operator settles it by hand.
     second = await failed_refund_of(shop, checkout_id, {failed["id"]})
+    assert (second["origin"], second["purpose"]) == ("platform", "operator_retry")
     resolved = await shop.http.post(
         f"/v1/ops/refunds/{second['id']}/resolve",
         json={"note": "paid back by bank transfer"},
@@ -320,7 +325,11 @@ async def test_a_compensation_refund_that_fails_later_waits_for_an_operator(
     assert done["status"] == "cancelled"
 
     failed = await failed_refund_of(shop, checkout_id, set())
-    assert failed["origin"] == "platform"
+    assert (failed["origin"], failed["purpose"], failed["return_id"]) == (
+        "platform",
+        "compensation",
+        None,
+    )
     assert failed["amount"] == "20.00"
     ledger = await platform.ledger(uuid.UUID(checkout_id))
     assert (ledger[0]["captured"], ledger[0]["refunded"]) == (2000, 0)

@@ -257,8 +257,8 @@ async def test_a_cancellation_whose_refund_fails_leaves_it_owed_to_an_operator(
         if mine:
             break
         await asyncio.sleep(0.1)
-    assert [(r["amount"], r["origin"], r["resolution"]) for r in mine] == [
-        ("19.99", "platform", None)
+    assert [(r["amount"], r["origin"], r["resolution"], r["purpose"]) for r in mine] == [
+        ("19.99", "platform", None, "compensation")
     ]
     ledger = await platform.ledger(checkout.checkout_id)
     assert [(r["captured"], r["refunded"]) for r in ledger] == [(1999, 0)]
@@ -278,7 +278,10 @@ async def test_a_cancellation_whose_refund_fails_leaves_it_owed_to_an_operator(
         if len(mine) == 2:
             break
         await asyncio.sleep(0.1)
-    assert sorted(r["amount"] for r in mine) == ["19.99", "5.00"]
+    assert sorted((r["amount"], r["purpose"]) for r in mine) == [
+        ("19.99", "compensation"),
+        ("5.00", "operator_refund"),
+    ]
     assert await platform.invariants(checkout.checkout_id) == []
     for failed in mine:
         resolved = await http.post(

@@ -236,9 +236,10 @@ async def test_a_refund_the_provider_fails_waits_for_an_operator(shop: Shop) -> 
     listed = await shop.http.get("/v1/ops/refunds/failed", headers=shop.operator.headers)
     assert listed.status_code == 200, listed.text
     mine = [r for r in listed.json()["data"] if r["id"] == refund_id]
-    assert [(r["amount"], r["order_id"], r["origin"]) for r in mine] == [
-        ("4.00", order_id, "platform")
-    ]
+    assert [
+        (r["amount"], r["order_id"], r["origin"], r["purpose"], r["return_id"]) for r in mine
+    ] == [("4.00", order_id, "platform", "operator_refund", None)]
+    assert (failed["purpose"], failed["return_id"]) == ("operator_refund", None)
     # The failed refund holds nothing: the whole capture may be refunded still.
     rest = await refund(shop, order_id, {"amount": "20.00", "reason": "late"}, "fail-2")
     assert rest.status_code == 202, rest.text

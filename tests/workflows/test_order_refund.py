@@ -123,6 +123,7 @@ async def test_accepted_then_sent_under_the_workflow_id_through_an_outage(
         "operator-1",
         Decimal("7.50"),
     )
+    assert (ask.purpose, ask.owner_id) == ("operator_refund", ask.order_id)
     # Retried while the provider was down: the very same request each time.
     assert fake.sent == [payments.SendRefundInput(refund_id=fake.refund_id)] * 3
 

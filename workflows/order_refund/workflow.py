@@ -68,6 +68,8 @@ class OrderRefundWorkflow:
             key=workflow.info().workflow_id,
             reason=input.reason,
             requested_by=input.requested_by,
+            purpose="operator_refund",
+            owner_id=input.order_id,
         )
         try:
             recorded: payments.RefundRequestResult = await call_step(

@@ -305,6 +305,8 @@ class ReturnWorkflow(OperatorAttention):
                 key=key,
                 reason="return",
                 requested_by="returns",
+                purpose="return",
+                owner_id=return_id,
                 allocations=[
                     payments.RefundAllocation(
                         reference=line.sku, quantity=line.quantity, amount=line.refund

@@ -303,6 +303,7 @@ def _request_refund(world: World, arg: payments.RefundRequestInput) -> payments.
     """A refund asked for after the sale (a return's; the checkout never asks): recorded once per
     key."""
     world.refund_requests.setdefault(arg.key, arg.amount.amount)
+    world.refund_requesters.setdefault(arg.key, (arg.purpose, arg.owner_id))
     return payments.RefundRequestResult(
         refund_id=uuid.uuid5(world.checkout_id, arg.key),
         order_id=arg.order_id,

@@ -135,6 +135,8 @@ async def test_an_operator_decides_and_counts_and_a_failed_refund_is_retried(
     assert body.status == ReturnStatus.REFUNDED
     assert world.restocked == {SHIRT: 1}  # the socks came back unsellable
     assert list(world.refund_requests) == [f"return-{return_id}", f"return-{return_id}:retry-1"]
+    # Each asked as the return's own: only the return retries it.
+    assert set(world.refund_requesters.values()) == {("return", return_id)}
     assert world.return_moves == [
         "approved",
         "received",

@@ -100,10 +100,12 @@ class World:
     script: dict[str, Behaviour] = field(default_factory=dict)
     # A return's world (ReturnWorkflow; `checkout_id` is then the return's id): the statuses it
     # recorded, what came back, what went back to stock per order line, the refunds asked for
-    # (by key) and how the provider settles each refund sent, in order (then `succeeded`).
+    # (by key) with who asked (purpose, owner), and how the provider settles each refund sent, in
+    # order (then `succeeded`).
     return_moves: list[str] = field(default_factory=list)
     restocked: dict[uuid.UUID, int] = field(default_factory=dict)
     refund_requests: dict[str, Decimal] = field(default_factory=dict)
+    refund_requesters: dict[str, tuple[str | None, uuid.UUID | None]] = field(default_factory=dict)
     refund_outcomes: list[str] = field(default_factory=list)
 
     @property
