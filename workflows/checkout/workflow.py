@@ -19,7 +19,6 @@ run at any point is acted on: re-read while the payment is awaited, settled othe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -32,9 +31,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.coupons import contract as coupons
     from activities.inventory import contract as inventory
     from activities.orders import contract as orders
-    from activities.payments import contract as payments
     from activities.products import contract as products
-    from activities.shared import CheckoutRef, MoneyValue, OrderRef, ReleaseInput
+    from activities.shared import MoneyValue, OrderRef, ReleaseInput
     from activities.shipping import contract as shipping
     from kit.money import Money
     from workflows.checkout.cancel import Canceller, CancelState
@@ -60,7 +58,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.checkout.operator import OperatorDesk
     from workflows.checkout.payment import PaymentSteps
-    from workflows.checkout.price import Price, tax_request
+    from workflows.checkout.pricing import PricingSteps
     from workflows.checkout.progress import Progress, describe, write_record
     from workflows.checkout.steps import (
         RESERVATION_MARGIN,
@@ -84,7 +82,7 @@ def _refused(code: FailureCode, message: str) -> ApplicationError:
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
-class CheckoutWorkflow(PaymentSteps, OperatorDesk):
+class CheckoutWorkflow(PaymentSteps, PricingSteps, OperatorDesk):
     """One checkout, id `checkout-<checkout_id>`, on task queue `checkout`."""
 
     @workflow.init
@@ -107,9 +105,8 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
         self._money: MoneyOutcome | None = None  # what the undo did to the payment
         self._progress = Progress(self.status, self._details)
         self._waiters = 0  # clients in `wait_settled`
-        # The whole price (a chosen shipping rate, tax): decided once, at the start of the run.
         self._whole_price = False
-        self._price: Price | None = None
+        self._price = None
 
     # -- signals, updates and queries ----------------------------------------------------------
 
@@ -269,10 +266,7 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
 
     async def _forward(self, input: CheckoutInput) -> None:
         """The stages in order; each raises to stop the checkout."""
-        # Checkouts with neither a chosen rate nor tax run the commands they always ran (no
-        # marker in their history either); the others charge shipping and tax.
-        priced = input.shipping is not None or input.tax
-        self._whole_price = priced and workflow.patched("whole-price")
+        self._decide_whole_price(input)
         snapshot = await self._lock_cart(input)
         discount = await self._reserve(input, snapshot)
         order = await self._create_order(input, snapshot, discount)
@@ -368,25 +362,7 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
                 ),
             ),
         )
-        whole = self._whole_price
-        order = await self._step_call(
-            orders.CREATE,
-            orders.CreateOrderInput(
-                checkout_id=input.checkout_id,
-                user_id=input.user_id,
-                currency=snapshot.currency,
-                lines=snapshot.lines,
-                subtotal=MoneyValue.of(price.subtotal),
-                discount=MoneyValue.of(price.discount),
-                total=MoneyValue.of(price.total),
-                coupon_code=input.coupon_code.strip().upper() if input.coupon_code else None,
-                shipping_address=input.shipping_address,
-                billing_address=input.billing_address,
-                shipping=MoneyValue.of(price.shipping) if whole else None,
-                tax=MoneyValue.of(price.tax_total) if whole else None,
-                line_taxes=price.line_taxes(snapshot.lines),
-            ),
-        )
+        order = await self._step_call(orders.CREATE, self._order_input(input, snapshot, price))
         self._order = OrderSummary(
             id=order.order_id,
             order_number=order.order_number,
@@ -395,28 +371,6 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
         )
         self._check_cancel()
         return order
-
-    async def _whole(
-        self, input: CheckoutInput, snapshot: cart.CartSnapshot, discount: Money
-    ) -> Price:
-        """The order's price: the chosen rate's shipping and, when taxed, the tax service's
-        calculation (before anything is authorized: a failure holds no money)."""
-        subtotal, currency = snapshot.subtotal(), snapshot.currency
-        shipping = Money.zero(currency)
-        if self._whole_price and input.shipping is not None:
-            if input.shipping.currency != currency:
-                raise CheckoutStopped(
-                    CheckoutStatus.FAILED,
-                    FailureCode.SHIPPING_RATE_EXPIRED,
-                    f"the shipping rate is in {input.shipping.currency}, the cart in {currency}",
-                )
-            shipping = input.shipping.money()
-        price = Price(subtotal=subtotal, discount=discount, shipping=shipping)
-        if not (self._whole_price and input.tax):
-            return price
-        request = tax_request(input.checkout_id, snapshot, price, input.shipping_address)
-        tax = await self._step_call(payments.CALCULATE_TAX, request)
-        return Price(subtotal=subtotal, discount=discount, shipping=shipping, tax=tax)
 
     async def _settle(self, order_ref: OrderRef) -> None:
         """The pivot turns reservations into sales and the order into a paid one."""
@@ -434,22 +388,6 @@ class CheckoutWorkflow(PaymentSteps, OperatorDesk):
                 orders.OrderTransitionInput(checkout_id=order_ref.checkout_id, reason=reason),
             ),
         )
-
-    def _commit_tax(self, order_ref: OrderRef) -> list[Awaitable[payments.TaxResultValue]]:
-        """Record the calculated tax as a transaction, once the money is decided; its undo
-        (registered first) reverses all of it. Nothing for an untaxed checkout."""
-        tax = self._price.tax if self._price else None
-        if tax is None or tax.calculation_id is None:
-            return []
-        checkout = order_ref.checkout_id
-        self._saga.add(
-            "reverse_tax",
-            lambda: self._call(
-                payments.REVERSE_TAX,
-                payments.ReverseTaxInput(checkout_id=checkout, reversal_key="compensation"),
-            ),
-        )
-        return [self._step_call(payments.COMMIT_TAX, CheckoutRef(checkout_id=checkout))]
 
     async def _ship(self, input: CheckoutInput, order_ref: OrderRef) -> None:
         await self._enter(StepName.CREATE_SHIPMENT)
