@@ -21,6 +21,7 @@ from domains.checkout.statuses import (
 )
 from domains.payments.statuses import WAITING as WAITING_PAYMENT
 from domains.payments.statuses import PaymentStatus
+from workflows.ids import id_after
 
 __all__ = [
     "CHECKOUT_STATUS",
@@ -82,12 +83,7 @@ def workflow_id(checkout_id: uuid.UUID) -> str:
 
 def checkout_id_of(workflow_id: str) -> uuid.UUID | None:
     """The checkout id in a checkout's workflow id (None for any other workflow)."""
-    if not workflow_id.startswith(_PREFIX):
-        return None
-    try:
-        return uuid.UUID(workflow_id.removeprefix(_PREFIX))
-    except ValueError:
-        return None
+    return id_after(_PREFIX, workflow_id)
 
 
 def reconcile_workflow_id(intent_id: str) -> str:
