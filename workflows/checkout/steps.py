@@ -69,6 +69,11 @@ class StepOptions:
     retry: RetryPolicy = field(default_factory=lambda: FORWARD)
 
 
+def _provider(queue: TaskQueue, summary: str) -> StepOptions:
+    """A step that reaches an outside provider (payments, tax, the carrier): the longer timeout."""
+    return StepOptions(queue, summary, PROVIDER_STEP_TIMEOUT)
+
+
 # Every activity the checkout calls, with its options (a test checks each queue is its domain's).
 STEPS: dict[str, StepOptions] = {
     cart.LOCK.name: StepOptions(TaskQueue.CART, "lock the cart"),
@@ -85,40 +90,20 @@ STEPS: dict[str, StepOptions] = {
     orders.CANCEL.name: StepOptions(TaskQueue.ORDERS, "undo: cancel the order"),
     orders.MARK_PAID.name: StepOptions(TaskQueue.ORDERS, "mark the order paid"),
     orders.MARK_FULFILLING.name: StepOptions(TaskQueue.ORDERS, "mark the order fulfilling"),
-    payments.AUTHORIZE.name: StepOptions(
-        TaskQueue.PAYMENTS, "authorize the payment", PROVIDER_STEP_TIMEOUT
-    ),
-    payments.CONFIRM.name: StepOptions(
-        TaskQueue.PAYMENTS, "confirm the payment with a new method", PROVIDER_STEP_TIMEOUT
-    ),
-    payments.REFRESH.name: StepOptions(
-        TaskQueue.PAYMENTS, "re-read the payment", PROVIDER_STEP_TIMEOUT
-    ),
-    payments.CAPTURE.name: StepOptions(
-        TaskQueue.PAYMENTS, "capture the payment", PROVIDER_STEP_TIMEOUT
-    ),
-    payments.VOID.name: StepOptions(
-        TaskQueue.PAYMENTS, "undo: void or refund the payment", PROVIDER_STEP_TIMEOUT
-    ),
+    payments.AUTHORIZE.name: _provider(TaskQueue.PAYMENTS, "authorize the payment"),
+    payments.CONFIRM.name: _provider(TaskQueue.PAYMENTS, "confirm the payment with a new method"),
+    payments.REFRESH.name: _provider(TaskQueue.PAYMENTS, "re-read the payment"),
+    payments.CAPTURE.name: _provider(TaskQueue.PAYMENTS, "capture the payment"),
+    payments.VOID.name: _provider(TaskQueue.PAYMENTS, "undo: void or refund the payment"),
     # Tax (TAX_PROVIDER=stripe): the activity gives up after TAX_MAX_ATTEMPTS attempts itself
     # (then TAX_ON_FAILURE decides), so the retry policy stays the forward one.
-    payments.CALCULATE_TAX.name: StepOptions(
-        TaskQueue.PAYMENTS, "calculate the tax", PROVIDER_STEP_TIMEOUT
-    ),
-    payments.COMMIT_TAX.name: StepOptions(
-        TaskQueue.PAYMENTS, "record the tax transaction", PROVIDER_STEP_TIMEOUT
-    ),
-    payments.REVERSE_TAX.name: StepOptions(
-        TaskQueue.PAYMENTS, "undo: reverse the tax transaction", PROVIDER_STEP_TIMEOUT
-    ),
-    shipping.CREATE.name: StepOptions(
-        TaskQueue.SHIPPING, "book the shipment", PROVIDER_STEP_TIMEOUT
-    ),
+    payments.CALCULATE_TAX.name: _provider(TaskQueue.PAYMENTS, "calculate the tax"),
+    payments.COMMIT_TAX.name: _provider(TaskQueue.PAYMENTS, "record the tax transaction"),
+    payments.REVERSE_TAX.name: _provider(TaskQueue.PAYMENTS, "undo: reverse the tax transaction"),
+    shipping.CREATE.name: _provider(TaskQueue.SHIPPING, "book the shipment"),
     shipping.CANCEL.name: StepOptions(TaskQueue.SHIPPING, "undo: cancel the shipment"),
     # A provider event that reached the checkout after its payment was settled or undone.
-    payments.SETTLE_ENDED.name: StepOptions(
-        TaskQueue.PAYMENTS, "settle a late payment event", PROVIDER_STEP_TIMEOUT
-    ),
+    payments.SETTLE_ENDED.name: _provider(TaskQueue.PAYMENTS, "settle a late payment event"),
 }
 
 
