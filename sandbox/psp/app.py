@@ -230,6 +230,14 @@ def create_app(settings: Settings, config: SandboxSettings) -> FastAPI:
         """Liveness: the process serves requests."""
         return {"status": "ok"}
 
+    @app.get("/v1/test_helpers/timers")
+    async def timers() -> dict[str, dict[str, float]]:
+        """The transitions the sandbox will still make on its own (an async payment settling,
+        a refund failing, a dispute opening, a parcel moving), by timer: when the next is due.
+        Empty once nothing is scheduled; audits wait for that before calling the platform
+        quiet, since each transition sends a webhook the platform acts on."""
+        return {"pending": await scheduler.pending()}
+
     app.include_router(payments_router(sandbox))
     app.include_router(tax_router(sandbox))
     app.include_router(easypost_router(sandbox))

@@ -54,6 +54,16 @@ class Scheduler:
     def _next_dues(self, conn: sqlite3.Connection) -> list[float | None]:
         return [timer.next_due(conn) for timer in self._timers]
 
+    async def pending(self) -> dict[str, float]:
+        """Per timer with a transition still to fire, when its next one is due (epoch seconds):
+        what the sandbox will still do on its own, and the webhooks that will follow."""
+        dues = await self._store.read(self._next_dues)
+        return {
+            timer.name: due
+            for timer, due in zip(self._timers, dues, strict=True)
+            if due is not None
+        }
+
     async def run(self) -> None:
         """Fire due transitions until cancelled."""
         while True:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -38,6 +39,7 @@ from tools.chaos.audit import (
     check_returns,
     count_whole_prices,
     mark_faults,
+    provider_timers,
 )
 from tools.chaos.client import Answer, GaveUp, PatientClient, RequestLog
 from tools.chaos.faults import TERM, FaultResult, Injector, catalog, schedule
@@ -544,20 +546,29 @@ class _OneSandbox:
         return {"sandbox": Child("sandbox", self.process.pid, 0, True)}
 
 
-async def test_a_carrier_fault_switches_the_sandbox_for_its_hold_then_back(
-    tmp_path: Path,
-) -> None:
+@contextmanager
+def _sandbox(tmp_path: Path, **env: str) -> Iterator[tuple[ManagedProcess, str]]:
+    """A sandbox of its own (the carrier's API key known, webhooks recorded but not sent) and
+    its URL, stopped afterwards."""
     port = free_port()
     process = sandbox_process(
         port=port,
         db_path=tmp_path / "psp.sqlite",
         webhook_url="",
         log_dir=tmp_path,
-        extra_env={"EASYPOST_API_KEY": CARRIER_KEY},
+        extra_env={"EASYPOST_API_KEY": CARRIER_KEY, **env},
     )
     process.start()
     try:
-        url = f"http://127.0.0.1:{port}"
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()
+
+
+async def test_a_carrier_fault_switches_the_sandbox_for_its_hold_then_back(
+    tmp_path: Path,
+) -> None:
+    with _sandbox(tmp_path) as (process, url):
         stack = _OneSandbox(process, url)
         injector = Injector(stack, RequestLog(), timeout_s=10)  # type: ignore[arg-type]
         fault = catalog(carrier_down_s=1.5)["carrier-down"]
@@ -577,8 +588,40 @@ async def test_a_carrier_fault_switches_the_sandbox_for_its_hold_then_back(
         assert result.ended_at is not None
         assert (result.ended_at - result.injected_at).total_seconds() >= 1.5
         assert result.pids == (process.pid, process.pid)
-    finally:
-        process.stop()
+
+
+async def test_the_platform_is_not_quiet_while_the_carrier_still_moves_a_parcel(
+    tmp_path: Path,
+) -> None:
+    # A chaos run once audited the outboxes 7 s after "nothing in flight": a parcel bought at
+    # the end of the load moved on meanwhile, its tracker.updated made the shipping domain
+    # write shipment.delivered, and the audit caught that row in the 50 ms before its relay
+    # published it ("shipping: 1 outbox rows never published"). The provider's own scheduled
+    # transitions are in flight too, until the last one has fired.
+    step_s = 0.5
+    with _sandbox(tmp_path, SANDBOX_CARRIER_STEP_S=str(step_s)) as (_, url):
+        assert await provider_timers(url) == {}
+        carrier = EasyPostClient(CARRIER_KEY, api_base=f"{url}/v2", timeout=5)
+
+        def ship() -> str:
+            shipment = carrier.shipment.create(
+                to_address=ADDRESS_TO, from_address=ADDRESS_TO, parcel={"weight": 10.0}
+            )
+            carrier.shipment.buy(shipment.id, rate=shipment.rates[0])
+            return str(shipment.id)
+
+        shipment_id = await asyncio.to_thread(ship)
+        pending = await provider_timers(url)
+        assert list(pending) == ["tracking"]
+        assert 0 <= pending["tracking"] <= step_s
+        for _ in range(100):  # three moves of 0.5 s, within 10 s under load
+            if not await provider_timers(url):
+                break
+            await asyncio.sleep(0.1)
+        assert await provider_timers(url) == {}
+        # Quiet only once the parcel has made its last move: delivered.
+        delivered = await asyncio.to_thread(carrier.shipment.retrieve, shipment_id)
+        assert delivered.tracker.status == "delivered"
 
 
 def test_a_race_must_sell_exactly_what_there_is() -> None:

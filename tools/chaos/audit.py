@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Mapping
@@ -135,6 +136,18 @@ async def provider_backlog(psp_url: str) -> dict[str, int]:
     return dict(backlog)
 
 
+async def provider_timers(psp_url: str) -> dict[str, float]:
+    """Transitions the sandbox will still make on its own, by timer: seconds until the next (a
+    parcel moving along its tracking, an async payment settling, a refund failing, a dispute
+    opening). Each sends a webhook the platform then acts on: its outbox and its buyers'
+    notifications are not final while one is scheduled, even with nothing else in flight."""
+    async with httpx.AsyncClient(base_url=psp_url, timeout=10) as http:
+        answer = await http.get("/v1/test_helpers/timers")
+        answer.raise_for_status()
+    now = time.time()
+    return {name: round(max(0.0, due - now), 1) for name, due in answer.json()["pending"].items()}
+
+
 async def busy(
     temporal: Client,
     databases: Mapping[str, DomainDatabase],
@@ -142,12 +155,17 @@ async def busy(
     waiting: frozenset[str] = frozenset(),
 ) -> list[str]:
     """What is still in flight: running workflows (but those in `waiting`), webhooks not yet
-    delivered, unpublished events, events not yet applied by their consumers, unsent
-    notifications."""
+    delivered or still to come (the provider's scheduled transitions), unpublished events,
+    events not yet applied by their consumers, unsent notifications."""
     found = []
     running = await _running(temporal, waiting)
     if running:
         found.append(f"{len(running)} workflows running (e.g. {running[0]})")
+    # Timers first: one firing records its webhook in the same transaction, so a transition
+    # between the two looks is seen as a webhook not yet delivered.
+    timers = await provider_timers(monitors.psp_url)
+    if timers:
+        found.append(f"provider transitions still scheduled (next in s) {timers}")
     webhooks = await provider_backlog(monitors.psp_url)
     if webhooks:
         found.append(f"webhooks not yet delivered {webhooks}")
