@@ -95,6 +95,16 @@ async def received(
         await sub.unsubscribe()
 
 
+async def processed(db: DomainDatabase, event_id: uuid.UUID) -> bool:
+    """Whether the outbox row is marked published."""
+    async with db.begin() as session:
+        return bool(
+            await session.scalar(
+                text("SELECT processed FROM domain_outbox_events WHERE id = :id"), {"id": event_id}
+            )
+        )
+
+
 async def test_a_rolled_back_transaction_publishes_nothing(
     databases: dict[str, DomainDatabase], js: JetStreamContext, migrated: Settings
 ) -> None:
@@ -131,11 +141,7 @@ async def test_a_crash_between_publish_and_mark_publishes_again_and_the_broker_d
     crashed = relay(db, js, migrated, before_mark=crash)
     with pytest.raises(Crash):
         await crashed.pass_once()
-    async with db.begin() as session:
-        processed = await session.scalar(
-            text("SELECT processed FROM domain_outbox_events WHERE id = :id"), {"id": event_id}
-        )
-    assert processed is False  # published, but the mark rolled back with the crash
+    assert await processed(db, event_id) is False  # published, the mark rolled back
 
     # The crashed relay's leases have 90 s left, but it has no LISTEN connection (it never ran
     # one here; a killed process's ends with it): its partitions are taken over at once, and the
@@ -172,11 +178,7 @@ async def test_a_lost_ack_fails_the_pass_and_the_next_one_publishes_again(
     with pytest.raises(TimeoutError, match="not acknowledged"):
         # Without a bound on the acks the pass never ends; 10 s makes that a failure here.
         await asyncio.wait_for(stuck.pass_once(), 10)
-    async with db.begin() as session:
-        processed = await session.scalar(
-            text("SELECT processed FROM domain_outbox_events WHERE id = :id"), {"id": event_id}
-        )
-    assert processed is False  # rolled back: neither marked nor left locked
+    assert await processed(db, event_id) is False  # rolled back: not marked nor locked
 
     # The same relay's next pass (acks coming back again) publishes it; the broker keeps one.
     stuck.js = js
