@@ -23,7 +23,10 @@ reads the backlog every `poll_interval_s` instead. Relays announce joining and h
 
 Publishing is at least once: a crash between the publish and the mark publishes the rows again
 (by whoever holds the partition next). `Nats-Msg-Id` (the event id) lets JetStream drop the repeat
-within its duplicate window, and consumers deduplicate on the same id in their inbox.
+within its duplicate window, and consumers deduplicate on the same id in their inbox. So is an
+acknowledgement that never comes (NATS restarted between a publish and its ack: the ack is lost
+with the connection): after `ack_timeout_s` the pass fails, its transaction rolls back, and the
+next pass publishes the rows again instead of waiting on them forever with their rows locked.
 """
 
 from __future__ import annotations
@@ -61,6 +64,9 @@ LEASE_TTL = timedelta(seconds=90)
 SAFETY_POLL_S = 30.0
 # How often processed rows past the retention are deleted.
 CLEANUP_INTERVAL_S = 600.0
+# How long a pass waits for JetStream to acknowledge its batch (normally milliseconds; twice
+# nats-py's own 5 s for one publish, since a batch of up to `batch` rows is acked together).
+PUBLISH_ACK_TIMEOUT_S = 10.0
 # The relays' LISTEN connections are named `outbox-relay:<domain>:<owner>`: `pg_stat_activity`
 # counts the relays of a domain, and tells a live owner of a lease from a dead one.
 APPLICATION_NAME = "outbox-relay"
@@ -259,8 +265,10 @@ class OutboxRelay:
         stream: StreamLimits | None = None,
         before_mark: BeforeMark | None = None,
         meter: MetricMeter | None = None,
+        ack_timeout_s: float = PUBLISH_ACK_TIMEOUT_S,
     ) -> None:
         self.domain, self.db, self.js = domain, db, js
+        self.ack_timeout_s = ack_timeout_s
         self.listen_dsn = listen_dsn
         self.partitions, self.batch = partitions, batch
         # Without notifications (LISTEN connection down) the backlog is read this often.
@@ -425,7 +433,14 @@ class OutboxRelay:
             if not rows:
                 return 0
             acks = [await self.js.publish_async(**self._message(row)) for row in rows]
-            await asyncio.gather(*acks)
+            try:
+                # Cancelled on timeout, the acks' futures give back their publishing slots.
+                await asyncio.wait_for(asyncio.gather(*acks), self.ack_timeout_s)
+            except TimeoutError as exc:
+                raise TimeoutError(
+                    f"{len(rows)} events of partition {partition} not acknowledged within "
+                    f"{self.ack_timeout_s} s; published again next pass"
+                ) from exc
             if self.before_mark is not None:
                 injected = self.before_mark(rows)
                 if inspect.isawaitable(injected):

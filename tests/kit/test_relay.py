@@ -7,6 +7,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import nats as nats_client
 import pytest
@@ -94,6 +95,16 @@ async def received(
         await sub.unsubscribe()
 
 
+async def processed(db: DomainDatabase, event_id: uuid.UUID) -> bool:
+    """Whether the outbox row is marked published."""
+    async with db.begin() as session:
+        return bool(
+            await session.scalar(
+                text("SELECT processed FROM domain_outbox_events WHERE id = :id"), {"id": event_id}
+            )
+        )
+
+
 async def test_a_rolled_back_transaction_publishes_nothing(
     databases: dict[str, DomainDatabase], js: JetStreamContext, migrated: Settings
 ) -> None:
@@ -130,11 +141,7 @@ async def test_a_crash_between_publish_and_mark_publishes_again_and_the_broker_d
     crashed = relay(db, js, migrated, before_mark=crash)
     with pytest.raises(Crash):
         await crashed.pass_once()
-    async with db.begin() as session:
-        processed = await session.scalar(
-            text("SELECT processed FROM domain_outbox_events WHERE id = :id"), {"id": event_id}
-        )
-    assert processed is False  # published, but the mark rolled back with the crash
+    assert await processed(db, event_id) is False  # published, the mark rolled back
 
     # The crashed relay's leases have 90 s left, but it has no LISTEN connection (it never ran
     # one here; a killed process's ends with it): its partitions are taken over at once, and the
@@ -143,6 +150,41 @@ async def test_a_crash_between_publish_and_mark_publishes_again_and_the_broker_d
     assert await successor.pass_once() >= 1
     messages = await received(js, kind, 1)
     assert [m["id"] for m in messages] == [str(event_id)]  # Nats-Msg-Id: stored once
+
+
+class _AcksLost:
+    """JetStream as a relay sees it when NATS restarts between a publish and its ack: the
+    message goes out, the acknowledgement never comes back."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+
+    async def publish_async(self, **message: Any) -> asyncio.Future[object]:
+        await self.js.publish(**message)
+        return asyncio.get_running_loop().create_future()
+
+
+async def test_a_lost_ack_fails_the_pass_and_the_next_one_publishes_again(
+    databases: dict[str, DomainDatabase], js: JetStreamContext, migrated: Settings
+) -> None:
+    # A chaos run killed NATS while the orders relay awaited its acks: it waited forever in its
+    # transaction, rows locked, and the orders outbox never drained again.
+    kind = f"ack{uuid.uuid4().hex[:8]}"
+    db = databases[DOMAIN]
+    async with db.begin() as session:
+        event_id = await append_event(session, kind, uuid.uuid4(), "tick", Tick(n=1))
+
+    stuck = relay(db, _AcksLost(js), migrated, ack_timeout_s=0.5)  # type: ignore[arg-type]
+    with pytest.raises(TimeoutError, match="not acknowledged"):
+        # Without a bound on the acks the pass never ends; 10 s makes that a failure here.
+        await asyncio.wait_for(stuck.pass_once(), 10)
+    assert await processed(db, event_id) is False  # rolled back: not marked nor locked
+
+    # The same relay's next pass (acks coming back again) publishes it; the broker keeps one.
+    stuck.js = js
+    assert await asyncio.wait_for(stuck.pass_once(), 10) >= 1
+    messages = await received(js, kind, 1)
+    assert [m["id"] for m in messages] == [str(event_id)]
 
 
 async def test_four_relays_keep_each_aggregates_order(
