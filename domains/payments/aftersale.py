@@ -318,12 +318,15 @@ def _views() -> Select[PaymentRefund, Payment, PaymentRefundRequest]:
     )
 
 
-async def _request_of(session: AsyncSession, refund: PaymentRefund) -> PaymentRefundRequest | None:
-    return await session.scalar(
-        select(PaymentRefundRequest).where(
-            PaymentRefundRequest.provider_refund_id == refund.provider_refund_id
-        )
-    )
+async def _view(
+    session: AsyncSession, refund_id: uuid.UUID, *, lock: bool = False
+) -> RefundView | None:
+    """One refund with its payment and request (its row locked with `lock`); None if unknown."""
+    query = _views().where(PaymentRefund.id == refund_id)
+    if lock:
+        query = query.with_for_update(of=PaymentRefund)
+    found = (await session.execute(query)).one_or_none()
+    return RefundView(*found) if found is not None else None
 
 
 async def waiting_refunds(session: AsyncSession, limit: int = 100) -> list[RefundView]:
@@ -345,11 +348,10 @@ async def failed_refund(
 ) -> RefundView:
     """A failed refund still waiting for an operator (or already settled as `settled_as`: a
     repeated settlement is the same one), locked; RefundNotFound, RefundNotFailed otherwise."""
-    row = await session.scalar(
-        select(PaymentRefund).where(PaymentRefund.id == refund_id).with_for_update()
-    )
-    if row is None:
+    view = await _view(session, refund_id, lock=True)
+    if view is None:
         raise RefundNotFound("no such refund", refund_id=str(refund_id))
+    row = view.refund
     waiting = row.resolution is None or (
         settled_as is not None and row.resolution == settled_as.value
     )
@@ -360,24 +362,22 @@ async def failed_refund(
             status=row.status,
             resolution=row.resolution,
         )
-    payment = await session.get_one(Payment, row.payment_id)
-    return RefundView(row, payment, await _request_of(session, row))
+    return view
 
 
 async def refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:
     """One refund with its payment and request (RefundNotFound)."""
-    found = (await session.execute(_views().where(PaymentRefund.id == refund_id))).one_or_none()
-    if found is None:
+    view = await _view(session, refund_id)
+    if view is None:
         raise RefundNotFound("no such refund", refund_id=str(refund_id))
-    row, payment, request = found
-    return RefundView(row, payment, request)
+    return view
 
 
 async def refuse_if_a_returns(session: AsyncSession, refund_id: uuid.UUID) -> None:
     """RefundOwnedByReturn when the refund was asked for by a return (as its request records):
     its return settles it."""
-    refund = await session.get(PaymentRefund, refund_id)
-    return_id = return_of(await _request_of(session, refund)) if refund is not None else None
+    view = await _view(session, refund_id)
+    return_id = view.return_id if view is not None else None
     if return_id is not None:
         raise RefundOwnedByReturn(
             "this refund is a return's: retry it on its return",
