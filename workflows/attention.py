@@ -9,6 +9,7 @@ same commands in the same order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
@@ -75,9 +76,15 @@ class OperatorAttention:
     async def _operator_answer(self) -> Settled | bool:
         """Wait for an operator's retry (True) or resolution (a Settled), then clear it and the
         failed steps."""
-        await workflow.wait_condition(lambda: self._operator is not None)
-        action, self._operator, self._failed = self._operator, None, []
+        action = await self._operator_answer_or(lambda: False)
         assert action is not None
+        return action
+
+    async def _operator_answer_or(self, ended: Callable[[], bool]) -> Settled | bool | None:
+        """Wait for an operator's retry (True) or resolution (a Settled), or until `ended` holds
+        (None, when it came first), then clear the answer and the failed steps."""
+        await workflow.wait_condition(lambda: self._operator is not None or ended())
+        action, self._operator, self._failed = self._operator, None, []
         return action
 
 

@@ -217,10 +217,7 @@ class ReturnWorkflow(OperatorAttention):
                 "return.overdue", extra={"return_id": str(self._input.return_id), "days": days}
             )
             await self._move(S.NEEDS_ATTENTION, "not_received")
-            await workflow.wait_condition(
-                lambda: self._parcel_ended() or self._operator is not None
-            )
-            action, self._operator, self._failed = self._operator, None, []
+            action = await self._operator_answer_or(self._parcel_ended)
             if isinstance(action, Settled):
                 self._decision, self._note = "reject", action.note
             if self._decision != "reject":  # an operator waits again, or the parcel came
