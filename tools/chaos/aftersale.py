@@ -121,15 +121,20 @@ class AfterSale:
         failed = await until(probe, SHOW_WITHIN_S)
         if failed is None:
             return f"no failed refund in /v1/ops/refunds/failed after {SHOW_WITHIN_S:.0f}s"
+        resolved = await self._resolve_refund(failed["id"])
+        if resolved.status_code != 200:
+            return f"resolve answered {resolved.status_code}: {resolved.text[:200]}"
+        return "ok"
+
+    async def _resolve_refund(self, refund_id: str) -> httpx.Response:
+        """The operator records a failed refund settled (by a bank transfer)."""
         answer = await self.api.send(
             "POST",
-            f"/v1/ops/refunds/{failed['id']}/resolve",
+            f"/v1/ops/refunds/{refund_id}/resolve",
             headers=self.operator,
             json={"note": "chaos: refunded by bank transfer"},
         )
-        if answer.response.status_code != 200:
-            return f"resolve answered {answer.response.status_code}: {answer.response.text[:200]}"
-        return "ok"
+        return answer.response
 
     async def _intent(self, checkout_id: str) -> str | None:
         async with httpx.AsyncClient(base_url=self.psp_url, timeout=10) as http:

@@ -211,14 +211,9 @@ class MoneyBack(AfterSale):
             failed = await self._failed(record, {failed["id"]})
             if failed is None:
                 return "the retried refund failed again but does not wait for an operator"
-        resolved = await self.api.send(
-            "POST",
-            f"/v1/ops/refunds/{failed['id']}/resolve",
-            headers=self.operator,
-            json={"note": "chaos: refunded by bank transfer"},
-        )
-        if resolved.response.status_code != 200:
-            return f"resolve answered {resolved.response.status_code}"
+        resolved = await self._resolve_refund(failed["id"])
+        if resolved.status_code != 200:
+            return f"resolve answered {resolved.status_code}"
         record.paths.append("ops_refund_failed_resolved")
         return None
 
