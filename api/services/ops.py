@@ -184,13 +184,17 @@ async def _attention(wired: Platform, row: OpsCheckout) -> AttentionOut | None:
 
 
 async def stuck(wired: Platform) -> StuckList:
-    """Running checkouts past their step's deadline, past the payment window, or retrying."""
+    """Running checkouts past their step's deadline, past the payment window, or retrying.
+
+    Visibility chooses the runs to look at; each one's step and its age are the checkout
+    database's, the same the status API answers (visibility's copy of the step can lag it)."""
     settings = wired.settings
-    running = await _checkouts(
+    listed = await _checkouts(
         wired, visibility_query(None, None, None, running=True), STUCK_SCAN_LIMIT
     )
     async with wired.databases["checkout"].begin() as session:
-        moved = await sessions.last_moved(session, [row.checkout_id for row in running])
+        recorded = await sessions.positions(session, [row.checkout_id for row in listed])
+    running = [_as_recorded(row, recorded.get(row.checkout_id)) for row in listed]
     now = datetime.now(UTC)
     descriptions = await asyncio.gather(
         *(wired.checkouts.describe(row.checkout_id) for row in running)
@@ -199,8 +203,8 @@ async def stuck(wired: Platform) -> StuckList:
     for row, description in zip(running, descriptions, strict=True):
         waiting = _retrying(await _pending(wired, description))
         retrying = [a for a in waiting if a.attempt >= settings.ops.stuck_attempt]
-        last = moved.get(row.checkout_id)
-        step_age = (now - last).total_seconds() if last else None
+        position = recorded.get(row.checkout_id)
+        step_age = (now - position[1]).total_seconds() if position else None
         reasons = stuck_reasons(settings, row.step, step_age, bool(retrying))
         if reasons:
             found.append(
@@ -214,6 +218,11 @@ async def stuck(wired: Platform) -> StuckList:
                 )
             )
     return StuckList(data=found)
+
+
+def _as_recorded(row: OpsCheckout, position: tuple[str, datetime] | None) -> OpsCheckout:
+    """A listed checkout at the step its database records (visibility's when none is)."""
+    return row if position is None else row.model_copy(update={"step": position[0]})
 
 
 async def show(wired: Platform, checkout_id: uuid.UUID) -> OpsCheckoutDetail:

@@ -209,16 +209,16 @@ async def find_by_key(
     )
 
 
-async def last_moved(
+async def positions(
     session: AsyncSession, checkout_ids: list[uuid.UUID]
-) -> dict[uuid.UUID, datetime]:
-    """When each checkout last recorded progress (its current step's age)."""
+) -> dict[uuid.UUID, tuple[str, datetime]]:
+    """Each checkout's recorded step and when it last recorded progress (the step's age)."""
     rows = await session.execute(
-        select(CheckoutSession.id, CheckoutSession.updated_at).where(
+        select(CheckoutSession.id, CheckoutSession.step, CheckoutSession.updated_at).where(
             CheckoutSession.id.in_(checkout_ids)
         )
     )
-    return {checkout_id: updated for checkout_id, updated in rows}
+    return {checkout_id: (step, updated) for checkout_id, step, updated in rows}
 
 
 async def steps_of(session: AsyncSession, checkout_id: uuid.UUID) -> list[CheckoutStep]:

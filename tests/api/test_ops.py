@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from api.app import create_app
 from devstack.services.temporal import temporal_cli
@@ -88,6 +89,42 @@ async def test_find_a_waiting_checkout_see_it_stuck_and_end_it(
             f"/v1/ops/checkouts/{checkout.checkout_id}/cancel", headers=operator.headers
         )
         assert_problem(again, 409, "checkout_ended")
+    assert await platform.invariants(checkout.checkout_id) == []
+
+
+async def test_the_stuck_list_goes_by_the_step_the_database_records(
+    platform: Platform, operator: Caller, http: httpx.AsyncClient
+) -> None:
+    """Visibility's copy of a checkout's step can lag the checkout database (the status API): on
+    a loaded server a checkout already answering `needs_attention` may still be indexed at its
+    step before. The stuck policy goes by the database's step, so it lists what the status
+    shows."""
+    checkout, handle = await platform.checkout(token="tok_no_webhook")
+    await platform.wait_status(handle, "requires_action")
+    workflow = f"checkout-{checkout.checkout_id}"
+    for _ in range(300):  # visibility is eventually consistent
+        listed = (await http.get("/v1/ops/checkouts", headers=operator.headers)).json()["data"]
+        if any(row["workflow_id"] == workflow for row in listed):
+            break
+        await asyncio.sleep(0.1)
+    stuck = (await http.get("/v1/ops/checkouts/stuck", headers=operator.headers)).json()
+    assert not any(s["workflow_id"] == workflow for s in stuck["data"])  # within its window
+    # The database moves on ahead of visibility (here by hand: the lag, frozen).
+    async with platform.databases["checkout"].begin() as session:
+        await session.execute(
+            text("UPDATE checkout_sessions SET step = 'needs_attention' WHERE id = :c"),
+            {"c": checkout.checkout_id},
+        )
+
+    stuck = (await http.get("/v1/ops/checkouts/stuck", headers=operator.headers)).json()
+
+    mine = [s for s in stuck["data"] if s["workflow_id"] == workflow]
+    assert [(s["step"], s["reasons"]) for s in mine] == [("needs_attention", ["needs_attention"])]
+    cancelled = await http.post(
+        f"/v1/ops/checkouts/{checkout.checkout_id}/cancel", headers=operator.headers
+    )
+    assert cancelled.status_code == 202, cancelled.text
+    assert (await handle.result()).status == "cancelled"
     assert await platform.invariants(checkout.checkout_id) == []
 
 
