@@ -85,7 +85,7 @@ async def retry(wired: Platform, refund_id: uuid.UUID, note: str | None) -> Refu
             session, refund_id, settled_as=RefundResolution.RETRIED
         )
         await aftersale.refuse_if_nothing_left(session, view)
-    made = await _retried(wired.temporal, RetryRefundInput(refund_id=refund_id, note=note))
+    made = await retried(wired.temporal, RetryRefundInput(refund_id=refund_id, note=note))
     async with wired.databases["payments"].begin() as session:
         view = await aftersale.refund(session, refund_id)
         out = _refund_out(view)
@@ -95,8 +95,11 @@ async def retry(wired: Platform, refund_id: uuid.UUID, note: str | None) -> Refu
     )
 
 
-async def _retried(temporal: Client, retry: RetryRefundInput) -> RetryRefundResult:
-    """The retry's new refund; its workflow failing for a known reason becomes that answer."""
+async def retried(temporal: Client, retry: RetryRefundInput) -> RetryRefundResult:
+    """Run the retry's workflow and answer its new refund. The workflow failing with a domain
+    error (`refund_exceeds_captured`, `refund_not_failed`, `refund_not_found`) raises that error;
+    with `provider_refused` it is 502 `provider_refused` (the provider's code in the detail);
+    anything else propagates."""
     try:
         return await retry_refund(temporal, retry)
     except WorkflowFailureError as exc:
