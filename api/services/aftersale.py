@@ -121,7 +121,7 @@ async def retried(temporal: Client, retry: RetryRefundInput) -> RetryRefundResul
             provider_code = str(details.get("provider_code") or "unknown")
             raise ApiError(
                 502,
-                PROVIDER_REFUSED,
+                "provider_refused",
                 f"the payment provider refused the refund ({provider_code}); nothing moved: "
                 "settle the failed refund by hand and resolve it",
                 provider_code=provider_code,
