@@ -9,11 +9,11 @@ from typing import Any
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
-from activities.errors import PROVIDER_REFUSED
 from activities.payments.contract import RetryRefundInput, RetryRefundResult
 from api.deps import Platform
 from api.errors import ApiError
 from api.schemas import OpsDisputeList, OpsDisputeOut, OpsRefundList, OpsRefundOut, RefundRetryOut
+from domains.checkout.statuses import FailureCode
 from domains.orders import service as orders
 from domains.payments import aftersale
 from domains.payments.errors import RefundExceedsCaptured, RefundNotFailed, RefundNotFound
@@ -117,7 +117,7 @@ async def retried(temporal: Client, retry: RetryRefundInput) -> RetryRefundResul
         known = RETRY_REFUSALS.get(refusal.type or "")
         if known is not None:
             raise known(refusal.message, **details) from exc
-        if refusal.type == PROVIDER_REFUSED:
+        if refusal.type == FailureCode.PROVIDER_REFUSED.value:
             provider_code = str(details.get("provider_code") or "unknown")
             raise ApiError(
                 502,
