@@ -35,7 +35,8 @@ async def deliver_after_sale(
 
 async def retry_refund(temporal: Client, retry: RetryRefundInput) -> RetryRefundResult:
     """Run an operator's retry of a failed refund, once per refund ever (a repeated request
-    answers the first retry's new refund), and answer the new refund."""
+    answers the first retry's new refund, or fails as the first retry failed:
+    WorkflowFailureError either time), and answer the new refund."""
     workflow_id = refund_retry_workflow_id(retry.refund_id)
     try:
         handle = await temporal.start_workflow(

@@ -15,8 +15,15 @@ from activities.payments.contract import (
     RetryRefundResult,
 )
 from domains.payments import aftersale, service
-from domains.payments.errors import RefundNotFound
-from domains.payments.provider import OPERATOR_RETRY, Dispute, Intent, PaymentProvider
+from domains.payments.errors import RefundExceedsCaptured, RefundNotFound
+from domains.payments.provider import (
+    NOTHING_LEFT_TO_REFUND,
+    OPERATOR_RETRY,
+    Dispute,
+    Intent,
+    PaymentProvider,
+    ProviderRejected,
+)
 from domains.payments.statuses import RefundResolution, RefundStatus
 from kit.db import DomainDatabase
 from kit.logging import get_logger
@@ -76,7 +83,9 @@ class AfterSaleActivities:
     async def retry_refund(self, input: RetryRefundInput) -> RetryRefundResult:
         """Refund a failed refund's amount once more (its own idempotency key, so a retried
         activity sends the very same request), then record the new refund and mark the failed
-        one `retried`."""
+        one `retried`. The provider refusing it for want of money left of the capture (e.g.
+        refunded meanwhile in its dashboard) is RefundExceedsCaptured, any other refusal
+        `provider_refused`: either way nothing moved and the failed refund still waits."""
         async with self.db.begin() as session:
             # Retried already (this activity's earlier attempt): the same key replays the refund.
             view = await aftersale.failed_refund(
@@ -90,7 +99,20 @@ class AfterSaleActivities:
             raise RefundNotFound(
                 "the refund's payment has no intent", refund_id=str(input.refund_id)
             )
-        made = await self.provider.refund(intent_id, amount=amount, key=key, purpose=OPERATOR_RETRY)
+        try:
+            made = await self.provider.refund(
+                intent_id, amount=amount, key=key, purpose=OPERATOR_RETRY
+            )
+        except ProviderRejected as exc:
+            if exc.code not in NOTHING_LEFT_TO_REFUND:
+                raise
+            raise RefundExceedsCaptured(
+                "the provider has less left of the capture than the failed refund",
+                refund_id=str(input.refund_id),
+                requested=str(amount.amount),
+                currency=amount.currency,
+                provider_code=exc.code,
+            ) from exc
         intent = await self.provider.retrieve(intent_id)
         async with self.db.begin() as session:
             payment = await service.payment_for_checkout(session, checkout_id, lock=True)

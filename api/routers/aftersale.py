@@ -45,12 +45,27 @@ async def failed_refunds(
     return await aftersale.waiting_refunds(wired, limit)
 
 
-@router.post("/v1/ops/refunds/{refund_id}/retry", response_model=RefundRetryOut)
+@router.post(
+    "/v1/ops/refunds/{refund_id}/retry",
+    response_model=RefundRetryOut,
+    responses={
+        404: {"description": "`refund_not_found`"},
+        409: {"description": "`refund_not_failed`, `refund_owned_by_return`"},
+        422: {
+            "description": "`refund_exceeds_captured`: less is left of the capture than the "
+            "failed refund (e.g. refunded meanwhile in the provider's dashboard)"
+        },
+        502: {"description": "`provider_refused`: the provider refused the refund otherwise"},
+    },
+)
 async def retry_refund(
     refund_id: uuid.UUID, body: RefundRetryIn, wired: PlatformDep, _: Operator
 ) -> RefundRetryOut:
     """Refund a failed refund's amount once more (after the buyer's card was mended); answered
-    with the new refund. Once per refund: a repeated request answers the first retry."""
+    with the new refund. Once per refund: a repeated request answers the first retry. A retry
+    refused (422 `refund_exceeds_captured` when less is left of the capture than the failed
+    refund, 502 `provider_refused`) moves nothing: the failed refund still waits, to be
+    resolved; asking again gets the same answer."""
     return await aftersale.retry(wired, refund_id, body.note)
 
 

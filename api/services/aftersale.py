@@ -4,18 +4,28 @@ ways out (retry the refund, or resolve it with a note once settled by hand)."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from activities.payments.contract import RetryRefundInput
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from activities.payments.contract import RetryRefundInput, RetryRefundResult
 from api.deps import Platform
+from api.errors import ApiError
 from api.schemas import OpsDisputeList, OpsDisputeOut, OpsRefundList, OpsRefundOut, RefundRetryOut
+from domains.checkout.statuses import FailureCode
 from domains.orders import service as orders
 from domains.payments import aftersale
+from domains.payments.errors import RefundExceedsCaptured, RefundNotFailed, RefundNotFound
 from domains.payments.statuses import RefundResolution
 from kit.db import columns
 from kit.logging import get_logger
 from workflows.aftersale_client import retry_refund
 
 log = get_logger(__name__)
+
+# The domain errors a retry's workflow can fail with, by code: answered as the API answers them.
+RETRY_REFUSALS = {e.code: e for e in (RefundExceedsCaptured, RefundNotFailed, RefundNotFound)}
 
 
 async def disputes(wired: Platform, *, open_only: bool, limit: int) -> OpsDisputeList:
@@ -64,11 +74,18 @@ async def retry(wired: Platform, refund_id: uuid.UUID, note: str | None) -> Refu
     """Refund a failed refund's amount once more (once per refund: a repeated request answers
     the first retry); 404 `refund_not_found`, 409 `refund_not_failed` for one not waiting, 409
     `refund_owned_by_return` for a return's (its return asks again itself: retrying here too
-    could give the money back twice; recording it resolved here moves no money and is allowed)."""
+    could give the money back twice; recording it resolved here moves no money and is allowed).
+    422 `refund_exceeds_captured` when less is left of the capture than the failed refund (as
+    the payments database or, failing that, the provider knows it), 502 `provider_refused` when
+    the provider refuses it otherwise: nothing moved, the failed refund still waits (resolve
+    it), and a repeated request gets the same answer."""
     async with wired.databases["payments"].begin() as session:
         await aftersale.refuse_if_a_returns(session, refund_id)
-        await aftersale.failed_refund(session, refund_id, settled_as=RefundResolution.RETRIED)
-    made = await retry_refund(wired.temporal, RetryRefundInput(refund_id=refund_id, note=note))
+        view = await aftersale.failed_refund(
+            session, refund_id, settled_as=RefundResolution.RETRIED
+        )
+        await aftersale.refuse_if_nothing_left(session, view)
+    made = await retried(wired.temporal, RetryRefundInput(refund_id=refund_id, note=note))
     async with wired.databases["payments"].begin() as session:
         view = await aftersale.refund(session, refund_id)
         out = _refund_out(view)
@@ -76,6 +93,50 @@ async def retry(wired: Platform, refund_id: uuid.UUID, note: str | None) -> Refu
     return RefundRetryOut(
         refund=out, new_provider_refund_id=made.provider_refund_id, new_status=made.status
     )
+
+
+async def retried(temporal: Client, retry: RetryRefundInput) -> RetryRefundResult:
+    """Run the retry's workflow and answer its new refund. The workflow failing with a domain
+    error (`refund_exceeds_captured`, `refund_not_failed`, `refund_not_found`) raises that error;
+    with `provider_refused` it is 502 `provider_refused` (the provider's code in the detail);
+    anything else propagates."""
+    try:
+        return await retry_refund(temporal, retry)
+    except WorkflowFailureError as exc:
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        details: dict[str, Any] = dict(refusal.details[0]) if refusal.details else {}
+        details.pop("code", None)
+        log.warning(
+            "ops.refund.retry_refused",
+            refund_id=str(retry.refund_id),
+            code=refusal.type,
+            provider_code=details.get("provider_code"),
+        )
+        known = RETRY_REFUSALS.get(refusal.type or "")
+        if known is not None:
+            raise known(refusal.message, **details) from exc
+        if refusal.type == FailureCode.PROVIDER_REFUSED.value:
+            provider_code = str(details.get("provider_code") or "unknown")
+            raise ApiError(
+                502,
+                "provider_refused",
+                f"the payment provider refused the refund ({provider_code}); nothing moved: "
+                "settle the failed refund by hand and resolve it",
+                provider_code=provider_code,
+            ) from exc
+        raise
+
+
+def _refusal(failure: WorkflowFailureError) -> ApplicationError | None:
+    """The ApplicationError a workflow failed with (its activity's, where an activity failed)."""
+    cause: BaseException | None = failure.cause
+    while cause is not None:
+        if isinstance(cause, ApplicationError):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 async def resolve(wired: Platform, refund_id: uuid.UUID, note: str) -> OpsRefundOut:

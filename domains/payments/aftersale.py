@@ -20,11 +20,16 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.payments import service
-from domains.payments.errors import RefundNotFailed, RefundNotFound, RefundOwnedByReturn
+from domains.payments.errors import (
+    RefundExceedsCaptured,
+    RefundNotFailed,
+    RefundNotFound,
+    RefundOwnedByReturn,
+)
 from domains.payments.events import AGGREGATE
 from domains.payments.models import Payment, PaymentDispute, PaymentRefund, PaymentRefundRequest
 from domains.payments.provider import Dispute, Refund
-from domains.payments.refunds import return_of
+from domains.payments.refunds import refundable, return_of
 from domains.payments.statuses import (
     DISPUTE_CLOSED,
     REFUND_FINAL,
@@ -363,6 +368,27 @@ async def failed_refund(
             resolution=row.resolution,
         )
     return view
+
+
+async def refuse_if_nothing_left(session: AsyncSession, view: RefundView) -> None:
+    """RefundExceedsCaptured when retrying the failed refund of `view` would give back more than
+    is left of its payment's capture (captured, less what was refunded, what pending refunds
+    and requested refunds hold): e.g. its money was given back meanwhile in the provider's
+    dashboard. A refund already retried passes (the repeated request answers the first retry).
+    Without a lock on the payment this is the early answer; the provider refuses a refund that
+    a concurrent one left no room for (the retry activity reports that refusal the same way)."""
+    if view.refund.resolution is not None:
+        return
+    left = await refundable(session, view.payment)
+    amount = Money.of(view.refund.amount, view.refund.currency)
+    if amount > left:
+        raise RefundExceedsCaptured(
+            "the failed refund is more than is left of the captured amount",
+            refund_id=str(view.refund.id),
+            requested=str(amount.amount),
+            refundable=str(left.amount),
+            currency=left.currency,
+        )
 
 
 async def refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:

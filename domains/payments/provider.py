@@ -37,6 +37,10 @@ PURPOSE = "purpose"
 # order, or a return (the order follows these like a dashboard one).
 COMPENSATION, OPERATOR_RETRY = RefundPurpose.COMPENSATION.value, RefundPurpose.OPERATOR_RETRY.value
 OPERATOR_REFUND, RETURN = RefundPurpose.OPERATOR_REFUND.value, RefundPurpose.RETURN.value
+# The provider's codes (`ProviderRejected.code`) refusing a refund because less is left of the
+# capture than it asks for: refunded in full already, or a refund larger than what is left (the
+# provider counts refunds made in its dashboard that the platform may not have recorded yet).
+NOTHING_LEFT_TO_REFUND = frozenset({"charge_already_refunded", "amount_too_large"})
 
 
 @dataclass(frozen=True)

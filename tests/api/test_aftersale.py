@@ -6,21 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 import pytest
 import stripe
 from sqlalchemy import text
+from temporalio.service import RPCError, RPCStatusCode
 
 from api.services.webhooks import AFTER_SALE_EVENT_TYPES
 from tests.api.conftest import Caller
 from tests.api.shop import Body, Shop, injected_fault
 from tests.api.test_webhooks import URL, _secret, stripe_headers
 from tests.platform import Platform
-from workflows.aftersale import after_sale_workflow_id
+from workflows.aftersale import after_sale_workflow_id, refund_retry_workflow_id
 
 T = TypeVar("T")
 
@@ -342,6 +346,74 @@ async def test_a_compensation_refund_that_fails_later_waits_for_an_operator(
     assert resolved.status_code == 200, resolved.text
     listed = await shop.http.get("/v1/ops/refunds/failed", headers=shop.operator.headers)
     assert all(r["id"] != failed["id"] for r in listed.json()["data"])
+    assert await shop.invariants(checkout_id) == []
+
+
+def _card_network_answers(work_dir: Path, refund_id: str, after_s: float) -> None:
+    """The sandbox fails a pending refund to pm_card_refundFail `after_s` from now (instead of two
+    seconds after it was made): it holds its money as long as a test needs."""
+    with sqlite3.connect(work_dir / "sandbox" / "psp.sqlite", timeout=30) as conn:
+        conn.execute(
+            "UPDATE refunds SET due_at = ? WHERE id = ? AND due_at IS NOT NULL",
+            (time.time() + after_s, refund_id),
+        )
+
+
+async def _retry_started(platform: Platform, refund_id: str) -> bool:
+    handle = platform.client.get_workflow_handle(refund_retry_workflow_id(uuid.UUID(refund_id)))
+    try:
+        await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def test_a_retry_of_a_failed_refund_whose_money_was_given_back_since_is_refused(
+    shop: Shop, platform: Platform, work_dir: Path
+) -> None:
+    """A refund fails; the whole capture is then refunded again in the dashboard (pending at the
+    card network): a retry of the failed refund would give back more than is left. It is 422
+    `refund_exceeds_captured` before anything starts, as often as asked; the failed refund still
+    waits, and an operator resolves it."""
+    checkout_id, _, intent = await completed(shop, "pm_card_refundFail")
+    client = dashboard(shop.platform)
+    await client.v1.refunds.create_async({"payment_intent": intent})
+    failed = await failed_refund_of(shop, checkout_id, set())
+    again = await client.v1.refunds.create_async({"payment_intent": intent})
+    await asyncio.to_thread(_card_network_answers, work_dir, again.id, 3600)
+
+    async def reconciled() -> bool | None:
+        rows = await refund_rows(platform, checkout_id)
+        return True if [r["status"] for r in rows] == ["failed", "pending"] else None
+
+    await eventually(reconciled)
+    for _ in range(2):
+        retried = await shop.http.post(
+            f"/v1/ops/refunds/{failed['id']}/retry", json={}, headers=shop.operator.headers
+        )
+        assert retried.status_code == 422, retried.text
+        assert retried.json()["code"] == "refund_exceeds_captured"
+    assert not await _retry_started(platform, failed["id"])
+    assert (await failed_refund_of(shop, checkout_id, set()))["id"] == failed["id"]
+
+    resolved = await shop.http.post(
+        f"/v1/ops/refunds/{failed['id']}/resolve",
+        json={"note": "refunded again in the dashboard"},
+        headers=shop.operator.headers,
+    )
+    assert resolved.status_code == 200, resolved.text
+    assert resolved.json()["resolution"] == "resolved"
+    # The dashboard's refund fails in its turn and waits for an operator like any other.
+    await asyncio.to_thread(_card_network_answers, work_dir, again.id, 0)
+    second = await failed_refund_of(shop, checkout_id, {failed["id"]})
+    assert second["origin"] == "dashboard"
+    rows = await refund_rows(platform, checkout_id)
+    assert [(r["status"], r["resolution"]) for r in rows] == [
+        ("failed", "resolved"),
+        ("failed", None),
+    ]
     assert await shop.invariants(checkout_id) == []
 
 

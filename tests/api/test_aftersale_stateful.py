@@ -615,7 +615,8 @@ class AfterSaleMachine(RuleBasedStateMachine):
     def operator_attends_failed_refund(self, retry: bool, pick: int, then: str | None) -> None:
         """An operator takes one of the example's failed refunds from `/v1/ops/refunds/failed`
         and retries it (the same card fails again) or records it settled by hand. Asked the
-        same again: the same answer; asked the other: 409 `refund_not_failed`."""
+        same again: the same answer; asked the other: 409 `refund_not_failed`. A retry of more
+        than is left of the capture (refunded meanwhile) is 422 `refund_exceeds_captured`."""
 
         async def attend() -> None:
             ours = {s.checkout_id for s in self.all}
@@ -630,6 +631,9 @@ class AfterSaleMachine(RuleBasedStateMachine):
                 # A return's refund: only its return asks the provider again.
                 assert first.json()["code"] == "refund_owned_by_return", first.text
                 self.world.stats["operator sent to the return"] += 1
+                return
+            if retry and first.status_code == 422:
+                await self._refused_retry(chosen["id"], first, then)
                 return
             assert first.status_code == 200, first.text
             self.world.stats[f"operator {'retry' if retry else 'resolve'}"] += 1
@@ -649,6 +653,20 @@ class AfterSaleMachine(RuleBasedStateMachine):
             assert chosen["id"] not in await self._waiting(), f"still waiting: {chosen}"
 
         self.world.run(attend())
+
+    async def _refused_retry(self, refund_id: str, first: httpx.Response, then: str | None) -> None:
+        """A retry refused because less is left of the capture than the failed refund (the money
+        went back since, e.g. in the dashboard): nothing moved, the same answer again, the
+        refund still waiting; the operator then resolves it."""
+        assert first.json()["code"] == "refund_exceeds_captured", first.text
+        self.world.stats["operator retry refused: nothing left"] += 1
+        if then == "same":
+            again = await self._attend(refund_id, retry=True)
+            assert (again.status_code, again.json()["code"]) == (422, "refund_exceeds_captured")
+        assert refund_id in await self._waiting(), f"no longer waiting: {refund_id}"
+        resolved = await self._attend(refund_id, retry=False)
+        assert resolved.status_code == 200, resolved.text
+        assert resolved.json()["resolution"] == "resolved", resolved.text
 
     async def _attend(self, refund_id: str, retry: bool) -> httpx.Response:
         action = "retry" if retry else "resolve"
