@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from sqlalchemy import text
 from temporalio.client import Client, WorkflowHandle
 
 from activities.shared import Address, MoneyValue
@@ -32,6 +33,7 @@ from tools.invariants import check_invariants
 from tools.seed import Seeder, new_input
 from workers.bootstrap import WORKER_DOMAINS, run_relays, run_workers
 from workflows.checkout.client import CheckoutClient
+from workflows.checkout.contract import checkout_id_of
 from workflows.checkout.models import CheckoutInput, CheckoutStatusBody
 from workflows.checkout.workflow import CheckoutWorkflow
 
@@ -92,6 +94,32 @@ class Platform:
         async with httpx.AsyncClient(base_url=self.psp_url) as http:
             rows = (await http.get("/v1/ledger")).json()["data"]
         return [r for r in rows if (r.get("metadata") or {}).get("checkout_id") == str(checkout_id)]
+
+    async def wait_recorded(
+        self, handle: WorkflowHandle[Any, Any], status: str, within_s: float = 30
+    ) -> dict[str, Any] | None:
+        """Poll the checkout's database record until it shows `status`; its `next_action` then.
+        It asks no worker, so it suits checkouts in their first seconds on workers with a tiny
+        cache: a query about a run a worker has not cached makes it rebuild the run, which can
+        trip the first-second watch's race (tests/workflows/test_run_watch_race.py)."""
+        checkout_id = checkout_id_of(handle.id)
+        deadline = asyncio.get_running_loop().time() + within_s
+        while True:
+            async with self.databases["checkout"].begin() as session:
+                row = (
+                    await session.execute(
+                        text("SELECT status, next_action FROM checkout_sessions WHERE id = :c"),
+                        {"c": checkout_id},
+                    )
+                ).first()
+            if row is not None and row.status == status:
+                next_action: dict[str, Any] | None = row.next_action
+                return next_action
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"recorded {row and row.status} after {within_s}s, not {status}"
+                )
+            await asyncio.sleep(0.1)
 
     async def wait_status(
         self, handle: WorkflowHandle[Any, Any], status: str, within_s: float = 30

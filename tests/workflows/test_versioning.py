@@ -114,10 +114,9 @@ async def _start(platform: Platform, queue: str = QUEUE, token: str = THREE_DS) 
 
 async def _next_action(platform: Platform, handle: Handle) -> str:
     """Where the buyer approves a checkout waiting for 3-D Secure."""
-    waiting = await platform.wait_status(handle, "requires_action", within_s=90)
-    assert waiting.payment is not None
-    assert waiting.payment.next_action is not None
-    return waiting.payment.next_action.url
+    next_action = await platform.wait_recorded(handle, "requires_action", within_s=90)
+    assert next_action is not None
+    return str(next_action["url"])
 
 
 async def _approve(platform: Platform, handle: Handle, url: str | None = None) -> None:
@@ -137,7 +136,7 @@ async def test_a_new_release_takes_over_while_older_checkouts_wait_for_3ds(
     async with _release(platform, CheckoutWorkflow):
         older = [await _start(platform) for _ in range(2)]
         for handle in older:
-            await platform.wait_status(handle, "requires_action", within_s=60)
+            await platform.wait_recorded(handle, "requires_action", within_s=60)
     # The previous release has stopped; its checkouts wait at the provider, held by nobody.
 
     async with _release(platform, NextCheckoutWorkflow):
@@ -244,7 +243,7 @@ async def test_a_rolling_deploy_under_load_hands_no_checkout_back_to_the_previou
         await _promote(platform, previous.version)
         waiting = await load.start(platform, queue, [THREE_DS] * WAITING)
         for handle in waiting:  # these wait across the deploy
-            await platform.wait_status(handle, "requires_action", within_s=90)
+            await platform.wait_recorded(handle, "requires_action", within_s=90)
         await load.start(platform, queue, ["tok_visa"] * IN_FLIGHT)
         # The surge: the next release's pods start and poll beside the previous release's.
         async with _release(platform, NextCheckoutWorkflow, queue, PODS, following, cache=CACHE):
