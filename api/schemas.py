@@ -758,16 +758,21 @@ class OpsCheckoutDetail(BaseModel):
     ui_url: str
 
 
+# The longest note an operator may give (a settlement by hand, a rejection, a retry's reason);
+# every column that keeps one holds as much.
+NOTE_LIMIT = 1000
+
+
 class ResolutionIn(Request):
     """An operator's record that what a checkout could not give back was settled by hand."""
 
-    note: MultilineText = Field(min_length=1, max_length=1000)
+    note: MultilineText = Field(min_length=1, max_length=NOTE_LIMIT)
 
 
 class RefundRetryIn(Request):
     """An operator's retry of a failed refund, with an optional note."""
 
-    note: MultilineText | None = Field(default=None, max_length=1000)
+    note: MultilineText | None = Field(default=None, max_length=NOTE_LIMIT)
 
 
 class OpsDisputeOut(Response):

@@ -197,7 +197,7 @@ class OrderReturn(Base):
     carrier: Mapped[str | None] = mapped_column(String(32))
     tracking_number: Mapped[str | None] = mapped_column(String(64))
     label_url: Mapped[str | None] = mapped_column(String(2048))
-    note: Mapped[str | None] = mapped_column(String(500))
+    note: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
 

@@ -170,7 +170,7 @@ class PaymentRefund(Base):
     reason: Mapped[str | None] = mapped_column(String(64))
     failure_reason: Mapped[str | None] = mapped_column(String(64))
     resolution: Mapped[str | None] = mapped_column(String(16))
-    resolution_note: Mapped[str | None] = mapped_column(String(500))
+    resolution_note: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime] = created_at_column()
     updated_at: Mapped[datetime] = updated_at_column()
     purpose: Mapped[str | None] = mapped_column(String(16))

@@ -16,9 +16,11 @@ from temporalio.testing import ActivityEnvironment
 from activities.errors import PROVIDER_REFUSED, business_failures
 from activities.payments.aftersale import AfterSaleActivities
 from activities.payments.contract import RetryRefundInput
+from api.schemas import NOTE_LIMIT, ResolutionIn
 from domains.payments import aftersale
 from domains.payments.errors import RefundExceedsCaptured
 from domains.payments.provider import PaymentProvider, ProviderRejected, Refund
+from domains.payments.statuses import RefundResolution
 from kit.db import DomainDatabase
 from kit.money import Money
 from tests.domains.test_aftersale_records import _captured, _record
@@ -132,3 +134,21 @@ async def test_a_retry_that_fits_what_is_left_passes_the_early_check(
     async with db.begin() as session:
         view = await aftersale.failed_refund(session, refund_id)
         await aftersale.refuse_if_nothing_left(session, view)
+
+
+async def test_a_resolution_note_as_long_as_the_api_takes_is_kept(
+    databases: dict[str, DomainDatabase],
+) -> None:
+    """An operator's note on a failed refund of the most characters the API accepts is stored
+    whole (the column once held half of it: resolving failed with a database error, a 500)."""
+    db = databases["payments"]
+    longest = "n" * NOTE_LIMIT
+    ResolutionIn(note=longest)  # the API takes it
+    _, refund_id = await _failed_refund(db)
+
+    async with db.begin() as session:
+        await aftersale.settle_refund(session, refund_id, RefundResolution.RESOLVED, longest)
+
+    async with db.begin() as session:
+        view = await aftersale.refund(session, refund_id)
+    assert view.refund.resolution_note == longest

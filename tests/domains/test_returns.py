@@ -13,6 +13,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import func, select, text
 
+from api.schemas import NOTE_LIMIT, ResolutionIn
 from domains.inventory import service as inventory
 from domains.inventory.models import InventoryItem
 from domains.orders import returns, service
@@ -219,3 +220,24 @@ async def test_a_restock_happens_once_per_return_and_line(
         assert stock == 7
         assert await inventory.restocked(session, return_id) == {line.order_item_id: 2}
     await _forget(db, "DELETE FROM inventory_restocks WHERE return_id = :id", return_id)
+
+
+async def test_an_operator_note_as_long_as_the_api_takes_is_kept(db: DomainDatabase) -> None:
+    """A rejection's note of the most characters the API accepts is stored whole (the column
+    once held half of it: the rejection failed with a database error)."""
+    longest = "n" * NOTE_LIMIT
+    ResolutionIn(note=longest)  # the API takes it
+    order = await _order(db)
+    item = await _items(db, order[0])
+    asked, _ = await _ask(db, order, {item["SOCKS"]: 1})
+
+    async with db.begin() as session:
+        await returns.move(
+            session, asked.order_return.id, ReturnStatus.REJECTED, "operator", note=longest
+        )
+
+    async with db.begin() as session:
+        kept = await session.scalar(
+            text("SELECT note FROM order_returns WHERE id = :r"), {"r": asked.order_return.id}
+        )
+    assert kept == longest
