@@ -70,11 +70,12 @@ async def shopctl(api: str, *argv: str) -> int:
 
 
 def printed(capsys: pytest.CaptureFixture[str]) -> tuple[Any, str]:
-    """The JSON document shopctl wrote (log lines of the in-process platform may precede it),
-    and what it wrote to stderr."""
+    """The JSON document shopctl wrote (log lines of the in-process platform, which share its
+    stdout here, may come before or after it), and what it wrote to stderr."""
     out, err = capsys.readouterr()
     start = min(i for i in (out.find("{\n"), out.find("[\n")) if i >= 0)
-    return json.loads(out[start:]), err
+    document, _ = json.JSONDecoder().raw_decode(out[start:])
+    return document, err
 
 
 async def test_client_credentials_found_by_discovery(
