@@ -2,8 +2,8 @@
 
 A payload is what Temporal records in a workflow history: changing a field's meaning is a
 workflow change (the replay tests guard it). Money travels as a decimal string plus currency.
-This module imports nothing but pydantic and `kit`, so the workflow (which must not load
-SQLAlchemy or HTTP clients) can import every contract.
+This module imports nothing but pydantic, `kit` and temporalio's exception types, so the
+workflow (which must not load SQLAlchemy or HTTP clients) can import every contract.
 """
 
 from __future__ import annotations
@@ -14,12 +14,24 @@ from decimal import Decimal
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from temporalio.exceptions import ApplicationError
 
 from kit.money import Money
 from kit.text import PlainText
 
 InputT = TypeVar("InputT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
+
+
+def carried_failure(error: BaseException | None) -> ApplicationError | None:
+    """The typed ApplicationError an activity's failure carries (an activity refuses with one
+    whose `type` is a stable code), found along `error`'s causes; None when it carries none."""
+    cause = error
+    while cause is not None:
+        if isinstance(cause, ApplicationError) and cause.type:
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 class Payload(BaseModel):

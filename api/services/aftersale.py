@@ -7,9 +7,9 @@ import uuid
 from typing import Any
 
 from temporalio.client import Client, WorkflowFailureError
-from temporalio.exceptions import ApplicationError
 
 from activities.payments.contract import RetryRefundInput, RetryRefundResult
+from activities.shared import carried_failure
 from api.deps import Platform
 from api.errors import ApiError
 from api.schemas import OpsDisputeList, OpsDisputeOut, OpsRefundList, OpsRefundOut, RefundRetryOut
@@ -103,7 +103,7 @@ async def retried(temporal: Client, retry: RetryRefundInput) -> RetryRefundResul
     try:
         return await retry_refund(temporal, retry)
     except WorkflowFailureError as exc:
-        refusal = _refusal(exc)
+        refusal = carried_failure(exc.cause)
         if refusal is None:
             raise
         details: dict[str, Any] = dict(refusal.details[0]) if refusal.details else {}
@@ -127,16 +127,6 @@ async def retried(temporal: Client, retry: RetryRefundInput) -> RetryRefundResul
                 provider_code=provider_code,
             ) from exc
         raise
-
-
-def _refusal(failure: WorkflowFailureError) -> ApplicationError | None:
-    """The ApplicationError a workflow failed with (its activity's, where an activity failed)."""
-    cause: BaseException | None = failure.cause
-    while cause is not None:
-        if isinstance(cause, ApplicationError):
-            return cause
-        cause = cause.__cause__
-    return None
 
 
 async def resolve(wired: Platform, refund_id: uuid.UUID, note: str) -> OpsRefundOut:

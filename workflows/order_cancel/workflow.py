@@ -17,14 +17,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.coupons import contract as coupons
     from activities.inventory import contract as inventory
     from activities.orders import contract as orders
     from activities.payments import contract as payments
-    from activities.shared import ActivityName, ReleaseInput
+    from activities.shared import ActivityName, ReleaseInput, carried_failure
     from activities.shipping import contract as shipping
     from activities.shipping.contract import WithdrawInput
     from workflows.attention import OperatorAttention, Settled, call_step
@@ -56,12 +56,8 @@ CALLS = frozenset(
 
 def _code(error: BaseException) -> str | None:
     """The stable code an activity failure carries, if any."""
-    cause: BaseException | None = error
-    while cause is not None:
-        if isinstance(cause, ApplicationError) and cause.type:
-            return cause.type
-        cause = cause.__cause__
-    return None
+    carried = carried_failure(error)
+    return carried.type if carried is not None else None
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
