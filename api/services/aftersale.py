@@ -80,11 +80,7 @@ async def retry(wired: Platform, refund_id: uuid.UUID, note: str | None) -> Refu
     the provider refuses it otherwise: nothing moved, the failed refund still waits (resolve
     it), and a repeated request gets the same answer."""
     async with wired.databases["payments"].begin() as session:
-        await aftersale.refuse_if_a_returns(session, refund_id)
-        view = await aftersale.failed_refund(
-            session, refund_id, settled_as=RefundResolution.RETRIED
-        )
-        await aftersale.refuse_if_nothing_left(session, view)
+        await aftersale.retryable_refund(session, refund_id)
     made = await retried(wired.temporal, RetryRefundInput(refund_id=refund_id, note=note))
     async with wired.databases["payments"].begin() as session:
         view = await aftersale.refund(session, refund_id)

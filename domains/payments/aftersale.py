@@ -353,7 +353,25 @@ async def failed_refund(
 ) -> RefundView:
     """A failed refund still waiting for an operator (or already settled as `settled_as`: a
     repeated settlement is the same one), locked; RefundNotFound, RefundNotFailed otherwise."""
+    return _still_failed(await _view(session, refund_id, lock=True), refund_id, settled_as)
+
+
+async def retryable_refund(session: AsyncSession, refund_id: uuid.UUID) -> RefundView:
+    """A failed refund an operator may retry, locked, read once: RefundNotFound,
+    RefundOwnedByReturn for a return's (its return asks again itself), RefundNotFailed for one
+    not waiting (a retried one passes: a repeated retry answers the first), RefundExceedsCaptured
+    when less is left of the capture than it (`refuse_if_nothing_left`)."""
     view = await _view(session, refund_id, lock=True)
+    if view is not None:
+        _refuse_if_a_returns(view)
+    view = _still_failed(view, refund_id, RefundResolution.RETRIED)
+    await refuse_if_nothing_left(session, view)
+    return view
+
+
+def _still_failed(
+    view: RefundView | None, refund_id: uuid.UUID, settled_as: RefundResolution | None
+) -> RefundView:
     if view is None:
         raise RefundNotFound("no such refund", refund_id=str(refund_id))
     row = view.refund
@@ -403,12 +421,16 @@ async def refuse_if_a_returns(session: AsyncSession, refund_id: uuid.UUID) -> No
     """RefundOwnedByReturn when the refund was asked for by a return (as its request records):
     its return settles it."""
     view = await _view(session, refund_id)
-    return_id = view.return_id if view is not None else None
-    if return_id is not None:
+    if view is not None:
+        _refuse_if_a_returns(view)
+
+
+def _refuse_if_a_returns(view: RefundView) -> None:
+    if view.return_id is not None:
         raise RefundOwnedByReturn(
             "this refund is a return's: retry it on its return",
-            refund_id=str(refund_id),
-            return_id=str(return_id),
+            refund_id=str(view.refund.id),
+            return_id=str(view.return_id),
         )
 
 
